@@ -1,0 +1,1 @@
+"""ringgen examples; each module is built into generated/<module>/ by `make generate`."""

@@ -1,0 +1,84 @@
+"""ringgen: persistent GPU ring kernels from typed Python.
+
+Declare messages with ``@rg.message``, handlers with ``@rg.ring_kernel``; ``ringgen build`` emits CUDA,
+OpenCL and Metal source, C layouts, host serializers and runtime glue; ``rg.launch`` runs a kernel on
+the best backend present. The public API is exactly the names in ``__all__``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Public names and the module each lives in; imported on first use so ``import ringgen`` stays cheap
+# and does not pull in PyCUDA or PyOpenCL.
+_EXPORTS: dict[str, str] = {
+    "Array": "ringgen.types",
+    "BackendUnavailableError": "ringgen.errors",
+    "HandlerError": "ringgen.errors",
+    "KernelFaultError": "ringgen.errors",
+    "KernelTimeoutError": "ringgen.errors",
+    "LayoutError": "ringgen.errors",
+    "List": "ringgen.types",
+    "Outbox": "ringgen.kernel",
+    "QueueClosedError": "ringgen.errors",
+    "QueueFullError": "ringgen.errors",
+    "RinggenError": "ringgen.errors",
+    "SchemaError": "ringgen.errors",
+    "Str": "ringgen.types",
+    "WireFormatError": "ringgen.errors",
+    "atomic_add": "ringgen.intrinsics",
+    "atomic_cas": "ringgen.intrinsics",
+    "atomic_max": "ringgen.intrinsics",
+    "atomic_min": "ringgen.intrinsics",
+    "decode": "ringgen.wire",
+    "device": "ringgen.kernel",
+    "encode": "ringgen.wire",
+    "launch": "ringgen.runtime",
+    "layout_of": "ringgen.layout",
+    "message": "ringgen.schema",
+    "now": "ringgen.intrinsics",
+    "ring_kernel": "ringgen.kernel",
+    "spec_of": "ringgen.schema",
+    "state": "ringgen.schema",
+    "thread_id": "ringgen.intrinsics",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ringgen' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__
+
+
+if TYPE_CHECKING:  # editors and type checkers see the real objects
+    from .errors import (
+        BackendUnavailableError,
+        HandlerError,
+        KernelFaultError,
+        KernelTimeoutError,
+        LayoutError,
+        QueueClosedError,
+        QueueFullError,
+        RinggenError,
+        SchemaError,
+        WireFormatError,
+    )
+    from .intrinsics import atomic_add, atomic_cas, atomic_max, atomic_min, now, thread_id
+    from .kernel import Outbox, device, ring_kernel
+    from .layout import layout_of
+    from .runtime import launch
+    from .schema import message, spec_of, state
+    from .types import Array, List, Str
+    from .wire import decode, encode

@@ -1,0 +1,144 @@
+"""Every error ringgen raises on purpose, under one base class.
+
+Each error subclasses the builtin a user would naturally catch (``TypeError`` for a bad declaration,
+``TimeoutError`` for a kernel that does not answer, ...), and each carries enough context to name the
+thing at fault: a file, line and column for source code, a class and field for a schema.
+"""
+
+from __future__ import annotations
+
+import linecache
+from typing import Optional
+
+__all__ = [
+    "RinggenError",
+    "SchemaError",
+    "HandlerError",
+    "LayoutError",
+    "BuildError",
+    "ToolchainError",
+    "BackendUnavailableError",
+    "QueueFullError",
+    "QueueClosedError",
+    "KernelTimeoutError",
+    "KernelFaultError",
+    "WireFormatError",
+    "format_diagnostic",
+]
+
+
+def format_diagnostic(
+    message: str,
+    *,
+    file: Optional[str] = None,
+    line: Optional[int] = None,
+    col: Optional[int] = None,
+    end_col: Optional[int] = None,
+    hint: Optional[str] = None,
+    source_line: Optional[str] = None,
+) -> str:
+    """Render a gcc-style diagnostic: ``file:line:col: error: message``, the line, a caret, a hint.
+
+    ``col`` is 0-based (as Python's ``ast`` reports it) and printed 1-based, as compilers do.
+    """
+    where = ""
+    if file is not None:
+        where = file
+        if line is not None:
+            where += f":{line}"
+            if col is not None:
+                where += f":{col + 1}"
+        where += ": "
+    text = f"{where}error: {message}"
+    if source_line is None and file is not None and line is not None:
+        source_line = linecache.getline(file, line).rstrip("\n")
+    if source_line:
+        text += "\n    " + source_line
+        if col is not None:
+            width = max(1, (end_col - col) if end_col and end_col > col else 1)
+            text += "\n    " + " " * col + "^" + "~" * (width - 1)
+    if hint:
+        text += f"\n    hint: {hint}"
+    return text
+
+
+class RinggenError(Exception):
+    """Raised for every error ringgen diagnoses on purpose; the base of all others here.
+
+    ``file``, ``line`` and ``col`` (0-based) locate the fault in user source when it has one;
+    ``hint`` says what to write instead.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: Optional[str] = None,
+        line: Optional[int] = None,
+        col: Optional[int] = None,
+        end_col: Optional[int] = None,
+        hint: Optional[str] = None,
+        source_line: Optional[str] = None,
+    ) -> None:
+        self.message = message
+        self.file = file
+        self.line = line
+        self.col = col
+        self.end_col = end_col
+        self.hint = hint
+        self.source_line = source_line
+        super().__init__(
+            format_diagnostic(
+                message,
+                file=file,
+                line=line,
+                col=col,
+                end_col=end_col,
+                hint=hint,
+                source_line=source_line,
+            )
+        )
+
+
+class SchemaError(RinggenError, TypeError):
+    """Raised when a message or state class cannot be declared: the message names class and field."""
+
+
+class LayoutError(RinggenError, ValueError):
+    """Raised when a declared message cannot be laid out (too large, empty, ...)."""
+
+
+class HandlerError(RinggenError, TypeError):
+    """Raised when a handler or device function is outside the language; names file, line, column."""
+
+
+class BuildError(RinggenError, ValueError):
+    """Raised when a build as a whole is inconsistent (duplicate names, nothing to build, ...)."""
+
+
+class ToolchainError(RinggenError, RuntimeError):
+    """Raised when a compiler (gcc, nvcc, PoCL, PyCUDA, ...) rejects generated source."""
+
+
+class BackendUnavailableError(RinggenError, RuntimeError):
+    """Raised when the requested backend or device is not present on this machine."""
+
+
+class QueueFullError(RinggenError, BufferError):
+    """Raised by ``send(..., block=False)`` (or after its timeout) when the input queue is full."""
+
+
+class QueueClosedError(RinggenError, RuntimeError):
+    """Raised when a kernel that is terminating or terminated is asked to send or receive."""
+
+
+class KernelTimeoutError(RinggenError, TimeoutError):
+    """Raised when a kernel does not answer (a reply, a launch or a termination) within the timeout."""
+
+
+class KernelFaultError(RinggenError, RuntimeError):
+    """Raised when a kernel reports a fault that prevents it from continuing."""
+
+
+class WireFormatError(RinggenError, ValueError):
+    """Raised when bytes do not decode as a message: names the offset, the field and the reason."""

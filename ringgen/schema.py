@@ -1,0 +1,419 @@
+"""``@rg.message`` and ``@rg.state``: attrs classes that also record a validated schema.
+
+A decorated class stays an ordinary attrs class (init, eq, repr, slots). The decorator records where
+the class and each field were declared; the schema itself (``spec_of``) is resolved on first use, so
+that fields may name classes declared later in the module. Every rejected declaration raises
+``SchemaError`` naming the class and the field, at the field's file, line and column.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import inspect
+import sys
+import textwrap
+import typing
+from typing import Any, Callable, Optional, TypeVar, overload
+
+import attrs
+
+from .errors import SchemaError
+from .naming import check_identifier_shape, reserved_by
+from .types import (
+    ArrayType,
+    FieldType,
+    ListType,
+    MessageType,
+    ScalarType,
+    StrType,
+    _Malformed,
+    bool_,
+    f64,
+    i64,
+)
+
+__all__ = ["FieldSpec", "MessageSpec", "message", "state", "spec_of", "is_message_class"]
+
+T = TypeVar("T")
+
+#: Largest payload a bridged message may need, and the largest direct struct (DESIGN.md §3).
+PAYLOAD_BOUND = 65536
+
+_PLAIN = {int: i64, float: f64, bool: bool_}
+
+
+@attrs.frozen
+class SourcePos:
+    """Where something was declared: file, 1-based line, 0-based column (None when unknown)."""
+
+    file: Optional[str] = None
+    line: Optional[int] = None
+    col: Optional[int] = None
+    end_col: Optional[int] = None
+
+
+@attrs.frozen
+class FieldSpec:
+    """One validated field: its name, resolved type, default (``attrs.NOTHING`` if none), position."""
+
+    name: str
+    type: FieldType
+    default: Any = attrs.field(eq=False)
+    pos: SourcePos = attrs.field(eq=False)
+
+
+@attrs.frozen
+class MessageSpec:
+    """A validated message or state class.
+
+    ``kind`` is ``"message"`` or ``"state"``; ``fields`` are in declaration order.
+    """
+
+    name: str
+    cls: type = attrs.field(eq=False)
+    kind: str
+    fields: tuple[FieldSpec, ...]
+    pos: SourcePos = attrs.field(eq=False)
+
+    @property
+    def is_bridged(self) -> bool:
+        """True when any field (at any depth) is a ``Str`` or a ``List``."""
+        return any(_type_is_bridged(f.type) for f in self.fields)
+
+    def field(self, name: str) -> FieldSpec:
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    def nested(self) -> list["MessageSpec"]:
+        """Every message class used by this one (at any depth), dependencies first, no repeats."""
+        out: list[MessageSpec] = []
+        _collect_nested(self, out)
+        return out[:-1]
+
+
+def _collect_nested(spec: MessageSpec, out: list[MessageSpec]) -> None:
+    for f in spec.fields:
+        for mt in _message_types_in(f.type):
+            _collect_nested(mt.spec, out)
+    if spec not in out:
+        out.append(spec)
+
+
+def _message_types_in(t: FieldType) -> list[MessageType]:
+    if isinstance(t, MessageType):
+        return [t]
+    if isinstance(t, (ArrayType, ListType)):
+        return _message_types_in(t.elem)
+    return []
+
+
+def _type_is_bridged(t: FieldType) -> bool:
+    if isinstance(t, (StrType, ListType)):
+        return True
+    if isinstance(t, ArrayType):
+        return _type_is_bridged(t.elem)
+    if isinstance(t, MessageType):
+        return t.spec.is_bridged
+    return False
+
+
+@attrs.frozen
+class _Declaration:
+    kind: str
+    pos: SourcePos
+    field_pos: dict = attrs.field(eq=False)
+    namespace: dict = attrs.field(eq=False)
+
+
+_SPECS: dict[type, MessageSpec] = {}
+_RESOLVING: list[type] = []
+
+
+def is_message_class(obj: Any) -> bool:
+    """True for a class decorated with ``@rg.message`` or ``@rg.state``."""
+    return isinstance(obj, type) and "__ringgen_decl__" in obj.__dict__
+
+
+def spec_of(cls: type) -> MessageSpec:
+    """The validated schema of a ``@rg.message``/``@rg.state`` class (resolved once, then cached).
+
+    Raises:
+        SchemaError: the class is not decorated, or a field cannot be resolved or is not allowed.
+    """
+    if cls in _SPECS:
+        return _SPECS[cls]
+    if not is_message_class(cls):
+        raise SchemaError(
+            f"{getattr(cls, '__qualname__', cls)!s} is not a ringgen message",
+            hint="decorate the class with @rg.message (or @rg.state for kernel state)",
+        )
+    if cls in _RESOLVING:
+        chain = " -> ".join(c.__name__ for c in _RESOLVING[_RESOLVING.index(cls) :] + [cls])
+        decl = cls.__ringgen_decl__
+        raise SchemaError(
+            f"message {cls.__name__} contains itself ({chain}); a fixed-size layout cannot hold it",
+            file=decl.pos.file,
+            line=decl.pos.line,
+            col=decl.pos.col,
+            hint="hold the child by an id field (e.g. parent_id: i64) instead of nesting it",
+        )
+    _RESOLVING.append(cls)
+    try:
+        spec = _resolve(cls)
+    finally:
+        _RESOLVING.pop()
+    _SPECS[cls] = spec
+    return spec
+
+
+def _field_error(cls: type, field: str, pos: SourcePos, message: str, hint: str | None = None):
+    return SchemaError(
+        f"{cls.__name__}.{field}: {message}",
+        file=pos.file,
+        line=pos.line,
+        col=pos.col,
+        end_col=pos.end_col,
+        hint=hint,
+    )
+
+
+def _resolve(cls: type) -> MessageSpec:
+    decl: _Declaration = cls.__ringgen_decl__
+    raw = dict(cls.__dict__.get("__annotations__", {}))
+    fields = []
+    for a in attrs.fields(cls):
+        pos = decl.field_pos.get(a.name, decl.pos)
+        ann = raw.get(a.name, a.type)
+        ftype = _resolve_annotation(cls, a.name, pos, ann, decl)
+        if decl.kind == "state" and _type_is_bridged(ftype):
+            raise _field_error(
+                cls,
+                a.name,
+                pos,
+                "kernel state must be fixed-size; Str and List are only allowed in messages",
+                hint="use Array[T, N] with a length field",
+            )
+        fields.append(FieldSpec(a.name, ftype, a.default, pos))
+    return MessageSpec(cls.__name__, cls, decl.kind, tuple(fields), decl.pos)
+
+
+def _resolve_annotation(cls, fname, pos, ann, decl) -> FieldType:
+    if isinstance(ann, str):
+        ns = dict(decl.namespace)
+        ns.setdefault(cls.__name__, cls)
+        try:
+            ann = eval(ann, ns)  # noqa: S307 - annotations are the user's own source
+        except NameError as exc:
+            raise _field_error(
+                cls,
+                fname,
+                pos,
+                f"unknown type in annotation: {exc}",
+                hint="import the type, e.g. `from ringgen.types import f32, Array`",
+            ) from None
+        except Exception as exc:  # a malformed annotation expression
+            raise _field_error(cls, fname, pos, f"cannot evaluate annotation: {exc}") from None
+    return _to_field_type(cls, fname, pos, ann, top=True)
+
+
+def _to_field_type(cls, fname, pos, ann, *, top: bool, in_array: bool = False) -> FieldType:
+    err = lambda msg, hint=None: _field_error(cls, fname, pos, msg, hint)  # noqa: E731
+    if isinstance(ann, ScalarType):
+        return ann
+    if ann in _PLAIN:
+        return _PLAIN[ann]
+    if isinstance(ann, _Malformed):
+        raise err(f"malformed {ann.alias}[...] annotation", ann.hint)
+    if isinstance(ann, ArrayType):
+        n = ann.length
+        if not isinstance(n, int) or isinstance(n, bool):
+            raise err(f"Array length must be an integer literal, got {n!r}", "e.g. Array[f32, 4]")
+        if n <= 0:
+            raise err(f"Array length must be positive, got {n}", "e.g. Array[f32, 4]")
+        elem = _to_field_type(cls, fname, pos, ann.elem, top=False, in_array=True)
+        if _type_is_bridged(elem):
+            raise err(
+                "Array elements must be fixed-size; a Str or List inside an Array is not allowed",
+                "use List[T, N] for a bounded collection of variable-size items",
+            )
+        return ArrayType(elem, n)
+    if isinstance(ann, StrType):
+        n = ann.max_bytes
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise err(f"Str bound must be a positive integer number of bytes, got {n!r}", "e.g. Str[64]")
+        if n > PAYLOAD_BOUND:
+            raise err(f"Str[{n}] exceeds the {PAYLOAD_BOUND}-byte payload bound")
+        return ann
+    if isinstance(ann, ListType):
+        n = ann.max_len
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise err(f"List bound must be a positive integer, got {n!r}", "e.g. List[f32, 16]")
+        elem = _to_field_type(cls, fname, pos, ann.elem, top=False)
+        if isinstance(elem, (ListType, StrType)):
+            raise err(
+                "List elements must be scalars, Arrays or messages, not Str or List",
+                "wrap the inner value in a @rg.message class",
+            )
+        return ListType(elem, n)
+    if is_message_class(ann):
+        if ann.__ringgen_decl__.kind == "state":
+            raise err(f"{ann.__name__} is a @rg.state class; only messages can be nested")
+        spec_of(ann)  # resolve now: catches recursion and errors inside the nested class
+        return MessageType(ann, ann.__name__)
+    if ann is cls:
+        raise SchemaError(
+            f"message {cls.__name__} contains itself (field {fname}); a fixed-size layout cannot hold it",
+            file=pos.file,
+            line=pos.line,
+            col=pos.col,
+            hint="hold the child by an id field (e.g. parent_id: i64) instead of nesting it",
+        )
+    return _reject(err, ann)
+
+
+def _reject(err, ann):
+    origin = typing.get_origin(ann)
+    if ann is str:
+        raise err("unbounded str is not supported", "use Str[N] with a bound N in UTF-8 bytes")
+    if ann is bytes or ann is bytearray:
+        raise err("bytes is not supported", "use Array[u8, N] (fixed) or List[u8, N] (bounded)")
+    if ann in (list, tuple, set, frozenset) or origin in (list, tuple, set, frozenset):
+        name = getattr(origin or ann, "__name__", str(ann))
+        raise err(f"{name} is not supported: GPU messages need a bound", "use Array[T, N] or List[T, N]")
+    if ann is dict or origin is dict:
+        raise err("dict is not supported in messages", "use two List[T, N] fields, or a List of a message")
+    if origin is typing.Union or type(ann).__name__ == "UnionType":
+        raise err("Optional and Union are not supported", "use a separate has_x: bool_ field")
+    if ann is complex:
+        raise err("complex is not supported", "use two f32 or f64 fields")
+    if ann is typing.Any or ann is object:
+        raise err("a field needs a concrete type", "use one of i8..u64, f32, f64, bool_, Array, Str, List")
+    if isinstance(ann, type) and attrs.has(ann):
+        raise err(
+            f"{ann.__name__} is an attrs class but not a ringgen message",
+            f"decorate {ann.__name__} with @rg.message",
+        )
+    if isinstance(ann, type):
+        raise err(f"unsupported field type {ann.__qualname__}",
+                  "use one of i8..u64, f32, f64, bool_, Array, Str, List or a @rg.message class")
+    raise err(f"unsupported field type {ann!r}",
+              "use one of i8..u64, f32, f64, bool_, Array, Str, List or a @rg.message class")
+
+
+def _positions(cls: type) -> tuple[SourcePos, dict[str, SourcePos]]:
+    """Find where ``cls`` and each of its annotated fields are written in its source file."""
+    try:
+        file = inspect.getsourcefile(cls) or inspect.getfile(cls)
+        lines, start = inspect.getsourcelines(cls)
+    except (OSError, TypeError):
+        return SourcePos(), {}
+    src = textwrap.dedent("".join(lines))
+    indent = len(lines[0]) - len(lines[0].lstrip())
+    try:
+        tree = ast.parse(src)
+    except SyntaxError:
+        return SourcePos(file, start), {}
+    node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
+    if node is None:
+        return SourcePos(file, start), {}
+    cls_line = start + node.lineno - 1
+    cls_pos = SourcePos(file, cls_line, node.col_offset + indent + len("class "),
+                        node.col_offset + indent + len("class ") + len(node.name))
+    fields = {}
+    for stmt in node.body:
+        if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
+            fields[stmt.target.id] = SourcePos(
+                file,
+                start + stmt.lineno - 1,
+                stmt.target.col_offset + indent,
+                stmt.target.end_col_offset + indent,
+            )
+    return cls_pos, fields
+
+
+def _declare(cls: type, kind: str) -> type:
+    if not isinstance(cls, type):
+        raise SchemaError(f"@rg.{kind} decorates a class, not {type(cls).__name__}")
+    pos, field_pos = _positions(cls)
+    name_problem = check_identifier_shape(cls.__name__)
+    if name_problem:
+        raise SchemaError(f"class {cls.__name__}: {name_problem}", file=pos.file, line=pos.line,
+                          col=pos.col, end_col=pos.end_col)
+    langs = reserved_by(cls.__name__)
+    if langs:
+        raise SchemaError(
+            f"class {cls.__name__}: the name is a reserved word in {', '.join(langs)}",
+            file=pos.file, line=pos.line, col=pos.col, end_col=pos.end_col,
+            hint=f"rename the class, e.g. {cls.__name__.capitalize()}Msg",
+        )
+    anns = cls.__dict__.get("__annotations__", {})
+    if not anns:
+        raise SchemaError(
+            f"{kind} {cls.__name__} has no fields; C has no empty structs",
+            file=pos.file, line=pos.line, col=pos.col, end_col=pos.end_col,
+            hint="declare at least one annotated field, e.g. `id: i64`",
+        )
+    for fname in anns:
+        fpos = field_pos.get(fname, pos)
+        problem = check_identifier_shape(fname)
+        if problem:
+            raise _field_error(cls, fname, fpos, problem)
+        langs = reserved_by(fname)
+        if langs:
+            raise _field_error(
+                cls, fname, fpos,
+                f"'{fname}' is a reserved word in {', '.join(langs)}",
+                hint=f"rename the field, e.g. {fname}_",
+            )
+    for base in cls.__mro__[1:-1]:
+        if is_message_class(base):
+            raise SchemaError(
+                f"{kind} {cls.__name__} inherits from message {base.__name__}; inheritance is not supported",
+                file=pos.file, line=pos.line, col=pos.col, hint="nest the other message as a field",
+            )
+    module = sys.modules.get(cls.__module__)
+    namespace = dict(vars(builtins))
+    namespace.update(vars(module) if module is not None else {})
+    try:
+        new = attrs.define(cls, slots=True, eq=True, order=False, weakref_slot=False)
+    except (ValueError, TypeError) as exc:
+        raise SchemaError(f"{kind} {cls.__name__}: {exc}", file=pos.file, line=pos.line, col=pos.col,
+                          hint="fields with defaults must come after fields without") from None
+    new.__ringgen_decl__ = _Declaration(kind, pos, field_pos, namespace)
+    return new
+
+
+@overload
+def message(cls: type[T]) -> type[T]: ...
+@overload
+def message(cls: None = None) -> Callable[[type[T]], type[T]]: ...
+
+
+@typing.dataclass_transform(field_specifiers=(attrs.field,))
+def message(cls=None):
+    """Declare a message class: an attrs class whose fields have ringgen types.
+
+    A message with only fixed-size fields is *direct* (its queue slot is its C struct); one with a
+    ``Str`` or ``List`` field is *bridged* (it travels serialized). The schema is validated on first use
+    (``spec_of``) and the decorator itself checks names at once.
+
+    Raises:
+        SchemaError: a name is reserved or malformed, the class has no fields, or attrs refuses it.
+    """
+    if cls is None:
+        return lambda c: _declare(c, "message")
+    return _declare(cls, "message")
+
+
+@typing.dataclass_transform(field_specifiers=(attrs.field,))
+def state(cls=None):
+    """Declare a kernel state class: fixed-size fields, held in device memory for a kernel's lifetime.
+
+    Field defaults are the initial state. Raises ``SchemaError`` as ``message`` does.
+    """
+    if cls is None:
+        return lambda c: _declare(c, "state")
+    return _declare(cls, "state")
