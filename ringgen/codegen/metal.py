@@ -1,0 +1,249 @@
+"""The ``metal`` target: ``<name>.metal``, the shared handler body in an event-driven Metal skeleton.
+
+Metal promises no forward progress to a kernel that spins, so there is no resident loop: each ring
+kernel becomes three compute functions (begin, process, commit) that the host dispatches whenever
+messages are queued, with the queues, control block and state in device buffers (docs/metal.md).
+The header is included textually and the queue protocol is ``templates/common/ring.h.j2`` with the
+Metal prelude's accessors; bridged messages are decoded and encoded with the shared device codec
+(``bridged_c``). Kernels Metal cannot express (f64 arithmetic, 64-bit atomics it cannot provide) are
+left out with a comment in the file and a logged reason; ``skipped_kernels`` tells the manifest
+which and why.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Optional
+
+import numpy as np
+
+from .. import protocol
+from ..dsl import compile_program, ir
+from ..dsl.reference import OUTBOX_LIMIT as REFERENCE_OUTBOX_LIMIT
+from ..errors import HandlerError
+from ..layout import layout_of
+from .bridged_c import emit_device_codec
+from .dialect_metal import METAL_DIALECT, check_function
+from .env import render
+from .body import debug_requested, emit_program
+from .header import render_header
+
+if TYPE_CHECKING:
+    from ..build import BuildUnit
+
+__all__ = [
+    "DISPATCH_DTYPE",
+    "OUTBOX_LIMIT",
+    "emit",
+    "kernel_context",
+    "max_emits",
+    "metal_name",
+    "render_metal",
+    "skipped_kernels",
+]
+
+log = logging.getLogger("ringgen")
+
+#: The host's view of ``rg_metal_dispatch`` (buffer 6), one per ring kernel: the host writes ``now``,
+#: ``ticks`` and ``grid`` before each batch; the begin kernel writes the rest.
+_DISPATCH_FIELDS = (  # name, numpy format, offset: the C struct in templates/metal/kernel.metal.j2
+    ("now", "<u8", 0),
+    ("ticks", "<u8", 8),
+    ("grid", "<u4", 16),
+    ("count", "<u4", 20),
+    ("in_head", "<u8", 24),
+    ("out_tail", "<u8", 32),
+    ("stalled", "<u4", 40),
+    ("out_reserved", "<u4", 44),
+    ("processed", "<u4", 48),
+    ("rejected", ("<u4", (protocol.N_REASONS,)), 52),
+)
+DISPATCH_DTYPE = np.dtype(
+    {
+        "names": [f[0] for f in _DISPATCH_FIELDS],
+        "formats": [f[1] for f in _DISPATCH_FIELDS],
+        "offsets": [f[2] for f in _DISPATCH_FIELDS],
+        "itemsize": 120,
+    }
+)
+
+#: Most messages an Outbox handler may emit for one input: the language's limit, the same on every
+#: backend (``ringgen.dsl.reference.OUTBOX_LIMIT``); one more emit is the handler's FAULT_OUTBOX.
+OUTBOX_LIMIT = REFERENCE_OUTBOX_LIMIT
+
+
+def metal_name(unit: "BuildUnit") -> str:
+    """The emitted file's name: ``<name>.metal``."""
+    return f"{unit.name}.metal"
+
+
+def max_emits(stmts) -> Optional[int]:
+    """The most messages a handler body can emit, or None when an emit sits in a loop."""
+    total = 0
+    for s in stmts:
+        if isinstance(s, ir.Emit):
+            total += 1
+        elif isinstance(s, ir.If):
+            a, b = max_emits(s.then), max_emits(s.orelse)
+            if a is None or b is None:
+                return None
+            total += max(a, b)
+        elif isinstance(s, (ir.ForRange, ir.ForEach, ir.While)):
+            if max_emits(s.body) != 0:
+                return None
+    return total
+
+
+def kernel_context(k, handler=None) -> dict:
+    """What the Metal templates need to know about one ring kernel (``KernelSpec`` ``k``)."""
+    in_lay = layout_of(k.input)
+    out_lay = layout_of(k.output) if k.output is not None else None
+    out_type = k.output.__name__ if k.output is not None else None
+    returns = out_type is not None and not k.uses_outbox
+    if k.uses_outbox:
+        bound = max_emits(handler.body) if handler is not None else None
+        # a handler whose emits are not in a loop needs no more slots than its static bound
+        per_message = min(max(1, bound), OUTBOX_LIMIT) if bound is not None else OUTBOX_LIMIT
+        out_doc = f"Outbox[{out_type}]"
+        outbox_doc = (
+            f"at most {per_message} per message, the handler's static bound"
+            if bound is not None
+            else f"at most {per_message} per message: the handler emits in a loop"
+        )
+    elif returns:
+        per_message = 1
+        out_doc = f"Optional[{out_type}]" if k.may_skip else out_type
+        outbox_doc = "none: the handler returns its output"
+    else:
+        per_message, out_doc, outbox_doc = 0, "no output", "none: the kernel has no output"
+    return {
+        "name": k.name,
+        "in_type": in_lay.name,
+        "out_type": out_type or "void",
+        "in_bridged": in_lay.is_bridged,
+        "out_bridged": out_lay is not None and out_lay.is_bridged,
+        # a bridged message's slot is bytes (header + payload); a direct one's is its struct
+        "in_slot_type": "rg_u8" if in_lay.is_bridged else in_lay.name,
+        "out_slot_type": out_type if out_lay is not None and not out_lay.is_bridged else "rg_u8",
+        "state_type": k.state.__name__ if k.state is not None else "void",
+        "returns": returns,
+        "outbox": k.uses_outbox,
+        "outputs_per_message": per_message,
+        "out_doc": out_doc,
+        "outbox_doc": outbox_doc,
+        "capacity": k.capacity,
+        "mask": k.capacity - 1,
+        "ordered": k.ordered,
+    }
+
+
+def _compile_program(unit: "BuildUnit") -> ir.Program:
+    return compile_program(unit.kernels, unit.device_functions, unit.source_file)
+
+
+def _reachable(handler, by_name: dict) -> list:
+    out, todo, seen = [handler], list(handler.calls), set()
+    while todo:
+        name = todo.pop()
+        if name in seen or name not in by_name:
+            continue
+        seen.add(name)
+        out.append(by_name[name])
+        todo.extend(by_name[name].calls)
+    return out
+
+
+def skipped_kernels(unit: "BuildUnit", program=None) -> dict[str, str]:
+    """Kernels of ``unit`` the Metal target leaves out, each with the reason (for the manifest).
+
+    ``program`` is the compiled IR (``ringgen.dsl``) when the caller has it already.
+    """
+    program = program if program is not None else _compile_program(unit)
+    by_name = {f.name: f for f in program.device_functions}
+    handlers = {h.name: h for h in program.handlers}
+    skipped = {}
+    for k in unit.kernels:
+        try:
+            for func in _reachable(handlers[k.name], by_name):
+                check_function(func, k.name)
+        except HandlerError as exc:
+            # file name and line, not the full path: the reason goes into deterministic output
+            where = f"{os.path.basename(exc.file)}:{exc.line}: " if exc.file and exc.line else ""
+            skipped[k.name] = where + exc.message
+    return skipped
+
+
+def render_metal(
+    unit: "BuildUnit",
+    *,
+    header_text: str,
+    body_text: str,
+    kernels,
+    skipped: dict,
+    handlers: Optional[dict] = None,
+) -> str:
+    """Render ``<name>.metal`` from its parts (pure: the emitter and the tests both call it).
+
+    Args:
+        unit: the build unit (name, module, fingerprint).
+        header_text: the ``<name>_types.h`` text, included textually.
+        body_text: ``emit_body`` of the kernels to emit, as for every target.
+        kernels: the ``KernelSpec`` of each kernel to emit, in declaration order.
+        skipped: kernel name -> why Metal leaves it out (written into the file's opening comment).
+        handlers: kernel name -> compiled handler (``ir.Function``), for the Outbox bounds.
+    """
+    handlers = handlers or {}
+    return render(
+        "metal/kernel.metal.j2",
+        name=unit.name,
+        module=unit.module,
+        version=unit.ringgen_version,
+        fingerprint=unit.fingerprint,
+        skipped=[{"name": n, "reason": r} for n, r in skipped.items()],
+        header_text=header_text.rstrip("\n"),
+        prelude_text=METAL_DIALECT.render_prelude().rstrip("\n"),
+        thread_id=METAL_DIALECT.thread_id_expr(),
+        now=METAL_DIALECT.now_expr(),
+        ring_text=render("common/ring.h.j2", **protocol.render_context()).rstrip("\n"),
+        codec_text=emit_device_codec(unit).rstrip("\n") if unit.bridged_messages else "",
+        body_text=body_text.rstrip("\n"),
+        dispatch_size=DISPATCH_DTYPE.itemsize,
+        dispatch_rejected_offset=DISPATCH_DTYPE.fields["rejected"][1],
+        dispatch_grid_offset=DISPATCH_DTYPE.fields["grid"][1],
+        kernels=[kernel_context(k, handlers.get(k.name)) for k in kernels],
+    )
+
+
+def emit(unit: "BuildUnit") -> dict[str, str]:
+    """Emitter for the ``metal`` target: ``{"<name>.metal": text}``.
+
+    Raises:
+        HandlerError: a handler is outside the language (for every target, not only Metal).
+    """
+    program = _compile_program(unit)
+    skipped = skipped_kernels(unit, program)
+    for name, reason in skipped.items():
+        log.info("metal: kernel %s not emitted: %s", name, reason)
+    kept = tuple(k for k in unit.kernels if k.name not in skipped)
+    # Only the kept handlers and the device functions they reach: an f64 helper that only a skipped
+    # kernel calls would not compile (Metal has no f64 math).
+    by_name = {f.name: f for f in program.device_functions}
+    handlers = [h for h in program.handlers if h.name not in skipped]
+    reached = {f.name for h in handlers for f in _reachable(h, by_name)}
+    subset = ir.Program(
+        tuple(f for f in program.device_functions if f.name in reached),
+        tuple(handlers),
+        program.source_file,
+    )
+    body = emit_program(subset, debug=debug_requested()) if kept else ""
+    return {
+        metal_name(unit): render_metal(
+            unit,
+            header_text=render_header(unit),
+            body_text=body,
+            kernels=kept,
+            skipped=skipped,
+            handlers={h.name: h for h in handlers},
+        )
+    }
