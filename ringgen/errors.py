@@ -23,6 +23,7 @@ __all__ = [
     "KernelTimeoutError",
     "KernelFaultError",
     "WireFormatError",
+    "EncodeError",
     "format_diagnostic",
 ]
 
@@ -142,3 +143,7 @@ class KernelFaultError(RinggenError, RuntimeError):
 
 class WireFormatError(RinggenError, ValueError):
     """Raised when bytes do not decode as a message: names the offset, the field and the reason."""
+
+
+class EncodeError(RinggenError, ValueError):
+    """Raised when a message cannot be encoded: names the class, the field and the bound it exceeds."""

@@ -203,6 +203,9 @@ def _resolve(cls: type) -> MessageSpec:
 def _resolve_annotation(cls, fname, pos, ann, decl) -> FieldType:
     if isinstance(ann, str):
         ns = dict(decl.namespace)
+        module = sys.modules.get(cls.__module__)
+        if module is not None:  # classes declared after this one (forward references)
+            ns.update(vars(module))
         ns.setdefault(cls.__name__, cls)
         try:
             ann = eval(ann, ns)  # noqa: S307 - annotations are the user's own source
@@ -258,6 +261,12 @@ def _to_field_type(cls, fname, pos, ann, *, top: bool, in_array: bool = False) -
                 "wrap the inner value in a @rg.message class",
             )
         return ListType(elem, n)
+    if isinstance(ann, type) and ann in _RESOLVING:  # name the field that closes the cycle
+        chain = " -> ".join(c.__name__ for c in _RESOLVING[_RESOLVING.index(ann) :] + [ann])
+        raise err(
+            f"message {ann.__name__} contains itself ({chain}); a fixed-size layout cannot hold it",
+            "hold the child by an id field (e.g. parent_id: i64) instead of nesting it",
+        )
     if is_message_class(ann):
         if ann.__ringgen_decl__.kind == "state":
             raise err(f"{ann.__name__} is a @rg.state class; only messages can be nested")

@@ -1,0 +1,268 @@
+"""What one build contains: ``collect(path_or_module) -> BuildUnit``.
+
+``collect`` imports the user's module (a file path or a dotted module name), gathers every message and
+state class, ring kernel and device function declared in it, adds the message classes those reach
+(kernel inputs, outputs, state, outbox, nested fields), lays each out once, rejects two different
+classes that share a name, and fingerprints the sources. Emitters receive the result and nothing else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import inspect
+import os
+import sys
+import traceback
+from pathlib import Path
+from types import ModuleType
+from typing import Iterable, Optional, Union
+
+import attrs
+
+from . import __version__
+from .errors import BuildError, RinggenError
+from .kernel import DeviceFunction, KernelSpec, RingKernel
+from .layout import MessageLayout, layout_of
+from .schema import is_message_class, spec_of
+
+__all__ = ["BuildUnit", "collect", "import_target"]
+
+
+@attrs.frozen
+class BuildUnit:
+    """Everything one generated package is made from (docs/architecture.md, "BuildUnit").
+
+    ``messages`` holds every message and state layout the build uses, dependencies first;
+    ``kernels`` and ``device_functions`` are in declaration order; ``source_file`` is relative to the
+    folder the module is imported from (``examples/vector_add.py``), so output does not depend on
+    where the repository is checked out.
+    """
+
+    name: str
+    module: str
+    source_file: str
+    messages: tuple[MessageLayout, ...]
+    kernels: tuple[KernelSpec, ...]
+    device_functions: tuple[DeviceFunction, ...]
+    fingerprint: str
+
+    @property
+    def ringgen_version(self) -> str:
+        return __version__
+
+    @property
+    def direct_messages(self) -> tuple[MessageLayout, ...]:
+        return tuple(m for m in self.messages if not m.is_bridged)
+
+    @property
+    def bridged_messages(self) -> tuple[MessageLayout, ...]:
+        return tuple(m for m in self.messages if m.is_bridged)
+
+    def layout(self, name_or_cls: Union[str, type]) -> MessageLayout:
+        """The layout of one message of this build, by class name or class.
+
+        Raises:
+            KeyError: the build has no such message.
+        """
+        name = name_or_cls if isinstance(name_or_cls, str) else name_or_cls.__name__
+        for m in self.messages:
+            if m.name == name:
+                return m
+        raise KeyError(name)
+
+
+def _looks_like_path(target: str) -> bool:
+    return target.endswith(".py") or os.sep in target or "/" in target or os.path.exists(target)
+
+
+def _dotted_name_for(path: Path) -> tuple[str, Path]:
+    """``examples/vector_add.py`` -> ("examples.vector_add", folder above ``examples``)."""
+    parts = [] if path.name == "__init__.py" else [path.stem]
+    root = path.parent
+    while (root / "__init__.py").is_file():
+        parts.insert(0, root.name)
+        root = root.parent
+    return ".".join(parts), root
+
+
+def _import_error(exc: Exception, what: str, file: Optional[str]) -> BuildError:
+    if isinstance(exc, SyntaxError):
+        return BuildError(
+            f"{what} has a syntax error: {exc.msg}",
+            file=exc.filename or file,
+            line=exc.lineno,
+            col=(exc.offset - 1) if exc.offset else None,
+        )
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if file and f.filename == file]
+    where = frames[-1] if frames else None
+    return BuildError(
+        f"importing {what} failed: {type(exc).__name__}: {exc}",
+        file=where.filename if where else file,
+        line=where.lineno if where else None,
+        hint="the module must import cleanly on its own: python -c 'import <module>'",
+    )
+
+
+def import_target(target: Union[str, os.PathLike, ModuleType]) -> ModuleType:
+    """Import a build target given as a module, a ``.py`` path, or a dotted module name.
+
+    A file inside a package (a folder with ``__init__.py``) is imported by its dotted name, with the
+    package's parent folder put on ``sys.path``, so ``examples/vector_add.py`` is
+    ``examples.vector_add`` and its relative imports work.
+
+    Raises:
+        BuildError: the file does not exist, is not Python, clashes with a module already imported
+            from elsewhere, or fails to import (with the file and line where it failed).
+        RinggenError: a declaration in the module is rejected (raised as the declaration raised it).
+    """
+    if isinstance(target, ModuleType):
+        return target
+    text = os.fspath(target)
+    if not _looks_like_path(text):
+        try:
+            return importlib.import_module(text)
+        except RinggenError:
+            raise
+        except ModuleNotFoundError as exc:
+            if exc.name and text.startswith(exc.name):
+                raise BuildError(
+                    f"no module named {text!r}",
+                    hint="pass a path to a .py file, or a dotted name importable from here",
+                ) from None
+            raise _import_error(exc, f"module {text}", None) from None
+        except Exception as exc:
+            raise _import_error(exc, f"module {text}", None) from None
+    path = Path(text).resolve()
+    if not path.is_file():
+        raise BuildError(f"{text}: no such file")
+    if path.suffix != ".py":
+        raise BuildError(
+            f"{text}: not a Python file", hint="pass a .py file or a dotted module name"
+        )
+    dotted, root = _dotted_name_for(path)
+    existing = sys.modules.get(dotted)
+    if existing is not None:
+        existing_file = getattr(existing, "__file__", None)
+        if existing_file and Path(existing_file).resolve() == path:
+            return existing
+        raise BuildError(
+            f"{text}: module name {dotted!r} is already taken by {existing_file or 'a built-in'}",
+            hint="rename the file, or build the other one in a separate process",
+        )
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    importlib.invalidate_caches()
+    try:
+        return importlib.import_module(dotted)
+    except RinggenError:
+        raise
+    except Exception as exc:
+        raise _import_error(exc, str(text), str(path)) from None
+
+
+def _relative_source(module: ModuleType) -> str:
+    file = Path(getattr(module, "__file__", None) or f"{module.__name__}.py")
+    parts = module.__name__.split(".")
+    if file.name == "__init__.py":
+        return "/".join(parts + ["__init__.py"])
+    return "/".join(parts[:-1] + [file.name])
+
+
+def _where(cls: type) -> str:
+    decl = getattr(cls, "__ringgen_decl__", None)
+    pos = decl.pos if decl is not None else None
+    if pos is not None and pos.file:
+        return f"{pos.file}:{pos.line}" if pos.line else pos.file
+    return f"module {cls.__module__}"
+
+
+def _ordered_classes(roots: Iterable[type]) -> list[type]:
+    """Every class reachable from ``roots``, dependencies first; two classes, one name: BuildError."""
+    out: list[type] = []
+    by_name: dict[str, type] = {}
+    for root in roots:
+        spec = spec_of(root)
+        for dep in [s.cls for s in spec.nested()] + [root]:
+            if any(dep is c for c in out):
+                continue
+            other = by_name.get(dep.__name__)
+            if other is not None:
+                raise BuildError(
+                    f"duplicate message name {dep.__name__!r}: {other.__module__}.{other.__qualname__} "
+                    f"({_where(other)}) and {dep.__module__}.{dep.__qualname__} ({_where(dep)})",
+                    hint="message names are C struct names and must be unique in a build; rename one",
+                )
+            by_name[dep.__name__] = dep
+            out.append(dep)
+    return out
+
+
+def _fingerprint(modules: Iterable[ModuleType]) -> str:
+    h = hashlib.sha256(f"ringgen {__version__}\n".encode())
+    for mod in sorted(set(modules), key=lambda m: m.__name__):
+        try:
+            text = inspect.getsource(mod)
+        except (OSError, TypeError):
+            text = ""
+        h.update(f"module {mod.__name__}\n".encode())
+        h.update(hashlib.sha256(text.encode()).hexdigest().encode())
+    return h.hexdigest()
+
+
+def collect(
+    target: Union[str, os.PathLike, ModuleType], *, name: Optional[str] = None
+) -> BuildUnit:
+    """Import ``target`` and gather what one build contains.
+
+    Args:
+        target: a ``.py`` path, a dotted module name, or an imported module.
+        name: the package name under the output folder (default: the module's last name component).
+
+    Raises:
+        BuildError: the target cannot be imported, declares nothing, or two classes share a name,
+            or two kernels share a name.
+        SchemaError, LayoutError: a message is rejected (naming class and field).
+    """
+    module = import_target(target)
+    mod_name = module.__name__
+    own: list = []
+    for obj in vars(module).values():  # definition order; an alias counts once
+        if getattr(obj, "__module__", None) == mod_name and all(obj is not o for o in own):
+            own.append(obj)
+    kernels: list[KernelSpec] = []
+    for obj in own:
+        if isinstance(obj, RingKernel) and all(obj.spec is not k for k in kernels):
+            other = next((k for k in kernels if k.name == obj.spec.name), None)
+            if other is not None:
+                raise BuildError(
+                    f"duplicate kernel name {other.name!r} in {mod_name}",
+                    file=obj.spec.pos.file,
+                    line=obj.spec.pos.line,
+                    col=obj.spec.pos.col,
+                    hint="pass name=... to @rg.ring_kernel",
+                )
+            kernels.append(obj.spec)
+    device_functions = tuple(obj for obj in own if isinstance(obj, DeviceFunction))
+    roots = [obj for obj in own if is_message_class(obj)]
+    for k in kernels:
+        roots.extend(c for c in (k.input, k.output, k.state, k.outbox) if c is not None)
+    if not roots and not kernels:
+        raise BuildError(
+            f"{mod_name} declares no @rg.message, @rg.state or @rg.ring_kernel",
+            file=getattr(module, "__file__", None),
+            hint="decorate message classes with @rg.message and handlers with @rg.ring_kernel",
+        )
+    classes = _ordered_classes(roots)
+    layouts = tuple(layout_of(cls) for cls in classes)
+    sources = [module] + [sys.modules[c.__module__] for c in classes if c.__module__ in sys.modules]
+    sources += [sys.modules[k.module] for k in kernels if k.module in sys.modules]
+    return BuildUnit(
+        name=name or mod_name.rpartition(".")[2],
+        module=mod_name,
+        source_file=_relative_source(module),
+        messages=layouts,
+        kernels=tuple(kernels),
+        device_functions=device_functions,
+        fingerprint=_fingerprint(sources),
+    )

@@ -1,0 +1,308 @@
+"""Compile every emitted source of a generated package with the toolchains on this machine.
+
+Each file is checked by every toolchain that applies to it and the result is one ``CheckResult`` per
+(file, toolchain): ``ok``, ``failed`` (with the compiler's first lines of output) or ``skipped`` (with
+the reason, such as "nvcc not found"). Nothing here prints; ``ringgen check`` renders the results.
+
+| file | toolchains |
+|---|---|
+| ``<name>_types.h`` | gcc ``-std=c99 -pedantic -Wall -Werror``, g++ ``-std=c++17 -pedantic -Wall -Werror``, nvcc ``-arch=sm_90``, OpenCL (PyOpenCL, first platform) |
+| ``.c`` | gcc ``-std=c99 -D_POSIX_C_SOURCE=199309L -Wall -Wextra -Werror`` (POSIX for its clock) |
+| ``.cu`` | nvcc ``-arch=sm_90`` |
+| ``.cl`` | OpenCL (PyOpenCL; ``-cl-std=CL3.0`` on an OpenCL 3 device) |
+| ``.metal`` | ``ringgen.metal_shim.check_metal(path)``, when that module is present |
+| ``.py`` | Python's compiler |
+| ``manifest.json`` | ``schemas/manifest.schema.json`` |
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional
+
+import attrs
+
+from .errors import RinggenError
+
+__all__ = [
+    "CheckResult",
+    "check_file",
+    "check_package",
+    "find_gcc",
+    "find_gxx",
+    "find_nvcc",
+    "opencl_device",
+]
+
+log = logging.getLogger("ringgen")
+
+#: Seconds one compiler run may take before it counts as failed.
+COMPILE_TIMEOUT = 300
+#: Lines of compiler output kept in a failed result.
+DETAIL_LINES = 20
+
+
+@attrs.frozen
+class CheckResult:
+    """One file checked by one toolchain: ``status`` is ``ok``, ``failed`` or ``skipped``."""
+
+    file: str
+    toolchain: str
+    status: str
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+def find_gcc() -> Optional[str]:
+    """Path of gcc (``$CC`` first), or None."""
+    return shutil.which(os.environ.get("CC", "gcc")) or shutil.which("gcc")
+
+
+def find_gxx() -> Optional[str]:
+    """Path of g++ (``$CXX`` first), or None."""
+    return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("g++")
+
+
+def find_nvcc() -> Optional[str]:
+    """Path of nvcc: on PATH, else under ``$CUDA_HOME``/``$CUDA_PATH``, else /usr/local/cuda."""
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    for root in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
+        if root and (Path(root) / "bin" / "nvcc").is_file():
+            return str(Path(root) / "bin" / "nvcc")
+    return None
+
+
+def opencl_device():
+    """``(device, None)`` for the first OpenCL device of the first platform, or ``(None, reason)``."""
+    try:
+        import pyopencl as cl
+    except ImportError:
+        return None, "pyopencl is not installed (pip install 'ringgen[opencl]')"
+    try:
+        for platform in cl.get_platforms():
+            devices = platform.get_devices()
+            if devices:
+                return devices[0], None
+    except cl.Error as exc:
+        return None, f"no OpenCL platform ({exc.what if hasattr(exc, 'what') else exc})"
+    return None, "no OpenCL platform (apt-get install pocl-opencl-icd)"
+
+
+def _tail(text: str) -> str:
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return "\n".join(lines[:DETAIL_LINES])
+
+
+def _run(cmd: list[str], cwd: Path) -> tuple[bool, str]:
+    log.debug("running %s", " ".join(cmd))
+    try:
+        proc = subprocess.run(
+            cmd, cwd=cwd, capture_output=True, text=True, timeout=COMPILE_TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return False, f"timed out after {COMPILE_TIMEOUT} s"
+    return proc.returncode == 0, _tail(proc.stderr + proc.stdout)
+
+
+def _compile(
+    tool: Optional[str],
+    missing: str,
+    name: str,
+    file: Path,
+    source: Optional[str],
+    suffix: str,
+    flags: list[str],
+) -> CheckResult:
+    """Compile ``file`` itself (``source`` None) or a small unit ``source`` that includes it."""
+    if tool is None:
+        return CheckResult(file.name, name, "skipped", missing)
+    with tempfile.TemporaryDirectory(prefix="ringgen-check-") as tmp:
+        unit = file
+        if source is not None:
+            unit = Path(tmp) / f"check{suffix}"
+            unit.write_text(source, encoding="utf-8")
+        ok, out = _run(
+            [tool, *flags, "-I", str(file.parent), str(unit), "-o", str(Path(tmp) / "out.o")],
+            Path(tmp),
+        )
+    return CheckResult(file.name, name, "ok" if ok else "failed", "" if ok else out)
+
+
+def _opencl(file: Path, source: str) -> CheckResult:
+    device, reason = opencl_device()
+    if device is None:
+        return CheckResult(file.name, "opencl", "skipped", reason)
+    import pyopencl as cl
+
+    options = ["-I", str(file.parent)]
+    if device.version.startswith("OpenCL 3"):
+        options.append("-cl-std=CL3.0")
+    label = f"opencl ({device.platform.name})"
+    try:
+        ctx = cl.Context([device])
+        cl.Program(ctx, source).build(options=options)
+    except cl.Error as exc:
+        return CheckResult(file.name, label, "failed", _tail(str(exc)))
+    return CheckResult(file.name, label, "ok")
+
+
+def _check_header(file: Path) -> list[CheckResult]:
+    include = f'#include "{file.name}"\n'
+    nvcc = find_nvcc()
+    return [
+        _compile(
+            find_gcc(),
+            "gcc not found",
+            "gcc -std=c99",
+            file,
+            include + "int main(void) { return 0; }\n",
+            ".c",
+            ["-std=c99", "-pedantic", "-Wall", "-Wextra", "-Werror", "-c"],
+        ),
+        _compile(
+            find_gxx(),
+            "g++ not found",
+            "g++ -std=c++17",
+            file,
+            include + "int main() { return 0; }\n",
+            ".cpp",
+            ["-std=c++17", "-pedantic", "-Wall", "-Wextra", "-Werror", "-c"],
+        ),
+        _compile(
+            nvcc,
+            "nvcc not found (install the CUDA toolkit)",
+            "nvcc -arch=sm_90",
+            file,
+            include + "__global__ void rg_check_kernel(void) {}\n",
+            ".cu",
+            ["-arch=sm_90", "-c"],
+        ),
+        _opencl(
+            file, include + "__kernel void rg_check_kernel(__global int* out) { out[0] = 0; }\n"
+        ),
+    ]
+
+
+def _check_c(file: Path) -> list[CheckResult]:
+    # The C target reads the clock with clock_gettime, which C99 leaves to POSIX.
+    flags = ["-std=c99", "-D_POSIX_C_SOURCE=199309L", "-Wall", "-Wextra", "-Werror", "-c"]
+    return [_compile(find_gcc(), "gcc not found", "gcc -std=c99", file, None, ".c", flags)]
+
+
+def _check_cu(file: Path) -> list[CheckResult]:
+    return [
+        _compile(
+            find_nvcc(),
+            "nvcc not found (install the CUDA toolkit)",
+            "nvcc -arch=sm_90",
+            file,
+            None,
+            ".cu",
+            ["-arch=sm_90", "-std=c++17", "-c"],
+        )
+    ]
+
+
+def _check_cl(file: Path) -> list[CheckResult]:
+    return [_opencl(file, file.read_text())]
+
+
+def _check_metal(file: Path) -> list[CheckResult]:
+    if importlib.util.find_spec("ringgen.metal_shim") is None:
+        return [
+            CheckResult(file.name, "metal shim", "skipped", "ringgen.metal_shim is not installed")
+        ]
+    shim = importlib.import_module("ringgen.metal_shim")
+    try:
+        result = shim.check_metal(file)
+    except RinggenError as exc:
+        return [CheckResult(file.name, "metal shim", "failed", _tail(exc.message))]
+    if result is False:
+        return [CheckResult(file.name, "metal shim", "failed", "check_metal returned False")]
+    return [CheckResult(file.name, "metal shim", "ok")]
+
+
+def _check_python(file: Path) -> list[CheckResult]:
+    try:
+        compile(file.read_text(encoding="utf-8"), str(file), "exec")
+    except SyntaxError as exc:
+        return [CheckResult(file.name, "python", "failed", f"line {exc.lineno}: {exc.msg}")]
+    return [CheckResult(file.name, "python", "ok")]
+
+
+def _check_manifest(file: Path) -> list[CheckResult]:
+    from .codegen.manifest import load_schema, validate
+
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        return [CheckResult(file.name, "json schema", "failed", f"not JSON: {exc}")]
+    problems = validate(data, load_schema())
+    status = "failed" if problems else "ok"
+    return [CheckResult(file.name, "json schema", status, "\n".join(problems[:DETAIL_LINES]))]
+
+
+def _checker(file: Path) -> Optional[Callable[[Path], list[CheckResult]]]:
+    if file.name.endswith("_types.h"):
+        return _check_header
+    if file.name == "manifest.json":
+        return _check_manifest
+    return {
+        ".c": _check_c,
+        ".cu": _check_cu,
+        ".cl": _check_cl,
+        ".metal": _check_metal,
+        ".py": _check_python,
+    }.get(file.suffix)
+
+
+def check_file(file: os.PathLike | str) -> list[CheckResult]:
+    """Check one emitted file with every toolchain that applies to it."""
+    path = Path(
+        file
+    ).resolve()  # compilers run in a temporary folder: include paths must be absolute
+    checker = _checker(path)
+    if checker is None:
+        return [CheckResult(path.name, "-", "skipped", "no checker for this kind of file")]
+    return checker(path)
+
+
+def check_package(pkg_dir: os.PathLike | str) -> list[CheckResult]:
+    """Check every file of a generated package (the files its manifest lists, then the manifest).
+
+    Raises:
+        RinggenError: ``pkg_dir`` is not a generated package (no manifest.json).
+    """
+    pkg = Path(pkg_dir)
+    manifest = pkg / "manifest.json"
+    if not manifest.is_file():
+        raise RinggenError(
+            f"{pkg}: not a ringgen package (no manifest.json)",
+            hint="pass the folder `ringgen build` wrote, e.g. generated/vector_add",
+        )
+    try:
+        files = [f["path"] for f in json.loads(manifest.read_text(encoding="utf-8"))["files"]]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        files = sorted(p.name for p in pkg.iterdir() if p.is_file() and p.name != "manifest.json")
+    results: list[CheckResult] = []
+    for name in files:
+        path = pkg / name
+        if not path.is_file():
+            results.append(CheckResult(name, "-", "failed", "listed in manifest.json but missing"))
+            continue
+        results += check_file(path)
+    results += check_file(manifest)
+    return results

@@ -1,0 +1,456 @@
+"""``ringgen``: build, inspect, check and list devices. The only module in ringgen that prints.
+
+Every error ringgen diagnoses (a ``RinggenError``) and every bad argument exits with status 2 and one
+message on stderr, without a traceback; set ``RINGGEN_DEBUG=1`` to see the traceback as well.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+import traceback
+from pathlib import Path
+from typing import Optional, Sequence
+
+from . import __version__
+from .errors import RinggenError
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # ran, and something it checked failed
+EXIT_USAGE = 2  # bad input: a bad argument, declaration, path or package
+
+_MAIN_HELP = """\
+ringgen turns Python type declarations into persistent GPU ring kernels.
+
+Declare messages as attrs classes with @rg.message and handlers with @rg.ring_kernel in a Python
+module; `ringgen build` emits, for each module, a package with the C struct layouts
+(<name>_types.h), host serializers (serializers.py), a build manifest (manifest.json) and the
+kernel sources of every target ringgen has.
+"""
+
+_MAIN_EPILOG = """\
+commands:
+  build     generate a package from a module:     ringgen build examples/vector_add.py -o generated
+  inspect   show layouts, queues and kernels:     ringgen inspect generated/vector_add
+  check     compile every generated source:       ringgen check generated/vector_add
+  devices   list backends and devices:            ringgen devices
+
+Run `ringgen COMMAND --help` for a command's options and examples.
+
+environment:
+  RINGGEN_DEBUG=1      log debug messages and show tracebacks on errors
+  RINGGEN_BACKEND      default backend for launches (cuda, opencl, cpu, auto)
+  RINGGEN_CACHE_DIR    where rg.launch keeps its build cache
+
+exit status: 0 success, 1 a check or build step failed, 2 bad input (arguments, declarations, paths).
+"""
+
+_BUILD_HELP = """\
+Import each module (a .py path or a dotted module name), collect its @rg.message and @rg.state
+classes, @rg.ring_kernel handlers and @rg.device helpers, and write one package per module into
+DIR/<name>/. A file inside a package folder is imported by its dotted name
+(examples/vector_add.py -> examples.vector_add). Unchanged files are not rewritten; files an
+earlier build wrote and this one does not are removed.
+"""
+
+_BUILD_EPILOG = """\
+examples:
+  ringgen build examples/vector_add.py -o generated
+  ringgen build examples.vector_add -o /tmp/out
+  ringgen build examples/*.py -o generated          (one package per module)
+  ringgen build my_kernels.py --name kernels -o build
+"""
+
+_INSPECT_HELP = """\
+Read a generated package's manifest.json (nothing is imported) and print, per message, a table of
+its fields (type, offset, size, alignment) with totals and whether it is direct (its queue slot is
+its C struct) or bridged (it travels serialized); then its queues, kernels and files.
+"""
+
+_INSPECT_EPILOG = """\
+examples:
+  ringgen inspect generated/vector_add
+  ringgen inspect generated/vector_add --message AddRequest
+  ringgen inspect generated/vector_add --source header      (print the file a target emitted)
+  ringgen inspect generated/vector_add --json               (the manifest itself)
+"""
+
+_CHECK_HELP = """\
+Compile every file of a generated package with each toolchain present and report, per file and
+toolchain, ok, failed (with the compiler's message) or skipped (with the reason):
+  <name>_types.h   gcc -std=c99 -pedantic -Wall -Wextra -Werror, g++ -std=c++17, nvcc -arch=sm_90, OpenCL
+  .c               gcc -std=c99 -D_POSIX_C_SOURCE=199309L -Wall -Wextra -Werror
+  .cu              nvcc -arch=sm_90
+  .cl              PyOpenCL on the first OpenCL platform (PoCL in CI)
+  .metal           ringgen.metal_shim (C++ against a shim of Metal's headers)
+  .py, manifest    Python's compiler, the manifest schema
+"""
+
+_CHECK_EPILOG = """\
+examples:
+  ringgen check generated/vector_add
+  ringgen check generated/*/            (several packages)
+
+exit status: 0 when nothing failed (skips are fine), 1 when any check failed.
+"""
+
+_DEVICES_HELP = """\
+List the backends ringgen can launch kernels on and the devices of each: CUDA (through PyCUDA),
+OpenCL (through PyOpenCL; persistent mode where the device offers fine-grained SVM with atomics,
+relaunch mode elsewhere) and the CPU reference backend, which is always present.
+"""
+
+_DEVICES_EPILOG = """\
+examples:
+  ringgen devices
+  ringgen devices --json
+"""
+
+
+class _UsageError(Exception):
+    """Bad input found by the CLI itself (not by the library)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with our exit status for bad arguments and a pointer to --help."""
+
+    def error(self, message: str):  # noqa: D102 - argparse's hook
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n(see `{self.prog} --help`)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.RawDescriptionHelpFormatter
+    p = _Parser(prog="ringgen", description=_MAIN_HELP, epilog=_MAIN_EPILOG, formatter_class=fmt)
+    p.add_argument("--version", action="version", version=f"ringgen {__version__}")
+    p.add_argument("-v", "--verbose", action="store_true", help="log what ringgen does (to stderr)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    b = sub.add_parser(
+        "build",
+        help="generate a package from a module",
+        description=_BUILD_HELP,
+        epilog=_BUILD_EPILOG,
+        formatter_class=fmt,
+    )
+    b.add_argument(
+        "targets", nargs="+", metavar="PATH_OR_MODULE", help="a .py file or a dotted module name"
+    )
+    b.add_argument(
+        "-o",
+        "--out",
+        default="generated",
+        metavar="DIR",
+        help="output folder; each module becomes DIR/<name>/ (default: generated)",
+    )
+    b.add_argument(
+        "--name",
+        help="package name (default: the module's last name component); "
+        "only with a single module",
+    )
+
+    i = sub.add_parser(
+        "inspect",
+        help="show a generated package's layouts, queues and kernels",
+        description=_INSPECT_HELP,
+        epilog=_INSPECT_EPILOG,
+        formatter_class=fmt,
+    )
+    i.add_argument("package", metavar="DIR", help="a folder written by `ringgen build`")
+    i.add_argument("--message", metavar="NAME", help="show only this message")
+    i.add_argument(
+        "--source",
+        metavar="TARGET_OR_FILE",
+        help="print the file a target emitted (header, serializers, cuda, ...) or a file name",
+    )
+    i.add_argument("--json", action="store_true", help="print the manifest as JSON")
+
+    c = sub.add_parser(
+        "check",
+        help="compile every generated source with the toolchains present",
+        description=_CHECK_HELP,
+        epilog=_CHECK_EPILOG,
+        formatter_class=fmt,
+    )
+    c.add_argument("packages", nargs="+", metavar="DIR", help="folders written by `ringgen build`")
+
+    d = sub.add_parser(
+        "devices",
+        help="list backends and devices",
+        description=_DEVICES_HELP,
+        epilog=_DEVICES_EPILOG,
+        formatter_class=fmt,
+    )
+    d.add_argument("--json", action="store_true", help="print the report as JSON")
+    return p
+
+
+def format_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "  "
+) -> str:
+    """A plain-text table: columns padded to their widest cell, numbers right-aligned."""
+    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in r] for r in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    numeric = [
+        all(isinstance(r[i], int) and not isinstance(r[i], bool) for r in rows) and rows
+        for i in range(len(headers))
+    ]
+
+    def line(r: list[str]) -> str:
+        parts = [
+            c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
+        ]
+        return (indent + "  ".join(parts)).rstrip()
+
+    rule = [("-" * w) for w in widths]
+    return "\n".join([line(cells[0]), line(rule)] + [line(r) for r in cells[1:]])
+
+
+# ---- build -------------------------------------------------------------------------------------
+
+
+def _cmd_build(args: argparse.Namespace) -> int:
+    from .build import collect
+    from .codegen.writer import write_unit
+
+    if args.name and len(args.targets) > 1:
+        raise _UsageError(f"--name needs a single module (got {len(args.targets)})")
+    for target in args.targets:
+        unit = collect(target, name=args.name)
+        pkg = write_unit(unit, args.out)
+        files = sorted(p.name for p in pkg.iterdir() if p.is_file())
+        print(
+            f"built {unit.module} -> {pkg}/ ({len(unit.messages)} messages, "
+            f"{len(unit.kernels)} kernels): {', '.join(files)}"
+        )
+    return EXIT_OK
+
+
+# ---- inspect -----------------------------------------------------------------------------------
+
+
+def _load_manifest(pkg: Path) -> dict:
+    path = pkg / "manifest.json"
+    if not pkg.is_dir():
+        raise _UsageError(f"{pkg}: no such folder")
+    if not path.is_file():
+        raise _UsageError(
+            f"{pkg}: not a ringgen package (no manifest.json); "
+            "pass a folder written by `ringgen build`, e.g. generated/vector_add"
+        )
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise _UsageError(f"{path}: not valid JSON ({exc})") from None
+
+
+def _message_block(m: dict) -> str:
+    kind = m["kind"]
+    head = (
+        f"{m['role']} {m['name']}: {kind}, {m['size']} bytes, aligned to {m['align']}, "
+        f"queue slot {m['slot_size']} bytes, type id 0x{m['type_id']:08x}"
+    )
+    rows = [[f["name"], f["type"], f["offset"], f["size"], f["align"]] for f in m["fields"]]
+    used = sum(f["size"] for f in m["fields"])
+    totals = (
+        f"  total: {len(m['fields'])} fields, {used} bytes of data + "
+        f"{m['size'] - used} padding = {m['size']} bytes"
+    )
+    if kind == "bridged":
+        totals += (
+            f"\n  bridged: travels as a 256-byte header + at most {m['max_payload']} payload "
+            f"bytes; the table is the view struct the device decodes into"
+        )
+    else:
+        totals += "\n  direct: the queue slot is this C struct, byte for byte"
+    table = format_table(["field", "type", "offset", "size", "align"], rows)
+    return "\n".join([head, table, totals])
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    pkg = Path(args.package)
+    man = _load_manifest(pkg)
+    if args.json:
+        print(json.dumps(man, indent=2))
+        return EXIT_OK
+    if args.source:
+        by_target = {f["target"]: f["path"] for f in man.get("files", [])}
+        name = by_target.get(args.source, args.source)
+        if name == "manifest.json" or args.source == "manifest":
+            name = "manifest.json"
+        path = pkg / name
+        if not path.is_file():
+            known = ", ".join(sorted(by_target)) or "none"
+            raise _UsageError(f"{pkg}: no file for {args.source!r} (targets: {known})")
+        sys.stdout.write(path.read_text(encoding="utf-8"))
+        return EXIT_OK
+    messages = man["messages"]
+    if args.message:
+        messages = [m for m in messages if m["name"] == args.message]
+        if not messages:
+            names = ", ".join(m["name"] for m in man["messages"])
+            raise _UsageError(f"{pkg}: no message {args.message!r} (messages: {names})")
+    out = [
+        f"{man['name']}: {man['module']} ({man['source_file']}), ringgen {man['ringgen_version']}, "
+        f"fingerprint {man['fingerprint'][:16]}"
+    ]
+    for m in messages:
+        out += ["", _message_block(m)]
+    if not args.message:
+        if man["queues"]:
+            out += ["", "queues"]
+            out.append(
+                format_table(
+                    ["kernel", "role", "message", "capacity", "slot size"],
+                    [
+                        [q["kernel"], q["role"], q["message"], q["capacity"], q["slot_size"]]
+                        for q in man["queues"]
+                    ],
+                )
+            )
+        if man["kernels"]:
+            out += ["", "kernels"]
+            out.append(
+                format_table(
+                    [
+                        "kernel",
+                        "input",
+                        "output",
+                        "state",
+                        "outbox",
+                        "ordered",
+                        "capacity",
+                        "sources",
+                    ],
+                    [
+                        [
+                            k["name"],
+                            k["input"],
+                            k["output"],
+                            k["state"],
+                            "yes" if k["outbox"] else "no",
+                            "yes" if k["ordered"] else "no",
+                            k["capacity"],
+                            ", ".join(f"{t}: {p}" for t, p in sorted(k["sources"].items())) or "-",
+                        ]
+                        for k in man["kernels"]
+                    ],
+                )
+            )
+        out += ["", "files"]
+        out.append(
+            format_table(["file", "target"], [[f["path"], f["target"]] for f in man["files"]])
+        )
+    print("\n".join(out))
+    return EXIT_OK
+
+
+# ---- check -------------------------------------------------------------------------------------
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .check import check_package
+
+    failed = 0
+    for i, package in enumerate(args.packages):
+        pkg = Path(package)
+        _load_manifest(pkg)  # a clear usage error before any compiler runs
+        results = check_package(pkg)
+        failed += sum(r.failed for r in results)
+        if i:
+            print()
+        print(f"{pkg}:")
+        print(
+            format_table(
+                ["file", "toolchain", "result"],
+                [
+                    [
+                        r.file,
+                        r.toolchain,
+                        r.status if r.status != "skipped" else f"skipped: {r.detail}",
+                    ]
+                    for r in results
+                ],
+            )
+        )
+        for r in results:
+            if r.failed:
+                print(f"\n{r.file} with {r.toolchain} failed:\n{textwrap.indent(r.detail, '    ')}")
+        counts = {s: sum(r.status == s for r in results) for s in ("ok", "failed", "skipped")}
+        print(f"  {counts['ok']} ok, {counts['failed']} failed, {counts['skipped']} skipped")
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+# ---- devices -----------------------------------------------------------------------------------
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    import attrs
+
+    from .devices import probe
+
+    reports = probe()
+    if args.json:
+        print(json.dumps([attrs.asdict(r) for r in reports], indent=2))
+        return EXIT_OK
+    print("backends")
+    print(
+        format_table(
+            ["backend", "available", "why not"],
+            [[r.backend, "yes" if r.available else "no", r.reason or ""] for r in reports],
+        )
+    )
+    rows = []
+    for r in reports:
+        for d in r.devices:
+            a64 = "?" if d.atomics64 is None else ("yes" if d.atomics64 else "no")
+            rows.append([d.backend, d.name, d.platform, d.mode, d.svm, a64, d.detail])
+    print("\ndevices")
+    print(
+        format_table(
+            ["backend", "device", "platform", "mode", "shared memory", "64-bit atomics", "detail"],
+            rows,
+        )
+    )
+    return EXIT_OK
+
+
+_COMMANDS = {
+    "build": _cmd_build,
+    "inspect": _cmd_inspect,
+    "check": _cmd_check,
+    "devices": _cmd_devices,
+}
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Run the ``ringgen`` command line; returns the exit status (the console script exits with it)."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    debug = os.environ.get("RINGGEN_DEBUG", "") not in ("", "0")
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO if args.verbose else logging.WARNING,
+        format="ringgen: %(levelname)s: %(message)s",
+    )
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        return _COMMANDS[args.command](args)
+    except (RinggenError, _UsageError) as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"ringgen {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:  # `ringgen inspect ... | head`
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())
