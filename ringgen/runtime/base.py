@@ -1,0 +1,681 @@
+"""``KernelHandle``: the host API of a launched ring kernel, the same on every backend.
+
+A backend implements only the *transport* — the abstract hooks at the bottom of ``KernelHandle``
+(allocate and launch, push a batch without blocking, pop a batch without blocking, read the control
+block, request termination, synchronize, free). Everything a user calls — blocking and timeouts,
+back-pressure, conversion of objects and arrays through the codecs, stats, the termination
+handshake, asyncio, the context manager — is written once here, so every backend behaves alike.
+
+Policies (docs/runtime.md is the user-facing version):
+
+- **Threads.** One producer and one consumer per queue (the protocol is single-producer,
+  single-consumer); the handle serializes its own senders and its own receivers with two locks, so a
+  handle may be shared between threads.
+- **Back-pressure.** Nothing is dropped or overwritten. ``send`` on a full input queue waits for room
+  (``block=True``, the default) or raises ``QueueFullError`` (``block=False``, or when ``timeout``
+  expires). The kernel waits the same way when its output queue is full, counting an output stall.
+- **Waiting** is polling with backoff (``Backoff``): a few free polls, then sleeps that double from
+  20 µs to 1 ms; the asyncio variants await ``asyncio.sleep`` instead, so they never block the loop.
+- **Termination** is a handshake: the host sets the request word, the kernel drains its input queue
+  and acknowledges (lifecycle TERMINATED), the host synchronizes and frees. While it waits for the
+  acknowledgement the host keeps pulling replies out of the output queue into a host-side buffer, so
+  a kernel whose output queue is full can always finish draining; those replies stay readable with
+  ``receive``/``receive_batch`` after termination.
+"""
+
+from __future__ import annotations
+
+import abc
+import inspect
+import logging
+import threading
+import time
+from typing import (
+    Any,
+    AsyncIterator,
+    ClassVar,
+    Generic,
+    Iterable,
+    Mapping,
+    Optional,
+    TypeVar,
+    Union,
+)
+
+import attrs
+import numpy as np
+
+from ..errors import (
+    BuildError,
+    KernelFaultError,
+    KernelTimeoutError,
+    QueueClosedError,
+    QueueFullError,
+)
+from ..kernel import KernelSpec
+from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
+from .batches import Batch, BatchFormat, SpillBuffer
+from .stats import KernelStats, stats_from_control
+from .waiting import Backoff, deadline_after, expired
+
+__all__ = ["Backoff", "KernelHandle", "deadline_after"]
+
+log = logging.getLogger("ringgen")
+
+#: The input and output message classes of a handle, for type checkers (``KernelHandle[Req, Resp]``).
+InT = TypeVar("InT")
+OutT = TypeVar("OutT")
+
+#: Lifecycle states in which the kernel no longer runs (nothing more will be published).
+_STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
+
+
+class KernelHandle(abc.ABC, Generic[InT, OutT]):
+    """A launched ring kernel: send it messages, receive its replies, read its stats, terminate it.
+
+    Get one from ``rg.launch(kernel)`` or ``generated.<pkg>.runtime.<kernel>.launch()``; use it as a
+    context manager so the kernel is terminated on exit::
+
+        with rg.launch(vector_add, backend="cpu") as k:
+            k.send(AddRequest(id=1, a=1.0, b=2.0))
+            print(k.receive(timeout=1.0))
+
+    Backends subclass it, set the class attributes, implement every abstract hook, take their launch
+    options as keyword-only parameters of ``__init__`` (``open`` rejects any other option by name),
+    and are opened with ``Backend.open(spec, package_dir, codecs=..., **options)``.
+
+    Class attributes (capabilities, read by ``ringgen devices`` and the tests):
+        backend: the registry name ("cpu", "opencl", "cuda").
+        persistent: True when the kernel stays resident (False: relaunch mode, one launch per drain).
+        measures_latency: True when ``stats().latency`` is filled in.
+        targets: the generated device sources it loads (``rg.launch`` builds those into the cache).
+    """
+
+    backend: ClassVar[str] = ""
+    persistent: ClassVar[bool] = True
+    measures_latency: ClassVar[bool] = False
+
+    #: The device-source targets (``ringgen.codegen.targets``) this backend loads from the package,
+    #: e.g. ``("opencl",)``; ``rg.launch`` builds the host package plus these into the cache.
+    targets: ClassVar[tuple[str, ...]] = ()
+
+    #: How long ``open`` waits for the kernel to report ACTIVE before raising KernelTimeoutError.
+    launch_timeout: ClassVar[float] = 30.0
+
+    def __init__(
+        self,
+        spec: KernelSpec,
+        package_dir: Optional[str],
+        *,
+        codecs: Mapping[str, Any],
+        capacity: Optional[int] = None,
+    ) -> None:
+        """Record what the kernel needs; subclasses allocate in ``_launch`` (called by ``open``).
+
+        Args:
+            spec: the kernel's ``KernelSpec``.
+            package_dir: the generated package directory (sources, manifest), or None for a backend
+                that needs no generated source (the cpu reference).
+            codecs: the generated ``serializers.CODECS`` (message name -> codec).
+            capacity: slots per queue, a power of two (default: the kernel's declared capacity).
+        """
+        cap = spec.capacity if capacity is None else capacity
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 2 or cap & (cap - 1):
+            raise BuildError(
+                f"kernel {spec.name}: launch option capacity={cap!r} is not a power of two >= 2",
+                hint="e.g. capacity=1024",
+            )
+        self.spec = spec
+        self.name = spec.name
+        self.package_dir = package_dir
+        self.capacity = cap
+        self.codecs = codecs
+        self.in_codec = _codec_for(codecs, spec.input, spec.name)
+        self.out_codec = _codec_for(codecs, spec.output, spec.name) if spec.output else None
+        self.format: BatchFormat = self._batch_format()
+        self._send_lock = threading.Lock()
+        self._recv_lock = threading.Lock()
+        self._term_lock = threading.Lock()
+        self._spill = SpillBuffer()
+        self._sent = 0
+        self._received = 0
+        self._accepting = False  # sends allowed (launched and not terminating)
+        self._released = False  # transport freed: only the spill and the final snapshot remain
+        self._launched = False
+        self._final_stats: Optional[KernelStats] = None
+        self._final_state: Any = None
+
+    # ----------------------------------------------------------------------------------- opening
+
+    @classmethod
+    def open(cls, spec: KernelSpec, package_dir: Optional[str], **options: Any) -> "KernelHandle":
+        """Create the handle, launch the kernel and wait until it reports ACTIVE.
+
+        Raises:
+            KernelTimeoutError: the kernel did not become ACTIVE within ``launch_timeout``.
+            KernelFaultError: it reported FAULTED while starting.
+        """
+        _check_options(cls, spec.name, options)
+        handle = cls(spec, package_dir, **options)
+        try:
+            handle._launch()
+            handle._launched = True
+            deadline = deadline_after(cls.launch_timeout)
+            backoff = Backoff()
+            while True:
+                state = handle._lifecycle_now()
+                if state is Lifecycle.ACTIVE:
+                    break
+                if state is Lifecycle.FAULTED:
+                    raise handle._fault_error("faulted while starting")
+                if expired(deadline):
+                    raise KernelTimeoutError(
+                        f"kernel {spec.name} ({cls.backend}) did not start within "
+                        f"{cls.launch_timeout:g} s (lifecycle {state.name})"
+                    )
+                backoff.wait(deadline)
+        except BaseException:
+            handle._abandon()
+            handle._released = True
+            raise
+        handle._accepting = True
+        log.debug("launched kernel %s on %s (capacity %d)", spec.name, cls.backend, handle.capacity)
+        return handle
+
+    # -------------------------------------------------------------------------------- sending
+
+    def send(self, message: InT, *, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Publish one message to the kernel's input queue.
+
+        Args:
+            message: an instance of the kernel's input message class.
+            block: wait for room when the queue is full (False: raise at once).
+            timeout: with ``block``, the longest wait in seconds (None: no limit).
+
+        Raises:
+            QueueFullError: the queue stayed full (``block=False``, or ``timeout`` expired).
+            QueueClosedError: the kernel is terminating or terminated.
+            KernelFaultError: the kernel stopped on a fault.
+            SchemaError: ``message`` is not the input message class.
+        """
+        batch = self.format.input_batch((message,))
+        accepted = self._push_all(batch, block=block, timeout=timeout)
+        if accepted < 1:
+            raise self._full_error(0, 1, timeout if block else None)
+
+    def send_batch(
+        self,
+        messages: Union[np.ndarray, Iterable[InT]],
+        *,
+        block: bool = True,
+        timeout: Optional[float] = None,
+    ) -> int:
+        """Publish many messages; returns how many were accepted.
+
+        Args:
+            messages: a numpy structured array of the input view dtype (no per-object work for a
+                direct message), or a sequence of input message objects.
+            block: wait for room as needed until all are accepted (False: accept what fits now and
+                return that count, possibly 0).
+            timeout: with ``block``, the longest total wait in seconds.
+
+        Raises:
+            QueueFullError: ``timeout`` expired first; its ``accepted`` attribute says how many
+                messages (a prefix) were published, so the caller can resume with the rest.
+            QueueClosedError, KernelFaultError, SchemaError: as ``send``.
+        """
+        batch = self.format.input_batch(messages)
+        n = self._push_all(batch, block=block, timeout=timeout)
+        if block and n < len(batch):
+            raise self._full_error(n, len(batch), timeout)
+        return n
+
+    async def send_async(self, message: InT, *, timeout: Optional[float] = None) -> None:
+        """``send`` for asyncio: awaits room in the input queue without blocking the event loop.
+
+        Raises:
+            QueueFullError: ``timeout`` expired with the queue still full.
+            QueueClosedError, KernelFaultError, SchemaError: as ``send``.
+        """
+        batch = self.format.input_batch((message,))
+        deadline = deadline_after(timeout)
+        backoff = Backoff()
+        while True:
+            if self._try_push(batch):
+                return
+            if expired(deadline):
+                raise self._full_error(0, 1, timeout)
+            await backoff.wait_async(deadline)
+
+    def _try_push(self, batch: Batch) -> int:
+        with self._send_lock:
+            self._check_sendable()
+            n = self._push(batch)
+            self._sent += n
+            return n
+
+    def _push_all(self, batch: Batch, *, block: bool, timeout: Optional[float]) -> int:
+        total = len(batch)
+        done = self._try_push(batch)
+        if done == total or not block:
+            return done
+        deadline = deadline_after(timeout)
+        backoff = Backoff()
+        while done < total:
+            if expired(deadline):
+                break
+            backoff.wait(deadline)
+            self._lifecycle_now()  # a faulted kernel never makes room: fail instead of waiting
+            n = self._try_push(batch[done:])
+            if n:
+                done += n
+                backoff.reset()
+        return done
+
+    def _check_sendable(self) -> None:
+        if self._accepting:
+            return
+        if self._launched and not self._released and self._lifecycle_now() is Lifecycle.FAULTED:
+            raise self._fault_error("cannot accept messages")
+        raise QueueClosedError(
+            f"kernel {self.name} ({self.backend}) is {self.lifecycle.name.lower()}; "
+            "it accepts no more messages",
+            hint="launch the kernel again to send more",
+        )
+
+    def _full_error(self, accepted: int, total: int, timeout: Optional[float]) -> QueueFullError:
+        waited = f"for {timeout:g} s" if timeout else "(block=False)"
+        err = QueueFullError(
+            f"kernel {self.name} ({self.backend}): input queue full (capacity {self.capacity}); "
+            f"{accepted} of {total} message(s) accepted {waited}",
+            hint="receive replies faster, send with block=True, or launch with a larger capacity",
+        )
+        err.accepted = accepted  # type: ignore[attr-defined]
+        return err
+
+    # ------------------------------------------------------------------------------ receiving
+
+    def receive(self, timeout: Optional[float] = None) -> OutT:
+        """Take the next reply, waiting up to ``timeout`` seconds (None: no limit).
+
+        Raises:
+            KernelTimeoutError: no reply within ``timeout``.
+            QueueClosedError: the kernel is terminated and every reply has been taken.
+            KernelFaultError: the kernel stopped on a fault and no reply is left.
+        """
+        batch = self._pop_wait(1, timeout)
+        if batch is None:
+            raise KernelTimeoutError(
+                f"kernel {self.name} ({self.backend}): no reply within {timeout:g} s "
+                f"(input queue depth {self._input_depth_safe()})",
+                hint="check stats().rejected: a faulted or filtered message produces no reply",
+            )
+        return self.format.to_objects(batch)[0]
+
+    def receive_batch(self, max_n: Optional[int] = None, timeout: Optional[float] = 0.0):
+        """Take up to ``max_n`` replies (default: one queue's worth) that are ready now.
+
+        Waits up to ``timeout`` seconds (None: no limit) for the first reply; never waits for more.
+
+        Returns:
+            A numpy structured array of the output view dtype for a direct message, or a list of
+            objects for a bridged one; empty when nothing arrived in time.
+
+        Raises:
+            QueueClosedError: the kernel is terminated and every reply has been taken.
+            KernelFaultError: the kernel stopped on a fault and no reply is left.
+        """
+        n = self.capacity if max_n is None else int(max_n)
+        if n < 1:
+            raise ValueError(f"max_n must be >= 1, got {max_n!r}")
+        batch = self._pop_wait(n, timeout)
+        if batch is None:
+            return self.format.empty()
+        return self.format.to_array(batch)
+
+    async def receive_async(self, timeout: Optional[float] = None) -> OutT:
+        """``receive`` for asyncio: awaits the next reply without blocking the event loop."""
+        self._require_output()
+        deadline = deadline_after(timeout)
+        backoff = Backoff()
+        while True:
+            batch = self._try_pop(1)
+            if batch is not None:
+                return self.format.to_objects(batch)[0]
+            if expired(deadline):
+                raise KernelTimeoutError(
+                    f"kernel {self.name} ({self.backend}): no reply within {timeout:g} s"
+                )
+            await backoff.wait_async(deadline)
+
+    def __aiter__(self) -> AsyncIterator[OutT]:
+        """``async for reply in handle``: replies as they come, until the kernel is terminated and
+        every reply has been taken."""
+        return self._replies()
+
+    async def _replies(self) -> AsyncIterator[OutT]:
+        while True:
+            try:
+                reply = await self.receive_async()
+            except QueueClosedError:
+                return
+            yield reply
+
+    def _require_output(self) -> None:
+        if self.out_codec is None:
+            raise QueueClosedError(
+                f"kernel {self.name} has no output queue (its handler returns None and takes no "
+                "Outbox); there is nothing to receive",
+                hint="read its effect with state() or stats()",
+            )
+
+    def _try_pop(self, max_n: int) -> Optional[Batch]:
+        """Up to ``max_n`` replies now, or None; raises when none can ever come."""
+        with self._recv_lock:
+            part = self._spill.take(max_n)
+            if part is not None:
+                self._received += len(part)
+                return part
+            if self._released:
+                if self._final_stats is not None and self._final_stats.fault:
+                    raise self._fault_error("stopped", final=True)
+                raise QueueClosedError(
+                    f"kernel {self.name} ({self.backend}) is terminated and every reply has been taken"
+                )
+            batch = self._pop(max_n)
+            if len(batch):
+                self._received += len(batch)
+                return batch
+        # Nothing queued: a stopped kernel will publish nothing more.
+        if self._launched and self._lifecycle_now() is Lifecycle.FAULTED:
+            with self._recv_lock:
+                batch = self._pop(max_n)
+            if len(batch):
+                self._received += len(batch)
+                return batch
+            raise self._fault_error("stopped")
+        return None
+
+    def _pop_wait(self, max_n: int, timeout: Optional[float]) -> Optional[Batch]:
+        self._require_output()
+        batch = self._try_pop(max_n)
+        if batch is not None or timeout == 0:
+            return batch
+        deadline = deadline_after(timeout)
+        backoff = Backoff()
+        while not expired(deadline):
+            backoff.wait(deadline)
+            batch = self._try_pop(max_n)
+            if batch is not None:
+                return batch
+        return None
+
+    # ------------------------------------------------------------------------- observing
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """The kernel's lifecycle state (``ringgen.protocol.Lifecycle``)."""
+        if self._released:
+            return self._final_stats.lifecycle if self._final_stats else Lifecycle.TERMINATED
+        if not self._launched:
+            return Lifecycle.CREATED
+        return self._lifecycle_now()
+
+    def _lifecycle_now(self, ctl: Optional[np.ndarray] = None) -> Lifecycle:
+        """The lifecycle in ``ctl`` (default: the control block now)."""
+        try:
+            state = Lifecycle(int((self._control() if ctl is None else ctl)["state"]))
+        except ValueError:
+            state = Lifecycle.FAULTED
+        if state is Lifecycle.FAULTED:
+            # Sends check this flag only, so the hot path reads no control block; every observer
+            # of the fault (receive, stats, a blocked send) closes the input side here.
+            self._accepting = False
+        return state
+
+    def stats(self) -> KernelStats:
+        """A snapshot of the kernel's counters (``KernelStats``); after termination, the final one."""
+        if self._released:
+            return self._stats_after_release()
+        return self._stats_now()
+
+    def _stats_now(self, lifecycle: Optional[Lifecycle] = None) -> KernelStats:
+        in_depth, out_depth = self._queue_depths()
+        ctl = self._control()  # one read: lifecycle and counters from the same moment
+        if lifecycle is None:
+            lifecycle = self._lifecycle_now(ctl)
+        return stats_from_control(
+            ctl,
+            kernel=self.name,
+            backend=self.backend,
+            input_depth=in_depth,
+            output_depth=out_depth + self._spill.count,
+            capacity=self.capacity,
+            sent=self._sent,
+            received=self._received,
+            latency=self._latency(),
+            lifecycle=lifecycle,
+        )
+
+    def _stats_after_release(self) -> KernelStats:
+        final = self._final_stats
+        if final is None:  # abandoned before any snapshot could be read
+            final = stats_from_control(
+                np.zeros((), dtype=CONTROL_DTYPE),
+                kernel=self.name,
+                backend=self.backend,
+                input_depth=0,
+                output_depth=0,
+                capacity=self.capacity,
+                sent=self._sent,
+                received=self._received,
+                lifecycle=Lifecycle.FAULTED,
+            )
+        return attrs.evolve(final, output_depth=self._spill.count, received=self._received)
+
+    def state(self) -> Any:
+        """A copy of the kernel's ``@rg.state`` object as it is now (None for a stateless kernel).
+
+        After termination, the state as the kernel left it. Changing the copy changes nothing.
+        """
+        if self.spec.state is None:
+            return None
+        if self._released:
+            return self._final_state
+        return self._read_state()
+
+    def _fault_error(self, what: str, *, final: bool = False) -> KernelFaultError:
+        fault = self._final_stats.fault if final and self._final_stats else None
+        if fault is None and not self._released:
+            code = int(self._control()["fault"])
+            if code:
+                fault = Reason(code).name if code in Reason._value2member_map_ else f"REASON_{code}"
+        detail = self._fault_detail()
+        return KernelFaultError(
+            f"kernel {self.name} ({self.backend}) {what}: it stopped on "
+            + (f"fault {fault}" if fault else "an unexpected error")
+            + (f": {detail}" if detail else ""),
+            hint="see stats() for its counters; launch it again to continue",
+        )
+
+    def _input_depth_safe(self) -> int:
+        return self._spill.count if self._released else self._queue_depths()[0]
+
+    # ------------------------------------------------------------------------ terminating
+
+    def terminate(self, timeout: float = 1.0) -> KernelStats:
+        """Stop the kernel: request, wait for it to drain and acknowledge, synchronize, free.
+
+        Replies published before the acknowledgement stay readable with ``receive``. Calling it again
+        is harmless. Returns the final ``KernelStats``.
+
+        Raises:
+            KernelTimeoutError: the kernel did not acknowledge within ``timeout`` seconds. The handle
+                is then abandoned (the backend stops waiting on the device and leaves nothing that
+                keeps the process from exiting) and is unusable.
+        """
+        with self._term_lock:
+            if self._released:
+                return self.stats()
+            self._accepting = False
+            if not self._launched:
+                self._released = True
+                self._abandon()
+                return self.stats()
+            deadline = deadline_after(timeout)
+            with self._send_lock:  # no send is mid-publish when the request goes out
+                self._request_terminate()
+            backoff = Backoff(spins=4)
+            while True:
+                if self._drain_output():
+                    backoff.reset()
+                state = self._lifecycle_now()
+                if state in _STOPPED:
+                    break
+                if expired(deadline):
+                    self._give_up(state, timeout)
+                backoff.wait(deadline)
+            self._drain_output()
+            self._final_stats = self._stats_now(lifecycle=state)
+            self._final_state = self._read_state() if self.spec.state is not None else None
+            self._synchronize(max(0.0, deadline - time.monotonic()) + 1.0)
+            self._release()
+            self._released = True
+            log.debug("terminated kernel %s on %s", self.name, self.backend)
+            return self.stats()
+
+    def _drain_output(self) -> int:
+        if self.out_codec is None:
+            return 0
+        with self._recv_lock:
+            batch = self._pop(self.capacity)
+            self._spill.put(batch)
+            return len(batch)
+
+    def _give_up(self, state: Lifecycle, timeout: float) -> None:
+        try:
+            self._final_stats = self._stats_now(lifecycle=Lifecycle.FAULTED)
+        except Exception:  # the transport may be what failed; the error below says enough
+            self._final_stats = None
+        self._abandon()
+        self._released = True
+        raise KernelTimeoutError(
+            f"kernel {self.name} ({self.backend}) did not acknowledge terminate within {timeout:g} s "
+            f"(lifecycle {state.name}); it was abandoned",
+            hint="a handler that never returns keeps a kernel from draining; check it for an "
+            "endless loop",
+        )
+
+    def __enter__(self) -> "KernelHandle[InT, OutT]":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            self.terminate()
+        except KernelTimeoutError:
+            if exc_type is None:
+                raise
+            log.exception("terminating kernel %s while handling another error", self.name)
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name} on {self.backend}: {self.lifecycle.name}>"
+
+    # ------------------------------------------------------------------- transport (hooks)
+
+    @abc.abstractmethod
+    def _batch_format(self) -> BatchFormat:
+        """The batch format of this backend's queues (``ObjectBatches`` or ``SlotBatches``),
+        built from ``self.name``, ``self.in_codec`` and ``self.out_codec``."""
+
+    @abc.abstractmethod
+    def _launch(self) -> None:
+        """Allocate queues, control block and state, and launch the kernel.
+
+        Called once by ``open``. Every allocation that must not happen while the kernel is resident
+        (pinned memory on CUDA) happens here. On return the kernel may still be starting: ``open``
+        waits for the control block to report ACTIVE.
+        """
+
+    @abc.abstractmethod
+    def _push(self, batch: Batch) -> int:
+        """Publish a prefix of ``batch`` to the input queue without blocking; return its length.
+
+        Writes as many leading items as there are free slots (0 when full), then publishes them with
+        one release store of the tail. Called under the send lock.
+        """
+
+    @abc.abstractmethod
+    def _pop(self, max_n: int) -> Batch:
+        """Take up to ``max_n`` replies from the output queue without blocking (an empty batch when
+        none). Copies them out, then releases the slots with one store of the head. Called under the
+        receive lock."""
+
+    @abc.abstractmethod
+    def _control(self) -> np.ndarray:
+        """The control block now: a record of ``ringgen.protocol.CONTROL_DTYPE`` (a copy or a view;
+        the base reads each field once)."""
+
+    @abc.abstractmethod
+    def _queue_depths(self) -> tuple[int, int]:
+        """(messages waiting in the input queue, replies waiting in the output queue)."""
+
+    @abc.abstractmethod
+    def _latency(self):
+        """A ``LatencySummary`` of recent messages, or None when the backend does not measure one."""
+
+    @abc.abstractmethod
+    def _read_state(self) -> Any:
+        """A copy of the kernel's ``@rg.state`` object (only called when the kernel has state).
+
+        Device backends copy the state struct out and decode it with its codec:
+        ``self.codecs[self.spec.state.__name__].from_array(arr)[0]``.
+        """
+
+    @abc.abstractmethod
+    def _request_terminate(self) -> None:
+        """Write the terminate request word of the control block (the host's only write to it)."""
+
+    @abc.abstractmethod
+    def _synchronize(self, timeout: float) -> None:
+        """After the acknowledgement: wait until the kernel has really exited (join the stream or
+        the worker) so that freeing its memory is safe."""
+
+    @abc.abstractmethod
+    def _release(self) -> None:
+        """Free every resource of the kernel; called once, after ``_synchronize``."""
+
+    @abc.abstractmethod
+    def _abandon(self) -> None:
+        """Give up on a kernel that did not start or did not acknowledge termination.
+
+        Must return promptly and leave nothing that keeps the process from exiting (a daemon thread
+        told to stop, device memory deliberately leaked rather than freed under a resident kernel).
+        Also called for a handle that was never launched.
+        """
+
+    def _fault_detail(self) -> str:
+        """A backend's words on the fault (the Python exception on the cpu backend), or ''."""
+        return ""
+
+
+def _check_options(cls: type, kernel: str, options: Mapping[str, Any]) -> None:
+    """Reject launch options the backend does not take, listing the ones it does."""
+    params = inspect.signature(cls.__init__).parameters
+    allowed = sorted(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "codecs")
+    unknown = sorted(set(options) - set(allowed) - {"codecs"})
+    if unknown:
+        raise BuildError(
+            f"kernel {kernel}: backend {cls.backend} has no launch option "
+            + ", ".join(repr(u) for u in unknown),
+            hint="its options are: " + (", ".join(allowed) or "none"),
+        )
+
+
+def _codec_for(codecs: Mapping[str, Any], cls: type, kernel: str) -> Any:
+    try:
+        return codecs[cls.__name__]
+    except KeyError:
+        raise BuildError(
+            f"kernel {kernel}: the generated serializers have no codec for {cls.__qualname__}",
+            hint="rebuild the package: it is older than the kernel's module",
+        ) from None

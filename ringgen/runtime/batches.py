@@ -1,0 +1,215 @@
+"""What a queue carries, and how the host API's objects and arrays become it and back.
+
+A ``KernelHandle`` moves *batches* through its transport: a batch is whatever the backend's queues
+hold, and it supports ``len()`` and slicing (``batch[k:]``), so a partly accepted batch can be resumed.
+A ``BatchFormat`` converts between the public API (message objects, numpy structured arrays of the
+view dtype) and batches, through the generated codecs (``serializers.CODECS[name]``, interface in
+docs/architecture.md):
+
+- ``ObjectBatches``: a batch is a list of message objects (the cpu reference backend: it runs the
+  user's Python handler on objects, so nothing is encoded).
+- ``SlotBatches``: a batch is a numpy array of queue slots (device backends). For a direct message a
+  slot is its C struct, so the array has the view dtype itself; for a bridged message a slot is the
+  256-byte header plus payload, an array of ``np.dtype((np.void, slot_size))``.
+
+Device backends only copy slot arrays into and out of their rings; the codecs do the rest here.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from ..errors import SchemaError
+
+__all__ = [
+    "Batch",
+    "BatchFormat",
+    "ObjectBatches",
+    "SlotBatches",
+    "SpillBuffer",
+    "check_messages",
+    "slot_dtype",
+]
+
+#: A list of message objects or a numpy array of slots; both support len() and slicing.
+Batch = Union[list, np.ndarray]
+
+
+def check_messages(kernel: str, cls: type, messages: Sequence[Any]) -> None:
+    """Reject anything that is not an instance of the queue's message class, naming the first one.
+
+    Raises:
+        SchemaError: an item (by index) is not a ``cls``.
+    """
+    for i, m in enumerate(messages):
+        if type(m) is not cls and not isinstance(m, cls):
+            raise SchemaError(
+                f"kernel {kernel}: item {i} sent is a {type(m).__qualname__}, "
+                f"but the input queue carries {cls.__qualname__}",
+                hint=f"send {cls.__qualname__}(...) objects or a numpy array of its dtype",
+            )
+
+
+def _check_array(kernel: str, codec: Any, arr: Any) -> np.ndarray:
+    if not isinstance(arr, np.ndarray) or arr.dtype.names is None:
+        raise SchemaError(
+            f"kernel {kernel}: send_batch expects {codec.cls.__qualname__} objects or a numpy "
+            f"structured array of its dtype, got {type(arr).__qualname__}",
+            hint=f"build it with np.zeros(n, dtype=CODECS[{codec.cls.__name__!r}].dtype)",
+        )
+    if arr.ndim != 1:
+        raise SchemaError(f"kernel {kernel}: send_batch expects a 1-d array, got shape {arr.shape}")
+    if arr.dtype != codec.dtype:
+        missing = [n for n in codec.dtype.names if n not in arr.dtype.names]
+        if missing:
+            raise SchemaError(
+                f"kernel {kernel}: the array lacks field(s) {', '.join(missing)} of "
+                f"{codec.cls.__qualname__}",
+                hint="use the codec's dtype: CODECS[name].dtype",
+            )
+        # Same fields in another layout (unaligned, other order): convert field by field.
+        out = np.zeros(len(arr), dtype=codec.dtype)
+        for n in codec.dtype.names:
+            out[n] = arr[n]
+        return out
+    return np.ascontiguousarray(arr)
+
+
+class BatchFormat(abc.ABC):
+    """Converts between the host API's messages and one backend's batches, for one kernel.
+
+    ``in_codec``/``out_codec`` are the generated codecs of the input and output message classes
+    (``out_codec`` is None for a kernel without output).
+    """
+
+    def __init__(self, kernel: str, in_codec: Any, out_codec: Any) -> None:
+        self.kernel = kernel
+        self.in_codec = in_codec
+        self.out_codec = out_codec
+
+    @abc.abstractmethod
+    def from_objects(self, messages: Sequence[Any]) -> Batch:
+        """Input message objects (already type-checked) -> one input batch."""
+
+    @abc.abstractmethod
+    def from_array(self, arr: np.ndarray) -> Batch:
+        """A structured array of the input view dtype -> one input batch."""
+
+    @abc.abstractmethod
+    def to_objects(self, batch: Batch) -> list:
+        """One output batch -> output message objects."""
+
+    @abc.abstractmethod
+    def to_array(self, batch: Batch) -> Union[np.ndarray, list]:
+        """One output batch -> what ``receive_batch`` returns: a structured array of the output view
+        dtype for a direct message, a list of objects for a bridged one."""
+
+    @abc.abstractmethod
+    def empty(self) -> Union[np.ndarray, list]:
+        """What ``receive_batch`` returns when nothing arrived."""
+
+    def input_batch(self, messages: Any) -> Batch:
+        """Objects or a structured array -> one input batch (type-checked)."""
+        if isinstance(messages, np.ndarray):
+            return self.from_array(_check_array(self.kernel, self.in_codec, messages))
+        seq = messages if isinstance(messages, (list, tuple)) else list(messages)
+        check_messages(self.kernel, self.in_codec.cls, seq)
+        return self.from_objects(seq)
+
+
+class ObjectBatches(BatchFormat):
+    """Batches are lists of message objects (the cpu reference backend)."""
+
+    def from_objects(self, messages: Sequence[Any]) -> list:
+        return list(messages)
+
+    def from_array(self, arr: np.ndarray) -> list:
+        return list(self.in_codec.from_array(arr))
+
+    def to_objects(self, batch: list) -> list:
+        return list(batch)
+
+    def to_array(self, batch: list) -> Union[np.ndarray, list]:
+        if self.out_codec.bridged:
+            return list(batch)
+        return self.out_codec.to_array(list(batch))
+
+    def empty(self) -> Union[np.ndarray, list]:
+        if self.out_codec is None or self.out_codec.bridged:
+            return []
+        return np.zeros(0, dtype=self.out_codec.dtype)
+
+
+def slot_dtype(codec: Any) -> np.dtype:
+    """The numpy dtype of one queue slot of ``codec``'s message."""
+    if codec.bridged:
+        return np.dtype((np.void, codec.slot_size))
+    return codec.dtype
+
+
+class SlotBatches(BatchFormat):
+    """Batches are numpy arrays of queue slots (device backends)."""
+
+    def __init__(self, kernel: str, in_codec: Any, out_codec: Any) -> None:
+        super().__init__(kernel, in_codec, out_codec)
+        self.in_slot = slot_dtype(in_codec)
+        self.out_slot = slot_dtype(out_codec) if out_codec is not None else None
+
+    def from_objects(self, messages: Sequence[Any]) -> np.ndarray:
+        return self.from_array(self.in_codec.to_array(list(messages)))
+
+    def from_array(self, arr: np.ndarray) -> np.ndarray:
+        if not self.in_codec.bridged:
+            return arr
+        data = self.in_codec.pack_array(arr)
+        return np.frombuffer(data, dtype=self.in_slot, count=len(arr))
+
+    def _views(self, batch: np.ndarray) -> np.ndarray:
+        if not self.out_codec.bridged:
+            return batch
+        return self.out_codec.unpack_array(batch.tobytes(), len(batch))
+
+    def to_objects(self, batch: np.ndarray) -> list:
+        return list(self.out_codec.from_array(self._views(batch)))
+
+    def to_array(self, batch: np.ndarray) -> Union[np.ndarray, list]:
+        if self.out_codec.bridged:
+            return self.to_objects(batch)
+        return batch
+
+    def empty(self) -> Union[np.ndarray, list]:
+        if self.out_codec is None or self.out_codec.bridged:
+            return []
+        return np.zeros(0, dtype=self.out_codec.dtype)
+
+
+class SpillBuffer:
+    """Replies the host pulled out of the output queue while terminating, in order (a FIFO of
+    batches that hands out slices, so no batch is copied or concatenated)."""
+
+    def __init__(self) -> None:
+        self._batches: collections.deque = collections.deque()
+        self._offset = 0  # consumed prefix of the first batch
+        self.count = 0
+
+    def put(self, batch: Batch) -> None:
+        if len(batch):
+            self._batches.append(batch)
+            self.count += len(batch)
+
+    def take(self, max_n: int) -> Optional[Batch]:
+        """Up to ``max_n`` replies from the oldest batch (None when empty)."""
+        if not self._batches:
+            return None
+        first = self._batches[0]
+        part = first[self._offset : self._offset + max_n]
+        self._offset += len(part)
+        if self._offset >= len(first):
+            self._batches.popleft()
+            self._offset = 0
+        self.count -= len(part)
+        return part

@@ -1,0 +1,70 @@
+"""Waiting on queues: deadlines and progressive backoff, shared by every backend's host side.
+
+Host code polls (a queue counter in pinned or shared memory cannot signal the host), so each wait is
+a loop of polls with a ``Backoff`` between them: a few free polls, because a reply usually arrives
+within microseconds and sleeping even 50 µs would dominate its latency, then sleeps that double up to
+a cap, so a long wait costs almost no CPU. ``wait_async`` awaits instead of sleeping, so asyncio
+callers never block their event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Optional
+
+__all__ = ["Backoff", "deadline_after", "expired"]
+
+
+def deadline_after(timeout: Optional[float]) -> Optional[float]:
+    """The ``time.monotonic()`` deadline for ``timeout`` seconds from now (None: wait forever)."""
+    if timeout is None:
+        return None
+    if timeout < 0:
+        raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+    return time.monotonic() + timeout
+
+
+def expired(deadline: Optional[float]) -> bool:
+    """True once ``deadline`` (from ``deadline_after``; None = never) has passed."""
+    return deadline is not None and time.monotonic() >= deadline
+
+
+class Backoff:
+    """Progressive waiting for a poll loop: ``spins`` free polls, then sleeps doubling to ``max_sleep``.
+
+    A fresh ``Backoff`` per wait; ``reset()`` after progress. The first polls are free because a
+    reply usually arrives within microseconds, and sleeping even 50 µs would dominate its latency.
+    """
+
+    __slots__ = ("spins", "sleep", "min_sleep", "max_sleep", "_n")
+
+    def __init__(self, spins: int = 16, min_sleep: float = 20e-6, max_sleep: float = 1e-3) -> None:
+        self.spins = spins
+        self.min_sleep = min_sleep
+        self.max_sleep = max_sleep
+        self.reset()
+
+    def reset(self) -> None:
+        """Start over with free polls (call it after the poll made progress)."""
+        self._n = 0
+        self.sleep = self.min_sleep
+
+    def next_sleep(self, deadline: Optional[float] = None) -> float:
+        """The next step's sleep in seconds (0 for a free poll), never past ``deadline``."""
+        self._n += 1
+        if self._n <= self.spins:
+            return 0.0
+        s = self.sleep
+        self.sleep = min(self.sleep * 2, self.max_sleep)
+        if deadline is not None:
+            s = max(0.0, min(s, deadline - time.monotonic()))
+        return s
+
+    def wait(self, deadline: Optional[float] = None) -> None:
+        """Wait one step (never past ``deadline``); a free poll yields the GIL and returns."""
+        time.sleep(self.next_sleep(deadline))
+
+    async def wait_async(self, deadline: Optional[float] = None) -> None:
+        """Like ``wait``, but awaits ``asyncio.sleep`` so the event loop keeps running."""
+        await asyncio.sleep(self.next_sleep(deadline))

@@ -1,0 +1,69 @@
+"""The backend registry: names, auto, RINGGEN_BACKEND, and clear errors for missing backends."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+from ringgen.errors import BackendUnavailableError
+from ringgen.runtime import available_backends, backends, resolve_backend
+from ringgen.runtime.base import KernelHandle
+from ringgen.runtime.cpu import CpuKernelHandle
+
+
+def test_cpu_is_always_available_and_loads_its_handle_class():
+    assert "cpu" in available_backends()
+    assert available_backends()[-1] == "cpu"  # auto order: cuda, opencl, cpu
+    assert backends.load_backend("cpu") is CpuKernelHandle
+    assert issubclass(CpuKernelHandle, KernelHandle)
+    assert (CpuKernelHandle.backend, CpuKernelHandle.persistent) == ("cpu", True)
+
+
+def test_explicit_names_resolve_to_themselves():
+    assert resolve_backend("cpu") == "cpu"
+
+
+def test_auto_picks_the_first_available(monkeypatch):
+    monkeypatch.delenv("RINGGEN_BACKEND", raising=False)
+    assert resolve_backend("auto") == available_backends()[0]
+
+
+def test_environment_variable_replaces_auto(monkeypatch):
+    monkeypatch.setenv("RINGGEN_BACKEND", "cpu")
+    assert resolve_backend("auto") == "cpu"
+    monkeypatch.setenv("RINGGEN_BACKEND", "tpu")
+    with pytest.raises(BackendUnavailableError, match="'tpu'.*RINGGEN_BACKEND"):
+        resolve_backend("auto")
+
+
+def test_unknown_backend_lists_the_choices():
+    with pytest.raises(BackendUnavailableError, match="unknown backend 'vulkan'") as info:
+        resolve_backend("vulkan")
+    assert "cpu" in str(info.value) and "cuda" in str(info.value)
+
+
+def test_missing_backend_module_is_named(monkeypatch):
+    monkeypatch.setitem(backends.BACKENDS, "fake", "ringgen.runtime._no_such_backend")
+    monkeypatch.setitem(backends._DRIVER_PROBES, "fake", lambda: None)
+    monkeypatch.setitem(backends._INSTALL_HINTS, "fake", "nothing")
+    with pytest.raises(
+        BackendUnavailableError, match="_no_such_backend is not part of this ringgen"
+    ):
+        backends.load_backend("fake")
+
+
+def test_a_module_without_handle_class_is_refused(monkeypatch):
+    monkeypatch.setitem(backends.BACKENDS, "fake", "ringgen.runtime.stats")
+    monkeypatch.setitem(backends._DRIVER_PROBES, "fake", lambda: None)
+    with pytest.raises(BackendUnavailableError, match="HANDLE_CLASS"):
+        backends.load_backend("fake")
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("pycuda") is not None, reason="PyCUDA is installed here"
+)
+def test_cuda_without_pycuda_says_what_to_install():
+    with pytest.raises(BackendUnavailableError, match="PyCUDA is not installed") as info:
+        backends.load_backend("cuda")
+    assert "pip install" in str(info.value)
