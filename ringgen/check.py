@@ -230,9 +230,11 @@ def _check_metal(file: Path) -> list[CheckResult]:
         result = shim.check_metal(file)
     except RinggenError as exc:
         return [CheckResult(file.name, "metal shim", "failed", _tail(exc.message))]
-    if result is False:
-        return [CheckResult(file.name, "metal shim", "failed", "check_metal returned False")]
-    return [CheckResult(file.name, "metal shim", "ok")]
+    toolchain = f"metal shim ({result.compiler})" if result.compiler else "metal shim"
+    if not result.ok:
+        return [CheckResult(file.name, toolchain, "failed", _tail(result.stderr))]
+    # Honest wording: "checked against the shim, not compiled by Apple's compiler".
+    return [CheckResult(file.name, toolchain, "ok", result.wording)]
 
 
 def _check_python(file: Path) -> list[CheckResult]:

@@ -16,7 +16,7 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 
 import numpy as np
 
-from .errors import BuildError, RinggenError, WireFormatError
+from .errors import BuildError, EncodeError, RinggenError, WireFormatError
 
 __all__ = [
     "DirectCodec",
@@ -91,18 +91,26 @@ class DirectCodec:
         if type(obj) is not self.cls:
             raise TypeError(f"{self.name} codec got {type(obj).__name__}, expected {self.name}")
 
+    def _encode_error(self, obj: Any, exc: Exception) -> EncodeError:
+        """An ``EncodeError`` naming the first field (``Class.field``) whose value does not fit."""
+        where = _first_bad_field(obj)
+        if where is None:
+            return EncodeError(f"cannot pack {self.name}: {exc}")
+        path, value, ctype = where
+        return EncodeError(f"cannot pack {self.name}: {path} = {value!r} does not fit {ctype}")
+
     def pack(self, obj: Any) -> bytes:
         """The slot bytes of one message (its C struct, padding zeroed).
 
         Raises:
             TypeError: ``obj`` is not an instance of this codec's class.
-            WireFormatError: a field value does not fit its C type (names the message).
+            EncodeError: a field value does not fit its C type (names ``Class.field``).
         """
         self._check_type(obj)
         try:
             return self.packer.pack(*self.flat(obj))
         except (struct.error, OverflowError, TypeError) as exc:
-            raise WireFormatError(f"cannot pack {self.name}: {exc}") from None
+            raise self._encode_error(obj, exc) from None
 
     def pack_into(self, buf: Any, offset: int, obj: Any) -> None:
         """Write one message's slot bytes into ``buf`` at ``offset`` (no intermediate bytes object)."""
@@ -110,7 +118,7 @@ class DirectCodec:
         try:
             self.packer.pack_into(buf, offset, *self.flat(obj))
         except (struct.error, OverflowError, TypeError) as exc:
-            raise WireFormatError(f"cannot pack {self.name}: {exc}") from None
+            raise self._encode_error(obj, exc) from None
 
     def unpack(self, buf: Any, offset: int = 0) -> Any:
         """The message stored in ``buf`` at ``offset``.
@@ -134,7 +142,11 @@ class DirectCodec:
         # and slots must be byte-for-byte deterministic (the same bytes as ``pack``).
         arr = np.zeros(len(objs), dtype=self.dtype)
         if objs:
-            arr[:] = [self.row(o) for o in objs]
+            try:
+                arr[:] = [self.row(o) for o in objs]
+            except (OverflowError, TypeError, ValueError) as exc:
+                bad = next((o for o in objs if _first_bad_field(o) is not None), objs[0])
+                raise self._encode_error(bad, exc) from None
         return arr
 
     def from_array(self, arr: np.ndarray) -> list:
@@ -217,3 +229,37 @@ def verify_layouts(codecs: dict, package: str) -> None:
                 f"(generated {codec.slot_size}-byte slot, now {lay.slot_size})",
                 hint="rebuild the package with `ringgen build`",
             )
+
+
+def _first_bad_field(obj: Any, prefix: str = "") -> tuple[str, Any, str] | None:
+    """The first scalar field of ``obj`` (depth first) whose value does not fit its type, or None.
+
+    Returns ``("Class.field", value, "i32")``; array elements are named ``Class.field[i]``.
+    """
+    from .layout import layout_of
+    from .types import ArrayType, MessageType, ScalarType
+
+    lay = layout_of(type(obj))
+
+    def check(path: str, t: Any, value: Any):
+        if isinstance(t, ScalarType):
+            try:
+                struct.pack("<" + t.struct_code, value)
+            except (struct.error, OverflowError, TypeError):
+                return path, value, t.name
+            return None
+        if isinstance(t, ArrayType):
+            for i, v in enumerate(value):
+                bad = check(f"{path}[{i}]", t.elem, v)
+                if bad:
+                    return bad
+            return None
+        if isinstance(t, MessageType):
+            return _first_bad_field(value, path + ".")
+        return None
+
+    for f in lay.fields:
+        bad = check(f"{prefix or lay.name + '.'}{f.name}", f.type, getattr(obj, f.name))
+        if bad:
+            return bad
+    return None

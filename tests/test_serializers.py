@@ -22,7 +22,7 @@ import ringgen as rg
 from ringgen.build import BuildUnit, collect
 from ringgen.codec import DirectCodec, UnavailableCodec
 from ringgen.codegen.writer import emit_unit, write_unit
-from ringgen.errors import RinggenError, WireFormatError
+from ringgen.errors import EncodeError, RinggenError, WireFormatError
 from ringgen.types import Array, Str, f32, i8, i64, u16
 
 _loaded = itertools.count()
@@ -171,12 +171,13 @@ def test_padding_is_zero(particle_codec, tmp_path):
     assert tail_codec.to_array([tail(id=-1, flag=-1)]).tobytes() == b"\xff" * 9 + b"\0" * 7
 
 
-def test_out_of_range_value_is_a_wire_format_error(particle_codec):
+def test_out_of_range_value_is_an_encode_error_naming_the_field(particle_codec):
     codec, cls, vec = particle_codec
     obj = cls(id=1, small=300, pos=vec(0.0, 0.0), path=[vec(0.0, 0.0)] * 2, grid=[[0, 0]] * 3)
-    with pytest.raises(WireFormatError) as info:
-        codec.pack(obj)
-    assert info.value.message.startswith(f"cannot pack {cls.__name__}:")
+    for convert in (codec.pack, lambda o: codec.to_array([o])):
+        with pytest.raises(EncodeError) as info:
+            convert(obj)
+        assert info.value.message.startswith(f"cannot pack {cls.__name__}: {cls.__name__}.small = 300")
 
 
 def test_short_buffer_is_a_wire_format_error(particle_codec):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib
 import json
 import re
 from pathlib import Path
@@ -159,9 +160,26 @@ def _layout(m: MessageLayout) -> dict:
     }
 
 
+def _skipped_by_target(unit: "BuildUnit", sources: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Kernels each source target leaves out, with its reason (e.g. Metal has no f64).
+
+    A target module reports them through an optional ``skipped_kernels(unit) -> {kernel: reason}``.
+    """
+    from .targets import resolve
+
+    out = {}
+    for target in sorted(sources):
+        module = importlib.import_module(resolve(target).__module__)
+        report = getattr(module, "skipped_kernels", None)
+        if report is not None:
+            out[target] = dict(report(unit))
+    return out
+
+
 def compute_manifest(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> dict:
     """The manifest of ``unit`` as a dict; ``emitted`` are the other files of the build."""
     sources = {f.target: name for name, f in sorted(emitted.items()) if f.target in SOURCE_TARGETS}
+    skipped = _skipped_by_target(unit, sources)
     queues = []
     kernels = []
     for k in unit.kernels:
@@ -196,7 +214,8 @@ def compute_manifest(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> di
                 "may_skip": k.may_skip,
                 "ordered": k.ordered,
                 "capacity": k.capacity,
-                "sources": sources,
+                "sources": {t: f for t, f in sources.items() if k.name not in skipped.get(t, {})},
+                "skipped": {t: why[k.name] for t, why in sorted(skipped.items()) if k.name in why},
             }
         )
     return {
