@@ -1,0 +1,191 @@
+"""The device codec of bridged messages: C text shared by OpenCL, CUDA, Metal and plain C.
+
+``emit_device_codec(unit)`` returns, for every bridged message ``M`` of a build:
+
+* ``RG_FN int rg_decode_M(RG_GLOBAL const rg_u8* slot, rg_u32 slot_size, rg_u32 expected_type_id,
+  RG_PRIVATE M* out)``: validates the header (size, magic, total size, type id, CRC-32) and decodes
+  the MemoryPack payload into the view struct; returns 0 or a ``ringgen.protocol.Reason``;
+* ``RG_FN rg_u32 rg_encode_M(RG_PRIVATE const M* in, RG_GLOBAL rg_u8* slot, rg_u64 timestamp,
+  rg_u32 sender, rg_u32 receiver, rg_u64 sequence)``: writes header + payload and returns the total
+  size in bytes.
+
+The checks run in the order of the host's reference decoder (``ringgen.wire.codec.decode_reference``)
+so both name the same Reason for the same bytes. The text uses only prelude names (``RG_FN``,
+``RG_GLOBAL``, ``RG_PRIVATE`` and the ``rg_*`` scalar typedefs) and must be included after the
+``_types.h`` header and the backend's prelude. Python decides what each field needs (the "steps"
+below); ``templates/common/bridged_codec.h.j2`` spells them in C.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Iterable
+
+from ..layout import MessageLayout, layout_of
+from ..protocol import Reason
+from ..types import ArrayType, ListType, MessageType, ScalarType, StrType
+from ..wire.header import HEADER_FIELDS, HEADER_SIZE, MAGIC
+from .env import render
+from .header import describe_type
+
+if TYPE_CHECKING:
+    from ..build import BuildUnit
+
+__all__ = ["emit_device_codec", "render_device_codec"]
+
+
+def _fixed_size(t: Any) -> int:
+    """Bytes of a fixed-size type in a view struct (and of its unmanaged wire form when raw)."""
+    if isinstance(t, ScalarType):
+        return t.size
+    if isinstance(t, ArrayType):
+        return _fixed_size(t.elem) * t.length
+    if isinstance(t, MessageType):
+        return layout_of(t.cls).size
+    raise TypeError(t)
+
+
+def _is_raw(t: Any) -> bool:
+    """Whether the wire bytes of ``t`` are exactly its view bytes (a scalar or a direct struct)."""
+    return isinstance(t, ScalarType) or (
+        isinstance(t, MessageType) and not layout_of(t.cls).is_bridged
+    )
+
+
+def _padding(lay: MessageLayout, base: int = 0) -> list[tuple[int, int]]:
+    """(offset, length) of every padding gap of a direct struct, nested structs included."""
+    gaps, at = [], 0
+    for f in lay.fields:
+        if f.offset > at:
+            gaps.append((base + at, f.offset - at))
+        t, n = f.type, 1
+        while isinstance(t, ArrayType):
+            n *= t.length
+            t = t.elem
+        if isinstance(t, MessageType):
+            inner = layout_of(t.cls)
+            for k in range(n):
+                gaps += _padding(inner, base + f.offset + k * inner.size)
+        at = f.offset + f.size
+    if lay.size > at:
+        gaps.append((base + at, lay.size - at))
+    return gaps
+
+
+def _raw_padding(t: Any, count: int) -> list[tuple[int, int]]:
+    """Padding gaps inside ``count`` consecutive raw values of type ``t`` (relative offsets)."""
+    if isinstance(t, MessageType):
+        lay = layout_of(t.cls)
+        return [g for k in range(count) for g in _padding(lay, k * lay.size)]
+    return []
+
+
+class _Steps:
+    """Turns field types into template steps; ``depth`` names nested loop counters uniquely."""
+
+    def __init__(self) -> None:
+        self.depth = 0
+
+    def value(self, t: Any, lv: str, what: str) -> dict:
+        """The step that decodes/encodes one value of type ``t`` held in the lvalue ``lv``."""
+        ptr = f"&({lv})"
+        if _is_raw(t):
+            return {
+                "kind": "raw",
+                "what": what,
+                "ptr": ptr,
+                "size": _fixed_size(t),
+                "count": "1u",
+                "padding": _raw_padding(t, 1),
+            }
+        if isinstance(t, ArrayType):
+            if _is_raw(t.elem):
+                return {
+                    "kind": "array_raw",
+                    "what": what,
+                    "ptr": ptr,
+                    "length": t.length,
+                    "size": _fixed_size(t.elem) * t.length,
+                    "count": f"{t.length}u",
+                    "padding": _raw_padding(t.elem, t.length),
+                }
+            var = self._var()
+            body = self.value(t.elem, f"({lv})[{var}]", f"element of {what}")
+            return {
+                "kind": "array_loop",
+                "what": what,
+                "length": t.length,
+                "var": var,
+                "body": body,
+            }
+        if isinstance(t, StrType):
+            return {"kind": "str", "what": what, "lv": lv, "bound": t.max_bytes}
+        if isinstance(t, ListType):
+            step = {"kind": "list", "what": what, "lv": lv, "bound": t.max_len}
+            if _is_raw(t.elem):
+                step.update(elems="raw", size=_fixed_size(t.elem), padding=_raw_padding(t.elem, 1))
+            else:
+                var = self._var()
+                step.update(
+                    elems="loop",
+                    var=var,
+                    body=self.value(t.elem, f"({lv}).items[{var}]", f"element of {what}"),
+                )
+            return step
+        if isinstance(t, MessageType):
+            return {"kind": "object", "what": what, "lv": lv, "name": t.name}
+        raise TypeError(t)
+
+    def _var(self) -> str:
+        self.depth += 1
+        return f"i{self.depth}"
+
+
+def _message_context(lay: MessageLayout) -> dict:
+    steps = _Steps()
+    return {
+        "name": lay.name,
+        "n_fields": len(lay.fields),
+        "max_payload": lay.max_payload,
+        "slot_size": lay.slot_size,
+        "type_id": lay.type_id,
+        "steps": [
+            steps.value(f.type, f"m->{f.name}", f"{f.name}: {describe_type(f.type)}")
+            for f in lay.fields
+        ],
+    }
+
+
+def _bridged_closure(layouts: Iterable[MessageLayout]) -> list[MessageLayout]:
+    out: list[MessageLayout] = []
+    for lay in layouts:
+        for spec in lay.spec.nested() + [lay.spec]:
+            nested = layout_of(spec.cls)
+            if nested.is_bridged and nested not in out:
+                out.append(nested)
+    return out
+
+
+def render_device_codec(layouts: Iterable[MessageLayout]) -> str:
+    """The codec text for the given bridged layouts (and the bridged messages they nest)."""
+    bridged = _bridged_closure(layouts)
+    if not bridged:
+        return ""
+    return render(
+        "common/bridged_codec.h.j2",
+        magic=MAGIC,
+        header_size=HEADER_SIZE,
+        header_fields=[
+            {"name": n, "offset": off, "size": 4 if code == "I" else 8}
+            for n, code, off, _ in HEADER_FIELDS
+        ],
+        reasons=[(r.name, int(r)) for r in Reason],
+        messages=[_message_context(m) for m in bridged],
+    )
+
+
+def emit_device_codec(unit: "BuildUnit") -> str:
+    """The device codec of every bridged message of ``unit`` ("" when it has none).
+
+    Backends include the text after the ``_types.h`` header and their prelude.
+    """
+    return render_device_codec(unit.bridged_messages)

@@ -1,0 +1,353 @@
+"""Message codecs and the public ``encode``/``decode``: bytes in, messages out, for every message kind.
+
+A *direct* message's bytes are its C struct (the queue slot, byte for byte). A *bridged* message's bytes
+are the 256-byte header plus its MemoryPack payload (docs/wire-format.md). ``BridgedCodec`` implements
+the codec interface of docs/architecture.md ("Codecs") for bridged classes; the generated ``bridged.py``
+builds one per class around its specialised encoder and decoder.
+
+``encode_reference``/``decode_reference`` are the readable definition of a whole message, with full
+validation in the order the device codec follows: size, magic, total size, type id, CRC, payload,
+trailing bytes. Every failure is a ``WireFormatError`` carrying ``offset``, ``field`` and ``reason``.
+"""
+
+from __future__ import annotations
+
+import functools
+import struct
+import zlib
+from typing import Any, Callable, Iterable, Optional
+
+import numpy as np
+
+from ..errors import EncodeError, WireFormatError
+from ..layout import MessageLayout, layout_of
+from ..protocol import Reason
+from .direct import direct_struct, flatten_direct, unflatten_direct
+from .header import HEADER_SIZE, HEADER_STRUCT, MAGIC, Header, now_ticks
+from .memorypack import decode_payload, encode_payload, wire_error
+
+__all__ = [
+    "BridgedCodec",
+    "DirectWireCodec",
+    "codec_for",
+    "decode",
+    "decode_reference",
+    "encode",
+    "encode_reference",
+    "message_bytes",
+]
+
+_TOTAL = struct.Struct("<Q")
+
+
+def message_bytes(data: Any) -> bytes:
+    """The bytes of the one message at the start of ``data`` (cut at its header's total size).
+
+    Anything too short to say is returned whole, for the decoder to reject with a precise error.
+    """
+    if type(data) is not bytes:
+        data = memoryview(data).cast("B")
+    if len(data) >= 12:
+        total = _TOTAL.unpack_from(data, 4)[0]
+        if total < len(data):
+            return bytes(data[:total])
+    return data if type(data) is bytes else bytes(data)
+
+
+def encode_reference(
+    cls: type,
+    obj: Any,
+    *,
+    sender: int = 0,
+    receiver: int = 0,
+    sequence: int = 0,
+    timestamp: Optional[int] = None,
+    flags: int = 0,
+    reason: int = 0,
+) -> bytes:
+    """Header + payload of the bridged message ``obj``, field by field (the slow, readable path).
+
+    Raises:
+        EncodeError: a Str or List exceeds its bound (the message names class, field and bound), an
+            Array has the wrong length, or a value does not fit its type.
+    """
+    payload = encode_payload(cls, obj)
+    header = Header(
+        total_size=HEADER_SIZE + len(payload),
+        timestamp=now_ticks() if timestamp is None else timestamp,
+        sender=sender,
+        receiver=receiver,
+        type_id=layout_of(cls).type_id,
+        sequence=sequence,
+        payload_crc=zlib.crc32(payload),
+        flags=flags,
+        reason=reason,
+    )
+    try:
+        return header.pack() + payload
+    except struct.error as exc:
+        raise EncodeError(f"{cls.__name__}: a header field is out of range ({exc})") from None
+
+
+def check_header(cls: type, data: Any) -> tuple[Header, int]:
+    """Validate the header of a bridged ``cls`` message in ``data``; return it and the payload end.
+
+    Raises:
+        WireFormatError: BAD_SIZE, BAD_MAGIC, BAD_TYPE or BAD_CRC, in that order of checking.
+    """
+    lay = layout_of(cls)
+    have = len(data)
+    if have < HEADER_SIZE:
+        raise wire_error(
+            0,
+            f"{lay.name}.header",
+            Reason.BAD_SIZE,
+            f"{have} bytes, a bridged message has a {HEADER_SIZE}-byte header",
+        )
+    header = Header.unpack(data)
+    if header.magic != MAGIC:
+        raise wire_error(
+            0,
+            f"{lay.name}.header.magic",
+            Reason.BAD_MAGIC,
+            f"0x{header.magic:08x}, expected 0x{MAGIC:04x}",
+        )
+    total = header.total_size
+    if not HEADER_SIZE <= total <= min(have, lay.slot_size):
+        raise wire_error(
+            4,
+            f"{lay.name}.header.total_size",
+            Reason.BAD_SIZE,
+            f"{total}: must be {HEADER_SIZE}..{min(have, lay.slot_size)} "
+            f"({have} bytes given, slot {lay.slot_size})",
+        )
+    if header.type_id != lay.type_id:
+        raise wire_error(
+            28,
+            f"{lay.name}.header.type_id",
+            Reason.BAD_TYPE,
+            f"0x{header.type_id:08x}, {lay.name} is 0x{lay.type_id:08x}",
+        )
+    crc = zlib.crc32(memoryview(data)[HEADER_SIZE:total])
+    if crc != header.payload_crc:
+        raise wire_error(
+            40,
+            f"{lay.name}.header.payload_crc",
+            Reason.BAD_CRC,
+            f"header says 0x{header.payload_crc:08x}, payload has 0x{crc:08x}",
+        )
+    return header, total
+
+
+def decode_reference(cls: type, data: Any, *, with_header: bool = False) -> Any:
+    """The bridged ``cls`` message in ``data``, fully validated (the slow, readable path).
+
+    Raises:
+        WireFormatError: with ``offset``, ``field`` and ``reason`` (a ``ringgen.protocol.Reason``).
+    """
+    if type(data) is not bytes:
+        data = bytes(memoryview(data).cast("B"))
+    header, total = check_header(cls, data)
+    obj, end = decode_payload(cls, data, HEADER_SIZE, total)
+    if end != total:
+        raise wire_error(
+            end,
+            cls.__name__,
+            Reason.BAD_SIZE,
+            f"{total - end} bytes after the payload's last member",
+        )
+    return (header, obj) if with_header else obj
+
+
+class BridgedCodec:
+    """The codec of one bridged message class (docs/architecture.md, "Codecs").
+
+    ``encode_fn(obj, sender, receiver, sequence, timestamp, flags, reason) -> bytes`` and
+    ``decode_fn(data) -> obj`` are the class's generated functions. Batches use the view dtype (the
+    struct the device decodes into) and the columnar encoder.
+    """
+
+    bridged = True
+
+    def __init__(self, cls: type, encode_fn: Callable[..., bytes], decode_fn: Callable[[Any], Any]):
+        self.cls = cls
+        self.layout: MessageLayout = layout_of(cls)
+        self.dtype: np.dtype = self.layout.dtype
+        self.slot_size: int = self.layout.slot_size
+        self.type_id: int = self.layout.type_id
+        self.encode = encode_fn
+        self.decode = decode_fn
+
+    @property
+    def name(self) -> str:
+        return self.layout.name
+
+    def __repr__(self) -> str:
+        return (
+            f"<BridgedCodec {self.name}: slot {self.slot_size} bytes, type id 0x{self.type_id:08x}>"
+        )
+
+    def pack(self, obj: Any) -> bytes:
+        """Header + payload of one message (not padded to the slot)."""
+        return self.encode(obj)
+
+    def pack_into(self, buf: Any, offset: int, obj: Any) -> None:
+        """Write one message into ``buf`` at ``offset`` (the rest of the slot is left as it is)."""
+        data = self.encode(obj)
+        memoryview(buf).cast("B")[offset : offset + len(data)] = data
+
+    def unpack(self, buf: Any, offset: int = 0) -> Any:
+        """The message in the slot at ``offset`` of ``buf``.
+
+        Raises:
+            WireFormatError: the slot does not hold a well-formed message of this class.
+        """
+        view = memoryview(buf).cast("B")
+        return self.decode(view[offset : offset + self.slot_size])
+
+    def to_array(self, objs: Iterable[Any]) -> np.ndarray:
+        """The view rows of ``objs`` (``Str`` as ``{len, data}``, ``List`` as ``{len, items}``)."""
+        from .columnar import objects_to_view
+
+        return objects_to_view(self.cls, objs)
+
+    def from_array(self, arr: np.ndarray) -> list:
+        """The message objects of view rows."""
+        from .columnar import view_to_objects
+
+        return view_to_objects(self.cls, arr)
+
+    def encode_batch(self, batch: Any, **header: Any) -> np.ndarray:
+        """Slots for a whole batch, shape ``(n, slot_size)``: see ``ringgen.wire.columnar.encode_batch``."""
+        from .columnar import encode_batch
+
+        return encode_batch(self.cls, batch, **header)
+
+    def pack_array(self, arr: np.ndarray) -> bytes:
+        """The slots of every view row, back to back (columnar: no Python loop per message)."""
+        return self.encode_batch(arr).tobytes()
+
+    def unpack_array(self, buf: Any, n: Optional[int] = None) -> np.ndarray:
+        """View rows decoded from ``n`` consecutive slots (default: as many as ``buf`` holds).
+
+        Raises:
+            WireFormatError: a slot is malformed, or ``buf`` is shorter than ``n`` slots.
+        """
+        view = memoryview(buf).cast("B")
+        if n is None:
+            n = len(view) // self.slot_size
+        if len(view) < n * self.slot_size:
+            raise WireFormatError(
+                f"{n} {self.name} slots need {n * self.slot_size} bytes, got {len(view)}"
+            )
+        s = self.slot_size
+        return self.to_array([self.decode(view[i * s : (i + 1) * s]) for i in range(n)])
+
+
+class DirectWireCodec:
+    """``encode``/``decode`` of a direct message: its C struct bytes, nothing more."""
+
+    bridged = False
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+        self.layout = layout_of(cls)
+        self.struct = direct_struct(cls)
+        self.slot_size = self.layout.size
+
+    def encode(self, obj: Any, **header: Any) -> bytes:
+        if any(v not in (None, 0) for v in header.values()):
+            raise EncodeError(
+                f"{self.layout.name} is a direct message: its bytes are its C struct, with no header "
+                f"to carry {', '.join(sorted(header))}"
+            )
+        flat: list = []
+        flatten_direct(self.cls, obj, flat)
+        try:
+            return self.struct.pack(*flat)
+        except struct.error as exc:
+            raise EncodeError(
+                f"{self.layout.name}: a value does not fit its field type ({exc})"
+            ) from None
+
+    def decode(self, data: Any) -> Any:
+        view = memoryview(data).cast("B")
+        if len(view) < self.slot_size:
+            raise wire_error(
+                len(view),
+                self.layout.name,
+                Reason.BAD_SIZE,
+                f"{len(view)} bytes, the struct has {self.slot_size}",
+            )
+        return unflatten_direct(self.cls, iter(self.struct.unpack_from(view, 0)))
+
+
+@functools.lru_cache(maxsize=None)
+def codec_for(cls: type) -> Any:
+    """The (cached) codec of a message class: generated and compiled in memory for a bridged class."""
+    lay = layout_of(cls)
+    if not lay.is_bridged:
+        return DirectWireCodec(cls)
+    from ..codegen.bridged_py import compile_codecs
+
+    return compile_codecs([cls])["CODECS"][lay.name]
+
+
+# type -> encoder(message, sender, receiver, sequence, timestamp): a plain dict lookup is the fast path
+_ENCODERS: dict[type, Callable[..., bytes]] = {}
+
+
+def _encoder_for(cls: type) -> Callable[..., bytes]:
+    codec = codec_for(cls)
+    if codec.bridged:
+        fn = codec.encode
+    else:
+
+        def fn(message, sender, receiver, sequence, timestamp, _encode=codec.encode):
+            return _encode(
+                message, sender=sender, receiver=receiver, sequence=sequence, timestamp=timestamp
+            )
+
+    _ENCODERS[cls] = fn
+    return fn
+
+
+def encode(
+    message: Any,
+    *,
+    sender: int = 0,
+    receiver: int = 0,
+    sequence: int = 0,
+    timestamp: Optional[int] = None,
+) -> bytes:
+    """The wire bytes of ``message``: header + MemoryPack payload when bridged, the C struct when direct.
+
+    ``timestamp`` is in UTC ticks (``ringgen.wire.header.now_ticks()``, the default). A direct message
+    has no header, so ``sender``/``receiver``/``sequence``/``timestamp`` must stay unset for it.
+
+    Raises:
+        EncodeError: a Str or List is over its bound, a value does not fit its type, or header fields
+            were given for a direct message.
+        SchemaError: ``message`` is not an instance of a ringgen message class.
+    """
+    fn = _ENCODERS.get(type(message))
+    if fn is None:
+        fn = _encoder_for(type(message))
+    return fn(message, sender, receiver, sequence, timestamp)
+
+
+def decode(cls: type, data: Any, *, with_header: bool = False) -> Any:
+    """The ``cls`` message held in ``data`` (bytes, bytearray, memoryview or a uint8 array).
+
+    With ``with_header=True`` a bridged message comes back as ``(Header, message)``.
+
+    Raises:
+        WireFormatError: malformed bytes, with ``offset``, ``field`` and ``reason``.
+    """
+    codec = codec_for(cls)
+    if with_header:
+        if not codec.bridged:
+            raise WireFormatError(f"{cls.__name__} is a direct message: it has no header")
+        obj = codec.decode(data)
+        return Header.unpack(message_bytes(data)), obj
+    return codec.decode(data)

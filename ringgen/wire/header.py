@@ -1,0 +1,143 @@
+"""The 256-byte header every bridged message starts with (docs/wire-format.md).
+
+Packed and little-endian, as the seed lays it out: magic ``0xDCF1`` (u32 at 0), total message size
+(u64 at 4), timestamp in .NET UTC ticks (u64 at 12), sender (u32 at 20), receiver (u32 at 24), then
+228 reserved bytes. ringgen uses a prefix of the reserved area (type id, sequence number, payload
+CRC32, flags, reason) and keeps the rest zero.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import enum
+import struct
+import time
+
+import attrs
+import numpy as np
+
+__all__ = [
+    "HEADER_DTYPE",
+    "HEADER_FIELDS",
+    "HEADER_SIZE",
+    "HEADER_STRUCT",
+    "HEADER_USED",
+    "Header",
+    "HeaderFlag",
+    "MAGIC",
+    "TICKS_AT_UNIX_EPOCH",
+    "datetime_from_ticks",
+    "now_ticks",
+    "ticks_from_datetime",
+]
+
+MAGIC = 0xDCF1
+HEADER_SIZE = 256
+
+#: .NET counts 100 ns ticks from 0001-01-01 00:00 UTC; this is 1970-01-01 in those ticks.
+TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000
+
+#: (name, struct code, offset, meaning): every header field, in order; the struct packs them with no
+#: padding, so each offset is the sum of the sizes before it.
+HEADER_FIELDS: tuple[tuple[str, str, int, str], ...] = (
+    ("magic", "I", 0, "0xDCF1"),
+    ("total_size", "Q", 4, "header + payload, in bytes"),
+    ("timestamp", "Q", 12, "UTC ticks: 100 ns since 0001-01-01 (.NET DateTime.Ticks)"),
+    ("sender", "I", 20, "sender id"),
+    ("receiver", "I", 24, "receiver id"),
+    (
+        "type_id",
+        "I",
+        28,
+        "MessageLayout.type_id of the payload's class (reserved area from here on)",
+    ),
+    ("sequence", "Q", 32, "sender's sequence number"),
+    ("payload_crc", "I", 40, "CRC-32 (IEEE, zlib.crc32) of the payload bytes"),
+    ("flags", "I", 44, "HeaderFlag bits"),
+    ("reason", "I", 48, "ringgen.protocol.Reason of a dead letter, else 0"),
+)
+
+HEADER_STRUCT = struct.Struct("<" + "".join(f[1] for f in HEADER_FIELDS))
+
+#: Bytes of the header ringgen writes; the rest (up to 256) stay zero.
+HEADER_USED = HEADER_STRUCT.size
+
+#: The header as a packed numpy record (the first HEADER_USED bytes of a slot).
+HEADER_DTYPE = np.dtype(
+    {
+        "names": [f[0] for f in HEADER_FIELDS],
+        "formats": ["<u4" if f[1] == "I" else "<u8" for f in HEADER_FIELDS],
+        "offsets": [f[2] for f in HEADER_FIELDS],
+        "itemsize": HEADER_SIZE,
+    }
+)
+
+assert [f[2] for f in HEADER_FIELDS] == [
+    struct.calcsize("<" + "".join(g[1] for g in HEADER_FIELDS[:i]))
+    for i in range(len(HEADER_FIELDS))
+], "HEADER_FIELDS offsets must match the packed struct"
+
+
+class HeaderFlag(enum.IntFlag):
+    """Bits of the header's ``flags`` word."""
+
+    NONE = 0
+    DEAD_LETTER = 1  # returned to the host because validation failed; ``reason`` says why
+
+
+@attrs.frozen
+class Header:
+    """A decoded header: every field of ``HEADER_FIELDS`` by name."""
+
+    magic: int = MAGIC
+    total_size: int = HEADER_SIZE
+    timestamp: int = 0
+    sender: int = 0
+    receiver: int = 0
+    type_id: int = 0
+    sequence: int = 0
+    payload_crc: int = 0
+    flags: int = 0
+    reason: int = 0
+
+    @property
+    def payload_size(self) -> int:
+        return self.total_size - HEADER_SIZE
+
+    @property
+    def datetime(self) -> _dt.datetime:
+        """The timestamp as an aware UTC datetime."""
+        return datetime_from_ticks(self.timestamp)
+
+    @classmethod
+    def unpack(cls, data, offset: int = 0) -> "Header":
+        """Read the header at ``offset`` of ``data`` (no validation: see ``ringgen.wire.decode``)."""
+        return cls(*HEADER_STRUCT.unpack_from(data, offset))
+
+    def pack(self) -> bytes:
+        """The full 256 bytes, reserved tail zeroed."""
+        return HEADER_STRUCT.pack(*attrs.astuple(self)) + bytes(HEADER_SIZE - HEADER_USED)
+
+
+def now_ticks() -> int:
+    """The current UTC time in .NET ticks."""
+    return time.time_ns() // 100 + TICKS_AT_UNIX_EPOCH
+
+
+def ticks_from_datetime(value: _dt.datetime) -> int:
+    """.NET ticks of ``value`` (naive datetimes are taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=_dt.timezone.utc)
+    delta = value - _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+    return (
+        TICKS_AT_UNIX_EPOCH
+        + (delta.days * 86_400 + delta.seconds) * 10_000_000
+        + delta.microseconds * 10
+    )
+
+
+def datetime_from_ticks(ticks: int) -> _dt.datetime:
+    """The aware UTC datetime of ``ticks`` (microsecond resolution)."""
+    return _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc) + _dt.timedelta(
+        microseconds=(ticks - TICKS_AT_UNIX_EPOCH) // 10
+    )
