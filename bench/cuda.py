@@ -1,0 +1,378 @@
+"""CUDA benchmark: a resident ring kernel against one kernel launch per batch, side by side.
+
+Runs ``examples/vector_add`` (16-byte request, 16-byte reply) on the first CUDA device, in one process:
+
+- ``ringgen``        the public API: ``send``/``receive`` for one message, ``send_batch`` +
+                     ``receive_batch`` (copies into and out of the rings) for batches;
+- ``ringgen-zc``     the zero-copy API: ``reserve``/``commit`` + ``receive_view``/``release``;
+- ``pycuda-launch``  what a PyCUDA user writes otherwise: pinned buffers, ``memcpy_htod_async``, one
+                     launch, ``memcpy_dtoh_async``, synchronize, per batch;
+- ``cupy-launch``    the same with CuPy's ``RawKernel``.
+
+Every series is checked against numpy before it is timed. Round trip = host send -> handler -> host
+receive, per batch; throughput = batch / median. For the zero-copy series, as for the baselines, the
+input sits in pinned memory before the clock starts (the ring is filled once: a producer writes into
+``reserve``'s view where a PyCUDA user fills its pinned buffer).
+
+    python bench/cuda.py                       # table, bench/results/cuda.json and cuda.png
+    python bench/cuda.py --quick               # fewer repeats
+    python bench/cuda.py --plot-only bench/results/cuda.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    BATCH_SIZES,
+    RESULTS_DIR,
+    Result,
+    plot,
+    print_table,
+    summarize,
+    write_json,
+)  # noqa: E402
+
+log = logging.getLogger("ringgen.bench")
+
+BASELINE_SOURCE = r"""
+struct AddRequest { long long id; float a; float b; };
+struct AddResponse { long long id; float sum; };
+extern "C" __global__ void vector_add_batch(const AddRequest* in, AddResponse* out, int n)
+{
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) { AddRequest r = in[i]; AddResponse o; o.id = r.id; o.sum = r.a + r.b; out[i] = o; }
+}
+"""
+
+
+def _repeats(batch: int, quick: bool) -> int:
+    base = 2000 if batch <= 64 else 400 if batch <= 4096 else 100 if batch <= 65536 else 30
+    if batch == 1:
+        base = 20000
+    return max(10, base // (5 if quick else 1))
+
+
+def _requests(dtype: np.dtype, n: int, rng: np.random.Generator) -> np.ndarray:
+    arr = np.zeros(n, dtype=dtype)
+    arr["id"] = rng.integers(-(2**62), 2**62, n)
+    arr["a"] = rng.standard_normal(n).astype(np.float32)
+    arr["b"] = rng.standard_normal(n).astype(np.float32)
+    return arr
+
+
+class WrongReplies(Exception):
+    """A series gave replies that differ from numpy's: it is reported and left out of the table."""
+
+
+def _check(kind: str, req: np.ndarray, out: np.ndarray) -> None:
+    if len(out) != len(req):
+        raise WrongReplies(f"{kind}: {len(out)} replies to {len(req)} requests")
+    bad = np.flatnonzero((out["id"] != req["id"]) | (out["sum"] != req["a"] + req["b"]))
+    if len(bad):
+        raise WrongReplies(
+            f"{kind}: {len(bad)} wrong replies, first at {bad[0]}: "
+            f"{out[bad[0]]} for {req[bad[0]]}"
+        )
+
+
+def _report(row: Result) -> Result:
+    log.info(
+        "%-16s batch %8d  p50 %9.1f us  p99 %9.1f us  %8.1f M msg/s",
+        row.series,
+        row.batch,
+        row.seconds["p50"] * 1e6,
+        row.seconds["p99"] * 1e6,
+        row.throughput / 1e6,
+    )
+    return row
+
+
+def _time(fn, repeat: int, warmup: int = 3) -> np.ndarray:
+    for _ in range(warmup):
+        fn()
+    out = np.empty(repeat)
+    clock = time.perf_counter_ns
+    for i in range(repeat):
+        t0 = clock()
+        fn()
+        out[i] = (clock() - t0) * 1e-9
+    return out
+
+
+# ---------------------------------------------------------------------------------- ringgen
+
+
+def bench_ringgen(spec, pkg, codecs, source, batches, quick, workers, rng) -> list[Result]:
+    from ringgen.runtime.cuda import CudaKernelHandle
+
+    cap = 1 << max(12, (2 * max(batches)).bit_length() - 1)
+    k = CudaKernelHandle.open(
+        spec, str(pkg), codecs=codecs, capacity=cap, workers=workers, source=source
+    )
+    rows = []
+    name = "ringgen" if workers is None else f"ringgen-w{workers}"
+    try:
+        in_dtype, out_dtype = k.in_codec.dtype, k.out_codec.dtype
+        for b in batches:
+            reqs = _requests(in_dtype, b, rng)
+            if b == 1:
+                msg = k.in_codec.from_array(reqs)[0]
+                reply = None
+
+                def one():
+                    nonlocal reply
+                    k.send(msg)
+                    reply = k.receive(timeout=5.0)
+
+                one()
+                if reply.id != msg.id or np.float32(reply.sum) != np.float32(msg.a) + np.float32(
+                    msg.b
+                ):
+                    raise SystemExit(f"ringgen: wrong reply {reply!r} to {msg!r}")
+                rows.append(
+                    _report(Result(name, 1, summarize(_time(one, _repeats(1, quick), 100))))
+                )
+                continue
+
+            def batch_copy():
+                k.send_batch(reqs, timeout=10.0)
+                got, parts = 0, []
+                while got < b:
+                    part = k.receive_batch(b - got, timeout=10.0)
+                    if not len(part):
+                        raise SystemExit("ringgen: timed out waiting for replies")
+                    parts.append(part)
+                    got += len(part)
+                return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+            try:
+                _check(f"{name} batch {b}", reqs, batch_copy())
+            except WrongReplies as exc:
+                log.error("%s", exc)
+                continue
+            rows.append(_report(Result(name, b, summarize(_time(batch_copy, _repeats(b, quick))))))
+
+        # zero-copy: fill the whole ring once with the pattern, then reserve/commit laps over it.
+        for b in batches:
+            if b == 1:
+                continue
+            reqs = _requests(in_dtype, b, rng)
+            # Align the tail to a multiple of b, so every lap's reservation is contiguous and
+            # starts at the same offset of the pattern.
+            pad = (-k.inq.tail) % b
+            if pad:
+                k.send_batch(np.zeros(pad, dtype=in_dtype), timeout=10.0)
+                taken = 0
+                while taken < pad:
+                    taken += len(k.receive_batch(pad - taken, timeout=10.0))
+            full = k.inq.slots
+            for start in range(0, len(full), b):
+                full[start : start + b] = reqs[: len(full) - start]
+            sink = np.empty(b, dtype=out_dtype)
+
+            def zero_copy(check=False):
+                v = k.reserve(b)
+                if len(v) != b:
+                    raise SystemExit(f"ringgen-zc: reserve({b}) gave {len(v)}")
+                k.commit(b)
+                got = 0
+                while got < b:
+                    view = k.receive_view(b - got, timeout=10.0, min_n=b - got)
+                    if not len(view):
+                        raise SystemExit("ringgen-zc: timed out")
+                    if check:
+                        sink[got : got + len(view)] = view
+                    got += len(view)
+                    k.release(len(view))
+
+            zero_copy(check=True)
+            try:
+                _check(f"{name}-zc batch {b}", reqs, sink)
+            except WrongReplies as exc:
+                log.error("%s", exc)
+                continue
+            rows.append(
+                _report(Result(name + "-zc", b, summarize(_time(zero_copy, _repeats(b, quick)))))
+            )
+    finally:
+        stats = k.terminate(timeout=5.0)
+        log.info("ringgen stats: %s", stats)
+    return rows
+
+
+# --------------------------------------------------------------------------------- baselines
+
+
+def bench_pycuda(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
+    import pycuda.driver as drv
+
+    from ringgen.runtime import cuda_build, cuda_device
+
+    info = cuda_device.device_info(0)
+    cubin, _ = cuda_build.compile_cubin(BASELINE_SOURCE, info.arch, what="baseline")
+    mod = drv.module_from_buffer(cubin)
+    fn = mod.get_function("vector_add_batch")
+    stream = drv.Stream(flags=1)
+    rows = []
+    for b in batches:
+        h_in = drv.pagelocked_empty(b, in_dtype)
+        h_out = drv.pagelocked_empty(b, out_dtype)
+        reqs = _requests(in_dtype, b, rng)
+        h_in[:] = reqs
+        d_in = drv.mem_alloc(h_in.nbytes)
+        d_out = drv.mem_alloc(h_out.nbytes)
+        grid = ((b + 255) // 256, 1)
+
+        def once():
+            drv.memcpy_htod_async(d_in, h_in, stream)
+            fn(d_in, d_out, np.int32(b), block=(256, 1, 1), grid=grid, stream=stream)
+            drv.memcpy_dtoh_async(h_out, d_out, stream)
+            stream.synchronize()
+
+        once()
+        _check(f"pycuda batch {b}", reqs, h_out)
+        rows.append(_report(Result("pycuda-launch", b, summarize(_time(once, _repeats(b, quick))))))
+        d_in.free()
+        d_out.free()
+        h_in.base.free()
+        h_out.base.free()
+    return rows
+
+
+def bench_cupy(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
+    try:
+        import cupy as cp
+    except ImportError:
+        log.warning("CuPy is not installed: no cupy-launch series")
+        return []
+    kern = cp.RawKernel(BASELINE_SOURCE, "vector_add_batch", options=("-std=c++17",))
+    stream = cp.cuda.Stream(non_blocking=True)
+    rows = []
+    for b in batches:
+        h_in = cp.cuda.alloc_pinned_memory(b * in_dtype.itemsize)
+        h_out = cp.cuda.alloc_pinned_memory(b * out_dtype.itemsize)
+        a_in = np.frombuffer(h_in, in_dtype, b)
+        a_out = np.frombuffer(h_out, out_dtype, b)
+        reqs = _requests(in_dtype, b, rng)
+        a_in[:] = reqs
+        d_in = cp.empty(b * in_dtype.itemsize, dtype=cp.uint8)
+        d_out = cp.empty(b * out_dtype.itemsize, dtype=cp.uint8)
+        grid = ((b + 255) // 256,)
+
+        def once():
+            with stream:
+                d_in.set(a_in.view(np.uint8), stream=stream)
+                kern(grid, (256,), (d_in, d_out, np.int32(b)))
+                d_out.get(out=a_out.view(np.uint8), stream=stream)
+                stream.synchronize()
+
+        once()
+        _check(f"cupy batch {b}", reqs, a_out)
+        rows.append(_report(Result("cupy-launch", b, summarize(_time(once, _repeats(b, quick))))))
+    return rows
+
+
+# -------------------------------------------------------------------------------------- main
+
+
+def _kernel_source(unit, spec, pkg, source_file):
+    if source_file:
+        return Path(source_file).read_text()
+    cu = Path(pkg) / f"{unit.name}.cu"
+    if cu.is_file():
+        return cu.read_text()
+    from ringgen.codegen import cuda as cuda_codegen
+
+    return cuda_codegen.emit(unit)[cuda_codegen.source_name(unit)]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="fewer repeats (a smoke run)")
+    ap.add_argument(
+        "--batches", type=lambda s: [int(x) for x in s.split(",")], default=list(BATCH_SIZES)
+    )
+    ap.add_argument(
+        "--workers",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=None,
+        help="worker blocks to compare (default: the loader's default only)",
+    )
+    ap.add_argument("--source", help="benchmark this .cu text instead of the generated one")
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="folder for cuda.json and cuda.png"
+    )
+    ap.add_argument("--no-baselines", action="store_true")
+    ap.add_argument("--plot-only", type=Path, help="only draw the PNG from an existing JSON")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    if args.plot_only:
+        doc = json.loads(args.plot_only.read_text())
+        rows = [
+            Result(
+                r["series"],
+                r["batch"],
+                {"p50": r["p50_s"], "p99": r["p99_s"], "mean": r["mean_s"], "n": r["n"]},
+            )
+            for r in doc["results"]
+        ]
+        print_table(rows, f"cuda: {doc['device']}")
+        print(
+            plot(
+                "cuda",
+                rows,
+                f"ring kernel vs launch per batch: {doc['device']}",
+                args.out.parent if args.out.suffix else args.out,
+            )
+        )
+        return 0
+
+    from ringgen.build import collect
+    from ringgen.runtime import cuda_device
+    from ringgen.runtime.cache import built_package
+
+    unit = collect("examples/vector_add.py")
+    spec = unit.kernels[0]
+    pkg, codecs = built_package(spec)
+    source = _kernel_source(unit, spec, pkg, args.source)
+    info = cuda_device.device_info(0)
+    rng = np.random.default_rng(12345)
+    rows: list[Result] = []
+    for w in args.workers or [None]:
+        rows += bench_ringgen(spec, pkg, codecs, source, args.batches, args.quick, w, rng)
+    in_dtype, out_dtype = codecs["AddRequest"].dtype, codecs["AddResponse"].dtype
+    if not args.no_baselines:
+        rows += bench_pycuda(in_dtype, out_dtype, args.batches, args.quick, rng)
+        rows += bench_cupy(in_dtype, out_dtype, args.batches, args.quick, rng)
+    device = f"{info.name} ({info.arch}, {info.sm_count} SMs)"
+    print_table(rows, f"cuda: {device}")
+    path = write_json(
+        "cuda",
+        rows,
+        device,
+        extra={"kernel": "examples/vector_add", "message_bytes": int(in_dtype.itemsize)},
+        directory=args.out,
+    )
+    print(path)
+    try:
+        print(plot("cuda", rows, f"ring kernel vs launch per batch: {device}", args.out))
+    except ImportError:
+        log.warning("matplotlib is missing: no PNG (run with --plot-only %s where it is)", path)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

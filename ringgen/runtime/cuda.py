@@ -1,0 +1,457 @@
+"""The CUDA backend: a resident ring kernel on an NVIDIA GPU, through PyCUDA (DESIGN.md §5).
+
+``CudaKernelHandle.open(spec, package_dir, codecs=...)`` compiles the package's ``<name>.cu`` (nvcc,
+cubin cached by ``cuda_build``), allocates everything before launch — the control block, both queue
+counters and both rings in mapped pinned memory, the scheduler words and state in device memory —
+launches ``rg_<kernel>_ring`` once on a non-blocking stream, and then moves messages by plain loads and
+stores to pinned memory: no CUDA call on the message path.
+
+Queues (one producer and one consumer each, ``ringgen.protocol``):
+- input: the host writes slots, then the tail; the kernel's publisher writes the head.
+- output of a kernel that returns one message: reply i sits in slot i (its request's sequence number),
+  so replies keep request order; a request without a reply (filtered or faulted) leaves a hole that the
+  kernel marks and counts and the host skips. The kernel publishes the tail.
+- output of an Outbox kernel: slots are reserved by warps in any order and carry sequence stamps; the
+  host takes the prefix whose stamps are in place and publishes its head for the kernel.
+
+Options of ``launch(backend="cuda", ...)``: ``capacity`` (slots per queue), ``device`` (ordinal),
+``workers`` (worker blocks; default below), ``source`` (CUDA text instead of the package's file, for
+tests), ``defines`` (extra ``-D`` macros).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import numpy as np
+
+from ..codegen import cuda as cuda_codegen
+from ..errors import BackendUnavailableError, BuildError, KernelTimeoutError
+from ..kernel import KernelSpec
+from ..protocol import CACHE_LINE, CONTROL_DTYPE, CONTROL_SIZE, Lifecycle
+from . import cuda_build, cuda_device
+from .base import KernelHandle
+from .batches import SlotBatches
+from .cuda_queues import InputRing, OutboxOutput, PositionalOutput
+
+__all__ = ["CudaKernelHandle", "HANDLE_CLASS", "DEFAULT_WORKERS", "probe"]
+
+log = logging.getLogger("ringgen")
+
+#: Worker blocks when ``workers`` is not given: 16 moved a 1M batch fastest on the H100 (2.24 G msg/s
+#: against 2.10 with 32 and 1.86 with 131; bench/NOTES-cuda.md).
+DEFAULT_WORKERS = 16
+
+# Offsets of the host-shared words in the one mapped "control page".
+_CTL_OFF = 0
+_INQ_OFF = 4 * CACHE_LINE
+_OUTQ_OFF = 6 * CACHE_LINE
+_SIDE_OFF = 8 * CACHE_LINE
+_PAGE = 16 * CACHE_LINE
+
+
+def probe() -> None:
+    """Raise BackendUnavailableError unless a CUDA device that can map host memory is present."""
+    info = cuda_device.device_info(int(os.environ.get("RINGGEN_CUDA_DEVICE", "0")))
+    if not info.can_map:
+        raise BackendUnavailableError(f"backend cuda: {info.name} cannot map host memory")
+
+
+class CudaKernelHandle(KernelHandle):
+    """A ring kernel resident on an NVIDIA GPU (see the module docstring)."""
+
+    backend = "cuda"
+    persistent = True
+    measures_latency = False
+    launch_timeout = 30.0
+
+    def __init__(
+        self,
+        spec: KernelSpec,
+        package_dir: Optional[str],
+        *,
+        codecs: Mapping[str, Any],
+        capacity: Optional[int] = None,
+        device: int = 0,
+        workers: Optional[int] = None,
+        source: Optional[str] = None,
+        defines: Sequence[str] = (),
+    ) -> None:
+        super().__init__(spec, package_dir, codecs=codecs, capacity=capacity)
+        why = cuda_codegen.supports(spec)
+        if why:
+            raise BackendUnavailableError(
+                f"kernel {spec.name} cannot run on cuda: {why}",
+                hint="use backend='opencl' or 'cpu' for it",
+            )
+        if workers is not None and (not isinstance(workers, int) or workers < 1):
+            raise ValueError(f"kernel {spec.name}: workers must be a positive int, got {workers!r}")
+        self.device = device
+        self.workers = workers
+        self._source = source
+        self._defines = tuple(defines)
+        self._alloc: list[Any] = []
+        self._fast_cls: Optional[type] = None  # set after launch: the class send() packs directly
+        self._fast_take = None  # set after launch: PositionalOutput.take_one
+        self._pinned: list[np.ndarray] = []
+        self.compiled = False  # True when this launch ran nvcc (a cold cache)
+
+    # ------------------------------------------------------------------ launching
+
+    def _batch_format(self) -> SlotBatches:
+        return SlotBatches(self.name, self.in_codec, self.out_codec)
+
+    def _read_source(self) -> tuple[str, str]:
+        if self._source is not None:
+            return self._source, f"<source of {self.name}>"
+        if self.package_dir is None:
+            raise BuildError(f"kernel {self.name}: the cuda backend needs its generated package")
+        pkg = Path(self.package_dir)
+        path = pkg / f"{pkg.name}.cu"
+        if path.is_file():
+            return path.read_text(), str(path)
+        # A package built before the cuda target existed (the cache keys packages by their inputs,
+        # not by the set of targets): emit the source now, from the kernel's module (pure, no disk).
+        module = sys.modules.get(self.spec.module)
+        if module is None:
+            raise BuildError(
+                f"kernel {self.name}: {path} is missing and module {self.spec.module!r} is not "
+                "imported",
+                hint="rebuild the package with a ringgen that has the cuda target",
+            )
+        from ..build import collect
+
+        unit = collect(module)
+        log.debug("%s is missing; emitting the CUDA source of %s in memory", path, unit.name)
+        return cuda_codegen.emit(unit)[cuda_codegen.source_name(unit)], f"{unit.name}.cu"
+
+    def _launch(self) -> None:
+        drv = cuda_device._drv()
+        info = cuda_device.device_info(self.device)
+        self.info = info
+        source, what = self._read_source()
+        options = cuda_build.DEFAULT_OPTIONS + tuple(f"-D{d}" for d in self._defines)
+        cubin, self.compiled = cuda_build.compile_cubin(
+            source, info.arch, options=options, what=what
+        )
+        self._module = _load_module(self.device, cubin)
+        func = self._module.get_function(cuda_codegen.entry_point(self.name))
+        block = cuda_codegen.BLOCK
+        workers = (
+            1 if self.spec.ordered else (self.workers or min(DEFAULT_WORKERS, info.sm_count - 1))
+        )
+        grid = workers + 1
+        fit = cuda_device.blocks_per_sm(func, block, info) * info.sm_count
+        if grid > fit:
+            raise BackendUnavailableError(
+                f"kernel {self.name}: {grid} blocks of {block} threads cannot all be resident on "
+                f"{info.name} (at most {fit}); a resident kernel whose blocks wait for each other "
+                "would hang",
+                hint=f"launch with workers <= {fit - 1}",
+            )
+        self.grid = grid
+
+        # Everything is allocated before the launch: pinning memory or touching the legacy default
+        # stream while the kernel is resident can deadlock (DESIGN.md §5).
+        page, page_dev = self._mapped(_PAGE)
+        self._page = page
+        self._ctl = page[_CTL_OFF : _CTL_OFF + CONTROL_SIZE].view(CONTROL_DTYPE)
+        self._words = memoryview(page).cast("Q")  # 8-byte words of the page, for the hot path
+        self._words32 = memoryview(page).cast("I")
+        cap = self.capacity
+        in_dtype = self.format.in_slot
+        in_arr, in_dev = self._mapped(cap * in_dtype.itemsize)
+        self.inq = InputRing(in_arr.view(in_dtype), self._words, (_INQ_OFF) // 8, self.in_codec)
+        marks, marks_dev = self._mapped(cap * 4)
+        out_dev = 0
+        if self.spec.uses_outbox:
+            out_dtype = _stamped(self.format.out_slot)
+            out_arr, out_dev = self._mapped(cap * out_dtype.itemsize)
+            self.outq = OutboxOutput(out_arr.view(out_dtype), self._words, _OUTQ_OFF // 8)
+        elif self.out_codec is not None:
+            out_arr, out_dev = self._mapped(cap * self.format.out_slot.itemsize)
+            self.outq = PositionalOutput(
+                out_arr.view(self.format.out_slot),
+                self._words,
+                _OUTQ_OFF // 8,
+                _SIDE_OFF // 8,
+                marks.view(np.uint32),
+                self.out_codec,
+            )
+        else:
+            self.outq = None
+        chunks = max(64, 1 << (2 * cap // cuda_codegen.BLOCK // cuda_codegen.ITEMS).bit_length())
+        sched = self._device_zeros(cuda_codegen.SCHED_BYTES)
+        done = self._device_zeros(8 * chunks)
+        state_dev = 0
+        self._state_dev = None
+        if self.spec.state is not None:
+            state_codec = self.codecs[self.spec.state.__name__]
+            self._state_dtype = state_codec.dtype
+            self._state_dev = self._device_zeros(state_codec.dtype.itemsize)
+            state_dev = int(self._state_dev)
+            self._state_host = drv.pagelocked_zeros(1, state_codec.dtype)
+            self._pinned.append(self._state_host)
+        self._ctl["state"] = int(Lifecycle.LAUNCHED)
+        # Non-blocking streams: the kernel never waits for, or blocks, the legacy default stream.
+        self._stream = drv.Stream(flags=1)
+        self._copy_stream = drv.Stream(flags=1)
+        self._finished = drv.Event()
+        u64 = np.uint64
+        func(
+            u64(page_dev + _CTL_OFF),
+            u64(page_dev + _INQ_OFF),
+            u64(in_dev),
+            u64(cap - 1),
+            u64(page_dev + _OUTQ_OFF),
+            u64(out_dev),
+            u64(cap - 1),
+            u64(marks_dev),
+            u64(page_dev + _SIDE_OFF),
+            sched,
+            done,
+            u64(chunks - 1),
+            u64(state_dev),
+            block=(block, 1, 1),
+            grid=(grid, 1),
+            stream=self._stream,
+        )
+        self._finished.record(self._stream)
+        if not self.in_codec.bridged and hasattr(self.in_codec, "packer"):
+            self._fast_cls = self.in_codec.cls
+        if isinstance(self.outq, PositionalOutput):
+            self._fast_take = self.outq.take_one
+        log.debug("cuda kernel %s: grid %d x %d on %s", self.name, grid, block, info.name)
+
+    def _mapped(self, nbytes: int) -> tuple[np.ndarray, int]:
+        arr, dev = cuda_device.mapped_empty(nbytes)
+        self._pinned.append(arr)
+        return arr, dev
+
+    def _device_zeros(self, nbytes: int):
+        drv = cuda_device._drv()
+        mem = drv.mem_alloc(nbytes)
+        drv.memset_d8(mem, 0, nbytes)
+        self._alloc.append(mem)
+        return mem
+
+    # ------------------------------------------------------------------ hot paths
+
+    def send(self, message: Any, *, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Publish one message (see ``KernelHandle.send``); a direct message is packed straight into
+        the mapped ring with one ``struct.pack_into``, the common case of the latency path."""
+        if type(message) is self._fast_cls:
+            with self._send_lock:
+                if self._accepting and self.inq.try_put_one(message, self._admit_head()):
+                    self._sent += 1
+                    return
+        super().send(message, block=block, timeout=timeout)
+
+    def receive(self, timeout: Optional[float] = None) -> Any:
+        """Take the next reply (see ``KernelHandle.receive``); polls the mapped output tail for a
+        while before falling back to the base class's backoff."""
+        take = self._fast_take
+        if take is not None and not self._released:
+            lock = self._recv_lock
+            budget = 1e-3 if timeout is None else min(timeout, 1e-3)
+            deadline_ns = time.perf_counter_ns() + int(budget * 1e9)
+            polls = 0
+            while True:
+                with lock:
+                    if self._spill.count or self._released:
+                        break
+                    reply = take()
+                    if reply is not None:
+                        self._received += 1
+                        return reply
+                polls += 1
+                if polls & 63 == 0 and time.perf_counter_ns() > deadline_ns:
+                    break
+        return super().receive(timeout)
+
+    def receive_batch(self, max_n: Optional[int] = None, timeout: Optional[float] = 0.0):
+        """Take up to ``max_n`` ready replies (see ``KernelHandle.receive_batch``); polls the mapped
+        output queue for up to a millisecond before falling back to the base class's backoff,
+        whose shortest sleep (20 us) is longer than a batch's round trip."""
+        outq = self.outq
+        n = self.capacity if max_n is None else int(max_n)
+        if outq is not None and n >= 1 and not self._released:
+            budget = 0.0 if timeout == 0 else min(1e-3, timeout if timeout is not None else 1e-3)
+            deadline_ns = time.perf_counter_ns() + int(budget * 1e9)
+            while True:
+                with self._recv_lock:
+                    if self._spill.count or self._released:
+                        break
+                    batch = outq.take(n)
+                    if len(batch):
+                        self._received += len(batch)
+                        return self.format.to_array(batch)
+                if time.perf_counter_ns() >= deadline_ns:
+                    break
+        return super().receive_batch(max_n, timeout)
+
+    def _admit_head(self) -> int:
+        """The lowest sequence number whose slots may still be in use: the host's output head for a
+        positional output (reply i reuses slot i), else the kernel's input head."""
+        if isinstance(self.outq, PositionalOutput):
+            return self.outq.head
+        return self.inq.device_head()
+
+    # ------------------------------------------------------------------ zero-copy
+
+    def reserve(self, n: int) -> np.ndarray:
+        """A writable view of up to ``n`` free input slots (contiguous; possibly fewer, possibly
+        empty). Fill it, then ``commit(k)`` the first k. Only direct input messages."""
+        self._check_sendable()
+        if self.in_codec.bridged:
+            raise TypeError(f"kernel {self.name}: reserve() needs a direct input message")
+        return self.inq.reserve(n, self._admit_head())
+
+    def commit(self, n: int) -> None:
+        """Publish the first ``n`` slots of the last ``reserve`` view (one release store of the tail)."""
+        with self._send_lock:
+            self.inq.commit(n)
+            self._sent += n
+
+    def receive_view(
+        self, max_n: Optional[int] = None, timeout: Optional[float] = 0.0, *, min_n: int = 1
+    ) -> np.ndarray:
+        """Zero-copy receive: a read-only view of up to ``max_n`` replies in the ring (contiguous, in
+        order), valid until ``release(len(view))``.
+
+        Polls until ``min_n`` replies are ready (fewer when the ring wraps or a hole comes first) or
+        ``timeout`` seconds pass (None: no limit). Waiting for a whole batch here costs one Python
+        call instead of one per published chunk."""
+        if not isinstance(self.outq, PositionalOutput):
+            raise TypeError(
+                f"kernel {self.name}: receive_view() needs a kernel returning one message"
+            )
+        n = self.capacity if max_n is None else int(max_n)
+        want = max(1, min(int(min_n), n, self.capacity - (self.outq.head & (self.capacity - 1))))
+        deadline = None if timeout is None else time.monotonic() + timeout
+        polls = 0
+        while True:
+            if self.outq.depth() >= want or polls & 1023 == 1023:
+                with self._recv_lock:
+                    view = self.outq.view(n)
+                if len(view) >= want or (len(view) and len(view) < n and self.outq.has_holes()):
+                    return view
+                if deadline is not None and time.monotonic() >= deadline:
+                    return view
+                if self._lifecycle_now() in (Lifecycle.TERMINATED, Lifecycle.FAULTED):
+                    return view
+            polls += 1
+
+    def release(self, n: int) -> None:
+        """Hand the first ``n`` replies of the last ``receive_view`` back to the kernel."""
+        with self._recv_lock:
+            self.outq.release(n)
+            self._received += n
+
+    # ------------------------------------------------------------------ transport hooks
+
+    def _push(self, batch: np.ndarray) -> int:
+        return self.inq.put(batch, self._admit_head())
+
+    def _pop(self, max_n: int) -> np.ndarray:
+        if self.outq is None:
+            return self.format.empty()
+        return self.outq.take(max_n)
+
+    def _control(self) -> np.ndarray:
+        return self._ctl[0]
+
+    def _queue_depths(self) -> tuple[int, int]:
+        in_depth = self.inq.tail - self.inq.device_head()
+        out_depth = self.outq.depth() if self.outq is not None else 0
+        return in_depth, out_depth
+
+    def _latency(self):
+        return None
+
+    def _read_state(self) -> Any:
+        drv = cuda_device._drv()
+        cuda_device.context(self.device)
+        drv.memcpy_dtoh_async(self._state_host, self._state_dev, stream=self._copy_stream)
+        self._copy_stream.synchronize()
+        return self.codecs[self.spec.state.__name__].from_array(self._state_host.copy())[0]
+
+    def _request_terminate(self) -> None:
+        self._words32[(_CTL_OFF + CONTROL_DTYPE.fields["terminate"][1]) // 4] = 1
+
+    def _synchronize(self, timeout: float) -> None:
+        cuda_device.context(self.device)
+        deadline = time.monotonic() + timeout
+        while not self._finished.query():
+            if time.monotonic() > deadline:
+                raise KernelTimeoutError(
+                    f"kernel {self.name} (cuda) acknowledged termination but its grid did not exit "
+                    f"within {timeout:g} s"
+                )
+            time.sleep(20e-6)
+
+    def _release(self) -> None:
+        cuda_device.context(self.device)
+        for mem in self._alloc:
+            mem.free()
+        self._alloc.clear()
+        for arr in self._pinned:
+            arr.base.free()
+        self._pinned.clear()
+        # Streams and the event hold driver resources: give them back now, not whenever the
+        # handle happens to be collected.
+        self._stream = self._copy_stream = self._finished = None
+        self._module = None
+
+    def _abandon(self) -> None:
+        # Ask for an abort (workers leave without draining) and leak the memory on purpose: freeing
+        # pinned memory under a resident grid can deadlock the driver.
+        if getattr(self, "_page", None) is not None:
+            self._words32[(_CTL_OFF + CONTROL_DTYPE.fields["terminate"][1]) // 4] = 2
+
+    def abort(self, timeout: float = 1.0) -> bool:
+        """After a ``KernelTimeoutError`` from ``terminate``: wait up to ``timeout`` for the grid to
+        exit (the abort request was sent by then) and free its memory. Returns True when it did."""
+        if not self._released or not self._alloc:
+            return True
+        try:
+            self._synchronize(timeout)
+        except KernelTimeoutError:
+            return False
+        self._release()
+        return True
+
+
+_modules: dict[tuple[int, str], Any] = {}
+_modules_lock = threading.Lock()
+
+
+def _load_module(device: int, cubin: bytes) -> Any:
+    """The loaded module of ``cubin`` on ``device``, loaded once per process: a module per launch
+    would cost a load each time, and unloading one whose Function objects are still referenced is
+    deferred by PyCUDA, so launch/terminate cycles would slowly eat device memory (seen: 14 MiB over
+    1,000 cycles)."""
+    key = (device, hashlib.sha256(cubin).hexdigest())
+    with _modules_lock:
+        module = _modules.get(key)
+        if module is None:
+            module = _modules[key] = cuda_device._drv().module_from_buffer(cubin)
+        return module
+
+
+def _stamped(slot: np.dtype) -> np.dtype:
+    """An outbox output slot: the message, then a u64 sequence stamp at the next 8-byte boundary."""
+    at = (slot.itemsize + 7) // 8 * 8
+    return np.dtype(
+        {"names": ["m", "stamp"], "formats": [slot, "<u8"], "offsets": [0, at], "itemsize": at + 8}
+    )
+
+
+HANDLE_CLASS = CudaKernelHandle

@@ -1,0 +1,294 @@
+"""CUDA backend on a real GPU (``pytest -m gpu``; never in CI): correctness, lifecycle, resources.
+
+Every test launches resident kernels through the public API (``rg.launch(kernel, backend="cuda")``)
+or the handle class with a test-only build define, and bounds every wait, so a hung kernel fails its
+test and not the suite.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ringgen as rg
+from ringgen.errors import KernelTimeoutError, QueueClosedError
+from ringgen.kernel import RingKernel
+
+pytestmark = [pytest.mark.gpu, pytest.mark.timeout(600)]
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+FLOAT_ULPS = 4
+EXAMPLES = sorted(
+    p.stem
+    for p in (ROOT / "examples").glob("*.py")
+    if not p.stem.startswith("_") and "ring_kernel" in p.read_text()
+)
+
+
+@pytest.fixture(scope="module")
+def drv():
+    drv = pytest.importorskip("pycuda.driver")
+    from ringgen.runtime import cuda_device
+
+    try:
+        cuda_device.device_info(0)
+    except rg.BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    return drv
+
+
+def _random(dtype: np.dtype, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` records with every leaf random (small ints, spread floats, 0/1 booleans); ``id`` = index."""
+    arr = np.zeros(n, dtype=dtype)
+
+    def fill(view):
+        dt = view.dtype
+        if dt.names:
+            for name in dt.names:
+                fill(view[name])
+        elif dt.kind == "b":
+            view[...] = rng.integers(0, 2, size=view.shape)
+        elif dt.kind == "i":
+            view[...] = rng.integers(-1000, 1000, size=view.shape)
+        elif dt.kind == "u":
+            view[...] = rng.integers(0, 2000, size=view.shape) % (1 << (8 * dt.itemsize))
+        elif dt.kind == "f":
+            view[...] = rng.normal(0.0, 10.0, size=view.shape)
+
+    fill(arr)
+    if "id" in (dtype.names or ()):
+        arr["id"] = np.arange(n)
+    return arr
+
+
+def _drain(k) -> np.ndarray:
+    """Terminate ``k`` (it drains its input first) and take every reply, in order."""
+    k.terminate(timeout=10.0)
+    parts = [np.zeros(0, dtype=k.out_codec.dtype)] if k.out_codec else []
+    while k.out_codec is not None:
+        try:
+            part = k.receive_batch(timeout=0.0)
+        except QueueClosedError:
+            break
+        parts.append(part)
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def _leaves(arr, prefix=""):
+    if arr.dtype.names:
+        for name in arr.dtype.names:
+            yield from _leaves(arr[name], f"{prefix}{name}.")
+    else:
+        yield prefix.rstrip("."), arr
+
+
+def _agree(ref: np.ndarray, got: np.ndarray, *, ordered: bool, what: str) -> None:
+    assert len(got) == len(ref), f"{what}: {len(got)} outputs, the reference gave {len(ref)}"
+    for (name, r), (_, g) in zip(_leaves(ref), _leaves(got)):
+        if not ordered:
+            r, g = np.sort(r, axis=0), np.sort(g, axis=0)
+        if r.dtype.kind == "f":
+            same = (r == g) | (np.isnan(r) & np.isnan(g))
+            ulps = np.abs(r.astype(np.float64) - g.astype(np.float64)) / np.spacing(np.abs(r))
+            worst = float(np.where(same, 0.0, ulps).max()) if r.size else 0.0
+            assert worst <= FLOAT_ULPS, f"{what}: field {name} differs by {worst:g} ULPs"
+        else:
+            np.testing.assert_array_equal(g, r, err_msg=f"{what}: field {name}")
+
+
+@pytest.mark.parametrize("example", EXAMPLES)
+def test_example_matches_reference(drv, example):
+    """Every example kernel the CUDA target runs gives what the reference gives on the same random
+    messages: outputs (in order, unless an outbox or parallel state allows any), rejections, state.
+    """
+    from ringgen.codegen.cuda import supports
+
+    module = importlib.import_module(f"examples.{example}")
+    kernels = [v for v in vars(module).values() if isinstance(v, RingKernel)]
+    ran = 0
+    for kernel in kernels:
+        spec = kernel.spec
+        if supports(spec) is not None:
+            continue
+        ran += 1
+        ref = rg.launch(kernel, backend="cpu", capacity=4096)
+        msgs = _random(ref.in_codec.dtype, 3000, np.random.default_rng(len(spec.name)))
+        ref.send_batch(msgs, timeout=60)
+        ref_out = _drain(ref)
+        k = rg.launch(kernel, backend="cuda", capacity=4096)
+        k.send_batch(msgs, timeout=30)
+        out = _drain(k)
+        what = f"{example}.{spec.name}"
+        assert k.stats().processed == len(msgs), what
+        assert k.stats().rejected == ref.stats().rejected, what
+        if spec.output is not None or spec.outbox is not None:
+            free_order = spec.uses_outbox or (spec.state is not None and not spec.ordered)
+            _agree(ref_out, out, ordered=not free_order, what=what)
+        if spec.state is not None:
+            codec = k.codecs[spec.state.__name__]
+            _agree(
+                codec.to_array([ref.state()]),
+                codec.to_array([k.state()]),
+                ordered=True,
+                what=f"{what} final state",
+            )
+    if not ran:
+        pytest.skip(f"examples.{example}: no kernel the CUDA target runs (bridged messages)")
+
+
+def test_single_message_round_trip(drv):
+    from examples.vector_add import AddRequest, vector_add
+
+    with rg.launch(vector_add, backend="cuda") as k:
+        for i in range(1000):
+            k.send(AddRequest(id=i, a=float(i), b=0.5))
+            r = k.receive(timeout=1.0)
+            assert (r.id, r.sum) == (i, np.float32(i) + np.float32(0.5))
+        assert k.stats().processed == 1000
+
+
+def test_hundred_million_messages_slow_consumer(drv):
+    """No loss, duplication or reordering over 100,000,000 messages; the consumer is slower than the
+    producer now and then, so the queue fills and back-pressure holds the producer."""
+    from examples.vector_add import vector_add
+
+    total, batch = 100_000_000, 1 << 18
+    k = rg.launch(vector_add, backend="cuda", capacity=1 << 20)
+    sent = received = 0
+    rounds = 0
+    try:
+        while received < total:
+            if sent < total:
+                view = k.reserve(min(batch, total - sent))
+                n = len(view)
+                if n:
+                    ids = np.arange(sent, sent + n, dtype=np.int64)
+                    view["id"] = ids
+                    view["a"] = (ids & 1023).astype(np.float32)
+                    view["b"] = 1.0
+                    k.commit(n)
+                    sent += n
+            rounds += 1
+            if rounds % 64 == 0:
+                time.sleep(0.005)  # the slow consumer: the producer meets a full queue meanwhile
+            out = k.receive_view(timeout=5.0)
+            assert len(out), f"stalled after {received} replies"
+            ids = np.arange(received, received + len(out), dtype=np.int64)
+            np.testing.assert_array_equal(out["id"], ids)
+            np.testing.assert_array_equal(out["sum"], (ids & 1023).astype(np.float32) + 1.0)
+            received += len(out)
+            k.release(len(out))
+        stats = k.terminate(timeout=5.0)
+    finally:
+        if k.lifecycle.name not in ("TERMINATED", "FAULTED"):
+            k.terminate(timeout=5.0)
+    assert stats.processed == total and stats.emitted == total
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_terminate_within_100_ms(drv, busy):
+    from examples.vector_add import vector_add
+
+    k = rg.launch(vector_add, backend="cuda", capacity=1 << 21)
+    if busy:
+        view = k.reserve(1 << 20)
+        view["id"] = np.arange(len(view))
+        k.commit(len(view))
+    else:
+        time.sleep(0.3)  # long enough for every thread to reach its idle backoff
+    t0 = time.perf_counter()
+    stats = k.terminate(timeout=1.0)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 0.1, f"terminate took {elapsed * 1e3:.1f} ms"
+    assert stats.lifecycle.name == "TERMINATED"
+    if busy:
+        assert stats.processed == 1 << 20  # drained before acknowledging
+
+
+def test_launch_terminate_cycles_keep_memory_flat(drv):
+    from examples.vector_add import AddRequest, vector_add
+
+    def cycle(i):
+        with rg.launch(vector_add, backend="cuda", capacity=1024) as k:
+            k.send(AddRequest(id=i, a=1.0, b=2.0))
+            assert k.receive(timeout=1.0).id == i
+
+    for i in range(20):  # warm-up: module load, first allocations, driver pools
+        cycle(i)
+    free_before = drv.mem_get_info()[0]
+    for i in range(1000):
+        cycle(i)
+    free_after = drv.mem_get_info()[0]
+    assert abs(free_before - free_after) <= 4 << 20, (free_before, free_after)
+
+
+def test_handler_fault_is_counted_not_a_hang(drv):
+    import runtime_kernels as rk
+
+    with rg.launch(rk.divide, backend="cuda", capacity=1024) as k:
+        n = 1000
+        msgs = np.zeros(n, dtype=k.in_codec.dtype)
+        msgs["seq"] = np.arange(n)
+        msgs["a"] = 100
+        msgs["b"] = np.where(np.arange(n) % 10 == 0, 0, 7)  # every tenth divides by zero
+        msgs["index"] = np.where(np.arange(n) % 25 == 1, 9, 2)  # some index past the array
+        k.send_batch(msgs, timeout=5.0)
+        got = []
+        deadline = time.monotonic() + 5.0
+        want = n - n // 10 - 40
+        while sum(map(len, got)) < want and time.monotonic() < deadline:
+            got.append(k.receive_batch(timeout=0.5))
+        out = np.concatenate(got)
+        ok = (np.arange(n) % 10 != 0) & (np.arange(n) % 25 != 1)
+        np.testing.assert_array_equal(out["seq"], np.arange(n)[ok])
+        assert (out["q"] == 100 // 7).all()
+        stats = k.stats()
+        assert stats.rejected == {"DIVISION_BY_ZERO": 100, "INDEX_OUT_OF_RANGE": 40}
+        k.send_batch(msgs[1:3])  # still answering
+        assert len(k.receive_batch(timeout=1.0)) >= 1
+
+
+def test_kernel_that_never_acknowledges_is_reported_by_timeout(drv):
+    from examples.vector_add import vector_add
+    from ringgen.runtime.cache import built_package
+    from ringgen.runtime.cuda import CudaKernelHandle
+
+    pkg, codecs = built_package(vector_add.spec)
+    k = CudaKernelHandle.open(
+        vector_add.spec,
+        str(pkg),
+        codecs=codecs,
+        capacity=1024,
+        defines=["RG_DEBUG_IGNORE_TERMINATE"],
+    )
+    t0 = time.perf_counter()
+    with pytest.raises(KernelTimeoutError, match="did not acknowledge terminate"):
+        k.terminate(timeout=0.2)
+    assert time.perf_counter() - t0 < 1.0
+    assert k.abort(timeout=2.0), "the grid did not exit after the abort request"
+
+
+def test_warm_start_does_not_run_nvcc(drv, tmp_path, monkeypatch):
+    from examples.vector_add import vector_add
+    from ringgen.runtime import cuda_build
+    from ringgen.runtime.cache import built_package
+    from ringgen.runtime.cuda import CudaKernelHandle
+
+    monkeypatch.setenv("RINGGEN_CACHE_DIR", str(tmp_path))
+    cuda_build._memory.clear()
+    pkg, codecs = built_package(vector_add.spec)
+    first = CudaKernelHandle.open(vector_add.spec, str(pkg), codecs=codecs)
+    first.terminate()
+    assert first.compiled and list((tmp_path / "cuda").glob("*.cubin"))
+    cuda_build._memory.clear()
+    monkeypatch.setenv("RINGGEN_NVCC", "/nonexistent/nvcc")  # a warm start must not need it
+    second = CudaKernelHandle.open(vector_add.spec, str(pkg), codecs=codecs)
+    second.terminate()
+    assert not second.compiled
