@@ -17,8 +17,11 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "Array": "ringgen.types",
     "BackendUnavailableError": "ringgen.errors",
+    "EncodeError": "ringgen.errors",
     "HandlerError": "ringgen.errors",
     "KernelFaultError": "ringgen.errors",
+    "KernelHandle": "ringgen.runtime",
+    "KernelStats": "ringgen.runtime",
     "KernelTimeoutError": "ringgen.errors",
     "LayoutError": "ringgen.errors",
     "List": "ringgen.types",
@@ -65,6 +68,7 @@ def __dir__() -> list[str]:
 if TYPE_CHECKING:  # editors and type checkers see the real objects
     from .errors import (
         BackendUnavailableError,
+        EncodeError,
         HandlerError,
         KernelFaultError,
         KernelTimeoutError,
@@ -78,7 +82,7 @@ if TYPE_CHECKING:  # editors and type checkers see the real objects
     from .intrinsics import atomic_add, atomic_cas, atomic_max, atomic_min, now, thread_id
     from .kernel import Outbox, device, ring_kernel
     from .layout import layout_of
-    from .runtime import launch
+    from .runtime import KernelHandle, KernelStats, launch
     from .schema import message, spec_of, state
     from .types import Array, List, Str
     from .wire import decode, encode
