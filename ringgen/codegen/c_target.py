@@ -1,0 +1,100 @@
+"""The plain-C target: ``<name>.c``, the handlers plus a batch driver per kernel, for gcc.
+
+It is what the differential tests build (``gcc -shared``) and run through ctypes against the
+reference backend. Each kernel ``K`` gets ``rg_run_K(in, n, outs, counts, status, state, faults)``;
+see ``templates/c/source.c.j2`` for the exact contract.
+
+Floating point: built with ``STRICT_FLAGS`` (no FMA contraction, no fast-math), + - * / and sqrt
+are correctly rounded exactly as numpy computes them, so results are bit-identical to the reference;
+other math functions differ from numpy's by a few ULP (glibc against numpy's own kernels).
+``FAST_FLAGS`` lets gcc contract a * b + c into an FMA, which rounds once instead of twice: results
+then differ by a few ULP where no cancellation amplifies it, and are not comparable bit for bit.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from .. import __version__, protocol
+from ..kernel import KernelSpec
+from ..layout import layout_of
+from .body import emit_body
+from .dialect_c import C_DIALECT, CDialect
+from .env import render
+
+if TYPE_CHECKING:
+    from ..build import BuildUnit
+
+__all__ = [
+    "FAST_FLAGS",
+    "OUTBOX_LIMIT",
+    "STRICT_FLAGS",
+    "emit",
+    "kernel_context",
+    "render_source",
+    "source_name",
+]
+
+#: Messages an Outbox handler may emit per input (the same bound as the GPU targets).
+OUTBOX_LIMIT = 8
+#: gcc flags for a build whose floats match the reference bit for bit (see the module docstring).
+STRICT_FLAGS = (
+    "-O2",
+    "-std=c99",
+    "-ffp-contract=off",
+    "-fno-fast-math",
+    "-D_POSIX_C_SOURCE=199309L",
+)
+#: gcc flags for a build as fast as the host allows (FMA contraction; floats within a few ULP).
+FAST_FLAGS = ("-O3", "-std=c99", "-march=native", "-ffp-contract=fast", "-D_POSIX_C_SOURCE=199309L")
+
+
+def source_name(unit: "BuildUnit") -> str:
+    """The emitted file's name: ``<name>.c``."""
+    return f"{unit.name}.c"
+
+
+def kernel_context(spec: KernelSpec) -> dict:
+    """What the driver template needs to know about one kernel."""
+    out_cls = spec.outbox or spec.output
+    return {
+        "name": spec.name,
+        "in_type": layout_of(spec.input).name,
+        "out_type": layout_of(out_cls).name if out_cls is not None else "void",
+        "has_output": out_cls is not None,
+        "state_type": layout_of(spec.state).name if spec.state is not None else "void",
+        "uses_outbox": spec.uses_outbox,
+        "limit": OUTBOX_LIMIT if spec.uses_outbox else 1,
+    }
+
+
+def render_source(
+    unit: "BuildUnit",
+    *,
+    body: str,
+    header_name: Optional[str] = None,
+    dialect: Optional[CDialect] = None,
+) -> str:
+    """The ``.c`` text for ``unit`` around a given handler body (pure)."""
+    dialect = dialect or C_DIALECT
+    return render(
+        "c/source.c.j2",
+        unit_name=unit.name,
+        module=unit.module,
+        version=__version__,
+        fingerprint=unit.fingerprint,
+        header=header_name or f"{unit.name}_types.h",
+        prelude=dialect.render_prelude(),
+        body=body,
+        n_reasons=protocol.N_REASONS,
+        kernels=[kernel_context(k) for k in unit.kernels],
+    )
+
+
+def emit(unit: "BuildUnit", *, debug: Optional[bool] = None) -> dict[str, str]:
+    """The C target: ``{"<name>.c": text}`` (``debug`` adds ``#line`` directives).
+
+    Raises:
+        HandlerError: a handler is outside the language.
+    """
+    return {source_name(unit): render_source(unit, body=emit_body(unit, debug=debug))}

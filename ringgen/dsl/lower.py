@@ -1,0 +1,567 @@
+"""Lowering a handler or device function: statements, locals and their inferred types.
+
+Python locals are function-scoped, so each becomes one C local declared at the top of the function.
+A local's type is inferred from every assignment to it: a Python literal (``total = 0``) is weak and
+takes the type of the first strong value assigned later (``total += msg.x``), as numpy would make
+it; two different strong types are an error. Types are found by lowering the body until they stop
+changing (two passes in practice).
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Optional
+
+from ..kernel import DeviceFunction, KernelSpec, SourceInfo
+from ..naming import check_identifier_shape, reserved_by
+from . import ir
+from .checks import check_allowed, always_returns
+from .diagnostics import Diagnostics
+from .lower_call import construct
+from .lower_expr import ExprLowering
+from .resolve import Resolver
+from .typesys import (
+    VOID,
+    WEAK_INT,
+    ArrayT,
+    ListT,
+    MsgT,
+    OutboxT,
+    Scalar,
+    StrT,
+    Type,
+    describe,
+)
+
+__all__ = ["FunctionLowering"]
+
+_MAX_PASSES = 6
+
+
+class FunctionLowering(ExprLowering):
+    """Lowers one function body; ``lower()`` returns an ``ir.Function``."""
+
+    def __init__(self, func, info: SourceInfo, where: str, compiler) -> None:
+        self.func = func
+        self.info = info
+        self.diag = Diagnostics(info, where)
+        self.resolver = Resolver(func)
+        self.compiler = compiler  # answers device_signature() for calls
+        self.node = ast.parse(info.text).body[0]
+        check_allowed(self.node, self.diag)
+        self.params: dict[str, ir.Var] = {}
+        self.pinned: dict[str, Type] = {}
+        self.kernel: Optional[KernelSpec] = None
+        self.return_type: Type = VOID
+        self.hidden_locals: dict[str, Type] = {}  # ForEach counters (rg_i<n>)
+
+    # -------------------------------------------------------------- scope
+
+    def read_local(self, node: ast.Name, probe: bool = False) -> Optional[ir.Expr]:
+        name = node.id
+        if name in self.params:
+            return self.params[name]
+        if name not in self.local_names:
+            return None
+        if probe:
+            return ir.Var(name, VOID)
+        t = self.pinned.get(name) or self.seen.get(name)
+        if t is None or name not in self.assigned:
+            raise self.diag.error(
+                node,
+                f"local '{name}' may be used before it is assigned",
+                hint="assign it on every path before this line",
+            )
+        return ir.Var(name, t)
+
+    def define_local(self, name: str, value: ir.Expr, node: ast.AST) -> ir.Var:
+        """Record an assignment of ``value`` to local ``name``; returns the local with its type."""
+        vt = value.type
+        if isinstance(vt, (OutboxT,)) or vt == VOID:
+            raise self.diag.error(node, f"a local cannot hold {describe(vt)}")
+        if isinstance(vt, MsgT) and vt.is_state:
+            raise self.diag.error(
+                node,
+                "kernel state cannot be copied into a local",
+                hint="read and write its fields directly",
+            )
+        if isinstance(vt, (ArrayT, ListT, StrT)):
+            raise self.diag.error(
+                node,
+                f"a local cannot hold a {describe(vt)}",
+                hint="index the field directly, or build a message local and "
+                "assign its elements",
+            )
+        prev = self.seen.get(name)
+        self.seen[name] = _join(prev, vt, self.diag, node, name)
+        self.assigned.add(name)
+        t = self.pinned.get(name) or self.seen[name]
+        return ir.Var(name, t)
+
+    def note_call(self, df: DeviceFunction, node: ast.AST) -> None:
+        self.calls.setdefault(
+            df.__name__,
+            (
+                df,
+                self.diag.error(
+                    node,
+                    f"recursion between device functions is not supported (through "
+                    f"{df.__name__})",
+                    hint="rewrite the recursion as a loop",
+                ),
+            ),
+        )
+
+    def device_signature(self, df: DeviceFunction, node: ast.AST):
+        return self.compiler.device_signature(df, self.diag, node)
+
+    # -------------------------------------------------------------- driver
+
+    def run(self, params: dict[str, ir.Var]) -> tuple[tuple, dict]:
+        self.params = params
+        self.local_names = _assigned_names(self.node) - set(params)
+        for name in sorted(self.local_names):
+            problem = check_identifier_shape(name) or (
+                f"'{name}' is a reserved word in {', '.join(reserved_by(name))}"
+                if reserved_by(name)
+                else None
+            )
+            if problem:
+                raise self.diag.error(
+                    _first_store(self.node, name),
+                    f"local '{name}': {problem}",
+                    hint="rename the local",
+                )
+        for _ in range(_MAX_PASSES):
+            self.seen: dict[str, Type] = {}
+            self.assigned: set[str] = set()
+            self.calls: dict = {}
+            self.loop_depth = 0
+            self.hidden = 0
+            self.safe_ranges: dict[str, tuple[int, int]] = {}
+            self.item_views: set[str] = set()  # loop variables over a List of messages
+            body = self.block(_strip_docstring(self.node.body))
+            if self.seen == {k: v for k, v in self.pinned.items() if k in self.seen}:
+                break
+            self.pinned = dict(self.seen)
+        self.locals = {**self.seen, **self.hidden_locals}
+        return body, self.locals
+
+    # -------------------------------------------------------------- statements
+
+    def block(self, stmts: list) -> tuple:
+        out = []
+        for s in stmts:
+            method = getattr(self, "stmt_" + type(s).__name__, None)
+            if method is None:
+                raise self.unsupported(s)
+            r = method(s)
+            if r is not None:
+                out.extend(r if isinstance(r, list) else [r])
+        return tuple(out)
+
+    def line(self, node: ast.AST) -> int:
+        return self.diag.line_of(node)
+
+    def stmt_Pass(self, node):
+        return None
+
+    def stmt_Expr(self, node: ast.Expr):
+        v = node.value
+        if isinstance(v, ast.Call) and isinstance(v.func, ast.Attribute) and v.func.attr == "emit":
+            base = v.func.value
+            if (
+                isinstance(base, ast.Name)
+                and base.id in self.params
+                and isinstance(self.params[base.id].type, OutboxT)
+            ):
+                return self.emit(node, v, self.params[base.id].type)
+        if (
+            isinstance(v, ast.Call)
+            and isinstance(v.func, ast.Attribute)
+            and v.func.attr == "append"
+        ):
+            place = self.expr(v.func.value)
+            if isinstance(place.type, ListT):
+                return self.append(node, v, place)
+        if isinstance(v, ast.Call):
+            e = self.expr(v, allow_atomic=True)
+            if isinstance(e, (ir.Atomic, ir.CallDevice)):
+                return ir.ExprStmt(e, self.line(node))
+        raise self.diag.error(
+            node, "this expression has no effect", hint="assign its value to a local, or remove it"
+        )
+
+    def append(self, node, call: ast.Call, place: ir.Expr):
+        if len(call.args) != 1 or call.keywords:
+            raise self.diag.error(call, "append takes one value: items.append(x)")
+        self.check_writable(place, call.func.value)
+        value = self.value_for(call.args[0], place.type.elem, "a List element")
+        return ir.Append(place, value, self.line(node))
+
+    def emit(self, node, call: ast.Call, ob: OutboxT):
+        if len(call.args) != 1 or call.keywords:
+            raise self.diag.error(call, "emit takes one message: out.emit(Msg(...))")
+        value = self.message_value(call.args[0])
+        if value.type != ob.elem:
+            raise self.diag.error(
+                call.args[0], f"this Outbox takes {ob.elem.name}, not " f"{describe(value.type)}"
+            )
+        return ir.Emit(self.kernel.name, value, self.line(node))
+
+    def message_value(self, node: ast.AST, allow_atomic: bool = False) -> ir.Expr:
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+            res = self.resolver.lookup(node.func.id) if node.func.id not in self.params else None
+            if res is not None and res.kind == "message" and node.func.id not in self.local_names:
+                return construct(self, node, res.value)
+        return self.expr(node, allow_atomic=allow_atomic)
+
+    def stmt_Assign(self, node: ast.Assign):
+        if len(node.targets) != 1 or not isinstance(
+            node.targets[0], (ast.Name, ast.Attribute, ast.Subscript)
+        ):
+            raise self.diag.error(
+                node,
+                "assign one target at a time",
+                hint="split `a = b = x` or `a, b = x, y` into separate lines",
+            )
+        target = node.targets[0]
+        if not isinstance(target, ast.Name):
+            place = self.expr(target)
+            if isinstance(place.type, StrT):  # a literal may fill a Str field
+                self.check_writable(place, target)
+                value = self.value_for(node.value, place.type, f"field '{place.name}'")
+                return ir.Assign(place, value, self.line(node))
+            return self.assign(target, self.expr(node.value), node)
+        value = self.message_value(node.value, allow_atomic=True)
+        if isinstance(value.type, MsgT) and not isinstance(value, ir.Construct):
+            raise self.diag.error(
+                node.value,
+                "a local cannot refer to an existing message (Python "
+                "would share it, the device would copy it)",
+                hint="read its fields directly, or build a new message: Msg(...)",
+            )
+        return self.assign(target, value, node)
+
+    def stmt_AugAssign(self, node: ast.AugAssign):
+        from .lower_expr import _BINOPS
+
+        op = _BINOPS.get(type(node.op))
+        if op is None:
+            raise self.unsupported(node.op, at=node)
+        current = self.expr(node.target)
+        if not isinstance(current.type, Scalar):
+            raise self.diag.error(
+                node.target, f"{op}= needs a number, not {describe(current.type)}"
+            )
+        rhs = self.scalar_expr(node.value, f"the right side of {op}=")
+        return self.assign(node.target, self.binary(op, current, rhs, node), node)
+
+    def assign(self, target: ast.AST, value: ir.Expr, node: ast.AST):
+        if isinstance(target, ast.Name):
+            param = self.params.get(target.id)
+            if param is not None and isinstance(param.type, Scalar):  # a by-value C parameter
+                return ir.Assign(
+                    param,
+                    self.assignable(value, param.type, node, f"parameter '{target.id}'"),
+                    self.line(node),
+                )
+            if param is not None:
+                raise self.diag.error(
+                    target,
+                    f"cannot assign to parameter '{target.id}'",
+                    hint="assign to a new local instead",
+                )
+            var = self.define_local(target.id, value, node)
+            return ir.Assign(
+                var,
+                self.assignable(
+                    value,
+                    var.type,
+                    node.value if hasattr(node, "value") else node,
+                    f"local '{target.id}'",
+                ),
+                self.line(node),
+            )
+        if isinstance(value, ir.Atomic):
+            raise self.diag.error(node, "assign the result of an atomic to a local")
+        place = self.expr(target)
+        self.check_writable(place, target)
+        what = "this element" if isinstance(place, ir.Index) else f"field '{place.name}'"
+        return ir.Assign(place, self.assignable(value, place.type, node, what), self.line(node))
+
+    def check_writable(self, place: ir.Expr, node: ast.AST) -> None:
+        root = place
+        while isinstance(root, (ir.Field, ir.Index)):
+            root = root.base
+        if not isinstance(root, ir.Var):
+            raise self.diag.error(node, "cannot assign to this expression")
+        if root.pointer and isinstance(root.type, MsgT) and root.type.is_state:
+            if self.kernel is None or not self.kernel.ordered:
+                raise self.diag.error(
+                    node,
+                    "a plain write to kernel state in a parallel kernel "
+                    "races with other threads",
+                    hint="use rg.atomic_add(...) (or atomic_min/max/cas), or "
+                    "declare @rg.ring_kernel(ordered=True)",
+                )
+            return
+        if root.pointer or root.name not in self.local_names:
+            raise self.diag.error(
+                node,
+                f"the input message '{root.name}' is read-only",
+                hint="build an output message instead",
+            )
+        if root.name in self.item_views:
+            raise self.diag.error(
+                node,
+                f"'{root.name}' is an item of the List being iterated, which is read-only",
+                hint="build a new message from its fields",
+            )
+
+    def stmt_If(self, node: ast.If):
+        cond = self.scalar_expr(node.test, "a condition")
+        before = set(self.assigned)
+        then = self.block(node.body)
+        after_then = self.assigned if not always_returns(then) else None
+        self.assigned = set(before)
+        orelse = self.block(node.orelse)
+        after_else = self.assigned if not always_returns(orelse) else None
+        if after_then is None and after_else is None:
+            self.assigned = before | set(self.local_names)
+        elif after_then is None:
+            self.assigned = after_else
+        elif after_else is None:
+            self.assigned = after_then
+        else:
+            self.assigned = after_then & after_else
+        return ir.If(cond, then, orelse, self.line(node))
+
+    def loop_body(self, stmts) -> tuple:
+        before = set(self.assigned)
+        self.loop_depth += 1
+        body = self.block(stmts)
+        self.loop_depth -= 1
+        self.assigned = before
+        return body
+
+    def stmt_While(self, node: ast.While):
+        if node.orelse:
+            raise self.diag.error(
+                node.orelse[0], "while ... else is not supported", hint="use a flag local"
+            )
+        cond = self.scalar_expr(node.test, "a condition")
+        return ir.While(cond, self.loop_body(node.body), self.line(node))
+
+    def stmt_For(self, node: ast.For):
+        if node.orelse:
+            raise self.diag.error(
+                node.orelse[0], "for ... else is not supported", hint="use a flag local"
+            )
+        if not isinstance(node.target, ast.Name):
+            raise self.diag.error(node.target, "the loop variable must be a single name")
+        it = node.iter
+        if (
+            isinstance(it, ast.Call)
+            and isinstance(it.func, ast.Name)
+            and it.func.id == "range"
+            and it.func.id not in self.local_names
+            and self.resolver.lookup("range").kind == "builtin"
+        ):
+            return self.for_range(node, it)
+        seq = self.expr(it)
+        if not isinstance(seq.type, (ArrayT, ListT)):
+            raise self.diag.error(
+                it,
+                f"for loops iterate over range(...), an Array or a List, not "
+                f"{describe(seq.type)}",
+            )
+        if isinstance(seq.type.elem, MsgT):
+            self.item_views.add(node.target.id)
+        self.hidden += 1
+        idx = ir.Var(f"rg_i{self.hidden}", WEAK_INT)
+        self.hidden_locals[idx.name] = WEAK_INT
+        var = self.define_local(node.target.id, ir.Var("", seq.type.elem), node.target)
+        return ir.ForEach(var, seq, idx, self.loop_body(node.body), self.line(node))
+
+    def for_range(self, node: ast.For, call: ast.Call):
+        if call.keywords or not 1 <= len(call.args) <= 3:
+            raise self.diag.error(call, "range() takes 1 to 3 integer arguments")
+        args = [self.int_expr(a, "a range() argument") for a in call.args]
+        for a, a_node in zip(args, call.args):
+            if isinstance(a.type, Scalar) and a.type.t.name == "u64":
+                raise self.diag.error(
+                    a_node,
+                    "range() over u64 values is not supported",
+                    hint="convert the bound: range(i64(n))",
+                )
+        from .lower_expr import const_of
+
+        if len(args) == 1:
+            args = [const_of(0)] + args
+        if len(args) == 2:
+            args.append(const_of(1))
+        if isinstance(args[2], ir.Const) and args[2].value == 0:
+            raise self.diag.error(call.args[2], "range() step must not be zero")
+        start, stop, step = (a if a.type == WEAK_INT else ir.Convert(a, WEAK_INT) for a in args)
+        var = self.define_local(node.target.id, ir.Var("", WEAK_INT), node.target)
+        bounds = _const_range(start, stop, step)
+        reassigned = node.target.id in _assigned_names_in(node.body)
+        saved = self.safe_ranges.get(var.name)
+        if bounds is not None and not reassigned:
+            self.safe_ranges[var.name] = bounds
+        else:
+            self.safe_ranges.pop(var.name, None)
+        body = self.loop_body(node.body)
+        if saved is not None:
+            self.safe_ranges[var.name] = saved
+        else:
+            self.safe_ranges.pop(var.name, None)
+        return ir.ForRange(var, start, stop, step, body, self.line(node))
+
+    def stmt_Break(self, node):
+        if self.loop_depth == 0:
+            raise self.diag.error(node, "'break' outside a loop")
+        return ir.Break(self.line(node))
+
+    def stmt_Continue(self, node):
+        if self.loop_depth == 0:
+            raise self.diag.error(node, "'continue' outside a loop")
+        return ir.Continue(self.line(node))
+
+    def stmt_Return(self, node: ast.Return):
+        if self.kernel is None:
+            return self.device_return(node)
+        k = self.kernel
+        is_none = node.value is None or (
+            isinstance(node.value, ast.Constant) and node.value.value is None
+        )
+        if is_none:
+            if k.output is not None and not k.may_skip:
+                raise self.diag.error(
+                    node,
+                    f"this kernel must return a {k.output.__name__} on " "every path",
+                    hint=f"annotate the return type as "
+                    f"Optional[{k.output.__name__}] to allow returning None",
+                )
+            return ir.Return(None, self.line(node))
+        if k.outbox is not None or k.output is None:
+            raise self.diag.error(
+                node.value,
+                "this kernel returns None" + (" (it emits through its Outbox)" if k.outbox else ""),
+                hint=(
+                    "use out.emit(Msg(...)) and a bare return"
+                    if k.outbox
+                    else "annotate the return type with the message"
+                ),
+            )
+        value = self.message_value(node.value)
+        want = MsgT(k.output, k.output.__name__)
+        if value.type != want:
+            raise self.diag.error(
+                node.value,
+                f"this kernel returns {want.name}, not " f"{describe(value.type)}",
+                hint=f"return {want.name}(...)",
+            )
+        return ir.Return(value, self.line(node))
+
+    def device_return(self, node: ast.Return):
+        rt = self.return_type
+        if node.value is None or (
+            isinstance(node.value, ast.Constant) and node.value.value is None
+        ):
+            if rt != VOID:
+                raise self.diag.error(node, f"this function returns {describe(rt)}; return a value")
+            return ir.Return(None, self.line(node))
+        if rt == VOID:
+            raise self.diag.error(node.value, "this function is annotated '-> None'")
+        value = self.expr(node.value)
+        return ir.Return(
+            self.assignable(value, rt, node.value, "the return value"), self.line(node)
+        )
+
+    # -------------------------------------------------------------- function
+
+    def finish(self, body: tuple) -> tuple:
+        """Check that a function that must return a value does so on every path."""
+        if self.return_type != VOID or (
+            self.kernel is not None and self.kernel.output is not None and not self.kernel.may_skip
+        ):
+            if not always_returns(body):
+                raise self.diag.error(
+                    self.node,
+                    "not every path ends with a return",
+                    hint="add a return at the end of the function",
+                )
+        return body
+
+
+def _join(prev: Optional[Type], new: Type, diag: Diagnostics, node: ast.AST, name: str) -> Type:
+    if prev is None or prev == new:
+        return new
+    if isinstance(prev, Scalar) and isinstance(new, Scalar):
+        kind = lambda t: "bool" if t.is_bool else ("float" if t.is_float else "int")  # noqa: E731
+        if prev.weak and new.weak and kind(prev) == "int" and kind(new) == "float":
+            pass
+        elif kind(prev) == kind(new) or (kind(prev) == "float" and new.weak and kind(new) == "int"):
+            if prev.weak:
+                return new
+            if new.weak:
+                return prev
+        raise diag.error(
+            node,
+            f"cannot assign a value of type {describe(new)} to local '{name}', which "
+            f"holds {describe(prev)}",
+            hint=f"convert explicitly, e.g. {name} = "
+            f"{prev.t.name if not prev.weak else 'f64'}(...), or use a new local",
+        )
+    raise diag.error(
+        node,
+        f"local '{name}' holds {describe(prev)}; it cannot also hold " f"{describe(new)}",
+        hint="use a new local",
+    )
+
+
+def _const_range(start, stop, step):
+    """(lowest, highest) value a range loop variable takes, when its bounds are constants."""
+    if not all(isinstance(x, ir.Const) for x in (start, stop, step)):
+        return None
+    values = range(start.value, stop.value, step.value)
+    if not values:
+        return None
+    return min(values[0], values[-1]), max(values[0], values[-1])
+
+
+def _assigned_names_in(stmts: list) -> set:
+    names = set()
+    for s in stmts:
+        for n in ast.walk(s):
+            if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+                names.add(n.id)
+    return names
+
+
+def _assigned_names(fn: ast.FunctionDef) -> set:
+    names = set()
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            names.add(n.id)
+    return names
+
+
+def _first_store(fn, name):
+    for n in ast.walk(fn):
+        if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store):
+            return n
+    return fn
+
+
+def _strip_docstring(body: list) -> list:
+    if (
+        body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
+        return body[1:]
+    return body

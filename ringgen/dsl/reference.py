@@ -1,0 +1,342 @@
+"""The reference semantics: run the user's own handler in Python, on numpy-typed values.
+
+``reference_handler(spec)`` compiles the handler first (so the reference never runs what the
+compiler rejects), then builds a copy of the function with a small, documented rewrite:
+
+1. ``rg.atomic_<op>(X.field, v)`` / ``rg.atomic_<op>(X.field[i], v)`` become
+   ``__rg_atomic_<op>(X, "field", None | i, v)``: Python cannot pass a reference to a field, so the
+   call passes the object, the field name and the index (``ringgen.intrinsics.atomic_<op>_at``);
+2. ``a // b``, ``a % b`` and ``a / b`` (and their ``op=`` forms) become ``__rg_floordiv(a, b)``,
+   ``__rg_mod(a, b)`` and ``__rg_truediv(a, b)``: numpy returns 0 for an integer division by zero
+   where the device faults, and Python raises for a float one where the device gives inf/nan.
+
+Everything else is the user's code, run with its own globals except that message classes build
+``Record``s, ``math`` computes with numpy at the precision the compiler picks (f32 for f32), and
+``min``/``max``/``abs`` convert their arguments as the generated C does. The rewritten source is
+registered in ``linecache``, so tracebacks and pdb show it. Faults raise ``HandlerFault``.
+
+Exactness: integer results equal the generated C bit for bit, except that a local holding only
+Python ints (a literal, a ``range`` variable) is unbounded here and 64-bit in C.
+"""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import linecache
+import math
+import types as pytypes
+import weakref
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .. import intrinsics
+from ..kernel import DeviceFunction, KernelSpec
+from ..protocol import Reason
+from ..schema import is_message_class
+from .records import (
+    HandlerFault,
+    Record,
+    from_array,
+    new_record,
+    new_state,
+    to_numpy_message,
+    to_object,
+)
+from .resolve import Resolver
+
+__all__ = ["HandlerFault", "ReferenceHandler", "new_state", "reference_handler", "to_numpy_message"]
+
+#: Outputs one message may emit through an Outbox (the device targets' bound).
+OUTBOX_LIMIT = 8
+
+_ATOMICS = ("atomic_add", "atomic_min", "atomic_max", "atomic_cas")
+_DIV_OPS = {ast.FloorDiv: "__rg_floordiv", ast.Mod: "__rg_mod", ast.Div: "__rg_truediv"}
+
+
+def _is_int(x) -> bool:
+    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _weak(x) -> bool:
+    return type(x) in (int, float)
+
+
+def _divide(op: Callable, a, b):
+    if _is_int(a) and _is_int(b):
+        if b == 0:
+            raise HandlerFault(Reason.DIVISION_BY_ZERO, "integer division by zero")
+        with np.errstate(all="ignore"):
+            return op(a, b)
+    with np.errstate(all="ignore"):
+        if _weak(a) and _weak(b):  # Python floats: IEEE results as on the device, still weak
+            return float(op(np.float64(a), np.float64(b)))
+        return op(a, b)
+
+
+def _floordiv(a, b):
+    return _divide(lambda x, y: x // y, a, b)
+
+
+def _mod(a, b):
+    return _divide(lambda x, y: x % y, a, b)
+
+
+def _truediv(a, b):
+    return _divide(lambda x, y: x / y, a, b)
+
+
+def _common(args):
+    if all(_weak(a) for a in args):
+        return list(args)
+    dtype = np.result_type(*args)
+    return [dtype.type(a) for a in args]
+
+
+def _min(*args):
+    vals = _common(args)
+    r = vals[0]
+    for b in vals[1:]:
+        if b < r:
+            r = b
+    return r
+
+
+def _max(*args):
+    vals = _common(args)
+    r = vals[0]
+    for b in vals[1:]:
+        if b > r:
+            r = b
+    return r
+
+
+def _abs(x):
+    with np.errstate(all="ignore"):
+        return abs(x)
+
+
+def _math_namespace() -> pytypes.SimpleNamespace:
+    ns = {name: intrinsics.reference_math(name) for name in intrinsics.MATH_FUNCTIONS}
+    ns.update(pi=math.pi, e=math.e, tau=math.tau, inf=math.inf, nan=math.nan)
+    return pytypes.SimpleNamespace(**ns)
+
+
+_MATH = _math_namespace()
+
+
+class _Rewrite(ast.NodeTransformer):
+    """The rewrite described in the module docstring."""
+
+    def __init__(self, resolver: Resolver) -> None:
+        self.resolver = resolver
+
+    def _atomic_name(self, func: ast.AST) -> Optional[str]:
+        if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
+            base = self.resolver.lookup(func.value.id)
+            if base is not None and base.kind == "rg_module" and func.attr in _ATOMICS:
+                return func.attr
+        if isinstance(func, ast.Name):
+            res = self.resolver.lookup(func.id)
+            if res is not None and res.kind == "intrinsic" and res.name in _ATOMICS:
+                return res.name
+        return None
+
+    def visit_Call(self, node: ast.Call) -> ast.AST:
+        self.generic_visit(node)
+        name = self._atomic_name(node.func)
+        if name is None or not node.args:
+            return node
+        target = node.args[0]
+        index: ast.AST = ast.Constant(None)
+        if isinstance(target, ast.Subscript):
+            index, target = target.slice, target.value
+        if not isinstance(target, ast.Attribute):
+            return node  # the compiler has rejected this already
+        new = ast.Call(
+            ast.Name(f"__rg_{name}", ast.Load()),
+            [target.value, ast.Constant(target.attr), index] + node.args[1:],
+            [],
+        )
+        return ast.copy_location(new, node)
+
+    def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
+        self.generic_visit(node)
+        helper = _DIV_OPS.get(type(node.op))
+        if helper is None:
+            return node
+        return ast.copy_location(
+            ast.Call(ast.Name(helper, ast.Load()), [node.left, node.right], []), node
+        )
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
+        self.generic_visit(node)
+        helper = _DIV_OPS.get(type(node.op))
+        if helper is None:
+            return node
+        load = _as_load(node.target)
+        call = ast.Call(ast.Name(helper, ast.Load()), [load, node.value], [])
+        return ast.copy_location(ast.Assign([node.target], call), node)
+
+
+def _as_load(target: ast.AST) -> ast.AST:
+    new = ast.parse(ast.unparse(target), mode="eval").body
+    return ast.copy_location(new, target)
+
+
+def _message_constructor(cls: type) -> Callable:
+    def make(**fields):
+        return new_record(cls, **fields)
+
+    make.__name__ = cls.__name__
+    return make
+
+
+_COMPILED: "weakref.WeakKeyDictionary[Callable, Callable]" = weakref.WeakKeyDictionary()
+
+
+def reference_function(func: Callable, label: str) -> Callable:
+    """The rewritten copy of ``func`` (a handler or device function body), cached per function."""
+    key = func
+    if key in _COMPILED:
+        return _COMPILED[key]
+    import inspect
+    import textwrap
+
+    src = textwrap.dedent(inspect.getsource(func))
+    tree = ast.parse(src)
+    fn = tree.body[0]
+    fn.decorator_list = []
+    fn.returns = None
+    for a in fn.args.args:
+        a.annotation = None
+    resolver = Resolver(func)
+    tree = ast.fix_missing_locations(_Rewrite(resolver).visit(tree))
+    text = (
+        f"# ringgen reference copy of {label} ({inspect.getsourcefile(func)}): atomics and\n"
+        f"# // % / rewritten as ringgen/dsl/reference.py documents\n" + ast.unparse(tree) + "\n"
+    )
+    filename = f"<ringgen-reference {label}>"
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    namespace = dict(resolver.namespace)
+    for name, value in list(namespace.items()):
+        namespace[name] = _substitute(value, name)
+    namespace.update(
+        {
+            "__builtins__": builtins,
+            "min": _min,
+            "max": _max,
+            "abs": _abs,
+            "__rg_floordiv": _floordiv,
+            "__rg_mod": _mod,
+            "__rg_truediv": _truediv,
+            "__rg_atomic_add": intrinsics.atomic_add_at,
+            "__rg_atomic_min": intrinsics.atomic_min_at,
+            "__rg_atomic_max": intrinsics.atomic_max_at,
+            "__rg_atomic_cas": intrinsics.atomic_cas_at,
+        }
+    )
+    code = compile(text, filename, "exec")
+    exec(code, namespace)  # noqa: S102 - the user's own handler, rewritten as documented above
+    result = namespace[fn.name]
+    _COMPILED[key] = result
+    return result
+
+
+def _substitute(value: Any, name: str) -> Any:
+    if value is math:
+        return _MATH
+    if is_message_class(value) and value.__ringgen_decl__.kind == "message":
+        return _message_constructor(value)
+    if isinstance(value, DeviceFunction):
+        # resolved at call time: device functions of one module name each other
+        def call(*args, _df=value):
+            return reference_function(_df.func, f"device function {_df.__name__}")(*args)
+
+        call.__name__ = value.__name__
+        return call
+    try:
+        for mname in intrinsics.MATH_FUNCTIONS:
+            if value is getattr(math, mname, None):
+                return getattr(_MATH, mname)
+    except TypeError:
+        pass
+    return value
+
+
+class _CollectingOutbox:
+    """What the rewritten handler emits into: copies each message, faults past the limit."""
+
+    def __init__(self, limit: int) -> None:
+        self.items: list[Record] = []
+        self.limit = limit
+
+    def emit(self, message: Record) -> None:
+        if len(self.items) >= self.limit:
+            raise HandlerFault(Reason.OUTBOX_OVERFLOW, f"more than {self.limit} emits")
+        self.items.append(
+            message.copy() if isinstance(message, Record) else to_numpy_message(message)
+        )
+
+
+class ReferenceHandler:
+    """A kernel's handler as the reference runs it: ``handler(msg, state=None) -> [outputs]``.
+
+    ``msg`` is a message object, a ``Record`` or a row of a numpy array of the input's view dtype;
+    ``state`` comes from ``new_state(spec.state)``.
+    The result is a list: the returned message (or nothing), or what the handler emitted. With
+    ``raw=True`` outputs are ``Record``s, else the user's message objects. If ``outbox`` is given,
+    the outputs are also emitted into it. Raises ``HandlerFault`` for a fault.
+    """
+
+    def __init__(
+        self, spec: KernelSpec, raw: bool = False, outbox_limit: int = OUTBOX_LIMIT
+    ) -> None:
+        from .compile import compile_program
+
+        compile_program([spec])  # the reference runs only what the compiler accepts
+        self.spec = spec
+        self.raw = raw
+        self.outbox_limit = outbox_limit
+        self.func = reference_function(spec.func, f"kernel {spec.name}")
+        self._names = spec.param_names
+
+    def __call__(self, msg: Any, state: Any = None, outbox: Any = None) -> list:
+        if isinstance(msg, Record):
+            rec = msg
+        elif isinstance(msg, (np.void, np.ndarray)):  # a row of a batch in the view dtype
+            rec = from_array(self.spec.input, msg)
+        else:
+            rec = to_numpy_message(msg)
+        kwargs = {self._names["input"]: rec}
+        if "state" in self._names:
+            kwargs[self._names["state"]] = state
+        box = None
+        if "outbox" in self._names:
+            box = kwargs[self._names["outbox"]] = _CollectingOutbox(self.outbox_limit)
+        try:
+            with np.errstate(all="ignore"):
+                result = self.func(**kwargs)
+        except IndexError as exc:
+            raise HandlerFault(Reason.INDEX_OUT_OF_RANGE, str(exc)) from None
+        except (OverflowError, ValueError) as exc:
+            raise HandlerFault(Reason.RANGE_ERROR, str(exc)) from None
+        except ZeroDivisionError as exc:
+            raise HandlerFault(Reason.DIVISION_BY_ZERO, str(exc)) from None
+        outs = box.items if box is not None else ([] if result is None else [result])
+        if not self.raw:
+            outs = [to_object(r) for r in outs]
+        if outbox is not None:
+            for o in outs:
+                outbox.emit(o)
+        return outs
+
+
+def reference_handler(spec: KernelSpec, *, raw: bool = False) -> ReferenceHandler:
+    """The reference semantics of ``spec``'s handler (see ``ReferenceHandler``).
+
+    Raises:
+        HandlerError: the handler is outside the language.
+    """
+    return ReferenceHandler(spec, raw=raw)

@@ -1,0 +1,690 @@
+"""The error catalogue: every rejected handler construct, its exact message and caret.
+
+Each case is a small module (a shared header of messages plus one kernel); compiling it must raise
+``HandlerError`` with exactly this message and hint, at the line and column of ``at`` (the caret
+spanning it), and the rendered error must show that source line with the caret under it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+import warnings
+
+import pytest
+
+from ringgen.dsl import compile_program
+from ringgen.errors import HandlerError
+from ringgen.kernel import DeviceFunction, RingKernel
+
+HEADER = """import math
+import ringgen as rg
+from ringgen.types import Array, Str, List, f32, i8, i32, i64, u32, u64
+
+
+@rg.message
+class Req:
+    a: f32
+    n: i32
+    u: u32
+    s: Str[8]
+    v: Array[i32, 4]
+
+
+@rg.message
+class Res:
+    x: f32
+    k: i32
+
+
+@rg.message
+class Other:
+    k: i32
+
+
+@rg.state
+class Tally:
+    count: u64 = 0
+
+
+def helper(x):
+    return x
+
+"""
+
+# name -> (kernel source, where the caret goes, message, hint). "where" is the text the caret spans,
+# optionally with context around it in backticks ("k=`k`)" spans the second k); None: the def line.
+CASES = {
+    "try": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    try:
+        pass
+    except Exception:
+        pass
+    return Res(x=r.a, k=r.n)
+""",
+        "try:",
+        "kernel h: `ast.Try` is not supported in handlers",
+        "handlers cannot raise or catch; return a message that reports the problem",
+    ),
+    "unknown_name": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a, k=missing + 1)
+""",
+        "missing",
+        "kernel h: unknown name 'missing'",
+        "define it as a local before this line, or at module level",
+    ),
+    "wrong_field": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.nope, k=r.n)
+""",
+        "r.nope",
+        "kernel h: Req has no field 'nope'",
+        "its fields are: a, n, u, s, v",
+    ),
+    "type_mismatch": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a + r.n, k=r.n)
+""",
+        "r.a + r.n",
+        "kernel h: cannot apply + to f32 and i32: mixing f32 and i32 needs an explicit cast",
+        "convert one side explicitly, e.g. f32(n) or i64(x)",
+    ),
+    "int_true_division": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a, k=r.n / 2)
+""",
+        "r.n / 2",
+        "kernel h: / on integers is not supported (Python's true division would make a float)",
+        "use // for floor division, or convert first: f32(a) / b",
+    ),
+    "state_write_parallel": (
+        """
+@rg.ring_kernel
+def h(r: Req, t: Tally) -> Res:
+    t.count = t.count + 1
+    return Res(x=r.a, k=r.n)
+""",
+        "t.count",
+        "kernel h: a plain write to kernel state in a parallel kernel races with other threads",
+        "use rg.atomic_add(...) (or atomic_min/max/cas), or declare @rg.ring_kernel(ordered=True)",
+    ),
+    "state_augassign_parallel": (
+        """
+@rg.ring_kernel
+def h(r: Req, t: Tally) -> Res:
+    t.count += 1
+    return Res(x=r.a, k=r.n)
+""",
+        "t.count",
+        "kernel h: a plain write to kernel state in a parallel kernel races with other threads",
+        "use rg.atomic_add(...) (or atomic_min/max/cas), or declare @rg.ring_kernel(ordered=True)",
+    ),
+    "recursion": (
+        """
+@rg.device
+def ping(x: i32) -> i32:
+    return pong(x - 1)
+
+
+@rg.device
+def pong(x: i32) -> i32:
+    return ping(x)
+
+
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a, k=ping(r.n))
+""",
+        "ping(x)",
+        "device function pong: recursion between device functions is not supported (through ping)",
+        "rewrite the recursion as a loop",
+    ),
+    "arbitrary_call": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a, k=helper(r.n))
+""",
+        "helper",
+        "kernel h: call to an arbitrary Python function 'helper' is not supported in handlers",
+        "declare it with @rg.device (and type its parameters), or use math.*/rg.*",
+    ),
+    "print_call": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    print(r.n)
+    return Res(x=r.a, k=r.n)
+""",
+        "print",
+        "kernel h: call to an arbitrary Python function 'print' is not supported in handlers",
+        "declare it with @rg.device (and type its parameters), or use math.*/rg.*",
+    ),
+    "wrong_return_message": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Other(k=r.n)
+""",
+        "Other(k=r.n)",
+        "kernel h: this kernel returns Res, not Other",
+        "return Res(...)",
+    ),
+    "float_into_int_local": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    k = r.n
+    k = r.a
+    return Res(x=r.a, k=k)
+""",
+        "k = r.a",
+        "kernel h: cannot assign a value of type f32 to local 'k', which holds i32",
+        "convert explicitly, e.g. k = i32(...), or use a new local",
+    ),
+    "while_else": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    while r.n > 0:
+        break
+    else:
+        pass
+    return Res(x=r.a, k=r.n)
+""",
+        "pass",
+        "kernel h: while ... else is not supported",
+        "use a flag local",
+    ),
+    "dict": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    d = {1: 2}
+    return Res(x=r.a, k=r.n)
+""",
+        "{1: 2}",
+        "kernel h: `ast.Dict` is not supported in handlers",
+        "messages and locals are fixed-size; use a @rg.message class or Array fields",
+    ),
+    "list_literal": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    xs = [1, 2]
+    return Res(x=r.a, k=r.n)
+""",
+        "[1, 2]",
+        "kernel h: `ast.List` is not supported in handlers",
+        "only `[]` (an empty List, to fill with .append) can be written here",
+    ),
+    "lambda": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    f = lambda y: y
+    return Res(x=r.a, k=r.n)
+""",
+        "lambda y: y",
+        "kernel h: `ast.Lambda` is not supported in handlers",
+        "declare a @rg.device function",
+    ),
+    "comprehension": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    t = sum([x for x in r.v])
+    return Res(x=r.a, k=r.n)
+""",
+        "[x for x in r.v]",
+        "kernel h: `ast.ListComp` is not supported in handlers",
+        "write a for loop",
+    ),
+    "with": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    with open("f") as fh:
+        pass
+    return Res(x=r.a, k=r.n)
+""",
+        'with open("f") as fh:',
+        "kernel h: `ast.With` is not supported in handlers",
+        "remove the with block; handlers have no context managers",
+    ),
+    "import": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    import os
+    return Res(x=r.a, k=r.n)
+""",
+        "import os",
+        "kernel h: `ast.Import` is not supported in handlers",
+        "import at module level; handlers may use math.* and rg.* names",
+    ),
+    "global": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    global total
+    return Res(x=r.a, k=r.n)
+""",
+        "global total",
+        "kernel h: `ast.Global` is not supported in handlers",
+        "kernel state lives in an @rg.state parameter; module constants can be read directly",
+    ),
+    "pow": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a ** 2, k=r.n)
+""",
+        "r.a ** 2",
+        "kernel h: `ast.Pow` is not supported in handlers",
+        "use math.pow(x, y) or multiply",
+    ),
+    "is_compare": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    if r.n is 0:
+        return Res(x=r.a, k=0)
+    return Res(x=r.a, k=r.n)
+""",
+        "r.n is 0",
+        "kernel h: `ast.Is` is not supported in handlers",
+        "use == or !=",
+    ),
+    "missing_field": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a)
+""",
+        "Res(x=r.a)",
+        "kernel h: Res(...) is missing field 'k'",
+        "pass k=... (or give the field a default in the class)",
+    ),
+    "unknown_keyword": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a, k=r.n, z=1)
+""",
+        "1",
+        "kernel h: Res has no field 'z'",
+        "its fields are: x, k",
+    ),
+    "literal_overflow": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a, k=i32(i8(r.n) + 300))
+""",
+        "i8(r.n) + 300",
+        "kernel h: the literal 300 does not fit i8",
+        "use a wider type, or wrap it explicitly: i8(300)",
+    ),
+    "signed_unsigned": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a, k=i32(r.n + r.u))
+""",
+        "r.n + r.u",
+        "kernel h: cannot apply + to i32 and u32: mixing signed i32 and unsigned u32 needs an explicit cast",
+        "convert one side explicitly, e.g. f32(n) or i64(x)",
+    ),
+    "input_read_only": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    r.n = 3
+    return Res(x=r.a, k=r.n)
+""",
+        "r.n",
+        "kernel h: the input message 'r' is read-only",
+        "build an output message instead",
+    ),
+    "atomic_on_input": (
+        """
+@rg.ring_kernel
+def h(r: Req, t: Tally) -> Res:
+    rg.atomic_add(r.n, 1)
+    return Res(x=r.a, k=r.n)
+""",
+        "r.n",
+        "kernel h: the first argument of rg.atomic_add must be a state field or an element of a state Array field",
+        "e.g. rg.atomic_add(state.count, 1) or rg.atomic_add(state.hist[i], 1)",
+    ),
+    "atomic_in_expression": (
+        """
+@rg.ring_kernel
+def h(r: Req, t: Tally) -> Res:
+    return Res(x=r.a, k=i32(rg.atomic_add(t.count, 1)))
+""",
+        "rg.atomic_add(t.count, 1)",
+        "kernel h: rg.atomic_add must be a statement of its own or the whole right-hand side of an assignment",
+        "old = rg.atomic_add(...) on its own line",
+    ),
+    "return_none_not_optional": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    if r.n < 0:
+        return None
+    return Res(x=r.a, k=r.n)
+""",
+        "return None",
+        "kernel h: this kernel must return a Res on every path",
+        "annotate the return type as Optional[Res] to allow returning None",
+    ),
+    "missing_return_path": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    if r.n < 0:
+        return Res(x=r.a, k=r.n)
+""",
+        None,
+        "kernel h: not every path ends with a return",
+        "add a return at the end of the function",
+    ),
+    "use_before_assign": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    if r.n > 0:
+        k = 1
+    return Res(x=r.a, k=k)
+""",
+        "k=`k`)",
+        "kernel h: local 'k' may be used before it is assigned",
+        "assign it on every path before this line",
+    ),
+    "int_builtin": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a, k=int(r.a))
+""",
+        "int",
+        "kernel h: int() is not supported in handlers",
+        "cast with i64(x) or i32(x)",
+    ),
+    "str_ordering": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    if r.s < "m":
+        return Res(x=r.a, k=1)
+    return Res(x=r.a, k=r.n)
+""",
+        'r.s < "m"',
+        "kernel h: a string literal can only be compared with == or != against a Str field, not with < against Str[8]",
+        None,
+    ),
+    "range_args": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    for i in range(1, 2, 3, 4):
+        pass
+    return Res(x=r.a, k=r.n)
+""",
+        "range(1, 2, 3, 4)",
+        "kernel h: range() takes 1 to 3 integer arguments",
+        None,
+    ),
+    "iterate_scalar": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    for x in r.n:
+        pass
+    return Res(x=r.a, k=r.n)
+""",
+        "r.n",
+        "kernel h: for loops iterate over range(...), an Array or a List, not i32",
+        None,
+    ),
+    "c_keyword_local": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    double = r.a
+    return Res(x=double, k=r.n)
+""",
+        "double",
+        "kernel h: local 'double': 'double' is a reserved word in C",
+        "rename the local",
+    ),
+    "annotated_local": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    y: f32 = r.a
+    return Res(x=y, k=r.n)
+""",
+        "y: f32 = r.a",
+        "kernel h: `ast.AnnAssign` is not supported in handlers",
+        "drop the annotation; a local's type is inferred (cast the value: x = f32(0))",
+    ),
+    "yield": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    yield Res(x=r.a, k=r.n)
+""",
+        "yield Res(x=r.a, k=r.n)",
+        "kernel h: `ast.Yield` is not supported in handlers",
+        "emit messages through an rg.Outbox[Msg] parameter: out.emit(Msg(...))",
+    ),
+    "tuple_assign": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    a, b = r.n, r.n
+    return Res(x=r.a, k=a)
+""",
+        "a, b",
+        "kernel h: `ast.Tuple` is not supported in handlers",
+        "handlers have no tuples; use separate locals",
+    ),
+    "and_non_bool": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    if r.n and r.u > 1:
+        return Res(x=r.a, k=1)
+    return Res(x=r.a, k=r.n)
+""",
+        "r.n",
+        "kernel h: the operands of and must be bool_, not i32",
+        "compare explicitly, e.g. (n != 0)",
+    ),
+    "fstring": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    t = f"{r.n}"
+    return Res(x=r.a, k=r.n)
+""",
+        'f"{r.n}"',
+        "kernel h: `ast.JoinedStr` is not supported in handlers",
+        "handlers have no string formatting; copy Str fields or compare them",
+    ),
+    "index_constant_out_of_range": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a, k=r.v[4])
+""",
+        "4",
+        "kernel h: index 4 is out of range for Array[i32, 4]",
+        None,
+    ),
+    "device_missing_return_annotation": (
+        """
+@rg.device
+def twice(x: i32):
+    return x * 2
+
+
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=r.a, k=twice(r.n))
+""",
+        None,
+        "device function twice: missing return annotation",
+        "annotate the result, e.g. '-> f32'",
+    ),
+    "assign_to_parameter": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    r = 5
+    return Res(x=1.0, k=1)
+""",
+        "`r` = 5",
+        "kernel h: cannot assign to parameter 'r'",
+        "assign to a new local instead",
+    ),
+    "math_unknown": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    return Res(x=f32(math.gamma(r.a)), k=r.n)
+""",
+        "math.gamma",
+        "kernel h: math.gamma is not one of the handler language's math functions",
+        "available: math.acos, math.asin, math.atan, math.atan2, math.ceil, math.copysign, math.cos, math.cosh, math.exp, math.fabs, math.floor, math.fmod, math.hypot, math.log, math.log10, math.log2, math.pow, math.sin, math.sinh, math.sqrt, math.tan, math.tanh, math.trunc",
+    ),
+    "outbox_wrong_type": (
+        """
+@rg.ring_kernel
+def h(r: Req, out: rg.Outbox[Res]) -> None:
+    out.emit(Other(k=r.n))
+""",
+        "Other(k=r.n)",
+        "kernel h: this Outbox takes Res, not Other",
+        None,
+    ),
+    "append_to_input": (
+        """
+@rg.message
+class Bag:
+    xs: List[i32, 4]
+
+
+@rg.ring_kernel
+def h(b: Bag) -> Bag:
+    b.xs.append(1)
+    return Bag(xs=b.xs)
+""",
+        "`b.xs`.append(1)",
+        "kernel h: the input message 'b' is read-only",
+        "build an output message instead",
+    ),
+    "string_too_long": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Req:
+    return Req(a=r.a, n=r.n, u=r.u, s="much too long", v=r.v)
+""",
+        '"much too long"',
+        "kernel h: this string is 13 bytes long; field Req.s holds at most 8",
+        "shorten it",
+    ),
+    "local_alias_of_message": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    copy = r
+    return Res(x=copy.a, k=r.n)
+""",
+        "copy = `r`",
+        "kernel h: a local cannot refer to an existing message (Python would share it, the device would copy it)",
+        "read its fields directly, or build a new message: Msg(...)",
+    ),
+}
+
+
+def _compile_module(tmp_path, name: str, source: str) -> None:
+    path = tmp_path / f"errcase_{name}.py"
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(f"errcase_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)  # `r.n is 0` warns at import
+            spec.loader.exec_module(module)
+        kernels = [v.spec for v in vars(module).values() if isinstance(v, RingKernel)]
+        devices = [v for v in vars(module).values() if isinstance(v, DeviceFunction)]
+        compile_program(kernels, devices)
+    finally:
+        sys.modules.pop(spec.name, None)
+
+
+def test_catalogue_is_large_enough():
+    assert len(CASES) >= 25
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_rejected_handler(name, tmp_path):
+    src, at, message, hint = CASES[name]
+    source = HEADER + src
+    with pytest.raises(HandlerError) as info:
+        _compile_module(tmp_path, name, source)
+    err = info.value
+    assert err.message == message
+    assert err.hint == hint
+    lines = source.splitlines()
+    if at is None:  # the whole `def` line
+        line_no = next(
+            i
+            for i, text in enumerate(lines, 1)
+            if text.startswith("def ") and i > HEADER.count("\n")
+        )
+        col = 0
+    else:
+        before, span, after = at.split("`") if "`" in at else ("", at, "")
+        line_no, col = next(
+            (i, text.index(before + span + after) + len(before))
+            for i, text in enumerate(lines, 1)
+            if before + span + after in text and i > HEADER.count("\n")
+        )
+    assert (err.line, err.col) == (line_no, col), f"caret at {err.line}:{err.col}"
+    if at is not None:
+        assert err.end_col == col + len(span)
+    rendered = str(err).splitlines()
+    assert rendered[0].startswith(f"{tmp_path / f'errcase_{name}.py'}:{line_no}:{col + 1}: error: ")
+    assert rendered[1] == "    " + lines[line_no - 1]
+    caret = rendered[2][4:]
+    assert caret.index("^") == col
+    if at is not None:
+        assert caret.strip() == "^" + "~" * (len(span) - 1)
+
+
+def test_deep_expression_compiles_or_fails_cleanly(tmp_path):
+    """A long chain of + either compiles or raises HandlerError, never an internal RecursionError."""
+    expr = "r.n" + " + r.n" * 900
+    src = f"\n@rg.ring_kernel\ndef h(r: Req) -> Res:\n    return Res(x=r.a, k={expr})\n"
+    try:
+        _compile_module(tmp_path, "deep", HEADER + src)
+    except HandlerError as err:
+        assert "nested too deeply" in err.message
