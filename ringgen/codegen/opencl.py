@@ -1,0 +1,122 @@
+"""The OpenCL emitter: ``<name>.cl``, every ring kernel of a build as OpenCL C 3.0.
+
+The source is, in order: the OpenCL prelude (``dialect_opencl``), the ``<name>_types.h`` header
+included textually, the shared queue protocol (``templates/common/ring.h.j2``), each kernel's outbox,
+the handler bodies (``ringgen.codegen.body``, identical for every target), then per kernel a persistent
+and a relaunch skeleton around the same handler (``templates/opencl/kernel.cl.j2``). The loader
+(``ringgen.runtime.opencl``) picks the entry point per device.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Optional
+
+from .. import __version__, protocol
+from ..kernel import KernelSpec
+from ..layout import layout_of
+from .dialect_opencl import OPENCL_DIALECT, OpenclDialect
+from .env import render
+
+if TYPE_CHECKING:
+    from ..build import BuildUnit
+
+__all__ = [
+    "OUTBOX_LIMIT",
+    "emit",
+    "entry_points",
+    "kernel_context",
+    "render_ring_h",
+    "render_source",
+    "source_name",
+]
+
+#: Output slots an Outbox handler may fill per message; one more emit is a FAULT_OUTBOX.
+OUTBOX_LIMIT = 8
+
+
+def source_name(unit: "BuildUnit") -> str:
+    """The emitted file's name: ``<name>.cl``."""
+    return f"{unit.name}.cl"
+
+
+def entry_points(kernel: str) -> dict[str, str]:
+    """The OpenCL kernel function names for a ring kernel, by mode ("persistent", "relaunch")."""
+    return {"persistent": f"rg_{kernel}_persistent", "relaunch": f"rg_{kernel}_relaunch"}
+
+
+def render_ring_h() -> str:
+    """The shared queue protocol in C (``templates/common/ring.h.j2``) from ``ringgen.protocol``.
+
+    Backend-neutral: any backend renders it the same way and includes it after its prelude.
+    """
+    return render("common/ring.h.j2", **protocol.render_context())
+
+
+def kernel_context(spec: KernelSpec) -> dict:
+    """What the skeleton template needs to know about one ring kernel."""
+    out_cls = spec.outbox or spec.output
+    lin = layout_of(spec.input)
+    lout = layout_of(out_cls) if out_cls is not None else None
+    out_bridged = lout is not None and lout.is_bridged
+    return {
+        "name": spec.name,
+        "in_type": lin.name,
+        "in_bridged": lin.is_bridged,
+        # A bridged queue's slots are bytes (header + payload); a direct one's are the struct itself.
+        "in_ring_type": "rg_u8" if lin.is_bridged else lin.name,
+        "in_slot_size": lin.slot_size,
+        "in_type_id": lin.type_id,
+        "out_bridged": out_bridged,
+        "out_ring_type": "rg_u8" if out_bridged else (lout.name if lout else "rg_none"),
+        "out_slot_size": lout.slot_size if lout else 1,
+        "out_type": lout.name if lout is not None else "rg_none",
+        "state_type": layout_of(spec.state).name if spec.state is not None else "void",
+        "uses_outbox": spec.uses_outbox,
+        "limit": OUTBOX_LIMIT if spec.uses_outbox else 1,
+        "ordered": spec.ordered,
+    }
+
+
+def render_source(
+    unit: "BuildUnit",
+    *,
+    header: str,
+    body: str,
+    codec: str = "",
+    dialect: Optional[OpenclDialect] = None,
+) -> str:
+    """The ``.cl`` text for ``unit`` around a given header and handler body (pure; no disk access).
+
+    Args:
+        unit: the build (its name, module, fingerprint and kernels are read).
+        header: the text of ``<name>_types.h``.
+        body: the handler text from ``ringgen.codegen.body.emit_body(unit)``.
+        codec: the bridged-message device codec (``ringgen.codegen.bridged_c.emit_device_codec``),
+            "" when the build has no bridged message.
+        dialect: the OpenCL dialect (default: OpenCL C 3.0).
+    """
+    dialect = dialect or OPENCL_DIALECT
+    return render(
+        "opencl/kernel.cl.j2",
+        unit_name=unit.name,
+        module=unit.module,
+        version=__version__,
+        fingerprint=unit.fingerprint,
+        prelude=dialect.prelude(),
+        header=header,
+        ring_h=render_ring_h(),
+        codec=codec,
+        body=body,
+        kernels=[kernel_context(k) for k in unit.kernels],
+    )
+
+
+def emit(unit: "BuildUnit") -> dict[str, str]:
+    """The OpenCL target: ``{"<name>.cl": text}``."""
+    from .body import emit_body
+    from .bridged_c import emit_device_codec
+    from .header import render_header
+
+    text = render_source(unit, header=render_header(unit), body=emit_body(unit),
+                         codec=emit_device_codec(unit))
+    return {source_name(unit): text}

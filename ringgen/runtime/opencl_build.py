@@ -1,0 +1,256 @@
+"""OpenCL devices and program builds for the OpenCL backend: discovery, capabilities, a binary cache.
+
+Kept apart from the handle (``ringgen.runtime.opencl``): this module knows how to find devices, what
+each one can do (fine-grained SVM with atomics means persistent mode), and how to turn ``<name>.cl`` into
+a built ``cl.Program`` without rebuilding on a warm start. Built binaries are cached on disk under the
+ringgen cache directory, keyed by a hash of the source, the build options and the device's identity
+(platform, device, driver versions); writes are atomic, so two processes can share the cache.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import Optional
+
+import attrs
+
+from ..errors import BackendUnavailableError, ToolchainError
+
+__all__ = [
+    "DEVICE_ENV",
+    "DeviceInfo",
+    "build_program",
+    "cache_dir",
+    "context_for",
+    "list_devices",
+    "select_device",
+]
+
+log = logging.getLogger("ringgen")
+
+#: Environment variable that restricts the OpenCL devices ringgen uses (substring of
+#: "platform name / device name", case-insensitive, or "P:D" platform and device indices).
+DEVICE_ENV = "RINGGEN_OPENCL_DEVICE"
+
+
+def _cl():
+    try:
+        import pyopencl as cl
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            f"the OpenCL backend needs PyOpenCL, which is not importable: {exc}",
+            hint="pip install 'ringgen[opencl]' (and an OpenCL driver such as pocl-opencl-icd)",
+        ) from None
+    return cl
+
+
+@attrs.frozen
+class DeviceInfo:
+    """One OpenCL device and what ringgen can do with it.
+
+    ``persistent`` is True when the device offers fine-grained SVM buffers with atomics and OpenCL C
+    3.0: the host and a running kernel can then share the queues (persistent mode). Otherwise the
+    backend runs in relaunch mode.
+    """
+
+    index: str  # "P:D"
+    platform: str
+    name: str
+    device: object = attrs.field(eq=False, repr=False)
+    persistent: bool
+    svm_fine_grain: bool
+    svm_atomics: bool
+    atomics_64: bool
+    cl_c_30: bool
+    compute_units: int
+    identity: str = attrs.field(repr=False)  # what a built binary depends on
+
+    @property
+    def label(self) -> str:
+        return f"{self.platform} / {self.name}"
+
+
+def _version_at_least(text: str, major: int) -> bool:
+    # "OpenCL 3.0 PoCL ..." -> 3
+    try:
+        return int(text.split()[1].split(".")[0]) >= major
+    except (IndexError, ValueError):
+        return False
+
+
+def _describe(cl, pi: int, di: int, platform, device) -> DeviceInfo:
+    svm = 0
+    try:
+        svm = int(device.svm_capabilities)
+    except (cl.LogicError, AttributeError):
+        svm = 0
+    fine = bool(svm & cl.device_svm_capabilities.FINE_GRAIN_BUFFER)
+    atomics = bool(svm & cl.device_svm_capabilities.ATOMICS)
+    cl_c_30 = _version_at_least(device.version, 3)  # an OpenCL 3.0 driver accepts -cl-std=CL3.0
+    ext = device.extensions
+    atom64 = "cl_khr_int64_base_atomics" in ext or _version_at_least(device.version, 2)
+    identity = "|".join([platform.name, platform.version, device.name, device.version,
+                         device.driver_version])
+    return DeviceInfo(
+        index=f"{pi}:{di}",
+        platform=platform.name,
+        name=device.name.strip(),
+        device=device,
+        persistent=fine and atomics and cl_c_30,
+        svm_fine_grain=fine,
+        svm_atomics=atomics,
+        atomics_64=atom64,
+        cl_c_30=cl_c_30,
+        compute_units=int(device.max_compute_units),
+        identity=identity,
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _all_devices() -> tuple[DeviceInfo, ...]:
+    cl = _cl()
+    try:
+        platforms = cl.get_platforms()
+    except cl.Error:  # no ICD loader or no platform: "none present", not an error
+        return ()
+    out = []
+    for pi, p in enumerate(platforms):
+        try:
+            devices = p.get_devices()
+        except cl.Error:
+            continue
+        for di, d in enumerate(devices):
+            out.append(_describe(cl, pi, di, p, d))
+    return tuple(out)
+
+
+def _matches(info: DeviceInfo, pattern: str) -> bool:
+    pattern = pattern.strip()
+    return pattern == info.index or pattern.lower() in info.label.lower()
+
+
+def list_devices(pattern: Optional[str] = None) -> list[DeviceInfo]:
+    """Every OpenCL device present, filtered by ``pattern`` or else ``$RINGGEN_OPENCL_DEVICE``.
+
+    Returns an empty list when PyOpenCL is importable but no platform or device is present.
+    """
+    pattern = pattern if pattern is not None else os.environ.get(DEVICE_ENV)
+    devices = list(_all_devices())
+    if pattern:
+        devices = [d for d in devices if _matches(d, pattern)]
+    return devices
+
+
+def select_device(device: object = None) -> DeviceInfo:
+    """The device a kernel runs on: ``device`` (a pattern, a ``DeviceInfo`` or a ``cl.Device``), or the
+    first device present (after ``$RINGGEN_OPENCL_DEVICE``), persistent-capable devices first.
+
+    Raises:
+        BackendUnavailableError: no device matches.
+    """
+    if isinstance(device, DeviceInfo):
+        return device
+    if device is not None and not isinstance(device, str):
+        for info in _all_devices():
+            if info.device == device:
+                return info
+        raise BackendUnavailableError(f"OpenCL device {device!r} is not one of this machine's devices")
+    found = list_devices(device)
+    if not found:
+        want = device or os.environ.get(DEVICE_ENV)
+        present = ", ".join(f"{d.index} {d.label}" for d in _all_devices()) or "none"
+        raise BackendUnavailableError(
+            "no OpenCL device" + (f" matches {want!r}" if want else " is present")
+            + f" (devices present: {present})",
+            hint=f"install an OpenCL driver (pocl-opencl-icd on a CPU) or change {DEVICE_ENV}",
+        )
+    return sorted(found, key=lambda d: not d.persistent)[0]
+
+
+_contexts: dict[str, object] = {}
+_programs: dict[tuple, object] = {}
+_lock = threading.Lock()
+
+
+def context_for(info: DeviceInfo):
+    """One ``cl.Context`` per device for the whole process (contexts are costly to create and
+    destroy; sharing one keeps launch/terminate cycles from growing process memory)."""
+    cl = _cl()
+    with _lock:
+        ctx = _contexts.get(info.index)
+        if ctx is None:
+            ctx = cl.Context([info.device])
+            _contexts[info.index] = ctx
+        return ctx
+
+
+def cache_dir() -> Path:
+    """Where built binaries live: ``<ringgen cache>/opencl`` (``$RINGGEN_CACHE_DIR``, else
+    ``~/.cache/ringgen``)."""
+    from .cache import cache_dir as ringgen_cache_dir
+
+    return ringgen_cache_dir() / "opencl"
+
+
+def _cache_key(source: str, options: tuple[str, ...], info: DeviceInfo) -> str:
+    h = hashlib.sha256()
+    for part in (source, "\0".join(options), info.identity):
+        h.update(part.encode())
+        h.update(b"\0\0")
+    return h.hexdigest()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def build_program(source: str, options: tuple[str, ...], info: DeviceInfo, *, what: str):
+    """A built ``cl.Program`` for ``source`` on ``info``'s device, from memory, the disk cache, or a
+    fresh build (which is then cached).
+
+    Args:
+        what: names the source in errors (e.g. the ``.cl`` file's path).
+
+    Raises:
+        ToolchainError: the OpenCL compiler rejected the source; the message carries its build log.
+    """
+    cl = _cl()
+    ctx = context_for(info)
+    key = _cache_key(source, options, info)
+    with _lock:
+        prg = _programs.get((info.index, key))
+    if prg is not None:
+        return prg
+    path = cache_dir() / f"{key}.bin"
+    prg = None
+    if path.is_file():
+        try:
+            prg = cl.Program(ctx, [info.device], [path.read_bytes()]).build(options=list(options))
+            log.debug("OpenCL program %s loaded from the binary cache %s", what, path)
+        except cl.Error as exc:  # stale or truncated cache entry: rebuild it from source
+            log.debug("ignoring unusable cached binary %s: %s", path, exc)
+            prg = None
+    if prg is None:
+        log.info("building %s for %s (%s)", what, info.label, " ".join(options))
+        try:
+            prg = cl.Program(ctx, source).build(options=list(options), devices=[info.device])
+        except cl.Error as exc:
+            raise ToolchainError(
+                f"OpenCL compiler ({info.label}) rejected {what}:\n{exc}",
+                hint="this is a ringgen bug if the source is generated; please report it with the log",
+            ) from None
+        try:
+            _write_atomic(path, bytes(prg.binaries[0]))
+        except OSError as exc:  # a read-only cache only costs a rebuild next time
+            log.warning("cannot write the OpenCL binary cache %s: %s", path, exc)
+    with _lock:
+        _programs[(info.index, key)] = prg
+    return prg

@@ -1,0 +1,215 @@
+"""Persistent mode of the OpenCL backend: resident work-groups polling queues in fine-grained SVM.
+
+The control block, both queue counters and both rings live in fine-grained SVM with atomics, which host
+and kernel share while ``rg_<k>_persistent`` stays resident on the handle's own command queue. The
+host's side of the protocol (one-word memoryviews, x86-64 TSO) is argued in ``ringgen.runtime.opencl``.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import KernelTimeoutError
+from ..protocol import CONTROL_DTYPE, CONTROL_SIZE, QUEUE_CTL_DTYPE, Lifecycle
+from .opencl import _LINE, OpenclKernel, _bytes, _entry, layout_size
+from .opencl_build import context_for
+
+__all__ = ["OpenclPersistentKernel"]
+
+#: Slots the host copies before it publishes them, so copying overlaps the kernel's processing.
+_PUBLISH_CHUNK = 16384
+
+#: Kernels whose memory must outlive their handle because they never acknowledged termination: freeing
+#: SVM under a resident kernel would let it scribble on reused memory.
+_ABANDONED: list = []
+#: Resident kernels whose handle was dropped without ``terminate``: asked to stop, their memory kept
+#: until their launch completes (freed by the next launch that finds them done).
+_ORPHANS: list = []
+
+
+def _stop_orphan(ctl: np.ndarray, allocs: list, queue: Any, event: Any) -> None:
+    """Finalizer of a persistent handle dropped while its kernel runs: ask the kernel to stop and keep
+    its memory alive until it has."""
+    ctl["terminate"] = 1
+    _ORPHANS.append((allocs, queue, event))
+
+
+def _reap_orphans() -> None:
+    import pyopencl as cl
+
+    done = cl.command_execution_status.COMPLETE
+    for entry in list(_ORPHANS):
+        allocs, _queue, event = entry
+        if event.command_execution_status == done:
+            _ORPHANS.remove(entry)
+            for arr in allocs:
+                arr.base.release()
+
+
+class OpenclPersistentKernel(OpenclKernel):
+    """Persistent mode: resident work-groups polling queues in fine-grained SVM.
+
+    One group by default: PoCL runs a work-group on one worker thread, a resident group must never
+    wait for a thread (groups <= compute units = POCL_MAX_PTHREAD_COUNT), and on a small machine the
+    host thread needs a core of its own to feed and drain the rings. Within a group, ``group_size``
+    work-items run the handler on consecutive messages; with ``groups`` > 1 the groups claim ranges
+    and publish them in input order.
+    """
+
+    persistent: ClassVar[bool] = True
+
+    def _svm(self, nbytes: int) -> np.ndarray:
+        import pyopencl as cl
+
+        flags = (cl.svm_mem_flags.READ_WRITE | cl.svm_mem_flags.SVM_FINE_GRAIN_BUFFER
+                 | cl.svm_mem_flags.SVM_ATOMICS)
+        arr = cl.svm_empty(self._ctx, flags, max(nbytes, _LINE), np.uint8, alignment=_LINE)
+        arr[:] = 0
+        self._allocs.append(arr)
+        return arr
+
+    def _launch(self) -> None:
+        import pyopencl as cl
+
+        self._ctx = context_for(self.device_info)
+        self._allocs: list[np.ndarray] = []
+        _reap_orphans()
+        prg = self._build()
+        cap = self.capacity
+        ctl = self._svm(CONTROL_SIZE)
+        inq = self._svm(QUEUE_CTL_DTYPE.itemsize)
+        outq = self._svm(QUEUE_CTL_DTYPE.itemsize)
+        self._in_ring = self._svm(cap * self.in_slot.itemsize)
+        self._out_ring = self._svm(cap * self.out_slot.itemsize)
+        groups = self._svm(4 * _LINE)  # rg_groups: claim, turn, reserve, exited (zeroed)
+        state = self._svm(self.spec.state and layout_size(self.spec.state) or 1)
+        if self.spec.state is not None:
+            init = _bytes(self._initial_state())
+            state[: init.size] = init
+        self._state_mem = state
+        self._ctl = ctl.view(CONTROL_DTYPE)
+        self._ctl_rec = self._ctl[0]
+        # One-word views of the counters (memoryviews of format "Q": a poll or a publish is one
+        # aligned 8-byte load or store, and reads give Python ints without a numpy scalar).
+        self._in_tail = memoryview(inq[0:8]).cast("Q")
+        self._in_head = memoryview(inq[_LINE:_LINE + 8]).cast("Q")
+        self._out_tail = memoryview(outq[0:8]).cast("Q")
+        self._out_head = memoryview(outq[_LINE:_LINE + 8]).cast("Q")
+        self._in_size = self.in_slot.itemsize
+        self._out_size = self.out_slot.itemsize
+        self._empty_out = np.zeros(0, self.out_slot)
+        self._tail = 0  # host copies of the counters it owns
+        self._head = 0
+        self._ctl["state"] = int(Lifecycle.LAUNCHED)
+        self._queue = cl.CommandQueue(self._ctx, self.device_info.device)
+        kernel = _entry(prg, f"rg_{self.name}_persistent", 9, self._source_path())
+        kernel.set_args(cl.SVM(ctl), cl.SVM(inq), cl.SVM(self._in_ring), np.uint64(cap),
+                        cl.SVM(outq), cl.SVM(self._out_ring), np.uint64(cap), cl.SVM(state),
+                        cl.SVM(groups))
+        self._event = cl.enqueue_nd_range_kernel(self._queue, kernel,
+                                                 (self.group_size * self.groups,),
+                                                 (self.group_size,))
+        self._queue.flush()
+        # Dropped without terminate, the handle must neither free memory under the running kernel nor
+        # leave it spinning: the finalizer (holding no reference to self) stops it and parks the memory.
+        self._finalizer = weakref.finalize(self, _stop_orphan, self._ctl, self._allocs, self._queue,
+                                           self._event)
+
+    # ---- transport
+
+    def _push(self, batch: np.ndarray) -> int:
+        cap = self.capacity
+        tail = self._tail
+        n = cap - (tail - self._in_head[0])
+        if n <= 0:
+            return 0
+        if n > len(batch):
+            n = len(batch)
+        size = self._in_size
+        src = batch[:n].view(np.uint8) if batch.ndim == 1 and batch.flags.c_contiguous else _bytes(
+            np.ascontiguousarray(batch[:n]))
+        ring = self._in_ring
+        done = 0
+        while done < n:
+            # A large batch is published in chunks, so the kernel starts on the first chunk while
+            # the host still copies the rest.
+            at = (tail + done) & (cap - 1)
+            k = min(n - done, cap - at, _PUBLISH_CHUNK)
+            ring[at * size:(at + k) * size] = src[done * size:(done + k) * size]
+            done += k
+            self._in_tail[0] = tail + done  # release: the slot stores above are visible first (TSO)
+        self._tail = tail + n
+        return n
+
+    def _pop(self, max_n: int) -> np.ndarray:
+        head = self._head
+        n = self._out_tail[0] - head
+        if n <= 0:
+            return self._empty_out
+        if n > max_n:
+            n = max_n
+        cap = self.capacity
+        size = self._out_size
+        out = np.empty(n, dtype=self.out_slot)
+        flat = out.view(np.uint8)
+        at = head & (cap - 1)
+        first = cap - at if n > cap - at else n
+        flat[: first * size] = self._out_ring[at * size:(at + first) * size]
+        if first < n:
+            flat[first * size:] = self._out_ring[: (n - first) * size]
+        self._head = head + n
+        self._out_head[0] = head + n  # the copy above is complete before the slots are reused
+        return out
+
+    def _control(self) -> np.ndarray:
+        return self._ctl_rec
+
+    def _queue_depths(self) -> tuple[int, int]:
+        return self._tail - self._in_head[0], self._out_tail[0] - self._head
+
+    def _read_state(self) -> Any:
+        size = layout_size(self.spec.state)
+        return self._state_from_bytes(self._state_mem[:size].copy())
+
+    def _request_terminate(self) -> None:
+        self._ctl["terminate"] = 1
+
+    def _synchronize(self, timeout: float) -> None:
+        import pyopencl as cl
+
+        deadline = time.monotonic() + timeout
+        while self._event.command_execution_status != cl.command_execution_status.COMPLETE:
+            if time.monotonic() >= deadline:
+                raise KernelTimeoutError(
+                    f"kernel {self.name} (opencl) acknowledged termination but its launch did not "
+                    f"complete within {timeout:g} s")
+            time.sleep(50e-6)
+        self._queue.finish()
+
+    def _release(self) -> None:
+        self._finalizer.detach()
+        for view in (self._in_tail, self._in_head, self._out_tail, self._out_head):
+            view.release()
+        for arr in self._allocs:
+            arr.base.release()
+        self._allocs.clear()
+        self._queue = None
+        self._event = None
+
+    def _abandon(self) -> None:
+        # A resident kernel cannot be stopped from the host: keep its memory alive (leaked on
+        # purpose) and never wait on its queue, so the process can still exit.
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
+        if getattr(self, "_allocs", None):
+            _ABANDONED.append((self._allocs, getattr(self, "_queue", None),
+                               getattr(self, "_event", None)))
+            self._allocs = []
+        self._queue = None
+
+

@@ -1,0 +1,234 @@
+"""Relaunch mode of the OpenCL backend: for devices without fine-grained SVM (NVIDIA's OpenCL).
+
+The host keeps both queues; each launch of ``rg_<k>_relaunch`` drains what is queued from a device
+buffer. The control block and the kernel state stay in device buffers between launches.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..protocol import CONTROL_DTYPE, Lifecycle
+from .opencl import OpenclKernel, _concat, _entry, layout_size
+from .opencl_build import context_for
+
+__all__ = ["OpenclRelaunchKernel"]
+
+
+class _Launch:
+    """One relaunch-mode launch in flight: its event and the host arrays it reads back into."""
+
+    __slots__ = ("event", "n", "keep", "out", "counts", "ctl")
+
+    def __init__(self, event, n, keep, out, counts, ctl) -> None:
+        self.event, self.n, self.keep, self.out, self.counts, self.ctl = event, n, keep, out, counts, ctl
+
+
+class OpenclRelaunchKernel(OpenclKernel):
+    """Relaunch mode: the host keeps both queues; each launch drains what is queued.
+
+    The input queue is a host list of batches (at most ``capacity`` messages waiting); a launch copies
+    up to ``capacity`` of them to a device buffer, runs ``rg_<k>_relaunch`` over them and reads the
+    outputs, their per-message counts and the control block back, all on one in-order command queue
+    without blocking. Replies wait host-side (at most ``capacity`` plus one launch's worth); while they
+    are full no launch starts, which is the same back-pressure a resident kernel applies when its
+    output queue is full. Kernel state and the control block stay in device buffers.
+    """
+
+    persistent: ClassVar[bool] = False
+
+    def _launch(self) -> None:
+        import pyopencl as cl
+
+        # Both sides of the host-kept queues (the sender's _push, the receiver's _pop) start and reap
+        # launches, so unlike the persistent transport they share state: one lock guards it.
+        self._lock = threading.RLock()
+
+        self._ctx = context_for(self.device_info)
+        prg = self._build()
+        self._kernel = _entry(prg, f"rg_{self.name}_relaunch", 6, self._source_path())
+        self._queue = cl.CommandQueue(self._ctx, self.device_info.device)
+        mf = cl.mem_flags
+        cap = self.capacity
+        self._ctl_host = np.zeros(1, dtype=CONTROL_DTYPE)
+        self._ctl_host["state"] = int(Lifecycle.ACTIVE)
+        self._ctl_buf = cl.Buffer(self._ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=self._ctl_host)
+        self._in_buf = cl.Buffer(self._ctx, mf.READ_ONLY, cap * self.in_slot.itemsize)
+        self._out_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * self.limit * self.out_slot.itemsize)
+        self._counts_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * 4)
+        if self.spec.state is not None:
+            self._state_buf = cl.Buffer(self._ctx, mf.READ_WRITE | mf.COPY_HOST_PTR,
+                                        hostbuf=self._initial_state())
+        else:
+            self._state_buf = cl.Buffer(self._ctx, mf.READ_WRITE, 16)
+        self._pending: list[np.ndarray] = []  # input batches not launched yet
+        self._pending_n = 0
+        self._inflight: list[_Launch] = []
+        self._ready: list[np.ndarray] = []  # output batches ready for the host
+        self._ready_n = 0
+        self._emitted = 0
+        self._terminating = False
+
+    # ---- launching
+
+    def _room_for_replies(self) -> int:
+        waiting = self._ready_n + sum(ln.n * self.limit for ln in self._inflight)
+        return max(0, self.capacity - waiting)
+
+    def _pump(self) -> None:
+        """Start launches for queued input while replies have room (never blocks)."""
+        import pyopencl as cl
+
+        while self._pending_n and not self._inflight:
+            n = min(self._pending_n, self.capacity, self._room_for_replies() // self.limit)
+            if n <= 0:
+                return
+            batch = self._take_pending(n)
+            cl.enqueue_copy(self._queue, self._in_buf, batch, is_blocking=False)
+            self._kernel.set_args(self._ctl_buf, self._in_buf, np.uint64(n), self._out_buf,
+                                  self._counts_buf, self._state_buf)
+            if self.spec.ordered:
+                gsize, lsize = (1,), (1,)
+            else:
+                lsize = None
+                gsize = (n,)
+            cl.enqueue_nd_range_kernel(self._queue, self._kernel, gsize, lsize)
+            out = np.empty(n * self.limit, dtype=self.out_slot)
+            counts = np.empty(n, dtype=np.uint32)
+            ctl = np.empty(1, dtype=CONTROL_DTYPE)
+            cl.enqueue_copy(self._queue, out, self._out_buf, is_blocking=False)
+            cl.enqueue_copy(self._queue, counts, self._counts_buf, is_blocking=False)
+            event = cl.enqueue_copy(self._queue, ctl, self._ctl_buf, is_blocking=False)
+            self._queue.flush()
+            self._inflight.append(_Launch(event, n, batch, out, counts, ctl))
+
+    def _take_pending(self, n: int) -> np.ndarray:
+        if len(self._pending[0]) == n:
+            self._pending_n -= n
+            return self._pending.pop(0)
+        parts, got = [], 0
+        while got < n:
+            b = self._pending[0]
+            k = min(len(b), n - got)
+            parts.append(b[:k])
+            if k == len(b):
+                self._pending.pop(0)
+            else:
+                self._pending[0] = b[k:]
+            got += k
+        self._pending_n -= n
+        return _concat(parts, self.in_slot)
+
+    def _reap(self, wait: bool = False) -> None:
+        """Collect finished launches, in order, into the reply list."""
+        import pyopencl as cl
+
+        done = cl.command_execution_status.COMPLETE
+        while self._inflight:
+            ln = self._inflight[0]
+            if wait:
+                ln.event.wait()
+            elif ln.event.command_execution_status != done:
+                return
+            self._inflight.pop(0)
+            if self.limit == 1:
+                if ln.counts.all():
+                    out = ln.out
+                else:
+                    out = ln.out[ln.counts.astype(bool)]
+            else:
+                mask = np.arange(self.limit)[None, :] < ln.counts[:, None]
+                out = ln.out.reshape(ln.n, self.limit)[mask]
+            self._ctl_host[0] = ln.ctl[0]
+            self._emitted += len(out)
+            if len(out):
+                self._ready.append(out)
+                self._ready_n += len(out)
+        self._pump()
+
+    # ---- transport
+
+    def _push(self, batch: np.ndarray) -> int:
+        with self._lock:
+            return self._push_locked(batch)
+
+    def _push_locked(self, batch: np.ndarray) -> int:
+        self._reap()
+        n = min(len(batch), self.capacity - self._pending_n)
+        if n <= 0:
+            return 0
+        self._pending.append(np.array(batch[:n], copy=True))  # the caller may reuse its array
+        self._pending_n += n
+        self._pump()
+        return n
+
+    def _pop(self, max_n: int) -> np.ndarray:
+        with self._lock:
+            return self._pop_locked(max_n)
+
+    def _pop_locked(self, max_n: int) -> np.ndarray:
+        self._reap()
+        parts, got = [], 0
+        while self._ready and got < max_n:
+            first = self._ready[0]
+            if len(first) <= max_n - got:
+                self._ready.pop(0)
+                part = first
+            else:
+                part, self._ready[0] = first[: max_n - got], first[max_n - got:]
+            parts.append(part)
+            got += len(part)
+        self._ready_n -= got
+        self._pump()
+        if not parts:
+            return np.zeros(0, self.out_slot)
+        return parts[0] if len(parts) == 1 else _concat(parts, self.out_slot)
+
+    def _control(self) -> np.ndarray:
+        with self._lock:
+            rec = self._ctl_host.copy()
+            rec["emitted"] = self._emitted
+            if self._terminating:
+                self._reap()
+                idle = not self._pending_n and not self._inflight
+                rec["state"] = int(Lifecycle.TERMINATED if idle else Lifecycle.TERMINATING)
+            return rec[0]
+
+    def _queue_depths(self) -> tuple[int, int]:
+        with self._lock:
+            inflight = sum(ln.n for ln in self._inflight)
+            return self._pending_n + inflight, self._ready_n
+
+    def _read_state(self) -> Any:
+        import pyopencl as cl
+
+        with self._lock:
+            self._reap(wait=True)
+            raw = np.empty(layout_size(self.spec.state), dtype=np.uint8)
+            cl.enqueue_copy(self._queue, raw, self._state_buf, is_blocking=True)
+        return self._state_from_bytes(raw)
+
+    def _request_terminate(self) -> None:
+        with self._lock:
+            self._terminating = True
+            self._pump()
+
+    def _synchronize(self, timeout: float) -> None:
+        self._queue.finish()
+
+    def _release(self) -> None:
+        for name in ("_ctl_buf", "_in_buf", "_out_buf", "_counts_buf", "_state_buf"):
+            buf = getattr(self, name, None)
+            if buf is not None:
+                buf.release()
+                setattr(self, name, None)
+        self._queue = None
+
+    def _abandon(self) -> None:
+        # A relaunch kernel always finishes; nothing resident to leave behind. Drop the queue
+        # without waiting on it.
+        self._inflight = []
+        self._queue = None
