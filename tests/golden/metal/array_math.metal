@@ -576,9 +576,9 @@ struct rg_context {
     RG_FN int rg_handle_array_math(RG_PRIVATE const VecPair* rg_in, RG_PRIVATE VecStats* rg_out,
         RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox)
     {
-        int rg_fault_code = 0;
+        int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox;
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
         rg_f32 dot;
         rg_i64 i;
         rg_f32 norm;

@@ -572,9 +572,9 @@ struct rg_context {
     RG_FN int rg_handle_bank_account(RG_PRIVATE const Transaction* rg_in, RG_PRIVATE Receipt* rg_out,
         RG_GLOBAL Account* rg_state, RG_PRIVATE void* rg_outbox)
     {
-        int rg_fault_code = 0;
+        int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox;
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
         rg_i64 new_balance;
         new_balance = ((rg_i64)((rg_u64)rg_state->balance + (rg_u64)rg_in->amount));
         if (new_balance < 0) {

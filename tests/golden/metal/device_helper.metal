@@ -608,21 +608,21 @@ struct rg_context {
     /* @rg.device bucket_of (device_helper.py:32) */
     RG_FN rg_i32 rg_fn_bucket_of(rg_i32 steps, rg_i32 width, RG_PRIVATE int* rg_fault)
     {
-        (void)rg_fault;
+        (void)rg_fault; /* may be unused */
         return rg_py_floordiv_i32(steps, width, rg_fault);
     }
 
     /* @rg.device clamp (device_helper.py:21) */
     RG_FN rg_f32 rg_fn_clamp(rg_f32 v, rg_f32 lo, rg_f32 hi, RG_PRIVATE int* rg_fault)
     {
-        (void)rg_fault;
+        (void)rg_fault; /* may be unused */
         return rg_py_min_f32(rg_py_max_f32(v, lo), hi);
     }
 
     /* @rg.device smoothstep (device_helper.py:26) */
     RG_FN rg_f32 rg_fn_smoothstep(rg_f32 x, RG_PRIVATE int* rg_fault)
     {
-        (void)rg_fault;
+        (void)rg_fault; /* may be unused */
         rg_f32 t;
         t = rg_fn_clamp(x, 0.0f, 1.0f, rg_fault);
         return (t * t) * (3.0f - (2.0f * t));
@@ -633,12 +633,15 @@ struct rg_context {
     RG_FN int rg_handle_device_helper(RG_PRIVATE const Point* rg_in, RG_PRIVATE Smoothed* rg_out,
         RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox)
     {
-        int rg_fault_code = 0;
+        int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox;
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
         rg_out->id = rg_in->id;
         rg_out->y = rg_fn_smoothstep(rg_in->x, rg_fault);
         rg_out->bucket = rg_fn_bucket_of(rg_in->steps, 4, rg_fault);
+        if (*rg_fault) {
+            return *rg_fault;
+        }
         return RG_STATUS_OUTPUT;
     }
 };

@@ -754,7 +754,6 @@ RG_FN rg_u32 rg_wire_put_Samples(RG_PRIVATE const Samples* m, RG_GLOBAL rg_u8* p
     at += 1u;
     /* id: i64 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->id), 8u);
-
     /* values: List[f32, 64]: a len over the bound is clamped to it, so the slot can never overflow */
     n = (m->values).len < 64u ? (m->values).len : 64u;
     rg_wire_st_u32(p + at, n);
@@ -942,9 +941,9 @@ struct rg_context {
     RG_FN int rg_handle_list_reduce(RG_PRIVATE const Samples* rg_in, RG_PRIVATE Summary* rg_out,
         RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox)
     {
-        int rg_fault_code = 0;
+        int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox;
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
         rg_f32 highest;
         rg_f32 lowest;
         rg_f32 mean;

@@ -833,7 +833,6 @@ RG_FN rg_u32 rg_wire_put_Customer(RG_PRIVATE const Customer* m, RG_GLOBAL rg_u8*
     at += 1u;
     /* id: i64 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->id), 8u);
-
     /* name: Str[48] */
     at = rg_wire_put_str(p, at, (m->name).len, 48u, (m->name).data);
     /* tier: Str[8] */
@@ -901,10 +900,8 @@ RG_FN rg_u32 rg_wire_put_OrderLine(RG_PRIVATE const OrderLine* m, RG_GLOBAL rg_u
     at = rg_wire_put_str(p, at, (m->sku).len, 16u, (m->sku).data);
     /* quantity: i32 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->quantity), 4u);
-
     /* unit_price: f64 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->unit_price), 8u);
-
     return at;
 }
 
@@ -958,7 +955,6 @@ RG_FN int rg_wire_get_Order(RG_GLOBAL const rg_u8* p, rg_u32 end, RG_PRIVATE rg_
         /* element of lines: List[OrderLine, 16]: a nested object */
         r = rg_wire_get_OrderLine(p, end, at, &((m->lines).items[i1]));
         if (r) return r;
-
     }
     return 0;
 }
@@ -973,7 +969,6 @@ RG_FN rg_u32 rg_wire_put_Order(RG_PRIVATE const Order* m, RG_GLOBAL rg_u8* p, rg
     at += 1u;
     /* id: i64 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->id), 8u);
-
     /* customer: Customer */
     at = rg_wire_put_Customer(&(m->customer), p, at);
     /* lines: List[OrderLine, 16]: a len over the bound is clamped to it, so the slot can never overflow */
@@ -983,7 +978,6 @@ RG_FN rg_u32 rg_wire_put_Order(RG_PRIVATE const Order* m, RG_GLOBAL rg_u8* p, rg
     for (rg_u32 i1 = 0; i1 < n; ++i1) {
         /* element of lines: List[OrderLine, 16] */
         at = rg_wire_put_OrderLine(&((m->lines).items[i1]), p, at);
-
     }
     return at;
 }
@@ -1061,27 +1055,20 @@ RG_FN rg_u32 rg_wire_put_Invoice(RG_PRIVATE const Invoice* m, RG_GLOBAL rg_u8* p
     at += 1u;
     /* order_id: i64 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->order_id), 8u);
-
     /* customer_id: i64 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->customer_id), 8u);
-
     /* customer: Str[48] */
     at = rg_wire_put_str(p, at, (m->customer).len, 48u, (m->customer).data);
     /* lines: u32 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->lines), 4u);
-
     /* gift_cards: u32 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->gift_cards), 4u);
-
     /* subtotal: f64 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->subtotal), 8u);
-
     /* total: f64 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->total), 8u);
-
     /* discounted: bool_ */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->discounted), 1u);
-
     return at;
 }
 

@@ -579,9 +579,9 @@ struct rg_context {
     RG_FN int rg_handle_threshold_filter(RG_PRIVATE const Reading* rg_in, RG_PRIVATE void* rg_out,
         RG_GLOBAL void* rg_state, RG_PRIVATE rg_outbox_threshold_filter* rg_outbox)
     {
-        int rg_fault_code = 0;
+        int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox;
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
         Alert rg_m1;
         Alert rg_m2;
         Alert rg_m3;

@@ -558,9 +558,9 @@ struct rg_context {
     RG_FN int rg_handle_vector_add(RG_PRIVATE const AddRequest* rg_in, RG_PRIVATE AddResponse* rg_out,
         RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox)
     {
-        int rg_fault_code = 0;
+        int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox;
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
         rg_out->id = rg_in->id;
         rg_out->sum = rg_in->a + rg_in->b;
         return RG_STATUS_OUTPUT;

@@ -766,7 +766,6 @@ RG_FN rg_u32 rg_wire_put_Word(RG_PRIVATE const Word* m, RG_GLOBAL rg_u8* p, rg_u
     at += 1u;
     /* id: i64 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->id), 8u);
-
     /* text: Str[32] */
     at = rg_wire_put_str(p, at, (m->text).len, 32u, (m->text).data);
     return at;
@@ -836,18 +835,14 @@ RG_FN rg_u32 rg_wire_put_WordStat(RG_PRIVATE const WordStat* m, RG_GLOBAL rg_u8*
     at += 1u;
     /* id: i64 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->id), 8u);
-
     /* text: Str[32] */
     at = rg_wire_put_str(p, at, (m->text).len, 32u, (m->text).data);
     /* length: u32 */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->length), 4u);
-
     /* is_stop_word: bool_ */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->is_stop_word), 1u);
-
     /* negated: bool_ */
     at = rg_wire_put_raw(p, at, (RG_PRIVATE const rg_u8*)&(m->negated), 1u);
-
     return at;
 }
 
@@ -1018,9 +1013,9 @@ struct rg_context {
     RG_FN int rg_handle_word_stats(RG_PRIVATE const Word* rg_in, RG_PRIVATE WordStat* rg_out,
         RG_GLOBAL WordTotals* rg_state, RG_PRIVATE void* rg_outbox)
     {
-        int rg_fault_code = 0;
+        int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox;
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
         rg_i64 n;
         rg_bool negated;
         rg_bool stop;
