@@ -525,7 +525,7 @@ class KernelHandle(abc.ABC, Generic[InT, OutT]):
             deadline = deadline_after(timeout)
             with self._send_lock:  # no send is mid-publish when the request goes out
                 self._request_terminate()
-            backoff = Backoff(spins=4)
+            backoff = Backoff(spin_time=50e-6)
             while True:
                 if self._drain_output():
                     backoff.reset()

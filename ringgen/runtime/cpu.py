@@ -216,7 +216,7 @@ def _publish(w: _Worker, outputs: list) -> Optional[int]:
     outq = w.outq
     done = outq.push(outputs)
     waits = 0
-    backoff = Backoff(spins=0, min_sleep=50e-6, max_sleep=_IDLE_SLEEP)
+    backoff = Backoff(spin_time=0.0, min_sleep=50e-6, max_sleep=_IDLE_SLEEP)
     while done < len(outputs):
         waits += 1
         while True:

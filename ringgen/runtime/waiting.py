@@ -31,34 +31,41 @@ def expired(deadline: Optional[float]) -> bool:
 
 
 class Backoff:
-    """Progressive waiting for a poll loop: ``spins`` free polls, then sleeps doubling to ``max_sleep``.
+    """Progressive waiting for a poll loop: free polls for ``spin_time``, then sleeps doubling to ``max_sleep``.
 
-    A fresh ``Backoff`` per wait; ``reset()`` after progress. The first polls are free because a
-    reply usually arrives within microseconds, and sleeping even 50 µs would dominate its latency.
+    A fresh ``Backoff`` per wait; ``reset()`` after progress. The free-poll phase is measured in time,
+    not in polls: a device reply usually arrives within microseconds, and Linux rounds even a 20 µs
+    ``time.sleep`` up to 60-100 µs, which would dominate the round trip whenever a reply takes longer
+    than a fixed number of polls (how long a poll takes depends on the backend). After that the sleeps
+    double, so a long wait costs almost no CPU.
     """
 
-    __slots__ = ("spins", "sleep", "min_sleep", "max_sleep", "_n")
+    __slots__ = ("spin_time", "sleep", "min_sleep", "max_sleep", "_spin_until")
 
-    def __init__(self, spins: int = 16, min_sleep: float = 20e-6, max_sleep: float = 1e-3) -> None:
-        self.spins = spins
+    def __init__(
+        self, spin_time: float = 200e-6, min_sleep: float = 20e-6, max_sleep: float = 1e-3
+    ) -> None:
+        self.spin_time = spin_time
         self.min_sleep = min_sleep
         self.max_sleep = max_sleep
         self.reset()
 
     def reset(self) -> None:
         """Start over with free polls (call it after the poll made progress)."""
-        self._n = 0
+        self._spin_until: Optional[float] = None
         self.sleep = self.min_sleep
 
     def next_sleep(self, deadline: Optional[float] = None) -> float:
         """The next step's sleep in seconds (0 for a free poll), never past ``deadline``."""
-        self._n += 1
-        if self._n <= self.spins:
+        now = time.monotonic()
+        if self._spin_until is None:
+            self._spin_until = now + self.spin_time
+        if now < self._spin_until:
             return 0.0
         s = self.sleep
         self.sleep = min(self.sleep * 2, self.max_sleep)
         if deadline is not None:
-            s = max(0.0, min(s, deadline - time.monotonic()))
+            s = max(0.0, min(s, deadline - now))
         return s
 
     def wait(self, deadline: Optional[float] = None) -> None:
