@@ -214,3 +214,14 @@ def test_rg_launch_default_backend_follows_the_environment(monkeypatch):
         assert k.backend == "cpu"
         k.send(AddRequest(id=6, a=1.0, b=0.5))
         assert k.receive(timeout=5).sum == 1.5
+
+
+def test_cache_key_changes_when_the_generator_changes(monkeypatch):
+    """An edited template or codegen module must not be served an entry an older generator wrote."""
+    from ringgen.runtime import cache
+
+    before = cache.cache_key("f" * 64, ("opencl",))
+    assert before == cache.cache_key("f" * 64, ("opencl",))
+    cache.generator_fingerprint.cache_clear()
+    monkeypatch.setattr(cache, "generator_fingerprint", lambda: "0" * 64)
+    assert cache.cache_key("f" * 64, ("opencl",)) != before

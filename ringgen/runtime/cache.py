@@ -12,6 +12,7 @@ imported by file path under a unique module name, so entries never clash with ea
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import importlib.util
@@ -66,10 +67,38 @@ def build_targets(device_targets: Iterable[str] = ()) -> tuple[str, ...]:
     return tuple(t for t in TARGETS if t not in DEVICE_TARGETS or t in wanted)
 
 
+#: What decides the text of a generated package, besides the user's source: ringgen's own modules and
+#: templates (the runtime is left out: it reads packages, it does not write them).
+_GENERATOR_PARTS = ("codegen", "dsl", "wire", "metal_shim", "types.py", "schema.py", "layout.py",
+                    "kernel.py", "protocol.py", "naming.py", "build.py", "codec.py")
+
+
+@functools.lru_cache(maxsize=1)
+def generator_fingerprint() -> str:
+    """sha256 over ringgen's generator sources and templates, so that an upgraded or edited ringgen
+    never serves a cache entry an older generator wrote (the version number alone would)."""
+    from ..codegen.env import templates_dir
+
+    package = Path(__file__).resolve().parent.parent
+    files = []
+    for part in _GENERATOR_PARTS:
+        path = package / part
+        files += sorted(path.rglob("*")) if path.is_dir() else [path]
+    files += sorted(Path(templates_dir()).rglob("*"))
+    h = hashlib.sha256()
+    for f in files:
+        if f.is_file() and f.suffix not in (".pyc",) and "__pycache__" not in f.parts:
+            h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
 def cache_key(fingerprint: str, targets: Iterable[str] = ()) -> str:
-    """The content hash naming a cache entry: sha256 of the unit's fingerprint, ringgen's version
-    and the targets built."""
-    text = f"{fingerprint}\nringgen {__version__}\ntargets {','.join(sorted(targets))}\n"
+    """The content hash naming a cache entry: sha256 of the unit's fingerprint, ringgen's version,
+    the generator's own fingerprint and the targets built."""
+    text = (
+        f"{fingerprint}\nringgen {__version__}\ngenerator {generator_fingerprint()}\n"
+        f"targets {','.join(sorted(targets))}\n"
+    )
     return hashlib.sha256(text.encode()).hexdigest()
 
 
