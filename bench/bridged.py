@@ -10,7 +10,14 @@ Columnar API: ``encode_batch`` builds the slots of a whole batch (256-byte heade
 each, CRC-32 included) from numpy columns, into a preallocated slot array, for batch sizes
 1 ... 1,048,576. Reported as the median and p99 time per batch and messages per second.
 
-Run: ``.venv/bin/python bench/bridged.py [--quick]``. Prints a table; writes
+End to end on CUDA (when a CUDA device is present): the columnar view rows of a batch go through
+``send_batch`` (columnar encode into the mapped input ring), the resident kernel (validate, decode,
+handler, reply) and ``receive_batch``, for ``examples/list_reduce`` (``Samples``: 16 floats of a
+``List[f32, 64]`` in, a direct ``Summary`` out) at batches 4,096 and 65,536, and
+``examples/word_stats`` (``Str[32]`` in, a bridged ``WordStat`` out, which ``receive_batch`` decodes
+into objects) at 4,096; reported as the median time per round trip and messages per second.
+
+Run: ``.venv/bin/python bench/bridged.py [--quick] [--cuda-only]``. Prints a table; writes
 ``bench/results/bridged-<date>.json`` and ``bench/results/bridged-<date>.png``.
 """
 
@@ -26,7 +33,6 @@ import sys
 import time
 from pathlib import Path
 
-import msgpack
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -138,6 +144,8 @@ def _rate(fn, objs, ring: np.ndarray, slot: int, repeats: int) -> float:
 
 
 def bench_objects(n: int, repeats: int) -> list[dict]:
+    import msgpack  # only the host series needs it (the GPU machine's Python may lack it)
+
     rows = []
     default = _msgpack_default()
     for shape, objs in _objects(n).items():
@@ -235,13 +243,119 @@ def bench_columnar(sizes: list[int], budget_s: float) -> list[dict]:
     return rows
 
 
-def _plot(objects: list[dict], columnar: list[dict], path: Path) -> None:
+CUDA_BATCHES = [4096, 65536]
+
+
+def cuda_present() -> bool:
+    """Whether a CUDA device can run ring kernels here (PyCUDA importable, a device that maps host
+    memory)."""
+    try:
+        from ringgen.runtime import cuda as cuda_runtime
+
+        cuda_runtime.probe()
+        return True
+    except Exception as exc:  # no PyCUDA, no driver, no device: the series is skipped
+        print(f"no CUDA series: {exc}")
+        return False
+
+
+def _samples_view(codec, n: int, rng: np.random.Generator) -> np.ndarray:
+    """``n`` Samples view rows of 16 floats each (the shape of the object series)."""
+    view = np.zeros(n, dtype=codec.dtype)
+    view["id"] = np.arange(n)
+    view["values"]["len"] = 16
+    view["values"]["items"][:, :16] = rng.normal(size=(n, 16)).astype(np.float32)
+    return view
+
+
+def _words_view(codec, n: int) -> np.ndarray:
+    words = [w.encode() for w in ("the", "unhappy", "nonsense", "ringbuffer", "kernel", "actor")]
+    view = np.zeros(n, dtype=codec.dtype)
+    view["id"] = np.arange(n)
+    pick = np.arange(n) % len(words)
+    view["text"]["len"] = np.array([len(w) for w in words])[pick]
+    data = np.zeros((len(words), view["text"]["data"].shape[1]), dtype=np.uint8)
+    for k, w in enumerate(words):
+        data[k, : len(w)] = np.frombuffer(w, np.uint8)
+    view["text"]["data"] = data[pick]
+    return view
+
+
+def _round_trip(k, view: np.ndarray) -> list:
+    """send_batch the rows, then receive_batch until every reply is in; the replies, in parts."""
+    n = len(view)
+    k.send_batch(view, timeout=10.0)
+    parts, got = [], 0
+    deadline = time.perf_counter() + 10.0
+    while got < n:
+        part = k.receive_batch(n - got, timeout=1.0)
+        parts.append(part)
+        got += len(part)
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"{k.name}: {got} of {n} replies after 10 s")
+    return parts
+
+
+def bench_cuda(sizes: list[int], budget_s: float) -> list[dict]:
+    """End-to-end bridged throughput on CUDA (see the module docstring): one row per kernel and
+    batch size, each checked against numpy before it is timed."""
+    from examples.list_reduce import list_reduce
+    from examples.word_stats import word_stats
+
+    rows = []
+    rng = np.random.default_rng(7)
+    # word_stats replies are bridged: receive_batch decodes each one into an object in Python, which
+    # bounds that series far below the transport, so it runs at the smaller batch only.
+    for kernel, batches in ((list_reduce, sizes), (word_stats, sizes[:1])):
+        with rg.launch(kernel, backend="cuda", capacity=1 << 17) as k:
+            for n in batches:
+                if kernel is list_reduce:
+                    view = _samples_view(k.in_codec, n, rng)
+                    out = np.concatenate(_round_trip(k, view))
+                    vals = view["values"]["items"][:, :16]
+                    assert (out["id"] == view["id"]).all() and (out["count"] == 16).all()
+                    assert np.allclose(out["total"], vals.sum(axis=1, dtype=np.float32), atol=1e-4)
+                    assert (out["highest"] == vals.max(axis=1)).all()
+                    shape = "Samples (List[f32, 64], 16 items) -> Summary (direct)"
+                else:
+                    view = _words_view(k.in_codec, n)
+                    out = [r for part in _round_trip(k, view) for r in part]
+                    assert [r.id for r in out] == list(range(n))
+                    assert all(r.length == len(r.text) for r in out[:100])
+                    shape = "Word (Str[32]) -> WordStat (Str[32], decoded to objects)"
+                times = []
+                deadline = time.perf_counter() + budget_s
+                while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 100):
+                    t0 = time.perf_counter()
+                    _round_trip(k, view)
+                    times.append(time.perf_counter() - t0)
+                arr = np.array(times)
+                med, p99 = float(np.median(arr)), float(np.percentile(arr, 99))
+                rows.append(
+                    {
+                        "kernel": kernel.spec.name,
+                        "shape": shape,
+                        "batch": n,
+                        "median_s": med,
+                        "p99_s": p99,
+                        "msgs_per_s": n / med,
+                        "in_slot_bytes": int(k.in_codec.slot_size),
+                        "runs": len(times),
+                        "rejected": dict(k.stats().rejected),
+                    }
+                )
+        print(f"cuda {kernel.spec.name}: done")
+    return rows
+
+
+def _plot(objects: list[dict], columnar: list[dict], path: Path, cuda: list[dict] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8))
+    fig, axes = plt.subplots(1, 3 if cuda else 2, figsize=(19 if cuda else 13, 4.8))
+    a, b = axes[0], axes[1]
     names = list(objects[0]["rates"])
     width = 0.8 / len(names)
     for k, name in enumerate(names):
@@ -270,6 +384,18 @@ def _plot(objects: list[dict], columnar: list[dict], path: Path) -> None:
     b.set_ylabel("million messages / s")
     b.set_title("columnar API, 64-byte payloads (+256-byte header)")
     b.legend(fontsize=8)
+    if cuda:
+        c = axes[2]
+        for name in sorted({r["kernel"] for r in cuda}):
+            rs = [r for r in cuda if r["kernel"] == name]
+            c.loglog(
+                [r["batch"] for r in rs], [r["msgs_per_s"] / 1e6 for r in rs], "o-", label=name
+            )
+        c.axhline(10, color="grey", lw=0.8, ls="--", label="target 10 M/s")
+        c.set_xlabel("batch size (messages)")
+        c.set_ylabel("million messages / s")
+        c.set_title("end to end on CUDA: send_batch -> kernel -> receive_batch")
+        c.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -279,11 +405,15 @@ def main(argv=None) -> int:
     ap.add_argument(
         "--quick", action="store_true", help="fewer messages and batch sizes (a smoke run)"
     )
+    ap.add_argument(
+        "--cuda-only", action="store_true", help="only the end-to-end CUDA series (GPU machine)"
+    )
     args = ap.parse_args(argv)
     n, repeats = (2000, 2) if args.quick else (20000, 5)
     sizes = BATCHES[:4] if args.quick else BATCHES
-    objects = bench_objects(n, repeats)
-    columnar = bench_columnar(sizes, 1.0 if args.quick else 4.0)
+    objects = [] if args.cuda_only else bench_objects(n, repeats)
+    columnar = [] if args.cuda_only else bench_columnar(sizes, 1.0 if args.quick else 4.0)
+    cuda = bench_cuda(CUDA_BATCHES, 1.0 if args.quick else 3.0) if cuda_present() else []
 
     print(f"\nobject API: encode + copy into a ring slot, {n} messages, best of {repeats}")
     print(
@@ -307,6 +437,14 @@ def main(argv=None) -> int:
             f"{r['batch']:>9} {r['median_s'] * 1e3:9.3f}ms {r['p99_s'] * 1e3:9.3f}ms "
             f"{r['msgs_per_s'] / 1e6:9.2f} {r['payload_gb_per_s']:13.3f} {r['object_api_msgs_per_s'] / 1e6:16.3f}"
         )
+    if cuda:
+        print("\nend to end on CUDA: send_batch (columnar encode) -> kernel -> receive_batch")
+        print(f"{'kernel':12} {'batch':>9} {'median':>11} {'p99':>11} {'M msg/s':>9}")
+        for r in cuda:
+            print(
+                f"{r['kernel']:12} {r['batch']:>9} {r['median_s'] * 1e3:9.3f}ms "
+                f"{r['p99_s'] * 1e3:9.3f}ms {r['msgs_per_s'] / 1e6:9.2f}"
+            )
 
     stamp = dt.datetime.now(dt.timezone.utc)
     result = {
@@ -317,13 +455,17 @@ def main(argv=None) -> int:
         "quick": args.quick,
         "object_api": objects,
         "columnar": columnar,
+        "cuda": cuda,
     }
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
     name = f"bridged-{stamp:%Y%m%d-%H%M%S}"
     (out / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    _plot(objects, columnar, out / f"{name}.png")
-    print(f"\nwrote {out / (name + '.json')} and {name}.png")
+    if objects and columnar:
+        _plot(objects, columnar, out / f"{name}.png", cuda)
+        print(f"\nwrote {out / (name + '.json')} and {name}.png")
+    else:
+        print(f"\nwrote {out / (name + '.json')}")
     return 0
 
 

@@ -4,6 +4,8 @@ Runs ``examples/vector_add`` (16-byte request, 16-byte reply) on the first CUDA 
 
 - ``ringgen``        the public API: ``send``/``receive`` for one message, ``send_batch`` +
                      ``receive_batch`` (copies into and out of the rings) for batches;
+- ``ringgen-generic`` one message through the generic host path (the specialised ``send``/
+                     ``receive`` closures switched off), for comparison in the same process;
 - ``ringgen-zc``     the zero-copy API: ``reserve``/``commit`` + ``receive_view``/``release``;
 - ``pycuda-launch``  what a PyCUDA user writes otherwise: pinned buffers, ``memcpy_htod_async``, one
                      launch, ``memcpy_dtoh_async``, synchronize, per batch;
@@ -17,6 +19,7 @@ input sits in pinned memory before the clock starts (the ring is filled once: a 
     python bench/cuda.py                       # table, bench/results/cuda.json and cuda.png
     python bench/cuda.py --quick               # fewer repeats
     python bench/cuda.py --plot-only bench/results/cuda.json
+    python bench/cuda.py --host-path           # no GPU: the host's share of one round trip
 """
 
 from __future__ import annotations
@@ -142,6 +145,15 @@ def bench_ringgen(spec, pkg, codecs, source, batches, quick, workers, rng) -> li
                 rows.append(
                     _report(Result(name, 1, summarize(_time(one, _repeats(1, quick), 100))))
                 )
+                # The same round trip through the generic host path (the latency path's closures
+                # switched off), in the same process: what the specialised send/receive save.
+                fast = k._fast_cls, k._fast_take
+                k._fast_cls = k._fast_take = None
+                try:
+                    generic = summarize(_time(one, _repeats(1, quick), 100))
+                finally:
+                    k._fast_cls, k._fast_take = fast
+                rows.append(_report(Result(name + "-generic", 1, generic)))
                 continue
 
             def batch_copy():
@@ -296,6 +308,53 @@ def _kernel_source(unit, spec, pkg, source_file):
     return cuda_codegen.emit(unit)[cuda_codegen.source_name(unit)]
 
 
+def bench_host_path(cycles: int = 200_000, repeats: int = 5) -> dict:
+    """The host's share of one round trip, without a GPU: ``send`` + ``receive`` of a reply that is
+    already there, through a ``CudaKernelHandle`` whose mapped page and rings are numpy arrays (the
+    kernel's part is one store of the output tail). Returns ns per cycle, best of ``repeats``."""
+    from examples.vector_add import AddRequest, vector_add
+    from ringgen.runtime import cuda as C
+    from ringgen.runtime.cache import built_package
+    from ringgen.runtime.cuda_queues import InputRing, PositionalOutput
+
+    pkg, codecs = built_package(vector_add.spec)
+    cap = 1024
+    k = C.CudaKernelHandle(vector_add.spec, str(pkg), codecs=codecs, capacity=cap)
+    page = np.zeros(C._PAGE, np.uint8)
+    k._words = words = memoryview(page).cast("Q")
+    fmt = k.format
+    k.inq = InputRing(
+        np.zeros(cap * fmt.in_slot.itemsize, np.uint8),
+        fmt.in_slot,
+        cap,
+        words,
+        C._INQ_OFF // 8,
+        k.in_codec,
+    )
+    k.outq = PositionalOutput(
+        np.zeros(cap * fmt.out_slot.itemsize, np.uint8),
+        fmt.out_slot,
+        cap,
+        words,
+        C._OUTQ_OFF // 8,
+        C._SIDE_OFF // 8,
+        np.zeros(cap, np.uint32),
+        k.out_codec,
+    )
+    k._setup_fast_paths()
+    k._launched = k._accepting = True
+    msg, out_tail, inq = AddRequest(id=1, a=1.0, b=2.0), C._OUTQ_OFF // 8, k.inq
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        for _ in range(cycles):
+            k.send(msg)
+            words[out_tail] = inq.tail  # the kernel's part: the reply is published
+            k.receive()
+        best = min(best, (time.perf_counter_ns() - t0) / cycles)
+    return {"send_receive_ns": best, "cycles": cycles}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -316,8 +375,16 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--no-baselines", action="store_true")
     ap.add_argument("--plot-only", type=Path, help="only draw the PNG from an existing JSON")
+    ap.add_argument(
+        "--host-path", action="store_true", help="only the host's share of a round trip (no GPU)"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+
+    if args.host_path:
+        r = bench_host_path(20_000 if args.quick else 200_000)
+        print(f"send + receive of a ready reply, host only: {r['send_receive_ns']:.0f} ns")
+        return 0
 
     if args.plot_only:
         doc = json.loads(args.plot_only.read_text())

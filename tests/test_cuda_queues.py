@@ -4,6 +4,8 @@ same arrays (its tail, hole marks and counts, or per-slot stamps), as it would w
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -66,7 +68,7 @@ def _batch(ids):
 
 def test_input_ring_wraps_and_respects_room(page):
     _, words = page
-    ring = InputRing(np.zeros(8, REQ), words, IN_CTL, _Codec)
+    ring = InputRing(np.zeros(8 * REQ.itemsize, np.uint8), REQ, 8, words, IN_CTL, _Codec)
     assert ring.put(_batch(range(6)), admit_head=0) == 6
     assert words[IN_CTL] == 6
     assert ring.put(_batch(range(6, 12)), admit_head=0) == 2  # only two slots free
@@ -77,7 +79,7 @@ def test_input_ring_wraps_and_respects_room(page):
 
 def test_put_one_packs_into_the_slot(page):
     _, words = page
-    ring = InputRing(np.zeros(4, REQ), words, IN_CTL, _Codec)
+    ring = InputRing(np.zeros(4 * REQ.itemsize, np.uint8), REQ, 4, words, IN_CTL, _Codec)
     assert ring.try_put_one((7, 1.0, 2.0), admit_head=0)
     assert tuple(ring.slots[0]) == (7, 1.0, 2.0) and words[IN_CTL] == 1
     for i in range(3):
@@ -88,7 +90,7 @@ def test_put_one_packs_into_the_slot(page):
 
 def test_reserve_commit_is_contiguous_and_checked(page):
     _, words = page
-    ring = InputRing(np.zeros(8, REQ), words, IN_CTL, _Codec)
+    ring = InputRing(np.zeros(8 * REQ.itemsize, np.uint8), REQ, 8, words, IN_CTL, _Codec)
     ring.put(_batch(range(6)), admit_head=0)
     view = ring.reserve(5, admit_head=6)
     assert len(view) == 2  # stops at the end of the ring
@@ -103,7 +105,9 @@ def _positional(page, cap=8):
     _, words = page
     marks = np.zeros(cap, np.uint32)
     return (
-        PositionalOutput(np.zeros(cap, REP), words, OUT_CTL, SIDE, marks, _RepCodec),
+        PositionalOutput(
+            np.zeros(cap * REP.itemsize, np.uint8), REP, cap, words, OUT_CTL, SIDE, marks, _RepCodec
+        ),
         words,
         marks,
     )
@@ -172,3 +176,233 @@ def test_outbox_output_takes_the_stamped_prefix(page):
 def test_stamped_slot_matches_the_c_struct():
     dt = _stamped(np.dtype({"names": ["x"], "formats": ["<i4"], "itemsize": 12}))
     assert dt.fields["stamp"][1] == 16 and dt.itemsize == 24
+
+
+def test_bridged_rings_round_trip_through_the_codecs(page, tmp_path, monkeypatch):
+    """Bridged queues end to end with the kernel played in Python: the host encodes a batch into
+    16-byte-strided slots (SlotBatches + InputRing), the 'kernel' decodes each slot at its stride,
+    runs the handler's logic and encodes the reply at the output stride, and the host takes the
+    replies (batch and one by one) back as the objects the handler made."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from examples.word_stats import Word, WordStat, word_stats
+    from ringgen.codegen.cuda import slot_stride
+    from ringgen.runtime.batches import SlotBatches
+    from ringgen.runtime.cache import built_package
+    from ringgen.runtime.cuda import _stride
+
+    monkeypatch.setenv("RINGGEN_CACHE_DIR", str(tmp_path))
+    spec = word_stats.spec
+    _, codecs = built_package(spec)
+    fmt = SlotBatches("word_stats", codecs["Word"], codecs["WordStat"])
+    cap = 8
+    in_stride, out_stride = _stride(fmt.in_codec, fmt.in_slot), _stride(fmt.out_codec, fmt.out_slot)
+    assert in_stride == slot_stride(fmt.in_slot.itemsize) and in_stride % 16 == 0
+    assert in_stride != fmt.in_slot.itemsize  # the stride path is what this test exercises
+    _, words = page
+    inq = InputRing(
+        np.zeros(cap * in_stride, np.uint8),
+        fmt.in_slot,
+        cap,
+        words,
+        IN_CTL,
+        fmt.in_codec,
+        stride=in_stride,
+    )
+    out_buf = np.zeros(cap * out_stride, np.uint8)
+    marks = np.zeros(cap, np.uint32)
+    outq = PositionalOutput(
+        out_buf, fmt.out_slot, cap, words, OUT_CTL, SIDE, marks, fmt.out_codec, stride=out_stride
+    )
+    assert outq.slots is None
+    with pytest.raises(TypeError, match="direct output"):
+        outq.view(4)
+    texts = ["the", "unhappy", "", "naïve", "non-stop", "a", "x" * 32, "of"]
+    msgs = [Word(id=i, text=t) for i, t in enumerate(texts)]
+    done = 0
+
+    def handler(w):  # word_stats without its state updates
+        n = len(w.text.encode())
+        stop = w.text in ("the", "a", "an", "and", "of")
+        neg = w.text.startswith(("un", "non"))
+        return WordStat(id=w.id, text=w.text, length=n, is_stop_word=stop, negated=neg)
+
+    def device(upto):
+        nonlocal done
+        for seq in range(done, upto):
+            at = (seq % cap) * in_stride
+            req = fmt.in_codec.unpack(inq._u8[at : at + in_stride].tobytes())
+            reply = handler(req)
+            data = fmt.out_codec.pack(reply)
+            assert len(data) <= fmt.out_slot.itemsize
+            pos = (seq % cap) * out_stride
+            out_buf[pos : pos + len(data)] = np.frombuffer(data, np.uint8)
+        done = upto
+        words[OUT_CTL] = upto
+
+    assert inq.put(fmt.from_objects(msgs[:5]), admit_head=0) == 5
+    device(5)
+    got = fmt.to_objects(outq.take(3)) + [outq.take_one(), outq.take_one()]
+    assert outq.take_one() is None
+    assert inq.try_put_bytes(fmt.in_codec.pack(msgs[5]), admit_head=outq.head)
+    assert inq.put(fmt.from_objects(msgs[6:]), admit_head=outq.head) == 2  # wraps: 8 and 9 -> 0, 1
+    device(8)
+    got += fmt.to_objects(outq.take(8))
+    assert got == [handler(m) for m in msgs]
+    assert [g.text for g in got] == texts
+
+
+def _fake_handle(kernel, capacity=4):
+    """A CudaKernelHandle whose 'mapped' page and rings are plain numpy arrays (no GPU): the host
+    paths run for real, the kernel's side is played by the test."""
+    from ringgen.runtime import cuda as C
+    from ringgen.runtime.cache import built_package
+
+    pkg, codecs = built_package(kernel.spec)
+    k = C.CudaKernelHandle(kernel.spec, str(pkg), codecs=codecs, capacity=capacity)
+    page = np.zeros(C._PAGE, np.uint8)
+    k._words = memoryview(page).cast("Q")
+    k._words32 = memoryview(page).cast("I")
+    fmt = k.format
+    in_stride = C._stride(k.in_codec, fmt.in_slot)
+    out_stride = C._stride(k.out_codec, fmt.out_slot)
+    k.inq = InputRing(
+        np.zeros(capacity * in_stride, np.uint8),
+        fmt.in_slot,
+        capacity,
+        k._words,
+        C._INQ_OFF // 8,
+        k.in_codec,
+        stride=in_stride,
+    )
+    k.outq = PositionalOutput(
+        np.zeros(capacity * out_stride, np.uint8),
+        fmt.out_slot,
+        capacity,
+        k._words,
+        C._OUTQ_OFF // 8,
+        C._SIDE_OFF // 8,
+        np.zeros(capacity, np.uint32),
+        k.out_codec,
+        stride=out_stride,
+    )
+    k._setup_fast_paths()
+    k._launched = k._accepting = True
+    return k, C
+
+
+def test_latency_fast_paths_keep_the_generic_semantics(monkeypatch):
+    """send/receive of single direct messages through the specialised closures: same slots, same
+    replies, same errors as the generic path (a full queue, a value that does not fit its field)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from examples.vector_add import AddRequest, AddResponse, vector_add
+    from ringgen.errors import QueueFullError
+    from ringgen.runtime.cuda import _positional_class
+
+    k, C = _fake_handle(vector_add)
+    assert _positional_class(k.out_codec) is AddResponse  # replies are built positionally
+    out_tail = C._OUTQ_OFF // 8
+    for i in range(4):
+        k.send(AddRequest(id=i, a=float(i), b=0.5))
+    assert k._words[C._INQ_OFF // 8] == 4 and list(k.inq.slots["id"]) == [0, 1, 2, 3]
+    assert k._sent == 4
+    with pytest.raises(QueueFullError):  # reply i reuses slot i: full until replies are taken
+        k.send(AddRequest(id=9, a=0.0, b=0.0), block=False)
+    k.outq.slots["id"] = [10, 11, 12, 13]
+    k.outq.slots["sum"] = [0.5, 1.5, 2.5, 3.5]
+    k._words[out_tail] = 2  # the kernel published two replies
+    assert k.receive(timeout=0) == AddResponse(id=10, sum=0.5)
+    assert k.receive(timeout=0) == AddResponse(id=11, sum=1.5)
+    assert k._received == 2 and k._words[C._OUTQ_OFF // 8 + 16] == 2  # head published
+    k.send(AddRequest(id=4, a=1.0, b=1.0))  # room again
+    with pytest.raises(Exception) as fast:
+        k.send(AddRequest(id=2**70, a=0.0, b=0.0))  # does not fit i64: the generic path's error
+    assert k.inq.tail == 5 and k._sent == 5  # nothing published by the failed send
+    monkeypatch.setattr(k, "_fast_cls", None)
+    with pytest.raises(type(fast.value)):
+        k.send(AddRequest(id=2**70, a=0.0, b=0.0))
+    k.outq.marks[2] = 3  # slot 2 is a hole: the closure hands over to take_one, which skips it
+    k._words[C._SIDE_OFF // 8] = 1
+    k._words[out_tail] = 4
+    assert k.receive(timeout=0) == AddResponse(id=13, sum=3.5)
+    assert k.outq.holes_taken == 1
+    k._request_terminate()  # from here on receive() takes the generic path (spill first)
+    assert k._fast_take is None
+    assert k._words32[(C._CTL_OFF + C.CONTROL_DTYPE.fields["terminate"][1]) // 4] == 1
+
+
+def test_bridged_batches_are_encoded_into_the_ring_and_decoded_in_one_pass(monkeypatch):
+    """send_batch of bridged view rows encodes them straight into the strided ring slots (the same
+    bytes encode_batch makes, with the ring position as sequence); a batch of raw slots is copied as
+    it is; receive_batch decodes bridged replies to the same objects the generic format gives."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from examples.word_stats import Word, WordStat, word_stats
+    from ringgen.errors import EncodeError
+    from ringgen.runtime.batches import SlotBatches
+
+    k, C = _fake_handle(word_stats, capacity=8)
+    codec = k.in_codec
+    words = [Word(id=i, text=t) for i, t in enumerate(["the", "naïve", "", "unzip", "x" * 32])]
+    assert k.send_batch(codec.to_array(words[:3])) == 3
+    k.send(words[3])  # a bridged single message takes the generic path, into the same ring
+    raw = codec.encode_batch(codec.to_array(words[4:]))
+    assert k._try_push(raw.reshape(-1).view(k.format.in_slot)) == 1  # raw slots (transport)
+    stride = k.inq.stride
+    got = [codec.decode(k.inq._u8[i * stride : (i + 1) * stride].tobytes()) for i in range(5)]
+    assert got == words and k.inq.tail == 5 and k._sent == 5
+    seqs = [
+        int.from_bytes(k.inq._u8[i * stride + 32 : i * stride + 40], "little") for i in range(3)
+    ]
+    assert seqs == [0, 1, 2]  # the header's sequence is the ring position
+    with pytest.raises(EncodeError, match="text"):
+        k.send_batch(codec.to_array([Word(id=9, text="y" * 33)]))
+    assert k.inq.tail == 5  # nothing published
+    replies = [
+        WordStat(id=i, text="w" * i, length=i, is_stop_word=False, negated=i == 2) for i in range(5)
+    ]
+    ostride = k.outq.stride
+    for i, r in enumerate(replies):
+        data = k.out_codec.pack(r)
+        k.outq._u8[i * ostride : i * ostride + len(data)] = np.frombuffer(data, np.uint8)
+    k._words[C._OUTQ_OFF // 8] = 5
+    batch = k.receive_batch(3)
+    assert batch == replies[:3]
+    generic = SlotBatches("word_stats", k.in_codec, k.out_codec)
+    assert generic.to_objects(k.outq.take(2)) == replies[3:]
+
+
+def test_large_bridged_batches_are_encoded_by_several_threads(monkeypatch):
+    """A bridged batch split over encoder threads fills the ring with the bytes one encode_batch
+    call makes (sequence numbers and all), and a row that cannot be encoded raises the encoder's
+    error with nothing published and no thread still writing."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from examples.word_stats import Word, word_stats
+    from ringgen.errors import EncodeError
+    from ringgen.runtime import cuda_queues as Q
+
+    monkeypatch.setattr(Q, "ENCODE_THREADS", 3)
+    monkeypatch.setattr(Q, "PARALLEL_ENCODE_ROWS", 16)
+    monkeypatch.setattr(Q, "now_ticks", lambda: 1234)
+    k, _ = _fake_handle(word_stats, capacity=128)
+    codec = k.in_codec
+    words = [Word(id=i, text="w" * (i % 33)) for i in range(100)]
+    rows = codec.to_array(words)
+    calls = []
+    real = type(codec).encode_batch
+    monkeypatch.setattr(
+        type(codec), "encode_batch", lambda self, b, **h: calls.append(len(b)) or real(self, b, **h)
+    )
+    assert k.send_batch(rows) == 100
+    assert sorted(calls) == [33, 33, 34]  # three threads, one part each
+    want = real(codec, rows, timestamp=1234)
+    stride, size = k.inq.stride, codec.slot_size
+    ring = k.inq._u8.reshape(-1, stride)[:100, :size]
+    for i in range(100):
+        total = int.from_bytes(want[i, 4:12].tobytes(), "little")
+        assert (ring[i, :total] == want[i, :total]).all(), i
+    k.outq.head = 100  # the replies were taken: room for another batch
+    bad = codec.to_array([Word(id=i, text="ok") for i in range(60)])
+    bad["text"]["len"][57] = 40  # over Str[32]: the last of three parts fails
+    calls.clear()
+    with pytest.raises(EncodeError, match="text"):
+        k.send_batch(bad)
+    assert len(calls) == 3 and k.inq.tail == 100 and k._sent == 100  # nothing published

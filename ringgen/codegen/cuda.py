@@ -1,9 +1,10 @@
 """The CUDA emitter: ``<name>.cu``, every ring kernel of a build as CUDA C++ for nvcc (sm_90).
 
-The source is, in order: the CUDA prelude (``dialect_cuda``), the ``<name>_types.h`` header included
-textually, the shared queue protocol (``templates/common/ring.h.j2``), the CUDA scheduler structs, each
-kernel's outbox, the handler bodies (``ringgen.codegen.body``, identical for every target), then per
-kernel one resident skeleton around the same handler (``templates/cuda/kernel.cu.j2``). The loader
+The source is, in order: the ``<name>_types.h`` header included textually, the CUDA prelude
+(``dialect_cuda``), the shared queue protocol (``templates/common/ring.h.j2``), the device codec of
+bridged messages (``bridged_c``: validate, decode, encode), the CUDA scheduler structs, each kernel's
+outbox, the handler bodies (``ringgen.codegen.body``, identical for every target), then per kernel one
+resident skeleton around the same handler (``templates/cuda/kernel.cu.j2``). The loader
 (``ringgen.runtime.cuda``) compiles it with nvcc, caches the cubin and launches ``rg_<kernel>_ring``.
 """
 
@@ -31,8 +32,8 @@ __all__ = [
     "entry_point",
     "kernel_context",
     "render_source",
+    "slot_stride",
     "source_name",
-    "supports",
 ]
 
 #: Threads per block and messages per thread per wave; a worker claims BLOCK * ITEMS sequence numbers.
@@ -55,25 +56,37 @@ def entry_point(kernel: str) -> str:
     return f"rg_{kernel}_ring"
 
 
-def supports(spec: KernelSpec) -> Optional[str]:
-    """None when the CUDA target runs ``spec``; otherwise why not (bridged messages need H4's
-    device codec, which this target does not call yet)."""
-    for role, cls in (("input", spec.input), ("output", spec.outbox or spec.output)):
-        if cls is not None and layout_of(cls).is_bridged:
-            return (
-                f"its {role} message {cls.__name__} is bridged (Str/List fields); the CUDA target "
-                "carries direct messages only"
-            )
-    return None
+def slot_stride(slot_size: int) -> int:
+    """Bytes between two slots of a bridged ring: the slot size rounded up to 16, so that every slot
+    starts 16-byte aligned and the kernel moves it with whole 16-byte loads and stores (a slot is
+    ``256 + max_payload`` bytes, usually odd; PCIe writes of partial words cost several times full
+    ones)."""
+    return (slot_size + 15) // 16 * 16
 
 
 def kernel_context(spec: KernelSpec) -> dict:
-    """What the skeleton template needs to know about one ring kernel."""
+    """What the skeleton template needs to know about one ring kernel.
+
+    A bridged queue's ring is bytes: slot ``i`` starts at ``i * stride`` (``slot_stride``) and holds
+    the 256-byte header and the payload (``layout_of(cls).slot_size`` bytes at most); the kernel
+    decodes it into the view struct before the handler runs and encodes a bridged reply from it.
+    """
     out_cls = spec.outbox or spec.output
+    lin = layout_of(spec.input)
+    lout = layout_of(out_cls) if out_cls is not None else None
+    out_bridged = lout is not None and lout.is_bridged
     return {
         "name": spec.name,
-        "in_type": layout_of(spec.input).name,
-        "out_type": layout_of(out_cls).name if out_cls is not None else "rg_none",
+        "in_type": lin.name,
+        "in_bridged": lin.is_bridged,
+        "in_ring_type": "rg_u8" if lin.is_bridged else lin.name,
+        "in_slot_size": lin.slot_size,
+        "in_stride": slot_stride(lin.slot_size) if lin.is_bridged else lin.size,
+        "in_type_id": lin.type_id,
+        "out_type": lout.name if lout is not None else "rg_none",
+        "out_bridged": out_bridged,
+        "out_slot_size": lout.slot_size if lout is not None else 1,
+        "out_stride": slot_stride(lout.slot_size) if out_bridged else 0,
         "has_output": out_cls is not None,
         "state_type": layout_of(spec.state).name if spec.state is not None else "void",
         "uses_outbox": spec.uses_outbox,
@@ -92,17 +105,17 @@ def render_source(
     *,
     header: str,
     body: str,
+    codec: str = "",
     dialect: Optional[CudaDialect] = None,
 ) -> str:
     """The ``.cu`` text for ``unit`` around a given header and handler body (pure; no disk access).
-
-    Kernels the target cannot run (``supports``) are left out of the skeletons; their handlers are
-    still in ``body``, which is harmless.
 
     Args:
         unit: the build (its name, module, fingerprint and kernels are read).
         header: the text of ``<name>_types.h``.
         body: the handler text from ``ringgen.codegen.body.emit_body(unit)``.
+        codec: the device codec of the build's bridged messages
+            (``ringgen.codegen.bridged_c.emit_device_codec``), "" when it has none.
         dialect: the CUDA dialect (default: sm_90).
     """
     dialect = dialect or CUDA_DIALECT
@@ -115,12 +128,13 @@ def render_source(
         prelude=dialect.prelude(),
         header=header,
         ring_h=render_ring_h(),
+        codec=codec,
         body=body,
         block=BLOCK,
         items=ITEMS,
         sched_bytes=SCHED_BYTES,
         side_bytes=SIDE_BYTES,
-        kernels=[kernel_context(k) for k in unit.kernels if supports(k) is None],
+        kernels=[kernel_context(k) for k in unit.kernels],
     )
 
 
@@ -134,8 +148,10 @@ def emit(unit: "BuildUnit") -> dict[str, str]:
         from .body import emit_body
     except ImportError as exc:  # pragma: no cover - only in a partial checkout
         raise BuildError(f"the CUDA target needs ringgen.codegen.body: {exc}") from exc
+    from .bridged_c import emit_device_codec
     from .header import render_header
 
-    return {
-        source_name(unit): render_source(unit, header=render_header(unit), body=emit_body(unit))
-    }
+    text = render_source(
+        unit, header=render_header(unit), body=emit_body(unit), codec=emit_device_codec(unit)
+    )
+    return {source_name(unit): text}

@@ -1,99 +1,88 @@
 """The CUDA dialect: the prelude that gives the shared handler body and ``ring.h`` their names in CUDA C++.
 
 The handler body (``ringgen.codegen.body``) is the same text for every target; it spells qualifiers,
-math, atomics, ``rg_thread_id()`` and ``rg_now()`` through prelude names (docs/architecture.md). This
-module renders ``templates/cuda/prelude.cuh.j2``, which defines them for nvcc and sm_90: PTX acquire and
-release at *system* scope for the words the host shares through mapped pinned memory (DESIGN.md §5),
-CUDA's math library, and the hardware atomics (a compare-and-swap loop where there is none).
+math, atomics, ``rg_thread_id()`` and ``rg_now()`` through the prelude names of
+``ringgen.codegen.dialect``. ``CudaDialect`` fills that contract for nvcc and sm_90 and renders
+``templates/cuda/prelude.cuh.j2``, which also defines what ``ring.h`` and the CUDA skeleton need: PTX
+acquire and release at *system* scope for the words the host shares through mapped pinned memory
+(DESIGN.md §5), and the same at GPU scope for the scheduler words the blocks share.
 """
 
 from __future__ import annotations
 
-import attrs
+from typing import ClassVar
 
-from .dialect_opencl import MATH_FUNCTIONS as _OPENCL_MATH
-from .env import render
+from .dialect import Dialect
 
-__all__ = ["CUDA_DIALECT", "CudaDialect", "MATH_FUNCTIONS"]
+__all__ = ["CUDA_DIALECT", "CudaDialect"]
 
-#: Functions whose CUDA name is not the C99 one with an ``f`` suffix for float.
-_SPECIAL = {
-    "abs": ("fabsf", "fabs"),
-    "isfinite": ("isfinite", "isfinite"),
-    "isinf": ("isinf", "isinf"),
-    "isnan": ("isnan", "isnan"),
+#: Math stems whose CUDA function is not the C99 one (with an ``f`` suffix for float).
+_SPECIAL_MATH = {"abs": ("fabsf", "fabs")}
+
+#: Per ringgen integer type: the type atomicAdd/atomicCAS take (two's complement makes a signed add
+#: work on the unsigned type) and the one atomicMin/atomicMax take (there signedness matters).
+_INT_ATOMIC_TYPES = {
+    "i32": ("int", "int"),
+    "u32": ("unsigned int", "unsigned int"),
+    "i64": ("unsigned long long", "long long"),
+    "u64": ("unsigned long long", "unsigned long long"),
 }
+#: CUDA's atomic functions by ringgen atomic op.
+_ATOMIC_FUNCTIONS = {"add": "atomicAdd", "min": "atomicMin", "max": "atomicMax", "cas": "atomicCAS"}
 
 
-def _math_table() -> tuple[tuple[str, str, str, int], ...]:
-    """(ringgen name, float function, double function, arity), from the same list OpenCL uses, so
-    every backend offers the same functions."""
-    rows = []
-    for name, builtin, arity in _OPENCL_MATH:
-        f32, f64 = _SPECIAL.get(name, (builtin + "f", builtin))
-        rows.append((name, f32, f64, arity))
-    return tuple(rows)
-
-
-#: (ringgen name, CUDA float function, CUDA double function, arity).
-MATH_FUNCTIONS = _math_table()
-
-
-@attrs.frozen
-class _IntAtomic:
-    name: str  # ringgen scalar name
-    cuda: str  # the type atomicAdd/atomicCAS take for it (two's complement makes signed add work)
-    minmax: str  # the type atomicMin/atomicMax take (signedness matters there)
-
-
-@attrs.frozen
-class _FloatAtomic:
-    name: str
-    bits: str  # the integer type atomicCAS takes for its bits
-    to_bits: str
-    from_bits: str
-    fmin: str
-    fmax: str
-
-
-_INT_ATOMICS = (
-    _IntAtomic("i32", "int", "int"),
-    _IntAtomic("u32", "unsigned int", "unsigned int"),
-    _IntAtomic("i64", "unsigned long long", "long long"),
-    _IntAtomic("u64", "unsigned long long", "unsigned long long"),
-)
-_FLOAT_ATOMICS = (
-    _FloatAtomic("f32", "unsigned int", "__float_as_uint", "__uint_as_float", "fminf", "fmaxf"),
-    _FloatAtomic(
-        "f64",
-        "unsigned long long",
-        "(unsigned long long)__double_as_longlong",
-        "__longlong_as_double",
-        "fmin",
-        "fmax",
-    ),
-)
-
-
-@attrs.frozen
-class CudaDialect:
+class CudaDialect(Dialect):
     """CUDA C++17 as nvcc builds it for one architecture (``-arch=sm_90`` on the H100)."""
 
-    name: str = "cuda"
-    arch: str = "sm_90"
-    build_options: tuple[str, ...] = ("-std=c++17", "-O3")
-    #: Capabilities the emitter and loader consult.
-    has_f64: bool = True
-    has_atomics_64: bool = True
+    name: ClassVar[str] = "cuda"
+    has_f64: ClassVar[bool] = True
+    has_atomics_64: ClassVar[bool] = True
+    #: A ring kernel is one resident grid, launched once.
+    persistent: ClassVar[bool] = True
+    #: Options every module is built with (the loader adds ``-arch`` and its own, ``cuda_build``).
+    build_options: ClassVar[tuple[str, ...]] = ("-std=c++17", "-O3")
+
+    def __init__(self, arch: str = "sm_90") -> None:
+        super().__init__()
+        self.arch = arch
+
+    @property
+    def prelude_template(self) -> str:
+        return "cuda/prelude.cuh.j2"
+
+    def qualifiers(self) -> dict[str, str]:
+        # `unused`: ring.h, the codec and the prelude define helpers a given kernel may not call.
+        # Every pointer is a generic address in CUDA, so the memory qualifiers are empty.
+        return {
+            "RG_FN": "static __device__ __forceinline__ __attribute__((unused))",
+            "RG_GLOBAL": "",
+            "RG_PRIVATE": "",
+        }
+
+    def math_function(self, stem: str, precision: str) -> str:
+        f32, f64 = _SPECIAL_MATH.get(stem, (stem + "f", stem))
+        return f32 if precision == "f32" else f64
+
+    def atomic_context(self, op: str, t: str) -> dict:
+        if t == "f32":
+            # Only add exists for floats in the language; CUDA has it in hardware.
+            return {"fn": _ATOMIC_FUNCTIONS[op], "ctype": "float", "is_float": True}
+        add_type, minmax_type = _INT_ATOMIC_TYPES[t]
+        return {
+            "fn": _ATOMIC_FUNCTIONS[op],
+            "ctype": minmax_type if op in ("min", "max") else add_type,
+            "is_float": False,
+        }
+
+    def thread_id_expr(self) -> str:
+        return "((rg_u32)(blockIdx.x * blockDim.x + threadIdx.x))"
+
+    def now_expr(self) -> str:
+        return "rg_cuda_now()"
 
     def prelude(self) -> str:
-        """The prelude text: qualifiers, memory-order helpers, math and atomics, thread id and clock."""
-        return render(
-            "cuda/prelude.cuh.j2",
-            math=MATH_FUNCTIONS,
-            int_atomics=_INT_ATOMICS,
-            float_atomics=_FLOAT_ATOMICS,
-        )
+        """The prelude text (``render_prelude``)."""
+        return self.render_prelude()
 
 
 CUDA_DIALECT = CudaDialect()

@@ -14,6 +14,11 @@ Queues (one producer and one consumer each, ``ringgen.protocol``):
 - output of an Outbox kernel: slots are reserved by warps in any order and carry sequence stamps; the
   host takes the prefix whose stamps are in place and publishes its head for the kernel.
 
+A bridged message (Str/List fields) travels as its 256-byte header + payload (``SlotBatches``: the
+generated codecs encode and decode on the host); its ring slots are ``slot_size`` bytes at a stride
+rounded up to 16 (``cuda_codegen.slot_stride``); the kernel validates and decodes each one, counting
+a malformed message in ``stats().rejected`` by reason, and encodes bridged replies.
+
 Options of ``launch(backend="cuda", ...)``: ``capacity`` (slots per queue), ``device`` (ordinal),
 ``workers`` (worker blocks; default below), ``source`` (CUDA text instead of the package's file, for
 tests), ``defines`` (extra ``-D`` macros).
@@ -39,7 +44,7 @@ from ..protocol import CACHE_LINE, CONTROL_DTYPE, CONTROL_SIZE, Lifecycle
 from . import cuda_build, cuda_device
 from .base import KernelHandle
 from .batches import SlotBatches
-from .cuda_queues import InputRing, OutboxOutput, PositionalOutput
+from .cuda_queues import CudaBatches, InputRing, OutboxOutput, PositionalOutput, encode_rows
 
 __all__ = ["CudaKernelHandle", "HANDLE_CLASS", "DEFAULT_WORKERS", "probe"]
 
@@ -85,12 +90,6 @@ class CudaKernelHandle(KernelHandle):
         defines: Sequence[str] = (),
     ) -> None:
         super().__init__(spec, package_dir, codecs=codecs, capacity=capacity)
-        why = cuda_codegen.supports(spec)
-        if why:
-            raise BackendUnavailableError(
-                f"kernel {spec.name} cannot run on cuda: {why}",
-                hint="use backend='opencl' or 'cpu' for it",
-            )
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise ValueError(f"kernel {spec.name}: workers must be a positive int, got {workers!r}")
         self.device = device
@@ -98,15 +97,18 @@ class CudaKernelHandle(KernelHandle):
         self._source = source
         self._defines = tuple(defines)
         self._alloc: list[Any] = []
-        self._fast_cls: Optional[type] = None  # set after launch: the class send() packs directly
-        self._fast_take = None  # set after launch: PositionalOutput.take_one
+        # The latency path (set after launch): the class send() packs directly and the closures that
+        # do it (cuda_queues: fast_put_one, fast_take_one); None where the generic path is taken.
+        self._fast_cls: Optional[type] = None
+        self._fast_put = None
+        self._fast_take = None
         self._pinned: list[np.ndarray] = []
         self.compiled = False  # True when this launch ran nvcc (a cold cache)
 
     # ------------------------------------------------------------------ launching
 
     def _batch_format(self) -> SlotBatches:
-        return SlotBatches(self.name, self.in_codec, self.out_codec)
+        return CudaBatches(self.name, self.in_codec, self.out_codec)
 
     def _read_source(self) -> tuple[str, str]:
         if self._source is not None:
@@ -167,23 +169,30 @@ class CudaKernelHandle(KernelHandle):
         self._words32 = memoryview(page).cast("I")
         cap = self.capacity
         in_dtype = self.format.in_slot
-        in_arr, in_dev = self._mapped(cap * in_dtype.itemsize)
-        self.inq = InputRing(in_arr.view(in_dtype), self._words, (_INQ_OFF) // 8, self.in_codec)
+        in_stride = _stride(self.in_codec, in_dtype)
+        in_arr, in_dev = self._mapped(cap * in_stride)
+        self.inq = InputRing(
+            in_arr, in_dtype, cap, self._words, _INQ_OFF // 8, self.in_codec, stride=in_stride
+        )
         marks, marks_dev = self._mapped(cap * 4)
         out_dev = 0
         if self.spec.uses_outbox:
-            out_dtype = _stamped(self.format.out_slot)
+            out_dtype = _stamped(self.format.out_slot, bridged=self.out_codec.bridged)
             out_arr, out_dev = self._mapped(cap * out_dtype.itemsize)
             self.outq = OutboxOutput(out_arr.view(out_dtype), self._words, _OUTQ_OFF // 8)
         elif self.out_codec is not None:
-            out_arr, out_dev = self._mapped(cap * self.format.out_slot.itemsize)
+            out_stride = _stride(self.out_codec, self.format.out_slot)
+            out_arr, out_dev = self._mapped(cap * out_stride)
             self.outq = PositionalOutput(
-                out_arr.view(self.format.out_slot),
+                out_arr,
+                self.format.out_slot,
+                cap,
                 self._words,
                 _OUTQ_OFF // 8,
                 _SIDE_OFF // 8,
                 marks.view(np.uint32),
                 self.out_codec,
+                stride=out_stride,
             )
         else:
             self.outq = None
@@ -224,11 +233,19 @@ class CudaKernelHandle(KernelHandle):
             stream=self._stream,
         )
         self._finished.record(self._stream)
+        self._setup_fast_paths()
+        log.debug("cuda kernel %s: grid %d x %d on %s", self.name, grid, block, info.name)
+
+    def _setup_fast_paths(self) -> None:
+        """Bind the latency path's closures to the queues (after they exist)."""
+        positional = self.outq if isinstance(self.outq, PositionalOutput) else None
         if not self.in_codec.bridged and hasattr(self.in_codec, "packer"):
             self._fast_cls = self.in_codec.cls
-        if isinstance(self.outq, PositionalOutput):
-            self._fast_take = self.outq.take_one
-        log.debug("cuda kernel %s: grid %d x %d on %s", self.name, grid, block, info.name)
+            self._fast_put = self.inq.fast_put_one(positional)
+        if positional is not None:
+            self._fast_take = positional.fast_take_one(_positional_class(self.out_codec))
+        self._send_acquire, self._send_release = self._send_lock.acquire, self._send_lock.release
+        self._recv_acquire, self._recv_release = self._recv_lock.acquire, self._recv_lock.release
 
     def _mapped(self, nbytes: int) -> tuple[np.ndarray, int]:
         arr, dev = cuda_device.mapped_empty(nbytes)
@@ -245,32 +262,52 @@ class CudaKernelHandle(KernelHandle):
     # ------------------------------------------------------------------ hot paths
 
     def send(self, message: Any, *, block: bool = True, timeout: Optional[float] = None) -> None:
-        """Publish one message (see ``KernelHandle.send``); a direct message is packed straight into
-        the mapped ring with one ``struct.pack_into``, the common case of the latency path."""
+        """Publish one message (see ``KernelHandle.send``).
+
+        The latency path: a direct message is packed straight into its mapped slot with one
+        ``struct.pack_into`` and published with one 8-byte store, under the send lock taken with
+        ``acquire``/``release`` (half the cost of ``with``). A full queue, a closed handle, a value
+        that does not fit its field or another class take the generic path, which waits, raises or
+        converts exactly as on every backend."""
         if type(message) is self._fast_cls:
-            with self._send_lock:
-                if self._accepting and self.inq.try_put_one(message, self._admit_head()):
+            self._send_acquire()
+            try:
+                if self._accepting and self._fast_put(message) is True:
                     self._sent += 1
                     return
+            finally:
+                self._send_release()
         super().send(message, block=block, timeout=timeout)
 
     def receive(self, timeout: Optional[float] = None) -> Any:
-        """Take the next reply (see ``KernelHandle.receive``); polls the mapped output tail for a
-        while before falling back to the base class's backoff."""
+        """Take the next reply (see ``KernelHandle.receive``).
+
+        A reply already there costs one read of the tail word, one ``unpack_from`` and one store of
+        the head; otherwise the mapped output tail is polled for up to a millisecond before the base
+        class's backoff (whose shortest sleep, 20 us, is longer than a round trip) takes over."""
         take = self._fast_take
-        if take is not None and not self._released:
-            lock = self._recv_lock
+        if take is not None:
+            self._recv_acquire()
+            try:
+                # Re-read under the lock: terminate() clears it before it drains into the spill.
+                reply = take() if self._fast_take is not None else None
+                if reply is not None:
+                    self._received += 1
+                    return reply
+            finally:
+                self._recv_release()
             budget = 1e-3 if timeout is None else min(timeout, 1e-3)
             deadline_ns = time.perf_counter_ns() + int(budget * 1e9)
             polls = 0
-            while True:
-                with lock:
-                    if self._spill.count or self._released:
-                        break
-                    reply = take()
+            while self._fast_take is not None:
+                self._recv_acquire()
+                try:
+                    reply = take() if self._fast_take is not None else None
                     if reply is not None:
                         self._received += 1
                         return reply
+                finally:
+                    self._recv_release()
                 polls += 1
                 if polls & 63 == 0 and time.perf_counter_ns() > deadline_ns:
                     break
@@ -329,9 +366,9 @@ class CudaKernelHandle(KernelHandle):
         Polls until ``min_n`` replies are ready (fewer when the ring wraps or a hole comes first) or
         ``timeout`` seconds pass (None: no limit). Waiting for a whole batch here costs one Python
         call instead of one per published chunk."""
-        if not isinstance(self.outq, PositionalOutput):
+        if not isinstance(self.outq, PositionalOutput) or self.outq.slots is None:
             raise TypeError(
-                f"kernel {self.name}: receive_view() needs a kernel returning one message"
+                f"kernel {self.name}: receive_view() needs a kernel returning one direct message"
             )
         n = self.capacity if max_n is None else int(max_n)
         want = max(1, min(int(min_n), n, self.capacity - (self.outq.head & (self.capacity - 1))))
@@ -358,7 +395,12 @@ class CudaKernelHandle(KernelHandle):
     # ------------------------------------------------------------------ transport hooks
 
     def _push(self, batch: np.ndarray) -> int:
+        if batch.dtype != self.format.in_slot:  # bridged view rows: encoded into the ring itself
+            return self.inq.put_rows(batch, self._admit_head(), self._encode_rows)
         return self.inq.put(batch, self._admit_head())
+
+    def _encode_rows(self, rows: np.ndarray, out: np.ndarray, sequence: int) -> None:
+        encode_rows(self.in_codec, rows, out, sequence)
 
     def _pop(self, max_n: int) -> np.ndarray:
         if self.outq is None:
@@ -384,6 +426,9 @@ class CudaKernelHandle(KernelHandle):
         return self.codecs[self.spec.state.__name__].from_array(self._state_host.copy())[0]
 
     def _request_terminate(self) -> None:
+        # Called under the send lock, before the base class drains replies into its spill under the
+        # receive lock: from here on receive() takes the generic path, which reads the spill first.
+        self._fast_take = None
         self._words32[(_CTL_OFF + CONTROL_DTYPE.fields["terminate"][1]) // 4] = 1
 
     def _synchronize(self, timeout: float) -> None:
@@ -411,6 +456,7 @@ class CudaKernelHandle(KernelHandle):
         self._module = None
 
     def _abandon(self) -> None:
+        self._fast_take = None
         # Ask for an abort (workers leave without draining) and leak the memory on purpose: freeing
         # pinned memory under a resident grid can deadlock the driver.
         if getattr(self, "_page", None) is not None:
@@ -446,11 +492,47 @@ def _load_module(device: int, cubin: bytes) -> Any:
         return module
 
 
-def _stamped(slot: np.dtype) -> np.dtype:
-    """An outbox output slot: the message, then a u64 sequence stamp at the next 8-byte boundary."""
-    at = (slot.itemsize + 7) // 8 * 8
+def _positional_class(codec: Any) -> Optional[type]:
+    """The reply class when the values of its struct are its constructor's arguments in order
+    (every field a scalar, no nested struct or array), so ``cls(*values)`` builds it; else None."""
+    from ..layout import layout_of
+    from ..types import ScalarType
+
+    cls = codec.cls
+    lay = layout_of(cls)
+    if not all(isinstance(f.type, ScalarType) for f in lay.fields):
+        return None
+    values = codec.packer.unpack(bytes(codec.packer.size))
+    if len(values) != len(lay.fields):
+        return None
+    try:
+        mine, theirs = cls(*values), codec.from_flat(values, 0)
+    except TypeError:  # keyword-only fields
+        return None
+    names = [f.name for f in lay.fields]
+    same = mine == theirs and all(type(getattr(mine, n)) is type(getattr(theirs, n)) for n in names)
+    return cls if same else None
+
+
+def _stride(codec: Any, slot: np.dtype) -> int:
+    """Bytes between two ring slots: the struct for a direct message; for a bridged one the slot size
+    rounded up to 16, as the kernel's rings are laid out (``cuda_codegen.slot_stride``)."""
+    return cuda_codegen.slot_stride(slot.itemsize) if codec.bridged else slot.itemsize
+
+
+def _stamped(slot: np.dtype, *, bridged: bool = False) -> np.dtype:
+    """An outbox output slot: the message, then a u64 sequence stamp at the next 8-byte boundary.
+
+    A bridged message's bytes are stored as whole 16-byte words, so its stamp sits at the slot size
+    rounded up to 16 and the slot is 16 bytes longer (``rg_<kernel>_out_slot`` in the template)."""
+    if bridged:
+        at = cuda_codegen.slot_stride(slot.itemsize)
+        size = at + 16
+    else:
+        at = (slot.itemsize + 7) // 8 * 8
+        size = at + 8
     return np.dtype(
-        {"names": ["m", "stamp"], "formats": [slot, "<u8"], "offsets": [0, at], "itemsize": at + 8}
+        {"names": ["m", "stamp"], "formats": [slot, "<u8"], "offsets": [0, at], "itemsize": size}
     )
 
 
