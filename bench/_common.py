@@ -141,7 +141,13 @@ def print_table(rows: list[Result], title: str = "") -> str:
 
 
 def git_commit(repo: Optional[Path] = None) -> str:
-    """The commit the benchmark ran at (with ``+dirty`` when the tree has changes), or "unknown"."""
+    """The commit the benchmark ran at (with ``+dirty`` when the tree has changes), or "unknown".
+
+    ``RINGGEN_BENCH_COMMIT`` wins: a copy of the tree without ``.git`` (the GPU machine gets one) is
+    told its commit by the command that runs it.
+    """
+    if os.environ.get("RINGGEN_BENCH_COMMIT"):
+        return os.environ["RINGGEN_BENCH_COMMIT"]
     repo = repo or Path(__file__).resolve().parent.parent
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
