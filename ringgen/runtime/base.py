@@ -21,6 +21,11 @@ Policies (docs/runtime.md is the user-facing version):
   acknowledgement the host keeps pulling replies out of the output queue into a host-side buffer, so
   a kernel whose output queue is full can always finish draining; those replies stay readable with
   ``receive``/``receive_batch`` after termination.
+- **Raw slots and dead letters.** ``send_raw``/``send_raw_batch`` queue already-encoded slots with no
+  host-side check beyond their size; the kernel validates them. With ``dead_letters=True`` a bridged
+  input that fails validation comes back through a bounded queue of its own (``receive_dead_letters``);
+  when that queue is full the kernel never waits: the dead letter is only counted
+  (``stats().dead_letters_dropped``). Nothing else is ever dropped.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from ..errors import (
 from ..kernel import KernelSpec
 from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
 from .batches import Batch, BatchFormat, SpillBuffer
+from .dead_letters import RawSlotsAndDeadLetters, dead_letter_capacity
 from .stats import KernelStats, stats_from_control
 from .waiting import Backoff, deadline_after, expired
 
@@ -70,7 +76,7 @@ OutT = TypeVar("OutT")
 _STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
 
 
-class KernelHandle(abc.ABC, Generic[InT, OutT]):
+class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
     """A launched ring kernel: send it messages, receive its replies, read its stats, terminate it.
 
     Get one from ``rg.launch(kernel)`` or ``generated.<pkg>.runtime.<kernel>.launch()``; use it as a
@@ -109,6 +115,7 @@ class KernelHandle(abc.ABC, Generic[InT, OutT]):
         *,
         codecs: Mapping[str, Any],
         capacity: Optional[int] = None,
+        dead_letters: Union[bool, int] = False,
     ) -> None:
         """Record what the kernel needs; subclasses allocate in ``_launch`` (called by ``open``).
 
@@ -118,6 +125,10 @@ class KernelHandle(abc.ABC, Generic[InT, OutT]):
                 that needs no generated source (the cpu reference).
             codecs: the generated ``serializers.CODECS`` (message name -> codec).
             capacity: slots per queue, a power of two (default: the kernel's declared capacity).
+            dead_letters: return bridged inputs that fail validation through a dead-letter queue
+                (``receive_dead_letters``): True for one of ``capacity`` slots, an int for another
+                power-of-two size, False for none. Backends that implement it take it as a launch
+                option and pass it on; ``self.dead_letter_capacity`` is then nonzero.
         """
         cap = spec.capacity if capacity is None else capacity
         if not isinstance(cap, int) or isinstance(cap, bool) or cap < 2 or cap & (cap - 1):
@@ -133,6 +144,12 @@ class KernelHandle(abc.ABC, Generic[InT, OutT]):
         self.in_codec = _codec_for(codecs, spec.input, spec.name)
         self.out_codec = _codec_for(codecs, spec.output, spec.name) if spec.output else None
         self.format: BatchFormat = self._batch_format()
+        #: Slots of the dead-letter queue; 0 when the kernel was launched without one.
+        self.dead_letter_capacity = dead_letter_capacity(
+            spec.name, bool(self.in_codec.bridged), dead_letters, cap
+        )
+        self._dl_lock = threading.Lock()
+        self._dl_spill = SpillBuffer()
         self._send_lock = threading.Lock()
         self._recv_lock = threading.Lock()
         self._term_lock = threading.Lock()
@@ -455,6 +472,7 @@ class KernelHandle(abc.ABC, Generic[InT, OutT]):
             received=self._received,
             latency=self._latency(),
             lifecycle=lifecycle,
+            dead_letters_dropped=self._dead_letters_dropped(),
         )
 
     def _stats_after_release(self) -> KernelStats:
@@ -536,6 +554,7 @@ class KernelHandle(abc.ABC, Generic[InT, OutT]):
                     self._give_up(state, timeout)
                 backoff.wait(deadline)
             self._drain_output()
+            self._drain_dead_letters()
             self._final_stats = self._stats_now(lifecycle=state)
             self._final_state = self._read_state() if self.spec.state is not None else None
             self._synchronize(max(0.0, deadline - time.monotonic()) + 1.0)

@@ -29,6 +29,7 @@ __all__ = [
     "Batch",
     "BatchFormat",
     "ObjectBatches",
+    "RawSlot",
     "SlotBatches",
     "SpillBuffer",
     "check_messages",
@@ -100,6 +101,11 @@ class BatchFormat(abc.ABC):
         """A structured array of the input view dtype -> one input batch."""
 
     @abc.abstractmethod
+    def from_slots(self, rows: np.ndarray) -> Batch:
+        """Already-encoded input slots (an ``(n, slot_size)`` uint8 array) -> one input batch, as they
+        are: the kernel validates them (``send_raw``)."""
+
+    @abc.abstractmethod
     def to_objects(self, batch: Batch) -> list:
         """One output batch -> output message objects."""
 
@@ -121,11 +127,28 @@ class BatchFormat(abc.ABC):
         return self.from_objects(seq)
 
 
+class RawSlot:
+    """One input slot sent as bytes (``send_raw``) on a backend whose batches hold objects: the
+    kernel decodes and validates it when it takes it, as a device kernel does."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __repr__(self) -> str:
+        return f"RawSlot({len(self.data)} bytes)"
+
+
 class ObjectBatches(BatchFormat):
-    """Batches are lists of message objects (the cpu reference backend)."""
+    """Batches are lists of message objects (the cpu reference backend); raw slots travel as
+    ``RawSlot`` items among them."""
 
     def from_objects(self, messages: Sequence[Any]) -> list:
         return list(messages)
+
+    def from_slots(self, rows: np.ndarray) -> list:
+        return [RawSlot(r.tobytes()) for r in rows]
 
     def from_array(self, arr: np.ndarray) -> list:
         return list(self.in_codec.from_array(arr))
@@ -167,6 +190,11 @@ class SlotBatches(BatchFormat):
             return arr
         data = self.in_codec.pack_array(arr)
         return np.frombuffer(data, dtype=self.in_slot, count=len(arr))
+
+    def from_slots(self, rows: np.ndarray) -> np.ndarray:
+        # A view, not a copy: every transport copies a batch into its ring (or keeps a copy) before
+        # _push returns, so the caller may reuse its buffer at once.
+        return np.ascontiguousarray(rows).reshape(-1).view(self.in_slot)
 
     def _views(self, batch: np.ndarray) -> np.ndarray:
         if not self.out_codec.bridged:

@@ -10,6 +10,12 @@ What it shares with the device backends: bounded SPSC queues with the device pro
 wait and count an output stall; nothing is dropped), faults counted by reason, and the termination
 handshake.
 
+Raw slots (``send_raw``) travel as ``RawSlot`` items and are decoded by the worker when it takes
+them, with the host's wire decoder (``ringgen.wire``: the same checks, in the same order, and the same
+``Reason`` as the device codec); a message that fails is counted under its Reason and, with
+``dead_letters``, returned marked through a bounded ``HostQueue`` of slot rows (full: counted, never
+waited for).
+
 Scheduling: the worker is one thread and handles one message at a time in arrival order. That is a
 valid schedule of a parallel kernel (any interleaving is allowed, this one included) and exactly the
 semantics of an ``ordered=True`` kernel. A handler fault (``HandlerFault``: index out of range,
@@ -32,10 +38,12 @@ import numpy as np
 
 from ..dsl.records import HandlerFault, Record
 from ..dsl.reference import new_state, reference_handler
+from ..errors import WireFormatError
 from ..kernel import KernelSpec
 from ..protocol import CONTROL_DTYPE, Lifecycle
 from .base import KernelHandle
-from .batches import ObjectBatches
+from .batches import ObjectBatches, RawSlot
+from .dead_letters import mark_dead_letters
 from .host_queue import HostQueue
 from .stats import LatencyRecorder
 from .waiting import Backoff
@@ -113,6 +121,24 @@ class RecordBatches(ObjectBatches):
         return self._gather(batch)
 
 
+def _raw_decoder(codec: Any) -> Callable[[bytes], Record]:
+    """``decode(slot bytes) -> Record`` for the input codec; raises ``WireFormatError`` (with its
+    ``reason``) for a bridged slot that fails validation. A direct slot is its struct, as on a
+    device: nothing to validate."""
+    cls = codec.cls
+    if codec.bridged:
+
+        def decode(data: bytes) -> Record:
+            return Record(cls, codec.to_array([codec.unpack(data)]))
+
+    else:
+
+        def decode(data: bytes) -> Record:
+            return Record(cls, np.frombuffer(data, dtype=codec.dtype, count=1).copy())
+
+    return decode
+
+
 class _Abandoned(BaseException):
     """Raised inside the worker thread by a host that gave up on it (``_abandon``)."""
 
@@ -122,13 +148,23 @@ class _Worker:
     is dropped without ``terminate`` can be collected (its finalizer then stops the worker)."""
 
     def __init__(
-        self, name: str, step: Callable, state: Any, inq: HostQueue, outq: HostQueue
+        self,
+        name: str,
+        step: Callable,
+        state: Any,
+        inq: HostQueue,
+        outq: HostQueue,
+        decode_raw: Callable[[bytes], Record],
+        deadq: Optional[HostQueue],
     ) -> None:
         self.name = name
         self.step = step
         self.state = state
         self.inq = inq
         self.outq = outq
+        self.decode_raw = decode_raw
+        self.deadq = deadq  # dead letters (slot rows), or None without a dead-letter queue
+        self.dead_dropped = 0  # dead letters the full queue could not take
         self.ctl = np.zeros((), dtype=CONTROL_DTYPE)
         self.state_lock = threading.Lock()
         self.latency = LatencyRecorder("enqueue to reply")
@@ -171,6 +207,15 @@ def _run(w: _Worker) -> None:
                 ctl["state"] = Lifecycle.TERMINATING
             outputs: list = []
             for msg in items:
+                if type(msg) is RawSlot:
+                    try:
+                        msg = w.decode_raw(msg.data)
+                    except WireFormatError as exc:
+                        rejected[int(exc.reason)] += 1
+                        processed += 1
+                        if w.deadq is not None:
+                            _dead_letter(w, msg.data, int(exc.reason))
+                        continue
                 try:
                     with w.state_lock:
                         outputs.extend(w.step(msg, w.state))
@@ -200,6 +245,15 @@ def _run(w: _Worker) -> None:
         final = Lifecycle.FAULTED
     finally:
         ctl["state"] = final
+
+
+def _dead_letter(w: _Worker, data: bytes, reason: int) -> None:
+    """Return a rejected slot marked with its reason, or count it when the queue is full."""
+    if not w.deadq.free:
+        w.dead_dropped += 1
+        return
+    row = np.frombuffer(data, dtype=np.uint8).copy()[None]
+    w.deadq.push(mark_dead_letters(row, np.array([reason])))
 
 
 def _sleep_idle(w: _Worker) -> None:
@@ -253,7 +307,20 @@ class CpuKernelHandle(KernelHandle):
         step, make_state = _reference_step(self.spec)
         self._inq = HostQueue(self.capacity, stamps=True)
         self._outq = HostQueue(self.capacity)
-        self._worker = _Worker(self.name, step, make_state(), self._inq, self._outq)
+        deadq = None
+        if self.dead_letter_capacity:
+            deadq = HostQueue(
+                self.dead_letter_capacity, dtype=np.dtype((np.uint8, self.in_codec.slot_size))
+            )
+        self._worker = _Worker(
+            self.name,
+            step,
+            make_state(),
+            self._inq,
+            self._outq,
+            _raw_decoder(self.in_codec),
+            deadq,
+        )
         self._worker.ctl["state"] = Lifecycle.LAUNCHED
         self._thread = threading.Thread(
             target=_run, args=(self._worker,), name=f"ringgen-cpu-{self.name}", daemon=True
@@ -276,6 +343,12 @@ class CpuKernelHandle(KernelHandle):
 
     def _control(self) -> np.ndarray:
         return self._worker.ctl.copy()
+
+    def _pop_dead_letters(self, max_n: int) -> np.ndarray:
+        return self._worker.deadq.pop(max_n)
+
+    def _dead_letters_dropped(self) -> int:
+        return self._worker.dead_dropped
 
     def _queue_depths(self) -> tuple[int, int]:
         return len(self._inq), len(self._outq)

@@ -125,6 +125,8 @@ class OpenclKernel(KernelHandle):
         cl_std: "CL3.0" or "CL1.2" (default: 3.0 where the device supports it); relaunch mode only
             may use 1.2, whose OpenCL 1.x atomics need no C11 support from the driver.
         capacity: slots per queue (default: the kernel's declared capacity).
+        dead_letters: True (or a power-of-two capacity) to get bridged inputs that fail validation
+            back through ``receive_dead_letters`` (docs/runtime.md); default False.
     """
 
     backend: ClassVar[str] = "opencl"
@@ -158,8 +160,10 @@ class OpenclKernel(KernelHandle):
 
     def __init__(self, spec: KernelSpec, package_dir: Optional[str], *, codecs, capacity=None,
                  device_info: Optional[DeviceInfo] = None, group_size: Optional[int] = None,
-                 groups: int = 1, cl_std: Optional[str] = None) -> None:
-        super().__init__(spec, package_dir, codecs=codecs, capacity=capacity)
+                 groups: int = 1, cl_std: Optional[str] = None,
+                 dead_letters: bool | int = False) -> None:
+        super().__init__(spec, package_dir, codecs=codecs, capacity=capacity,
+                         dead_letters=dead_letters)
         if package_dir is None:
             raise BuildError(f"kernel {spec.name}: the OpenCL backend needs the generated package "
                              "directory (it holds the .cl source)")

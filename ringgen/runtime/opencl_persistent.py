@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import KernelTimeoutError
 from ..protocol import CONTROL_DTYPE, CONTROL_SIZE, QUEUE_CTL_DTYPE, Lifecycle
+from .dead_letters import DEAD_LETTER_CTL_DTYPE
 from .opencl import _LINE, OpenclKernel, _bytes, _entry, layout_size
 from .opencl_build import context_for
 
@@ -85,7 +86,12 @@ class OpenclPersistentKernel(OpenclKernel):
         outq = self._svm(QUEUE_CTL_DTYPE.itemsize)
         self._in_ring = self._svm(cap * self.in_slot.itemsize)
         self._out_ring = self._svm(cap * self.out_slot.itemsize)
-        groups = self._svm(4 * _LINE)  # rg_groups: claim, turn, reserve, exited (zeroed)
+        # The dead-letter queue: its rg_dead_letter_ctl and a ring of input-sized slots (one line
+        # and capacity 0 when disabled: the kernel then returns nothing and counts no drops).
+        dlq = self._svm(DEAD_LETTER_CTL_DTYPE.itemsize)
+        dl_cap = self.dead_letter_capacity
+        self._dl_ring = self._svm(dl_cap * self.in_slot.itemsize)
+        groups = self._svm(5 * _LINE)  # rg_groups: claim, turn, reserve, exited, dl_reserve
         state = self._svm(self.spec.state and layout_size(self.spec.state) or 1)
         if self.spec.state is not None:
             init = _bytes(self._initial_state())
@@ -99,6 +105,10 @@ class OpenclPersistentKernel(OpenclKernel):
         self._in_head = memoryview(inq[_LINE:_LINE + 8]).cast("Q")
         self._out_tail = memoryview(outq[0:8]).cast("Q")
         self._out_head = memoryview(outq[_LINE:_LINE + 8]).cast("Q")
+        self._dl_tail = memoryview(dlq[0:8]).cast("Q")
+        self._dl_head = memoryview(dlq[_LINE:_LINE + 8]).cast("Q")
+        self._dl_dropped = memoryview(dlq[2 * _LINE:2 * _LINE + 8]).cast("Q")
+        self._dl_taken = 0  # host copy of the dead-letter head
         self._in_size = self.in_slot.itemsize
         self._out_size = self.out_slot.itemsize
         self._empty_out = np.zeros(0, self.out_slot)
@@ -106,9 +116,10 @@ class OpenclPersistentKernel(OpenclKernel):
         self._head = 0
         self._ctl["state"] = int(Lifecycle.LAUNCHED)
         self._queue = cl.CommandQueue(self._ctx, self.device_info.device)
-        kernel = _entry(prg, f"rg_{self.name}_persistent", 9, self._source_path())
+        kernel = _entry(prg, f"rg_{self.name}_persistent", 12, self._source_path())
         kernel.set_args(cl.SVM(ctl), cl.SVM(inq), cl.SVM(self._in_ring), np.uint64(cap),
-                        cl.SVM(outq), cl.SVM(self._out_ring), np.uint64(cap), cl.SVM(state),
+                        cl.SVM(outq), cl.SVM(self._out_ring), np.uint64(cap),
+                        cl.SVM(dlq), cl.SVM(self._dl_ring), np.uint64(dl_cap), cl.SVM(state),
                         cl.SVM(groups))
         self._event = cl.enqueue_nd_range_kernel(self._queue, kernel,
                                                  (self.group_size * self.groups,),
@@ -165,6 +176,28 @@ class OpenclPersistentKernel(OpenclKernel):
         self._out_head[0] = head + n  # the copy above is complete before the slots are reused
         return out
 
+    def _pop_dead_letters(self, max_n: int) -> np.ndarray:
+        # The same protocol as _pop: acquire the tail, copy the slots out, then release the head.
+        head = self._dl_taken
+        n = min(self._dl_tail[0] - head, max_n)
+        size = self.in_slot.itemsize
+        out = np.empty((max(n, 0), size), dtype=np.uint8)
+        if n <= 0:
+            return out
+        cap = self.dead_letter_capacity
+        flat = out.reshape(-1)
+        at = head & (cap - 1)
+        first = min(n, cap - at)
+        flat[: first * size] = self._dl_ring[at * size:(at + first) * size]
+        if first < n:
+            flat[first * size:] = self._dl_ring[: (n - first) * size]
+        self._dl_taken = head + n
+        self._dl_head[0] = head + n
+        return out
+
+    def _dead_letters_dropped(self) -> int:
+        return self._dl_dropped[0]
+
     def _control(self) -> np.ndarray:
         return self._ctl_rec
 
@@ -192,7 +225,8 @@ class OpenclPersistentKernel(OpenclKernel):
 
     def _release(self) -> None:
         self._finalizer.detach()
-        for view in (self._in_tail, self._in_head, self._out_tail, self._out_head):
+        for view in (self._in_tail, self._in_head, self._out_tail, self._out_head, self._dl_tail,
+                     self._dl_head, self._dl_dropped):
             view.release()
         for arr in self._allocs:
             arr.base.release()

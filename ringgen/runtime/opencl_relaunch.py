@@ -12,6 +12,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..protocol import CONTROL_DTYPE, Lifecycle
+from .batches import SpillBuffer
+from .dead_letters import mark_dead_letters
 from .opencl import OpenclKernel, _concat, _entry, layout_size
 from .opencl_build import context_for
 
@@ -21,10 +23,11 @@ __all__ = ["OpenclRelaunchKernel"]
 class _Launch:
     """One relaunch-mode launch in flight: its event and the host arrays it reads back into."""
 
-    __slots__ = ("event", "n", "keep", "out", "counts", "ctl")
+    __slots__ = ("event", "n", "keep", "out", "counts", "dead", "ctl")
 
-    def __init__(self, event, n, keep, out, counts, ctl) -> None:
-        self.event, self.n, self.keep, self.out, self.counts, self.ctl = event, n, keep, out, counts, ctl
+    def __init__(self, event, n, keep, out, counts, dead, ctl) -> None:
+        self.event, self.n, self.keep, self.out, self.counts = event, n, keep, out, counts
+        self.dead, self.ctl = dead, ctl
 
 
 class OpenclRelaunchKernel(OpenclKernel):
@@ -36,6 +39,10 @@ class OpenclRelaunchKernel(OpenclKernel):
     without blocking. Replies wait host-side (at most ``capacity`` plus one launch's worth); while they
     are full no launch starts, which is the same back-pressure a resident kernel applies when its
     output queue is full. Kernel state and the control block stay in device buffers.
+
+    Dead letters: each launch also reads back the Reason each message failed validation for (0 when
+    it passed); with a dead-letter queue the host marks those slots of the batch it kept, exactly as
+    ``rg_wire_mark_dead_letter`` would, into a bounded host-side queue (full: counted, not kept).
     """
 
     persistent: ClassVar[bool] = False
@@ -49,7 +56,7 @@ class OpenclRelaunchKernel(OpenclKernel):
 
         self._ctx = context_for(self.device_info)
         prg = self._build()
-        self._kernel = _entry(prg, f"rg_{self.name}_relaunch", 6, self._source_path())
+        self._kernel = _entry(prg, f"rg_{self.name}_relaunch", 7, self._source_path())
         self._queue = cl.CommandQueue(self._ctx, self.device_info.device)
         mf = cl.mem_flags
         cap = self.capacity
@@ -59,6 +66,9 @@ class OpenclRelaunchKernel(OpenclKernel):
         self._in_buf = cl.Buffer(self._ctx, mf.READ_ONLY, cap * self.in_slot.itemsize)
         self._out_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * self.limit * self.out_slot.itemsize)
         self._counts_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * 4)
+        self._dead_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * 4)
+        self._dead_letters = SpillBuffer()  # marked slot rows, at most dead_letter_capacity
+        self._dl_dropped = 0
         if self.spec.state is not None:
             self._state_buf = cl.Buffer(self._ctx, mf.READ_WRITE | mf.COPY_HOST_PTR,
                                         hostbuf=self._initial_state())
@@ -89,7 +99,7 @@ class OpenclRelaunchKernel(OpenclKernel):
             batch = self._take_pending(n)
             cl.enqueue_copy(self._queue, self._in_buf, batch, is_blocking=False)
             self._kernel.set_args(self._ctl_buf, self._in_buf, np.uint64(n), self._out_buf,
-                                  self._counts_buf, self._state_buf)
+                                  self._counts_buf, self._dead_buf, self._state_buf)
             if self.spec.ordered:
                 gsize, lsize = (1,), (1,)
             else:
@@ -98,12 +108,15 @@ class OpenclRelaunchKernel(OpenclKernel):
             cl.enqueue_nd_range_kernel(self._queue, self._kernel, gsize, lsize)
             out = np.empty(n * self.limit, dtype=self.out_slot)
             counts = np.empty(n, dtype=np.uint32)
+            dead = np.empty(n, dtype=np.uint32)
             ctl = np.empty(1, dtype=CONTROL_DTYPE)
             cl.enqueue_copy(self._queue, out, self._out_buf, is_blocking=False)
             cl.enqueue_copy(self._queue, counts, self._counts_buf, is_blocking=False)
+            if self.dead_letter_capacity:
+                cl.enqueue_copy(self._queue, dead, self._dead_buf, is_blocking=False)
             event = cl.enqueue_copy(self._queue, ctl, self._ctl_buf, is_blocking=False)
             self._queue.flush()
-            self._inflight.append(_Launch(event, n, batch, out, counts, ctl))
+            self._inflight.append(_Launch(event, n, batch, out, counts, dead, ctl))
 
     def _take_pending(self, n: int) -> np.ndarray:
         if len(self._pending[0]) == n:
@@ -143,11 +156,26 @@ class OpenclRelaunchKernel(OpenclKernel):
                 mask = np.arange(self.limit)[None, :] < ln.counts[:, None]
                 out = ln.out.reshape(ln.n, self.limit)[mask]
             self._ctl_host[0] = ln.ctl[0]
+            if self.dead_letter_capacity:
+                self._keep_dead_letters(ln)
             self._emitted += len(out)
             if len(out):
                 self._ready.append(out)
                 self._ready_n += len(out)
         self._pump()
+
+    def _keep_dead_letters(self, ln: _Launch) -> None:
+        """Queue the launch's rejected slots as marked dead letters (those that fit; count the rest)."""
+        idx = np.flatnonzero(ln.dead)
+        if not len(idx):
+            return
+        room = self.dead_letter_capacity - self._dead_letters.count
+        if len(idx) > room:
+            self._dl_dropped += len(idx) - max(room, 0)
+            idx = idx[: max(room, 0)]
+        if len(idx):
+            rows = np.ascontiguousarray(ln.keep[idx]).view(np.uint8).reshape(len(idx), -1)
+            self._dead_letters.put(mark_dead_letters(rows, ln.dead[idx]))
 
     # ---- transport
 
@@ -187,12 +215,25 @@ class OpenclRelaunchKernel(OpenclKernel):
             return np.zeros(0, self.out_slot)
         return parts[0] if len(parts) == 1 else _concat(parts, self.out_slot)
 
+    def _pop_dead_letters(self, max_n: int) -> np.ndarray:
+        with self._lock:
+            self._reap()
+            part = self._dead_letters.take(max_n)
+        if part is None:
+            return np.zeros((0, self.in_slot.itemsize), dtype=np.uint8)
+        return part
+
+    def _dead_letters_dropped(self) -> int:
+        return self._dl_dropped
+
     def _control(self) -> np.ndarray:
         with self._lock:
+            # Observing the kernel moves it on: a host that only polls stats() (waiting for
+            # `processed` to reach a count) must see the queued input launched and reaped.
+            self._reap()
             rec = self._ctl_host.copy()
             rec["emitted"] = self._emitted
             if self._terminating:
-                self._reap()
                 idle = not self._pending_n and not self._inflight
                 rec["state"] = int(Lifecycle.TERMINATED if idle else Lifecycle.TERMINATING)
             return rec[0]
@@ -220,7 +261,7 @@ class OpenclRelaunchKernel(OpenclKernel):
         self._queue.finish()
 
     def _release(self) -> None:
-        for name in ("_ctl_buf", "_in_buf", "_out_buf", "_counts_buf", "_state_buf"):
+        for name in ("_ctl_buf", "_in_buf", "_out_buf", "_counts_buf", "_dead_buf", "_state_buf"):
             buf = getattr(self, name, None)
             if buf is not None:
                 buf.release()

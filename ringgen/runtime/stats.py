@@ -56,6 +56,8 @@ class KernelStats:
         launches: launches so far (1 for a persistent kernel; grows in relaunch mode).
         sent: messages the host published to the input queue.
         received: replies the host has taken.
+        dead_letters_dropped: dead letters the kernel could not return because the dead-letter
+            queue was full (their messages are still counted in ``rejected``); 0 without one.
         fault: the ``Reason`` name of an unrecoverable fault, or None.
         latency: a ``LatencySummary`` when the backend measures one, else None.
     """
@@ -75,6 +77,7 @@ class KernelStats:
     launches: int
     sent: int
     received: int
+    dead_letters_dropped: int = 0
     fault: Optional[str] = None
     latency: Optional[LatencySummary] = None
 
@@ -110,12 +113,14 @@ def stats_from_control(
     received: int,
     latency: Optional[LatencySummary] = None,
     lifecycle: Optional[Lifecycle] = None,
+    dead_letters_dropped: int = 0,
 ) -> KernelStats:
     """Assemble a ``KernelStats`` from one ``CONTROL_DTYPE`` record and the host's own counters.
 
     Args:
         ctl: a record (or 0-d array) of ``ringgen.protocol.CONTROL_DTYPE``; read once, field by field.
         lifecycle: overrides the recorded state (the host knows a released kernel is TERMINATED).
+        dead_letters_dropped: the backend's count of dead letters its full queue could not take.
     """
     rec = ctl[()] if isinstance(ctl, np.ndarray) else ctl
     rejected = {_reason_name(i): int(n) for i, n in enumerate(rec["rejected"]) if n}
@@ -137,6 +142,7 @@ def stats_from_control(
         launches=int(rec["launches"]),
         sent=int(sent),
         received=int(received),
+        dead_letters_dropped=int(dead_letters_dropped),
         fault=_reason_name(fault) if fault else None,
         latency=latency,
     )
