@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 _EXPORTS: dict[str, str] = {
     "Array": "ringgen.types",
     "BackendUnavailableError": "ringgen.errors",
+    "DeadLetter": "ringgen.runtime",
     "EncodeError": "ringgen.errors",
     "HandlerError": "ringgen.errors",
     "KernelFaultError": "ringgen.errors",
@@ -82,7 +83,7 @@ if TYPE_CHECKING:  # editors and type checkers see the real objects
     from .intrinsics import atomic_add, atomic_cas, atomic_max, atomic_min, now, thread_id
     from .kernel import Outbox, device, ring_kernel
     from .layout import layout_of
-    from .runtime import KernelHandle, KernelStats, launch
+    from .runtime import DeadLetter, KernelHandle, KernelStats, launch
     from .schema import message, spec_of, state
     from .types import Array, List, Str
     from .wire import decode, encode

@@ -11,9 +11,11 @@ from typing import Any
 
 from .backends import available_backends, load_backend, open_kernel, resolve_backend
 from .base import KernelHandle
+from .dead_letters import DeadLetter
 from .stats import KernelStats, LatencySummary
 
 __all__ = [
+    "DeadLetter",
     "KernelHandle",
     "KernelStats",
     "LatencySummary",
