@@ -13,6 +13,9 @@ with valid ones. The host decoder (``rg.decode``) is the oracle for every one:
 * with ``dead_letters``, every rejected message comes back, in order, as its slot marked with its
   Reason (flags bit 0, reason at offset 48); a dead-letter queue too small to hold them all never
   blocks the kernel and counts the rest in ``stats().dead_letters_dropped``.
+
+It runs on OpenCL (resident and relaunch), on CUDA (``-m gpu``; skipped without a GPU) and, with
+20,000 messages, on the cpu reference backend.
 """
 
 from __future__ import annotations
@@ -248,6 +251,44 @@ def test_100k_fuzz_opencl_with_dead_letters(fuzz, reference, package, device, mo
         _check_dead_letters(fuzz, dead, n)
         _check_alive(k)
     print(f"opencl {mode}: {n} messages in {elapsed:.1f} s, {s.rejected}")
+
+
+@pytest.fixture(scope="module")
+def cuda_ready() -> None:
+    """Skip unless PyCUDA and a CUDA device that maps host memory are present (module-scoped and
+    requested first, so a machine without a GPU skips before the fuzz is built)."""
+    pytest.importorskip("pycuda.driver")
+    from ringgen.runtime import cuda
+
+    try:
+        cuda.probe()
+    except rg.RinggenError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(300)
+def test_100k_fuzz_cuda_with_dead_letters(cuda_ready, fuzz, reference):
+    """The resident CUDA kernel: counts, replies, state and dead letters (which the host copies out
+    of the input ring by the kernel's marks), 100,000 raw slots fed with send_raw_batch."""
+    ref_replies, ref_state = reference
+    n = fuzz.n
+    dead: list = []
+    t0 = time.monotonic()
+    with rg.launch(word_stats, backend="cuda", capacity=4096, dead_letters=1 << 17) as k:
+        replies = _stream(k, lambda lo, hi: k.send_raw_batch(fuzz.rows[lo:hi], block=False),
+                          n, len(fuzz.valid), timeout=150, dead=dead)
+        s = _wait_processed(k, n)
+        dead.extend(k.receive_dead_letters())
+        elapsed = time.monotonic() - t0
+        assert dict(s.rejected) == fuzz.expected_rejected()
+        assert (s.processed, s.emitted, s.sent) == (n, len(fuzz.valid), n)
+        assert s.dead_letters_dropped == 0
+        assert replies == ref_replies
+        assert k.state() == ref_state
+        _check_dead_letters(fuzz, dead, n)
+        _check_alive(k)
+    print(f"cuda: {n} messages in {elapsed:.1f} s, {s.rejected}")
 
 
 @pytest.mark.timeout(300)

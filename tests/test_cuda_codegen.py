@@ -219,3 +219,95 @@ def test_missing_nvcc_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(cuda_build, "find_nvcc", lambda: None)
     with pytest.raises(ToolchainError, match="nvcc was not found"):
         cuda_build.nvcc_compile("x", (), "sm_90", what="k.cu")
+
+
+STATE_ONLY_BRIDGED = """
+import ringgen as rg
+from ringgen.types import Str, i64
+
+
+@rg.message
+class Note:
+    id: i64
+    text: Str[16]
+
+
+@rg.state
+class Seen:
+    total: i64
+
+
+@rg.ring_kernel
+def tally(n: Note, state: Seen) -> None:
+    rg.atomic_add(state.total, n.id)
+
+
+@rg.ring_kernel(ordered=True)
+def last(n: Note, state: Seen) -> Note:
+    state.total = n.id
+    return n
+"""
+
+
+def _ring_signature(code: str, kernel: str) -> str:
+    sig = code[code.index(f"rg_{kernel}_ring(") :]
+    return sig[: sig.index(")") + 1]
+
+
+def test_dead_letter_marks_only_in_bridged_kernels(monkeypatch):
+    """A bridged kernel takes the dead-letter marks as its ring kernel's last parameter, marks a
+    rejected slot with (seq + 1) << 8 | reason when they are given, and releases the input head at
+    system scope (the host reads the marks below it); a direct kernel has none of it and still
+    stores its head relaxed, as before dead letters existed."""
+    monkeypatch.chdir(ROOT)
+    unit, text = _source(ROOT / "examples" / "word_stats.py")
+    code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    assert _ring_signature(code, "word_stats").endswith("* state, rg_u64* dead_marks)")
+    reject = code[code.index("RG_FN void rg_word_stats_reject") :]
+    reject = reject[: reject.index("\n}\n")]
+    assert "if (dead_marks) {" in reject
+    assert "dead_marks[seq & in_mask] = ((seq + 1ull) << 8) | (rg_u64)why;" in reject
+    assert code.count("rg_word_stats_reject(seq, why, sched, hole_marks, in_mask, dead_marks,") == 1
+    assert "rg_queue_release_head(inq, pub);" in code
+    assert "rg_store_relaxed_u64(&inq->head, pub);" not in code
+    assert "hole_marks, state, dead_marks);" in code  # the ring kernel passes them to its workers
+
+    for direct in ("vector_add", "threshold_filter", "counters"):
+        unit, text = _source(ROOT / "examples" / f"{direct}.py")
+        assert "dead_marks" not in text
+        code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+        assert "rg_store_relaxed_u64(&inq->head, pub);" in code
+        assert "rg_queue_release_head(inq, pub)" not in code
+        for spec in unit.kernels:
+            assert _ring_signature(code, spec.name).endswith("* state)")
+
+
+@needs_nvcc
+@pytest.mark.timeout(300)
+def test_dead_letter_kernels_compile(tmp_path, monkeypatch):
+    """Bridged kernels with dead-letter marks compile for sm_90: one with a positional reply, one with
+    no output queue at all (its head release alone carries the marks to the host) and an ordered one
+    (a single thread validates and rejects)."""
+    path = tmp_path / "h10_state_only.py"
+    path.write_text(STATE_ONLY_BRIDGED)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    unit = collect(str(path))
+    text = cuda.emit(unit)[cuda.source_name(unit)]
+    code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    assert unit.kernels[0].output is None and unit.kernels[1].ordered
+    assert "dead_marks[seq & in_mask]" in code and "rg_queue_release_head(inq, pub);" in code
+    assert _ring_signature(code, "tally").endswith(", rg_u64* dead_marks)")
+    assert _ring_signature(code, "last").endswith(", rg_u64* dead_marks)")
+    # the ordered kernel's single thread rejects through the same path
+    assert code.count("rg_last_reject(seq, why, sched, hole_marks, in_mask, dead_marks,") == 1
+    for source, what in ((text, "h10_state_only.cu"), (_source_at(ROOT, "word_stats"), "ws.cu")):
+        obj = cuda_build.nvcc_compile(
+            source, cuda_build.DEFAULT_OPTIONS, "sm_90", what=what, output="obj"
+        )
+        assert len(obj) > 0
+
+
+def _source_at(root: Path, example: str) -> str:
+    unit = collect(str(root / "examples" / f"{example}.py"))
+    return cuda.emit(unit)[cuda.source_name(unit)]

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from ringgen.runtime.cuda import _stamped
-from ringgen.runtime.cuda_queues import InputRing, OutboxOutput, PositionalOutput
+from ringgen.runtime.cuda_queues import DeadMarks, InputRing, OutboxOutput, PositionalOutput
 
 REQ = np.dtype(
     {
@@ -251,17 +251,21 @@ def test_bridged_rings_round_trip_through_the_codecs(page, tmp_path, monkeypatch
     assert [g.text for g in got] == texts
 
 
-def _fake_handle(kernel, capacity=4):
+def _fake_handle(kernel, capacity=4, dead_letters=False):
     """A CudaKernelHandle whose 'mapped' page and rings are plain numpy arrays (no GPU): the host
     paths run for real, the kernel's side is played by the test."""
     from ringgen.runtime import cuda as C
     from ringgen.runtime.cache import built_package
 
     pkg, codecs = built_package(kernel.spec)
-    k = C.CudaKernelHandle(kernel.spec, str(pkg), codecs=codecs, capacity=capacity)
+    k = C.CudaKernelHandle(
+        kernel.spec, str(pkg), codecs=codecs, capacity=capacity, dead_letters=dead_letters
+    )
     page = np.zeros(C._PAGE, np.uint8)
     k._words = memoryview(page).cast("Q")
     k._words32 = memoryview(page).cast("I")
+    k._ctl = page[C._CTL_OFF : C._CTL_OFF + C.CONTROL_SIZE].view(C.CONTROL_DTYPE)
+    k._ctl["state"] = int(C.Lifecycle.ACTIVE)
     fmt = k.format
     in_stride = C._stride(k.in_codec, fmt.in_slot)
     out_stride = C._stride(k.out_codec, fmt.out_slot)
@@ -285,6 +289,8 @@ def _fake_handle(kernel, capacity=4):
         k.out_codec,
         stride=out_stride,
     )
+    if k.dead_letter_capacity:  # as _launch makes them: one zeroed u64 mark per input slot
+        k._dead = DeadMarks(np.zeros(capacity, np.uint64), k.inq.rows, k.dead_letter_capacity)
     k._setup_fast_paths()
     k._launched = k._accepting = True
     return k, C
@@ -406,3 +412,97 @@ def test_large_bridged_batches_are_encoded_by_several_threads(monkeypatch):
     with pytest.raises(EncodeError, match="text"):
         k.send_batch(bad)
     assert len(calls) == 3 and k.inq.tail == 100 and k._sent == 100  # nothing published
+
+
+def test_dead_marks_harvest_marked_slots_in_order_within_the_bound():
+    """The host end of the dead letters: only marks of this lap below the head count, each copied
+    slot is marked as the device codec marks a dead letter, the buffer holds ``capacity`` rows and
+    counts the rest as dropped, and ``take`` hands them out oldest first."""
+    from ringgen.protocol import Reason
+    from ringgen.runtime.cuda_queues import DeadMarks
+    from ringgen.runtime.dead_letters import dead_letters_from_slots
+
+    cap, size = 8, 64
+    rows = np.zeros((cap, 80), np.uint8)[:, :size]  # a strided ring, as the bridged one is
+    rows[:] = np.arange(cap, dtype=np.uint8)[:, None]
+    marks = np.zeros(cap, np.uint64)
+    dm = DeadMarks(marks, rows, capacity=3)
+    marks[1] = (2 << 8) | int(Reason.BAD_CRC)  # seq 1
+    marks[3] = (4 << 8) | int(Reason.BAD_MAGIC)  # seq 3
+    marks[5] = ((5 + 1 + cap) << 8) | 4  # a mark that is not seq 5's: ignored
+    assert dm.harvest(2) == 2 and dm.harvest(1) == 2  # the head never moves back
+    assert dm.harvest(6) == 6
+    rows[1] = 99  # the host reuses the slot after the harvest: the copy keeps what the kernel saw
+    got = dm.take(10)
+    assert got.shape == (2, size) and got[0, 0] == 1 and got[1, 0] == 3
+    letters = dead_letters_from_slots(got)
+    assert [d.reason for d in letters] == [Reason.BAD_CRC, Reason.BAD_MAGIC]
+    assert all(int.from_bytes(d.data[44:48], "little") == 1 for d in letters)  # flags: DEAD_LETTER
+    assert letters[0].data[52:] == bytes([1]) * (size - 52)  # the rest is the slot as it was
+    assert dm.take(10).shape == (0, size)
+    # Next lap (seqs 8..15): five dead letters, room for three, two dropped; partial takes.
+    marks[5] = (6 << 8) | 4  # seq 5's mark, a lap old: stale for seq 13, ignored
+    for seq in range(8, 13):
+        marks[seq % cap] = ((seq + 1) << 8) | int(Reason.BAD_UTF8)
+    dm.harvest(16)
+    assert dm.dropped == 2
+    assert len(dm.take(2)) == 2 and len(dm.take(2)) == 1
+    marks[0] = (17 << 8) | int(Reason.BAD_SIZE)  # seq 16, after the queue emptied: kept
+    dm.harvest(17)
+    assert dead_letters_from_slots(dm.take(5))[0].reason is Reason.BAD_SIZE and dm.dropped == 2
+    dm.detach()  # the mapped memory is gone: nothing is read any more
+    assert dm.harvest(40) == 17 and dm.take(1).shape == (0, size)
+
+
+def test_dead_letters_are_copied_before_the_host_reuses_their_slots(monkeypatch, tmp_path):
+    """The handle's wiring without a GPU: the kernel (played here) marks rejected slots; a send that
+    wraps over them harvests first, so receive_dead_letters returns what the kernel rejected, not
+    the messages that replaced them, and stale marks of an earlier lap are ignored."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    monkeypatch.setenv("RINGGEN_CACHE_DIR", str(tmp_path))
+    import ringgen as rg
+    from examples.word_stats import Word, word_stats
+    from ringgen.errors import BuildError
+    from ringgen.protocol import Reason
+    from examples.vector_add import vector_add
+
+    k, C = _fake_handle(word_stats, capacity=4, dead_letters=8)
+    assert k.dead_letter_capacity == 8 and k._dead is not None
+    dead = k._dead._marks
+    size = k.in_codec.slot_size
+
+    def bad(i):
+        data = bytearray(rg.encode(Word(id=i, text="x" * i), sequence=i))
+        data[40] ^= 1  # CRC
+        return bytes(data).ljust(size, b"\0")
+
+    sent = {i: bad(i) for i in range(6)}  # once: the header carries a timestamp
+
+    head, out_tail, holes = C._INQ_OFF // 8 + 16, C._OUTQ_OFF // 8, C._SIDE_OFF // 8
+
+    def kernel(upto, rejected):
+        """Publish [head, upto): every message rejected (a dead mark and a hole), or a hole only."""
+        for seq in range(k._words[head], upto):
+            if seq in rejected:
+                dead[seq % 4] = ((seq + 1) << 8) | int(Reason.BAD_CRC)
+            k.outq.marks[seq % 4] = seq + 1
+            k._words[holes] += 1
+        k._words[out_tail] = upto
+        k._words[head] = upto
+
+    assert k.send_raw_batch(b"".join(sent[i] for i in range(4))) == 4
+    kernel(2, rejected={0, 1})
+    assert k.receive_batch(timeout=0) == []  # both holes: the output head moves past them
+    assert k.send_raw_batch(b"".join(sent[i] for i in (4, 5))) == 2  # reuses the slots of 0 and 1
+    kernel(6, rejected={2, 4})  # 3 and 5: no dead mark (slot 1 keeps the stale mark of seq 1)
+    got = k.receive_dead_letters()
+    assert [(d.reason, d.sequence) for d in got] == [(Reason.BAD_CRC, s) for s in (0, 1, 2, 4)]
+    for d, i in zip(got, (0, 1, 2, 4)):
+        want = bytearray(sent[i])
+        want[44:48], want[48:52] = (1).to_bytes(4, "little"), int(Reason.BAD_CRC).to_bytes(
+            4, "little"
+        )
+        assert d.data == bytes(want)
+    assert k.receive_dead_letters() == [] and k._dead_letters_dropped() == 0
+    with pytest.raises(BuildError, match="vector_add.*bridged input"):
+        _fake_handle(vector_add, dead_letters=True)

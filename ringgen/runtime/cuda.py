@@ -21,7 +21,14 @@ a malformed message in ``stats().rejected`` by reason, and encodes bridged repli
 
 Options of ``launch(backend="cuda", ...)``: ``capacity`` (slots per queue), ``device`` (ordinal),
 ``workers`` (worker blocks; default below), ``source`` (CUDA text instead of the package's file, for
-tests), ``defines`` (extra ``-D`` macros).
+tests), ``defines`` (extra ``-D`` macros), ``dead_letters`` (a bridged input's dead-letter queue:
+True for ``capacity`` slots, or a power of two).
+
+Dead letters (``cuda_queues.DeadMarks``): a rejected bridged slot is not copied by the kernel; it
+writes a mark (sequence + 1, Reason) for the slot into a mapped array, which reaches the host with the
+input head (a system-scope release). The host harvests the marks below the head before it reuses a
+slot — ``_push`` harvests first and admits only up to the harvested head — and copies the marked
+slots out of the input ring it wrote itself. The kernel never waits for the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -44,7 +51,14 @@ from ..protocol import CACHE_LINE, CONTROL_DTYPE, CONTROL_SIZE, Lifecycle
 from . import cuda_build, cuda_device
 from .base import KernelHandle
 from .batches import SlotBatches
-from .cuda_queues import CudaBatches, InputRing, OutboxOutput, PositionalOutput, encode_rows
+from .cuda_queues import (
+    CudaBatches,
+    DeadMarks,
+    InputRing,
+    OutboxOutput,
+    PositionalOutput,
+    encode_rows,
+)
 
 __all__ = ["CudaKernelHandle", "HANDLE_CLASS", "DEFAULT_WORKERS", "probe"]
 
@@ -88,8 +102,11 @@ class CudaKernelHandle(KernelHandle):
         workers: Optional[int] = None,
         source: Optional[str] = None,
         defines: Sequence[str] = (),
+        dead_letters: Union[bool, int] = False,
     ) -> None:
-        super().__init__(spec, package_dir, codecs=codecs, capacity=capacity)
+        super().__init__(
+            spec, package_dir, codecs=codecs, capacity=capacity, dead_letters=dead_letters
+        )
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise ValueError(f"kernel {spec.name}: workers must be a positive int, got {workers!r}")
         self.device = device
@@ -103,6 +120,7 @@ class CudaKernelHandle(KernelHandle):
         self._fast_put = None
         self._fast_take = None
         self._pinned: list[np.ndarray] = []
+        self._dead: Optional[DeadMarks] = None  # the dead-letter marks, with dead_letters
         self.compiled = False  # True when this launch ran nvcc (a cold cache)
 
     # ------------------------------------------------------------------ launching
@@ -175,6 +193,10 @@ class CudaKernelHandle(KernelHandle):
             in_arr, in_dtype, cap, self._words, _INQ_OFF // 8, self.in_codec, stride=in_stride
         )
         marks, marks_dev = self._mapped(cap * 4)
+        dead_dev = 0
+        if self.dead_letter_capacity:
+            dead, dead_dev = self._mapped(cap * 8)  # zeroed: 0 is never a mark
+            self._dead = DeadMarks(dead.view(np.uint64), self.inq.rows, self.dead_letter_capacity)
         out_dev = 0
         if self.spec.uses_outbox:
             out_dtype = _stamped(self.format.out_slot, bridged=self.out_codec.bridged)
@@ -214,6 +236,9 @@ class CudaKernelHandle(KernelHandle):
         self._copy_stream = drv.Stream(flags=1)
         self._finished = drv.Event()
         u64 = np.uint64
+        # A bridged kernel takes the dead-letter marks last (0: launched without dead_letters); a
+        # direct one has no such parameter.
+        extra = (u64(dead_dev),) if self.in_codec.bridged else ()
         func(
             u64(page_dev + _CTL_OFF),
             u64(page_dev + _INQ_OFF),
@@ -228,6 +253,7 @@ class CudaKernelHandle(KernelHandle):
             done,
             u64(chunks - 1),
             u64(state_dev),
+            *extra,
             block=(block, 1, 1),
             grid=(grid, 1),
             stream=self._stream,
@@ -395,12 +421,31 @@ class CudaKernelHandle(KernelHandle):
     # ------------------------------------------------------------------ transport hooks
 
     def _push(self, batch: np.ndarray) -> int:
+        admit = self._admit_head()
+        if self._dead is not None:
+            # Dead letters are copied out of the input ring: harvest the marks below the kernel's
+            # head before any slot is reused, and reuse none beyond what was harvested.
+            admit = min(admit, self._dead.harvest(self.inq.device_head()))
         if batch.dtype != self.format.in_slot:  # bridged view rows: encoded into the ring itself
-            return self.inq.put_rows(batch, self._admit_head(), self._encode_rows)
-        return self.inq.put(batch, self._admit_head())
+            return self.inq.put_rows(batch, admit, self._encode_rows)
+        return self.inq.put(batch, admit)
 
     def _encode_rows(self, rows: np.ndarray, out: np.ndarray, sequence: int) -> None:
         encode_rows(self.in_codec, rows, out, sequence)
+
+    def _pop_dead_letters(self, max_n: int) -> np.ndarray:
+        if self._dead is None:
+            return super()._pop_dead_letters(max_n)
+        self._dead.harvest(self.inq.device_head())
+        return self._dead.take(max_n)
+
+    def _dead_letters_dropped(self) -> int:
+        if self._dead is None:
+            return 0
+        # The kernel only marks; a dead letter is dropped (or not) when the host harvests it, so
+        # harvest first: a stats() after the messages were processed counts all of them.
+        self._dead.harvest(self.inq.device_head())  # (DeadMarks has its own lock)
+        return self._dead.dropped
 
     def _pop(self, max_n: int) -> np.ndarray:
         if self.outq is None:
@@ -444,6 +489,13 @@ class CudaKernelHandle(KernelHandle):
 
     def _release(self) -> None:
         cuda_device.context(self.device)
+        if self._dead is not None:
+            # The last marks (terminate drained them already; abort() did not): into the handle's
+            # dead-letter spill, which stays readable, before the ring and marks are freed.
+            with self._dl_lock:
+                self._dead.harvest(self.inq.device_head())
+                self._dl_spill.put(self._dead.take(self.dead_letter_capacity))
+                self._dead.detach()
         for mem in self._alloc:
             mem.free()
         self._alloc.clear()

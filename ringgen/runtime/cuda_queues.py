@@ -6,7 +6,7 @@ the slots it covers. Counters are 8-byte words read and written through a ``memo
 one Python-level access each: on the latency path every extra touch of pinned memory costs 100-200 ns
 (DESIGN.md §5). Sequence numbers only grow; slot ``i`` of a ring of capacity C is ``i % C``.
 
-Also here: ``CudaBatches`` (how the handle's batches of bridged messages reach the rings) and
+Also here: ``DeadMarks`` (the host end of the dead-letter marks), ``CudaBatches`` (how the handle's batches of bridged messages reach the rings) and
 ``encode_rows`` (a bridged batch encoded straight into ring slots, by several threads when large).
 
 A ring is a flat uint8 buffer of ``capacity * stride`` bytes. A direct message's slot is its C struct
@@ -27,9 +27,11 @@ import numpy as np
 
 from ..wire.header import now_ticks
 from .batches import SlotBatches
+from .dead_letters import mark_dead_letters
 
 __all__ = [
     "CudaBatches",
+    "DeadMarks",
     "ENCODE_THREADS",
     "InputRing",
     "OutboxOutput",
@@ -84,6 +86,8 @@ class InputRing:
         self.slots = buf[: cap * self.size].view(dtype) if self.stride == self.size else None
         self._u8 = buf[: cap * self.stride]
         self._rows = _rows(buf, cap, self.stride, self.size)
+        #: The ring as a ``(cap, slot size)`` uint8 view (the dead letters are copied out of it).
+        self.rows = self._rows
         self._bytes = memoryview(self._u8)
         self._words = words
         self._tail_at = ctl_word + _TAIL
@@ -202,6 +206,84 @@ class InputRing:
             self._words[self._tail_at] = self.tail
 
 
+class DeadMarks:
+    """The host end of a bridged kernel's dead letters: per-slot marks in mapped memory.
+
+    The kernel does not copy a rejected slot anywhere: it writes ``(seq + 1) << 8 | reason`` into
+    ``marks[seq % cap]`` (a u64 per input slot) before the publisher releases the input head past
+    ``seq``. ``harvest(head)`` reads the marks of ``[harvested, head)`` — stale marks of earlier laps
+    carry another sequence number — and copies each marked slot out of the input ring, marked as
+    ``rg_wire_mark_dead_letter`` would mark it, into a buffer of at most ``capacity`` rows (the
+    dead-letter queue); a dead letter that finds it full is counted in ``dropped``. The host must
+    harvest before it overwrites a slot, so ``_push`` harvests first and admits only up to
+    ``harvested`` (the ring's slots below it are the only ones it may reuse).
+
+    ``marks`` is a ``(cap,)`` uint64 array, ``rows`` the ring as a ``(cap, slot_size)`` uint8 view.
+    Thread-safe: the sender and the dead-letter reader both harvest.
+    """
+
+    def __init__(self, marks: np.ndarray, rows: np.ndarray, capacity: int) -> None:
+        self.cap = len(rows)
+        self.capacity = capacity
+        self.harvested = 0
+        self.dropped = 0
+        self._marks: Optional[np.ndarray] = marks
+        self._rows = rows
+        self._pending: list[np.ndarray] = []
+        self._count = 0
+        self._lock = threading.Lock()
+
+    def harvest(self, head: int) -> int:
+        """Collect the dead letters of ``[harvested, head)``; returns ``harvested`` (now ``head``).
+
+        ``head`` must be read (the device's input head) before this call: the marks below it are
+        then in place, since the kernel releases the head after them."""
+        with self._lock:
+            start = self.harvested
+            if head <= start or self._marks is None:
+                return start
+            seqs = np.arange(start, head, dtype=np.uint64)
+            pos = (seqs & np.uint64(self.cap - 1)).astype(np.intp)
+            marks = self._marks[pos]
+            hit = (marks >> np.uint64(8)) == seqs + np.uint64(1)
+            if hit.any():
+                rows = self._rows[pos[hit]]  # fancy indexing: a copy, taken before any reuse
+                mark_dead_letters(rows, (marks[hit] & np.uint64(0xFF)).astype("<u4"))
+                room = self.capacity - self._count
+                if len(rows) > room:
+                    self.dropped += len(rows) - room
+                    rows = rows[:room]
+                if len(rows):
+                    self._pending.append(rows)
+                    self._count += len(rows)
+            self.harvested = head
+            return head
+
+    def take(self, max_n: int) -> np.ndarray:
+        """Up to ``max_n`` dead letters, oldest first (a ``(k, slot_size)`` uint8 array, k >= 0)."""
+        with self._lock:
+            parts, got = [], 0
+            while self._pending and got < max_n:
+                first = self._pending[0]
+                part = first[: max_n - got]
+                if len(part) == len(first):
+                    self._pending.pop(0)
+                else:
+                    self._pending[0] = first[len(part) :]
+                parts.append(part)
+                got += len(part)
+            self._count -= got
+        if not parts:
+            return np.zeros((0, self._rows.shape[1]), dtype=np.uint8)
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    def detach(self) -> None:
+        """Forget the mapped arrays (their memory is about to be freed); counts stay readable."""
+        with self._lock:
+            self._marks = None
+            self._rows = self._rows[:0].copy()
+
+
 class PositionalOutput:
     """The consumer end of a one-reply-per-request output queue.
 
@@ -231,6 +313,8 @@ class PositionalOutput:
         self.slots = buf[: cap * self.size].view(dtype) if self.stride == self.size else None
         self._u8 = buf[: cap * self.stride]
         self._rows = _rows(buf, cap, self.stride, self.size)
+        #: The ring as a ``(cap, slot size)`` uint8 view (the dead letters are copied out of it).
+        self.rows = self._rows
         self._bytes = memoryview(self._u8)
         self._words = words
         self._tail_at = ctl_word + _TAIL
