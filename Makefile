@@ -66,5 +66,11 @@ demo: setup generate
 format: setup
 	$(PY) -m black ringgen tests examples bench
 
+# Each benchmark prints a table and writes JSON + PNG under bench/results/. The CUDA one needs a GPU
+# (PyCUDA): on a machine without one it says so and exits; .ci/gpu runs it on the GPU machine.
 bench: setup
-	@set -e; for f in $(sort $(wildcard bench/bench_*.py)); do echo "== $$f"; $(PY) $$f; done
+	$(PY) bench/opencl.py
+	$(PY) bench/bridged.py
+	@if $(PY) -c "import pycuda.driver as d; d.init(); assert d.Device.count()" >/dev/null 2>&1; then \
+		$(PY) bench/cuda.py; \
+	else echo "bench: no CUDA device here; bench/cuda.py runs on a GPU machine (.ci/gpu)"; fi

@@ -56,7 +56,9 @@ def time_calls(fn: Callable[[], object], repeat: int, warmup: int = 3) -> np.nda
 
 def summarize(samples: Iterable[float]) -> dict:
     """Median, 99th percentile, mean and count of a set of per-call times (seconds)."""
-    a = np.asarray(list(samples) if not isinstance(samples, np.ndarray) else samples, dtype=np.float64)
+    a = np.asarray(
+        list(samples) if not isinstance(samples, np.ndarray) else samples, dtype=np.float64
+    )
     if a.size == 0:
         raise ValueError("summarize() needs at least one sample")
     return {
@@ -123,9 +125,12 @@ def print_table(rows: list[Result], title: str = "") -> str:
         cells = [f"{b:,}"]
         for s in series:
             r = by.get((s, b))
-            cells.append("-" if r is None else
-                         f"{_fmt_time(r.seconds['p50'])} | {_fmt_time(r.seconds['p99'])} | "
-                         f"{_fmt_rate(r.throughput)}")
+            cells.append(
+                "-"
+                if r is None
+                else f"{_fmt_time(r.seconds['p50'])} | {_fmt_time(r.seconds['p99'])} | "
+                f"{_fmt_rate(r.throughput)}"
+            )
         lines.append(cells)
     widths = [max(len(head[i]), *(len(c[i]) for c in lines)) for i in range(len(head))]
     out = []
@@ -133,8 +138,12 @@ def print_table(rows: list[Result], title: str = "") -> str:
         out.append(title)
     out.append("  ".join(h.ljust(w) for h, w in zip(head, widths)))
     out.append("  ".join("-" * w for w in widths))
-    out.extend("  ".join(c.rjust(w) if i == 0 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-               for cells in lines)
+    out.extend(
+        "  ".join(
+            c.rjust(w) if i == 0 else c.ljust(w) for i, (c, w) in enumerate(zip(cells, widths))
+        )
+        for cells in lines
+    )
     text = "\n".join(out)
     print(text)
     return text
@@ -150,17 +159,33 @@ def git_commit(repo: Optional[Path] = None) -> str:
         return os.environ["RINGGEN_BENCH_COMMIT"]
     repo = repo or Path(__file__).resolve().parent.parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                             check=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=repo,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
         return sha + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
 
-def write_json(name: str, rows: list[Result], device: str, extra: Optional[dict] = None,
-               directory: Optional[Path] = None) -> Path:
+def write_json(
+    name: str,
+    rows: list[Result],
+    device: str,
+    extra: Optional[dict] = None,
+    directory: Optional[Path] = None,
+) -> Path:
     """Write ``<directory>/<name>.json`` with the rows, device, commit, date, host and ``extra``."""
     directory = Path(directory or RESULTS_DIR)
     directory.mkdir(parents=True, exist_ok=True)
@@ -169,8 +194,11 @@ def write_json(name: str, rows: list[Result], device: str, extra: Optional[dict]
         "device": device,
         "commit": git_commit(),
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "host": {"machine": platform.machine(), "python": platform.python_version(),
-                 "cpus": os.cpu_count()},
+        "host": {
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+        },
         **(extra or {}),
         "results": [r.to_json() for r in rows],
     }
@@ -196,10 +224,19 @@ def plot(name: str, rows: list[Result], title: str = "", directory: Optional[Pat
         b = [r.batch for r in pts]
         p50 = np.array([r.seconds["p50"] for r in pts]) * 1e6
         p99 = np.array([r.seconds["p99"] for r in pts]) * 1e6
-        ax_t.errorbar(b, p50, yerr=[np.zeros_like(p50), np.maximum(p99 - p50, 0)], marker="o",
-                      capsize=3, label=s)
+        ax_t.errorbar(
+            b,
+            p50,
+            yerr=[np.zeros_like(p50), np.maximum(p99 - p50, 0)],
+            marker="o",
+            capsize=3,
+            label=s,
+        )
         ax_r.plot(b, [r.throughput for r in pts], marker="o", label=s)
-    for ax, ylabel in ((ax_t, "round trip per batch, us (p50, bar to p99)"), (ax_r, "messages / s")):
+    for ax, ylabel in (
+        (ax_t, "round trip per batch, us (p50, bar to p99)"),
+        (ax_r, "messages / s"),
+    ):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("batch size (messages)")

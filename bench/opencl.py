@@ -119,8 +119,15 @@ class _Ringgen:
             opts["groups"] = self.groups
             if self.group_size:
                 opts["group_size"] = self.group_size
-        k = OpenclKernel.open(self.spec, str(self.pkg), codecs=self.codecs, device=self.device,
-                              mode=self.mode, capacity=_pow2_at_least(batch), **opts)
+        k = OpenclKernel.open(
+            self.spec,
+            str(self.pkg),
+            codecs=self.codecs,
+            device=self.device,
+            mode=self.mode,
+            capacity=_pow2_at_least(batch),
+            **opts,
+        )
         try:
             k.send_batch(arr)
             parts, got = [], 0
@@ -139,8 +146,12 @@ class _Ringgen:
             stats = k.stats()
         finally:
             k.terminate(timeout=5.0)
-        self.extra = {"group_size": k.group_size, "groups": getattr(k, "groups", 1),
-                      "capacity": k.capacity, "output_stalls": stats.output_stalls}
+        self.extra = {
+            "group_size": k.group_size,
+            "groups": getattr(k, "groups", 1),
+            "capacity": k.capacity,
+            "output_stalls": stats.output_stalls,
+        }
         return samples
 
 
@@ -159,10 +170,17 @@ class _Baseline:
         ctx = context_for(device)
         self.queue = cl.CommandQueue(ctx, device.device)
         self.kernel = cl.Kernel(cl.Program(ctx, BASELINE_SOURCE).build(), "add")
-        self.req = np.dtype({"names": ["id", "a", "b"], "formats": ["<i8", "<f4", "<f4"],
-                             "offsets": [0, 8, 12], "itemsize": 16})
-        self.resp = np.dtype({"names": ["id", "sum"], "formats": ["<i8", "<f4"], "offsets": [0, 8],
-                              "itemsize": 16})
+        self.req = np.dtype(
+            {
+                "names": ["id", "a", "b"],
+                "formats": ["<i8", "<f4", "<f4"],
+                "offsets": [0, 8, 12],
+                "itemsize": 16,
+            }
+        )
+        self.resp = np.dtype(
+            {"names": ["id", "sum"], "formats": ["<i8", "<f4"], "offsets": [0, 8], "itemsize": 16}
+        )
         mf = cl.mem_flags
         self.in_buf = cl.Buffer(ctx, mf.READ_ONLY, biggest * self.req.itemsize)
         self.out_buf = cl.Buffer(ctx, mf.WRITE_ONLY, biggest * self.resp.itemsize)
@@ -205,8 +223,9 @@ def run(series, batches, quick: bool) -> list[Result]:
                 # settle so that they do not slow down the next series.
                 time.sleep(SETTLE_S)
         for s in series:
-            rows.append(Result(s.name, batch, summarize(np.concatenate(samples[s.name])),
-                               dict(s.extra)))
+            rows.append(
+                Result(s.name, batch, summarize(np.concatenate(samples[s.name])), dict(s.extra))
+            )
         log.info("batch %d done", batch)
     return rows
 
@@ -215,13 +234,23 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--modes", default="persistent,relaunch", help="comma-separated modes")
     ap.add_argument("--batches", default=",".join(map(str, BATCH_SIZES)))
-    ap.add_argument("--device", default=None, help="OpenCL device pattern (else $RINGGEN_OPENCL_DEVICE)")
+    ap.add_argument(
+        "--device", default=None, help="OpenCL device pattern (else $RINGGEN_OPENCL_DEVICE)"
+    )
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
-    ap.add_argument("--group-size", type=int, default=None,
-                    help="work-items of the resident group (default: the backend's)")
+    ap.add_argument(
+        "--group-size",
+        type=int,
+        default=None,
+        help="work-items of the resident group (default: the backend's)",
+    )
     ap.add_argument("--no-baseline", action="store_true", help="skip the launch-per-batch baseline")
-    ap.add_argument("--groups", type=int, default=1,
-                    help="also measure persistent mode with this many resident groups (1: skip)")
+    ap.add_argument(
+        "--groups",
+        type=int,
+        default=1,
+        help="also measure persistent mode with this many resident groups (1: skip)",
+    )
     ap.add_argument("--name", default="opencl", help="results file stem under bench/results/")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -245,9 +274,17 @@ def main(argv=None) -> int:
     title = f"vector_add round trip, 16-byte messages, {device.label}"
     print()
     print_table(rows, title)
-    path = write_json(args.name, rows, device.label,
-                      extra={"message_bytes": 16, "quick": args.quick, "rounds": ROUNDS,
-                             "wall_s": round(time.perf_counter() - t0, 1)})
+    path = write_json(
+        args.name,
+        rows,
+        device.label,
+        extra={
+            "message_bytes": 16,
+            "quick": args.quick,
+            "rounds": ROUNDS,
+            "wall_s": round(time.perf_counter() - t0, 1),
+        },
+    )
     png = plot(args.name, rows, title)
     print(f"\nwrote {path} and {png}")
     return 0

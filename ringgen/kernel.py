@@ -112,7 +112,9 @@ def _resolve_hints(func: Callable, info: SourceInfo, node: ast.FunctionDef) -> d
                 ann = eval(ann, ns)  # noqa: S307 - the user's own annotation
             except Exception as exc:
                 where = arg_nodes[name].annotation if name in arg_nodes else node.returns
-                raise _error(info, where or node, f"cannot resolve annotation {ann!r}: {exc}") from None
+                raise _error(
+                    info, where or node, f"cannot resolve annotation {ann!r}: {exc}"
+                ) from None
         out[name] = ann
     return out
 
@@ -159,60 +161,102 @@ class KernelSpec:
         return self.func.__module__
 
 
-def _declare_kernel(func: Callable, *, name: Optional[str], capacity: int, ordered: bool) -> KernelSpec:
+def _declare_kernel(
+    func: Callable, *, name: Optional[str], capacity: int, ordered: bool
+) -> KernelSpec:
     info = _source_of(func)
     node = _func_node(info)
     kname = name or func.__name__
     problem = check_identifier_shape(kname) or (
-        f"'{kname}' is a reserved word in {', '.join(reserved_by(kname))}" if reserved_by(kname) else None
+        f"'{kname}' is a reserved word in {', '.join(reserved_by(kname))}"
+        if reserved_by(kname)
+        else None
     )
     if problem:
-        raise _error(info, node, f"kernel name {kname!r}: {problem}", hint="pass name=... to @rg.ring_kernel")
+        raise _error(
+            info, node, f"kernel name {kname!r}: {problem}", hint="pass name=... to @rg.ring_kernel"
+        )
     if not isinstance(capacity, int) or capacity < 2 or capacity & (capacity - 1):
-        raise _error(info, node, f"kernel {kname}: capacity must be a power of two >= 2, got {capacity!r}",
-                     hint="e.g. capacity=1024")
+        raise _error(
+            info,
+            node,
+            f"kernel {kname}: capacity must be a power of two >= 2, got {capacity!r}",
+            hint="e.g. capacity=1024",
+        )
     if node.args.vararg or node.args.kwarg or node.args.kwonlyargs or node.args.posonlyargs:
-        raise _error(info, node, f"kernel {kname}: *args, **kwargs and keyword-only parameters are not supported")
+        raise _error(
+            info,
+            node,
+            f"kernel {kname}: *args, **kwargs and keyword-only parameters are not supported",
+        )
     if node.args.defaults:
-        raise _error(info, node.args.defaults[0], f"kernel {kname}: parameters cannot have defaults")
+        raise _error(
+            info, node.args.defaults[0], f"kernel {kname}: parameters cannot have defaults"
+        )
     hints = _resolve_hints(func, info, node)
     roles: dict[str, str] = {}
     input_cls = state_cls = outbox_cls = None
     for i, arg in enumerate(node.args.args):
         if arg.annotation is None:
-            raise _error(info, arg, f"kernel {kname}: parameter '{arg.arg}' has no type annotation",
-                         hint="annotate it with a @rg.message class (the input), a @rg.state class, "
-                              "or rg.Outbox[Msg]")
+            raise _error(
+                info,
+                arg,
+                f"kernel {kname}: parameter '{arg.arg}' has no type annotation",
+                hint="annotate it with a @rg.message class (the input), a @rg.state class, "
+                "or rg.Outbox[Msg]",
+            )
         ann = hints[arg.arg]
         origin = typing.get_origin(ann)
         if origin is Outbox:
             (elem,) = typing.get_args(ann)
             if not is_message_class(elem) or elem.__ringgen_decl__.kind != "message":
-                raise _error(info, arg.annotation, f"kernel {kname}: Outbox element must be a @rg.message class")
+                raise _error(
+                    info,
+                    arg.annotation,
+                    f"kernel {kname}: Outbox element must be a @rg.message class",
+                )
             if outbox_cls is not None:
                 raise _error(info, arg, f"kernel {kname}: only one Outbox parameter is allowed")
             outbox_cls, roles["outbox"] = elem, arg.arg
         elif ann is Outbox:
-            raise _error(info, arg.annotation, f"kernel {kname}: Outbox needs its message type",
-                         hint="write rg.Outbox[Msg]")
+            raise _error(
+                info,
+                arg.annotation,
+                f"kernel {kname}: Outbox needs its message type",
+                hint="write rg.Outbox[Msg]",
+            )
         elif is_message_class(ann) and ann.__ringgen_decl__.kind == "state":
             if state_cls is not None:
                 raise _error(info, arg, f"kernel {kname}: only one state parameter is allowed")
             state_cls, roles["state"] = ann, arg.arg
         elif is_message_class(ann):
             if i != 0:
-                raise _error(info, arg, f"kernel {kname}: the input message must be the first parameter")
+                raise _error(
+                    info, arg, f"kernel {kname}: the input message must be the first parameter"
+                )
             input_cls, roles["input"] = ann, arg.arg
         else:
-            raise _error(info, arg.annotation, f"kernel {kname}: parameter '{arg.arg}' has unsupported type "
-                         f"{getattr(ann, '__qualname__', ann)!s}",
-                         hint="parameters are the input message, a @rg.state class, and rg.Outbox[Msg]")
+            raise _error(
+                info,
+                arg.annotation,
+                f"kernel {kname}: parameter '{arg.arg}' has unsupported type "
+                f"{getattr(ann, '__qualname__', ann)!s}",
+                hint="parameters are the input message, a @rg.state class, and rg.Outbox[Msg]",
+            )
     if input_cls is None:
-        raise _error(info, node, f"kernel {kname}: the first parameter must be the input message",
-                     hint="e.g. def handler(req: Request) -> Response")
+        raise _error(
+            info,
+            node,
+            f"kernel {kname}: the first parameter must be the input message",
+            hint="e.g. def handler(req: Request) -> Response",
+        )
     if node.returns is None:
-        raise _error(info, node, f"kernel {kname}: missing return annotation",
-                     hint="annotate '-> Response', '-> Optional[Response]' or '-> None' (with an Outbox)")
+        raise _error(
+            info,
+            node,
+            f"kernel {kname}: missing return annotation",
+            hint="annotate '-> Response', '-> Optional[Response]' or '-> None' (with an Outbox)",
+        )
     ret, may_skip = _unwrap_optional(hints["return"])
     output_cls = None
     if ret is None or ret is type(None):
@@ -220,11 +264,21 @@ def _declare_kernel(func: Callable, *, name: Optional[str], capacity: int, order
     elif is_message_class(ret) and ret.__ringgen_decl__.kind == "message":
         output_cls = ret
     else:
-        raise _error(info, node.returns, f"kernel {kname}: return type must be a @rg.message class, "
-                     f"Optional of one, or None", hint="e.g. '-> Response'")
+        raise _error(
+            info,
+            node.returns,
+            f"kernel {kname}: return type must be a @rg.message class, "
+            f"Optional of one, or None",
+            hint="e.g. '-> Response'",
+        )
     if output_cls is not None and outbox_cls is not None:
-        raise _error(info, node.returns, f"kernel {kname}: a kernel has one output queue; return a message "
-                     "or take an Outbox, not both", hint="annotate '-> None' and emit through the Outbox")
+        raise _error(
+            info,
+            node.returns,
+            f"kernel {kname}: a kernel has one output queue; return a message "
+            "or take an Outbox, not both",
+            hint="annotate '-> None' and emit through the Outbox",
+        )
     spec = KernelSpec(
         name=kname,
         func=func,
@@ -280,17 +334,28 @@ class DeviceFunction:
         self.__qualname__ = func.__qualname__
         node = _func_node(self.source)
         problem = check_identifier_shape(func.__name__) or (
-            f"reserved word in {', '.join(reserved_by(func.__name__))}" if reserved_by(func.__name__) else None
+            f"reserved word in {', '.join(reserved_by(func.__name__))}"
+            if reserved_by(func.__name__)
+            else None
         )
         if problem:
             raise _error(self.source, node, f"device function {func.__name__!r}: {problem}")
         for arg in node.args.args:
             if arg.annotation is None:
-                raise _error(self.source, arg, f"device function {func.__name__}: parameter '{arg.arg}' "
-                             "has no type annotation", hint="annotate it, e.g. 'x: f32'")
+                raise _error(
+                    self.source,
+                    arg,
+                    f"device function {func.__name__}: parameter '{arg.arg}' "
+                    "has no type annotation",
+                    hint="annotate it, e.g. 'x: f32'",
+                )
         if node.returns is None:
-            raise _error(self.source, node, f"device function {func.__name__}: missing return annotation",
-                         hint="annotate the result, e.g. '-> f32'")
+            raise _error(
+                self.source,
+                node,
+                f"device function {func.__name__}: missing return annotation",
+                hint="annotate the result, e.g. '-> f32'",
+            )
         self.hints = _resolve_hints(func, self.source, node)
 
     def __call__(self, *args, **kwargs):
@@ -300,8 +365,13 @@ class DeviceFunction:
         return f"<device function {self.__qualname__}>"
 
 
-def ring_kernel(func: Optional[F] = None, *, name: Optional[str] = None,
-                capacity: int = DEFAULT_CAPACITY, ordered: bool = False):
+def ring_kernel(
+    func: Optional[F] = None,
+    *,
+    name: Optional[str] = None,
+    capacity: int = DEFAULT_CAPACITY,
+    ordered: bool = False,
+):
     """Declare a ring kernel from a typed handler.
 
     Args:

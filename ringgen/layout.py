@@ -118,13 +118,23 @@ def type_dtype(t: FieldType) -> np.dtype:
     if isinstance(t, ArrayType):
         return np.dtype((type_dtype(t.elem), (t.length,)))
     if isinstance(t, StrType):
-        return np.dtype({"names": ["len", "data"], "formats": ["<u4", ("u1", (t.max_bytes,))],
-                         "offsets": [0, 4], "itemsize": type_size(t)})
+        return np.dtype(
+            {
+                "names": ["len", "data"],
+                "formats": ["<u4", ("u1", (t.max_bytes,))],
+                "offsets": [0, 4],
+                "itemsize": type_size(t),
+            }
+        )
     if isinstance(t, ListType):
-        return np.dtype({"names": ["len", "items"],
-                         "formats": ["<u4", (type_dtype(t.elem), (t.max_len,))],
-                         "offsets": [0, _round_up(4, type_align(t.elem))],
-                         "itemsize": type_size(t)})
+        return np.dtype(
+            {
+                "names": ["len", "items"],
+                "formats": ["<u4", (type_dtype(t.elem), (t.max_len,))],
+                "offsets": [0, _round_up(4, type_align(t.elem))],
+                "itemsize": type_size(t),
+            }
+        )
     if isinstance(t, MessageType):
         return layout_of(t.cls).dtype
     raise TypeError(t)
@@ -232,15 +242,24 @@ def _aux_for(t: FieldType, out: dict[str, AuxStruct]) -> None:
     if isinstance(t, StrType):
         fl = (
             FieldLayout("len", u32, 0, 4, 4, u32.c_name, ()),
-            FieldLayout("data", ArrayType(u8, t.max_bytes), 4, t.max_bytes, 1, u8.c_name, (t.max_bytes,)),
+            FieldLayout(
+                "data", ArrayType(u8, t.max_bytes), 4, t.max_bytes, 1, u8.c_name, (t.max_bytes,)
+            ),
         )
     else:
         off = _round_up(4, type_align(t.elem))
         items = ArrayType(t.elem, t.max_len)
         fl = (
             FieldLayout("len", u32, 0, 4, 4, u32.c_name, ()),
-            FieldLayout("items", items, off, type_size(items), type_align(t.elem),
-                        c_type_name(t.elem), array_dims(items)),
+            FieldLayout(
+                "items",
+                items,
+                off,
+                type_size(items),
+                type_align(t.elem),
+                c_type_name(t.elem),
+                array_dims(items),
+            ),
         )
     out[name] = AuxStruct(name, t, fl, type_size(t), type_align(t))
 
@@ -269,7 +288,9 @@ def compute_layout(spec: MessageSpec) -> MessageLayout:
         _aux_for(f.type, aux)
         fa, fs = type_align(f.type), type_size(f.type)
         offset = _round_up(offset, fa)
-        fields.append(FieldLayout(f.name, f.type, offset, fs, fa, c_type_name(f.type), array_dims(f.type)))
+        fields.append(
+            FieldLayout(f.name, f.type, offset, fs, fa, c_type_name(f.type), array_dims(f.type))
+        )
         offset += fs
         align = max(align, fa)
     size = _round_up(offset, align)
@@ -292,7 +313,10 @@ def compute_layout(spec: MessageSpec) -> MessageLayout:
                 f"{spec.name}: bridged payload bound is {max_payload} bytes, over the "
                 f"{PAYLOAD_BOUND}-byte limit (largest field: {spec.name}.{worst.name}, "
                 f"{compute_max_payload(worst.type)} bytes)",
-                file=worst.pos.file, line=worst.pos.line, col=worst.pos.col, end_col=worst.pos.end_col,
+                file=worst.pos.file,
+                line=worst.pos.line,
+                col=worst.pos.col,
+                end_col=worst.pos.end_col,
                 hint="lower the Str/List bounds",
             )
     elif size > PAYLOAD_BOUND:
@@ -301,7 +325,10 @@ def compute_layout(spec: MessageSpec) -> MessageLayout:
         raise LayoutError(
             f"{spec.name}: struct size is {size} bytes, over the {PAYLOAD_BOUND}-byte limit "
             f"(largest field: {spec.name}.{worst.name}, {worst.size} bytes)",
-            file=pos.file, line=pos.line, col=pos.col, end_col=pos.end_col,
+            file=pos.file,
+            line=pos.line,
+            col=pos.col,
+            end_col=pos.end_col,
             hint="split the message, or use smaller arrays",
         )
     lay = MessageLayout(

@@ -246,7 +246,9 @@ def _to_field_type(cls, fname, pos, ann, *, top: bool, in_array: bool = False) -
     if isinstance(ann, StrType):
         n = ann.max_bytes
         if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
-            raise err(f"Str bound must be a positive integer number of bytes, got {n!r}", "e.g. Str[64]")
+            raise err(
+                f"Str bound must be a positive integer number of bytes, got {n!r}", "e.g. Str[64]"
+            )
         if n > PAYLOAD_BOUND:
             raise err(f"Str[{n}] exceeds the {PAYLOAD_BOUND}-byte payload bound")
         return ann
@@ -291,25 +293,35 @@ def _reject(err, ann):
         raise err("bytes is not supported", "use Array[u8, N] (fixed) or List[u8, N] (bounded)")
     if ann in (list, tuple, set, frozenset) or origin in (list, tuple, set, frozenset):
         name = getattr(origin or ann, "__name__", str(ann))
-        raise err(f"{name} is not supported: GPU messages need a bound", "use Array[T, N] or List[T, N]")
+        raise err(
+            f"{name} is not supported: GPU messages need a bound", "use Array[T, N] or List[T, N]"
+        )
     if ann is dict or origin is dict:
-        raise err("dict is not supported in messages", "use two List[T, N] fields, or a List of a message")
+        raise err(
+            "dict is not supported in messages", "use two List[T, N] fields, or a List of a message"
+        )
     if origin is typing.Union or type(ann).__name__ == "UnionType":
         raise err("Optional and Union are not supported", "use a separate has_x: bool_ field")
     if ann is complex:
         raise err("complex is not supported", "use two f32 or f64 fields")
     if ann is typing.Any or ann is object:
-        raise err("a field needs a concrete type", "use one of i8..u64, f32, f64, bool_, Array, Str, List")
+        raise err(
+            "a field needs a concrete type", "use one of i8..u64, f32, f64, bool_, Array, Str, List"
+        )
     if isinstance(ann, type) and attrs.has(ann):
         raise err(
             f"{ann.__name__} is an attrs class but not a ringgen message",
             f"decorate {ann.__name__} with @rg.message",
         )
     if isinstance(ann, type):
-        raise err(f"unsupported field type {ann.__qualname__}",
-                  "use one of i8..u64, f32, f64, bool_, Array, Str, List or a @rg.message class")
-    raise err(f"unsupported field type {ann!r}",
-              "use one of i8..u64, f32, f64, bool_, Array, Str, List or a @rg.message class")
+        raise err(
+            f"unsupported field type {ann.__qualname__}",
+            "use one of i8..u64, f32, f64, bool_, Array, Str, List or a @rg.message class",
+        )
+    raise err(
+        f"unsupported field type {ann!r}",
+        "use one of i8..u64, f32, f64, bool_, Array, Str, List or a @rg.message class",
+    )
 
 
 def _positions(cls: type) -> tuple[SourcePos, dict[str, SourcePos]]:
@@ -329,8 +341,12 @@ def _positions(cls: type) -> tuple[SourcePos, dict[str, SourcePos]]:
     if node is None:
         return SourcePos(file, start), {}
     cls_line = start + node.lineno - 1
-    cls_pos = SourcePos(file, cls_line, node.col_offset + indent + len("class "),
-                        node.col_offset + indent + len("class ") + len(node.name))
+    cls_pos = SourcePos(
+        file,
+        cls_line,
+        node.col_offset + indent + len("class "),
+        node.col_offset + indent + len("class ") + len(node.name),
+    )
     fields = {}
     for stmt in node.body:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
@@ -349,20 +365,31 @@ def _declare(cls: type, kind: str) -> type:
     pos, field_pos = _positions(cls)
     name_problem = check_identifier_shape(cls.__name__)
     if name_problem:
-        raise SchemaError(f"class {cls.__name__}: {name_problem}", file=pos.file, line=pos.line,
-                          col=pos.col, end_col=pos.end_col)
+        raise SchemaError(
+            f"class {cls.__name__}: {name_problem}",
+            file=pos.file,
+            line=pos.line,
+            col=pos.col,
+            end_col=pos.end_col,
+        )
     langs = reserved_by(cls.__name__)
     if langs:
         raise SchemaError(
             f"class {cls.__name__}: the name is a reserved word in {', '.join(langs)}",
-            file=pos.file, line=pos.line, col=pos.col, end_col=pos.end_col,
+            file=pos.file,
+            line=pos.line,
+            col=pos.col,
+            end_col=pos.end_col,
             hint=f"rename the class, e.g. {cls.__name__.capitalize()}Msg",
         )
     anns = cls.__dict__.get("__annotations__", {})
     if not anns:
         raise SchemaError(
             f"{kind} {cls.__name__} has no fields; C has no empty structs",
-            file=pos.file, line=pos.line, col=pos.col, end_col=pos.end_col,
+            file=pos.file,
+            line=pos.line,
+            col=pos.col,
+            end_col=pos.end_col,
             hint="declare at least one annotated field, e.g. `id: i64`",
         )
     for fname in anns:
@@ -373,7 +400,9 @@ def _declare(cls: type, kind: str) -> type:
         langs = reserved_by(fname)
         if langs:
             raise _field_error(
-                cls, fname, fpos,
+                cls,
+                fname,
+                fpos,
                 f"'{fname}' is a reserved word in {', '.join(langs)}",
                 hint=f"rename the field, e.g. {fname}_",
             )
@@ -381,7 +410,10 @@ def _declare(cls: type, kind: str) -> type:
         if is_message_class(base):
             raise SchemaError(
                 f"{kind} {cls.__name__} inherits from message {base.__name__}; inheritance is not supported",
-                file=pos.file, line=pos.line, col=pos.col, hint="nest the other message as a field",
+                file=pos.file,
+                line=pos.line,
+                col=pos.col,
+                hint="nest the other message as a field",
             )
     module = sys.modules.get(cls.__module__)
     namespace = dict(vars(builtins))
@@ -389,8 +421,13 @@ def _declare(cls: type, kind: str) -> type:
     try:
         new = attrs.define(cls, slots=True, eq=True, order=False, weakref_slot=False)
     except (ValueError, TypeError) as exc:
-        raise SchemaError(f"{kind} {cls.__name__}: {exc}", file=pos.file, line=pos.line, col=pos.col,
-                          hint="fields with defaults must come after fields without") from None
+        raise SchemaError(
+            f"{kind} {cls.__name__}: {exc}",
+            file=pos.file,
+            line=pos.line,
+            col=pos.col,
+            hint="fields with defaults must come after fields without",
+        ) from None
     new.__ringgen_decl__ = _Declaration(kind, pos, field_pos, namespace)
     return new
 

@@ -69,8 +69,20 @@ def build_targets(device_targets: Iterable[str] = ()) -> tuple[str, ...]:
 
 #: What decides the text of a generated package, besides the user's source: ringgen's own modules and
 #: templates (the runtime is left out: it reads packages, it does not write them).
-_GENERATOR_PARTS = ("codegen", "dsl", "wire", "metal_shim", "types.py", "schema.py", "layout.py",
-                    "kernel.py", "protocol.py", "naming.py", "build.py", "codec.py")
+_GENERATOR_PARTS = (
+    "codegen",
+    "dsl",
+    "wire",
+    "metal_shim",
+    "types.py",
+    "schema.py",
+    "layout.py",
+    "kernel.py",
+    "protocol.py",
+    "naming.py",
+    "build.py",
+    "codec.py",
+)
 
 
 @functools.lru_cache(maxsize=1)
