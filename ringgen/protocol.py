@@ -26,10 +26,22 @@ __all__ = [
     "Reason",
     "Status",
     "N_REASONS",
+    "OUTBOX_LIMIT",
+    "TERMINATE_DRAIN",
+    "TERMINATE_STOP_NOW",
 ]
 
 #: Counters and request words each sit on their own line so the two sides never share one.
 CACHE_LINE = 128
+
+#: Most messages one handler call may emit through an Outbox, on every backend and the reference: output
+#: room is reserved per input up front, so a bound is needed; one more emit is Reason.OUTBOX_OVERFLOW.
+OUTBOX_LIMIT = 8
+
+#: Values the host writes to the control block's ``terminate`` word: drain the input queue, then stop;
+#: or stop now, without draining (a dropped or abandoned handle, whose replies no one will read).
+TERMINATE_DRAIN = 1
+TERMINATE_STOP_NOW = 2
 
 
 class Lifecycle(enum.IntEnum):

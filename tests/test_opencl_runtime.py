@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ringgen.errors import BackendUnavailableError, QueueClosedError, QueueFullError
-from ringgen.protocol import Lifecycle
+from ringgen.protocol import TERMINATE_STOP_NOW, Lifecycle
 from test_opencl_support import (
     DEVICES,
     device_params,
@@ -311,7 +311,7 @@ def test_dropped_handle_stops_its_kernel_safely(va, device, mode):
     ctl = k._ctl
     del k
     gc.collect()
-    assert ctl["terminate"][0] == 1
+    assert ctl["terminate"][0] == TERMINATE_STOP_NOW
     deadline = time.monotonic() + 5
     while ctl["state"][0] != int(Lifecycle.TERMINATED) and time.monotonic() < deadline:
         time.sleep(0.001)
@@ -320,3 +320,87 @@ def test_dropped_handle_stops_its_kernel_safely(va, device, mode):
         k2.send_batch(requests(codecs, 4), timeout=5)
         assert len(_receive_n(k2, 4)) == 4
     assert backend._ORPHANS == []
+
+
+@pytest.mark.parametrize("device,mode", device_params(("persistent", "persistent-2groups")))
+def test_dropped_handle_with_full_output_queue_stops_and_is_reaped(va, device, mode):
+    """A handle dropped while its kernel waits for room in a full output queue (no one will ever
+    drain it) still stops the kernel (stop now, not drain), and the reaper frees its memory."""
+    import gc
+
+    from ringgen.runtime import opencl_persistent as backend
+
+    pkg, unit, codecs = va
+    k = open_kernel(pkg, unit, codecs, device, mode, capacity=64)
+    sent = k.send_batch(requests(codecs, 64), timeout=5)
+    deadline = time.monotonic() + 5
+    while k.stats().output_depth < 64 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    sent += k.send_batch(requests(codecs, 64), block=False)
+    deadline = time.monotonic() + 5
+    while k.stats().output_stalls == 0 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert k.stats().output_stalls >= 1, "the kernel never waited on its full output queue"
+    ctl = k._ctl
+    del k
+    gc.collect()
+    deadline = time.monotonic() + 5
+    while ctl["state"][0] != int(Lifecycle.TERMINATED) and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert ctl["state"][0] == int(Lifecycle.TERMINATED)
+    deadline = time.monotonic() + 5
+    while backend._ORPHANS and time.monotonic() < deadline:
+        backend._reap_orphans()
+        time.sleep(0.001)
+    assert backend._ORPHANS == []
+
+
+@pytest.mark.parametrize("device,mode", device_params(("persistent",)))
+def test_terminate_while_other_threads_poll(va, device, mode):
+    """stats(), lifecycle, state() and receive_batch(timeout=0) from other threads during terminate
+    see the live kernel or the final snapshot (or QueueClosedError), never freed memory or a
+    released memoryview's ValueError."""
+    import threading
+
+    pkg, unit, codecs = va
+    errors = []
+
+    def poll(k, stop):
+        while not stop.is_set():
+            try:
+                k.stats()
+                k.lifecycle
+                k.receive_batch(timeout=0)
+            except QueueClosedError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - any other error is the bug under test
+                errors.append(repr(exc))
+                return
+
+    for _ in range(15):
+        k = open_kernel(pkg, unit, codecs, device, mode)
+        stop = threading.Event()
+        threads = [threading.Thread(target=poll, args=(k, stop)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.005)
+        final = k.terminate()
+        time.sleep(0.002)
+        stop.set()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert final.lifecycle is Lifecycle.TERMINATED
+        assert k.stats().lifecycle is Lifecycle.TERMINATED
+
+
+def test_calls_now_detects_the_unavailable_clock_through_the_dialect_constant():
+    """The loader refuses a source that uses rg.now() (the prelude maps it to NOW_UNAVAILABLE) and
+    accepts one whose only mention is the prelude's definition."""
+    from ringgen.codegen.dialect_opencl import NOW_UNAVAILABLE
+    from ringgen.runtime.opencl import calls_now
+
+    prelude = f"#define rg_now() {NOW_UNAVAILABLE}()\n"
+    assert not calls_now(prelude + "void f(void) { x = 1; }\n")
+    assert calls_now(prelude + "void f(void) { t = rg_now(); }\n")
+    assert calls_now(f"void f(void) {{ t = {NOW_UNAVAILABLE}(); }}\n")

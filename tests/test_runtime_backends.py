@@ -67,3 +67,49 @@ def test_cuda_without_pycuda_says_what_to_install():
     with pytest.raises(BackendUnavailableError, match="PyCUDA is not installed") as info:
         backends.load_backend("cuda")
     assert "pip install" in str(info.value)
+
+
+class _Refuses(CpuKernelHandle):
+    """A backend that is present but cannot run any kernel (as OpenCL refuses rg.now())."""
+
+    backend = "refuses"
+
+    def _launch(self) -> None:
+        raise BackendUnavailableError(f"kernel {self.name}: backend refuses cannot run it")
+
+
+def _with_refusing_first(monkeypatch):
+    monkeypatch.delenv("RINGGEN_BACKEND", raising=False)
+    monkeypatch.setitem(backends.BACKENDS, "refuses", "ringgen.runtime.cpu")
+    monkeypatch.setitem(backends._LOADED, "refuses", _Refuses)
+    monkeypatch.setattr(backends, "AUTO_ORDER", ("refuses", "cpu"))
+
+
+def test_auto_falls_back_when_the_chosen_backend_cannot_run_the_kernel(monkeypatch, caplog):
+    """auto skips a backend raising BackendUnavailableError for this kernel, logging why (info)."""
+    import logging
+
+    import ringgen as rg
+    from examples.vector_add import AddRequest, AddResponse, vector_add
+
+    _with_refusing_first(monkeypatch)
+    with caplog.at_level(logging.INFO, logger="ringgen"):
+        with rg.launch(vector_add) as k:
+            assert k.backend == "cpu"
+            k.send(AddRequest(id=1, a=1.0, b=2.0))
+            assert k.receive(timeout=2.0) == AddResponse(id=1, sum=3.0)
+    assert any("refuses cannot run kernel vector_add" in r.getMessage() and "trying cpu"
+               in r.getMessage() for r in caplog.records)
+
+
+def test_a_named_backend_is_never_replaced(monkeypatch):
+    """backend='refuses' (or RINGGEN_BACKEND=refuses) raises its own error: no fallback."""
+    import ringgen as rg
+    from examples.vector_add import vector_add
+
+    _with_refusing_first(monkeypatch)
+    with pytest.raises(BackendUnavailableError, match="refuses cannot run it"):
+        rg.launch(vector_add, backend="refuses")
+    monkeypatch.setenv("RINGGEN_BACKEND", "refuses")
+    with pytest.raises(BackendUnavailableError, match="refuses cannot run it"):
+        rg.launch(vector_add)

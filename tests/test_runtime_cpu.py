@@ -489,3 +489,78 @@ def test_a_handler_the_compiler_rejects_fails_at_launch_with_its_position(module
         rg.launch(mod.bad, backend="cpu")
     assert f"{path}:13:" in str(info.value)
     assert _worker_threads() == []
+
+
+def test_terminate_without_timeout_waits_and_frees():
+    """terminate(timeout=None) means no limit (as in receive): it completes and frees the kernel."""
+    k = rg.launch(vector_add, backend="cpu")
+    k.send(AddRequest(id=1, a=1.0, b=2.0))
+    final = k.terminate(timeout=None)
+    assert final.lifecycle is Lifecycle.TERMINATED and k._released
+    assert not k._thread.is_alive()
+    assert k.receive(timeout=1.0) == AddResponse(id=1, sum=3.0)
+
+
+def test_send_batch_array_of_other_dtypes_converts_only_safely():
+    """A structured array whose fields have other dtypes converts when no value changes (int32 id,
+    float64 operands round to float32 as send does) and raises EncodeError naming Class.field
+    otherwise, where numpy would silently truncate or wrap."""
+    ok = np.zeros(2, dtype=[("id", "<i4"), ("a", "<f8"), ("b", "<f8")])
+    ok["id"], ok["a"], ok["b"] = [1, 2], [1.5, 2.5], 1.0
+    with rg.launch(vector_add, backend="cpu") as k:
+        assert k.send_batch(ok) == 2
+        got = [k.receive(timeout=2.0) for _ in range(2)]
+        assert got == [AddResponse(id=1, sum=2.5), AddResponse(id=2, sum=3.5)]
+        floats = np.zeros(1, dtype=[("id", "<f8"), ("a", "<f8"), ("b", "<f8")])
+        floats["id"] = 1.7
+        with pytest.raises(EncodeError, match=r"AddRequest\.id.*float64"):
+            k.send_batch(floats)
+        big = np.zeros(2, dtype=[("id", "<u8"), ("a", "<f4"), ("b", "<f4")])
+        big["id"] = [1, 2**63]
+        with pytest.raises(EncodeError, match=r"AddRequest\.id = 9223372036854775808.*uint64"):
+            k.send_batch(big)
+        assert k.stats().sent == 2
+
+
+def test_concurrent_observers_during_terminate_never_see_a_raw_error():
+    """stats(), lifecycle, state() and receive_batch from other threads while the kernel terminates
+    give the live or the final values, or QueueClosedError: terminate frees under the locks."""
+    errors = []
+
+    def poll(k, stop):
+        while not stop.is_set():
+            try:
+                k.stats()
+                k.lifecycle
+                k.state()
+                k.receive_batch(timeout=0)
+            except QueueClosedError:
+                pass
+            except Exception as exc:  # noqa: BLE001 - any other error is the bug under test
+                errors.append(repr(exc))
+                return
+
+    for _ in range(20):
+        k = rg.launch(vector_add, backend="cpu")
+        stop = threading.Event()
+        threads = [threading.Thread(target=poll, args=(k, stop)) for _ in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.002)
+        k.terminate()
+        stop.set()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert k.lifecycle is Lifecycle.TERMINATED
+
+
+def test_small_error_messages_name_the_kernel_and_what_happened():
+    """receive_batch(max_n=0) names the kernel; a full queue with timeout=0 says it did not wait."""
+    with rg.launch(rk.echo_small, backend="cpu") as k:
+        with pytest.raises(ValueError, match="echo_small.*max_n"):
+            k.receive_batch(max_n=0)
+        _fill_until_full(k)
+        with pytest.raises(QueueFullError, match="without waiting") as info:
+            k.send(rk.Seq(seq=-1, value=0), timeout=0)
+        assert "block=False" not in str(info.value)

@@ -1,4 +1,5 @@
-"""Raw sends and the dead-letter queue on every backend that has them (cpu, OpenCL both modes).
+"""Raw sends and the dead-letter queue on every backend that has them (cpu, OpenCL both modes, and
+CUDA with ``-m gpu``: skipped where PyCUDA or a GPU is missing).
 
 ``send_raw``/``send_raw_batch`` put encoded slots in the input queue with no check beyond their size;
 ``dead_letters=True`` returns the bridged inputs that fail validation, marked with their Reason,
@@ -32,7 +33,18 @@ BACKENDS = [pytest.param("cpu", None, None, id="cpu")] + [
     for p in device_params(("persistent", "persistent-2groups", "relaunch", "relaunch-cl1.2"))
     for d, m in [p.values]
     if d is not None
-]
+] + [pytest.param("cuda", None, None, marks=pytest.mark.gpu, id="cuda")]
+
+
+def cuda_or_skip() -> None:
+    """Skip the test unless PyCUDA and a CUDA device that maps host memory are present."""
+    pytest.importorskip("pycuda.driver")
+    from ringgen.runtime import cuda
+
+    try:
+        cuda.probe()
+    except rg.RinggenError as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture(scope="module")
@@ -45,9 +57,11 @@ def packages(tmp_path_factory):
 
 
 def launch(packages, which, backend, device, mode, **options):
-    if backend == "cpu":
+    if backend in ("cpu", "cuda"):
+        if backend == "cuda":
+            cuda_or_skip()
         kernel = {"word_stats": word_stats, "vector_add": vector_add}[which]
-        return rg.launch(kernel, backend="cpu", **options)
+        return rg.launch(kernel, backend=backend, **options)
     pkg, unit, codecs = packages[which]
     return open_kernel(pkg, unit, codecs, device, mode, **options)
 

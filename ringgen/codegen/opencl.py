@@ -108,6 +108,7 @@ def render_source(
         codec=codec,
         body=body,
         kernels=[kernel_context(k) for k in unit.kernels],
+        terminate_stop_now=protocol.TERMINATE_STOP_NOW,
     )
 
 

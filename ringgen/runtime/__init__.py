@@ -48,8 +48,12 @@ def launch(kernel: Any, backend: str = "auto", **options: Any) -> KernelHandle:
     from .cache import DEVICE_TARGETS, built_package
 
     spec = kernel_spec_of(kernel)
-    name = resolve_backend(backend)
-    # A device backend loads the source its own target emits ("opencl" -> <name>.cl).
-    targets = load_backend(name).targets or ((name,) if name in DEVICE_TARGETS else ())
-    package_dir, codecs = built_package(spec, targets)
-    return open_kernel(spec, str(package_dir), name, codecs=codecs, **options)
+
+    def package_for(name: str) -> tuple:
+        # A device backend loads the source its own target emits ("opencl" -> <name>.cl).
+        targets = load_backend(name).targets or ((name,) if name in DEVICE_TARGETS else ())
+        package_dir, codecs = built_package(spec, targets)
+        return str(package_dir), codecs
+
+    # open_kernel resolves "auto", and falls back past a backend that cannot run this kernel.
+    return open_kernel(spec, None, backend, package_for=package_for, **options)

@@ -6,7 +6,10 @@ device is missing. Importing this module imports no driver: PyCUDA and PyOpenCL 
 backend is asked for, so ``import ringgen`` stays cheap and works on a machine with neither.
 
 ``auto`` picks the first available of cuda, opencl, cpu; the ``RINGGEN_BACKEND`` environment variable,
-when set, replaces ``auto`` (an explicit ``backend=`` argument still wins over it).
+when set, replaces ``auto`` (an explicit ``backend=`` argument still wins over it). When the chosen
+backend is present but cannot run this kernel (``BackendUnavailableError`` from its launch, e.g. an
+OpenCL kernel that calls ``rg.now()``), ``auto`` logs why and launches on the next available one; a
+backend the user named (argument or environment variable) is never replaced.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional, Tuple
 
 from ..errors import BackendUnavailableError, BuildError
 from ..kernel import KernelSpec
@@ -188,29 +191,66 @@ def available_backends() -> list[str]:
     return out
 
 
+def _candidates(backend: str) -> list[str]:
+    """The backends to try for ``backend``, in order: every available one for a plain ``auto``,
+    else just the one it names."""
+    if backend == "auto" and os.environ.get(ENV_VAR, "").strip().lower() in ("", "auto"):
+        first = resolve_backend("auto")  # raises, listing why, when none is available
+        later = AUTO_ORDER[AUTO_ORDER.index(first) + 1 :]
+        return [first] + [n for n in available_backends() if n in later]
+    return [resolve_backend(backend)]
+
+
 def open_kernel(
     spec: KernelSpec,
     package_dir: Optional[str],
     backend: str = "auto",
     *,
     codecs: Optional[Mapping[str, Any]] = None,
+    package_for: Optional[Callable[[str], Tuple[str, Mapping[str, Any]]]] = None,
     **options: Any,
 ) -> KernelHandle:
     """Launch ``spec`` on ``backend`` and return its running ``KernelHandle``.
+
+    With ``auto`` (and no ``RINGGEN_BACKEND``), a backend that raises ``BackendUnavailableError``
+    for this kernel is skipped (logged at info on the "ringgen" logger) for the next available one.
 
     Args:
         spec: the kernel to launch.
         package_dir: its generated package directory (codecs and sources are read from there).
         backend: "auto", "cpu", "opencl" or "cuda".
         codecs: the package's ``serializers.CODECS``, when the caller has imported it already.
+        package_for: instead of ``package_dir`` and ``codecs``: ``name -> (package_dir, codecs)``
+            for the backend about to be tried (``rg.launch`` builds each backend's sources this way).
         options: backend options (``capacity``, and those a device backend documents).
 
     Raises:
-        BackendUnavailableError: as ``resolve_backend``.
+        BackendUnavailableError: as ``resolve_backend``, or no candidate backend can run the kernel
+            (the last one's error).
         BuildError: no package was given, or it has no codec for one of the kernel's messages.
         KernelTimeoutError, KernelFaultError: the kernel did not start.
     """
-    name = resolve_backend(backend)
+    names = _candidates(backend)
+    for name, fallback in zip(names, names[1:]):
+        if package_for is not None:
+            package_dir, codecs = package_for(name)
+        try:
+            return _open_on(name, spec, package_dir, codecs, options)
+        except BackendUnavailableError as exc:
+            log.info("backend auto: %s cannot run kernel %s (%s); trying %s", name, spec.name,
+                     exc.message, fallback)
+    if package_for is not None:
+        package_dir, codecs = package_for(names[-1])
+    return _open_on(names[-1], spec, package_dir, codecs, options)
+
+
+def _open_on(
+    name: str,
+    spec: KernelSpec,
+    package_dir: Optional[str],
+    codecs: Optional[Mapping[str, Any]],
+    options: Mapping[str, Any],
+) -> KernelHandle:
     cls = load_backend(name)
     if codecs is None:
         if package_dir is None:

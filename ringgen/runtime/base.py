@@ -10,7 +10,12 @@ Policies (docs/runtime.md is the user-facing version):
 
 - **Threads.** One producer and one consumer per queue (the protocol is single-producer,
   single-consumer); the handle serializes its own senders and its own receivers with two locks, so a
-  handle may be shared between threads.
+  handle may be shared between threads. Every read of the transport happens under one of the send,
+  receive or dead-letter locks (observers — ``stats``, ``lifecycle``, ``state`` — use the receive
+  lock), and ``terminate`` frees the transport holding all three, always taken in the order send ->
+  receive -> dead-letter (nothing takes an earlier one while holding a later one), after setting
+  ``_released``; so another thread sees either the live transport or the final snapshot, never
+  freed memory.
 - **Back-pressure.** Nothing is dropped or overwritten. ``send`` on a full input queue waits for room
   (``block=True``, the default) or raises ``QueueFullError`` (``block=False``, or when ``timeout``
   expires). The kernel waits the same way when its output queue is full, counting an output stall.
@@ -71,6 +76,10 @@ log = logging.getLogger("ringgen")
 #: The input and output message classes of a handle, for type checkers (``KernelHandle[Req, Resp]``).
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
+
+#: The wait ``terminate(timeout=None)`` gives ``_synchronize``: finite, so every backend's deadline
+#: arithmetic and ``Thread.join`` accept it, and longer than any process lives.
+_NO_LIMIT = 1e9
 
 #: Lifecycle states in which the kernel no longer runs (nothing more will be published).
 _STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
@@ -148,10 +157,11 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         self.dead_letter_capacity = dead_letter_capacity(
             spec.name, bool(self.in_codec.bridged), dead_letters, cap
         )
-        self._dl_lock = threading.Lock()
+        # Reentrant: terminate holds all three while a backend's _release may take one again.
+        self._dl_lock = threading.RLock()
         self._dl_spill = SpillBuffer()
-        self._send_lock = threading.Lock()
-        self._recv_lock = threading.Lock()
+        self._send_lock = threading.RLock()
+        self._recv_lock = threading.RLock()
         self._term_lock = threading.Lock()
         self._spill = SpillBuffer()
         self._sent = 0
@@ -264,8 +274,10 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
                 raise self._full_error(0, 1, timeout)
             await backoff.wait_async(deadline)
 
-    def _try_push(self, batch: Batch) -> int:
+    def _try_push(self, batch: Batch, *, observe: bool = False) -> int:
         with self._send_lock:
+            if observe and not self._released:
+                self._lifecycle_now()  # a faulted kernel never makes room: fail instead of waiting
             self._check_sendable()
             n = self._push(batch)
             self._sent += n
@@ -282,8 +294,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             if expired(deadline):
                 break
             backoff.wait(deadline)
-            self._lifecycle_now()  # a faulted kernel never makes room: fail instead of waiting
-            n = self._try_push(batch[done:])
+            n = self._try_push(batch[done:], observe=True)
             if n:
                 done += n
                 backoff.reset()
@@ -301,7 +312,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         )
 
     def _full_error(self, accepted: int, total: int, timeout: Optional[float]) -> QueueFullError:
-        waited = f"for {timeout:g} s" if timeout else "(block=False)"
+        waited = f"within {timeout:g} s" if timeout else "without waiting"
         err = QueueFullError(
             f"kernel {self.name} ({self.backend}): input queue full (capacity {self.capacity}); "
             f"{accepted} of {total} message(s) accepted {waited}",
@@ -344,7 +355,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         """
         n = self.capacity if max_n is None else int(max_n)
         if n < 1:
-            raise ValueError(f"max_n must be >= 1, got {max_n!r}")
+            raise ValueError(f"kernel {self.name}: receive_batch max_n must be >= 1, got {max_n!r}")
         batch = self._pop_wait(n, timeout)
         if batch is None:
             return self.format.empty()
@@ -403,15 +414,18 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             if len(batch):
                 self._received += len(batch)
                 return batch
-        # Nothing queued: a stopped kernel will publish nothing more.
-        if self._launched and self._lifecycle_now() is Lifecycle.FAULTED:
-            with self._recv_lock:
-                batch = self._pop(max_n)
+        # Nothing queued: a stopped kernel will publish nothing more. Checked under the lock, since
+        # terminate may have freed the transport since (the next poll then reads the spill).
+        with self._recv_lock:
+            if not self._launched or self._released:
+                return None
+            if self._lifecycle_now() is not Lifecycle.FAULTED:
+                return None
+            batch = self._pop(max_n)
             if len(batch):
                 self._received += len(batch)
                 return batch
             raise self._fault_error("stopped")
-        return None
 
     def _pop_wait(self, max_n: int, timeout: Optional[float]) -> Optional[Batch]:
         self._require_output()
@@ -432,11 +446,12 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
     @property
     def lifecycle(self) -> Lifecycle:
         """The kernel's lifecycle state (``ringgen.protocol.Lifecycle``)."""
-        if self._released:
-            return self._final_stats.lifecycle if self._final_stats else Lifecycle.TERMINATED
-        if not self._launched:
-            return Lifecycle.CREATED
-        return self._lifecycle_now()
+        with self._recv_lock:
+            if self._released:
+                return self._final_stats.lifecycle if self._final_stats else Lifecycle.TERMINATED
+            if not self._launched:
+                return Lifecycle.CREATED
+            return self._lifecycle_now()
 
     def _lifecycle_now(self, ctl: Optional[np.ndarray] = None) -> Lifecycle:
         """The lifecycle in ``ctl`` (default: the control block now)."""
@@ -452,9 +467,10 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
 
     def stats(self) -> KernelStats:
         """A snapshot of the kernel's counters (``KernelStats``); after termination, the final one."""
-        if self._released:
-            return self._stats_after_release()
-        return self._stats_now()
+        with self._recv_lock:
+            if self._released:
+                return self._stats_after_release()
+            return self._stats_now()
 
     def _stats_now(self, lifecycle: Optional[Lifecycle] = None) -> KernelStats:
         in_depth, out_depth = self._queue_depths()
@@ -498,9 +514,10 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         """
         if self.spec.state is None:
             return None
-        if self._released:
-            return self._final_state
-        return self._read_state()
+        with self._recv_lock:
+            if self._released:
+                return self._final_state
+            return self._read_state()
 
     def _fault_error(self, what: str, *, final: bool = False) -> KernelFaultError:
         fault = self._final_stats.fault if final and self._final_stats else None
@@ -517,15 +534,19 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         )
 
     def _input_depth_safe(self) -> int:
-        return self._spill.count if self._released else self._queue_depths()[0]
+        with self._recv_lock:
+            return self._spill.count if self._released else self._queue_depths()[0]
 
     # ------------------------------------------------------------------------ terminating
 
-    def terminate(self, timeout: float = 1.0) -> KernelStats:
+    def terminate(self, timeout: Optional[float] = 1.0) -> KernelStats:
         """Stop the kernel: request, wait for it to drain and acknowledge, synchronize, free.
 
         Replies published before the acknowledgement stay readable with ``receive``. Calling it again
         is harmless. Returns the final ``KernelStats``.
+
+        Args:
+            timeout: the longest wait for the acknowledgement in seconds (None: no limit).
 
         Raises:
             KernelTimeoutError: the kernel did not acknowledge within ``timeout`` seconds. The handle
@@ -553,13 +574,18 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
                 if expired(deadline):
                     self._give_up(state, timeout)
                 backoff.wait(deadline)
-            self._drain_output()
-            self._drain_dead_letters()
-            self._final_stats = self._stats_now(lifecycle=state)
-            self._final_state = self._read_state() if self.spec.state is not None else None
-            self._synchronize(max(0.0, deadline - time.monotonic()) + 1.0)
-            self._release()
-            self._released = True
+            # The lock order of every path that takes more than one: send -> receive -> dead-letter.
+            # Holding all three, no other thread is inside the transport when it is freed, and each
+            # one that comes next finds _released set and reads the final snapshot instead.
+            with self._send_lock, self._recv_lock, self._dl_lock:
+                self._drain_output()
+                self._drain_dead_letters()
+                self._final_stats = self._stats_now(lifecycle=state)
+                self._final_state = self._read_state() if self.spec.state is not None else None
+                left = _NO_LIMIT if deadline is None else max(0.0, deadline - time.monotonic())
+                self._synchronize(left + 1.0)
+                self._released = True
+                self._release()
             log.debug("terminated kernel %s on %s", self.name, self.backend)
             return self.stats()
 
@@ -576,8 +602,9 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             self._final_stats = self._stats_now(lifecycle=Lifecycle.FAULTED)
         except Exception:  # the transport may be what failed; the error below says enough
             self._final_stats = None
-        self._abandon()
-        self._released = True
+        with self._send_lock, self._recv_lock, self._dl_lock:
+            self._abandon()
+            self._released = True
         raise KernelTimeoutError(
             f"kernel {self.name} ({self.backend}) did not acknowledge terminate within {timeout:g} s "
             f"(lifecycle {state.name}); it was abandoned",

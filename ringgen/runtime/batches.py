@@ -23,7 +23,7 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import SchemaError
+from ..errors import EncodeError, SchemaError
 
 __all__ = [
     "Batch",
@@ -72,12 +72,52 @@ def _check_array(kernel: str, codec: Any, arr: Any) -> np.ndarray:
                 f"{codec.cls.__qualname__}",
                 hint="use the codec's dtype: CODECS[name].dtype",
             )
-        # Same fields in another layout (unaligned, other order): convert field by field.
+        # Same fields in another layout (unaligned, other order, other dtypes): convert field by
+        # field, refusing any conversion that would change a value.
         out = np.zeros(len(arr), dtype=codec.dtype)
-        for n in codec.dtype.names:
-            out[n] = arr[n]
+        _copy_fields(kernel, codec.cls.__qualname__, out, arr)
         return out
     return np.ascontiguousarray(arr)
+
+
+def _copy_fields(kernel: str, path: str, out: np.ndarray, src: np.ndarray) -> None:
+    """Copy every field of ``out``'s dtype from ``src``, recursing into nested structs.
+
+    A conversion numpy calls "same_kind" is allowed (float64 -> float32 rounds, as ``send`` does); an
+    integer column is converted to any integer type after a range check (its min and max, so no
+    per-row work).
+
+    Raises:
+        EncodeError: a field's dtype cannot be converted safely (float -> int), or an integer value
+            is out of its field's range; names ``Class.field`` and both dtypes.
+    """
+    for name in out.dtype.names:
+        where = f"{path}.{name}"
+        dst_t, src_t = out.dtype[name], src.dtype[name]
+        if dst_t.names is not None:
+            if src_t.names is None:
+                raise EncodeError(f"kernel {kernel}: {where} is a struct, the array's field is "
+                                  f"{src_t}", hint="use the codec's dtype: CODECS[name].dtype")
+            _copy_fields(kernel, where, out[name], src[name])
+            continue
+        dst, have = dst_t.base, src_t.base
+        if dst.kind in "iu" and have.kind in "iub":
+            column = src[name]
+            if column.size and not np.can_cast(have, dst, "safe"):
+                info = np.iinfo(dst)
+                lo, hi = column.min(), column.max()
+                if lo < info.min or hi > info.max:
+                    bad = lo if lo < info.min else hi
+                    raise EncodeError(
+                        f"kernel {kernel}: {where} = {int(bad)} (array dtype {have}) is out of the "
+                        f"range of {dst} [{info.min}, {info.max}]",
+                        hint="fix the value, or declare the field with a wider type")
+        elif not np.can_cast(have, dst, "same_kind") or dst_t.shape != src_t.shape:
+            raise EncodeError(
+                f"kernel {kernel}: {where} has dtype {src_t} in the array, which does not convert "
+                f"safely to the field's {dst_t}",
+                hint="use the codec's dtype: CODECS[name].dtype (np.zeros(n, dtype=...))")
+        out[name] = src[name]
 
 
 class BatchFormat(abc.ABC):
@@ -183,7 +223,22 @@ class SlotBatches(BatchFormat):
         self.out_slot = slot_dtype(out_codec) if out_codec is not None else None
 
     def from_objects(self, messages: Sequence[Any]) -> np.ndarray:
-        return self.from_array(self.in_codec.to_array(list(messages)))
+        codec = self.in_codec
+        if not codec.bridged:
+            return codec.to_array(list(messages))
+        # Bridged: each object is encoded straight into its slot (the columnar path would build a
+        # view row per object first, which costs more than the encoding for a few messages).
+        out = np.zeros(len(messages), dtype=self.in_slot)
+        flat = out.view(np.uint8)
+        size = codec.slot_size
+        pack_into = getattr(codec, "pack_into", None)
+        for i, message in enumerate(messages):
+            if pack_into is not None:
+                pack_into(flat, i * size, message)
+            else:
+                data = codec.pack(message)
+                flat[i * size : i * size + len(data)] = np.frombuffer(data, np.uint8)
+        return out
 
     def from_array(self, arr: np.ndarray) -> np.ndarray:
         if not self.in_codec.bridged:
@@ -196,13 +251,14 @@ class SlotBatches(BatchFormat):
         # _push returns, so the caller may reuse its buffer at once.
         return np.ascontiguousarray(rows).reshape(-1).view(self.in_slot)
 
-    def _views(self, batch: np.ndarray) -> np.ndarray:
-        if not self.out_codec.bridged:
-            return batch
-        return self.out_codec.unpack_array(batch.tobytes(), len(batch))
-
     def to_objects(self, batch: np.ndarray) -> list:
-        return list(self.out_codec.from_array(self._views(batch)))
+        codec = self.out_codec
+        if not codec.bridged:
+            return list(codec.from_array(batch))
+        # Bridged: each slot is decoded straight to its object (no view rows in between).
+        flat = np.ascontiguousarray(batch).view(np.uint8)
+        size = codec.slot_size
+        return [codec.unpack(flat, i * size) for i in range(len(batch))]
 
     def to_array(self, batch: np.ndarray) -> Union[np.ndarray, list]:
         if self.out_codec.bridged:

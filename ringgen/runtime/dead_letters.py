@@ -250,7 +250,9 @@ class RawSlotsAndDeadLetters:
             )
         n = 1 << 62 if max_n is None else int(max_n)
         if n < 1:
-            raise ValueError(f"max_n must be >= 1, got {max_n!r}")
+            raise ValueError(
+                f"kernel {self.name}: receive_dead_letters max_n must be >= 1, got {max_n!r}"
+            )
         parts: list = []
         got = 0
         with self._dl_lock:

@@ -14,9 +14,17 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..errors import KernelTimeoutError
-from ..protocol import CONTROL_DTYPE, CONTROL_SIZE, QUEUE_CTL_DTYPE, Lifecycle
+from ..layout import layout_of
+from ..protocol import (
+    CONTROL_DTYPE,
+    CONTROL_SIZE,
+    QUEUE_CTL_DTYPE,
+    TERMINATE_DRAIN,
+    TERMINATE_STOP_NOW,
+    Lifecycle,
+)
 from .dead_letters import DEAD_LETTER_CTL_DTYPE
-from .opencl import _LINE, OpenclKernel, _bytes, _entry, layout_size
+from .opencl import _LINE, OpenclKernel, _bytes, _entry
 from .opencl_build import context_for
 
 __all__ = ["OpenclPersistentKernel"]
@@ -24,22 +32,25 @@ __all__ = ["OpenclPersistentKernel"]
 #: Slots the host copies before it publishes them, so copying overlaps the kernel's processing.
 _PUBLISH_CHUNK = 16384
 
-#: Kernels whose memory must outlive their handle because they never acknowledged termination: freeing
-#: SVM under a resident kernel would let it scribble on reused memory.
+#: Memory of kernels that failed before their launch was enqueued (no event to wait for): kept, since
+#: whether the device still uses it cannot be known.
 _ABANDONED: list = []
-#: Resident kernels whose handle was dropped without ``terminate``: asked to stop, their memory kept
-#: until their launch completes (freed by the next launch that finds them done).
+#: Resident kernels whose handle was dropped without ``terminate``, or abandoned by it: asked to stop
+#: now, their memory kept until their launch completes (freed by the next launch that finds them done,
+#: or by ``_reap_orphans``). Freeing SVM under a resident kernel would let it scribble on reused memory.
 _ORPHANS: list = []
 
 
 def _stop_orphan(ctl: np.ndarray, allocs: list, queue: Any, event: Any) -> None:
-    """Finalizer of a persistent handle dropped while its kernel runs: ask the kernel to stop and keep
-    its memory alive until it has."""
-    ctl["terminate"] = 1
+    """Finalizer of a persistent handle dropped while its kernel runs: ask the kernel to stop now
+    (no one will drain its output queue again, so a drain request could wait forever on a full one)
+    and keep its memory alive until it has."""
+    ctl["terminate"] = TERMINATE_STOP_NOW
     _ORPHANS.append((allocs, queue, event))
 
 
 def _reap_orphans() -> None:
+    """Free the memory of every orphaned kernel whose launch has completed."""
     import pyopencl as cl
 
     done = cl.command_execution_status.COMPLETE
@@ -92,7 +103,7 @@ class OpenclPersistentKernel(OpenclKernel):
         dl_cap = self.dead_letter_capacity
         self._dl_ring = self._svm(dl_cap * self.in_slot.itemsize)
         groups = self._svm(5 * _LINE)  # rg_groups: claim, turn, reserve, exited, dl_reserve
-        state = self._svm(self.spec.state and layout_size(self.spec.state) or 1)
+        state = self._svm(self.spec.state and layout_of(self.spec.state).size or 1)
         if self.spec.state is not None:
             init = _bytes(self._initial_state())
             state[: init.size] = init
@@ -205,11 +216,11 @@ class OpenclPersistentKernel(OpenclKernel):
         return self._tail - self._in_head[0], self._out_tail[0] - self._head
 
     def _read_state(self) -> Any:
-        size = layout_size(self.spec.state)
+        size = layout_of(self.spec.state).size
         return self._state_from_bytes(self._state_mem[:size].copy())
 
     def _request_terminate(self) -> None:
-        self._ctl["terminate"] = 1
+        self._ctl["terminate"] = TERMINATE_DRAIN
 
     def _synchronize(self, timeout: float) -> None:
         import pyopencl as cl
@@ -235,14 +246,19 @@ class OpenclPersistentKernel(OpenclKernel):
         self._event = None
 
     def _abandon(self) -> None:
-        # A resident kernel cannot be stopped from the host: keep its memory alive (leaked on
-        # purpose) and never wait on its queue, so the process can still exit.
+        # Ask the kernel to stop now and never wait on its queue, so the process can still exit. Its
+        # memory stays alive until its launch completes (a handler that never returns keeps it
+        # forever): freeing SVM under a resident kernel would let it scribble on reused memory.
         finalizer = getattr(self, "_finalizer", None)
         if finalizer is not None:
             finalizer.detach()
+        event = getattr(self, "_event", None)
         if getattr(self, "_allocs", None):
-            _ABANDONED.append((self._allocs, getattr(self, "_queue", None),
-                               getattr(self, "_event", None)))
+            if event is not None:
+                self._ctl["terminate"] = TERMINATE_STOP_NOW
+                _ORPHANS.append((self._allocs, getattr(self, "_queue", None), event))
+            else:
+                _ABANDONED.append((self._allocs, getattr(self, "_queue", None), None))
             self._allocs = []
         self._queue = None
 

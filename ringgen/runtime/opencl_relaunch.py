@@ -11,10 +11,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ..layout import layout_of
 from ..protocol import CONTROL_DTYPE, Lifecycle
 from .batches import SpillBuffer
 from .dead_letters import mark_dead_letters
-from .opencl import OpenclKernel, _concat, _entry, layout_size
+from .opencl import OpenclKernel, _concat, _entry
 from .opencl_build import context_for
 
 __all__ = ["OpenclRelaunchKernel"]
@@ -248,7 +249,7 @@ class OpenclRelaunchKernel(OpenclKernel):
 
         with self._lock:
             self._reap(wait=True)
-            raw = np.empty(layout_size(self.spec.state), dtype=np.uint8)
+            raw = np.empty(layout_of(self.spec.state).size, dtype=np.uint8)
             cl.enqueue_copy(self._queue, raw, self._state_buf, is_blocking=True)
         return self._state_from_bytes(raw)
 
