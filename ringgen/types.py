@@ -25,6 +25,7 @@ __all__ = [
     "Str",
     "StrType",
     "bool_",
+    "describe_type",
     "f32",
     "f64",
     "i16",
@@ -159,6 +160,25 @@ class MessageType:
 
 
 FieldType = Union[ScalarType, ArrayType, StrType, ListType, MessageType]
+
+
+def describe_type(t: FieldType) -> str:
+    """The type as the user writes it: ``f32``, ``List[P, 2]``, ``Str[16]``, ``Array[f32, 4]``, ``P``.
+
+    Every message shown to a user (errors, generated comments, the manifest) spells types this way,
+    never as the repr of the type objects.
+    """
+    if isinstance(t, ScalarType):
+        return t.name
+    if isinstance(t, ArrayType):
+        return f"Array[{describe_type(t.elem)}, {t.length}]"
+    if isinstance(t, StrType):
+        return f"Str[{t.max_bytes}]"
+    if isinstance(t, ListType):
+        return f"List[{describe_type(t.elem)}, {t.max_len}]"
+    if isinstance(t, MessageType):
+        return t.name
+    raise TypeError(t)
 
 
 class _Subscriptable:

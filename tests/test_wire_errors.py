@@ -181,3 +181,46 @@ def test_decode_accepts_any_buffer():
     assert rg.decode(EMsg, bytearray(data)) == ok()
     assert rg.decode(EMsg, memoryview(data)) == ok()
     assert rg.decode(EMsg, np.frombuffer(data, np.uint8)) == ok()
+
+
+@rg.message
+class EPt:
+    x: f32
+    y: f32
+
+
+@rg.message
+class EPoly:
+    pts: List[EPt, 2]
+    tag: Str[8]
+
+
+@rg.message
+class EGrid:
+    cells: Array[EPt, 2]
+
+
+def test_list_of_messages_error_spells_the_type_as_written():
+    """The bound's type reads as the user declared it, not as the repr of ringgen's type objects."""
+    with pytest.raises(EncodeError) as info:
+        rg.encode(EPoly(pts=[EPt(1, 2)] * 3, tag="a"))
+    assert info.value.message == "EPoly.pts: List[EPt, 2] holds at most 2 elements, got 3"
+
+
+def test_direct_array_of_messages_error_spells_the_type_as_written():
+    with pytest.raises(EncodeError) as info:
+        rg.encode(EGrid(cells=5))
+    assert info.value.message == "EGrid.cells: Array[EPt, 2] needs a sequence, got int"
+
+
+def test_describe_type_is_the_declared_spelling():
+    lay = layout_of(EMsg)
+    spelled = {f.name: rg.types.describe_type(f.type) for f in lay.fields}
+    assert spelled == {
+        "id": "i32",
+        "name": "Str[4]",
+        "vals": "List[f32, 2]",
+        "arr": "Array[u8, 2]",
+        "inner": "EInner",
+    }
+    assert rg.types.describe_type(layout_of(EPoly).fields[0].type) == "List[EPt, 2]"

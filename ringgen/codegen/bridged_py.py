@@ -8,12 +8,11 @@ payload, a ``List`` of arrays) call the reference codec for that one field.
 
 The fast functions only recognise success: on any failure they fall back to the reference codec, which
 raises the precise ``EncodeError`` / ``WireFormatError``. The module text is also compiled in memory
-(``compile_codecs``) so ``rg.encode``/``rg.decode`` get the same speed without a build.
+(``ringgen.wire.compiled``) so ``rg.encode``/``rg.decode`` get the same speed without a build.
 """
 
 from __future__ import annotations
 
-import linecache
 import struct
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
@@ -22,13 +21,14 @@ import black
 from .. import __version__
 from ..layout import MessageLayout, layout_of
 from ..types import ArrayType, ListType, MessageType, ScalarType, StrType
-from ..wire.direct import struct_format as direct_format
+from ..wire import header as wire_header
+from ..wire.direct import type_format as _type_format
 from .env import render
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
 
-__all__ = ["compile_codecs", "emit", "render_bridged"]
+__all__ = ["bridged_closure", "emit", "render_bridged"]
 
 
 class _Consts:
@@ -83,18 +83,6 @@ def _direct_args(t: Any, expr: str) -> list[str]:
         for f in layout_of(t.cls).fields:
             out += _direct_args(f.type, f"{expr}.{f.name}")
         return out
-    raise TypeError(t)
-
-
-def _type_format(t: Any) -> str:
-    if isinstance(t, ScalarType):
-        return t.struct_code
-    if isinstance(t, ArrayType):
-        if isinstance(t.elem, ScalarType):
-            return f"{t.length}{t.elem.struct_code}"
-        return _type_format(t.elem) * t.length
-    if isinstance(t, MessageType):
-        return direct_format(layout_of(t.cls))
     raise TypeError(t)
 
 
@@ -325,7 +313,7 @@ def _message_context(lay: MessageLayout, consts: _Consts) -> dict:
     }
 
 
-def _bridged_closure(layouts: Iterable[MessageLayout]) -> list[MessageLayout]:
+def bridged_closure(layouts: Iterable[MessageLayout]) -> list[MessageLayout]:
     """The given bridged layouts plus every message they nest, dependencies first, no repeats."""
     out: list[MessageLayout] = []
     for lay in layouts:
@@ -336,6 +324,23 @@ def _bridged_closure(layouts: Iterable[MessageLayout]) -> list[MessageLayout]:
     return out
 
 
+def _header_context() -> dict[str, Any]:
+    """The wire header as the generated module spells it, taken from ``ringgen.wire.header``.
+
+    The values are written into the module as literals (not imported) so its hot paths read plain
+    module globals; they come from the one definition, so they cannot drift from the reference codec.
+    """
+    h = wire_header
+    return {
+        # the fields' packed format, then the zeroed rest of the 256 bytes as one pad code
+        "format": h.HEADER_STRUCT.format.lstrip("<") + f"{h.HEADER_SIZE - h.HEADER_USED}x",
+        "size": h.HEADER_SIZE,
+        "used": h.HEADER_USED,
+        "magic": f"0x{h.MAGIC:X}",
+        "ticks_at_unix_epoch": h.TICKS_AT_UNIX_EPOCH,
+    }
+
+
 def render_bridged(
     layouts: Iterable[MessageLayout], *, module: Optional[str], fingerprint: str = ""
 ) -> str:
@@ -344,7 +349,7 @@ def render_bridged(
     ``module`` is the import name of the user's module the classes come from; ``None`` leaves the
     import out (for in-memory compilation, where the classes are passed in).
     """
-    everything = _bridged_closure(layouts)
+    everything = bridged_closure(layouts)
     bridged = [m for m in everything if m.is_bridged]
     consts = _Consts()
     messages = [_message_context(m, consts) for m in bridged]
@@ -357,6 +362,7 @@ def render_bridged(
         messages=messages,
         structs=[(name, fmt) for fmt, name in consts.structs.items()],
         field_types=list(consts.types.values()),
+        header=_header_context(),
     )
     return black.format_str(text, mode=black.Mode(line_length=100))
 
@@ -367,25 +373,3 @@ def emit(unit: "BuildUnit") -> dict[str, str]:
     if not bridged:
         return {}
     return {"bridged.py": render_bridged(bridged, module=unit.module, fingerprint=unit.fingerprint)}
-
-
-_COMPILED = 0
-
-
-def compile_codecs(classes: Iterable[type]) -> dict[str, Any]:
-    """Generate and compile the codec module for ``classes`` in memory; return its namespace.
-
-    The source is registered in ``linecache`` so tracebacks and debuggers show the generated lines.
-    """
-    global _COMPILED
-    classes = list(classes)
-    layouts = [layout_of(c) for c in classes]
-    text = render_bridged(layouts, module=None)
-    _COMPILED += 1
-    filename = f"<ringgen bridged codecs #{_COMPILED}: {', '.join(c.__name__ for c in classes)}>"
-    namespace: dict[str, Any] = {m.name: m.spec.cls for m in _bridged_closure(layouts)}
-    namespace["__name__"] = "ringgen_bridged_codecs"
-    code = compile(text, filename, "exec")
-    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
-    exec(code, namespace)  # noqa: S102 - our own generated source
-    return namespace

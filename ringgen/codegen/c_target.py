@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Optional
 from .. import __version__, protocol
 from ..kernel import KernelSpec
 from ..layout import layout_of
+from ..protocol import OUTBOX_LIMIT  # re-exported: tests read c_target.OUTBOX_LIMIT
 from .body import emit_body
 from .dialect_c import C_DIALECT, CDialect
 from .env import render
@@ -35,8 +36,6 @@ __all__ = [
     "source_name",
 ]
 
-#: Messages an Outbox handler may emit per input (the same bound as the GPU targets).
-OUTBOX_LIMIT = 8
 #: gcc flags for a build whose floats match the reference bit for bit (see the module docstring).
 STRICT_FLAGS = (
     "-O2",

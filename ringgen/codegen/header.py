@@ -11,28 +11,14 @@ import textwrap
 from typing import TYPE_CHECKING
 
 from ..layout import AuxStruct, FieldLayout, MessageLayout
-from ..types import ArrayType, FieldType, ListType, MessageType, ScalarType, StrType
+from ..types import StrType, describe_type
 from .env import render
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
 
+# describe_type lives in ringgen.types; it stays importable from here for the emitters that use it.
 __all__ = ["describe_type", "emit", "header_name", "render_header"]
-
-
-def describe_type(t: FieldType) -> str:
-    """A field type as the user writes it: ``f32``, ``Array[f32, 4]``, ``Str[64]``, ``Inner``."""
-    if isinstance(t, ScalarType):
-        return t.name
-    if isinstance(t, ArrayType):
-        return f"Array[{describe_type(t.elem)}, {t.length}]"
-    if isinstance(t, StrType):
-        return f"Str[{t.max_bytes}]"
-    if isinstance(t, ListType):
-        return f"List[{describe_type(t.elem)}, {t.max_len}]"
-    if isinstance(t, MessageType):
-        return t.name
-    raise TypeError(t)
 
 
 def header_name(unit: "BuildUnit") -> str:

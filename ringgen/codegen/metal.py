@@ -20,14 +20,15 @@ import numpy as np
 
 from .. import protocol
 from ..dsl import compile_program, ir
-from ..dsl.reference import OUTBOX_LIMIT as REFERENCE_OUTBOX_LIMIT
 from ..errors import HandlerError
 from ..layout import layout_of
+from ..protocol import OUTBOX_LIMIT  # re-exported for the Metal host driver and tests
 from .bridged_c import emit_device_codec
 from .dialect_metal import METAL_DIALECT, check_function
 from .env import render
 from .body import debug_requested, emit_program
 from .header import render_header
+from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
@@ -67,10 +68,6 @@ DISPATCH_DTYPE = np.dtype(
         "itemsize": 120,
     }
 )
-
-#: Most messages an Outbox handler may emit for one input: the language's limit, the same on every
-#: backend (``ringgen.dsl.reference.OUTBOX_LIMIT``); one more emit is the handler's FAULT_OUTBOX.
-OUTBOX_LIMIT = REFERENCE_OUTBOX_LIMIT
 
 
 def metal_name(unit: "BuildUnit") -> str:
@@ -205,7 +202,7 @@ def render_metal(
         prelude_text=METAL_DIALECT.render_prelude().rstrip("\n"),
         thread_id=METAL_DIALECT.thread_id_expr(),
         now=METAL_DIALECT.now_expr(),
-        ring_text=render("common/ring.h.j2", **protocol.render_context()).rstrip("\n"),
+        ring_text=render_ring_h().rstrip("\n"),
         codec_text=emit_device_codec(unit).rstrip("\n") if unit.bridged_messages else "",
         body_text=body_text.rstrip("\n"),
         dispatch_size=DISPATCH_DTYPE.itemsize,

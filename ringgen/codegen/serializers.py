@@ -9,19 +9,24 @@ template only lays the text out. Bridged messages get their codec from the packa
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..layout import MessageLayout, array_dims, layout_of
-from ..types import ArrayType, FieldType, MessageType, ScalarType
+from ..types import ArrayType, FieldType, MessageType, ScalarType, describe_type
+from ..wire.direct import struct_format
 from .env import render
-from .header import describe_type
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
 
 __all__ = ["compute_struct_format", "dtype_source", "emit", "render_serializers"]
+
+#: One token of a ``struct`` format: an optional repeat count and a one-letter code (ringgen's scalar
+#: codes and ``x`` are all single letters, none of them ``s``/``p`` whose count means bytes).
+_FORMAT_TOKEN = re.compile(r"(\d*)([a-zA-Z?])")
 
 
 def dtype_source(dt: np.dtype) -> str:
@@ -40,29 +45,6 @@ def dtype_source(dt: np.dtype) -> str:
     return repr(dt.str)
 
 
-def _leaves(t: FieldType, offset: int, out: list) -> None:
-    """Every scalar of ``t`` in memory order, as (offset, size, struct code)."""
-    if isinstance(t, ScalarType):
-        out.append((offset, t.size, t.struct_code))
-    elif isinstance(t, ArrayType):
-        size = _size(t.elem)
-        for i in range(t.length):
-            _leaves(t.elem, offset + i * size, out)
-    elif isinstance(t, MessageType):
-        for f in layout_of(t.cls).fields:
-            _leaves(f.type, offset + f.offset, out)
-    else:  # Str and List only occur in bridged messages, which have no struct codec
-        raise TypeError(f"{describe_type(t)} has no direct layout")
-
-
-def _size(t: FieldType) -> int:
-    if isinstance(t, ScalarType):
-        return t.size
-    if isinstance(t, ArrayType):
-        return _size(t.elem) * t.length
-    return layout_of(t.cls).size
-
-
 def _leaf_count(t: FieldType) -> int:
     if isinstance(t, ScalarType):
         return 1
@@ -72,26 +54,18 @@ def _leaf_count(t: FieldType) -> int:
 
 
 def compute_struct_format(m: MessageLayout) -> str:
-    """The ``struct`` format of a direct message: little-endian, padding as ``x``, runs counted."""
-    leaves: list = []
-    for f in m.fields:
-        _leaves(f.type, f.offset, leaves)
+    """The ``struct`` format of a direct message: little-endian, padding as ``x``, runs counted.
+
+    A pass over ``ringgen.wire.direct.struct_format`` (the one derivation of the layout's format) that
+    merges neighbouring tokens with the same code, so ``ff4f2x6x`` reads ``6f8x``.
+    """
     tokens: list[list] = []  # [count, code]
-
-    def put(count: int, code: str) -> None:
+    for count, code in _FORMAT_TOKEN.findall(struct_format(m)):
+        n = int(count) if count else 1
         if tokens and tokens[-1][1] == code:
-            tokens[-1][0] += count
+            tokens[-1][0] += n
         else:
-            tokens.append([count, code])
-
-    pos = 0
-    for off, size, code in leaves:
-        if off > pos:
-            put(off - pos, "x")
-        put(1, code)
-        pos = off + size
-    if m.size > pos:
-        put(m.size - pos, "x")
+            tokens.append([n, code])
     return "<" + "".join(f"{n if n > 1 else ''}{c}" for n, c in tokens)
 
 

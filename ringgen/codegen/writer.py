@@ -2,9 +2,9 @@
 
 ``emit_unit`` runs every emitter of ``targets.TARGETS`` in table order (emitters that describe the
 others, such as the manifest, last), formats Python output with black, and returns the texts;
-``write_unit`` writes them into ``<out>/<unit.name>/``, each file atomically (a temporary file in the
-same folder, then ``os.replace``) so a reader never sees half a file, and removes files a previous
-build wrote that this one no longer emits.
+``write_unit`` writes them into ``<out>/<unit.name>/``, each file atomically
+(``ringgen.fsutil.write_atomic``: a temporary file in the same folder, then ``os.replace``) so a reader
+never sees half a file, and removes files a previous build wrote that this one no longer emits.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import inspect
 import logging
 import os
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Iterable, Optional
 
@@ -20,6 +19,7 @@ import attrs
 import black
 
 from ..errors import BuildError
+from ..fsutil import write_atomic
 from .targets import TARGETS, resolve
 
 if TYPE_CHECKING:
@@ -98,19 +98,6 @@ def emit_unit(unit: "BuildUnit", targets: Optional[Iterable[str]] = None) -> dic
     return files
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=str(path.parent))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_unit(
     unit: "BuildUnit", out_dir: os.PathLike | str, targets: Optional[Iterable[str]] = None
 ) -> Path:
@@ -133,10 +120,9 @@ def write_unit(
     ours = targets is None and (pkg / "manifest.json").exists()
     for name, f in files.items():
         path = pkg / name
-        path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_file() and path.read_text(encoding="utf-8") == f.text:
             continue
-        _write_atomic(path, f.text)
+        write_atomic(path, f.text.encode("utf-8"))
         log.info("wrote %s", path)
     if ours:
         for path in sorted(pkg.rglob("*")):

@@ -33,7 +33,7 @@ import numpy as np
 
 from .. import intrinsics
 from ..kernel import DeviceFunction, KernelSpec
-from ..protocol import Reason
+from ..protocol import OUTBOX_LIMIT, Reason
 from ..schema import is_message_class
 from .records import (
     HandlerFault,
@@ -47,9 +47,6 @@ from .records import (
 from .resolve import Resolver
 
 __all__ = ["HandlerFault", "ReferenceHandler", "new_state", "reference_handler", "to_numpy_message"]
-
-#: Outputs one message may emit through an Outbox (the device targets' bound).
-OUTBOX_LIMIT = 8
 
 _ATOMICS = ("atomic_add", "atomic_min", "atomic_max", "atomic_cas")
 _DIV_OPS = {ast.FloorDiv: "__rg_floordiv", ast.Mod: "__rg_mod", ast.Div: "__rg_truediv"}

@@ -22,8 +22,9 @@ import numpy as np
 from ..errors import EncodeError, WireFormatError
 from ..layout import MessageLayout, layout_of
 from ..protocol import Reason
+from .compiled import bridged_codec
 from .direct import direct_struct, flatten_direct, unflatten_direct
-from .header import HEADER_SIZE, HEADER_STRUCT, MAGIC, Header, now_ticks
+from .header import HEADER_SIZE, MAGIC, Header, now_ticks
 from .memorypack import decode_payload, encode_payload, wire_error
 
 __all__ = [
@@ -284,13 +285,14 @@ class DirectWireCodec:
 
 @functools.lru_cache(maxsize=None)
 def codec_for(cls: type) -> Any:
-    """The (cached) codec of a message class: generated and compiled in memory for a bridged class."""
-    lay = layout_of(cls)
-    if not lay.is_bridged:
-        return DirectWireCodec(cls)
-    from ..codegen.bridged_py import compile_codecs
+    """The (cached) codec of a message class: generated and compiled in memory for a bridged class.
 
-    return compile_codecs([cls])["CODECS"][lay.name]
+    A bridged class's codec comes from ``ringgen.wire.compiled``, the one place the wire library
+    reaches back into the generator (lazily).
+    """
+    if not layout_of(cls).is_bridged:
+        return DirectWireCodec(cls)
+    return bridged_codec(cls)
 
 
 # type -> encoder(message, sender, receiver, sequence, timestamp): a plain dict lookup is the fast path

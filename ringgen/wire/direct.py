@@ -13,42 +13,54 @@ from typing import Any, Iterator
 
 from ..errors import EncodeError
 from ..layout import MessageLayout, layout_of
-from ..types import ArrayType, MessageType, ScalarType
+from ..types import ArrayType, MessageType, ScalarType, describe_type
 
 __all__ = [
     "direct_struct",
     "flatten_direct",
     "flatten_value",
     "struct_format",
+    "type_format",
     "unflatten_direct",
     "unflatten_value",
 ]
 
 
 def struct_format(lay: MessageLayout) -> str:
-    """The ``struct`` format (no byte-order prefix) of a direct layout, padding as ``x``."""
+    """The ``struct`` format (no byte-order prefix) of a direct layout, padding as ``x``.
+
+    The one derivation of a direct message's struct format: the wire codecs, the generated
+    ``bridged.py`` and ``serializers.py`` all spell their structs from it. Fields appear in layout
+    order, an ``Array`` of scalars as one counted code (``4f``), nested messages inlined with their
+    own padding.
+    """
     parts, at = [], 0
     for f in lay.fields:
         if f.offset > at:
             parts.append(f"{f.offset - at}x")
-        parts.append(_type_format(f.type))
+        parts.append(type_format(f.type))
         at = f.offset + f.size
     if lay.size > at:
         parts.append(f"{lay.size - at}x")
     return "".join(parts)
 
 
-def _type_format(t) -> str:
+def type_format(t) -> str:
+    """The ``struct`` format (no byte-order prefix) of one fixed-size field type, padding included.
+
+    Raises:
+        TypeError: ``t`` is a ``Str`` or ``List``, which have no fixed-size struct.
+    """
     if isinstance(t, ScalarType):
         return t.struct_code
     if isinstance(t, ArrayType):
-        inner = _type_format(t.elem)
+        inner = type_format(t.elem)
         if isinstance(t.elem, ScalarType):
             return f"{t.length}{inner}"
         return inner * t.length
     if isinstance(t, MessageType):
         return struct_format(layout_of(t.cls))
-    raise TypeError(f"{t!r} has no fixed-size struct format")
+    raise TypeError(f"{describe_type(t)} has no fixed-size struct format")
 
 
 @functools.lru_cache(maxsize=None)
@@ -83,8 +95,7 @@ def flatten_value(t, value: Any, out: list, where: str) -> None:
             n = len(value)
         except TypeError:
             raise EncodeError(
-                f"{where}: Array[{t.elem!r}, {t.length}] needs a sequence, got "
-                f"{type(value).__name__}"
+                f"{where}: {describe_type(t)} needs a sequence, got " f"{type(value).__name__}"
             ) from None
         if n != t.length:
             raise EncodeError(f"{where}: Array of length {t.length} got {n} elements")

@@ -25,7 +25,7 @@ from typing import Any
 from ..errors import EncodeError, WireFormatError
 from ..layout import layout_of
 from ..protocol import Reason
-from ..types import ArrayType, ListType, MessageType, ScalarType, StrType
+from ..types import ArrayType, ListType, MessageType, ScalarType, StrType, describe_type
 from .direct import direct_struct, flatten_direct, unflatten_direct
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "encode_payload",
     "encode_value",
     "utf16_length",
+    "utf16_units",
     "wire_error",
 ]
 
@@ -50,9 +51,14 @@ def wire_error(offset: int, field: str, reason: Reason, detail: str) -> WireForm
 
 
 def utf16_length(text: str, nbytes: int) -> int:
-    """UTF-16 code units of ``text``: one per code point, two for those above U+FFFF."""
+    """UTF-16 code units of ``text`` (``nbytes`` long in UTF-8): ``utf16_units`` with an ASCII shortcut."""
     if nbytes == len(text):  # ASCII: the common case costs nothing
         return nbytes
+    return utf16_units(text)
+
+
+def utf16_units(text: str) -> int:
+    """UTF-16 code units of ``text``: one per code point, two for those above U+FFFF."""
     return len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)
 
 
@@ -90,7 +96,7 @@ def encode_value(t, value: Any, out: bytearray, where: str) -> None:
     elif isinstance(t, StrType):
         if not isinstance(value, str):
             raise EncodeError(
-                f"{where}: Str[{t.max_bytes}] needs a str, got {type(value).__name__}"
+                f"{where}: {describe_type(t)} needs a str, got {type(value).__name__}"
             )
         try:
             raw = value.encode("utf-8")
@@ -100,7 +106,7 @@ def encode_value(t, value: Any, out: bytearray, where: str) -> None:
             ) from None
         if len(raw) > t.max_bytes:
             raise EncodeError(
-                f"{where}: Str[{t.max_bytes}] holds at most {t.max_bytes} UTF-8 bytes, got {len(raw)}"
+                f"{where}: {describe_type(t)} holds at most {t.max_bytes} UTF-8 bytes, got {len(raw)}"
             )
         if not raw:
             out += _I32.pack(0)
@@ -116,7 +122,7 @@ def encode_value(t, value: Any, out: bytearray, where: str) -> None:
             raise EncodeError(f"{where}: Array of length {t.length} got {len(items)} elements")
         if isinstance(t, ListType) and len(items) > t.max_len:
             raise EncodeError(
-                f"{where}: List[{t.elem!r}, {t.max_len}] holds at most {t.max_len} elements, "
+                f"{where}: {describe_type(t)} holds at most {t.max_len} elements, "
                 f"got {len(items)}"
             )
         out += _I32.pack(len(items))
@@ -205,7 +211,7 @@ def decode_value(t, data, pos: int, end: int, where: str) -> tuple[Any, int]:
                 pos,
                 where,
                 Reason.BAD_PAYLOAD,
-                f"{nbytes} UTF-8 bytes exceed the bound Str[{t.max_bytes}]",
+                f"{nbytes} UTF-8 bytes exceed the bound {describe_type(t)}",
             )
         _need(end, pos, 8 + nbytes, where, "string")
         units = _I32.unpack_from(data, pos + 4)[0]
