@@ -16,8 +16,10 @@ from .. import __version__, protocol
 from ..errors import BuildError
 from ..kernel import KernelSpec
 from ..layout import layout_of
+from ..protocol import OUTBOX_LIMIT
 from .dialect_cuda import CUDA_DIALECT, CudaDialect
 from .env import render
+from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
@@ -40,7 +42,6 @@ __all__ = [
 BLOCK = 256
 ITEMS = 4
 #: Replies an Outbox handler may emit per message (the same bound as the OpenCL target).
-OUTBOX_LIMIT = 8
 #: sizeof(rg_sched) and sizeof(rg_cuda_side) in the template; static assertions keep them honest.
 SCHED_BYTES = 6 * protocol.CACHE_LINE
 SIDE_BYTES = protocol.CACHE_LINE
@@ -95,9 +96,6 @@ def kernel_context(spec: KernelSpec) -> dict:
     }
 
 
-def render_ring_h() -> str:
-    """The shared queue protocol in C, rendered from ``ringgen.protocol``."""
-    return render("common/ring.h.j2", **protocol.render_context())
 
 
 def render_source(

@@ -14,8 +14,10 @@ from typing import TYPE_CHECKING, Optional
 from .. import __version__, protocol
 from ..kernel import KernelSpec
 from ..layout import layout_of
+from ..protocol import OUTBOX_LIMIT
 from .dialect_opencl import OPENCL_DIALECT, OpenclDialect
 from .env import render
+from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
@@ -31,7 +33,6 @@ __all__ = [
 ]
 
 #: Output slots an Outbox handler may fill per message; one more emit is a FAULT_OUTBOX.
-OUTBOX_LIMIT = 8
 
 
 def source_name(unit: "BuildUnit") -> str:
@@ -44,12 +45,6 @@ def entry_points(kernel: str) -> dict[str, str]:
     return {"persistent": f"rg_{kernel}_persistent", "relaunch": f"rg_{kernel}_relaunch"}
 
 
-def render_ring_h() -> str:
-    """The shared queue protocol in C (``templates/common/ring.h.j2``) from ``ringgen.protocol``.
-
-    Backend-neutral: any backend renders it the same way and includes it after its prelude.
-    """
-    return render("common/ring.h.j2", **protocol.render_context())
 
 
 def kernel_context(spec: KernelSpec) -> dict:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from ..errors import ToolchainError
+from ..fsutil import write_atomic
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -109,11 +110,6 @@ def nvcc_compile(
         return out.read_bytes()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def compile_cubin(
@@ -146,7 +142,7 @@ def compile_cubin(
         data = nvcc_compile(source, options, arch, what=what)
         compiled = True
         try:
-            _write_atomic(path, data)
+            write_atomic(path, data)
         except OSError as exc:  # a read-only cache only costs a recompile next time
             log.warning("cannot write the CUDA cubin cache %s: %s", path, exc)
     with _lock:

@@ -69,7 +69,7 @@ _TRANSPORTS = {
 DEFAULT_GROUP_SIZE = 64
 
 def _outbox_limit(spec: KernelSpec) -> int:
-    from ..codegen.opencl import OUTBOX_LIMIT
+    from ..protocol import OUTBOX_LIMIT
 
     return OUTBOX_LIMIT if spec.uses_outbox else 1
 

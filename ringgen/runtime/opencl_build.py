@@ -20,6 +20,7 @@ from typing import Optional
 import attrs
 
 from ..errors import BackendUnavailableError, ToolchainError
+from ..fsutil import write_atomic
 
 __all__ = [
     "DEVICE_ENV",
@@ -205,11 +206,6 @@ def _cache_key(source: str, options: tuple[str, ...], info: DeviceInfo) -> str:
     return h.hexdigest()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def build_program(source: str, options: tuple[str, ...], info: DeviceInfo, *, what: str):
@@ -248,7 +244,7 @@ def build_program(source: str, options: tuple[str, ...], info: DeviceInfo, *, wh
                 hint="this is a ringgen bug if the source is generated; please report it with the log",
             ) from None
         try:
-            _write_atomic(path, bytes(prg.binaries[0]))
+            write_atomic(path, bytes(prg.binaries[0]))
         except OSError as exc:  # a read-only cache only costs a rebuild next time
             log.warning("cannot write the OpenCL binary cache %s: %s", path, exc)
     with _lock:
