@@ -4,7 +4,8 @@ Object API: each message is encoded and copied into a preallocated ring of slots
 on the host), for three shapes from the examples (a short string, a 16-float list, an order with a
 nested customer and three bridged lines). The same objects go through ``msgpack.packb`` (with a
 ``default`` hook returning each object's fields as a tuple, the fastest fair spelling) and
-``pickle.dumps`` (protocol 5), copied into the same ring.
+``pickle.dumps`` (protocol 5), copied into the same ring. The batch form, ``encode_batch`` over lists
+of 1,024 objects written straight into a block of slots, is reported beside them.
 
 Columnar API: ``encode_batch`` builds the slots of a whole batch (256-byte header + 64-byte payload
 each, CRC-32 included) from numpy columns, into a preallocated slot array, for batch sizes
@@ -16,6 +17,10 @@ handler, reply) and ``receive_batch``, for ``examples/list_reduce`` (``Samples``
 ``List[f32, 64]`` in, a direct ``Summary`` out) at batches 4,096 and 65,536, and
 ``examples/word_stats`` (``Str[32]`` in, a bridged ``WordStat`` out, which ``receive_batch`` decodes
 into objects) at 4,096; reported as the median time per round trip and messages per second.
+
+The columnar encoder runs natively (``ringgen/wire/_native.c``) when a C compiler is present; set
+``RINGGEN_NO_NATIVE=1`` to measure the numpy fallback. The JSON records which one ran
+(``columnar_backend``).
 
 Run: ``.venv/bin/python bench/bridged.py [--quick] [--cuda-only]``. Prints a table; writes
 ``bench/results/bridged-<date>.json`` and ``bench/results/bridged-<date>.png``.
@@ -41,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 import ringgen as rg  # noqa: E402
 from ringgen.layout import layout_of  # noqa: E402
 from ringgen.types import Str, f64, i32, i64, u8  # noqa: E402
-from ringgen.wire import codec_for, encode_batch  # noqa: E402
+from ringgen.wire import codec_for, encode_batch, native  # noqa: E402
 from ringgen.wire.columnar import columns_to_view  # noqa: E402
 
 from examples.list_reduce import Samples  # noqa: E402
@@ -143,6 +148,20 @@ def _rate(fn, objs, ring: np.ndarray, slot: int, repeats: int) -> float:
     return len(objs) / best
 
 
+def _batch_rate(cls, objs, repeats: int, chunk: int = 1024) -> float:
+    """Messages per second of ``encode_batch`` over lists of ``chunk`` objects, straight into a
+    preallocated block of slots (the batch form of encode + send)."""
+    out = np.zeros((chunk, layout_of(cls).slot_size), dtype=np.uint8)
+    parts = [objs[i : i + chunk] for i in range(0, len(objs) - chunk + 1, chunk)]
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for part in parts:
+            encode_batch(cls, part, out=out)
+        best = min(best, time.perf_counter() - t0)
+    return len(parts) * chunk / best
+
+
 def bench_objects(n: int, repeats: int) -> list[dict]:
     import msgpack  # only the host series needs it (the GPU machine's Python may lack it)
 
@@ -161,6 +180,7 @@ def bench_objects(n: int, repeats: int) -> list[dict]:
                 lambda o: msgpack.packb(o, default=default), objs, ring, slot, repeats
             ),
             "pickle.dumps": _rate(lambda o: pickle.dumps(o, protocol=5), objs, ring, slot, repeats),
+            "ringgen encode_batch(objects)": _batch_rate(cls, objs, repeats),
         }
         sizes = {
             "ringgen": len(rg.encode(objs[0])),
@@ -175,6 +195,8 @@ def bench_objects(n: int, repeats: int) -> list[dict]:
                 "bytes": sizes,
                 "speedup_vs_msgpack": rates["ringgen codec.encode"] / rates["msgpack.packb"],
                 "speedup_vs_pickle": rates["ringgen codec.encode"] / rates["pickle.dumps"],
+                "batch_speedup_vs_msgpack": rates["ringgen encode_batch(objects)"]
+                / rates["msgpack.packb"],
             }
         )
     return rows
@@ -418,6 +440,7 @@ def main(argv=None) -> int:
     print(f"\nobject API: encode + copy into a ring slot, {n} messages, best of {repeats}")
     print(
         f"{'shape':38} {'rg.encode':>11} {'codec':>11} {'msgpack':>11} {'pickle':>11} {'vs msgpack':>10} {'vs pickle':>10}"
+        f" {'batch(objs)':>11} {'vs msgpack':>10}"
     )
     for r in objects:
         rt = r["rates"]
@@ -425,9 +448,12 @@ def main(argv=None) -> int:
             f"{r['shape']:38} {rt['ringgen rg.encode'] / 1e6:9.2f} M {rt['ringgen codec.encode'] / 1e6:9.2f} M "
             f"{rt['msgpack.packb'] / 1e6:9.2f} M {rt['pickle.dumps'] / 1e6:9.2f} M "
             f"{r['speedup_vs_msgpack']:9.2f}x {r['speedup_vs_pickle']:9.2f}x"
+            f" {rt['ringgen encode_batch(objects)'] / 1e6:9.2f} M {r['batch_speedup_vs_msgpack']:9.2f}x"
         )
+    backend = "numpy" if native.lib() is None else "native"
     print(
         "\ncolumnar API: encode_batch, 64-byte payload + 256-byte header per slot, preallocated output"
+        f" ({backend} encoder)"
     )
     print(
         f"{'batch':>9} {'median':>11} {'p99':>11} {'M msg/s':>9} {'payload GB/s':>13} {'object loop M/s':>16}"
@@ -453,6 +479,7 @@ def main(argv=None) -> int:
         "commit": _commit(),
         "date": stamp.isoformat(timespec="seconds"),
         "quick": args.quick,
+        "columnar_backend": backend,
         "object_api": objects,
         "columnar": columnar,
         "cuda": cuda,

@@ -142,3 +142,56 @@ def test_missing_column_and_direct_message_batches_are_refused():
         encode_batch(CTick, {"id": [1]})
     with pytest.raises(rg.RinggenError, match="direct message"):
         encode_batch(CPt, np.zeros(1, layout_of(CPt).dtype))
+
+
+def test_objects_to_view_column_path_matches_value_path_and_errors():
+    rng = np.random.default_rng(9)
+    objs = _objs(120, rng)
+    fast = objects_to_view(CTick, objs)
+    slow = np.zeros(len(objs), layout_of(CTick).dtype)
+    from ringgen.wire.columnar import _put
+
+    for i, o in enumerate(objs):
+        for f in layout_of(CTick).fields:
+            _put(f.type, slow[f.name], i, getattr(o, f.name), f"CTick.{f.name}")
+    assert fast.tobytes() == slow.tobytes()
+    bad = list(objs)
+    bad[7] = CTick(1, 0.5, "x" * 13, 1, CPt(1, 0.5), [], [], [1, 2], True)
+    with pytest.raises(rg.RinggenError, match=r"CTick\.sym: Str\[12\] holds at most 12"):
+        objects_to_view(CTick, bad)
+    bad[7] = CTick(1, 0.5, "x", 2**16, CPt(1, 0.5), [], [], [1, 2], True)
+    with pytest.raises(rg.RinggenError, match=r"CTick\.qty"):
+        objects_to_view(CTick, bad)
+    bad[7] = CTick(1, 0.5, "x", 2, CPt(1, 0.5), [1.0] * 4, [], [1, 2], True)
+    with pytest.raises(rg.RinggenError, match=r"CTick\.hist: List of at most 3 elements got 4"):
+        objects_to_view(CTick, bad)
+    with pytest.raises(rg.RinggenError, match="row 3 is a CPt"):
+        objects_to_view(CTick, objs[:3] + [CPt(1, 0.5)])
+
+
+@rg.message
+class CInner:
+    name: Str[8]
+    n: u16
+
+
+@rg.message
+class COuter:
+    id: i64
+    inner: CInner
+    tags: List[CInner, 2]
+
+
+def test_objects_of_non_columnar_shapes_encode_per_message():
+    objs = [COuter(i, CInner("ab" * (i % 4), i), [CInner("x", 1)] * (i % 3)) for i in range(30)]
+    out = np.full((30, layout_of(COuter).slot_size), 0xEE, np.uint8)
+    encode_batch(COuter, objs, sender=2, sequence=10, timestamp=5, out=out)
+    via_view = encode_batch(
+        COuter, objects_to_view(COuter, objs), sender=2, sequence=10, timestamp=5
+    )
+    assert out.tobytes() == via_view.tobytes()  # tails zeroed too
+    for i, o in enumerate(objs):
+        data = rg.encode(o, sender=2, sequence=10 + i, timestamp=5)
+        assert out[i, : len(data)].tobytes() == data
+    with pytest.raises(rg.RinggenError, match="row 1 is a CInner"):
+        encode_batch(COuter, [objs[0], CInner("a", 1)])

@@ -4,13 +4,19 @@ A batch is a numpy structured array in the message's *view* dtype (``Str[N]`` as
 ``List[T, N]`` as ``{len, items[N]}``, the struct the device decodes into), or a dict of columns
 (``columns_to_view``). ``encode_batch`` writes every slot's header and MemoryPack payload with whole-
 column numpy operations: fields before the first variable-length one are copied as column slices, later
-ones are scattered at per-row offsets, and the payload CRCs are computed by ``crc.crc32_rows``. Only
+ones are scattered at per-row offsets, and the payload CRCs are computed by ``crc.crc32_rows``. When
+the native helpers load (``native.py``), the same shapes go through one C call per batch instead,
+driven by a small op program compiled from the layout (``native.program_for``); the numpy code stays
+the fallback and the reference the tests compare against byte for byte. Only
 shapes without a columnar spelling (nested bridged messages, lists of messages with strings) fall back
 to one generated encoder call per message.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import operator
 from typing import Any, Iterable, Optional
 
 import numpy as np
@@ -19,6 +25,7 @@ from ..errors import EncodeError, WireFormatError
 from ..layout import MessageLayout, layout_of, type_dtype
 from ..protocol import Reason
 from ..types import ArrayType, ListType, MessageType, ScalarType, StrType
+from . import native
 from .crc import crc32_rows
 from .header import HEADER_DTYPE, HEADER_SIZE, HEADER_USED, MAGIC, now_ticks
 
@@ -52,12 +59,62 @@ def objects_to_view(cls: type, objs: Iterable[Any]) -> np.ndarray:
     lay = layout_of(cls)
     objs = list(objs)
     arr = np.zeros(len(objs), dtype=lay.dtype)
+    if objs and set(map(type, objs)) == {cls} and _columns_from_objects(lay, objs, arr):
+        return arr
     for i, obj in enumerate(objs):
         if type(obj) is not cls:
             raise EncodeError(f"{lay.name} batch: row {i} is a {type(obj).__name__}")
         for f in lay.fields:
             _put(f.type, arr[f.name], i, getattr(obj, f.name), f"{lay.name}.{f.name}")
     return arr
+
+
+def _columns_from_objects(lay: MessageLayout, objs: list, arr: np.ndarray) -> bool:
+    """Fill ``arr`` a field at a time (one list of attribute values per field, converted by numpy in
+    one call) instead of a value at a time; False, with ``arr`` partly filled, when a value needs the
+    per-value path (which then raises the error naming field and row, or converts it alike)."""
+    for f in lay.fields:
+        t = f.type
+        values = list(map(operator.attrgetter(f.name), objs))
+        try:
+            if isinstance(t, ScalarType):
+                # np.array converts element by element exactly as _as does one value
+                arr[f.name] = np.array(values, dtype=arr.dtype[f.name])
+                continue
+            if isinstance(t, StrType):
+                raw = list(map(str.encode, values))  # UTF-8; TypeError for a non-str
+                lens = np.fromiter(map(len, raw), np.int64, len(raw))
+                if lens.max() > t.max_bytes:
+                    return False
+                _scatter(arr[f.name]["data"], np.frombuffer(b"".join(raw), np.uint8), lens)
+                arr[f.name]["len"] = lens
+                continue
+            if isinstance(t, ListType) and isinstance(t.elem, ScalarType):
+                lens = np.fromiter(map(len, values), np.int64, len(values))
+                if lens.max() > t.max_len:
+                    return False
+                items = arr[f.name]["items"]
+                flat = np.array(list(itertools.chain.from_iterable(values)), dtype=items.dtype)
+                if flat.ndim != 1:
+                    return False
+                _scatter(items, flat, lens)
+                arr[f.name]["len"] = lens
+                continue
+        except (OverflowError, ValueError, TypeError, AttributeError, UnicodeError):
+            return False
+        column, where = arr[f.name], f"{lay.name}.{f.name}"
+        for i, v in enumerate(values):  # Arrays, Lists, nested messages: one value at a time
+            _put(t, column, i, v, where)
+    return True
+
+
+def _scatter(dst: np.ndarray, flat: np.ndarray, lens: np.ndarray) -> None:
+    """Row i of ``dst`` (n, bound) starts with the next ``lens[i]`` elements of ``flat``."""
+    if not len(flat):
+        return
+    rows = np.repeat(np.arange(len(lens)), lens)
+    starts = np.cumsum(lens) - lens
+    dst[rows, np.arange(len(flat)) - np.repeat(starts, lens)] = flat
 
 
 def _put(t, arr: np.ndarray, idx: int, value: Any, where: str) -> None:
@@ -319,8 +376,10 @@ def encode_batch(
         if view.dtype != lay.dtype:
             raise EncodeError(f"{lay.name} batch needs dtype {lay.dtype}, got {view.dtype}")
     else:
-        view = objects_to_view(cls, batch)
-    n, slot = len(view), lay.slot_size
+        objs = list(batch)
+        # shapes without a columnar spelling encode each object directly (no trip through a view)
+        view = objects_to_view(cls, objs) if _program_ok(lay) else None
+    n, slot = len(view) if view is not None else len(objs), lay.slot_size
     fresh = out is None
     if out is None:
         out = np.zeros((n, slot), dtype=np.uint8)
@@ -329,15 +388,23 @@ def encode_batch(
             raise ValueError(
                 f"out must be a ({n}, {slot}) uint8 array, got {out.dtype} {out.shape}"
             )
-        out[:, HEADER_USED:HEADER_SIZE] = 0  # the header's reserved tail
     if n == 0:
         return out
+    stamp = now_ticks() if timestamp is None else timestamp
+    if view is None:
+        _encode_objects(cls, objs, out, fresh, sender, receiver, sequence, stamp)
+        return out
+    # the native encoder checks bounds and UTF-8 itself; on a bad row it declines and the numpy path
+    # below raises the error, naming field and row
+    if native.encode_view(cls, lay, view, out, fresh, sender, receiver, sequence, stamp):
+        return out
+    if not fresh:
+        out[:, HEADER_USED:HEADER_SIZE] = 0  # the header's reserved tail
     for f in lay.fields:  # top-level bounds first, so both paths name field and row alike
         if isinstance(f.type, (StrType, ListType)):
             bound = f.type.max_bytes if isinstance(f.type, StrType) else f.type.max_len
             unit = "UTF-8 bytes" if isinstance(f.type, StrType) else "elements"
             _check_lens(view[f.name]["len"], bound, f"{lay.name}.{f.name}", unit)
-    stamp = now_ticks() if timestamp is None else timestamp
     # Chunks of rows keep every temporary in cache; a whole 1M-row batch at once runs at half speed.
     for r in range(0, n, _BATCH_CHUNK):
         _encode_rows(
@@ -381,6 +448,25 @@ def _encode_rows(cls, lay, view, out, fresh, sender, receiver, sequence, stamp) 
     else:
         hv["payload_crc"] = crc32_rows(pay, lengths_arr)
     out[:, :HEADER_USED] = hv.view(np.uint8).reshape(n, HEADER_USED)
+
+
+@functools.lru_cache(maxsize=None)
+def _program_ok(lay: MessageLayout) -> bool:
+    return all(_columnar_ok(f.type) for f in lay.fields)
+
+
+def _encode_objects(cls, objs, out, fresh, sender, receiver, sequence, stamp) -> None:
+    """Each object through the generated encoder, straight into its slot."""
+    from .codec import codec_for
+
+    encode, name = codec_for(cls).encode, layout_of(cls).name
+    for i, obj in enumerate(objs):
+        if type(obj) is not cls:
+            raise EncodeError(f"{name} batch: row {i} is a {type(obj).__name__}")
+        data = encode(obj, sender=sender, receiver=receiver, sequence=sequence + i, timestamp=stamp)
+        out[i, : len(data)] = np.frombuffer(data, np.uint8)
+        if not fresh:
+            out[i, len(data) :] = 0
 
 
 def _payloads_per_message(cls: type, view: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -1,0 +1,284 @@
+/*
+ * Native batch helpers for ringgen/wire/columnar.py and crc.py, loaded through ctypes by native.py.
+ *
+ * Every entry point works on a whole batch (one ctypes call per batch, never per message), and
+ * everything here has a numpy reference implementation that the tests compare byte for byte:
+ *
+ *   rg_crc32_rows   zlib-compatible CRC-32 of n rows of a strided byte array (slicing-by-16).
+ *   rg_encode_rows  header + MemoryPack payload + payload CRC of n bridged messages, driven by a
+ *                   small "program" of ops that native.py compiles from the message layout.
+ *
+ * Little-endian hosts only (the loader refuses others): the wire format is little-endian and the
+ * code stores integers with memcpy.
+ */
+#include <stdint.h>
+#include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+/*
+ * Batches bigger than this many output bytes do not fit in cache: their headers (mostly zeros the
+ * decoder never needs cached) are written with non-temporal stores, which skip reading each
+ * destination line into cache before overwriting it and so cut the memory traffic per slot.
+ */
+#define STREAM_MIN_BYTES (8 << 20)
+
+/* Copies a header of `size` bytes (a multiple of 16) to a 16-byte aligned dst, bypassing the cache. */
+static void stream_header(uint8_t *dst, const uint8_t *src, int64_t size)
+{
+#if defined(__SSE2__)
+    for (int64_t k = 0; k < size; k += 16)
+        _mm_stream_si128((__m128i *)(dst + k), _mm_loadu_si128((const __m128i *)(src + k)));
+#else
+    memcpy(dst, src, (size_t)size);
+#endif
+}
+
+/* ---------------------------------------------------------------------------------- CRC-32 */
+
+#define CRC_POLY 0xEDB88320u
+
+/* T[k][b]: register after byte b followed by k zero bytes (T[0] is the classic byte table). */
+static uint32_t T[16][256];
+
+/* Fills the tables; native.py calls it once, right after loading, before any other function. */
+void rg_init(void)
+{
+    for (uint32_t b = 0; b < 256; b++) {
+        uint32_t c = b;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? (c >> 1) ^ CRC_POLY : c >> 1;
+        T[0][b] = c;
+    }
+    for (int k = 1; k < 16; k++)
+        for (int b = 0; b < 256; b++)
+            T[k][b] = (T[k - 1][b] >> 8) ^ T[0][T[k - 1][b] & 0xFF];
+}
+
+/* zlib.crc32(p[:n], crc): slicing-by-16 over the body, byte at a time for the tail. */
+static uint32_t crc32_bytes(const uint8_t *p, int64_t n, uint32_t crc)
+{
+    uint32_t c = ~crc;
+    while (n >= 16) {
+        uint32_t w0, w1, w2, w3;
+        memcpy(&w0, p, 4);
+        memcpy(&w1, p + 4, 4);
+        memcpy(&w2, p + 8, 4);
+        memcpy(&w3, p + 12, 4);
+        w0 ^= c;
+        c = T[15][w0 & 0xFF] ^ T[14][(w0 >> 8) & 0xFF] ^ T[13][(w0 >> 16) & 0xFF] ^ T[12][w0 >> 24] ^
+            T[11][w1 & 0xFF] ^ T[10][(w1 >> 8) & 0xFF] ^ T[9][(w1 >> 16) & 0xFF] ^ T[8][w1 >> 24] ^
+            T[7][w2 & 0xFF] ^ T[6][(w2 >> 8) & 0xFF] ^ T[5][(w2 >> 16) & 0xFF] ^ T[4][w2 >> 24] ^
+            T[3][w3 & 0xFF] ^ T[2][(w3 >> 8) & 0xFF] ^ T[1][(w3 >> 16) & 0xFF] ^ T[0][w3 >> 24];
+        p += 16;
+        n -= 16;
+    }
+    while (n-- > 0)
+        c = T[0][(c ^ *p++) & 0xFF] ^ (c >> 8);
+    return ~c;
+}
+
+/*
+ * CRC of row i = base[i*stride + offset : ... + len_i], len_i = lengths[i] (or uniform_len when
+ * lengths is NULL), into out[i].
+ */
+void rg_crc32_rows(const uint8_t *base, int64_t n, int64_t stride, int64_t offset,
+                   const int64_t *lengths, int64_t uniform_len, uint32_t *out)
+{
+    for (int64_t i = 0; i < n; i++)
+        out[i] = crc32_bytes(base + i * stride + offset, lengths ? lengths[i] : uniform_len, 0);
+}
+
+/* ----------------------------------------------------------------------------- batch encoder */
+
+/* Ops: six int64 each, {op, a, b, c, d, e}; offsets a/b are into a view row. */
+enum {
+    OP_U8 = 1,     /* a: byte value (the MemoryPack member count) */
+    OP_I32 = 2,    /* a: value (an Array's length prefix) */
+    OP_COPY = 3,   /* a: view offset, b: bytes (scalars, Arrays of scalars) */
+    OP_MASKED = 4, /* a: view offset, b: bytes, c: mask offset (direct struct: padding -> 0) */
+    OP_STR = 5,    /* a: len offset (u32), b: data offset, c: max bytes */
+    OP_LIST = 6,   /* a: len offset (u32), b: items offset, c: element size, d: max len,
+                      e: mask offset of one element, or -1 for scalar elements */
+};
+#define OP_WIDTH 6
+
+/* Why a row was refused (the low two bits of rg_encode_rows's negated return value). */
+enum { ERR_BOUND = 1, ERR_UTF8 = 2, ERR_OVERFLOW = 3 };
+
+static inline void put_i32(uint8_t *d, int32_t v) { memcpy(d, &v, 4); }
+
+/* Strict UTF-8 check (what Python's decoder accepts) and the UTF-16 length; -1 if invalid. */
+static int64_t utf16_units(const uint8_t *s, int64_t n)
+{
+    int64_t i = 0, units = 0;
+    while (i < n) {
+        /* eight ASCII bytes at a time: the common case for symbols and words */
+        if (i + 8 <= n) {
+            uint64_t w;
+            memcpy(&w, s + i, 8);
+            if (!(w & 0x8080808080808080ull)) {
+                i += 8;
+                units += 8;
+                continue;
+            }
+        }
+        uint8_t b = s[i];
+        if (b < 0x80) {
+            i++;
+            units++;
+            continue;
+        }
+        int need;
+        uint8_t lo = 0x80, hi = 0xBF;
+        if (b >= 0xC2 && b <= 0xDF) {
+            need = 1;
+        } else if (b >= 0xE0 && b <= 0xEF) {
+            need = 2;
+            if (b == 0xE0) lo = 0xA0;      /* overlong */
+            else if (b == 0xED) hi = 0x9F; /* surrogates */
+        } else if (b >= 0xF0 && b <= 0xF4) {
+            need = 3;
+            if (b == 0xF0) lo = 0x90;      /* overlong */
+            else if (b == 0xF4) hi = 0x8F; /* above U+10FFFF */
+        } else {
+            return -1;
+        }
+        if (i + need >= n) return -1; /* truncated sequence */
+        if (s[i + 1] < lo || s[i + 1] > hi) return -1;
+        for (int k = 2; k <= need; k++)
+            if ((s[i + k] & 0xC0) != 0x80) return -1;
+        i += need + 1;
+        units += need == 3 ? 2 : 1; /* astral characters are a surrogate pair */
+    }
+    return units;
+}
+
+/*
+ * Encodes n messages: view row i (view + i*view_stride) -> slot i (out + i*out_stride).
+ *
+ * Each slot gets the header template (header_size bytes: the fields common to the batch, zeros
+ * elsewhere) with total_size (u64 at off_total), sequence (u64 seq0 + i at off_seq) and the payload
+ * CRC (u32 at off_crc) patched in, then the payload the ops describe. With zero_tail, slots whose
+ * payloads are not all one length are zeroed after each payload (a reused buffer may hold old bytes
+ * there, and decoders of a ragged batch see them). Returns 0, or -(4 * row + kind) for the first row
+ * that cannot be encoded (kind: ERR_*; the caller then reruns the numpy path for its error message).
+ */
+int64_t rg_encode_rows(const uint8_t *view, int64_t n, int64_t view_stride, uint8_t *out,
+                       int64_t out_stride, int64_t slot_size, const int64_t *ops, int64_t nops,
+                       const uint8_t *masks, const uint8_t *header, int64_t header_size,
+                       int64_t off_total, int64_t off_seq, int64_t off_crc, uint64_t seq0,
+                       int64_t zero_tail)
+{
+    const int64_t cap = slot_size - header_size;
+    int uniform = 1;
+    int64_t first = -1;
+    uint8_t hdr[512];
+    /* streaming needs 16-byte aligned headers and a template that fits the local copy */
+    const int stream = n * out_stride >= STREAM_MIN_BYTES && header_size <= (int64_t)sizeof hdr &&
+                       header_size % 16 == 0 && out_stride % 16 == 0 && ((uintptr_t)out & 15) == 0;
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *row = view + i * view_stride;
+        uint8_t *slot = out + i * out_stride;
+        uint8_t *pay = slot + header_size;
+        int64_t pos = 0;
+        for (int64_t k = 0; k < nops; k++) {
+            const int64_t *op = ops + k * OP_WIDTH;
+            switch (op[0]) {
+            case OP_U8:
+                pay[pos++] = (uint8_t)op[1];
+                break;
+            case OP_I32:
+                put_i32(pay + pos, (int32_t)op[1]);
+                pos += 4;
+                break;
+            case OP_COPY:
+                memcpy(pay + pos, row + op[1], (size_t)op[2]);
+                pos += op[2];
+                break;
+            case OP_MASKED: {
+                const uint8_t *src = row + op[1], *m = masks + op[3];
+                for (int64_t j = 0; j < op[2]; j++)
+                    pay[pos + j] = src[j] & m[j];
+                pos += op[2];
+                break;
+            }
+            case OP_STR: {
+                uint32_t len;
+                memcpy(&len, row + op[1], 4);
+                if (len > (uint64_t)op[3]) {
+                    return -(4 * i + ERR_BOUND);
+                }
+                if (len == 0) { /* MemoryPack writes an empty string as length 0, no data */
+                    put_i32(pay + pos, 0);
+                    pos += 4;
+                    break;
+                }
+                if (pos + 8 + (int64_t)len > cap) {
+                    return -(4 * i + ERR_OVERFLOW);
+                }
+                int64_t units = utf16_units(row + op[2], len);
+                if (units < 0) {
+                    return -(4 * i + ERR_UTF8);
+                }
+                /* MemoryPack's UTF-8 string header: ~byte count, then the UTF-16 length */
+                put_i32(pay + pos, ~(int32_t)len);
+                put_i32(pay + pos + 4, (int32_t)units);
+                memcpy(pay + pos + 8, row + op[2], len);
+                pos += 8 + len;
+                break;
+            }
+            case OP_LIST: {
+                uint32_t len;
+                memcpy(&len, row + op[1], 4);
+                if (len > (uint64_t)op[4]) {
+                    return -(4 * i + ERR_BOUND);
+                }
+                int64_t bytes = (int64_t)len * op[3];
+                if (pos + 4 + bytes > cap) {
+                    return -(4 * i + ERR_OVERFLOW);
+                }
+                put_i32(pay + pos, (int32_t)len);
+                pos += 4;
+                const uint8_t *src = row + op[2];
+                if (op[5] < 0) {
+                    memcpy(pay + pos, src, (size_t)bytes);
+                } else {
+                    const uint8_t *m = masks + op[5];
+                    for (int64_t j = 0; j < bytes; j++)
+                        pay[pos + j] = src[j] & m[j % op[3]];
+                }
+                pos += bytes;
+                break;
+            }
+            default: /* an op native.py never emits: refuse rather than guess */
+                return -(4 * i + ERR_OVERFLOW);
+            }
+        }
+        if (pos > cap) {
+            return -(4 * i + ERR_OVERFLOW);
+        }
+        uint64_t total = (uint64_t)(header_size + pos), seq = seq0 + (uint64_t)i;
+        uint32_t crc = crc32_bytes(pay, pos, 0);
+        uint8_t *h = stream ? hdr : slot;
+        memcpy(h, header, (size_t)header_size);
+        memcpy(h + off_total, &total, 8);
+        memcpy(h + off_seq, &seq, 8);
+        memcpy(h + off_crc, &crc, 4);
+        if (stream) stream_header(slot, hdr, header_size);
+        if (first < 0) first = pos;
+        else if (pos != first) uniform = 0;
+    }
+#if defined(__SSE2__)
+    if (stream) _mm_sfence(); /* make the streamed headers visible before returning */
+#endif
+    if (zero_tail && !uniform)
+        for (int64_t i = 0; i < n; i++) { /* each row's length is back in its header */
+            uint8_t *slot = out + i * out_stride;
+            uint64_t total;
+            memcpy(&total, slot + off_total, 8);
+            memset(slot + total, 0, (size_t)(slot_size - (int64_t)total));
+        }
+    return 0;
+}
