@@ -605,6 +605,7 @@ typedef struct rg_cuda_side {
 } rg_cuda_side;
 RG_STATIC_ASSERT(sizeof(rg_cuda_side) == 128, rg_check_side_size);
 
+/* ---- shared device helpers: slot copies, idle backoff, the poller ---- */
 /* Copy one slot through 16-, 8- or 4-byte uncached loads (__ldcv: the ring is reused, so a line
  * cached from the previous lap must never be read again). */
 template <typename T>

@@ -8,6 +8,10 @@
  *                    kernel state and the control block stay in device buffers between launches.
  * Build options: -cl-std=CL3.0 (CL1.2 on drivers without C11 atomics: relaunch entry points only)
  * and -DRG_GROUP_SIZE=<work-items per group>.
+ *
+ * Dead letters: a bridged input that fails validation is counted by Reason and, when the host passes
+ * a dead-letter queue (capacity != 0), copied there with flags/reason set (rg_wire_mark_dead_letter);
+ * in relaunch mode its Reason goes back per message and the host marks the slot it still holds.
  */
 /* ---- message layouts (<name>_types.h, included textually): the rg_* scalar types come from here ---- */
 /* device_helper_types.h: message layouts of examples.device_helper (examples/device_helper.py).
@@ -594,6 +598,16 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
 #endif
 /* How many polls of an empty queue before the resident loop takes a turn (heartbeat, idle count). */
 #define RG_POLL_SPINS 4096u
+/* s_dslot of a message that gets no dead-letter slot (valid, or the queue was full). */
+#define RG_NO_SLOT 0xFFFFFFFFu
+/* The terminate word's "stop now" request (ringgen.protocol.TERMINATE_STOP_NOW): leave at once, even
+ * with messages queued or a full output queue. A dropped handle's finalizer writes it, since no host
+ * will ever drain that output queue again; 1 (drain) stops only once the input queue is empty. */
+#define RG_TERMINATE_STOP_NOW 2u
+
+/* Whether the host asked to stop now. Every wait of the resident loop polls it: a wait for room in
+ * an output queue no one drains, or for a group that already left, would otherwise never end. */
+#define rg_stop_now(ctl) (rg_load_acquire_u32(&(ctl)->terminate) >= RG_TERMINATE_STOP_NOW)
 
 #if RG_C11_ATOMICS
 /* Words the resident groups of one persistent launch share, one line each; the host never reads them
@@ -607,6 +621,8 @@ typedef struct rg_groups {
     rg_u8 _pad_reserve[RG_CACHE_LINE - 8];
     rg_u64 exited;  /* groups that left the resident loop */
     rg_u8 _pad_exited[RG_CACHE_LINE - 8];
+    rg_u64 dl_reserve; /* dead-letter slots reserved so far */
+    rg_u8 _pad_dl_reserve[RG_CACHE_LINE - 8];
 } rg_groups;
 
 /* Claims input range [expected, desired) for the calling group; 0 when another group was first. */
@@ -617,6 +633,16 @@ RG_FN int rg_groups_claim(RG_GLOBAL rg_groups* g, rg_u64 expected, rg_u64 desire
                                                    memory_scope_device);
 }
 #endif
+
+/* A dead-letter queue's control words: an ordinary queue (the device produces, the host consumes),
+ * then the count of dead letters the device could not return because the queue was full (it never
+ * waits for room: a stream of bad messages must not stall the good ones). The host views the same
+ * layout as ringgen.runtime.dead_letters.DEAD_LETTER_CTL_DTYPE. */
+typedef struct rg_dead_letter_ctl {
+    rg_queue_ctl q;
+    rg_u64 dropped;
+    rg_u8 _pad_dropped[RG_CACHE_LINE - 8];
+} rg_dead_letter_ctl;
 
 /* The output type of a kernel that never outputs (it only updates state). */
 typedef struct rg_none {
@@ -746,11 +772,13 @@ RG_FN rg_u32 rg_run_device_helper(RG_GLOBAL rg_control* ctl, RG_PRIVATE const Po
     return status == RG_STATUS_OUTPUT ? 1u : 0u;
 }
 
-/* Takes the message in input slot `slot` (of a ring or a batch), runs the handler on it. */
+/* Takes the message in input slot `slot` (of a ring or a batch), runs the handler on it. *dead is
+ * the Reason it failed validation for (a dead letter), else 0. */
 RG_FN rg_u32 rg_take_device_helper(RG_GLOBAL rg_control* ctl, RG_GLOBAL const Point* ring,
                            rg_u64 slot, RG_PRIVATE Smoothed* outs,
-                           RG_GLOBAL void* state)
+                           RG_GLOBAL void* state, RG_PRIVATE rg_u32* dead)
 {
+    *dead = 0u;
     const Point msg = ring[slot];
     return rg_run_device_helper(ctl, &msg, outs, state);
 }
@@ -780,6 +808,8 @@ void rg_device_helper_persistent(__global rg_control* ctl,
                                 rg_u64 in_capacity,
                                 __global rg_queue_ctl* outq, __global Smoothed* out_ring,
                                 rg_u64 out_capacity,
+                                __global rg_dead_letter_ctl* dlq, __global rg_u8* dl_ring,
+                                rg_u64 dl_capacity, /* 0: no dead-letter queue */
                                 __global void* state, __global rg_groups* groups)
 {
     __local rg_u64 s_head;
@@ -789,6 +819,9 @@ void rg_device_helper_persistent(__global rg_control* ctl,
     __local rg_u32 s_total;
     __local rg_u32 s_count[RG_GROUP_SIZE];
     __local rg_u32 s_offset[RG_GROUP_SIZE];
+    (void)dlq;
+    (void)dl_ring;
+    (void)dl_capacity;
     const rg_u32 lid = (rg_u32)get_local_id(0);
 
     if (lid == 0u && get_group_id(0) == 0u) {
@@ -803,6 +836,10 @@ void rg_device_helper_persistent(__global rg_control* ctl,
             rg_u32 spins = 0u;
             int stop = 0;
             for (;;) {
+                if (rg_stop_now(ctl)) {
+                    stop = 1; /* without draining: queued messages are left unprocessed */
+                    break;
+                }
                 claim = rg_load_acquire_u64(&groups->claim);
                 const rg_u64 tail = rg_queue_acquire_tail(inq);
                 if (tail != claim) {
@@ -844,8 +881,10 @@ void rg_device_helper_persistent(__global rg_control* ctl,
         const rg_u64 n = s_n;
         Smoothed outs[RG_device_helper_LIMIT];
         rg_u32 count = 0u;
+        rg_u32 dead = 0u;
+        const rg_u64 islot = (s_head + lid) & (in_capacity - 1u);
         if ((rg_u64)lid < n) {
-            count = rg_take_device_helper(ctl, in_ring, (s_head + lid) & (in_capacity - 1u), outs, state);
+            count = rg_take_device_helper(ctl, in_ring, islot, outs, state, &dead);
         }
         s_count[lid] = count;
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -856,21 +895,30 @@ void rg_device_helper_persistent(__global rg_control* ctl,
                 total += s_count[i];
             }
             /* Our range's turn to reserve: the ranges before it have reserved theirs. */
-            while (rg_load_acquire_u64(&groups->turn) != s_head) {
+            int quit = 0;
+            while (!quit && rg_load_acquire_u64(&groups->turn) != s_head) {
+                quit = rg_stop_now(ctl);
             }
             const rg_u64 obase = rg_load_relaxed_u64(&groups->reserve);
-            if (total != 0u && rg_queue_free(outq, obase, out_capacity) < (rg_u64)total) {
+            if (!quit && total != 0u && rg_queue_free(outq, obase, out_capacity) < (rg_u64)total) {
                 /* A full output queue makes the kernel wait, never overwrite; count the stall. */
                 rg_control_count(&ctl->output_stalls, (rg_u64)1);
-                while (rg_queue_free(outq, obase, out_capacity) < (rg_u64)total) {
+                while (!quit && rg_queue_free(outq, obase, out_capacity) < (rg_u64)total) {
+                    quit = rg_stop_now(ctl);
                 }
             }
+            /* Stopping now: what follows in this block only books words no one reads any more;
+             * the whole group leaves after the barrier, before writing a single slot. */
+            s_stop = quit;
             rg_store_relaxed_u64(&groups->reserve, obase + (rg_u64)total);
             rg_store_release_u64(&groups->turn, s_head + n); /* the next range may reserve */
             s_obase = obase;
             s_total = total;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
+        if (s_stop) {
+            break;
+        }
         if ((rg_u64)lid < n) {
             const rg_u64 at = s_obase + (rg_u64)s_offset[lid];
             for (rg_u32 j = 0u; j < count; ++j) {
@@ -883,12 +931,12 @@ void rg_device_helper_persistent(__global rg_control* ctl,
             const rg_u64 total = (rg_u64)s_total;
             if (total != 0u) {
                 /* Publish in input order: after the ranges before ours. */
-                while (rg_load_acquire_u64(&outq->tail) != s_obase) {
+                while (rg_load_acquire_u64(&outq->tail) != s_obase && !rg_stop_now(ctl)) {
                 }
                 rg_queue_publish_tail(outq, s_obase + total);
                 rg_control_count(&ctl->emitted, total);
             }
-            while (rg_load_acquire_u64(&inq->head) != s_head) {
+            while (rg_load_acquire_u64(&inq->head) != s_head && !rg_stop_now(ctl)) {
             }
             rg_queue_release_head(inq, s_head + n);
             rg_control_count(&ctl->processed, n);
@@ -905,19 +953,24 @@ void rg_device_helper_persistent(__global rg_control* ctl,
 #endif /* RG_C11_ATOMICS */
 
 /* One launch drains a batch already copied to the device: message i writes its outputs to
- * out[i * LIMIT ...] and their number to counts[i]; the host compacts them in message order. */
+ * out[i * LIMIT ...], their number to counts[i] and the Reason it failed validation for (else 0) to
+ * dead[i]; the host compacts the outputs in message order and, with a dead-letter queue, marks the
+ * rejected slots of the batch it still holds (the device's copy is read-only). */
 __kernel void rg_device_helper_relaunch(__global rg_control* ctl, __global const Point* in,
                                        rg_u64 n, __global Smoothed* out,
-                                       __global rg_u32* counts, __global void* state)
+                                       __global rg_u32* counts, __global rg_u32* dead,
+                                       __global void* state)
 {
     const rg_u64 stride = (rg_u64)get_global_size(0);
     for (rg_u64 i = (rg_u64)get_global_id(0); i < n; i += stride) {
         Smoothed outs[RG_device_helper_LIMIT];
-        const rg_u32 count = rg_take_device_helper(ctl, in, i, outs, state);
+        rg_u32 why = 0u;
+        const rg_u32 count = rg_take_device_helper(ctl, in, i, outs, state, &why);
         for (rg_u32 j = 0u; j < count; ++j) {
             rg_put_device_helper(out, i * RG_device_helper_LIMIT + j, &outs[j]);
         }
         counts[i] = count;
+        dead[i] = why;
     }
     if (get_global_id(0) == 0u) {
         rg_control_count(&ctl->processed, n);

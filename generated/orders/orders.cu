@@ -1245,6 +1245,7 @@ typedef struct rg_cuda_side {
 } rg_cuda_side;
 RG_STATIC_ASSERT(sizeof(rg_cuda_side) == 128, rg_check_side_size);
 
+/* ---- shared device helpers: slot copies, idle backoff, the poller ---- */
 /* Copy one slot through 16-, 8- or 4-byte uncached loads (__ldcv: the ring is reused, so a line
  * cached from the previous lap must never be read again). */
 template <typename T>
@@ -1479,11 +1480,19 @@ RG_FN int rg_orders_fetch(const rg_u8* ring, rg_u64 slot, Order* msg)
     return rg_decode_Order((const rg_u8*)raw, 942u, 4246258794u, msg);
 }
 
-/* A message that failed validation: counted by its Reason, no reply (a hole in the output queue). */
+/* A message that failed validation: counted by its Reason, no reply (a hole in the output queue).
+ * With a dead-letter queue (dead_marks != 0, one u64 per input slot in mapped memory) it is also
+ * marked as a dead letter: (seq + 1) << 8 | Reason. The host reads the marks of [.., head) once the
+ * publisher has released the input head past it, and copies the slot itself out of the input ring
+ * (which it wrote and does not reuse before then): the kernel never waits for a dead-letter queue.
+ * seq + 1 tells this lap's mark from a stale one of an earlier lap (0 is never a mark). */
 RG_FN void rg_orders_reject(rg_u64 seq, int why, rg_sched* sched, rg_u32* hole_marks, rg_u64 in_mask,
-                             int* flag)
+                             rg_u64* dead_marks, int* flag)
 {
     rg_orders_fault(sched, -why);
+    if (dead_marks) {
+        dead_marks[seq & in_mask] = ((seq + 1ull) << 8) | (rg_u64)why;
+    }
     hole_marks[seq & in_mask] = (rg_u32)(seq + 1u);
     atomicAdd((unsigned long long*)&sched->holes, 1ull);
     *flag = 1;
@@ -1606,7 +1615,10 @@ RG_FN void rg_orders_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* o
             rg_queue_publish_tail(outq, pub);
 #endif
             rg_store_relaxed_u64(&ctl->emitted, pub - holes);
-            rg_store_relaxed_u64(&inq->head, pub);
+            /* A system-scope release: the dead-letter marks of [.., pub), written before their
+             * block's release of done[] (acquired above), reach the host with the head, also for a
+             * kernel without an output tail to carry them. */
+            rg_queue_release_head(inq, pub);
             rg_store_relaxed_u64(&ctl->processed, pub);
             if (faults_due) {
                 faults_due = false;
@@ -1639,7 +1651,7 @@ RG_FN void rg_orders_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* o
 RG_FN void rg_orders_work(rg_queue_ctl* inq, rg_sched* sched, rg_u64* done, rg_u64 nc_mask,
                            const rg_u8* in_ring, rg_u64 in_mask, rg_queue_ctl* outq,
                            rg_u8* out_ring, rg_u64 out_mask, rg_u32* hole_marks,
-                           void* state)
+                           void* state, rg_u64* dead_marks)
 {
     __shared__ rg_u64 s_chunk;
     __shared__ rg_u64 s_hi;
@@ -1730,7 +1742,7 @@ RG_FN void rg_orders_work(rg_queue_ctl* inq, rg_sched* sched, rg_u64* done, rg_u
                     const int why = rg_orders_fetch(in_ring, seq & in_mask, &msg);
                     ok = why == 0;
                     if (!ok) {
-                        rg_orders_reject(seq, why, sched, hole_marks, in_mask, &s_flag);
+                        rg_orders_reject(seq, why, sched, hole_marks, in_mask, dead_marks, &s_flag);
                     }
                 }
                 rg_orders_one(ok, seq, &msg, sched, outq, out_ring, out_mask, hole_marks, in_mask, state, &s_flag);
@@ -1751,7 +1763,7 @@ extern "C" __global__ void __launch_bounds__(RG_BLOCK, 1)
 rg_orders_ring(rg_control* ctl, rg_queue_ctl* inq, const rg_u8* in_ring, rg_u64 in_mask,
                      rg_queue_ctl* outq, rg_u8* out_ring, rg_u64 out_mask,
                      rg_u32* hole_marks, rg_cuda_side* side, rg_sched* sched, rg_u64* done,
-                     rg_u64 nc_mask, void* state)
+                     rg_u64 nc_mask, void* state, rg_u64* dead_marks)
 {
     if (blockIdx.x == 0u) {
         if (threadIdx.x == 0u) {
@@ -1761,6 +1773,6 @@ rg_orders_ring(rg_control* ctl, rg_queue_ctl* inq, const rg_u8* in_ring, rg_u64 
         }
         return;
     }
-    rg_orders_work(inq, sched, done, nc_mask, in_ring, in_mask, outq, out_ring, out_mask, hole_marks, state);
+    rg_orders_work(inq, sched, done, nc_mask, in_ring, in_mask, outq, out_ring, out_mask, hole_marks, state, dead_marks);
 }
 

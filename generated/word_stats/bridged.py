@@ -26,7 +26,7 @@ _crc32 = zlib.crc32
 _time_ns = time.time_ns
 _pack = struct.pack
 _unpack_from = struct.unpack_from
-_utf16 = lambda text: len(text) + sum(1 for ch in text if ord(ch) > 0xFFFF)  # noqa: E731
+_utf16 = _mp.utf16_units  # called only for non-ASCII text: the call sites test ASCII inline
 # What a fast path may raise on bad input; the reference codec then says precisely what is wrong.
 _FAST_ERRORS = (struct.error, TypeError, ValueError, AttributeError, IndexError, OverflowError)
 

@@ -1022,6 +1022,7 @@ typedef struct rg_cuda_side {
 } rg_cuda_side;
 RG_STATIC_ASSERT(sizeof(rg_cuda_side) == 128, rg_check_side_size);
 
+/* ---- shared device helpers: slot copies, idle backoff, the poller ---- */
 /* Copy one slot through 16-, 8- or 4-byte uncached loads (__ldcv: the ring is reused, so a line
  * cached from the previous lap must never be read again). */
 template <typename T>
@@ -1260,11 +1261,19 @@ RG_FN int rg_word_stats_fetch(const rg_u8* ring, rg_u64 slot, Word* msg)
     return rg_decode_Word((const rg_u8*)raw, 305u, 70747424u, msg);
 }
 
-/* A message that failed validation: counted by its Reason, no reply (a hole in the output queue). */
+/* A message that failed validation: counted by its Reason, no reply (a hole in the output queue).
+ * With a dead-letter queue (dead_marks != 0, one u64 per input slot in mapped memory) it is also
+ * marked as a dead letter: (seq + 1) << 8 | Reason. The host reads the marks of [.., head) once the
+ * publisher has released the input head past it, and copies the slot itself out of the input ring
+ * (which it wrote and does not reuse before then): the kernel never waits for a dead-letter queue.
+ * seq + 1 tells this lap's mark from a stale one of an earlier lap (0 is never a mark). */
 RG_FN void rg_word_stats_reject(rg_u64 seq, int why, rg_sched* sched, rg_u32* hole_marks, rg_u64 in_mask,
-                             int* flag)
+                             rg_u64* dead_marks, int* flag)
 {
     rg_word_stats_fault(sched, -why);
+    if (dead_marks) {
+        dead_marks[seq & in_mask] = ((seq + 1ull) << 8) | (rg_u64)why;
+    }
     hole_marks[seq & in_mask] = (rg_u32)(seq + 1u);
     atomicAdd((unsigned long long*)&sched->holes, 1ull);
     *flag = 1;
@@ -1387,7 +1396,10 @@ RG_FN void rg_word_stats_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
             rg_queue_publish_tail(outq, pub);
 #endif
             rg_store_relaxed_u64(&ctl->emitted, pub - holes);
-            rg_store_relaxed_u64(&inq->head, pub);
+            /* A system-scope release: the dead-letter marks of [.., pub), written before their
+             * block's release of done[] (acquired above), reach the host with the head, also for a
+             * kernel without an output tail to carry them. */
+            rg_queue_release_head(inq, pub);
             rg_store_relaxed_u64(&ctl->processed, pub);
             if (faults_due) {
                 faults_due = false;
@@ -1420,7 +1432,7 @@ RG_FN void rg_word_stats_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
 RG_FN void rg_word_stats_work(rg_queue_ctl* inq, rg_sched* sched, rg_u64* done, rg_u64 nc_mask,
                            const rg_u8* in_ring, rg_u64 in_mask, rg_queue_ctl* outq,
                            rg_u8* out_ring, rg_u64 out_mask, rg_u32* hole_marks,
-                           WordTotals* state)
+                           WordTotals* state, rg_u64* dead_marks)
 {
     __shared__ rg_u64 s_chunk;
     __shared__ rg_u64 s_hi;
@@ -1511,7 +1523,7 @@ RG_FN void rg_word_stats_work(rg_queue_ctl* inq, rg_sched* sched, rg_u64* done, 
                     const int why = rg_word_stats_fetch(in_ring, seq & in_mask, &msg);
                     ok = why == 0;
                     if (!ok) {
-                        rg_word_stats_reject(seq, why, sched, hole_marks, in_mask, &s_flag);
+                        rg_word_stats_reject(seq, why, sched, hole_marks, in_mask, dead_marks, &s_flag);
                     }
                 }
                 rg_word_stats_one(ok, seq, &msg, sched, outq, out_ring, out_mask, hole_marks, in_mask, state, &s_flag);
@@ -1532,7 +1544,7 @@ extern "C" __global__ void __launch_bounds__(RG_BLOCK, 1)
 rg_word_stats_ring(rg_control* ctl, rg_queue_ctl* inq, const rg_u8* in_ring, rg_u64 in_mask,
                      rg_queue_ctl* outq, rg_u8* out_ring, rg_u64 out_mask,
                      rg_u32* hole_marks, rg_cuda_side* side, rg_sched* sched, rg_u64* done,
-                     rg_u64 nc_mask, WordTotals* state)
+                     rg_u64 nc_mask, WordTotals* state, rg_u64* dead_marks)
 {
     if (blockIdx.x == 0u) {
         if (threadIdx.x == 0u) {
@@ -1542,6 +1554,6 @@ rg_word_stats_ring(rg_control* ctl, rg_queue_ctl* inq, const rg_u8* in_ring, rg_
         }
         return;
     }
-    rg_word_stats_work(inq, sched, done, nc_mask, in_ring, in_mask, outq, out_ring, out_mask, hole_marks, state);
+    rg_word_stats_work(inq, sched, done, nc_mask, in_ring, in_mask, outq, out_ring, out_mask, hole_marks, state, dead_marks);
 }
 
