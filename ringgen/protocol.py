@@ -121,8 +121,13 @@ CONTROL_FIELDS: list[tuple[str, str, str, str, int]] = [
     ("output_stalls", "<u8", "rg_u64", "device: times the output queue was full", CACHE_LINE + 32),
     ("idle_spins", "<u8", "rg_u64", "device: polls that found nothing", CACHE_LINE + 40),
     ("launches", "<u8", "rg_u64", "device: launches so far (relaunch mode)", CACHE_LINE + 48),
-    ("rejected", ("<u8", (N_REASONS,)), "rg_u64", "device: rejected messages by Reason",
-     2 * CACHE_LINE),
+    (
+        "rejected",
+        ("<u8", (N_REASONS,)),
+        "rg_u64",
+        "device: rejected messages by Reason",
+        2 * CACHE_LINE,
+    ),
 ]
 
 CONTROL_SIZE = 3 * CACHE_LINE
@@ -144,8 +149,13 @@ def render_context() -> dict:
         "control_size": CONTROL_SIZE,
         "n_reasons": N_REASONS,
         "control_fields": [
-            {"name": n, "c_type": c, "comment": cm, "offset": off,
-             "dims": f"[{fmt[1][0]}]" if isinstance(fmt, tuple) else ""}
+            {
+                "name": n,
+                "c_type": c,
+                "comment": cm,
+                "offset": off,
+                "dims": f"[{fmt[1][0]}]" if isinstance(fmt, tuple) else "",
+            }
             for n, fmt, c, cm, off in CONTROL_FIELDS
         ],
         "lifecycle": [(s.name, int(s)) for s in Lifecycle],

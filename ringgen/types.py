@@ -196,7 +196,9 @@ class _ArrayAlias(_Subscriptable):
 
     def __class_getitem__(cls, params):
         if not isinstance(params, tuple) or len(params) != 2:
-            return _Malformed("Array", params, "Array takes an element type and a length: Array[f32, 4]")
+            return _Malformed(
+                "Array", params, "Array takes an element type and a length: Array[f32, 4]"
+            )
         return ArrayType(params[0], params[1])
 
 
@@ -214,7 +216,9 @@ class _ListAlias(_Subscriptable):
 
     def __class_getitem__(cls, params):
         if not isinstance(params, tuple) or len(params) != 2:
-            return _Malformed("List", params, "List takes an element type and a bound: List[f32, 16]")
+            return _Malformed(
+                "List", params, "List takes an element type and a bound: List[f32, 16]"
+            )
         return ListType(params[0], params[1])
 
 

@@ -39,8 +39,14 @@ LAY = layout_of(Word)
 SLOT = LAY.slot_size
 N_OPENCL = 100_000
 N_CPU = 20_000
-VALIDATION = (Reason.BAD_MAGIC, Reason.BAD_SIZE, Reason.BAD_TYPE, Reason.BAD_CRC,
-              Reason.BAD_PAYLOAD, Reason.BAD_UTF8)
+VALIDATION = (
+    Reason.BAD_MAGIC,
+    Reason.BAD_SIZE,
+    Reason.BAD_TYPE,
+    Reason.BAD_CRC,
+    Reason.BAD_PAYLOAD,
+    Reason.BAD_UTF8,
+)
 
 #: Payload offsets of a Word (docs/wire-format.md): member count, id, then the string's
 #: ~byte_count, its UTF-16 length and its bytes.
@@ -89,10 +95,10 @@ def _corrupt(rng, row: np.ndarray) -> bytes:
         _fix_crc(buf, cut)
     elif kind == 4:  # string length past the slot, the bound or the end (CRC fixed)
         length = int(rng.choice([33, 40, SLOT, 2**20, 2**31 - 1]))
-        buf[P_STR:P_STR + 4] = (~length).to_bytes(4, "little", signed=True)
+        buf[P_STR : P_STR + 4] = (~length).to_bytes(4, "little", signed=True)
         _fix_crc(buf, total)
-    elif kind == 5 and buf[P_STR:P_STR + 4] != bytes(4):  # invalid UTF-8 in a non-empty string
-        n = ~int.from_bytes(buf[P_STR:P_STR + 4], "little", signed=True)
+    elif kind == 5 and buf[P_STR : P_STR + 4] != bytes(4):  # invalid UTF-8 in a non-empty string
+        n = ~int.from_bytes(buf[P_STR : P_STR + 4], "little", signed=True)
         buf[P_BYTES + int(rng.integers(n))] = int(rng.choice([0x80, 0xC0, 0xC1, 0xF5, 0xFF]))
         _fix_crc(buf, total)
     elif kind == 6:  # CRC mismatch: a payload byte flipped, the CRC left alone
@@ -164,8 +170,13 @@ def fuzz() -> Fuzz:
 def reference(fuzz):
     """The cpu reference backend's replies and final state for the valid messages, sent as objects."""
     with rg.launch(word_stats, backend="cpu", capacity=4096) as k:
-        replies = _stream(k, lambda lo, hi: k.send_batch(fuzz.valid[lo:hi], block=False),
-                          len(fuzz.valid), len(fuzz.valid), timeout=120)
+        replies = _stream(
+            k,
+            lambda lo, hi: k.send_batch(fuzz.valid[lo:hi], block=False),
+            len(fuzz.valid),
+            len(fuzz.valid),
+            timeout=120,
+        )
         state = k.state()
     return replies, state
 
@@ -182,8 +193,9 @@ def _stream(k, push, n: int, n_replies: int, timeout: float, dead=None) -> list:
     sent = 0
     deadline = time.monotonic() + timeout
     while sent < n or len(replies) < n_replies:
-        assert time.monotonic() < deadline, (
-            f"stuck: sent {sent}/{n}, replies {len(replies)}/{n_replies}, {k.stats()}")
+        assert (
+            time.monotonic() < deadline
+        ), f"stuck: sent {sent}/{n}, replies {len(replies)}/{n_replies}, {k.stats()}"
         if sent < n:
             sent += push(sent, min(n, sent + 8192))
         replies.extend(k.receive_batch(timeout=0.001 if sent < n else 0.05))
@@ -222,14 +234,16 @@ def _check_alive(k) -> None:
     """The kernel survived: ACTIVE, and it answers one more valid message."""
     assert k.lifecycle is Lifecycle.ACTIVE
     k.send_raw(rg.encode(Word(id=424242, text="unbroken")))
-    assert k.receive(timeout=10.0) == WordStat(id=424242, text="unbroken", length=8,
-                                               is_stop_word=False, negated=True)
+    assert k.receive(timeout=10.0) == WordStat(
+        id=424242, text="unbroken", length=8, is_stop_word=False, negated=True
+    )
 
 
 @pytest.mark.opencl
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("device,mode", device_params(("persistent", "persistent-2groups",
-                                                       "relaunch")))
+@pytest.mark.parametrize(
+    "device,mode", device_params(("persistent", "persistent-2groups", "relaunch"))
+)
 def test_100k_fuzz_opencl_with_dead_letters(fuzz, reference, package, device, mode):
     """Resident (one and two groups) and relaunch mode: counts, replies, state, dead letters."""
     pkg, unit, codecs = package
@@ -238,8 +252,14 @@ def test_100k_fuzz_opencl_with_dead_letters(fuzz, reference, package, device, mo
     dead: list = []
     t0 = time.monotonic()
     with open_kernel(pkg, unit, codecs, device, mode, capacity=4096, dead_letters=1 << 17) as k:
-        replies = _stream(k, lambda lo, hi: k.send_raw_batch(fuzz.rows[lo:hi], block=False),
-                          n, len(fuzz.valid), timeout=150, dead=dead)
+        replies = _stream(
+            k,
+            lambda lo, hi: k.send_raw_batch(fuzz.rows[lo:hi], block=False),
+            n,
+            len(fuzz.valid),
+            timeout=150,
+            dead=dead,
+        )
         s = _wait_processed(k, n)
         dead.extend(k.receive_dead_letters())
         elapsed = time.monotonic() - t0
@@ -276,8 +296,14 @@ def test_100k_fuzz_cuda_with_dead_letters(cuda_ready, fuzz, reference):
     dead: list = []
     t0 = time.monotonic()
     with rg.launch(word_stats, backend="cuda", capacity=4096, dead_letters=1 << 17) as k:
-        replies = _stream(k, lambda lo, hi: k.send_raw_batch(fuzz.rows[lo:hi], block=False),
-                          n, len(fuzz.valid), timeout=150, dead=dead)
+        replies = _stream(
+            k,
+            lambda lo, hi: k.send_raw_batch(fuzz.rows[lo:hi], block=False),
+            n,
+            len(fuzz.valid),
+            timeout=150,
+            dead=dead,
+        )
         s = _wait_processed(k, n)
         dead.extend(k.receive_dead_letters())
         elapsed = time.monotonic() - t0
@@ -300,8 +326,13 @@ def test_fuzz_cpu_reference_validates_like_the_device(fuzz, reference):
     n = N_CPU
     n_valid = int((fuzz.reasons[:n] == 0).sum())
     with rg.launch(word_stats, backend="cpu", capacity=4096, dead_letters=1024) as k:
-        replies = _stream(k, lambda lo, hi: k.send_raw_batch(fuzz.rows[lo:hi], block=False),
-                          n, n_valid, timeout=200)
+        replies = _stream(
+            k,
+            lambda lo, hi: k.send_raw_batch(fuzz.rows[lo:hi], block=False),
+            n,
+            n_valid,
+            timeout=200,
+        )
         s = _wait_processed(k, n)
         counts = collections.Counter(int(r) for r in fuzz.reasons[:n] if r)
         assert dict(s.rejected) == {Reason(r).name: c for r, c in sorted(counts.items())}

@@ -1,5 +1,6 @@
 """The OpenCL emitter and the shared queue protocol: what the generated text is, and that compilers
-accept it (gcc for the backend-neutral ring.h, PoCL or any OpenCL device for every example's .cl)."""
+accept it (gcc for the backend-neutral ring.h, PoCL or any OpenCL device for every example's .cl).
+"""
 
 from __future__ import annotations
 
@@ -92,8 +93,11 @@ def test_ring_h_compiles_and_runs_as_c11(tmp_path):
     src = tmp_path / "ring_test.c"
     src.write_text(program)
     exe = tmp_path / "ring_test"
-    build = subprocess.run(["gcc", "-std=c11", "-O2", "-Wall", "-Werror", "-pthread", str(src), "-o",
-                            str(exe)], capture_output=True, text=True)
+    build = subprocess.run(
+        ["gcc", "-std=c11", "-O2", "-Wall", "-Werror", "-pthread", str(src), "-o", str(exe)],
+        capture_output=True,
+        text=True,
+    )
     assert build.returncode == 0, build.stderr
     run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "OK"
@@ -103,7 +107,7 @@ def test_emitted_source_is_deterministic_and_stamped():
     unit = collect("examples/threshold_filter.py")
     first = emitter.emit(unit)
     assert first == emitter.emit(unit)
-    (name, text), = first.items()
+    ((name, text),) = first.items()
     assert name == "threshold_filter.cl"
     assert unit.fingerprint in text and f"ringgen {__version__}" in text
     assert "rg_threshold_filter_persistent" in text and "rg_threshold_filter_relaunch" in text
@@ -131,15 +135,16 @@ def test_every_example_compiles_on_every_device(example, std):
     for d in DEVICES:
         if std == "CL3.0" and not d.cl_c_30:
             continue
-        prg = cl.Program(context_for(d), text).build(options=[f"-cl-std={std}", "-DRG_GROUP_SIZE=64"],
-                                                      devices=[d.device])
+        prg = cl.Program(context_for(d), text).build(
+            options=[f"-cl-std={std}", "-DRG_GROUP_SIZE=64"], devices=[d.device]
+        )
         names = set(prg.kernel_names.split(";"))
         for k in unit.kernels:
             assert f"rg_{k.name}_relaunch" in names
             assert (f"rg_{k.name}_persistent" in names) == (std == "CL3.0" and d.persistent)
 
 
-NOW_KERNEL = '''
+NOW_KERNEL = """
 import ringgen as rg
 from ringgen.types import i64, u64
 
@@ -158,7 +163,7 @@ class Stamp:
 @rg.ring_kernel
 def stamp(t: Tick) -> Stamp:
     return Stamp(id=t.id, at=rg.now())
-'''
+"""
 
 
 @pytest.mark.opencl

@@ -26,8 +26,11 @@ pytestmark = [pytest.mark.opencl, pytest.mark.timeout(300)]
 FLOAT_ULPS = 4
 N_MESSAGES = 500
 #: Example modules that declare ring kernels (others, such as a demo script, are skipped).
-EXAMPLES = sorted(p.stem for p in (Path(__file__).parent.parent / "examples").glob("*.py")
-                  if not p.stem.startswith("_") and "ring_kernel" in p.read_text())
+EXAMPLES = sorted(
+    p.stem
+    for p in (Path(__file__).parent.parent / "examples").glob("*.py")
+    if not p.stem.startswith("_") and "ring_kernel" in p.read_text()
+)
 
 
 def random_messages(dtype: np.dtype, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -84,7 +87,7 @@ def _concat(parts):
     out = np.zeros(sum(len(p) for p in parts), dtype=parts[0].dtype)
     at = 0
     for p in parts:
-        out[at:at + len(p)] = p
+        out[at : at + len(p)] = p
         at += len(p)
     return out
 
@@ -158,7 +161,9 @@ def test_hand_written_vector_add_matches_reference(tmp_path, device, mode):
 
 
 @pytest.mark.parametrize("example", EXAMPLES + ["tests/runtime_kernels"])
-@pytest.mark.parametrize("device,mode", device_params(("persistent", "persistent-2groups", "relaunch", "relaunch-cl1.2")))
+@pytest.mark.parametrize(
+    "device,mode", device_params(("persistent", "persistent-2groups", "relaunch", "relaunch-cl1.2"))
+)
 def test_example_matches_reference(tmp_path, example, device, mode):
     """Every kernel of every example (and of the runtime tests' kernels: faults by division by zero
     and out-of-range index, optional output, state without output, ordered state, bridged Str/List
@@ -168,7 +173,10 @@ def test_example_matches_reference(tmp_path, example, device, mode):
     module = sys.modules[unit.module]
     for spec in unit.kernels:
         kernel = getattr(module, spec.func.__name__)
-        msgs = random_messages(codecs[spec.input.__name__].dtype, N_MESSAGES,
-                               np.random.default_rng(zlib.crc32(spec.name.encode())))
+        msgs = random_messages(
+            codecs[spec.input.__name__].dtype,
+            N_MESSAGES,
+            np.random.default_rng(zlib.crc32(spec.name.encode())),
+        )
         ref, ref_out, k, dev_out = _run_both(kernel, pkg, unit, codecs, device, mode, msgs)
         _check(kernel, ref, ref_out, k, dev_out, f"{example}.{spec.name} ({mode})")

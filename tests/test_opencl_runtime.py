@@ -26,7 +26,8 @@ from test_opencl_support import (
 pytestmark = [pytest.mark.opencl, pytest.mark.timeout(120)]
 
 both_modes = pytest.mark.parametrize(
-    "device,mode", device_params(("persistent", "persistent-2groups", "relaunch")))
+    "device,mode", device_params(("persistent", "persistent-2groups", "relaunch"))
+)
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,7 @@ def test_back_pressure_blocks_and_loses_nothing(va, device, mode):
             k.send_batch(arr[accepted:], timeout=0.05)
         assert err.value.accepted == 0
         with pytest.raises(QueueFullError):
-            k.send(codecs["AddRequest"].from_array(arr[accepted:accepted + 1])[0], block=False)
+            k.send(codecs["AddRequest"].from_array(arr[accepted : accepted + 1])[0], block=False)
         if mode.startswith("persistent"):
             assert k.stats().output_stalls >= 1
         got = [_receive_n(k, accepted)]
@@ -196,7 +197,9 @@ def test_never_acknowledging_kernel_times_out_and_process_exits(tmp_path_factory
         print("EXITING", flush=True)
     """)
     t0 = time.monotonic()
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
     assert "EXITING" in proc.stdout, proc.stderr
     assert "TIMEOUT" in proc.stdout and "did not acknowledge terminate" in proc.stdout
     assert "vector_add" in proc.stdout

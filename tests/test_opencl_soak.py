@@ -21,7 +21,9 @@ TOTAL = 10_000_000
 CHUNK = 8192
 
 
-@pytest.mark.parametrize("device,mode", device_params(("persistent", "persistent-2groups", "relaunch")))
+@pytest.mark.parametrize(
+    "device,mode", device_params(("persistent", "persistent-2groups", "relaunch"))
+)
 def test_ten_million_messages_slow_consumer(tmp_path_factory, device, mode):
     pkg, unit, codecs = vector_add_package(tmp_path_factory)
     chunk = requests(codecs, CHUNK)
@@ -36,8 +38,11 @@ def test_ten_million_messages_slow_consumer(tmp_path_factory, device, mode):
                 got["bad"] = f"no reply for 30 s after {expect}"
                 return
             ids = part["id"]
-            if ids[0] != expect or ids[-1] != expect + n - 1 or not np.array_equal(
-                    np.diff(ids), np.ones(n - 1, dtype=ids.dtype)):
+            if (
+                ids[0] != expect
+                or ids[-1] != expect + n - 1
+                or not np.array_equal(np.diff(ids), np.ones(n - 1, dtype=ids.dtype))
+            ):
                 got["bad"] = f"sequence broken at {expect}: got ids {ids[:4]}..."
                 return
             if not np.array_equal(part["sum"], chunk["a"][(ids - 0) % CHUNK] + chunk["b"][0]):
@@ -60,8 +65,10 @@ def test_ten_million_messages_slow_consumer(tmp_path_factory, device, mode):
         consumer.join(timeout=300)
         stats = k.stats()
     elapsed = time.perf_counter() - t0
-    print(f"\n{mode}: {TOTAL:,} messages in {elapsed:.1f} s ({TOTAL / elapsed / 1e6:.2f} M/s), "
-          f"output stalls {stats.output_stalls}")
+    print(
+        f"\n{mode}: {TOTAL:,} messages in {elapsed:.1f} s ({TOTAL / elapsed / 1e6:.2f} M/s), "
+        f"output stalls {stats.output_stalls}"
+    )
     assert got["bad"] is None, got["bad"]
     assert got["n"] == TOTAL
     assert stats.processed == TOTAL and stats.emitted == TOTAL and stats.rejected == {}

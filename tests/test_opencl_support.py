@@ -55,12 +55,21 @@ def device_params(modes: tuple[str, ...] = ("persistent", "relaunch")) -> list:
                 continue
             params.append(pytest.param(d, m, id=f"cl{d.index}-{m}"))
     if not params:
-        params.append(pytest.param(None, None, marks=pytest.mark.skip(
-            reason="no OpenCL device present (or none matches $RINGGEN_OPENCL_DEVICE)")))
+        params.append(
+            pytest.param(
+                None,
+                None,
+                marks=pytest.mark.skip(
+                    reason="no OpenCL device present (or none matches $RINGGEN_OPENCL_DEVICE)"
+                ),
+            )
+        )
     return params
 
 
-def build_package(tmp: Path, target: str, body: Optional[str] = None) -> tuple[Path, object, object]:
+def build_package(
+    tmp: Path, target: str, body: Optional[str] = None
+) -> tuple[Path, object, object]:
     """Generate ``target`` (a module path or name) into ``tmp``; return (package dir, unit, codecs).
 
     Every target is written, as ``ringgen build`` does; ``body`` then replaces the handler text of the
@@ -69,8 +78,9 @@ def build_package(tmp: Path, target: str, body: Optional[str] = None) -> tuple[P
     unit = collect(target)
     pkg = write_unit(unit, tmp)
     if body is not None:
-        src = opencl_emitter.render_source(unit, header=render_header(unit), body=body,
-                                           codec=emit_device_codec(unit))
+        src = opencl_emitter.render_source(
+            unit, header=render_header(unit), body=body, codec=emit_device_codec(unit)
+        )
         (pkg / opencl_emitter.source_name(unit)).write_text(src)
     return pkg, unit, load_codecs(pkg)
 

@@ -98,8 +98,10 @@ def test_auto_falls_back_when_the_chosen_backend_cannot_run_the_kernel(monkeypat
             assert k.backend == "cpu"
             k.send(AddRequest(id=1, a=1.0, b=2.0))
             assert k.receive(timeout=2.0) == AddResponse(id=1, sum=3.0)
-    assert any("refuses cannot run kernel vector_add" in r.getMessage() and "trying cpu"
-               in r.getMessage() for r in caplog.records)
+    assert any(
+        "refuses cannot run kernel vector_add" in r.getMessage() and "trying cpu" in r.getMessage()
+        for r in caplog.records
+    )
 
 
 def test_a_named_backend_is_never_replaced(monkeypatch):

@@ -1,5 +1,6 @@
 """SlotBatches for bridged messages: objects go straight into slots and slots straight back to objects,
-with no view rows in between (the columnar path is for arrays), and the bytes are the codec's own."""
+with no view rows in between (the columnar path is for arrays), and the bytes are the codec's own.
+"""
 
 from __future__ import annotations
 
@@ -40,10 +41,15 @@ class _NoColumns:
 @pytest.mark.parametrize("with_pack_into", [True, False])
 def test_bridged_objects_go_straight_into_slots_and_back(codecs, with_pack_into):
     words = [Word(id=i, text="ab" * i) for i in range(5)]
-    stats = [WordStat(id=i, text="w" * i, length=i, is_stop_word=i % 2 == 0, negated=False)
-             for i in range(5)]
-    fmt = SlotBatches("word_stats", _NoColumns(codecs["Word"], with_pack_into),
-                      _NoColumns(codecs["WordStat"], with_pack_into))
+    stats = [
+        WordStat(id=i, text="w" * i, length=i, is_stop_word=i % 2 == 0, negated=False)
+        for i in range(5)
+    ]
+    fmt = SlotBatches(
+        "word_stats",
+        _NoColumns(codecs["Word"], with_pack_into),
+        _NoColumns(codecs["WordStat"], with_pack_into),
+    )
     slots = fmt.input_batch(words)
     assert slots.dtype == fmt.in_slot and len(slots) == 5
     size = codecs["Word"].slot_size

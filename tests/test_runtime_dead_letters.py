@@ -28,12 +28,16 @@ from examples.word_stats import Word, WordStat, word_stats
 pytestmark = pytest.mark.timeout(120)
 
 SLOT = layout_of(Word).slot_size
-BACKENDS = [pytest.param("cpu", None, None, id="cpu")] + [
-    pytest.param("opencl", d, m, marks=pytest.mark.opencl, id=p.id)
-    for p in device_params(("persistent", "persistent-2groups", "relaunch", "relaunch-cl1.2"))
-    for d, m in [p.values]
-    if d is not None
-] + [pytest.param("cuda", None, None, marks=pytest.mark.gpu, id="cuda")]
+BACKENDS = (
+    [pytest.param("cpu", None, None, id="cpu")]
+    + [
+        pytest.param("opencl", d, m, marks=pytest.mark.opencl, id=p.id)
+        for p in device_params(("persistent", "persistent-2groups", "relaunch", "relaunch-cl1.2"))
+        for d, m in [p.values]
+        if d is not None
+    ]
+    + [pytest.param("cuda", None, None, marks=pytest.mark.gpu, id="cuda")]
+)
 
 
 def cuda_or_skip() -> None:
@@ -96,8 +100,9 @@ def test_raw_sends_are_validated_by_the_kernel(packages, backend, device, mode):
     the host makes (longer than the slot: EncodeError naming the kernel and the slot size)."""
     with launch(packages, "word_stats", backend, device, mode) as k:
         k.send_raw(good(1, "the"))  # shorter than the slot: zero-padded
-        assert k.receive(timeout=5.0) == WordStat(id=1, text="the", length=3, is_stop_word=True,
-                                                  negated=False)
+        assert k.receive(timeout=5.0) == WordStat(
+            id=1, text="the", length=3, is_stop_word=True, negated=False
+        )
         slots = encode_batch(Word, [Word(id=i, text="non" * (i % 5)) for i in range(10)])
         assert k.send_raw_batch(slots) == 10  # a (n, slot) uint8 array
         assert k.send_raw_batch(slots.tobytes(), 10) == 10  # a flat buffer with n
@@ -130,7 +135,8 @@ def test_raw_sends_of_a_direct_message(packages, backend, device, mode):
         k.send_raw(arr[:1].tobytes())
         k.send_raw_batch(arr[1:])  # an array of records of the slot size
         assert [k.receive(timeout=5.0) for _ in range(3)] == [
-            AddResponse(id=i, sum=a + 1.0) for i, a in [(1, 0.5), (2, 1.5), (3, 2.5)]]
+            AddResponse(id=i, sum=a + 1.0) for i, a in [(1, 0.5), (2, 1.5), (3, 2.5)]
+        ]
 
 
 @pytest.mark.parametrize("backend,device,mode", BACKENDS)
@@ -143,7 +149,10 @@ def test_dead_letters_come_back_marked_in_order(packages, backend, device, mode)
         wait_processed(k, 6)
         dead = k.receive_dead_letters()
         assert [(d.reason, d.sequence) for d in dead] == [
-            (Reason.BAD_MAGIC, None), (Reason.BAD_CRC, 3), (Reason.BAD_CRC, 4)]
+            (Reason.BAD_MAGIC, None),
+            (Reason.BAD_CRC, 3),
+            (Reason.BAD_CRC, 4),
+        ]
         for d, i in zip(dead, (1, 3, 4)):
             assert isinstance(d, DeadLetter) and len(d.data) == SLOT
             assert int.from_bytes(d.data[44:48], "little") == HeaderFlag.DEAD_LETTER
@@ -166,13 +175,18 @@ def test_a_full_dead_letter_queue_counts_and_never_blocks(packages, backend, dev
         s = wait_processed(k, 40)
         assert s.rejected_total == 20 and s.dead_letters_dropped == 16
         assert [d.reason for d in k.receive_dead_letters(max_n=2)] == [
-            Reason.BAD_MAGIC, Reason.BAD_CRC]
+            Reason.BAD_MAGIC,
+            Reason.BAD_CRC,
+        ]
         k.send_raw(bad_magic(50))  # room again: this one comes back
         wait_processed(k, 41)
         final = k.terminate()
     assert final.dead_letters_dropped == 16
     assert [d.reason for d in k.receive_dead_letters()] == [
-        Reason.BAD_MAGIC, Reason.BAD_CRC, Reason.BAD_MAGIC]
+        Reason.BAD_MAGIC,
+        Reason.BAD_CRC,
+        Reason.BAD_MAGIC,
+    ]
     assert k.receive_dead_letters() == []
 
 

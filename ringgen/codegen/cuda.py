@@ -96,8 +96,6 @@ def kernel_context(spec: KernelSpec) -> dict:
     }
 
 
-
-
 def render_source(
     unit: "BuildUnit",
     *,

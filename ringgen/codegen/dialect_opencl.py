@@ -22,15 +22,40 @@ __all__ = ["MATH_FUNCTIONS", "NOW_UNAVAILABLE", "OPENCL_DIALECT", "OpenclDialect
 #: (``dialect_cuda`` derives its table from it); the prelude itself follows
 #: ``ringgen.intrinsics.MATH_FUNCTIONS`` through ``Dialect.prelude_context``.
 MATH_FUNCTIONS: tuple[tuple[str, str, int], ...] = (
-    ("acos", "acos", 1), ("asin", "asin", 1), ("atan", "atan", 1), ("atan2", "atan2", 2),
-    ("ceil", "ceil", 1), ("copysign", "copysign", 2), ("cos", "cos", 1), ("cosh", "cosh", 1),
-    ("exp", "exp", 1), ("exp2", "exp2", 1), ("expm1", "expm1", 1), ("fabs", "fabs", 1),
-    ("abs", "fabs", 1), ("floor", "floor", 1), ("fma", "fma", 3), ("fmax", "fmax", 2),
-    ("fmin", "fmin", 2), ("fmod", "fmod", 2), ("hypot", "hypot", 2), ("isfinite", "isfinite", 1),
-    ("isinf", "isinf", 1), ("isnan", "isnan", 1), ("log", "log", 1), ("log10", "log10", 1),
-    ("log1p", "log1p", 1), ("log2", "log2", 1), ("pow", "pow", 2), ("round", "round", 1),
-    ("sin", "sin", 1), ("sinh", "sinh", 1), ("sqrt", "sqrt", 1), ("tan", "tan", 1),
-    ("tanh", "tanh", 1), ("trunc", "trunc", 1),
+    ("acos", "acos", 1),
+    ("asin", "asin", 1),
+    ("atan", "atan", 1),
+    ("atan2", "atan2", 2),
+    ("ceil", "ceil", 1),
+    ("copysign", "copysign", 2),
+    ("cos", "cos", 1),
+    ("cosh", "cosh", 1),
+    ("exp", "exp", 1),
+    ("exp2", "exp2", 1),
+    ("expm1", "expm1", 1),
+    ("fabs", "fabs", 1),
+    ("abs", "fabs", 1),
+    ("floor", "floor", 1),
+    ("fma", "fma", 3),
+    ("fmax", "fmax", 2),
+    ("fmin", "fmin", 2),
+    ("fmod", "fmod", 2),
+    ("hypot", "hypot", 2),
+    ("isfinite", "isfinite", 1),
+    ("isinf", "isinf", 1),
+    ("isnan", "isnan", 1),
+    ("log", "log", 1),
+    ("log10", "log10", 1),
+    ("log1p", "log1p", 1),
+    ("log2", "log2", 1),
+    ("pow", "pow", 2),
+    ("round", "round", 1),
+    ("sin", "sin", 1),
+    ("sinh", "sinh", 1),
+    ("sqrt", "sqrt", 1),
+    ("tan", "tan", 1),
+    ("tanh", "tanh", 1),
+    ("trunc", "trunc", 1),
 )
 
 #: The token ``rg_now()`` expands to; the loader looks for it in a source before building.
@@ -71,8 +96,14 @@ class OpenclDialect(Dialect):
         atomic, scalar, bits = _ATOMIC_TYPES[t]
         # OpenCL 1.x spells 32-bit atomics atomic_* and 64-bit ones atom_* (cl_khr_int64_*_atomics).
         wide = t in ("i64", "u64", "f64")
-        return {"atomic": atomic, "is_float": bool(scalar), "scalar": scalar, "bits": bits,
-                "ctype": f"rg_{t}", "legacy_prefix": "atom" if wide else "atomic"}
+        return {
+            "atomic": atomic,
+            "is_float": bool(scalar),
+            "scalar": scalar,
+            "bits": bits,
+            "ctype": f"rg_{t}",
+            "legacy_prefix": "atom" if wide else "atomic",
+        }
 
     def thread_id_expr(self) -> str:
         return "((rg_u32)get_global_id(0))"

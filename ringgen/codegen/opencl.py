@@ -45,8 +45,6 @@ def entry_points(kernel: str) -> dict[str, str]:
     return {"persistent": f"rg_{kernel}_persistent", "relaunch": f"rg_{kernel}_relaunch"}
 
 
-
-
 def kernel_context(spec: KernelSpec) -> dict:
     """What the skeleton template needs to know about one ring kernel."""
     out_cls = spec.outbox or spec.output
@@ -113,6 +111,7 @@ def emit(unit: "BuildUnit") -> dict[str, str]:
     from .bridged_c import emit_device_codec
     from .header import render_header
 
-    text = render_source(unit, header=render_header(unit), body=emit_body(unit),
-                         codec=emit_device_codec(unit))
+    text = render_source(
+        unit, header=render_header(unit), body=emit_body(unit), codec=emit_device_codec(unit)
+    )
     return {source_name(unit): text}

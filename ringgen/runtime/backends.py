@@ -237,8 +237,13 @@ def open_kernel(
         try:
             return _open_on(name, spec, package_dir, codecs, options)
         except BackendUnavailableError as exc:
-            log.info("backend auto: %s cannot run kernel %s (%s); trying %s", name, spec.name,
-                     exc.message, fallback)
+            log.info(
+                "backend auto: %s cannot run kernel %s (%s); trying %s",
+                name,
+                spec.name,
+                exc.message,
+                fallback,
+            )
     if package_for is not None:
         package_dir, codecs = package_for(names[-1])
     return _open_on(names[-1], spec, package_dir, codecs, options)

@@ -96,8 +96,10 @@ def _copy_fields(kernel: str, path: str, out: np.ndarray, src: np.ndarray) -> No
         dst_t, src_t = out.dtype[name], src.dtype[name]
         if dst_t.names is not None:
             if src_t.names is None:
-                raise EncodeError(f"kernel {kernel}: {where} is a struct, the array's field is "
-                                  f"{src_t}", hint="use the codec's dtype: CODECS[name].dtype")
+                raise EncodeError(
+                    f"kernel {kernel}: {where} is a struct, the array's field is " f"{src_t}",
+                    hint="use the codec's dtype: CODECS[name].dtype",
+                )
             _copy_fields(kernel, where, out[name], src[name])
             continue
         dst, have = dst_t.base, src_t.base
@@ -111,12 +113,14 @@ def _copy_fields(kernel: str, path: str, out: np.ndarray, src: np.ndarray) -> No
                     raise EncodeError(
                         f"kernel {kernel}: {where} = {int(bad)} (array dtype {have}) is out of the "
                         f"range of {dst} [{info.min}, {info.max}]",
-                        hint="fix the value, or declare the field with a wider type")
+                        hint="fix the value, or declare the field with a wider type",
+                    )
         elif not np.can_cast(have, dst, "same_kind") or dst_t.shape != src_t.shape:
             raise EncodeError(
                 f"kernel {kernel}: {where} has dtype {src_t} in the array, which does not convert "
                 f"safely to the field's {dst_t}",
-                hint="use the codec's dtype: CODECS[name].dtype (np.zeros(n, dtype=...))")
+                hint="use the codec's dtype: CODECS[name].dtype (np.zeros(n, dtype=...))",
+            )
         out[name] = src[name]
 
 

@@ -110,8 +110,6 @@ def nvcc_compile(
         return out.read_bytes()
 
 
-
-
 def compile_cubin(
     source: str,
     arch: str,

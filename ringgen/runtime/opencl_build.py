@@ -95,8 +95,9 @@ def _describe(cl, pi: int, di: int, platform, device) -> DeviceInfo:
     cl_c_30 = _version_at_least(device.version, 3)  # an OpenCL 3.0 driver accepts -cl-std=CL3.0
     ext = device.extensions
     atom64 = "cl_khr_int64_base_atomics" in ext or _version_at_least(device.version, 2)
-    identity = "|".join([platform.name, platform.version, device.name, device.version,
-                         device.driver_version])
+    identity = "|".join(
+        [platform.name, platform.version, device.name, device.version, device.driver_version]
+    )
     return DeviceInfo(
         index=f"{pi}:{di}",
         platform=platform.name,
@@ -160,13 +161,16 @@ def select_device(device: object = None) -> DeviceInfo:
         for info in _all_devices():
             if info.device == device:
                 return info
-        raise BackendUnavailableError(f"OpenCL device {device!r} is not one of this machine's devices")
+        raise BackendUnavailableError(
+            f"OpenCL device {device!r} is not one of this machine's devices"
+        )
     found = list_devices(device)
     if not found:
         want = device or os.environ.get(DEVICE_ENV)
         present = ", ".join(f"{d.index} {d.label}" for d in _all_devices()) or "none"
         raise BackendUnavailableError(
-            "no OpenCL device" + (f" matches {want!r}" if want else " is present")
+            "no OpenCL device"
+            + (f" matches {want!r}" if want else " is present")
             + f" (devices present: {present})",
             hint=f"install an OpenCL driver (pocl-opencl-icd on a CPU) or change {DEVICE_ENV}",
         )
@@ -204,8 +208,6 @@ def _cache_key(source: str, options: tuple[str, ...], info: DeviceInfo) -> str:
         h.update(part.encode())
         h.update(b"\0\0")
     return h.hexdigest()
-
-
 
 
 def build_program(source: str, options: tuple[str, ...], info: DeviceInfo, *, what: str):

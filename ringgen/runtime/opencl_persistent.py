@@ -77,8 +77,11 @@ class OpenclPersistentKernel(OpenclKernel):
     def _svm(self, nbytes: int) -> np.ndarray:
         import pyopencl as cl
 
-        flags = (cl.svm_mem_flags.READ_WRITE | cl.svm_mem_flags.SVM_FINE_GRAIN_BUFFER
-                 | cl.svm_mem_flags.SVM_ATOMICS)
+        flags = (
+            cl.svm_mem_flags.READ_WRITE
+            | cl.svm_mem_flags.SVM_FINE_GRAIN_BUFFER
+            | cl.svm_mem_flags.SVM_ATOMICS
+        )
         arr = cl.svm_empty(self._ctx, flags, max(nbytes, _LINE), np.uint8, alignment=_LINE)
         arr[:] = 0
         self._allocs.append(arr)
@@ -113,12 +116,12 @@ class OpenclPersistentKernel(OpenclKernel):
         # One-word views of the counters (memoryviews of format "Q": a poll or a publish is one
         # aligned 8-byte load or store, and reads give Python ints without a numpy scalar).
         self._in_tail = memoryview(inq[0:8]).cast("Q")
-        self._in_head = memoryview(inq[_LINE:_LINE + 8]).cast("Q")
+        self._in_head = memoryview(inq[_LINE : _LINE + 8]).cast("Q")
         self._out_tail = memoryview(outq[0:8]).cast("Q")
-        self._out_head = memoryview(outq[_LINE:_LINE + 8]).cast("Q")
+        self._out_head = memoryview(outq[_LINE : _LINE + 8]).cast("Q")
         self._dl_tail = memoryview(dlq[0:8]).cast("Q")
-        self._dl_head = memoryview(dlq[_LINE:_LINE + 8]).cast("Q")
-        self._dl_dropped = memoryview(dlq[2 * _LINE:2 * _LINE + 8]).cast("Q")
+        self._dl_head = memoryview(dlq[_LINE : _LINE + 8]).cast("Q")
+        self._dl_dropped = memoryview(dlq[2 * _LINE : 2 * _LINE + 8]).cast("Q")
         self._dl_taken = 0  # host copy of the dead-letter head
         self._in_size = self.in_slot.itemsize
         self._out_size = self.out_slot.itemsize
@@ -128,18 +131,29 @@ class OpenclPersistentKernel(OpenclKernel):
         self._ctl["state"] = int(Lifecycle.LAUNCHED)
         self._queue = cl.CommandQueue(self._ctx, self.device_info.device)
         kernel = _entry(prg, f"rg_{self.name}_persistent", 12, self._source_path())
-        kernel.set_args(cl.SVM(ctl), cl.SVM(inq), cl.SVM(self._in_ring), np.uint64(cap),
-                        cl.SVM(outq), cl.SVM(self._out_ring), np.uint64(cap),
-                        cl.SVM(dlq), cl.SVM(self._dl_ring), np.uint64(dl_cap), cl.SVM(state),
-                        cl.SVM(groups))
-        self._event = cl.enqueue_nd_range_kernel(self._queue, kernel,
-                                                 (self.group_size * self.groups,),
-                                                 (self.group_size,))
+        kernel.set_args(
+            cl.SVM(ctl),
+            cl.SVM(inq),
+            cl.SVM(self._in_ring),
+            np.uint64(cap),
+            cl.SVM(outq),
+            cl.SVM(self._out_ring),
+            np.uint64(cap),
+            cl.SVM(dlq),
+            cl.SVM(self._dl_ring),
+            np.uint64(dl_cap),
+            cl.SVM(state),
+            cl.SVM(groups),
+        )
+        self._event = cl.enqueue_nd_range_kernel(
+            self._queue, kernel, (self.group_size * self.groups,), (self.group_size,)
+        )
         self._queue.flush()
         # Dropped without terminate, the handle must neither free memory under the running kernel nor
         # leave it spinning: the finalizer (holding no reference to self) stops it and parks the memory.
-        self._finalizer = weakref.finalize(self, _stop_orphan, self._ctl, self._allocs, self._queue,
-                                           self._event)
+        self._finalizer = weakref.finalize(
+            self, _stop_orphan, self._ctl, self._allocs, self._queue, self._event
+        )
 
     # ---- transport
 
@@ -152,8 +166,11 @@ class OpenclPersistentKernel(OpenclKernel):
         if n > len(batch):
             n = len(batch)
         size = self._in_size
-        src = batch[:n].view(np.uint8) if batch.ndim == 1 and batch.flags.c_contiguous else _bytes(
-            np.ascontiguousarray(batch[:n]))
+        src = (
+            batch[:n].view(np.uint8)
+            if batch.ndim == 1 and batch.flags.c_contiguous
+            else _bytes(np.ascontiguousarray(batch[:n]))
+        )
         ring = self._in_ring
         done = 0
         while done < n:
@@ -161,7 +178,7 @@ class OpenclPersistentKernel(OpenclKernel):
             # the host still copies the rest.
             at = (tail + done) & (cap - 1)
             k = min(n - done, cap - at, _PUBLISH_CHUNK)
-            ring[at * size:(at + k) * size] = src[done * size:(done + k) * size]
+            ring[at * size : (at + k) * size] = src[done * size : (done + k) * size]
             done += k
             self._in_tail[0] = tail + done  # release: the slot stores above are visible first (TSO)
         self._tail = tail + n
@@ -180,9 +197,9 @@ class OpenclPersistentKernel(OpenclKernel):
         flat = out.view(np.uint8)
         at = head & (cap - 1)
         first = cap - at if n > cap - at else n
-        flat[: first * size] = self._out_ring[at * size:(at + first) * size]
+        flat[: first * size] = self._out_ring[at * size : (at + first) * size]
         if first < n:
-            flat[first * size:] = self._out_ring[: (n - first) * size]
+            flat[first * size :] = self._out_ring[: (n - first) * size]
         self._head = head + n
         self._out_head[0] = head + n  # the copy above is complete before the slots are reused
         return out
@@ -199,9 +216,9 @@ class OpenclPersistentKernel(OpenclKernel):
         flat = out.reshape(-1)
         at = head & (cap - 1)
         first = min(n, cap - at)
-        flat[: first * size] = self._dl_ring[at * size:(at + first) * size]
+        flat[: first * size] = self._dl_ring[at * size : (at + first) * size]
         if first < n:
-            flat[first * size:] = self._dl_ring[: (n - first) * size]
+            flat[first * size :] = self._dl_ring[: (n - first) * size]
         self._dl_taken = head + n
         self._dl_head[0] = head + n
         return out
@@ -230,14 +247,22 @@ class OpenclPersistentKernel(OpenclKernel):
             if time.monotonic() >= deadline:
                 raise KernelTimeoutError(
                     f"kernel {self.name} (opencl) acknowledged termination but its launch did not "
-                    f"complete within {timeout:g} s")
+                    f"complete within {timeout:g} s"
+                )
             time.sleep(50e-6)
         self._queue.finish()
 
     def _release(self) -> None:
         self._finalizer.detach()
-        for view in (self._in_tail, self._in_head, self._out_tail, self._out_head, self._dl_tail,
-                     self._dl_head, self._dl_dropped):
+        for view in (
+            self._in_tail,
+            self._in_head,
+            self._out_tail,
+            self._out_head,
+            self._dl_tail,
+            self._dl_head,
+            self._dl_dropped,
+        ):
             view.release()
         for arr in self._allocs:
             arr.base.release()
@@ -261,5 +286,3 @@ class OpenclPersistentKernel(OpenclKernel):
                 _ABANDONED.append((self._allocs, getattr(self, "_queue", None), None))
             self._allocs = []
         self._queue = None
-
-

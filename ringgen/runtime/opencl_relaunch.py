@@ -63,16 +63,21 @@ class OpenclRelaunchKernel(OpenclKernel):
         cap = self.capacity
         self._ctl_host = np.zeros(1, dtype=CONTROL_DTYPE)
         self._ctl_host["state"] = int(Lifecycle.ACTIVE)
-        self._ctl_buf = cl.Buffer(self._ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=self._ctl_host)
+        self._ctl_buf = cl.Buffer(
+            self._ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=self._ctl_host
+        )
         self._in_buf = cl.Buffer(self._ctx, mf.READ_ONLY, cap * self.in_slot.itemsize)
-        self._out_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * self.limit * self.out_slot.itemsize)
+        self._out_buf = cl.Buffer(
+            self._ctx, mf.WRITE_ONLY, cap * self.limit * self.out_slot.itemsize
+        )
         self._counts_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * 4)
         self._dead_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * 4)
         self._dead_letters = SpillBuffer()  # marked slot rows, at most dead_letter_capacity
         self._dl_dropped = 0
         if self.spec.state is not None:
-            self._state_buf = cl.Buffer(self._ctx, mf.READ_WRITE | mf.COPY_HOST_PTR,
-                                        hostbuf=self._initial_state())
+            self._state_buf = cl.Buffer(
+                self._ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=self._initial_state()
+            )
         else:
             self._state_buf = cl.Buffer(self._ctx, mf.READ_WRITE, 16)
         self._pending: list[np.ndarray] = []  # input batches not launched yet
@@ -99,8 +104,15 @@ class OpenclRelaunchKernel(OpenclKernel):
                 return
             batch = self._take_pending(n)
             cl.enqueue_copy(self._queue, self._in_buf, batch, is_blocking=False)
-            self._kernel.set_args(self._ctl_buf, self._in_buf, np.uint64(n), self._out_buf,
-                                  self._counts_buf, self._dead_buf, self._state_buf)
+            self._kernel.set_args(
+                self._ctl_buf,
+                self._in_buf,
+                np.uint64(n),
+                self._out_buf,
+                self._counts_buf,
+                self._dead_buf,
+                self._state_buf,
+            )
             if self.spec.ordered:
                 gsize, lsize = (1,), (1,)
             else:
@@ -207,7 +219,7 @@ class OpenclRelaunchKernel(OpenclKernel):
                 self._ready.pop(0)
                 part = first
             else:
-                part, self._ready[0] = first[: max_n - got], first[max_n - got:]
+                part, self._ready[0] = first[: max_n - got], first[max_n - got :]
             parts.append(part)
             got += len(part)
         self._ready_n -= got
