@@ -53,6 +53,9 @@ from examples.list_reduce import Samples  # noqa: E402
 from examples.orders import Customer, Order, OrderLine  # noqa: E402
 from examples.word_stats import Word  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import git_commit  # noqa: E402
+
 
 @rg.message
 class Tick:
@@ -68,23 +71,12 @@ class Tick:
 BATCHES = [1, 64, 4096, 65536, 1048576]
 
 
-def _commit() -> str:
-    """The checked-out commit, read from .git without running git."""
-    git = ROOT / ".git"
-    try:
-        head = (git / "HEAD").read_text().strip()
-        if not head.startswith("ref: "):
-            return head
-        ref = head[5:]
-        path = git / ref
-        if path.exists():
-            return path.read_text().strip()
-        for line in (git / "packed-refs").read_text().splitlines():
-            if line.endswith(" " + ref):
-                return line.split()[0]
-    except OSError:
-        pass
-    return "unknown"
+def _gpu_name() -> str:
+    """The CUDA device the end-to-end series ran on (the JSON's ``device`` names the host CPU)."""
+    import pycuda.driver as drv
+
+    drv.init()
+    return drv.Device(0).name()
 
 
 def _device() -> str:
@@ -476,7 +468,8 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "bridged",
         "device": _device(),
-        "commit": _commit(),
+        "commit": git_commit(),
+        "gpu": _gpu_name() if cuda else None,
         "date": stamp.isoformat(timespec="seconds"),
         "quick": args.quick,
         "columnar_backend": backend,
