@@ -4,7 +4,9 @@ Object API: each message is encoded and copied into a preallocated ring of slots
 on the host), for three shapes from the examples (a short string, a 16-float list, an order with a
 nested customer and three bridged lines). The same objects go through ``msgpack.packb`` (with a
 ``default`` hook returning each object's fields as a tuple, the fastest fair spelling) and
-``pickle.dumps`` (protocol 5), copied into the same ring. The batch form, ``encode_batch`` over lists
+``pickle.dumps`` (protocol 5), copied into the same ring. ``codec.pack_into`` writes each message
+straight into its slot, in one call to the native per-message encoder (``ringgen/wire/_encoder.c``)
+when it could be built (``RINGGEN_NO_NATIVE=1`` measures the Python path). The batch form, ``encode_batch`` over lists
 of 1,024 objects written straight into a block of slots, is reported beside them.
 
 Columnar API: ``encode_batch`` builds the slots of a whole batch (256-byte header + 64-byte payload
@@ -140,6 +142,19 @@ def _rate(fn, objs, ring: np.ndarray, slot: int, repeats: int) -> float:
     return len(objs) / best
 
 
+def _rate_into(pack_into, objs, ring: np.ndarray, slot: int, repeats: int) -> float:
+    """Messages per second of ``codec.pack_into``: the message is written straight into its ring
+    slot (natively when ``ringgen/wire/_encoder.c`` could be built), best of ``repeats``."""
+    cap = len(ring) // slot
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for i, o in enumerate(objs):
+            pack_into(ring, (i % cap) * slot, o)
+        best = min(best, time.perf_counter() - t0)
+    return len(objs) / best
+
+
 def _batch_rate(cls, objs, repeats: int, chunk: int = 1024) -> float:
     """Messages per second of ``encode_batch`` over lists of ``chunk`` objects, straight into a
     preallocated block of slots (the batch form of encode + send)."""
@@ -165,9 +180,11 @@ def bench_objects(n: int, repeats: int) -> list[dict]:
         slot = max(codec.slot_size, 4096)
         ring = np.zeros(1024 * slot, dtype=np.uint8)
         enc = codec.encode
+        codec.pack_into(ring, 0, objs[0])  # the first pack builds (or loads) the native encoder
         rates = {
             "ringgen rg.encode": _rate(rg.encode, objs, ring, slot, repeats),
             "ringgen codec.encode": _rate(enc, objs, ring, slot, repeats),
+            "ringgen codec.pack_into": _rate_into(codec.pack_into, objs, ring, slot, repeats),
             "msgpack.packb": _rate(
                 lambda o: msgpack.packb(o, default=default), objs, ring, slot, repeats
             ),
@@ -187,6 +204,9 @@ def bench_objects(n: int, repeats: int) -> list[dict]:
                 "bytes": sizes,
                 "speedup_vs_msgpack": rates["ringgen codec.encode"] / rates["msgpack.packb"],
                 "speedup_vs_pickle": rates["ringgen codec.encode"] / rates["pickle.dumps"],
+                "pack_into_speedup_vs_msgpack": rates["ringgen codec.pack_into"]
+                / rates["msgpack.packb"],
+                "pack_into_native": bool(getattr(codec, "_fast", None)),
                 "batch_speedup_vs_msgpack": rates["ringgen encode_batch(objects)"]
                 / rates["msgpack.packb"],
             }
@@ -432,7 +452,7 @@ def main(argv=None) -> int:
     print(f"\nobject API: encode + copy into a ring slot, {n} messages, best of {repeats}")
     print(
         f"{'shape':38} {'rg.encode':>11} {'codec':>11} {'msgpack':>11} {'pickle':>11} {'vs msgpack':>10} {'vs pickle':>10}"
-        f" {'batch(objs)':>11} {'vs msgpack':>10}"
+        f" {'batch(objs)':>11} {'vs msgpack':>10} {'pack_into':>11} {'vs msgpack':>10}"
     )
     for r in objects:
         rt = r["rates"]
@@ -441,6 +461,8 @@ def main(argv=None) -> int:
             f"{rt['msgpack.packb'] / 1e6:9.2f} M {rt['pickle.dumps'] / 1e6:9.2f} M "
             f"{r['speedup_vs_msgpack']:9.2f}x {r['speedup_vs_pickle']:9.2f}x"
             f" {rt['ringgen encode_batch(objects)'] / 1e6:9.2f} M {r['batch_speedup_vs_msgpack']:9.2f}x"
+            f" {rt['ringgen codec.pack_into'] / 1e6:9.2f} M {r['pack_into_speedup_vs_msgpack']:9.2f}x"
+            f"{'' if r['pack_into_native'] else ' (Python path)'}"
         )
     backend = "numpy" if native.lib() is None else "native"
     print(

@@ -178,6 +178,9 @@ class BridgedCodec:
         self.type_id: int = self.layout.type_id
         self.encode = encode_fn
         self.decode = decode_fn
+        # the native per-message encoder, False without one; resolved on the first pack so that
+        # creating a codec never compiles anything
+        self._fast: Any = None
 
     @property
     def name(self) -> str:
@@ -188,14 +191,57 @@ class BridgedCodec:
             f"<BridgedCodec {self.name}: slot {self.slot_size} bytes, type id 0x{self.type_id:08x}>"
         )
 
+    def _python_pack(
+        self,
+        buf: Any,
+        offset: int,
+        obj: Any,
+        sender: int = 0,
+        receiver: int = 0,
+        sequence: int = 0,
+        timestamp: Optional[int] = None,
+    ) -> Optional[bytes]:
+        """The generated encoder's path: the bytes when ``buf`` is None, else written into it."""
+        data = self.encode(obj, sender, receiver, sequence, timestamp)
+        if buf is None:
+            return data
+        memoryview(buf).cast("B")[offset : offset + len(data)] = data
+        return None
+
+    def _native(self) -> Optional[Callable[..., Any]]:
+        """The native per-message encoder of this class (``ringgen.wire.native_ext``), resolved
+        (and built, on first use in a fresh cache) on the first pack; None without one."""
+        if self._fast is None:
+            from .native_ext import fast_encoder
+
+            self._fast = fast_encoder(self.cls, self._python_pack) or False
+            if self._fast:
+                # later lookups of codec.pack/pack_into find these C partials: no Python frame
+                self.pack_into = self._fast
+                self.pack = functools.partial(self._fast, None, 0)
+        return self._fast or None
+
     def pack(self, obj: Any) -> bytes:
-        """Header + payload of one message (not padded to the slot)."""
-        return self.encode(obj)
+        """Header + payload of one message (not padded to the slot).
+
+        One native call when the extension covers the class and the values (``ringgen.wire.
+        native_ext``); otherwise, or with ``RINGGEN_NO_NATIVE=1`` set before the first pack, the
+        generated encoder, which gives the same bytes and raises the precise ``EncodeError``.
+        """
+        fast = self._native()
+        return self.encode(obj) if fast is None else fast(None, 0, obj)
 
     def pack_into(self, buf: Any, offset: int, obj: Any) -> None:
-        """Write one message into ``buf`` at ``offset`` (the rest of the slot is left as it is)."""
-        data = self.encode(obj)
-        memoryview(buf).cast("B")[offset : offset + len(data)] = data
+        """Write one message into ``buf`` at ``offset`` (the rest of the slot is left as it is).
+
+        Natively when it can (see ``pack``): straight into ``buf``, writing nothing unless the
+        whole message encodes; else through the generated encoder.
+        """
+        fast = self._native()
+        if fast is None:
+            self._python_pack(buf, offset, obj)
+        else:
+            fast(buf, offset, obj)
 
     def unpack(self, buf: Any, offset: int = 0) -> Any:
         """The message in the slot at ``offset`` of ``buf``.

@@ -92,25 +92,41 @@ def _compiler(cc: Optional[str]) -> Optional[str]:
     return None
 
 
-def _build(cc: str, root: Path) -> Path:
-    """The shared library for ``cc`` and the current source, compiled unless already cached."""
+#: Headers the native sources include: part of every build's cache key.
+HEADERS = (Path(__file__).with_name("_wire_common.h"),)
+
+
+def _build(
+    cc: str,
+    root: Path,
+    source: Path = SOURCE,
+    flags: tuple = _FLAGS,
+    suffix: str = ".so",
+    prefix: str = "wire",
+) -> Path:
+    """The shared library for ``cc`` and ``source``, compiled unless already cached.
+
+    The cache key covers the source, the shared headers, the compiler's version, the flags, the
+    platform and ``suffix`` (native_ext.py builds its CPython extension through here too).
+    """
     version = subprocess.run(
         [cc, "--version"], capture_output=True, text=True, timeout=60, check=True
     ).stdout
     key = hashlib.sha256()
-    for part in (SOURCE.read_bytes(), version.encode(), " ".join(_FLAGS).encode()):
+    parts = (source.read_bytes(), *(h.read_bytes() for h in HEADERS), version.encode())
+    for part in (*parts, " ".join(flags).encode(), suffix.encode()):
         key.update(part)
         key.update(b"\0")
     key.update(f"{sys.platform}-{platform.machine()}".encode())
-    path = root / f"wire-{key.hexdigest()[:24]}.so"
+    path = root / f"{prefix}-{key.hexdigest()[:24]}{suffix}"
     if path.exists():
         return path
     root.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".build-", suffix=".so")
+    fd, tmp = tempfile.mkstemp(dir=root, prefix=".build-", suffix=suffix)
     os.close(fd)
     try:
         res = subprocess.run(
-            [cc, *_FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=300
+            [cc, *flags, "-o", tmp, str(source)], capture_output=True, text=True, timeout=300
         )
         if res.returncode != 0:
             raise RuntimeError(f"{cc} exited with {res.returncode}: {res.stderr.strip()[:2000]}")
