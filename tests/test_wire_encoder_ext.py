@@ -268,16 +268,17 @@ def test_named_errors_are_the_encode_errors_of_today(obj, message):
 
 
 @needs_ext
-def test_f32_overflow_raises_what_the_python_path_raises():
-    # today's encoder lets struct's OverflowError through for a finite double beyond f32 (the
-    # reference codec catches only struct.error and TypeError); the native path must not differ
+def test_f32_overflow_is_an_encode_error_on_both_paths():
+    # a finite double beyond f32 does not fit: both paths name the field, neither lets struct's
+    # OverflowError through
     codec = _fresh(Samples)
     obj = Samples(1, [1e39])
-    with pytest.raises(OverflowError) as want:
+    with pytest.raises(EncodeError) as want:
         codec._python_pack(None, 0, obj)
-    with pytest.raises(OverflowError) as got:
+    with pytest.raises(EncodeError) as got:
         codec.pack(obj)
     assert str(got.value) == str(want.value)
+    assert "Samples.values[0]: 1e+39 does not fit f32" in str(got.value)
 
 
 # ---------------------------------------------------------------------------- random schemas

@@ -91,7 +91,7 @@ def encode_value(t, value: Any, out: bytearray, where: str) -> None:
     if isinstance(t, ScalarType):
         try:
             out += struct.pack("<" + t.struct_code, value)
-        except (struct.error, TypeError) as exc:
+        except (struct.error, TypeError, OverflowError) as exc:
             raise EncodeError(f"{where}: {value!r} does not fit {t.name} ({exc})") from None
     elif isinstance(t, StrType):
         if not isinstance(value, str):
