@@ -348,7 +348,15 @@ _ENCODERS: dict[type, Callable[..., bytes]] = {}
 def _encoder_for(cls: type) -> Callable[..., bytes]:
     codec = codec_for(cls)
     if codec.bridged:
-        fn = codec.encode
+        fast = codec._native()
+        if fast is None:
+            fn = codec.encode
+        else:
+            # the native encoder writes the same bytes, and hands anything it cannot encode (with
+            # the same arguments) to the generated encoder, which raises the precise EncodeError
+            def fn(message, sender, receiver, sequence, timestamp, _fast=fast):
+                return _fast(None, 0, message, sender, receiver, sequence, timestamp)
+
     else:
 
         def fn(message, sender, receiver, sequence, timestamp, _encode=codec.encode):
