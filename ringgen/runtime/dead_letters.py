@@ -17,7 +17,6 @@ not returned; the messages themselves are still counted in ``stats().rejected`` 
 
 from __future__ import annotations
 
-import struct
 from typing import Any, Optional, Union
 
 import attrs
@@ -25,7 +24,7 @@ import numpy as np
 
 from ..errors import BuildError, EncodeError, QueueClosedError
 from ..protocol import CACHE_LINE, Reason
-from ..wire.header import HEADER_SIZE, MAGIC, HeaderFlag
+from ..wire.header import HEADER_FIELDS, HEADER_SIZE, MAGIC, HeaderFlag
 
 __all__ = [
     "DEAD_LETTER_CTL_DTYPE",
@@ -37,8 +36,8 @@ __all__ = [
     "raw_slots",
 ]
 
-#: Header offsets the dead-letter marking and reading use (docs/wire-format.md).
-_OFF_MAGIC, _OFF_SEQUENCE, _OFF_FLAGS, _OFF_REASON = 0, 32, 44, 48
+#: Where each header field sits (docs/wire-format.md), from the wire format's one definition.
+_OFFSET = {name: offset for name, _code, offset, _meaning in HEADER_FIELDS}
 
 #: The control words of a dead-letter queue in shared memory: the queue's ``tail`` (device) and
 #: ``head`` (host), each on its own line as in every ringgen queue, then the device's count of dead
@@ -53,8 +52,18 @@ DEAD_LETTER_CTL_DTYPE = np.dtype(
     }
 )
 
-_U32 = struct.Struct("<I")
-_U64 = struct.Struct("<Q")
+
+def _column(rows: np.ndarray, name: str, dtype: str) -> np.ndarray:
+    """Header field ``name`` of every slot in ``rows`` (``(n, slot_size)`` uint8), read at once."""
+    at, width = _OFFSET[name], np.dtype(dtype).itemsize
+    return np.ascontiguousarray(rows[:, at : at + width]).view(dtype).reshape(-1)
+
+
+def _set_column(rows: np.ndarray, name: str, values: Any, dtype: str) -> None:
+    """Write header field ``name`` of every slot in ``rows`` (``values``: one or one per row)."""
+    at, width = _OFFSET[name], np.dtype(dtype).itemsize
+    column = np.broadcast_to(np.asarray(values, dtype=dtype), (len(rows),))
+    rows[:, at : at + width] = np.ascontiguousarray(column).view(np.uint8).reshape(-1, width)
 
 
 @attrs.frozen
@@ -144,30 +153,29 @@ def mark_dead_letters(rows: np.ndarray, reasons: np.ndarray) -> np.ndarray:
     ``rows`` is a writable ``(n, slot_size)`` uint8 array (slot size >= 52), ``reasons`` ``n``
     Reason codes; flags becomes ``DEAD_LETTER`` and reason the code, both little-endian u32.
     """
-    rows[:, _OFF_FLAGS : _OFF_FLAGS + 4] = (
-        np.full(len(rows), int(HeaderFlag.DEAD_LETTER), dtype="<u4").view(np.uint8).reshape(-1, 4)
-    )
-    rows[:, _OFF_REASON : _OFF_REASON + 4] = (
-        np.asarray(reasons, dtype="<u4").view(np.uint8).reshape(-1, 4)
-    )
+    _set_column(rows, "flags", int(HeaderFlag.DEAD_LETTER), "<u4")
+    _set_column(rows, "reason", reasons, "<u4")
     return rows
 
 
 def dead_letters_from_slots(rows: np.ndarray) -> list[DeadLetter]:
     """``DeadLetter`` objects from marked dead-letter slots (an ``(n, slot_size)`` uint8 array)."""
-    out = []
-    for row in rows:
-        data = row.tobytes()
-        code = _U32.unpack_from(data, _OFF_REASON)[0]
-        try:
-            reason = Reason(code)
-        except ValueError:  # the device writes only Reasons; keep the evidence of anything else
-            reason = Reason.NONE
-        sequence = None
-        if len(data) >= HEADER_SIZE and _U32.unpack_from(data, _OFF_MAGIC)[0] == MAGIC:
-            sequence = _U64.unpack_from(data, _OFF_SEQUENCE)[0]
-        out.append(DeadLetter(reason=reason, data=data, sequence=sequence))
-    return out
+    codes = _column(rows, "reason", "<u4").tolist()
+    if rows.shape[1] >= HEADER_SIZE:
+        has_header = (_column(rows, "magic", "<u4") == MAGIC).tolist()
+        sequences = _column(rows, "sequence", "<u8").tolist()
+    else:  # too short to hold a header: no sequence to read
+        has_header = sequences = [False] * len(rows)
+    known = {int(r) for r in Reason}
+    return [
+        DeadLetter(
+            # the device writes only Reasons; keep the evidence of anything else as NONE
+            reason=Reason(code) if code in known else Reason.NONE,
+            data=row.tobytes(),
+            sequence=seq if header else None,
+        )
+        for row, code, header, seq in zip(rows, codes, has_header, sequences)
+    ]
 
 
 class RawSlotsAndDeadLetters:
