@@ -24,6 +24,7 @@ from ..layout import MessageLayout, layout_of
 from ..protocol import Reason
 from ..types import ArrayType, ListType, MessageType, ScalarType, StrType
 from ..wire.header import HEADER_FIELDS, HEADER_SIZE, MAGIC
+from .bridged_py import bridged_closure
 from .env import render
 from .header import describe_type
 
@@ -155,19 +156,10 @@ def _message_context(lay: MessageLayout) -> dict:
     }
 
 
-def _bridged_closure(layouts: Iterable[MessageLayout]) -> list[MessageLayout]:
-    out: list[MessageLayout] = []
-    for lay in layouts:
-        for spec in lay.spec.nested() + [lay.spec]:
-            nested = layout_of(spec.cls)
-            if nested.is_bridged and nested not in out:
-                out.append(nested)
-    return out
-
-
 def render_device_codec(layouts: Iterable[MessageLayout]) -> str:
     """The codec text for the given bridged layouts (and the bridged messages they nest)."""
-    bridged = _bridged_closure(layouts)
+    # direct messages nested in a bridged one travel as raw struct bytes: no codec of their own
+    bridged = [lay for lay in bridged_closure(layouts) if lay.is_bridged]
     if not bridged:
         return ""
     return render(
