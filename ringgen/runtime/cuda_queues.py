@@ -62,7 +62,40 @@ def _segments(start: int, n: int, cap: int) -> list[tuple[int, int]]:
     return [(pos, first)] + ([(0, n - first)] if n > first else [])
 
 
-class InputRing:
+class _SlotRing:
+    """What both ends of a host-mapped ring share: the slot geometry and where its counters live.
+
+    ``buf`` is the mapped ring (uint8, at least ``cap * stride`` bytes), ``dtype`` the slot dtype,
+    ``stride`` the bytes between slots (the itemsize unless bridged: then a multiple of 16, so the
+    kernel moves slots in whole 16-byte words); ``words`` views the control words, the queue's
+    counters at ``ctl_word``.
+    """
+
+    def __init__(
+        self,
+        buf: np.ndarray,
+        dtype: np.dtype,
+        cap: int,
+        words: memoryview,
+        ctl_word: int,
+        stride: Optional[int] = None,
+    ) -> None:
+        self.cap = cap
+        self.dtype = dtype
+        self.size = dtype.itemsize
+        self.stride = self.size if stride is None else stride
+        # Only a direct ring is also an array of its dtype (reserve() and view() hand out views).
+        self.slots = buf[: cap * self.size].view(dtype) if self.stride == self.size else None
+        self._u8 = buf[: cap * self.stride]
+        #: The ring as a ``(cap, slot size)`` uint8 view (the dead letters are copied out of it).
+        self.rows = _rows(buf, cap, self.stride, self.size)
+        self._bytes = memoryview(self._u8)
+        self._words = words
+        self._tail_at = ctl_word + _TAIL
+        self._head_at = ctl_word + _HEAD
+
+
+class InputRing(_SlotRing):
     """The producer end of the input queue: the host writes slots and the tail.
 
     ``buf`` is the mapped ring (uint8, at least ``cap * stride`` bytes), ``dtype`` the slot dtype
@@ -79,19 +112,7 @@ class InputRing:
         codec: Any,
         stride: Optional[int] = None,
     ) -> None:
-        self.cap = cap
-        self.size = dtype.itemsize
-        self.stride = self.size if stride is None else stride
-        # Only a direct ring is also an array of its dtype (reserve() hands out views of it).
-        self.slots = buf[: cap * self.size].view(dtype) if self.stride == self.size else None
-        self._u8 = buf[: cap * self.stride]
-        self._rows = _rows(buf, cap, self.stride, self.size)
-        #: The ring as a ``(cap, slot size)`` uint8 view (the dead letters are copied out of it).
-        self.rows = self._rows
-        self._bytes = memoryview(self._u8)
-        self._words = words
-        self._tail_at = ctl_word + _TAIL
-        self._head_at = ctl_word + _HEAD
+        super().__init__(buf, dtype, cap, words, ctl_word, stride)
         self.tail = 0
         self._reserved = 0
         self._pack_into = getattr(codec, "packer", None) and codec.packer.pack_into
@@ -131,7 +152,7 @@ class InputRing:
         else:
             src = src.reshape(n, size)
             for pos, k in _segments(self.tail, n, self.cap):
-                self._rows[pos : pos + k] = src[done : done + k]
+                self.rows[pos : pos + k] = src[done : done + k]
                 done += k
         self.tail += n
         self._words[self._tail_at] = self.tail
@@ -146,7 +167,7 @@ class InputRing:
             return 0
         done = 0
         for pos, k in _segments(self.tail, n, self.cap):
-            encode(rows[done : done + k], self._rows[pos : pos + k], self.tail + done)
+            encode(rows[done : done + k], self.rows[pos : pos + k], self.tail + done)
             done += k
         self.tail += n
         self._words[self._tail_at] = self.tail
@@ -228,7 +249,7 @@ class DeadMarks:
         self.harvested = 0
         self.dropped = 0
         self._marks: Optional[np.ndarray] = marks
-        self._rows = rows
+        self.rows = rows
         self._pending: list[np.ndarray] = []
         self._count = 0
         self._lock = threading.Lock()
@@ -247,7 +268,7 @@ class DeadMarks:
             marks = self._marks[pos]
             hit = (marks >> np.uint64(8)) == seqs + np.uint64(1)
             if hit.any():
-                rows = self._rows[pos[hit]]  # fancy indexing: a copy, taken before any reuse
+                rows = self.rows[pos[hit]]  # fancy indexing: a copy, taken before any reuse
                 mark_dead_letters(rows, (marks[hit] & np.uint64(0xFF)).astype("<u4"))
                 room = self.capacity - self._count
                 if len(rows) > room:
@@ -274,17 +295,17 @@ class DeadMarks:
                 got += len(part)
             self._count -= got
         if not parts:
-            return np.zeros((0, self._rows.shape[1]), dtype=np.uint8)
+            return np.zeros((0, self.rows.shape[1]), dtype=np.uint8)
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
     def detach(self) -> None:
         """Forget the mapped arrays (their memory is about to be freed); counts stay readable."""
         with self._lock:
             self._marks = None
-            self._rows = self._rows[:0].copy()
+            self.rows = self.rows[:0].copy()
 
 
-class PositionalOutput:
+class PositionalOutput(_SlotRing):
     """The consumer end of a one-reply-per-request output queue.
 
     Reply ``i`` is in slot ``i``; the kernel publishes the tail and counts holes (requests without a
@@ -305,20 +326,7 @@ class PositionalOutput:
         codec: Any,
         stride: Optional[int] = None,
     ) -> None:
-        self.cap = cap
-        self.dtype = dtype
-        self.size = dtype.itemsize
-        self.stride = self.size if stride is None else stride
-        # Only a direct ring is also an array of its dtype (view() hands out views of it).
-        self.slots = buf[: cap * self.size].view(dtype) if self.stride == self.size else None
-        self._u8 = buf[: cap * self.stride]
-        self._rows = _rows(buf, cap, self.stride, self.size)
-        #: The ring as a ``(cap, slot size)`` uint8 view (the dead letters are copied out of it).
-        self.rows = self._rows
-        self._bytes = memoryview(self._u8)
-        self._words = words
-        self._tail_at = ctl_word + _TAIL
-        self._head_at = ctl_word + _HEAD
+        super().__init__(buf, dtype, cap, words, ctl_word, stride)
         self._holes_at = side_word
         self.marks = marks
         self.head = 0
@@ -406,7 +414,7 @@ class PositionalOutput:
         else:
             dst = dst.reshape(n, size)
             for pos, k in _segments(self.head, n, self.cap):
-                dst[done : done + k] = self._rows[pos : pos + k]
+                dst[done : done + k] = self.rows[pos : pos + k]
                 done += k
         if self._words[self._holes_at] > self.holes_taken:
             seq = np.arange(self.head, self.head + n, dtype=np.uint64)
