@@ -137,6 +137,22 @@ def _build(
     return path
 
 
+def usable_compiler(cc: Optional[str], fallback: str) -> Optional[str]:
+    """The C compiler native code is built with, or None, logged with what happens instead.
+
+    Native code is only built for a little-endian host (the wire format is little-endian and the
+    C writes it with plain stores) that has a compiler (``cc``, else ``$CC``, cc, gcc or clang).
+    ``fallback`` says what runs instead, e.g. "batch encoding uses numpy".
+    """
+    if sys.byteorder != "little":
+        log.info("ringgen.wire: native code needs a little-endian host; %s", fallback)
+        return None
+    compiler = _compiler(cc)
+    if compiler is None:
+        log.info("ringgen.wire: no C compiler found; %s", fallback)
+    return compiler
+
+
 def load(cache_dir: Optional[Path] = None, cc: Optional[str] = None) -> Optional[ctypes.CDLL]:
     """Build (if needed) and load the helpers; None, with the reason logged, when that fails.
 
@@ -144,12 +160,8 @@ def load(cache_dir: Optional[Path] = None, cc: Optional[str] = None) -> Optional
         cache_dir: where the library is kept (default ``$RINGGEN_CACHE_DIR/native``).
         cc: the compiler (default ``$CC``, else cc, gcc or clang from PATH).
     """
-    if sys.byteorder != "little":
-        log.info("ringgen.wire: native helpers need a little-endian host; using numpy")
-        return None
-    compiler = _compiler(cc)
+    compiler = usable_compiler(cc, "batch encoding uses numpy")
     if compiler is None:
-        log.info("ringgen.wire: no C compiler found; batch encoding uses numpy")
         return None
     try:
         path = _build(compiler, Path(cache_dir) if cache_dir else _cache_root())

@@ -79,12 +79,8 @@ def load(cache_dir: Optional[Path] = None, cc: Optional[str] = None) -> Optional
         cache_dir: where the module is kept (default ``$RINGGEN_CACHE_DIR/native``).
         cc: the compiler (default ``$CC``, else cc, gcc or clang from PATH).
     """
-    if sys.byteorder != "little":
-        log.info("ringgen.wire: the native encoder needs a little-endian host; using Python")
-        return None
-    compiler = native._compiler(cc)
+    compiler = native.usable_compiler(cc, "messages are encoded in Python")
     if compiler is None:
-        log.info("ringgen.wire: no C compiler found; messages are encoded in Python")
         return None
     include = Path(sysconfig.get_paths()["include"])
     if not (include / "Python.h").exists():
