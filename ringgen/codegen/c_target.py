@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Optional
 
 from .. import __version__, protocol
 from ..kernel import KernelSpec
-from ..layout import layout_of
 from ..protocol import OUTBOX_LIMIT  # re-exported: tests read c_target.OUTBOX_LIMIT
 from .body import emit_body
 from .dialect_c import C_DIALECT, CDialect
 from .env import render
+from .kernel_context import kernel_context as shared_kernel_context
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
@@ -54,17 +54,11 @@ def source_name(unit: "BuildUnit") -> str:
 
 
 def kernel_context(spec: KernelSpec) -> dict:
-    """What the driver template needs to know about one kernel."""
-    out_cls = spec.outbox or spec.output
-    return {
-        "name": spec.name,
-        "in_type": layout_of(spec.input).name,
-        "out_type": layout_of(out_cls).name if out_cls is not None else "void",
-        "has_output": out_cls is not None,
-        "state_type": layout_of(spec.state).name if spec.state is not None else "void",
-        "uses_outbox": spec.uses_outbox,
-        "limit": OUTBOX_LIMIT if spec.uses_outbox else 1,
-    }
+    """What the driver template needs to know about one kernel (a missing output is ``void``)."""
+    ctx = shared_kernel_context(spec)
+    if not ctx["has_output"]:
+        ctx["out_type"] = "void"
+    return ctx
 
 
 def render_source(

@@ -19,6 +19,7 @@ from ..layout import layout_of
 from ..protocol import OUTBOX_LIMIT
 from .dialect_cuda import CUDA_DIALECT, CudaDialect
 from .env import render
+from .kernel_context import kernel_context as shared_kernel_context
 from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
@@ -72,28 +73,11 @@ def kernel_context(spec: KernelSpec) -> dict:
     the 256-byte header and the payload (``layout_of(cls).slot_size`` bytes at most); the kernel
     decodes it into the view struct before the handler runs and encodes a bridged reply from it.
     """
-    out_cls = spec.outbox or spec.output
+    ctx = shared_kernel_context(spec)
     lin = layout_of(spec.input)
-    lout = layout_of(out_cls) if out_cls is not None else None
-    out_bridged = lout is not None and lout.is_bridged
-    return {
-        "name": spec.name,
-        "in_type": lin.name,
-        "in_bridged": lin.is_bridged,
-        "in_ring_type": "rg_u8" if lin.is_bridged else lin.name,
-        "in_slot_size": lin.slot_size,
-        "in_stride": slot_stride(lin.slot_size) if lin.is_bridged else lin.size,
-        "in_type_id": lin.type_id,
-        "out_type": lout.name if lout is not None else "rg_none",
-        "out_bridged": out_bridged,
-        "out_slot_size": lout.slot_size if lout is not None else 1,
-        "out_stride": slot_stride(lout.slot_size) if out_bridged else 0,
-        "has_output": out_cls is not None,
-        "state_type": layout_of(spec.state).name if spec.state is not None else "void",
-        "uses_outbox": spec.uses_outbox,
-        "limit": OUTBOX_LIMIT if spec.uses_outbox else 1,
-        "ordered": spec.ordered,
-    }
+    ctx["in_stride"] = slot_stride(lin.slot_size) if lin.is_bridged else lin.size
+    ctx["out_stride"] = slot_stride(ctx["out_slot_size"]) if ctx["out_bridged"] else 0
+    return ctx
 
 
 def render_source(

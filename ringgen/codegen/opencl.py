@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Optional
 
 from .. import __version__, protocol
 from ..kernel import KernelSpec
-from ..layout import layout_of
 from ..protocol import OUTBOX_LIMIT
 from .dialect_opencl import OPENCL_DIALECT, OpenclDialect
 from .env import render
+from .kernel_context import kernel_context as shared_kernel_context
 from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
@@ -46,28 +46,8 @@ def entry_points(kernel: str) -> dict[str, str]:
 
 
 def kernel_context(spec: KernelSpec) -> dict:
-    """What the skeleton template needs to know about one ring kernel."""
-    out_cls = spec.outbox or spec.output
-    lin = layout_of(spec.input)
-    lout = layout_of(out_cls) if out_cls is not None else None
-    out_bridged = lout is not None and lout.is_bridged
-    return {
-        "name": spec.name,
-        "in_type": lin.name,
-        "in_bridged": lin.is_bridged,
-        # A bridged queue's slots are bytes (header + payload); a direct one's are the struct itself.
-        "in_ring_type": "rg_u8" if lin.is_bridged else lin.name,
-        "in_slot_size": lin.slot_size,
-        "in_type_id": lin.type_id,
-        "out_bridged": out_bridged,
-        "out_ring_type": "rg_u8" if out_bridged else (lout.name if lout else "rg_none"),
-        "out_slot_size": lout.slot_size if lout else 1,
-        "out_type": lout.name if lout is not None else "rg_none",
-        "state_type": layout_of(spec.state).name if spec.state is not None else "void",
-        "uses_outbox": spec.uses_outbox,
-        "limit": OUTBOX_LIMIT if spec.uses_outbox else 1,
-        "ordered": spec.ordered,
-    }
+    """What the skeleton template needs to know about one ring kernel (nothing OpenCL-only)."""
+    return shared_kernel_context(spec)
 
 
 def render_source(
