@@ -22,11 +22,10 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from ..layout import MessageLayout, layout_of
 from ..protocol import Reason
-from ..types import ArrayType, ListType, MessageType, ScalarType, StrType
+from ..types import ArrayType, ListType, MessageType, ScalarType, StrType, describe_type
 from ..wire.header import HEADER_FIELDS, HEADER_SIZE, MAGIC
 from .bridged_py import bridged_closure
 from .env import render
-from .header import describe_type
 
 if TYPE_CHECKING:
     from ..build import BuildUnit

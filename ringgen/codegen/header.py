@@ -17,8 +17,7 @@ from .env import render
 if TYPE_CHECKING:
     from ..build import BuildUnit
 
-# describe_type lives in ringgen.types; it stays importable from here for the emitters that use it.
-__all__ = ["describe_type", "emit", "header_name", "render_header"]
+__all__ = ["emit", "header_name", "render_header"]
 
 
 def header_name(unit: "BuildUnit") -> str:

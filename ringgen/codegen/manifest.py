@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BuildError
 from ..layout import FieldLayout, MessageLayout, layout_of
-from .header import describe_type, header_name
+from ..types import describe_type
+from .header import header_name
 
 if TYPE_CHECKING:
     from ..build import BuildUnit

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..types import describe_type
 from .env import render
-from .header import describe_type
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
