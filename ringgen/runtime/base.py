@@ -84,6 +84,12 @@ _NO_LIMIT = 1e9
 #: Lifecycle states in which the kernel no longer runs (nothing more will be published).
 _STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
 
+#: How often (seconds) an observer of the lifecycle asks the backend whether the device itself still
+#: runs the kernel (``_device_fault``). A dead kernel cannot write FAULTED to its control block, so this
+#: check is what makes it visible; 10 ms keeps the cost off hot polling loops and the detection well
+#: inside the 100 ms a user waits at most to learn of it.
+DEVICE_FAULT_POLL_S = 0.010
+
 
 class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
     """A launched ring kernel: send it messages, receive its replies, read its stats, terminate it.
@@ -171,6 +177,9 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         self._launched = False
         self._final_stats: Optional[KernelStats] = None
         self._final_state: Any = None
+        #: The device's own words on why the kernel died (``_device_fault``), once seen; else None.
+        self._device_error: Optional[str] = None
+        self._device_checked_at = 0.0
 
     # ----------------------------------------------------------------------------------- opening
 
@@ -459,11 +468,31 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             state = Lifecycle(int((self._control() if ctl is None else ctl)["state"]))
         except ValueError:
             state = Lifecycle.FAULTED
+        if state not in _STOPPED and self._device_died():
+            state = Lifecycle.FAULTED
         if state is Lifecycle.FAULTED:
             # Sends check this flag only, so the hot path reads no control block; every observer
             # of the fault (receive, stats, a blocked send) closes the input side here.
             self._accepting = False
         return state
+
+    def _device_died(self) -> bool:
+        """True once the backend reports that the device no longer runs the kernel.
+
+        Asks ``_device_fault`` at most every ``DEVICE_FAULT_POLL_S`` seconds and remembers the answer.
+        """
+        if self._device_error is not None:
+            return True
+        now = time.monotonic()
+        if now - self._device_checked_at < DEVICE_FAULT_POLL_S:
+            return False
+        self._device_checked_at = now
+        self._device_error = self._device_fault()
+        if self._device_error is not None:
+            log.error(
+                "kernel %s (%s) died on the device: %s", self.name, self.backend, self._device_error
+            )
+        return self._device_error is not None
 
     def stats(self) -> KernelStats:
         """A snapshot of the kernel's counters (``KernelStats``); after termination, the final one."""
@@ -477,7 +506,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         ctl = self._control()  # one read: lifecycle and counters from the same moment
         if lifecycle is None:
             lifecycle = self._lifecycle_now(ctl)
-        return stats_from_control(
+        stats = stats_from_control(
             ctl,
             kernel=self.name,
             backend=self.backend,
@@ -490,6 +519,9 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             lifecycle=lifecycle,
             dead_letters_dropped=self._dead_letters_dropped(),
         )
+        if self._device_error is not None:
+            stats = attrs.evolve(stats, fault=self._device_error)
+        return stats
 
     def _stats_after_release(self) -> KernelStats:
         final = self._final_stats
@@ -521,6 +553,8 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
 
     def _fault_error(self, what: str, *, final: bool = False) -> KernelFaultError:
         fault = self._final_stats.fault if final and self._final_stats else None
+        if fault is None:
+            fault = self._device_error
         if fault is None and not self._released:
             code = int(self._control()["fault"])
             if code:
@@ -702,6 +736,19 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
     def _fault_detail(self) -> str:
         """A backend's words on the fault (the Python exception on the cpu backend), or ''."""
         return ""
+
+    def _device_fault(self) -> Optional[str]:
+        """The error that killed the kernel on the device, in the device's words, or None while it runs.
+
+        For backends whose kernel can die without writing FAULTED to its control block (a CUDA
+        kernel that hits an illegal or misaligned address loses its context and never writes again).
+        Must be cheap, must not block and must not raise; called at most every
+        ``DEVICE_FAULT_POLL_S`` seconds by every observer of the lifecycle (blocked sends and
+        receives, ``stats``, ``terminate``), so a dead kernel is reported FAULTED within that time of
+        the next wait. The default (nothing can kill the kernel behind the control block's back)
+        returns None.
+        """
+        return None
 
 
 def _check_options(cls: type, kernel: str, options: Mapping[str, Any]) -> None:

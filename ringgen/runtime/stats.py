@@ -58,7 +58,8 @@ class KernelStats:
         received: replies the host has taken.
         dead_letters_dropped: dead letters the kernel could not return because the dead-letter
             queue was full (their messages are still counted in ``rejected``); 0 without one.
-        fault: the ``Reason`` name of an unrecoverable fault, or None.
+        fault: the ``Reason`` name of an unrecoverable fault, or the device's own error when the
+            kernel died on the device (e.g. a CUDA illegal address), or None.
         latency: a ``LatencySummary`` when the backend measures one, else None.
     """
 
