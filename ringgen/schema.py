@@ -12,7 +12,6 @@ import ast
 import builtins
 import inspect
 import sys
-import textwrap
 import typing
 from typing import Any, Callable, Optional, TypeVar, overload
 
@@ -20,6 +19,7 @@ import attrs
 
 from .errors import SchemaError
 from .naming import check_identifier_shape, reserved_by
+from .source_index import class_node
 from .types import (
     ArrayType,
     FieldType,
@@ -328,33 +328,21 @@ def _positions(cls: type) -> tuple[SourcePos, dict[str, SourcePos]]:
     """Find where ``cls`` and each of its annotated fields are written in its source file."""
     try:
         file = inspect.getsourcefile(cls) or inspect.getfile(cls)
-        lines, start = inspect.getsourcelines(cls)
     except (OSError, TypeError):
         return SourcePos(), {}
-    src = textwrap.dedent("".join(lines))
-    indent = len(lines[0]) - len(lines[0].lstrip())
-    try:
-        tree = ast.parse(src)
-    except SyntaxError:
-        return SourcePos(file, start), {}
-    node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
+    module = sys.modules.get(cls.__module__)
+    node = class_node(file, cls.__qualname__, getattr(module, "__dict__", None))
     if node is None:
-        return SourcePos(file, start), {}
-    cls_line = start + node.lineno - 1
+        return SourcePos(), {}
+    start = len("class ")
     cls_pos = SourcePos(
-        file,
-        cls_line,
-        node.col_offset + indent + len("class "),
-        node.col_offset + indent + len("class ") + len(node.name),
+        file, node.lineno, node.col_offset + start, node.col_offset + start + len(node.name)
     )
     fields = {}
     for stmt in node.body:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
             fields[stmt.target.id] = SourcePos(
-                file,
-                start + stmt.lineno - 1,
-                stmt.target.col_offset + indent,
-                stmt.target.end_col_offset + indent,
+                file, stmt.lineno, stmt.target.col_offset, stmt.target.end_col_offset
             )
     return cls_pos, fields
 

@@ -67,7 +67,7 @@ from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
 from .batches import Batch, BatchFormat, SpillBuffer
 from .dead_letters import RawSlotsAndDeadLetters, dead_letter_capacity
 from .stats import KernelStats, stats_from_control
-from .waiting import Backoff, deadline_after, expired
+from .waiting import Backoff, check_timeout, deadline_after, expired
 
 __all__ = ["Backoff", "KernelHandle", "deadline_after"]
 
@@ -225,6 +225,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             KernelFaultError: the kernel stopped on a fault.
             SchemaError: ``message`` is not the input message class.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.send")
         batch = self.format.input_batch((message,))
         accepted = self._push_all(batch, block=block, timeout=timeout)
         if accepted < 1:
@@ -251,6 +252,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
                 messages (a prefix) were published, so the caller can resume with the rest.
             QueueClosedError, KernelFaultError, SchemaError: as ``send``.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.send_batch")
         batch = self.format.input_batch(messages)
         n = self._push_all(batch, block=block, timeout=timeout)
         if block and n < len(batch):
@@ -265,7 +267,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             QueueClosedError, KernelFaultError, SchemaError: as ``send``.
         """
         batch = self.format.input_batch((message,))
-        deadline = deadline_after(timeout)
+        deadline = deadline_after(timeout, f"kernel {self.name}.send_async")
         backoff = Backoff()
         while True:
             if self._try_push(batch):
@@ -331,6 +333,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             QueueClosedError: the kernel is terminated and every reply has been taken.
             KernelFaultError: the kernel stopped on a fault and no reply is left.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.receive")
         batch = self._pop_wait(1, timeout)
         if batch is None:
             raise KernelTimeoutError(
@@ -353,6 +356,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             QueueClosedError: the kernel is terminated and every reply has been taken.
             KernelFaultError: the kernel stopped on a fault and no reply is left.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.receive_batch")
         n = self.capacity if max_n is None else int(max_n)
         if n < 1:
             raise ValueError(f"kernel {self.name}: receive_batch max_n must be >= 1, got {max_n!r}")
@@ -364,7 +368,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
     async def receive_async(self, timeout: Optional[float] = None) -> OutT:
         """``receive`` for asyncio: awaits the next reply without blocking the event loop."""
         self._require_output()
-        deadline = deadline_after(timeout)
+        deadline = deadline_after(timeout, f"kernel {self.name}.receive_async")
         backoff = Backoff()
         while True:
             batch = self._try_pop(1)
@@ -553,6 +557,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
                 is then abandoned (the backend stops waiting on the device and leaves nothing that
                 keeps the process from exiting) and is unusable.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.terminate")
         with self._term_lock:
             if self._released:
                 return self.stats()
