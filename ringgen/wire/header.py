@@ -16,7 +16,10 @@ import time
 import attrs
 import numpy as np
 
+from ..protocol import Reason
+
 __all__ = [
+    "HEADER_CHECKS",
     "HEADER_DTYPE",
     "HEADER_FIELDS",
     "HEADER_SIZE",
@@ -78,6 +81,28 @@ assert [f[2] for f in HEADER_FIELDS] == [
 ], "HEADER_FIELDS offsets must match the packed struct"
 
 
+#: The checks every decoder makes on a bridged message's header, in this order; the first that fails
+#: names the ``Reason`` (docs/wire-format.md, "Validation and the Reasons"). ``rg.decode``, the cpu
+#: backend and the device codec (``templates/common/bridged_codec.h.j2``, rendered from this table)
+#: all follow it, so every backend counts the same bytes under the same Reason. Bytes the data does
+#: not have read as zero, as they do in a zero-padded queue slot: a short input fails on its magic
+#: first, like the device's slot would. Each entry: (header field, Reason, what must hold).
+HEADER_CHECKS: tuple[tuple[str, Reason, str], ...] = (
+    ("magic", Reason.BAD_MAGIC, f"magic == 0x{MAGIC:04X}"),
+    (
+        "total_size",
+        Reason.BAD_SIZE,
+        f"{HEADER_SIZE} <= total_size <= the slot size (and, on the host, the bytes given)",
+    ),
+    ("type_id", Reason.BAD_TYPE, "type_id is the expected class's MessageLayout.type_id"),
+    (
+        "payload_crc",
+        Reason.BAD_CRC,
+        f"payload_crc == CRC-32 of bytes {HEADER_SIZE} .. total_size (the payload)",
+    ),
+)
+
+
 class HeaderFlag(enum.IntFlag):
     """Bits of the header's ``flags`` word."""
 
@@ -113,6 +138,13 @@ class Header:
     def unpack(cls, data, offset: int = 0) -> "Header":
         """Read the header at ``offset`` of ``data`` (no validation: see ``ringgen.wire.decode``)."""
         return cls(*HEADER_STRUCT.unpack_from(data, offset))
+
+    @classmethod
+    def unpack_padded(cls, data) -> "Header":
+        """Read the header at the start of ``data``, bytes it does not have taken as zero (as in a
+        zero-padded queue slot)."""
+        head = bytes(memoryview(data).cast("B")[:HEADER_USED])
+        return cls(*HEADER_STRUCT.unpack(head.ljust(HEADER_USED, b"\0")))
 
     def pack(self) -> bytes:
         """The full 256 bytes, reserved tail zeroed."""
