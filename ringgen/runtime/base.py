@@ -81,6 +81,10 @@ OutT = TypeVar("OutT")
 #: arithmetic and ``Thread.join`` accept it, and longer than any process lives.
 _NO_LIMIT = 1e9
 
+#: The most slots a queue may have (launch option ``capacity``): 2**30 slots of even 16 bytes are
+#: 16 GiB per queue, far past what a round trip needs, and far from any 32-bit slot-index overflow.
+MAX_CAPACITY = 1 << 30
+
 #: Lifecycle states in which the kernel no longer runs (nothing more will be published).
 _STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
 
@@ -145,6 +149,12 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
                 f"kernel {spec.name}: launch option capacity={cap!r} is not a power of two >= 2",
                 hint="e.g. capacity=1024",
             )
+        if cap > MAX_CAPACITY:
+            raise BuildError(
+                f"kernel {spec.name}: launch option capacity={cap} is over the limit of "
+                f"{MAX_CAPACITY} slots per queue",
+                hint="a queue needs only enough slots to cover the round trip, e.g. capacity=65536",
+            )
         self.spec = spec
         self.name = spec.name
         self.package_dir = package_dir
@@ -185,7 +195,10 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         _check_options(cls, spec.name, options)
         handle = cls(spec, package_dir, **options)
         try:
-            handle._launch()
+            try:
+                handle._launch()
+            except MemoryError as exc:
+                raise handle._allocation_error(exc) from None
             handle._launched = True
             deadline = deadline_after(cls.launch_timeout)
             backoff = Backoff()
@@ -703,6 +716,15 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         told to stop, device memory deliberately leaked rather than freed under a resident kernel).
         Also called for a handle that was never launched.
         """
+
+    def _allocation_error(self, exc: BaseException) -> BuildError:
+        """What ``open`` raises when the queues of the requested capacity cannot be allocated."""
+        slots = self.in_codec.slot_size + (self.out_codec.slot_size if self.out_codec else 0)
+        return BuildError(
+            f"kernel {self.name} ({self.backend}): cannot allocate queues of capacity="
+            f"{self.capacity} ({self.capacity * slots:,} bytes of slots): {str(exc) or 'out of memory'}",
+            hint="launch with a smaller capacity",
+        )
 
     def _fault_detail(self) -> str:
         """A backend's words on the fault (the Python exception on the cpu backend), or ''."""

@@ -24,7 +24,15 @@ from ..layout import MessageLayout, layout_of
 from ..protocol import Reason
 from .compiled import bridged_codec
 from .direct import direct_struct, flatten_direct, unflatten_direct
-from .header import HEADER_CHECKS, HEADER_FIELDS, HEADER_SIZE, MAGIC, Header, now_ticks
+from .header import (
+    HEADER_CHECKS,
+    HEADER_FIELDS,
+    HEADER_SIZE,
+    MAGIC,
+    Header,
+    check_header_values,
+    now_ticks,
+)
 from .memorypack import decode_payload, encode_payload, wire_error
 
 __all__ = [
@@ -35,10 +43,32 @@ __all__ = [
     "decode_reference",
     "encode",
     "encode_reference",
+    "byte_view",
     "message_bytes",
 ]
 
 _TOTAL = struct.Struct("<Q")
+
+
+def byte_view(data: Any, cls: Any = None) -> Any:
+    """``data`` as a flat byte view: bytes-like objects and numpy arrays of any layout (a strided
+    array is copied once); ``cls`` names the message in the error.
+
+    Raises:
+        WireFormatError: ``data`` is not a buffer (a list, a str, ...), naming the argument.
+    """
+    try:
+        view = memoryview(data)
+    except TypeError:
+        what = f"rg.decode({cls.__name__}, data)" if cls is not None else "decode"
+        raise WireFormatError(
+            f"{what}: data must be bytes, bytearray, memoryview or a numpy array, "
+            f"got {type(data).__qualname__}",
+            hint="pass rg.encode's bytes, or a slot of a queue (a uint8 array)",
+        ) from None
+    if not view.c_contiguous:
+        return memoryview(view.tobytes())  # a strided array (every other byte): one copy
+    return view.cast("B") if view.ndim != 1 or view.format != "B" else view
 
 
 def message_bytes(data: Any) -> bytes:
@@ -48,7 +78,7 @@ def message_bytes(data: Any) -> bytes:
     decoder to reject with the Reason of the first check that fails (``HEADER_CHECKS``).
     """
     if type(data) is not bytes:
-        data = memoryview(data).cast("B")
+        data = byte_view(data)
     if len(data) >= 12:
         total = _TOTAL.unpack_from(data, 4)[0]
         if HEADER_SIZE <= total < len(data):
@@ -73,6 +103,15 @@ def encode_reference(
         EncodeError: a Str or List exceeds its bound (the message names class, field and bound), an
             Array has the wrong length, or a value does not fit its type.
     """
+    check_header_values(
+        cls.__name__,
+        sender=sender,
+        receiver=receiver,
+        sequence=sequence,
+        timestamp=timestamp,
+        flags=flags,
+        reason=reason,
+    )
     payload = encode_payload(cls, obj)
     header = Header(
         total_size=HEADER_SIZE + len(payload),
@@ -154,7 +193,7 @@ def decode_reference(cls: type, data: Any, *, with_header: bool = False) -> Any:
         WireFormatError: with ``offset``, ``field`` and ``reason`` (a ``ringgen.protocol.Reason``).
     """
     if type(data) is not bytes:
-        data = bytes(memoryview(data).cast("B"))
+        data = bytes(byte_view(data, cls))
     header, total = check_header(cls, data)
     obj, end = decode_payload(cls, data, HEADER_SIZE, total)
     if end != total:
@@ -325,7 +364,7 @@ class DirectWireCodec:
             ) from None
 
     def decode(self, data: Any) -> Any:
-        view = memoryview(data).cast("B")
+        view = byte_view(data, self.cls)
         if len(view) < self.slot_size:
             raise wire_error(
                 len(view),
@@ -396,7 +435,18 @@ def encode(
     fn = _ENCODERS.get(type(message))
     if fn is None:
         fn = _encoder_for(type(message))
-    return fn(message, sender, receiver, sequence, timestamp)
+    try:
+        return fn(message, sender, receiver, sequence, timestamp)
+    except (struct.error, OverflowError, TypeError):
+        # checked only on failure, off the fast path: name the header argument at fault
+        check_header_values(
+            type(message).__name__,
+            sender=sender,
+            receiver=receiver,
+            sequence=sequence,
+            timestamp=timestamp,
+        )
+        raise
 
 
 def decode(cls: type, data: Any, *, with_header: bool = False) -> Any:
@@ -408,6 +458,8 @@ def decode(cls: type, data: Any, *, with_header: bool = False) -> Any:
         WireFormatError: malformed bytes, with ``offset``, ``field`` and ``reason``.
     """
     codec = codec_for(cls)
+    if type(data) is not bytes:
+        data = byte_view(data, cls)  # a clear error for a non-buffer, one copy of a strided array
     if with_header:
         if not codec.bridged:
             raise WireFormatError(f"{cls.__name__} is a direct message: it has no header")

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import numbers
 import struct
 import time
+from typing import Any
 
 import attrs
 import numpy as np
 
+from ..errors import EncodeError
 from ..protocol import Reason
 
 __all__ = [
@@ -26,6 +29,7 @@ __all__ = [
     "HEADER_STRUCT",
     "HEADER_USED",
     "Header",
+    "check_header_values",
     "HeaderFlag",
     "MAGIC",
     "TICKS_AT_UNIX_EPOCH",
@@ -149,6 +153,36 @@ class Header:
     def pack(self) -> bytes:
         """The full 256 bytes, reserved tail zeroed."""
         return HEADER_STRUCT.pack(*attrs.astuple(self)) + bytes(HEADER_SIZE - HEADER_USED)
+
+
+def check_header_values(what: str, rows: int = 1, **values: Any) -> None:
+    """Check header values a caller gave (``sender=...``) against their fields' ranges.
+
+    Args:
+        what: the message class (or call) for the message.
+        rows: how many messages get the values; row i gets ``sequence + i``, so the last one must fit.
+        values: header fields by name (``HEADER_FIELDS``); None means "the default" and passes.
+
+    Raises:
+        EncodeError: a value is not an integer or is outside its field's range, naming the field.
+    """
+    codes = {name: code for name, code, _, _ in HEADER_FIELDS}
+    for name, value in values.items():
+        if value is None:
+            continue
+        bits = 32 if codes[name] == "I" else 64
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise EncodeError(
+                f"{what}: header field {name}={value!r} is not an integer (u{bits})",
+                hint=f"pass an int in 0..{2**bits - 1}",
+            )
+        top = 2**bits - 1 - (rows - 1 if name == "sequence" else 0)
+        if not 0 <= int(value) <= top:
+            last = f" for {rows} rows (row i gets sequence + i)" if top != 2**bits - 1 else ""
+            raise EncodeError(
+                f"{what}: header field {name}={int(value)} is outside 0..{top}{last} (u{bits})",
+                hint=f"pass an int in 0..{top}",
+            )
 
 
 def now_ticks() -> int:
