@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import itertools
 import logging
 import threading
 import time
@@ -257,7 +258,8 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             messages: a numpy structured array of the input view dtype (no per-object work for a
                 direct message), or a sequence of input message objects.
             block: wait for room as needed until all are accepted (False: accept what fits now and
-                return that count, possibly 0).
+                return that count, possibly 0; only the first ``capacity`` messages are converted,
+                and an iterator is advanced by at most that many).
             timeout: with ``block``, the longest total wait in seconds.
 
         Raises:
@@ -266,6 +268,9 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             QueueClosedError, KernelFaultError, SchemaError: as ``send``.
         """
         timeout = check_timeout(timeout, f"kernel {self.name}.send_batch")
+        if not block:
+            # at most one queue's worth can be accepted now: convert no more than that
+            messages = _prefix(messages, self.capacity)
         batch = self.format.input_batch(messages)
         n = self._push_all(batch, block=block, timeout=timeout)
         if block and n < len(batch):
@@ -729,6 +734,16 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
     def _fault_detail(self) -> str:
         """A backend's words on the fault (the Python exception on the cpu backend), or ''."""
         return ""
+
+
+def _prefix(messages: Any, n: int) -> Any:
+    """The first ``n`` of ``messages`` without touching the rest: a view of an array, a slice of a
+    sequence, ``n`` items of any other iterable."""
+    if isinstance(messages, np.ndarray):
+        return messages[:n] if messages.ndim else messages  # a 0-d array: input_batch says why
+    if isinstance(messages, (list, tuple)):
+        return messages[:n]
+    return list(itertools.islice(messages, n))
 
 
 def _check_options(cls: type, kernel: str, options: Mapping[str, Any]) -> None:
