@@ -2,11 +2,19 @@
 
 A message, field, kernel or local name that any target reserves is rejected up front, with the
 languages that reserve it, rather than escaped: the generated code should read like the user's code.
+
+``RESERVED`` holds, per language, its keywords and builtin types (written here) plus what its
+compiler knows before any user code: the macros and file-scope names of the standard headers and of
+CUDA's runtime headers (``FILE``, ``time_t``, ``EOF``, ``INT_MAX``, ``M_PI``, ``linux``,
+``cudaError_t``, ...), derived from gcc, g++ and nvcc by ``tools/reserved_names.py`` into
+``reserved_names.txt``. OpenCL and Metal builtin types are written here as data (element types x
+vector widths), since no OpenCL or Metal compiler can be asked on every machine.
 """
 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 __all__ = ["RESERVED", "reserved_by", "check_identifier_shape"]
 
@@ -36,12 +44,65 @@ _METAL = """device threadgroup thread constant kernel vertex fragment metal pack
 packed_float4 ushort uchar uint ulong half texture sampler visible stitchable ray_data object mesh
 threadgroup_imageblock"""
 
+#: Vector and matrix type families, as (element types, widths): ``float4``, ``uint16``, ``half2x3``.
+_OPENCL_VECTORS = (
+    "bool char uchar short ushort int uint long ulong half float double quad",
+    (2, 3, 4, 8, 16),
+)
+_OPENCL_MATRICES = ("half float double", (2, 3, 4, 8, 16))
+_OPENCL_SCALARS = "event_t cl_mem_fence_flags"  # the scalar keywords are C's
+_METAL_VECTORS = (
+    "bool char uchar short ushort int uint long ulong half bfloat float packed_bool packed_char "
+    "packed_uchar packed_short packed_ushort packed_int packed_uint packed_long packed_ulong "
+    "packed_half packed_bfloat packed_float simd_bool simd_char simd_uchar simd_short simd_ushort "
+    "simd_int simd_uint simd_half simd_float",
+    (2, 3, 4),
+)
+_METAL_MATRICES = ("half bfloat float", (2, 3, 4))
+_METAL_SCALARS = (
+    "bfloat size_t ptrdiff_t atomic_int atomic_uint atomic_bool atomic_float simdgroup_matrix"
+)
+
+
+def _family(spec: tuple[str, tuple[int, ...]], matrix: bool = False) -> set[str]:
+    types, widths = spec
+    if matrix:
+        return {f"{t}{n}x{m}" for t in types.split() for n in widths for m in widths}
+    return {f"{t}{n}" for t in types.split() for n in widths}
+
+
+def _derived(path: Path) -> dict[str, set[str]]:
+    """The ``[section]`` name lists of ``reserved_names.txt`` (see tools/reserved_names.py)."""
+    sections: dict[str, set[str]] = {}
+    current = None
+    for line in path.read_text().splitlines():
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            current = sections.setdefault(line.strip("[]"), set())
+        elif current is not None:
+            current.add(line.strip())
+    return sections
+
+
+_DERIVED = _derived(Path(__file__).with_name("reserved_names.txt"))
+
 RESERVED: dict[str, frozenset[str]] = {
-    "C": frozenset(_C.split()),
-    "C++": frozenset(_CXX.split()),
-    "CUDA": frozenset(_CUDA.split()),
-    "OpenCL C": frozenset(_OPENCL.split()),
-    "Metal": frozenset(_METAL.split()),
+    "C": frozenset(set(_C.split()) | _DERIVED.get("C", set())),
+    "C++": frozenset(set(_CXX.split()) | _DERIVED.get("C++", set())),
+    "CUDA": frozenset(set(_CUDA.split()) | _DERIVED.get("CUDA", set())),
+    "OpenCL C": frozenset(
+        set(_OPENCL.split())
+        | set(_OPENCL_SCALARS.split())
+        | _family(_OPENCL_VECTORS)
+        | _family(_OPENCL_MATRICES, matrix=True)
+    ),
+    "Metal": frozenset(
+        set(_METAL.split())
+        | set(_METAL_SCALARS.split())
+        | _family(_METAL_VECTORS)
+        | _family(_METAL_MATRICES, matrix=True)
+    ),
 }
 
 _SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")

@@ -20,26 +20,32 @@ __all__ = ["class_node"]
 _INDEX: dict[str, tuple[list[str], dict[str, ast.ClassDef]]] = {}
 
 
-class _ClassIndexer(ast.NodeVisitor):
-    """Collects every ClassDef by qualified name; the first definition of a name wins (as in
-    ``inspect.findsource``)."""
-
-    def __init__(self) -> None:
-        self.stack: list[str] = []
-        self.classes: dict[str, ast.ClassDef] = {}
-
-    def _function(self, node: ast.AST) -> None:
-        self.stack += [node.name, "<locals>"]  # type: ignore[attr-defined]
-        self.generic_visit(node)
-        del self.stack[-2:]
-
-    visit_FunctionDef = visit_AsyncFunctionDef = _function
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> None:
-        self.stack.append(node.name)
-        self.classes.setdefault(".".join(self.stack), node)
-        self.generic_visit(node)
-        self.stack.pop()
+def _index_classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
+    """Every ClassDef by qualified name; the first definition of a name wins (as in
+    ``inspect.findsource``). Walks statements only, without recursion: a handler with a 900-term
+    expression must not reach Python's recursion limit here."""
+    classes: dict[str, ast.ClassDef] = {}
+    todo: list[tuple[list[ast.stmt], tuple[str, ...]]] = [(tree.body, ())]
+    while todo:
+        body, prefix = todo.pop()
+        for node in body:
+            scope = prefix
+            if isinstance(node, ast.ClassDef):
+                scope = prefix + (node.name,)
+                known = classes.get(".".join(scope))
+                if known is None or node.lineno < known.lineno:  # the first in the file wins
+                    classes[".".join(scope)] = node
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                scope = prefix + (node.name, "<locals>")
+            for attr in ("body", "orelse", "finalbody"):
+                block = getattr(node, attr, None)
+                if isinstance(block, list) and block and isinstance(block[0], ast.stmt):
+                    todo.append((block, scope))
+            for handler in getattr(node, "handlers", ()):
+                todo.append((handler.body, scope))
+            for case in getattr(node, "cases", ()):
+                todo.append((case.body, scope))
+    return classes
 
 
 def class_node(
@@ -66,8 +72,6 @@ def class_node(
             tree = ast.parse("".join(lines), filename=file)
         except (SyntaxError, ValueError):
             return None
-        indexer = _ClassIndexer()
-        indexer.visit(tree)
-        cached = (lines, indexer.classes)
+        cached = (lines, _index_classes(tree))
         _INDEX[file] = cached
     return cached[1].get(qualname)
