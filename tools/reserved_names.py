@@ -35,9 +35,11 @@ from pathlib import Path
 OUT = Path(__file__).resolve().parent.parent / "ringgen" / "reserved_names.txt"
 
 #: The C standard library (C11/C17 headers; threads.h and stdatomic.h where present).
-C_HEADERS = """assert.h complex.h ctype.h errno.h fenv.h float.h inttypes.h iso646.h limits.h locale.h
+C_HEADERS = (
+    """assert.h complex.h ctype.h errno.h fenv.h float.h inttypes.h iso646.h limits.h locale.h
 math.h setjmp.h signal.h stdalign.h stdarg.h stdatomic.h stdbool.h stddef.h stdint.h stdio.h
 stdlib.h stdnoreturn.h string.h tgmath.h threads.h time.h uchar.h wchar.h wctype.h""".split()
+)
 
 #: The C++ headers generated code includes (templates/metal/driver.cpp.j2, metal_shim.h); their
 #: names live in namespace std, so only their macros reach a user's names.
