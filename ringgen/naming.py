@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["RESERVED", "reserved_by", "check_identifier_shape"]
+__all__ = ["FUNCTIONS", "RESERVED", "reserved_by", "check_identifier_shape"]
 
 _C = """auto break case char const continue default do double else enum extern float for goto if inline
 int long register restrict return short signed sizeof static struct switch typedef union unsigned void
@@ -87,10 +87,17 @@ def _derived(path: Path) -> dict[str, set[str]]:
 
 _DERIVED = _derived(Path(__file__).with_name("reserved_names.txt"))
 
+#: Names a language knows only as functions or function-like macros (``index``, ``y1``, ``sin``): a
+#: message, kernel or local of that name breaks the generated code, a struct member does not.
+FUNCTIONS: dict[str, frozenset[str]] = {
+    lang: frozenset(_DERIVED.get(f"{lang} functions", set()) - set(words.split()))
+    for lang, words in (("C", _C), ("C++", _CXX), ("CUDA", _CUDA))
+}
+
 RESERVED: dict[str, frozenset[str]] = {
-    "C": frozenset(set(_C.split()) | _DERIVED.get("C", set())),
-    "C++": frozenset(set(_CXX.split()) | _DERIVED.get("C++", set())),
-    "CUDA": frozenset(set(_CUDA.split()) | _DERIVED.get("CUDA", set())),
+    "C": frozenset(set(_C.split()) | _DERIVED.get("C", set()) | FUNCTIONS["C"]),
+    "C++": frozenset(set(_CXX.split()) | _DERIVED.get("C++", set()) | FUNCTIONS["C++"]),
+    "CUDA": frozenset(set(_CUDA.split()) | _DERIVED.get("CUDA", set()) | FUNCTIONS["CUDA"]),
     "OpenCL C": frozenset(
         set(_OPENCL.split())
         | set(_OPENCL_SCALARS.split())
@@ -108,9 +115,18 @@ RESERVED: dict[str, frozenset[str]] = {
 _SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 
-def reserved_by(name: str) -> list[str]:
-    """The languages (in table order) that reserve ``name``; empty when it is free everywhere."""
-    return [lang for lang, words in RESERVED.items() if name in words]
+def reserved_by(name: str, *, field: bool = False) -> list[str]:
+    """The languages (in table order) that reserve ``name``; empty when it is free everywhere.
+
+    Args:
+        name: a message, kernel, local or field name.
+        field: ``name`` is a struct member: a library function of that name does not clash.
+    """
+    return [
+        lang
+        for lang, words in RESERVED.items()
+        if name in words and not (field and name in FUNCTIONS.get(lang, ()))
+    ]
 
 
 def check_identifier_shape(name: str) -> str | None:

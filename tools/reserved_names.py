@@ -10,7 +10,9 @@ or a constant breaks the generated code (``FILE``, ``time_t``, ``EOF``, ``INT_MA
 * **file-scope declarations**: the preprocessed C standard headers and CUDA's C headers
   (``vector_types.h``, ``driver_types.h``, ``cuda_runtime_api.h``, ...) are scanned for the names
   they declare at file scope: typedefs, functions, variables, struct/union/enum tags and enum
-  constants (struct members and parameters are not global names and are left out).
+  constants (struct members and parameters are not global names and are left out). Names that
+  are only functions (``index``, ``y1``, ``sin``) go in sections of their own: they break a
+  message, kernel or local of that name, but not a struct member.
 
 Only names ringgen would otherwise accept are written (ASCII, starting with a letter, no ``__``, no
 ``rg_`` prefix): the others are refused by their shape already. The OpenCL and Metal builtin types
@@ -85,51 +87,61 @@ def _existing(compiler: str, lang: str, headers: list[str], flags: list[str]) ->
     return found
 
 
-def _macros(text: str) -> set[str]:
-    return {m.group(1) for m in re.finditer(r"^#define ([A-Za-z_]\w*)", text, re.M)}
+def _macros(text: str) -> tuple[set[str], set[str]]:
+    """(object-like macros, function-like macros): a function-like one expands only before "(",
+    so, like a function, it cannot clash with a struct member."""
+    objects, functions = set(), set()
+    for m in re.finditer(r"^#define ([A-Za-z_]\w*)(\(?)", text, re.M):
+        (functions if m.group(2) else objects).add(m.group(1))
+    return objects, functions - objects
 
 
-def file_scope_names(text: str) -> set[str]:
-    """Names declared at file scope in preprocessed C: not struct members, parameters or bodies.
+def file_scope_names(text: str) -> tuple[set[str], set[str]]:
+    """(names, function names) declared at file scope in preprocessed C.
 
     A token scanner, not a parser: identifiers outside any parentheses and braces are declared (or
-    used as types, which are global names too); inside an ``enum { ... }`` the identifiers after
-    ``{`` or ``,`` are constants; everything else inside braces or parentheses is skipped.
+    used as types, which are global names too), and those followed by ``(`` are functions; inside an
+    ``enum { ... }`` the identifiers after ``{`` or ``,`` are constants; everything else inside braces
+    or parentheses (struct members, parameters, bodies) is skipped. A name that is only ever a
+    function is returned in the second set alone.
     """
     names: set[str] = set()
+    functions: set[str] = set()
     braces = parens = 0
     enum_depth = None  # brace depth of the enum body being read
     pending_enum = False
     prev = ""
-    for line in text.splitlines():
-        if line.startswith("#"):
-            continue
-        for tok in _TOKEN.findall(line):
-            if tok == "(":
-                parens += 1
-            elif tok == ")":
-                parens -= 1
-            elif tok == "{":
-                braces += 1
-                if pending_enum:
-                    enum_depth, pending_enum = braces, False
-            elif tok == "}":
-                if enum_depth == braces:
-                    enum_depth = None
-                braces -= 1
-            elif tok == ";":
-                pending_enum = False
-            elif tok == "enum":
-                pending_enum = True
-            elif tok[0].isalpha() or tok[0] == "_":
-                if tok in _C_KEYWORDS:
-                    pass
-                elif braces == 0 and parens == 0:
-                    names.add(tok)
-                elif enum_depth == braces and parens == 0 and prev in ("{", ","):
-                    names.add(tok)
-            prev = tok
-    return names
+    candidate = None  # a file-scope identifier waiting to see whether "(" follows
+    tokens = (t for ln in text.splitlines() if not ln.startswith("#") for t in _TOKEN.findall(ln))
+    for tok in tokens:
+        if candidate is not None:
+            (functions if tok == "(" else names).add(candidate)
+            candidate = None
+        if tok == "(":
+            parens += 1
+        elif tok == ")":
+            parens -= 1
+        elif tok == "{":
+            braces += 1
+            if pending_enum:
+                enum_depth, pending_enum = braces, False
+        elif tok == "}":
+            if enum_depth == braces:
+                enum_depth = None
+            braces -= 1
+        elif tok == ";":
+            pending_enum = False
+        elif tok == "enum":
+            pending_enum = True
+        elif tok[0].isalpha() or tok[0] == "_":
+            if tok in _C_KEYWORDS:
+                pass
+            elif braces == 0 and parens == 0:
+                candidate = tok
+            elif enum_depth == braces and parens == 0 and prev in ("{", ","):
+                names.add(tok)
+        prev = tok
+    return names, functions - names
 
 
 def derive() -> tuple[dict[str, set[str]], list[str]]:
@@ -142,17 +154,21 @@ def derive() -> tuple[dict[str, set[str]], list[str]]:
     c_flags = ["-std=gnu11"]  # gnu mode predefines `linux` and `unix`, as a plain gcc call does
     headers = _existing(gcc, "c", C_HEADERS, c_flags)
     src = "".join(f"#include <{h}>\n" for h in headers)
-    out["C"] = _macros(_run([gcc, *c_flags, "-x", "c", "-dM", "-E", "-"], src))
-    out["C"] |= file_scope_names(_run([gcc, *c_flags, "-x", "c", "-E", "-"], src))
+    out["C"], macro_fns = _macros(_run([gcc, *c_flags, "-x", "c", "-dM", "-E", "-"], src))
+    names, functions = file_scope_names(_run([gcc, *c_flags, "-x", "c", "-E", "-"], src))
+    out["C"] |= names
+    out["C functions"] = (functions | macro_fns) - out["C"]
     used.append(_version([gcc, "--version"]))
     if gxx is not None:
         src = "".join(f"#include <{h}>\n" for h in CXX_HEADERS)
-        out["C++"] = _macros(_run([gxx, "-std=gnu++17", "-x", "c++", "-dM", "-E", "-"], src))
+        out["C++"], out["C++ functions"] = _macros(
+            _run([gxx, "-std=gnu++17", "-x", "c++", "-dM", "-E", "-"], src)
+        )
         used.append(_version([gxx, "--version"]))
     if nvcc is not None:
         probe = Path(_tmp()) / "reserved_probe.cu"
         probe.write_text("\n")
-        out["CUDA"] = _macros(_run([nvcc, "-E", "-Xcompiler", "-dM", str(probe)], ""))
+        out["CUDA"], macro_fns = _macros(_run([nvcc, "-E", "-Xcompiler", "-dM", str(probe)], ""))
         # where nvcc finds cuda_runtime.h (nvcc may be a wrapper script elsewhere)
         marks = _run([nvcc, "-E", str(probe)], "")
         found_at = re.search(r'^# \d+ "([^"]*)/cuda_runtime\.h"', marks, re.M)
@@ -161,9 +177,11 @@ def derive() -> tuple[dict[str, set[str]], list[str]]:
         cuda_include = Path(found_at.group(1))
         found = _existing(gcc, "c", CUDA_C_HEADERS, ["-I", str(cuda_include)])
         src = "".join(f"#include <{h}>\n" for h in found)
-        out["CUDA"] |= file_scope_names(
+        names, functions = file_scope_names(
             _run([gcc, "-I", str(cuda_include), "-x", "c", "-E", "-"], src)
         )
+        out["CUDA"] |= names
+        out["CUDA functions"] = (functions | macro_fns) - out["CUDA"]
         used.append(_version([nvcc, "--version"]))
     return {k: {n for n in v if _acceptable(n)} for k, v in out.items()}, used
 
@@ -187,7 +205,9 @@ def render(names: dict[str, set[str]], used: list[str]) -> str:
     head = [
         "# Names the C, C++ and CUDA toolchains reserve: macros (predefined ones included) and",
         "# file-scope declarations of the C standard headers and CUDA's C headers. ringgen refuses",
-        "# them as message, field, kernel and local names (ringgen/naming.py reads this file).",
+        "# them as message, field, kernel and local names (ringgen/naming.py reads this file),",
+        "# except the '... functions' sections: names that are only functions or function-like",
+        "# macros, refused as message, kernel and local names (a struct member may be `index`).",
         "#",
         "# Generated by tools/reserved_names.py; do not edit by hand. It ran `gcc -dM -E` and",
         "# `gcc -E` on the C standard headers, `g++ -dM -E` on the C++ headers generated code",
@@ -197,7 +217,7 @@ def render(names: dict[str, set[str]], used: list[str]) -> str:
         "# Only names ringgen's shape rule accepts are listed (ASCII letter first, no '__', no 'rg_').",
     ]
     body = []
-    for source in ("C", "C++", "CUDA"):
+    for source in ("C", "C functions", "C++", "C++ functions", "CUDA", "CUDA functions"):
         if source in names:
             body.append(f"[{source}]")
             body += sorted(names[source])
