@@ -115,17 +115,19 @@ RESERVED: dict[str, frozenset[str]] = {
 _SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 
-def reserved_by(name: str, *, field: bool = False) -> list[str]:
+def reserved_by(name: str, *, functions_ok: bool = False) -> list[str]:
     """The languages (in table order) that reserve ``name``; empty when it is free everywhere.
 
     Args:
-        name: a message, kernel, local or field name.
-        field: ``name`` is a struct member: a library function of that name does not clash.
+        name: a message, kernel, device function, local or field name.
+        functions_ok: a library function of that name cannot clash: ``name`` is a struct member,
+            or a kernel name (which the generated code only uses inside longer identifiers, such as
+            ``rg_handle_<name>``).
     """
     return [
         lang
         for lang, words in RESERVED.items()
-        if name in words and not (field and name in FUNCTIONS.get(lang, ()))
+        if name in words and not (functions_ok and name in FUNCTIONS.get(lang, ()))
     ]
 
 

@@ -452,7 +452,7 @@ def _declare(cls: type, kind: str) -> type:
         problem = check_identifier_shape(fname)
         if problem:
             raise _field_error(cls, fname, fpos, problem)
-        langs = reserved_by(fname, field=True)
+        langs = reserved_by(fname, functions_ok=True)
         if langs:
             raise _field_error(
                 cls,

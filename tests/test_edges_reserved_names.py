@@ -59,7 +59,7 @@ def test_every_name_in_the_table_is_refused_as_a_message_name_and_a_field_name()
             assert exc.message == f"class {name}: the name is a reserved word in {langs}"
         else:
             accepted.append(name)
-        field_langs = ", ".join(reserved_by(name, field=True))
+        field_langs = ", ".join(reserved_by(name, functions_ok=True))
         holder = unique_name("Holder")
         try:
             rg.message(type(holder, (), {"__annotations__": {name: i32}, "__module__": __name__}))
