@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-__all__ = ["FUNCTIONS", "RESERVED", "reserved_by", "check_identifier_shape"]
+__all__ = ["FUNCTIONS", "RESERVED", "TEMPLATE_NAMES", "reserved_by", "check_identifier_shape"]
 
 _C = """auto break case char const continue default do double else enum extern float for goto if inline
 int long register restrict return short signed sizeof static struct switch typedef union unsigned void
@@ -94,6 +94,11 @@ FUNCTIONS: dict[str, frozenset[str]] = {
     for lang, words in (("C", _C), ("C++", _CXX), ("CUDA", _CUDA))
 }
 
+#: The plain identifiers ringgen's own templates declare (locals and parameters such as ``i``,
+#: ``tid``, ``state``): a message *type* of such a name is shadowed inside the skeletons, a field,
+#: kernel or local of that name is not (tools/reserved_names.py derives them from templates/).
+TEMPLATE_NAMES: frozenset[str] = frozenset(_DERIVED.get("generated code", set()))
+
 RESERVED: dict[str, frozenset[str]] = {
     "C": frozenset(set(_C.split()) | _DERIVED.get("C", set()) | FUNCTIONS["C"]),
     "C++": frozenset(set(_CXX.split()) | _DERIVED.get("C++", set()) | FUNCTIONS["C++"]),
@@ -115,7 +120,7 @@ RESERVED: dict[str, frozenset[str]] = {
 _SHAPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 
 
-def reserved_by(name: str, *, functions_ok: bool = False) -> list[str]:
+def reserved_by(name: str, *, functions_ok: bool = False, type_name: bool = False) -> list[str]:
     """The languages (in table order) that reserve ``name``; empty when it is free everywhere.
 
     Args:
@@ -123,12 +128,20 @@ def reserved_by(name: str, *, functions_ok: bool = False) -> list[str]:
         functions_ok: a library function of that name cannot clash: ``name`` is a struct member,
             or a kernel name (which the generated code only uses inside longer identifiers, such as
             ``rg_handle_<name>``).
+        type_name: ``name`` names a message or state type, which must not be one of the plain
+            identifiers of ringgen's own templates either (reported as "ringgen's generated code").
+
+    Returns:
+        The languages, in table order.
     """
-    return [
+    langs = [
         lang
         for lang, words in RESERVED.items()
         if name in words and not (functions_ok and name in FUNCTIONS.get(lang, ()))
     ]
+    if type_name and name in TEMPLATE_NAMES:
+        langs.append("ringgen's generated code")
+    return langs
 
 
 def check_identifier_shape(name: str) -> str | None:

@@ -427,7 +427,7 @@ def _declare(cls: type, kind: str) -> type:
             col=pos.col,
             end_col=pos.end_col,
         )
-    langs = reserved_by(cls.__name__)
+    langs = reserved_by(cls.__name__, type_name=True)
     if langs:
         raise SchemaError(
             f"class {cls.__name__}: the name is a reserved word in {', '.join(langs)}",

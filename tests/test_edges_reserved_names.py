@@ -23,7 +23,7 @@ from ringgen.build import collect
 from ringgen.check import check_package
 from ringgen.codegen.writer import write_unit
 from ringgen.errors import SchemaError
-from ringgen.naming import RESERVED, check_identifier_shape, reserved_by
+from ringgen.naming import RESERVED, TEMPLATE_NAMES, check_identifier_shape, reserved_by
 from ringgen.types import i32
 
 from conftest import unique_name
@@ -52,7 +52,7 @@ def test_every_name_in_the_table_is_refused_as_a_message_name_and_a_field_name()
         if check_identifier_shape(name) is not None or keyword.iskeyword(name):
             shape_refused.append(name)  # refused for its shape already, or not a Python name
             continue
-        langs = ", ".join(reserved_by(name))
+        langs = ", ".join(reserved_by(name, type_name=True))
         try:
             rg.message(type(name, (), {"__annotations__": {"x": i32}, "__module__": __name__}))
         except SchemaError as exc:
@@ -76,10 +76,22 @@ def test_every_name_in_the_table_is_refused_as_a_message_name_and_a_field_name()
     assert {"index", "y1", "sin", "cudaMalloc"} <= set(members_only)
 
 
+def test_template_identifiers_are_refused_as_type_names_only():
+    # a message type named like a local of the kernel skeletons is shadowed there (a type `d`
+    # against the Metal skeleton's dispatch pointer, `i` against a loop counter, `state`, ...)
+    assert {"i", "tid", "state", "status", "out", "d", "ctx"} <= TEMPLATE_NAMES
+    for name in ("i", "tid", "state", "status"):
+        with pytest.raises(SchemaError) as info:
+            rg.message(type(name, (), {"__annotations__": {"x": i32}, "__module__": __name__}))
+        assert info.value.message.endswith("reserved word in ringgen's generated code")
+        holder = unique_name("Holder")
+        rg.message(type(holder, (), {"__annotations__": {name: i32}, "__module__": __name__}))
+
+
 def _free(name: str) -> bool:
     return (
         check_identifier_shape(name) is None
-        and not reserved_by(name)
+        and not reserved_by(name, type_name=True)
         and not keyword.iskeyword(name)
         and name not in dir(__builtins__)
         and name not in ("label", "index", "y1", "sin", "cudaMalloc")  # the test's own fields

@@ -88,3 +88,32 @@ def test_terminate_rejects_nan_and_still_terminates_with_a_valid_one():
     with pytest.raises(ValueError, match=r"^kernel echo_small\.terminate: timeout=nan is not"):
         k.terminate(timeout=float("nan"))
     assert k.terminate(timeout=math.inf).lifecycle.name == "TERMINATED"
+
+
+@pytest.mark.gpu
+@pytest.mark.timeout(600)
+def test_cuda_fast_paths_reject_an_invalid_timeout_too():
+    """CUDA's send/receive/receive_batch/receive_view have fast paths of their own before the
+    base class's: each checks the timeout first (run on a GPU machine)."""
+    pytest.importorskip("pycuda.driver")
+    from ringgen.runtime import cuda_device
+
+    try:
+        cuda_device.device_info(0)
+    except rg.BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    with rg.launch(rk.echo, backend="cuda") as k:
+        k.send(rk.Seq(seq=1, value=1))
+        assert k.receive(timeout=5.0) == rk.Seq(seq=1, value=1)
+        k.send(rk.Seq(seq=2, value=1))
+        calls = {
+            "send": lambda: k.send(rk.Seq(seq=3, value=1), timeout=float("nan")),
+            "receive": lambda: k.receive(timeout=float("nan")),
+            "receive_batch": lambda: k.receive_batch(timeout=-1),
+            "receive_view": lambda: k.receive_view(timeout=float("nan")),
+            "abort": lambda: k.abort(timeout=float("nan")),
+        }
+        for call, fn in calls.items():
+            with pytest.raises(ValueError, match=rf"^kernel echo\.{call}: timeout="):
+                fn()
+        assert k.receive(timeout=5.0).seq == 2
