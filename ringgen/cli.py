@@ -57,6 +57,9 @@ classes, @rg.ring_kernel handlers and @rg.device helpers, and write one package 
 DIR/<name>/. A file inside a package folder is imported by its dotted name
 (examples/vector_add.py -> examples.vector_add). Unchanged files are not rewritten; files an
 earlier build wrote and this one does not are removed.
+
+Importing a module runs it, as `python -c "import module"` would: its top-level code executes with
+your permissions. Build only modules you would run.
 """
 
 _BUILD_EPILOG = """\

@@ -167,10 +167,11 @@ def _declare_kernel(
     info = _source_of(func)
     node = _func_node(info)
     kname = name or func.__name__
+    # a kernel's name appears only inside longer identifiers (rg_handle_<name>): a library
+    # function of the same name cannot clash with it
+    langs = reserved_by(kname, functions_ok=True)
     problem = check_identifier_shape(kname) or (
-        f"'{kname}' is a reserved word in {', '.join(reserved_by(kname))}"
-        if reserved_by(kname)
-        else None
+        f"'{kname}' is a reserved word in {', '.join(langs)}" if langs else None
     )
     if problem:
         raise _error(
@@ -333,10 +334,9 @@ class DeviceFunction:
         self.__module__ = func.__module__
         self.__qualname__ = func.__qualname__
         node = _func_node(self.source)
+        langs = reserved_by(func.__name__, functions_ok=True)  # emitted as rg_fn_<name>
         problem = check_identifier_shape(func.__name__) or (
-            f"reserved word in {', '.join(reserved_by(func.__name__))}"
-            if reserved_by(func.__name__)
-            else None
+            f"reserved word in {', '.join(langs)}" if langs else None
         )
         if problem:
             raise _error(self.source, node, f"device function {func.__name__!r}: {problem}")

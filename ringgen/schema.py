@@ -12,7 +12,6 @@ import ast
 import builtins
 import inspect
 import sys
-import textwrap
 import typing
 from typing import Any, Callable, Optional, TypeVar, overload
 
@@ -20,6 +19,7 @@ import attrs
 
 from .errors import SchemaError
 from .naming import check_identifier_shape, reserved_by
+from .source_index import class_node
 from .types import (
     ArrayType,
     FieldType,
@@ -90,16 +90,19 @@ class MessageSpec:
     def nested(self) -> list["MessageSpec"]:
         """Every message class used by this one (at any depth), dependencies first, no repeats."""
         out: list[MessageSpec] = []
-        _collect_nested(self, out)
+        _collect_nested(self, out, set())
         return out[:-1]
 
 
-def _collect_nested(spec: MessageSpec, out: list[MessageSpec]) -> None:
+def _collect_nested(spec: MessageSpec, out: list[MessageSpec], seen: set) -> None:
+    # each class once: a class nested twice at every level would otherwise cost 2**depth
+    if spec.cls in seen:
+        return
+    seen.add(spec.cls)
     for f in spec.fields:
         for mt in _message_types_in(f.type):
-            _collect_nested(mt.spec, out)
-    if spec not in out:
-        out.append(spec)
+            _collect_nested(mt.spec, out, seen)
+    out.append(spec)
 
 
 def _message_types_in(t: FieldType) -> list[MessageType]:
@@ -116,7 +119,8 @@ def _type_is_bridged(t: FieldType) -> bool:
     if isinstance(t, ArrayType):
         return _type_is_bridged(t.elem)
     if isinstance(t, MessageType):
-        return t.spec.is_bridged
+        known = _BRIDGED.get(t.cls)
+        return t.spec.is_bridged if known is None else known
     return False
 
 
@@ -130,6 +134,20 @@ class _Declaration:
 
 _SPECS: dict[type, MessageSpec] = {}
 _RESOLVING: list[type] = []
+#: Per resolved class: whether it is bridged, and its deepest chain of nested message classes
+#: (itself first), so neither is walked again for every class that nests it.
+_BRIDGED: dict[type, bool] = {}
+_CHAINS: dict[type, tuple[str, ...]] = {}
+
+#: Members MemoryPack can count in an object's header byte: 0-249 are member counts, 250-254 are
+#: reserved (250 marks a wide union tag or a circular reference) and 255 is the null object
+#: (MemoryPackCode.cs: "0~249 is member count or tag, 250~254 is unused, 255 is null").
+MAX_BRIDGED_FIELDS = 249
+
+#: Levels of nested messages a class may have (itself counting as one). Generated encoders,
+#: decoders and layout code recurse once per level; 32 is far beyond any real schema and keeps
+#: every one of them far from Python's recursion limit (200 levels used to raise RecursionError).
+MAX_NESTING_DEPTH = 32
 
 
 def is_message_class(obj: Any) -> bool:
@@ -160,13 +178,62 @@ def spec_of(cls: type) -> MessageSpec:
             col=decl.pos.col,
             hint="hold the child by an id field (e.g. parent_id: i64) instead of nesting it",
         )
+    if len(_RESOLVING) >= MAX_NESTING_DEPTH:
+        raise _too_deep(_RESOLVING[0], [c.__name__ for c in _RESOLVING] + [cls.__name__])
     _RESOLVING.append(cls)
     try:
         spec = _resolve(cls)
+        _check_limits(spec)
     finally:
         _RESOLVING.pop()
     _SPECS[cls] = spec
     return spec
+
+
+class _LimitError(SchemaError):
+    """A class exceeds a wire or nesting limit: raised at declaration when the class resolves then."""
+
+
+def _too_deep(cls: type, chain: list[str]) -> SchemaError:
+    decl = cls.__ringgen_decl__
+    shown = chain if len(chain) <= 8 else chain[:4] + ["..."] + chain[-3:]
+    return _LimitError(
+        f"message {cls.__name__} nests messages {len(chain)} levels deep "
+        f"({' -> '.join(shown)}); at most {MAX_NESTING_DEPTH} levels are supported",
+        file=decl.pos.file,
+        line=decl.pos.line,
+        col=decl.pos.col,
+        end_col=decl.pos.end_col,
+        hint="flatten the innermost levels into fields of their parent",
+    )
+
+
+def _check_limits(spec: MessageSpec) -> None:
+    """Record and check what a resolved class adds to its nested ones: depth and member count."""
+    cls = spec.cls
+    deepest: tuple[str, ...] = ()
+    for f in spec.fields:
+        for mt in _message_types_in(f.type):
+            chain = _CHAINS.get(mt.cls, (mt.name,))
+            if len(chain) > len(deepest):
+                deepest = chain
+    chain = (cls.__name__,) + deepest
+    if len(chain) > MAX_NESTING_DEPTH:
+        raise _too_deep(cls, list(chain))
+    _CHAINS[cls] = chain
+    _BRIDGED[cls] = bridged = any(_type_is_bridged(f.type) for f in spec.fields)
+    if bridged and len(spec.fields) > MAX_BRIDGED_FIELDS:
+        decl = cls.__ringgen_decl__
+        raise _LimitError(
+            f"message {cls.__name__} has {len(spec.fields)} fields; a bridged message (one with a "
+            f"Str or List) travels as a MemoryPack object, which counts at most "
+            f"{MAX_BRIDGED_FIELDS} members",
+            file=decl.pos.file,
+            line=decl.pos.line,
+            col=decl.pos.col,
+            end_col=decl.pos.end_col,
+            hint="group fields into nested @rg.message classes",
+        )
 
 
 def _field_error(cls: type, field: str, pos: SourcePos, message: str, hint: str | None = None):
@@ -328,33 +395,21 @@ def _positions(cls: type) -> tuple[SourcePos, dict[str, SourcePos]]:
     """Find where ``cls`` and each of its annotated fields are written in its source file."""
     try:
         file = inspect.getsourcefile(cls) or inspect.getfile(cls)
-        lines, start = inspect.getsourcelines(cls)
     except (OSError, TypeError):
         return SourcePos(), {}
-    src = textwrap.dedent("".join(lines))
-    indent = len(lines[0]) - len(lines[0].lstrip())
-    try:
-        tree = ast.parse(src)
-    except SyntaxError:
-        return SourcePos(file, start), {}
-    node = next((n for n in tree.body if isinstance(n, ast.ClassDef)), None)
+    module = sys.modules.get(cls.__module__)
+    node = class_node(file, cls.__qualname__, getattr(module, "__dict__", None))
     if node is None:
-        return SourcePos(file, start), {}
-    cls_line = start + node.lineno - 1
+        return SourcePos(), {}
+    start = len("class ")
     cls_pos = SourcePos(
-        file,
-        cls_line,
-        node.col_offset + indent + len("class "),
-        node.col_offset + indent + len("class ") + len(node.name),
+        file, node.lineno, node.col_offset + start, node.col_offset + start + len(node.name)
     )
     fields = {}
     for stmt in node.body:
         if isinstance(stmt, ast.AnnAssign) and isinstance(stmt.target, ast.Name):
             fields[stmt.target.id] = SourcePos(
-                file,
-                start + stmt.lineno - 1,
-                stmt.target.col_offset + indent,
-                stmt.target.end_col_offset + indent,
+                file, stmt.lineno, stmt.target.col_offset, stmt.target.end_col_offset
             )
     return cls_pos, fields
 
@@ -372,7 +427,7 @@ def _declare(cls: type, kind: str) -> type:
             col=pos.col,
             end_col=pos.end_col,
         )
-    langs = reserved_by(cls.__name__)
+    langs = reserved_by(cls.__name__, type_name=True)
     if langs:
         raise SchemaError(
             f"class {cls.__name__}: the name is a reserved word in {', '.join(langs)}",
@@ -397,7 +452,7 @@ def _declare(cls: type, kind: str) -> type:
         problem = check_identifier_shape(fname)
         if problem:
             raise _field_error(cls, fname, fpos, problem)
-        langs = reserved_by(fname)
+        langs = reserved_by(fname, functions_ok=True)
         if langs:
             raise _field_error(
                 cls,
@@ -429,6 +484,12 @@ def _declare(cls: type, kind: str) -> type:
             hint="fields with defaults must come after fields without",
         ) from None
     new.__ringgen_decl__ = _Declaration(kind, pos, field_pos, namespace)
+    try:
+        spec_of(new)
+    except _LimitError:
+        raise
+    except SchemaError:
+        pass  # e.g. a forward reference to a class declared later: validated on first use
     return new
 
 

@@ -133,8 +133,8 @@ def _broken_environment(tmp_path, template: str, old: str, new: str) -> jinja2.E
         # a wrong type: an atomic operation on a plain (non-atomic) 64-bit counter
         (
             "metal/kernel.metal.j2",
-            "metal::atomic_fetch_add_explicit(&d->out_reserved, 1u",
-            "metal::atomic_fetch_add_explicit(&d->in_head, 1u",
+            "metal::atomic_fetch_add_explicit(&rg_d->out_reserved, 1u",
+            "metal::atomic_fetch_add_explicit(&rg_d->in_head, 1u",
             "atomic_fetch_add_explicit",
         ),
         # an unknown function
@@ -147,8 +147,8 @@ def _broken_environment(tmp_path, template: str, old: str, new: str) -> jinja2.E
         # a memory order Metal does not have
         (
             "metal/kernel.metal.j2",
-            "metal::atomic_store_explicit(&d->processed, 0u, metal::memory_order_relaxed)",
-            "metal::atomic_store_explicit(&d->processed, 0u, metal::memory_order_release)",
+            "metal::atomic_store_explicit(&rg_d->processed, 0u, metal::memory_order_relaxed)",
+            "metal::atomic_store_explicit(&rg_d->processed, 0u, metal::memory_order_release)",
             "memory_order_release",
         ),
         # a parameter attribute Metal does not define

@@ -116,7 +116,9 @@ def test_reserved_field_name_in_source_points_at_the_field():
             id: i64
             float4: f32
 
-    assert info.value.message == "Keyed.float4: 'float4' is a reserved word in CUDA, OpenCL C"
+    assert (
+        info.value.message == "Keyed.float4: 'float4' is a reserved word in CUDA, OpenCL C, Metal"
+    )
     _at_field(info.value, "float4")
 
 

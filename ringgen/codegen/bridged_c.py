@@ -3,14 +3,14 @@
 ``emit_device_codec(unit)`` returns, for every bridged message ``M`` of a build:
 
 * ``RG_FN int rg_decode_M(RG_GLOBAL const rg_u8* slot, rg_u32 slot_size, rg_u32 expected_type_id,
-  RG_PRIVATE M* out)``: validates the header (size, magic, total size, type id, CRC-32) and decodes
+  RG_PRIVATE M* out)``: validates the header (``HEADER_CHECKS``: magic, total size, type id, CRC-32) and decodes
   the MemoryPack payload into the view struct; returns 0 or a ``ringgen.protocol.Reason``;
 * ``RG_FN rg_u32 rg_encode_M(RG_PRIVATE const M* in, RG_GLOBAL rg_u8* slot, rg_u64 timestamp,
   rg_u32 sender, rg_u32 receiver, rg_u64 sequence)``: writes header + payload and returns the total
   size in bytes.
 
-The checks run in the order of the host's reference decoder (``ringgen.wire.codec.decode_reference``)
-so both name the same Reason for the same bytes. The text uses only prelude names (``RG_FN``,
+The header checks run in the order of ``ringgen.wire.header.HEADER_CHECKS``, which the host's
+decoders follow too, so every decoder names the same Reason for the same bytes. The text uses only prelude names (``RG_FN``,
 ``RG_GLOBAL``, ``RG_PRIVATE`` and the ``rg_*`` scalar typedefs) and must be included after the
 ``_types.h`` header and the backend's prelude. Python decides what each field needs (the "steps"
 below); ``templates/common/bridged_codec.h.j2`` spells them in C.
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 from ..layout import MessageLayout, layout_of
 from ..protocol import Reason
 from ..types import ArrayType, ListType, MessageType, ScalarType, StrType, describe_type
-from ..wire.header import HEADER_FIELDS, HEADER_SIZE, MAGIC
+from ..wire.header import HEADER_CHECKS, HEADER_FIELDS, HEADER_SIZE, MAGIC
 from .bridged_py import bridged_closure
 from .env import render
 
@@ -155,6 +155,14 @@ def _message_context(lay: MessageLayout) -> dict:
     }
 
 
+def _header_checks() -> list[dict]:
+    """``HEADER_CHECKS`` for the template, which spells each check in C in this order."""
+    fields = [field for field, _, _ in HEADER_CHECKS]
+    # the CRC check covers the payload the total size delimits: that size must be read first
+    assert fields.index("total_size") < fields.index("payload_crc"), fields
+    return [{"field": field, "reason": reason.name} for field, reason, _ in HEADER_CHECKS]
+
+
 def render_device_codec(layouts: Iterable[MessageLayout]) -> str:
     """The codec text for the given bridged layouts (and the bridged messages they nest)."""
     # direct messages nested in a bridged one travel as raw struct bytes: no codec of their own
@@ -170,6 +178,7 @@ def render_device_codec(layouts: Iterable[MessageLayout]) -> str:
             for n, code, off, _ in HEADER_FIELDS
         ],
         reasons=[(r.name, int(r)) for r in Reason],
+        header_checks=_header_checks(),
         messages=[_message_context(m) for m in bridged],
     )
 

@@ -16,14 +16,13 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-import black
-
 from .. import __version__
 from ..layout import MessageLayout, layout_of
 from ..types import ArrayType, ListType, MessageType, ScalarType, StrType
 from ..wire import header as wire_header
 from ..wire.direct import type_format as _type_format
 from .env import render
+from .pyformat import format_python
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
@@ -344,7 +343,8 @@ def _header_context() -> dict[str, Any]:
 def render_bridged(
     layouts: Iterable[MessageLayout], *, module: Optional[str], fingerprint: str = ""
 ) -> str:
-    """The text of a ``bridged.py`` module for ``layouts`` (bridged message layouts), black-formatted.
+    """The text of a ``bridged.py`` module for ``layouts`` (bridged message layouts), formatted
+    (``format_python``).
 
     ``module`` is the import name of the user's module the classes come from; ``None`` leaves the
     import out (for in-memory compilation, where the classes are passed in).
@@ -364,7 +364,7 @@ def render_bridged(
         field_types=list(consts.types.values()),
         header=_header_context(),
     )
-    return black.format_str(text, mode=black.Mode(line_length=100))
+    return format_python(text, "bridged.py")
 
 
 def emit(unit: "BuildUnit") -> dict[str, str]:

@@ -174,7 +174,8 @@ def render_serializers(unit: "BuildUnit") -> str:
         imports=sorted(imports.items()),
         direct=direct,
         helpers=helpers,
-        bridged=[_bridged_context(m) for m in unit.bridged_messages],
+        # by name: the template looks each message up, which a list would make quadratic
+        bridged={m.name: _bridged_context(m) for m in unit.bridged_messages},
         order=[m.name for m in unit.messages],
     )
 

@@ -16,10 +16,10 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Iterable, Optional
 
 import attrs
-import black
 
 from ..errors import BuildError
 from ..fsutil import write_atomic
+from .pyformat import format_python
 from .targets import TARGETS, resolve
 
 if TYPE_CHECKING:
@@ -29,9 +29,6 @@ __all__ = ["EmittedFile", "emit_unit", "format_python", "write_unit"]
 
 log = logging.getLogger("ringgen")
 
-#: Fixed, not read from the user's pyproject: generated text must not depend on where it is built.
-_BLACK_MODE = black.Mode(line_length=100)
-
 
 @attrs.frozen
 class EmittedFile:
@@ -40,18 +37,6 @@ class EmittedFile:
     name: str
     target: str
     text: str
-
-
-def format_python(text: str, name: str = "<generated>") -> str:
-    """Format generated Python with black.
-
-    Raises:
-        BuildError: the text is not valid Python (a template bug), naming the file.
-    """
-    try:
-        return black.format_str(text, mode=_BLACK_MODE)
-    except black.InvalidInput as exc:
-        raise BuildError(f"generated {name} is not valid Python: {exc}") from None
 
 
 def _wants_emitted(func) -> bool:

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import itertools
 import logging
 import threading
 import time
@@ -67,7 +68,7 @@ from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
 from .batches import Batch, BatchFormat, SpillBuffer
 from .dead_letters import RawSlotsAndDeadLetters, dead_letter_capacity
 from .stats import KernelStats, stats_from_control
-from .waiting import Backoff, deadline_after, expired
+from .waiting import Backoff, check_timeout, deadline_after, expired
 
 __all__ = ["Backoff", "KernelHandle", "deadline_after"]
 
@@ -80,6 +81,10 @@ OutT = TypeVar("OutT")
 #: The wait ``terminate(timeout=None)`` gives ``_synchronize``: finite, so every backend's deadline
 #: arithmetic and ``Thread.join`` accept it, and longer than any process lives.
 _NO_LIMIT = 1e9
+
+#: The most slots a queue may have (launch option ``capacity``): 2**30 slots of even 16 bytes are
+#: 16 GiB per queue, far past what a round trip needs, and far from any 32-bit slot-index overflow.
+MAX_CAPACITY = 1 << 30
 
 #: Lifecycle states in which the kernel no longer runs (nothing more will be published).
 _STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
@@ -151,6 +156,12 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
                 f"kernel {spec.name}: launch option capacity={cap!r} is not a power of two >= 2",
                 hint="e.g. capacity=1024",
             )
+        if cap > MAX_CAPACITY:
+            raise BuildError(
+                f"kernel {spec.name}: launch option capacity={cap} is over the limit of "
+                f"{MAX_CAPACITY} slots per queue",
+                hint="a queue needs only enough slots to cover the round trip, e.g. capacity=65536",
+            )
         self.spec = spec
         self.name = spec.name
         self.package_dir = package_dir
@@ -194,7 +205,10 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         _check_options(cls, spec.name, options)
         handle = cls(spec, package_dir, **options)
         try:
-            handle._launch()
+            try:
+                handle._launch()
+            except MemoryError as exc:
+                raise handle._allocation_error(exc) from None
             handle._launched = True
             deadline = deadline_after(cls.launch_timeout)
             backoff = Backoff()
@@ -234,6 +248,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             KernelFaultError: the kernel stopped on a fault.
             SchemaError: ``message`` is not the input message class.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.send")
         batch = self.format.input_batch((message,))
         accepted = self._push_all(batch, block=block, timeout=timeout)
         if accepted < 1:
@@ -252,7 +267,8 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             messages: a numpy structured array of the input view dtype (no per-object work for a
                 direct message), or a sequence of input message objects.
             block: wait for room as needed until all are accepted (False: accept what fits now and
-                return that count, possibly 0).
+                return that count, possibly 0; only the first ``capacity`` messages are converted,
+                and an iterator is advanced by at most that many).
             timeout: with ``block``, the longest total wait in seconds.
 
         Raises:
@@ -260,6 +276,10 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
                 messages (a prefix) were published, so the caller can resume with the rest.
             QueueClosedError, KernelFaultError, SchemaError: as ``send``.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.send_batch")
+        if not block:
+            # at most one queue's worth can be accepted now: convert no more than that
+            messages = _prefix(messages, self.capacity)
         batch = self.format.input_batch(messages)
         n = self._push_all(batch, block=block, timeout=timeout)
         if block and n < len(batch):
@@ -274,7 +294,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             QueueClosedError, KernelFaultError, SchemaError: as ``send``.
         """
         batch = self.format.input_batch((message,))
-        deadline = deadline_after(timeout)
+        deadline = deadline_after(timeout, f"kernel {self.name}.send_async")
         backoff = Backoff()
         while True:
             if self._try_push(batch):
@@ -340,6 +360,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             QueueClosedError: the kernel is terminated and every reply has been taken.
             KernelFaultError: the kernel stopped on a fault and no reply is left.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.receive")
         batch = self._pop_wait(1, timeout)
         if batch is None:
             raise KernelTimeoutError(
@@ -362,6 +383,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             QueueClosedError: the kernel is terminated and every reply has been taken.
             KernelFaultError: the kernel stopped on a fault and no reply is left.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.receive_batch")
         n = self.capacity if max_n is None else int(max_n)
         if n < 1:
             raise ValueError(f"kernel {self.name}: receive_batch max_n must be >= 1, got {max_n!r}")
@@ -373,7 +395,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
     async def receive_async(self, timeout: Optional[float] = None) -> OutT:
         """``receive`` for asyncio: awaits the next reply without blocking the event loop."""
         self._require_output()
-        deadline = deadline_after(timeout)
+        deadline = deadline_after(timeout, f"kernel {self.name}.receive_async")
         backoff = Backoff()
         while True:
             batch = self._try_pop(1)
@@ -587,6 +609,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
                 is then abandoned (the backend stops waiting on the device and leaves nothing that
                 keeps the process from exiting) and is unusable.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.terminate")
         with self._term_lock:
             if self._released:
                 return self.stats()
@@ -733,6 +756,15 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         Also called for a handle that was never launched.
         """
 
+    def _allocation_error(self, exc: BaseException) -> BuildError:
+        """What ``open`` raises when the queues of the requested capacity cannot be allocated."""
+        slots = self.in_codec.slot_size + (self.out_codec.slot_size if self.out_codec else 0)
+        return BuildError(
+            f"kernel {self.name} ({self.backend}): cannot allocate queues of capacity="
+            f"{self.capacity} ({self.capacity * slots:,} bytes of slots): {str(exc) or 'out of memory'}",
+            hint="launch with a smaller capacity",
+        )
+
     def _fault_detail(self) -> str:
         """A backend's words on the fault (the Python exception on the cpu backend), or ''."""
         return ""
@@ -749,6 +781,16 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         returns None.
         """
         return None
+
+
+def _prefix(messages: Any, n: int) -> Any:
+    """The first ``n`` of ``messages`` without touching the rest: a view of an array, a slice of a
+    sequence, ``n`` items of any other iterable."""
+    if isinstance(messages, np.ndarray):
+        return messages[:n] if messages.ndim else messages  # a 0-d array: input_batch says why
+    if isinstance(messages, (list, tuple)):
+        return messages[:n]
+    return list(itertools.islice(messages, n))
 
 
 def _check_options(cls: type, kernel: str, options: Mapping[str, Any]) -> None:

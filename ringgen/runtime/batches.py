@@ -102,6 +102,12 @@ def _copy_fields(kernel: str, path: str, out: np.ndarray, src: np.ndarray) -> No
                 )
             _copy_fields(kernel, where, out[name], src[name])
             continue
+        if dst_t.shape != src_t.shape:
+            raise EncodeError(
+                f"kernel {kernel}: {where} is {_dtype_name(src_t)} in the array, the field is "
+                f"{_dtype_name(dst_t)}: the shapes differ",
+                hint="use the codec's dtype: CODECS[name].dtype (np.zeros(n, dtype=...))",
+            )
         dst, have = dst_t.base, src_t.base
         if dst.kind in "iu" and have.kind in "iub":
             column = src[name]
@@ -115,13 +121,18 @@ def _copy_fields(kernel: str, path: str, out: np.ndarray, src: np.ndarray) -> No
                         f"range of {dst} [{info.min}, {info.max}]",
                         hint="fix the value, or declare the field with a wider type",
                     )
-        elif not np.can_cast(have, dst, "same_kind") or dst_t.shape != src_t.shape:
+        elif not np.can_cast(have, dst, "same_kind"):
             raise EncodeError(
                 f"kernel {kernel}: {where} has dtype {src_t} in the array, which does not convert "
                 f"safely to the field's {dst_t}",
                 hint="use the codec's dtype: CODECS[name].dtype (np.zeros(n, dtype=...))",
             )
         out[name] = src[name]
+
+
+def _dtype_name(t: np.dtype) -> str:
+    """``int32`` or, for a subarray, ``int32[4]``."""
+    return str(t.base) + (f"[{', '.join(map(str, t.shape))}]" if t.shape else "")
 
 
 class BatchFormat(abc.ABC):

@@ -50,6 +50,7 @@ from ..kernel import KernelSpec
 from ..protocol import CACHE_LINE, CONTROL_DTYPE, CONTROL_SIZE, Lifecycle
 from . import cuda_build, cuda_device
 from .base import KernelHandle
+from .waiting import check_timeout, deadline_after
 from .batches import SlotBatches
 from .cuda_queues import (
     CudaBatches,
@@ -295,6 +296,8 @@ class CudaKernelHandle(KernelHandle):
         ``acquire``/``release`` (half the cost of ``with``). A full queue, a closed handle, a value
         that does not fit its field or another class take the generic path, which waits, raises or
         converts exactly as on every backend."""
+        if timeout is not None:
+            timeout = check_timeout(timeout, f"kernel {self.name}.send")
         if type(message) is self._fast_cls:
             self._send_acquire()
             try:
@@ -311,6 +314,7 @@ class CudaKernelHandle(KernelHandle):
         A reply already there costs one read of the tail word, one ``unpack_from`` and one store of
         the head; otherwise the mapped output tail is polled for up to a millisecond before the base
         class's backoff (whose shortest sleep, 20 us, is longer than a round trip) takes over."""
+        timeout = check_timeout(timeout, f"kernel {self.name}.receive")
         take = self._fast_take
         if take is not None:
             self._recv_acquire()
@@ -343,6 +347,7 @@ class CudaKernelHandle(KernelHandle):
         """Take up to ``max_n`` ready replies (see ``KernelHandle.receive_batch``); polls the mapped
         output queue for up to a millisecond before falling back to the base class's backoff,
         whose shortest sleep (20 us) is longer than a batch's round trip."""
+        timeout = check_timeout(timeout, f"kernel {self.name}.receive_batch")
         outq = self.outq
         n = self.capacity if max_n is None else int(max_n)
         if outq is not None and n >= 1 and not self._released:
@@ -398,7 +403,7 @@ class CudaKernelHandle(KernelHandle):
             )
         n = self.capacity if max_n is None else int(max_n)
         want = max(1, min(int(min_n), n, self.capacity - (self.outq.head & (self.capacity - 1))))
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = deadline_after(timeout, f"kernel {self.name}.receive_view")
         polls = 0
         while True:
             if self.outq.depth() >= want or polls & 1023 == 1023:
@@ -517,6 +522,8 @@ class CudaKernelHandle(KernelHandle):
     def abort(self, timeout: float = 1.0) -> bool:
         """After a ``KernelTimeoutError`` from ``terminate``: wait up to ``timeout`` for the grid to
         exit (the abort request was sent by then) and free its memory. Returns True when it did."""
+        timeout = check_timeout(timeout, f"kernel {self.name}.abort")
+        timeout = 1e9 if timeout is None else timeout
         if not self._released or not self._alloc:
             return True
         try:

@@ -25,6 +25,7 @@ import numpy as np
 from ..errors import BuildError, EncodeError, QueueClosedError
 from ..protocol import CACHE_LINE, Reason
 from ..wire.header import HEADER_FIELDS, HEADER_SIZE, MAGIC, HeaderFlag
+from .waiting import check_timeout
 
 __all__ = [
     "DEAD_LETTER_CTL_DTYPE",
@@ -202,6 +203,7 @@ class RawSlotsAndDeadLetters:
                 the slot size).
             QueueFullError, QueueClosedError, KernelFaultError: as ``send``.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.send_raw")  # type: ignore[attr-defined]
         rows = raw_slots(self.name, self.in_codec.slot_size, data, None)
         accepted = self._push_all(self.format.from_slots(rows), block=block, timeout=timeout)
         if accepted < 1:
@@ -229,6 +231,7 @@ class RawSlotsAndDeadLetters:
             EncodeError: ``slots`` does not hold exactly ``n`` slots of the input slot size.
             QueueFullError, QueueClosedError, KernelFaultError: as ``send_batch``.
         """
+        timeout = check_timeout(timeout, f"kernel {self.name}.send_raw_batch")  # type: ignore[attr-defined]
         size = self.in_codec.slot_size
         if n is None:
             n = _count_slots(self.name, slots, size)

@@ -82,7 +82,12 @@ class OpenclPersistentKernel(OpenclKernel):
             | cl.svm_mem_flags.SVM_FINE_GRAIN_BUFFER
             | cl.svm_mem_flags.SVM_ATOMICS
         )
-        arr = cl.svm_empty(self._ctx, flags, max(nbytes, _LINE), np.uint8, alignment=_LINE)
+        try:
+            arr = cl.svm_empty(self._ctx, flags, max(nbytes, _LINE), np.uint8, alignment=_LINE)
+        except (RuntimeError, cl.Error) as exc:  # "clSVMAlloc failed": open() names the capacity
+            raise MemoryError(
+                f"clSVMAlloc of {max(nbytes, _LINE):,} bytes failed ({exc})"
+            ) from None
         arr[:] = 0
         self._allocs.append(arr)
         return arr

@@ -66,12 +66,15 @@ class OpenclRelaunchKernel(OpenclKernel):
         self._ctl_buf = cl.Buffer(
             self._ctx, mf.READ_WRITE | mf.COPY_HOST_PTR, hostbuf=self._ctl_host
         )
-        self._in_buf = cl.Buffer(self._ctx, mf.READ_ONLY, cap * self.in_slot.itemsize)
-        self._out_buf = cl.Buffer(
-            self._ctx, mf.WRITE_ONLY, cap * self.limit * self.out_slot.itemsize
-        )
-        self._counts_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * 4)
-        self._dead_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * 4)
+        try:
+            self._in_buf = cl.Buffer(self._ctx, mf.READ_ONLY, cap * self.in_slot.itemsize)
+            self._out_buf = cl.Buffer(
+                self._ctx, mf.WRITE_ONLY, cap * self.limit * self.out_slot.itemsize
+            )
+            self._counts_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * 4)
+            self._dead_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * 4)
+        except cl.Error as exc:  # e.g. INVALID_BUFFER_SIZE past the device's largest allocation
+            raise MemoryError(f"clCreateBuffer failed ({exc})") from None
         self._dead_letters = SpillBuffer()  # marked slot rows, at most dead_letter_capacity
         self._dl_dropped = 0
         if self.spec.state is not None:

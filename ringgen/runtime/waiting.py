@@ -10,19 +10,61 @@ callers never block their event loop.
 from __future__ import annotations
 
 import asyncio
+import math
+import numbers
 import time
 from typing import Optional
 
-__all__ = ["Backoff", "deadline_after", "expired"]
+__all__ = ["Backoff", "check_timeout", "deadline_after", "expired"]
 
 
-def deadline_after(timeout: Optional[float]) -> Optional[float]:
-    """The ``time.monotonic()`` deadline for ``timeout`` seconds from now (None: wait forever)."""
+def check_timeout(timeout: object, call: str = "", argument: str = "timeout") -> Optional[float]:
+    """``timeout`` as a float of seconds (None stays None), or a ``ValueError`` naming the call.
+
+    A NaN would compare false with every clock reading, so a wait bounded by it would never end;
+    a negative number, a bool or a non-number is as surely a mistake. Infinity means no limit, as
+    None does.
+
+    Args:
+        timeout: the value the caller was given.
+        call: the call that took it, for the message (e.g. ``"kernel add: receive"``).
+        argument: the argument's name.
+
+    Returns:
+        None (no limit: ``timeout`` was None or infinite), or the timeout as a finite float >= 0.
+
+    Raises:
+        ValueError: ``timeout`` is not None and not a finite real number >= 0.
+    """
     if timeout is None:
         return None
-    if timeout < 0:
-        raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
-    return time.monotonic() + timeout
+    where = f"{call}: " if call else ""
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        raise ValueError(
+            f"{where}{argument}={timeout!r} is not a number; give seconds as an int or float, "
+            "or None to wait without limit"
+        )
+    value = float(timeout)
+    if math.isnan(value) or value < 0:
+        raise ValueError(
+            f"{where}{argument}={timeout!r} is not a number of seconds >= 0; "
+            "give a value >= 0, or None to wait without limit"
+        )
+    return None if math.isinf(value) else value
+
+
+def deadline_after(
+    timeout: Optional[float], call: str = "", argument: str = "timeout"
+) -> Optional[float]:
+    """The ``time.monotonic()`` deadline for ``timeout`` seconds from now (None: wait forever).
+
+    Raises:
+        ValueError: ``timeout`` is invalid (``check_timeout``), naming ``call`` and ``argument``.
+    """
+    seconds = check_timeout(timeout, call, argument)
+    if seconds is None:
+        return None
+    return time.monotonic() + seconds
 
 
 def expired(deadline: Optional[float]) -> bool:

@@ -24,7 +24,15 @@ from ..layout import MessageLayout, layout_of
 from ..protocol import Reason
 from .compiled import bridged_codec
 from .direct import direct_struct, flatten_direct, unflatten_direct
-from .header import HEADER_SIZE, MAGIC, Header, now_ticks
+from .header import (
+    HEADER_CHECKS,
+    HEADER_FIELDS,
+    HEADER_SIZE,
+    MAGIC,
+    Header,
+    check_header_values,
+    now_ticks,
+)
 from .memorypack import decode_payload, encode_payload, wire_error
 
 __all__ = [
@@ -35,22 +43,45 @@ __all__ = [
     "decode_reference",
     "encode",
     "encode_reference",
+    "byte_view",
     "message_bytes",
 ]
 
 _TOTAL = struct.Struct("<Q")
 
 
+def byte_view(data: Any, cls: Any = None) -> Any:
+    """``data`` as a flat byte view: bytes-like objects and numpy arrays of any layout (a strided
+    array is copied once); ``cls`` names the message in the error.
+
+    Raises:
+        WireFormatError: ``data`` is not a buffer (a list, a str, ...), naming the argument.
+    """
+    try:
+        view = memoryview(data)
+    except TypeError:
+        what = f"rg.decode({cls.__name__}, data)" if cls is not None else "decode"
+        raise WireFormatError(
+            f"{what}: data must be bytes, bytearray, memoryview or a numpy array, "
+            f"got {type(data).__qualname__}",
+            hint="pass rg.encode's bytes, or a slot of a queue (a uint8 array)",
+        ) from None
+    if not view.c_contiguous:
+        return memoryview(view.tobytes())  # a strided array (every other byte): one copy
+    return view.cast("B") if view.ndim != 1 or view.format != "B" else view
+
+
 def message_bytes(data: Any) -> bytes:
     """The bytes of the one message at the start of ``data`` (cut at its header's total size).
 
-    Anything too short to say is returned whole, for the decoder to reject with a precise error.
+    Anything too short to say, or whose total size is below the header's, is returned whole, for the
+    decoder to reject with the Reason of the first check that fails (``HEADER_CHECKS``).
     """
     if type(data) is not bytes:
-        data = memoryview(data).cast("B")
+        data = byte_view(data)
     if len(data) >= 12:
         total = _TOTAL.unpack_from(data, 4)[0]
-        if total < len(data):
+        if HEADER_SIZE <= total < len(data):
             return bytes(data[:total])
     return data if type(data) is bytes else bytes(data)
 
@@ -72,6 +103,15 @@ def encode_reference(
         EncodeError: a Str or List exceeds its bound (the message names class, field and bound), an
             Array has the wrong length, or a value does not fit its type.
     """
+    check_header_values(
+        cls.__name__,
+        sender=sender,
+        receiver=receiver,
+        sequence=sequence,
+        timestamp=timestamp,
+        flags=flags,
+        reason=reason,
+    )
     payload = encode_payload(cls, obj)
     header = Header(
         total_size=HEADER_SIZE + len(payload),
@@ -93,51 +133,57 @@ def encode_reference(
 def check_header(cls: type, data: Any) -> tuple[Header, int]:
     """Validate the header of a bridged ``cls`` message in ``data``; return it and the payload end.
 
+    The checks run in the order of ``ringgen.wire.header.HEADER_CHECKS``, shared with the device
+    codec; bytes ``data`` lacks read as zero, as in a zero-padded queue slot.
+
     Raises:
-        WireFormatError: BAD_SIZE, BAD_MAGIC, BAD_TYPE or BAD_CRC, in that order of checking.
+        WireFormatError: BAD_MAGIC, BAD_SIZE, BAD_TYPE or BAD_CRC: the first check that fails.
     """
     lay = layout_of(cls)
     have = len(data)
-    if have < HEADER_SIZE:
-        raise wire_error(
-            0,
-            f"{lay.name}.header",
-            Reason.BAD_SIZE,
-            f"{have} bytes, a bridged message has a {HEADER_SIZE}-byte header",
-        )
-    header = Header.unpack(data)
+    header = Header.unpack_padded(data)
+    for field, reason, _ in HEADER_CHECKS:
+        detail = _HEADER_CHECKERS[field](header, data, have, lay)
+        if detail is not None:
+            offset = _HEADER_OFFSETS[field]
+            raise wire_error(offset, f"{lay.name}.header.{field}", reason, detail)
+    return header, header.total_size
+
+
+def _check_magic(header: Header, data: Any, have: int, lay: MessageLayout) -> Optional[str]:
     if header.magic != MAGIC:
-        raise wire_error(
-            0,
-            f"{lay.name}.header.magic",
-            Reason.BAD_MAGIC,
-            f"0x{header.magic:08x}, expected 0x{MAGIC:04x}",
-        )
-    total = header.total_size
-    if not HEADER_SIZE <= total <= min(have, lay.slot_size):
-        raise wire_error(
-            4,
-            f"{lay.name}.header.total_size",
-            Reason.BAD_SIZE,
-            f"{total}: must be {HEADER_SIZE}..{min(have, lay.slot_size)} "
-            f"({have} bytes given, slot {lay.slot_size})",
-        )
+        return f"0x{header.magic:08x}, expected 0x{MAGIC:04x}"
+    return None
+
+
+def _check_total_size(header: Header, data: Any, have: int, lay: MessageLayout) -> Optional[str]:
+    total, top = header.total_size, min(have, lay.slot_size)
+    if not HEADER_SIZE <= total <= top:
+        return f"{total}: must be {HEADER_SIZE}..{top} ({have} bytes given, slot {lay.slot_size})"
+    return None
+
+
+def _check_type_id(header: Header, data: Any, have: int, lay: MessageLayout) -> Optional[str]:
     if header.type_id != lay.type_id:
-        raise wire_error(
-            28,
-            f"{lay.name}.header.type_id",
-            Reason.BAD_TYPE,
-            f"0x{header.type_id:08x}, {lay.name} is 0x{lay.type_id:08x}",
-        )
-    crc = zlib.crc32(memoryview(data)[HEADER_SIZE:total])
+        return f"0x{header.type_id:08x}, {lay.name} is 0x{lay.type_id:08x}"
+    return None
+
+
+def _check_payload_crc(header: Header, data: Any, have: int, lay: MessageLayout) -> Optional[str]:
+    crc = zlib.crc32(memoryview(data)[HEADER_SIZE : header.total_size])
     if crc != header.payload_crc:
-        raise wire_error(
-            40,
-            f"{lay.name}.header.payload_crc",
-            Reason.BAD_CRC,
-            f"header says 0x{header.payload_crc:08x}, payload has 0x{crc:08x}",
-        )
-    return header, total
+        return f"header says 0x{header.payload_crc:08x}, payload has 0x{crc:08x}"
+    return None
+
+
+#: One checker per entry of HEADER_CHECKS: the detail of a failure, or None.
+_HEADER_CHECKERS = {
+    "magic": _check_magic,
+    "total_size": _check_total_size,
+    "type_id": _check_type_id,
+    "payload_crc": _check_payload_crc,
+}
+_HEADER_OFFSETS = {name: offset for name, _, offset, _ in HEADER_FIELDS}
 
 
 def decode_reference(cls: type, data: Any, *, with_header: bool = False) -> Any:
@@ -147,7 +193,7 @@ def decode_reference(cls: type, data: Any, *, with_header: bool = False) -> Any:
         WireFormatError: with ``offset``, ``field`` and ``reason`` (a ``ringgen.protocol.Reason``).
     """
     if type(data) is not bytes:
-        data = bytes(memoryview(data).cast("B"))
+        data = bytes(byte_view(data, cls))
     header, total = check_header(cls, data)
     obj, end = decode_payload(cls, data, HEADER_SIZE, total)
     if end != total:
@@ -318,7 +364,7 @@ class DirectWireCodec:
             ) from None
 
     def decode(self, data: Any) -> Any:
-        view = memoryview(data).cast("B")
+        view = byte_view(data, self.cls)
         if len(view) < self.slot_size:
             raise wire_error(
                 len(view),
@@ -389,7 +435,18 @@ def encode(
     fn = _ENCODERS.get(type(message))
     if fn is None:
         fn = _encoder_for(type(message))
-    return fn(message, sender, receiver, sequence, timestamp)
+    try:
+        return fn(message, sender, receiver, sequence, timestamp)
+    except (struct.error, OverflowError, TypeError):
+        # checked only on failure, off the fast path: name the header argument at fault
+        check_header_values(
+            type(message).__name__,
+            sender=sender,
+            receiver=receiver,
+            sequence=sequence,
+            timestamp=timestamp,
+        )
+        raise
 
 
 def decode(cls: type, data: Any, *, with_header: bool = False) -> Any:
@@ -401,6 +458,8 @@ def decode(cls: type, data: Any, *, with_header: bool = False) -> Any:
         WireFormatError: malformed bytes, with ``offset``, ``field`` and ``reason``.
     """
     codec = codec_for(cls)
+    if type(data) is not bytes:
+        data = byte_view(data, cls)  # a clear error for a non-buffer, one copy of a strided array
     if with_header:
         if not codec.bridged:
             raise WireFormatError(f"{cls.__name__} is a direct message: it has no header")

@@ -24,10 +24,10 @@ import numpy as np
 from ..errors import EncodeError, WireFormatError
 from ..layout import MessageLayout, layout_of, type_dtype
 from ..protocol import Reason
-from ..types import ArrayType, ListType, MessageType, ScalarType, StrType
+from ..types import ArrayType, ListType, MessageType, ScalarType, StrType, describe_type
 from . import native
 from .crc import crc32_rows
-from .header import HEADER_DTYPE, HEADER_SIZE, HEADER_USED, MAGIC, now_ticks
+from .header import HEADER_DTYPE, HEADER_SIZE, HEADER_USED, MAGIC, check_header_values, now_ticks
 
 #: The used part of the header as a packed record.
 _HEADER_USED_DTYPE = np.dtype(
@@ -244,19 +244,47 @@ def columns_to_view(cls: type, columns: dict) -> np.ndarray:
     view = np.zeros(n, dtype=lay.dtype)
     for f in lay.fields:
         col, where = columns[f.name], f"{lay.name}.{f.name}"
-        if isinstance(f.type, StrType):
-            _str_column(view[f.name], col, f.type.max_bytes, where)
-        elif isinstance(f.type, ListType) and isinstance(col, tuple):
-            lens, items = np.asarray(col[0]), np.asarray(col[1])
-            _check_lens(lens, f.type.max_len, where, "elements")
-            view[f.name]["len"] = lens
-            view[f.name]["items"][:, : items.shape[1]] = items
-        elif isinstance(f.type, ListType):
-            for i, value in enumerate(col):
-                _put(f.type, view[f.name], i, value, where)
-        else:
-            view[f.name] = np.asarray(col)
+        try:
+            _put_column(f, view[f.name], col, where)
+        except (ValueError, TypeError, IndexError, OverflowError) as exc:
+            if isinstance(exc, EncodeError):
+                raise
+            raise EncodeError(
+                f"{where}: the column does not fit {n} rows of {describe_type(f.type)} "
+                f"(column: {_describe_column(col)}; {exc})"
+            ) from None
     return view
+
+
+def _put_column(f: Any, dst: np.ndarray, col: Any, where: str) -> None:
+    """Write one field's column into the view column ``dst`` (numpy raises on a misfit)."""
+    if isinstance(f.type, StrType):
+        _str_column(dst, col, f.type.max_bytes, where)
+    elif isinstance(f.type, ListType) and isinstance(col, tuple):
+        lens, items = np.asarray(col[0]), np.asarray(col[1])
+        if items.ndim < 2:
+            raise ValueError(f"List items must have shape (rows, N, ...), got {items.shape}")
+        _check_lens(lens, f.type.max_len, where, "elements")
+        dst["len"] = lens
+        dst["items"][:, : items.shape[1]] = items
+    elif isinstance(f.type, ListType):
+        for i, value in enumerate(col):
+            _put(f.type, dst, i, value, where)
+    else:
+        arr = np.asarray(col)
+        # exactly one value per row: numpy would broadcast a (4,) column into every row of (4, 4)
+        if arr.shape != dst.shape and arr.ndim != 0:
+            raise ValueError(f"expected shape {dst.shape}")
+        dst[...] = arr
+
+
+def _describe_column(col: Any) -> str:
+    if isinstance(col, tuple):
+        return "(" + ", ".join(_describe_column(c) for c in col) + ")"
+    arr = col if isinstance(col, np.ndarray) else None
+    if arr is None:
+        return type(col).__name__ + (f" of {len(col)}" if hasattr(col, "__len__") else "")
+    return f"{arr.dtype} array of shape {arr.shape}"
 
 
 def _check_lens(lens: np.ndarray, bound: int, where: str, unit: str) -> None:
@@ -380,6 +408,14 @@ def encode_batch(
         # shapes without a columnar spelling encode each object directly (no trip through a view)
         view = objects_to_view(cls, objs) if _program_ok(lay) else None
     n, slot = len(view) if view is not None else len(objs), lay.slot_size
+    check_header_values(
+        f"{lay.name} batch",
+        max(1, n),
+        sender=sender,
+        receiver=receiver,
+        sequence=sequence,
+        timestamp=timestamp,
+    )
     fresh = out is None
     if out is None:
         out = np.zeros((n, slot), dtype=np.uint8)

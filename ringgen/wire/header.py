@@ -10,19 +10,26 @@ from __future__ import annotations
 
 import datetime as _dt
 import enum
+import numbers
 import struct
 import time
+from typing import Any
 
 import attrs
 import numpy as np
 
+from ..errors import EncodeError
+from ..protocol import Reason
+
 __all__ = [
+    "HEADER_CHECKS",
     "HEADER_DTYPE",
     "HEADER_FIELDS",
     "HEADER_SIZE",
     "HEADER_STRUCT",
     "HEADER_USED",
     "Header",
+    "check_header_values",
     "HeaderFlag",
     "MAGIC",
     "TICKS_AT_UNIX_EPOCH",
@@ -78,6 +85,28 @@ assert [f[2] for f in HEADER_FIELDS] == [
 ], "HEADER_FIELDS offsets must match the packed struct"
 
 
+#: The checks every decoder makes on a bridged message's header, in this order; the first that fails
+#: names the ``Reason`` (docs/wire-format.md, "Validation and the Reasons"). ``rg.decode``, the cpu
+#: backend and the device codec (``templates/common/bridged_codec.h.j2``, rendered from this table)
+#: all follow it, so every backend counts the same bytes under the same Reason. Bytes the data does
+#: not have read as zero, as they do in a zero-padded queue slot: a short input fails on its magic
+#: first, like the device's slot would. Each entry: (header field, Reason, what must hold).
+HEADER_CHECKS: tuple[tuple[str, Reason, str], ...] = (
+    ("magic", Reason.BAD_MAGIC, f"magic == 0x{MAGIC:04X}"),
+    (
+        "total_size",
+        Reason.BAD_SIZE,
+        f"{HEADER_SIZE} <= total_size <= the slot size (and, on the host, the bytes given)",
+    ),
+    ("type_id", Reason.BAD_TYPE, "type_id is the expected class's MessageLayout.type_id"),
+    (
+        "payload_crc",
+        Reason.BAD_CRC,
+        f"payload_crc == CRC-32 of bytes {HEADER_SIZE} .. total_size (the payload)",
+    ),
+)
+
+
 class HeaderFlag(enum.IntFlag):
     """Bits of the header's ``flags`` word."""
 
@@ -114,9 +143,46 @@ class Header:
         """Read the header at ``offset`` of ``data`` (no validation: see ``ringgen.wire.decode``)."""
         return cls(*HEADER_STRUCT.unpack_from(data, offset))
 
+    @classmethod
+    def unpack_padded(cls, data) -> "Header":
+        """Read the header at the start of ``data``, bytes it does not have taken as zero (as in a
+        zero-padded queue slot)."""
+        head = bytes(memoryview(data).cast("B")[:HEADER_USED])
+        return cls(*HEADER_STRUCT.unpack(head.ljust(HEADER_USED, b"\0")))
+
     def pack(self) -> bytes:
         """The full 256 bytes, reserved tail zeroed."""
         return HEADER_STRUCT.pack(*attrs.astuple(self)) + bytes(HEADER_SIZE - HEADER_USED)
+
+
+def check_header_values(what: str, rows: int = 1, **values: Any) -> None:
+    """Check header values a caller gave (``sender=...``) against their fields' ranges.
+
+    Args:
+        what: the message class (or call) for the message.
+        rows: how many messages get the values; row i gets ``sequence + i``, so the last one must fit.
+        values: header fields by name (``HEADER_FIELDS``); None means "the default" and passes.
+
+    Raises:
+        EncodeError: a value is not an integer or is outside its field's range, naming the field.
+    """
+    codes = {name: code for name, code, _, _ in HEADER_FIELDS}
+    for name, value in values.items():
+        if value is None:
+            continue
+        bits = 32 if codes[name] == "I" else 64
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise EncodeError(
+                f"{what}: header field {name}={value!r} is not an integer (u{bits})",
+                hint=f"pass an int in 0..{2**bits - 1}",
+            )
+        top = 2**bits - 1 - (rows - 1 if name == "sequence" else 0)
+        if not 0 <= int(value) <= top:
+            last = f" for {rows} rows (row i gets sequence + i)" if top != 2**bits - 1 else ""
+            raise EncodeError(
+                f"{what}: header field {name}={int(value)} is outside 0..{top}{last} (u{bits})",
+                hint=f"pass an int in 0..{top}",
+            )
 
 
 def now_ticks() -> int:

@@ -477,28 +477,28 @@ static_assert(RG_OFFSETOF(rg_metal_dispatch, rejected) == 52, "rg_metal_dispatch
 
 /* Starts a dispatch: how many queued messages fit the grid and the output queue's free slots. */
 static inline void rg_metal_begin(device rg_queue_ctl* in_q, device rg_queue_ctl* out_q,
-                                  device rg_control* ctl, device rg_metal_dispatch* d,
+                                  device rg_control* ctl, device rg_metal_dispatch* rg_d,
                                   rg_u64 capacity, rg_u64 outputs_per_message)
 {
     rg_u64 head = in_q->head;
     rg_u64 pending = rg_queue_acquire_tail(in_q) - head;
-    rg_u64 take = pending < d->grid ? pending : (rg_u64)d->grid;
+    rg_u64 take = pending < rg_d->grid ? pending : (rg_u64)rg_d->grid;
     rg_u64 out_tail = out_q->tail;
-    d->stalled = 0u;
+    rg_d->stalled = 0u;
     if (outputs_per_message != 0ul) {
         rg_u64 fit = rg_queue_free(out_q, out_tail, capacity) / outputs_per_message;
         if (take > fit) {
             take = fit;
-            d->stalled = 1u;
+            rg_d->stalled = 1u;
         }
     }
-    d->in_head = head;
-    d->out_tail = out_tail;
-    d->count = (rg_u32)take;
-    metal::atomic_store_explicit(&d->out_reserved, 0u, metal::memory_order_relaxed);
-    metal::atomic_store_explicit(&d->processed, 0u, metal::memory_order_relaxed);
+    rg_d->in_head = head;
+    rg_d->out_tail = out_tail;
+    rg_d->count = (rg_u32)take;
+    metal::atomic_store_explicit(&rg_d->out_reserved, 0u, metal::memory_order_relaxed);
+    metal::atomic_store_explicit(&rg_d->processed, 0u, metal::memory_order_relaxed);
     for (uint r = 0u; r < RG_N_REASONS; r++) {
-        metal::atomic_store_explicit(&d->rejected[r], 0u, metal::memory_order_relaxed);
+        metal::atomic_store_explicit(&rg_d->rejected[r], 0u, metal::memory_order_relaxed);
     }
     if (ctl->state < RG_LIFECYCLE_ACTIVE) {
         rg_control_set_state(ctl, RG_LIFECYCLE_ACTIVE);
@@ -507,17 +507,17 @@ static inline void rg_metal_begin(device rg_queue_ctl* in_q, device rg_queue_ctl
 
 /* Ends a dispatch: publishes what K_process did and acknowledges a terminate request once drained. */
 static inline void rg_metal_commit(device rg_queue_ctl* in_q, device rg_queue_ctl* out_q,
-                                   device rg_control* ctl, device rg_metal_dispatch* d)
+                                   device rg_control* ctl, device rg_metal_dispatch* rg_d)
 {
-    rg_u32 produced = metal::atomic_load_explicit(&d->out_reserved, metal::memory_order_relaxed);
-    rg_queue_release_head(in_q, d->in_head + d->count);
-    rg_queue_publish_tail(out_q, d->out_tail + produced);
-    rg_control_count(&ctl->processed, metal::atomic_load_explicit(&d->processed, metal::memory_order_relaxed));
+    rg_u32 produced = metal::atomic_load_explicit(&rg_d->out_reserved, metal::memory_order_relaxed);
+    rg_queue_release_head(in_q, rg_d->in_head + rg_d->count);
+    rg_queue_publish_tail(out_q, rg_d->out_tail + produced);
+    rg_control_count(&ctl->processed, metal::atomic_load_explicit(&rg_d->processed, metal::memory_order_relaxed));
     rg_control_count(&ctl->emitted, produced);
-    rg_control_count(&ctl->output_stalls, d->stalled);
-    rg_control_count(&ctl->idle_spins, d->count == 0u ? 1u : 0u);
+    rg_control_count(&ctl->output_stalls, rg_d->stalled);
+    rg_control_count(&ctl->idle_spins, rg_d->count == 0u ? 1u : 0u);
     for (uint r = 0u; r < RG_N_REASONS; r++) {
-        rg_control_count(&ctl->rejected[r], metal::atomic_load_explicit(&d->rejected[r], metal::memory_order_relaxed));
+        rg_control_count(&ctl->rejected[r], metal::atomic_load_explicit(&rg_d->rejected[r], metal::memory_order_relaxed));
     }
     rg_control_count(&ctl->launches, 1u);
     rg_control_count(&ctl->heartbeat, 1u);
@@ -529,15 +529,15 @@ static inline void rg_metal_commit(device rg_queue_ctl* in_q, device rg_queue_ct
 
 
 /* Counts one handler run and, for a fault, its Reason. */
-static inline void rg_metal_tally(device rg_metal_dispatch* d, int status)
+static inline void rg_metal_tally(device rg_metal_dispatch* rg_d, int status)
 {
-    metal::atomic_fetch_add_explicit(&d->processed, 1u, metal::memory_order_relaxed);
+    metal::atomic_fetch_add_explicit(&rg_d->processed, 1u, metal::memory_order_relaxed);
     if (status < 0) {
         int reason = -status;
         if (reason >= RG_N_REASONS) {
             reason = RG_REASON_NONE;
         }
-        metal::atomic_fetch_add_explicit(&d->rejected[reason], 1u, metal::memory_order_relaxed);
+        metal::atomic_fetch_add_explicit(&rg_d->rejected[reason], 1u, metal::memory_order_relaxed);
     }
 }
 
@@ -654,48 +654,48 @@ struct rg_context {
 kernel void counters_begin(device rg_queue_ctl* in_q [[buffer(1)]],
                            device rg_queue_ctl* out_q [[buffer(3)]],
                            device rg_control* ctl [[buffer(4)]],
-                           device rg_metal_dispatch* d [[buffer(6)]],
+                           device rg_metal_dispatch* rg_d [[buffer(6)]],
                            uint gid [[thread_position_in_grid]])
 {
     if (gid == 0u) {
-        rg_metal_begin(in_q, out_q, ctl, d, 1024ul, 1ul);
+        rg_metal_begin(in_q, out_q, ctl, rg_d, 1024ul, 1ul);
     }
 }
 
 /* Runs the handler on message `i` of this dispatch. */
 static inline void counters_run_one(rg_u32 i, device const Sample* in_slots,
                                     device Ack* out_slots, device Totals* state,
-                                    device rg_metal_dispatch* d, rg_u32 tid)
+                                    device rg_metal_dispatch* rg_d, rg_u32 tid)
 {
-    Sample in = in_slots[(d->in_head + i) & 1023ul];
+    Sample in = in_slots[(rg_d->in_head + i) & 1023ul];
     Ack out = {};
-    rg_context ctx = {tid, d->now};
+    rg_context ctx = {tid, rg_d->now};
     int status = ctx.rg_handle_counters(&in, &out, state, nullptr);
     if (status == RG_STATUS_OUTPUT) {
-        rg_u32 o = metal::atomic_fetch_add_explicit(&d->out_reserved, 1u, metal::memory_order_relaxed);
-        out_slots[(d->out_tail + o) & 1023ul] = out;
+        rg_u32 o = metal::atomic_fetch_add_explicit(&rg_d->out_reserved, 1u, metal::memory_order_relaxed);
+        out_slots[(rg_d->out_tail + o) & 1023ul] = out;
     }
-    rg_metal_tally(d, status);
+    rg_metal_tally(rg_d, status);
 }
 
 kernel void counters_process(device const Sample* in_slots [[buffer(0)]],
                              device Ack* out_slots [[buffer(2)]],
                              device Totals* state [[buffer(5)]],
-                             device rg_metal_dispatch* d [[buffer(6)]],
+                             device rg_metal_dispatch* rg_d [[buffer(6)]],
                              uint gid [[thread_position_in_grid]])
 {
-    if (gid < d->count) {
-        counters_run_one(gid, in_slots, out_slots, state, d, gid);
+    if (gid < rg_d->count) {
+        counters_run_one(gid, in_slots, out_slots, state, rg_d, gid);
     }
 }
 
 kernel void counters_commit(device rg_queue_ctl* in_q [[buffer(1)]],
                             device rg_queue_ctl* out_q [[buffer(3)]],
                             device rg_control* ctl [[buffer(4)]],
-                            device rg_metal_dispatch* d [[buffer(6)]],
+                            device rg_metal_dispatch* rg_d [[buffer(6)]],
                             uint gid [[thread_position_in_grid]])
 {
     if (gid == 0u) {
-        rg_metal_commit(in_q, out_q, ctl, d);
+        rg_metal_commit(in_q, out_q, ctl, rg_d);
     }
 }
