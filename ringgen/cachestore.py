@@ -177,6 +177,14 @@ def _read_checked(path: Path) -> bytes:
         os.close(fd)
 
 
+def _read_named(folder: Path, rel: str) -> bytes:
+    """``_read_checked(folder / rel)``, with ``rel`` named in the reason it is refused."""
+    try:
+        return _read_checked(folder / rel)
+    except ValueError as exc:
+        raise ValueError(f"{rel}: {exc}") from None
+
+
 def _walk(folder: Path) -> dict[str, Path]:
     """Every file under ``folder`` by relative POSIX path, except the listing and ``__pycache__``.
 
@@ -247,7 +255,7 @@ def open_entry(path: os.PathLike | str, key: str) -> tuple[Optional[Entry], Opti
     if problem is not None:
         return None, f"{path}: {problem} (remove it: rm -rf {path})"
     try:
-        expected = _listing(_read_checked(path / LISTING), key)
+        expected = _listing(_read_named(path, LISTING), key)
         found = _walk(path)
         missing = sorted(set(expected) - set(found))
         extra = sorted(set(found) - set(expected))
@@ -258,7 +266,7 @@ def open_entry(path: os.PathLike | str, key: str) -> tuple[Optional[Entry], Opti
             raise ValueError(", ".join(what))
         files = {}
         for rel in sorted(expected):
-            data = _read_checked(found[rel])
+            data = _read_named(path, rel)
             if hashlib.sha256(data).hexdigest() != expected[rel]:
                 raise ValueError(f"{rel} does not match its SHA-256 in {LISTING}")
             files[rel] = data
