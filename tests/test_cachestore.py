@@ -366,3 +366,17 @@ def test_cache_entries_are_imported_from_the_checked_bytes(root):
     assert package.__file__ == str(pkg.resolve() / "__init__.py") and package.__path__ == []
     with pytest.raises(ImportError):
         importlib.import_module(f"{package.__name__}.not_listed")
+
+
+@pytest.mark.timeout(60)
+def test_an_entry_without_its_init_is_rebuilt(root, caplog):
+    """Issue 11: an entry without ``__init__.py`` failed with a raw ``OSError: Directory not empty``
+    until deleted by hand."""
+    pkg = cache.ensure_built(collect(va_module))
+    (pkg / "__init__.py").unlink()
+    cache._BUILT.clear()
+    with caplog.at_level(logging.WARNING, logger="ringgen"):
+        with rg.launch(vector_add, backend="cpu") as k:
+            k.send(AddRequest(id=3, a=0.5, b=0.25))
+            assert k.receive(timeout=5).sum == 0.75
+    assert f"{pkg.parent} is damaged: vector_add/__init__.py is missing" in caplog.text
