@@ -108,7 +108,7 @@ def secure_dir(path: os.PathLike | str) -> Path:
     st = os.stat(path)
     if not stat.S_ISDIR(st.st_mode):
         raise CacheError(
-            f"the ringgen cache folder {path} is not a folder",
+            f"the ringgen cache {path} is not a folder",
             hint=f"remove it, or set {ENV_VAR} to a folder of your own",
         )
     problem = _untrusted(st)
@@ -306,7 +306,9 @@ def _seal(folder: Path) -> dict[str, bytes]:
             os.chmod(os.path.join(here, d), 0o700)
         for n in names:
             p = os.path.join(here, n)
-            os.chmod(p, stat.S_IMODE(os.lstat(p).st_mode) & 0o700, follow_symlinks=False)
+            st = os.lstat(p)
+            if stat.S_ISREG(st.st_mode):  # anything else is refused by _walk below
+                os.chmod(p, stat.S_IMODE(st.st_mode) & 0o700)
     os.chmod(folder, 0o700)
     return {rel: _read_checked(p) for rel, p in _walk(folder).items()}
 
