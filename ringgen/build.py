@@ -36,7 +36,9 @@ class BuildUnit:
     ``messages`` holds every message and state layout the build uses, dependencies first;
     ``kernels`` and ``device_functions`` are in declaration order; ``source_file`` is relative to the
     folder the module is imported from (``examples/vector_add.py``), so output does not depend on
-    where the repository is checked out.
+    where the repository is checked out. ``source_path`` is the module's absolute file (None when
+    it has none); only the writer reads it, to keep a package from shadowing the module (emitters
+    must not, or their output would depend on the checkout).
     """
 
     name: str
@@ -46,6 +48,7 @@ class BuildUnit:
     kernels: tuple[KernelSpec, ...]
     device_functions: tuple[DeviceFunction, ...]
     fingerprint: str
+    source_path: Optional[str] = attrs.field(default=None, eq=False, repr=False)
 
     @property
     def ringgen_version(self) -> str:
@@ -265,4 +268,5 @@ def collect(
         kernels=tuple(kernels),
         device_functions=device_functions,
         fingerprint=_fingerprint(sources),
+        source_path=getattr(module, "__file__", None),
     )

@@ -56,7 +56,9 @@ Import each module (a .py path or a dotted module name), collect its @rg.message
 classes, @rg.ring_kernel handlers and @rg.device helpers, and write one package per module into
 DIR/<name>/. A file inside a package folder is imported by its dotted name
 (examples/vector_add.py -> examples.vector_add). Unchanged files are not rewritten; files an
-earlier build wrote and this one does not are removed.
+earlier build wrote and this one does not are removed, unless they were edited since. A folder
+that is not empty and was not built by ringgen is refused (use --force); nothing is written when
+any module fails.
 
 Importing a module runs it, as `python -c "import module"` would: its top-level code executes with
 your permissions. Build only modules you would run.
@@ -157,6 +159,12 @@ def _parser() -> argparse.ArgumentParser:
         help="package name (default: the module's last name component); "
         "only with a single module",
     )
+    b.add_argument(
+        "--force",
+        action="store_true",
+        help="build into a folder that is not empty and was not built by ringgen (nothing there "
+        "is deleted; files with ringgen's names are overwritten)",
+    )
 
     i = sub.add_parser(
         "inspect",
@@ -220,13 +228,13 @@ def format_table(
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from .build import collect
-    from .codegen.writer import write_unit
+    from .codegen.writer import write_units
 
     if args.name and len(args.targets) > 1:
         raise _UsageError(f"--name needs a single module (got {len(args.targets)})")
-    for target in args.targets:
-        unit = collect(target, name=args.name)
-        pkg = write_unit(unit, args.out)
+    # every module is collected, emitted and checked before anything is written: all or nothing
+    units = [collect(target, name=args.name) for target in args.targets]
+    for unit, pkg in zip(units, write_units(units, args.out, force=args.force)):
         files = sorted(p.name for p in pkg.iterdir() if p.is_file())
         print(
             f"built {unit.module} -> {pkg}/ ({len(unit.messages)} messages, "

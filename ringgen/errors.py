@@ -16,6 +16,7 @@ __all__ = [
     "HandlerError",
     "LayoutError",
     "BuildError",
+    "CacheError",
     "ToolchainError",
     "BackendUnavailableError",
     "QueueFullError",
@@ -115,6 +116,11 @@ class HandlerError(RinggenError, TypeError):
 
 class BuildError(RinggenError, ValueError):
     """Raised when a build as a whole is inconsistent (duplicate names, nothing to build, ...)."""
+
+
+class CacheError(RinggenError, PermissionError):
+    """Raised when the build cache cannot be trusted: its folder belongs to another user or is
+    writable by others; the message names the folder and the fix."""
 
 
 class ToolchainError(RinggenError, RuntimeError):

@@ -13,13 +13,13 @@ from pathlib import Path
 __all__ = ["write_atomic"]
 
 
-def write_atomic(path: os.PathLike | str, data: bytes) -> None:
+def write_atomic(path: os.PathLike | str, data: bytes, *, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` so that a reader sees either the old file or the whole new one.
 
     The bytes go to a uniquely named temporary file in the same folder (so concurrent writers, threads
     or processes, never share one), which then replaces ``path`` in one ``os.replace``; on any failure
     the temporary file is removed, so none is left behind. The folder is created if missing, and the
-    file gets mode 0644 (``mkstemp`` would leave it readable by its owner only).
+    file gets ``mode`` (default 0644: ``mkstemp`` would leave it readable by its owner only).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -27,7 +27,7 @@ def write_atomic(path: os.PathLike | str, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

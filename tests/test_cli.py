@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -106,11 +107,18 @@ def test_build_is_idempotent_and_removes_stale_files(capsys, tmp_path):
     pkg = tmp_path / "vector_add"
     stale = pkg / "old_target.cu"
     stale.write_text("// from an older build\n")
+    # an older build emitted it: its manifest lists it, with its hash (a file it does not list is
+    # the user's, and is kept: tests/test_build_output.py)
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    digest = hashlib.sha256(stale.read_bytes()).hexdigest()
+    manifest["files"].append({"path": stale.name, "target": "old", "sha256": digest})
+    (pkg / "manifest.json").write_text(json.dumps(manifest))
     before = {p.name: p.stat().st_mtime_ns for p in pkg.iterdir() if p.is_file() and p != stale}
+    del before["manifest.json"]  # rewritten: this build's manifest differs from the edited one
     assert run(capsys, "build", VECTOR_ADD, "-o", str(tmp_path))[0] == 0
     assert not stale.exists()
     after = {p.name: p.stat().st_mtime_ns for p in pkg.iterdir() if p.is_file()}
-    assert after == before  # nothing rewritten
+    assert after.pop("manifest.json") and after == before  # nothing else rewritten
 
 
 @pytest.mark.parametrize(

@@ -202,7 +202,8 @@ def test_compile_cache_runs_nvcc_once(tmp_path, monkeypatch):
     data2, compiled2 = cuda_build.compile_cubin("kernel text", "sm_90")
     assert (data2, compiled2) == (b"kernel text", False)
     assert len(log.read_text().splitlines()) == 1
-    assert [p.suffix for p in (tmp_path / "cache" / "cuda").iterdir()] == [".cubin"]
+    (entry,) = (tmp_path / "cache" / "cuda").iterdir()
+    assert sorted(p.name for p in entry.iterdir()) == ["entry.json", "kernel.cubin"]
 
 
 def test_compile_error_names_the_source(tmp_path, monkeypatch):

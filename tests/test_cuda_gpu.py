@@ -322,7 +322,7 @@ def test_warm_start_does_not_run_nvcc(drv, tmp_path, monkeypatch):
     pkg, codecs = built_package(vector_add.spec)
     first = CudaKernelHandle.open(vector_add.spec, str(pkg), codecs=codecs)
     first.terminate()
-    assert first.compiled and list((tmp_path / "cuda").glob("*.cubin"))
+    assert first.compiled and list((tmp_path / "cuda").glob("*/kernel.cubin"))
     cuda_build._memory.clear()
     monkeypatch.setenv("RINGGEN_NVCC", "/nonexistent/nvcc")  # a warm start must not need it
     second = CudaKernelHandle.open(vector_add.spec, str(pkg), codecs=codecs)

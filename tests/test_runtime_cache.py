@@ -68,6 +68,7 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("RINGGEN_CACHE_DIR", str(tmp_path / "x"))
     assert cache.cache_dir() == tmp_path / "x"
     monkeypatch.delenv("RINGGEN_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
     assert cache.cache_dir() == Path.home() / ".cache" / "ringgen"
 
 

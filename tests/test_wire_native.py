@@ -139,10 +139,11 @@ def test_build_is_cached_and_atomic(tmp_path):
     first = native.load(cache_dir=tmp_path)
     assert first is not None
     built = sorted(tmp_path.iterdir())
-    assert len(built) == 1 and built[0].suffix == ".so"  # no temporary left behind
-    mtime = built[0].stat().st_mtime_ns
+    assert len(built) == 1 and built[0].name.startswith("wire-")  # no temporary left behind
+    assert sorted(p.name for p in built[0].iterdir()) == ["entry.json", "wire.so"]
+    mtime = (built[0] / "wire.so").stat().st_mtime_ns
     assert native.load(cache_dir=tmp_path) is not None
-    assert built[0].stat().st_mtime_ns == mtime  # reused, not rebuilt
+    assert (built[0] / "wire.so").stat().st_mtime_ns == mtime  # reused, not rebuilt
 
 
 def test_failed_build_falls_back_and_logs(tmp_path, caplog):

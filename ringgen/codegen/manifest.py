@@ -2,7 +2,9 @@
 
 The manifest records every layout, queue and kernel of a build and every file emitted with it, so that
 tools and tests can read a build without importing it. It is validated against
-``schemas/manifest.schema.json`` before it is written.
+``schemas/manifest.schema.json`` before it is written. Its ``files`` list (path and SHA-256 of every
+file ringgen wrote, the manifest itself aside) is also what a later build may delete: only a file
+listed there whose content still has the listed hash (``ringgen.codegen.writer``).
 """
 
 from __future__ import annotations

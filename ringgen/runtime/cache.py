@@ -1,13 +1,15 @@
 """The build cache: ``rg.launch(kernel)`` builds the kernel's module once per content, then reuses it.
 
 A cache entry is one generated package, named by a content hash: sha256 of the build unit's
-fingerprint (the sources it was made from) and the ringgen version. Entries are built in a temporary
-folder next to their final place and moved there with one ``os.replace``, so two processes sharing the
-cache never see half an entry: the loser of a race discards its copy and uses the winner's.
+fingerprint (the sources it was made from), the ringgen version, the generator's own sources and the
+targets built. Entries are kept by ``ringgen.cachestore``: built in a temporary folder, listed with
+the SHA-256 of every file, moved into place with one rename, and checked (owner, mode, every hash)
+before anything in them is used; a damaged or foreign entry is rebuilt under a fresh name.
 
-The cache lives in ``RINGGEN_CACHE_DIR`` (default ``~/.cache/ringgen``). Generated packages are
-imported by file path under a unique module name, so entries never clash with each other or with a
-``generated/`` folder on ``sys.path``.
+The cache lives in ``RINGGEN_CACHE_DIR`` (else ``$XDG_CACHE_HOME/ringgen``, else
+``~/.cache/ringgen``). Generated packages are imported under a unique module name, so entries never
+clash with each other or with a ``generated/`` folder on ``sys.path``; a cache entry's modules are
+compiled from the bytes that were checked, never from ``__pycache__`` or a file read again later.
 """
 
 from __future__ import annotations
@@ -15,19 +17,18 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import importlib.abc
 import importlib.util
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping, Optional
 
-from .. import __version__
-from ..errors import BuildError
+from .. import __version__, cachestore
+from ..errors import BuildError, CacheError
 
 __all__ = [
     "DEVICE_TARGETS",
@@ -42,15 +43,15 @@ __all__ = [
 
 log = logging.getLogger("ringgen")
 
-ENV_VAR = "RINGGEN_CACHE_DIR"
+ENV_VAR = cachestore.ENV_VAR
 
 _lock = threading.Lock()
 
 
 def cache_dir() -> Path:
-    """The cache root: ``$RINGGEN_CACHE_DIR``, else ``~/.cache/ringgen``."""
-    env = os.environ.get(ENV_VAR)
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "ringgen"
+    """The cache root (``ringgen.cachestore.cache_root``: ``$RINGGEN_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/ringgen``, else ``~/.cache/ringgen``)."""
+    return cachestore.cache_root()
 
 
 #: Targets that emit device source; a cache entry holds only those its backend loads, so a
@@ -114,49 +115,96 @@ def cache_key(fingerprint: str, targets: Iterable[str] = ()) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _entry(unit: Any, targets: tuple[str, ...]) -> cachestore.Entry:
+    """The checked cache entry of ``unit`` built with ``targets``, building it if needed.
+
+    Raises:
+        CacheError: the cache root is not the user's, or others can write it.
+        BuildError: the cache cannot be written, or an emitter fails.
+    """
+    from ..codegen.writer import write_unit
+
+    key = cache_key(unit.fingerprint, targets)
+    root = cachestore.cache_root()
+    try:
+        return cachestore.get_or_build(
+            cachestore.cache_subdir(),
+            f"{unit.name}-{key[:24]}",
+            key,
+            lambda folder: write_unit(unit, folder, targets),
+            what=f"the cache entry of {unit.name}",
+        )
+    except CacheError:
+        raise
+    except OSError as exc:
+        raise BuildError(
+            f"cannot write the build cache {root}: {exc.strerror or exc}",
+            hint=f"set {ENV_VAR} to a writable folder",
+        ) from None
+
+
 def ensure_built(unit: Any, targets: Optional[Iterable[str]] = None) -> Path:
     """The generated package of ``unit`` (a ``BuildUnit``) in the cache, building it if needed.
+
+    The entry is checked first (``ringgen.cachestore.open_entry``); one that fails a check is
+    rebuilt under a fresh name, with a warning.
 
     Args:
         targets: the targets to build (default: ``build_targets()``, the host package only).
 
     Returns:
-        The package folder (``<cache>/<name>-<key>/<name>``).
+        The package folder (``<cache>/<name>-<key>[.N]/<name>``).
 
     Raises:
+        CacheError: the cache root is not the user's, or others can write it.
         BuildError: the cache folder cannot be written, or an emitter fails.
     """
-    from ..codegen.writer import write_unit
-
     targets = build_targets() if targets is None else tuple(targets)
-    key = cache_key(unit.fingerprint, targets)
-    root = cache_dir()
-    entry = root / f"{unit.name}-{key[:24]}"
-    pkg = entry / unit.name
-    if (pkg / "__init__.py").is_file():
-        return pkg
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{unit.name}-", suffix=".building", dir=str(root)))
-    except OSError as exc:
-        raise BuildError(
-            f"cannot write the build cache {root}: {exc.strerror}",
-            hint=f"set {ENV_VAR} to a writable folder",
-        ) from None
-    try:
-        write_unit(unit, tmp, targets)
-        try:
-            os.replace(tmp, entry)
-            log.info("built %s into the cache: %s", unit.name, entry)
-        except OSError:
-            # Another process finished the same entry first (the target exists and is not empty).
-            if not (pkg / "__init__.py").is_file():
-                raise
-            log.debug("cache entry %s was built concurrently; using it", entry)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return pkg
+    return _entry(unit, targets).path / unit.name
+
+
+class _CheckedSources(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Imports the modules of checked cache entries from the bytes that were checked.
+
+    Each module name maps to (file name, source, is a package). Packages get an empty ``__path__``,
+    so nothing but the listed modules can be imported from them.
+    """
+
+    def __init__(self) -> None:
+        self.modules: dict[str, tuple[str, bytes, bool]] = {}
+
+    def find_spec(self, fullname, path=None, target=None):  # noqa: D102 - importlib's hook
+        hit = self.modules.get(fullname)
+        if hit is None:
+            return None
+        spec = importlib.util.spec_from_loader(fullname, self, origin=hit[0], is_package=hit[2])
+        spec.has_location = True  # __file__ is the entry's file (tracebacks read it: same bytes)
+        return spec
+
+    def create_module(self, spec):  # noqa: D102 - importlib's hook
+        return None
+
+    def exec_module(self, module) -> None:  # noqa: D102 - importlib's hook
+        filename, source, _ = self.modules[module.__spec__.name]
+        exec(compile(source, filename, "exec", dont_inherit=True), module.__dict__)  # noqa: S102
+
+
+_CHECKED = _CheckedSources()
+
+
+def _register_sources(name: str, pkg: Path, sources: Mapping[str, bytes]) -> None:
+    """Make the ``.py`` files of ``sources`` (paths relative to ``pkg``) importable as ``name``.
+    The caller holds ``_lock``."""
+    if _CHECKED not in sys.meta_path:
+        sys.meta_path.insert(0, _CHECKED)
+    for rel, data in sources.items():
+        if not rel.endswith(".py"):
+            continue
+        parts = rel[: -len(".py")].split("/")
+        is_package = parts[-1] == "__init__"
+        if is_package:
+            parts = parts[:-1]
+        _CHECKED.modules[".".join([name, *parts])] = (str(pkg / rel), data, is_package)
 
 
 def _module_name_for(package_dir: Path) -> str:
@@ -164,17 +212,24 @@ def _module_name_for(package_dir: Path) -> str:
     return f"_ringgen_pkg_{package_dir.name}_{digest}"
 
 
-def import_package(package_dir: os.PathLike | str) -> ModuleType:
-    """Import the generated package in ``package_dir`` by its path, under a unique module name.
+def import_package(
+    package_dir: os.PathLike | str, sources: Optional[Mapping[str, bytes]] = None
+) -> ModuleType:
+    """Import the generated package in ``package_dir`` under a unique module name.
 
     The same folder is imported once per process. Relative imports inside the package work.
+
+    Args:
+        sources: the package's checked files by path relative to ``package_dir`` (a cache entry's):
+            its modules are then compiled from these bytes, and only these modules can be imported
+            from the package. Without it the package is imported from its folder, as Python does.
 
     Raises:
         BuildError: the folder holds no generated package, or importing it fails.
     """
     pkg = Path(package_dir).resolve()
     init = pkg / "__init__.py"
-    if not init.is_file():
+    if not ("__init__.py" in sources if sources is not None else init.is_file()):
         raise BuildError(
             f"{pkg} is not a generated package (no __init__.py)",
             hint="build it with `ringgen build <module> -o <folder>`",
@@ -184,9 +239,13 @@ def import_package(package_dir: os.PathLike | str) -> ModuleType:
         module = sys.modules.get(name)
         if module is not None:
             return module
-        spec = importlib.util.spec_from_file_location(
-            name, init, submodule_search_locations=[str(pkg)]
-        )
+        if sources is not None:
+            _register_sources(name, pkg, sources)
+            spec = _CHECKED.find_spec(name)
+        else:
+            spec = importlib.util.spec_from_file_location(
+                name, init, submodule_search_locations=[str(pkg)]
+            )
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         try:
@@ -200,14 +259,17 @@ def import_package(package_dir: os.PathLike | str) -> ModuleType:
     return module
 
 
-def load_codecs(package_dir: os.PathLike | str) -> Mapping[str, Any]:
-    """``serializers.CODECS`` of the generated package in ``package_dir``.
+def load_codecs(
+    package_dir: os.PathLike | str, sources: Optional[Mapping[str, bytes]] = None
+) -> Mapping[str, Any]:
+    """``serializers.CODECS`` of the generated package in ``package_dir`` (``sources``: as for
+    ``import_package``).
 
     Raises:
         BuildError: the package cannot be imported, has no serializers, or is stale (a message class
             changed since it was generated).
     """
-    package = import_package(package_dir)
+    package = import_package(package_dir, sources)
     try:
         serializers = importlib.import_module(f"{package.__name__}.serializers")
     except ImportError as exc:
@@ -240,8 +302,11 @@ def built_package(spec: Any, device_targets: Iterable[str] = ()) -> tuple[Path, 
     if module is None:
         raise BuildError(f"kernel {spec.name}: its module {spec.module!r} is not imported")
     unit = collect(module)
-    pkg = ensure_built(unit, targets)
-    codecs = load_codecs(pkg)
+    entry = _entry(unit, targets)
+    pkg = entry.path / unit.name
+    prefix = f"{unit.name}/"
+    sources = {k[len(prefix) :]: v for k, v in entry.files.items() if k.startswith(prefix)}
+    codecs = load_codecs(pkg, sources)
     with _lock:
         _BUILT[(id(spec), targets)] = (spec, pkg, codecs)
     return pkg, codecs

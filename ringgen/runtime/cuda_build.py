@@ -1,10 +1,12 @@
 """Compiling generated CUDA and caching the result: nvcc once per source, a cubin on disk after that.
 
 Kept apart from the handle (``ringgen.runtime.cuda``): this module turns ``.cu`` text into a cubin
-(``nvcc -cubin -arch=sm_XY``) and keeps it in ``$RINGGEN_CACHE_DIR/cuda/<key>.cubin``, the key being a
-sha256 of the source, the options and the architecture. A warm start reads the file and never runs
-nvcc (the loader hands the bytes to ``module_from_buffer``). Writes are atomic (a temporary file, then
-``os.replace``), so processes can share the cache.
+(``nvcc -cubin -arch=sm_XY``) and keeps it in a ``ringgen.cachestore`` entry under ``<ringgen
+cache>/cuda``, named by a sha256 of the source, the options and the architecture. A warm start reads
+the cubin and never runs nvcc (the loader hands the bytes to ``module_from_buffer``). Entries are
+published whole, so processes can share the cache, and checked (owner, mode, SHA-256) when read: the
+bytes handed to ``cuModuleLoadData`` are the bytes that were checked, and a damaged or swapped cubin
+is compiled again into a fresh entry, never loaded.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-from ..errors import ToolchainError
-from ..fsutil import write_atomic
+from .. import cachestore
+from ..errors import CacheError, ToolchainError
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -42,12 +44,13 @@ _lock = threading.Lock()
 _memory: dict[str, bytes] = {}
 
 
+#: The file of a cubin cache entry.
+CUBIN = "kernel.cubin"
+
+
 def cache_dir() -> Path:
-    """Where cubins live: ``$RINGGEN_CACHE_DIR/cuda`` (default ``~/.cache/ringgen/cuda``)."""
-    root = os.environ.get("RINGGEN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "ringgen"
-    )
-    return Path(root) / "cuda"
+    """Where cubins live: ``<ringgen cache>/cuda`` (``ringgen.cachestore.cache_root``)."""
+    return cachestore.cache_root() / "cuda"
 
 
 def cache_key(source: str, options: Sequence[str], arch: str) -> str:
@@ -124,25 +127,37 @@ def compile_cubin(
 
     Raises:
         ToolchainError: as ``nvcc_compile``.
+        CacheError: the cache folder belongs to another user or others can write it.
     """
     key = cache_key(source, options, arch)
     with _lock:
         hit = _memory.get(key)
     if hit is not None:
         return hit, False
-    path = cache_dir() / f"{key}.cubin"
-    compiled = False
-    try:
-        data = path.read_bytes()
-        log.debug("cubin for %s loaded from %s", what, path)
-    except OSError:
+    compiled = []
+
+    def compile_into(folder: Path) -> None:
         log.info("compiling %s with nvcc (%s)", what, arch)
-        data = nvcc_compile(source, options, arch, what=what)
-        compiled = True
-        try:
-            write_atomic(path, data)
-        except OSError as exc:  # a read-only cache only costs a recompile next time
-            log.warning("cannot write the CUDA cubin cache %s: %s", path, exc)
+        compiled.append(nvcc_compile(source, options, arch, what=what))
+        (folder / CUBIN).write_bytes(compiled[0])
+
+    try:
+        entry = cachestore.get_or_build(
+            cachestore.cache_subdir("cuda"),
+            key[:32],
+            key,
+            compile_into,
+            what=f"the cubin of {what}",
+        )
+        data = entry.files[CUBIN]  # the bytes that were checked against the entry's SHA-256
+        if not compiled:
+            log.debug("cubin for %s loaded from %s", what, entry.path)
+    except CacheError:
+        raise
+    except OSError as exc:  # a read-only cache only costs a recompile next time
+        log.warning("cannot write the CUDA cubin cache %s: %s", cache_dir(), exc)
+        data = compiled[0] if compiled else nvcc_compile(source, options, arch, what=what)
+        compiled.append(data)
     with _lock:
         _memory[key] = data
-    return data, compiled
+    return data, bool(compiled)

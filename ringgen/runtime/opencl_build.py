@@ -3,8 +3,11 @@
 Kept apart from the handle (``ringgen.runtime.opencl``): this module knows how to find devices, what
 each one can do (fine-grained SVM with atomics means persistent mode), and how to turn ``<name>.cl`` into
 a built ``cl.Program`` without rebuilding on a warm start. Built binaries are cached on disk under the
-ringgen cache directory, keyed by a hash of the source, the build options and the device's identity
-(platform, device, driver versions); writes are atomic, so two processes can share the cache.
+ringgen cache directory (``<cache>/opencl``), keyed by a hash of the source, the build options and the
+device's identity (platform, device, driver versions). Each binary is a ``ringgen.cachestore`` entry:
+published whole, so two processes can share the cache, and checked (owner, mode, SHA-256) before its
+bytes reach ``clCreateProgramWithBinary``, so a truncated or swapped binary is rebuilt from source,
+never loaded (a damaged binary can crash the driver, or run the wrong code without a word).
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ from typing import Optional
 
 import attrs
 
-from ..errors import BackendUnavailableError, ToolchainError
-from ..fsutil import write_atomic
+from .. import cachestore
+from ..errors import BackendUnavailableError, CacheError, ToolchainError
 
 __all__ = [
     "DEVICE_ENV",
@@ -195,11 +198,12 @@ def context_for(info: DeviceInfo):
 
 
 def cache_dir() -> Path:
-    """Where built binaries live: ``<ringgen cache>/opencl`` (``$RINGGEN_CACHE_DIR``, else
-    ``~/.cache/ringgen``)."""
-    from .cache import cache_dir as ringgen_cache_dir
+    """Where built binaries live: ``<ringgen cache>/opencl`` (``ringgen.cachestore.cache_root``)."""
+    return cachestore.cache_root() / "opencl"
 
-    return ringgen_cache_dir() / "opencl"
+
+#: The file of an OpenCL binary cache entry.
+BINARY = "program.bin"
 
 
 def _cache_key(source: str, options: tuple[str, ...], info: DeviceInfo) -> str:
@@ -208,6 +212,22 @@ def _cache_key(source: str, options: tuple[str, ...], info: DeviceInfo) -> str:
         h.update(part.encode())
         h.update(b"\0\0")
     return h.hexdigest()
+
+
+def _compile(cl, ctx, source: str, options: tuple[str, ...], info: DeviceInfo, what: str):
+    """``source`` built for ``info``'s device.
+
+    Raises:
+        ToolchainError: the OpenCL compiler rejected the source; the message carries its build log.
+    """
+    log.info("building %s for %s (%s)", what, info.label, " ".join(options))
+    try:
+        return cl.Program(ctx, source).build(options=list(options), devices=[info.device])
+    except cl.Error as exc:
+        raise ToolchainError(
+            f"OpenCL compiler ({info.label}) rejected {what}:\n{exc}",
+            hint="this is a ringgen bug if the source is generated; please report it with the log",
+        ) from None
 
 
 def build_program(source: str, options: tuple[str, ...], info: DeviceInfo, *, what: str):
@@ -219,6 +239,7 @@ def build_program(source: str, options: tuple[str, ...], info: DeviceInfo, *, wh
 
     Raises:
         ToolchainError: the OpenCL compiler rejected the source; the message carries its build log.
+        CacheError: the cache folder belongs to another user or others can write it.
     """
     cl = _cl()
     ctx = context_for(info)
@@ -227,28 +248,36 @@ def build_program(source: str, options: tuple[str, ...], info: DeviceInfo, *, wh
         prg = _programs.get((info.index, key))
     if prg is not None:
         return prg
-    path = cache_dir() / f"{key}.bin"
-    prg = None
-    if path.is_file():
-        try:
-            prg = cl.Program(ctx, [info.device], [path.read_bytes()]).build(options=list(options))
-            log.debug("OpenCL program %s loaded from the binary cache %s", what, path)
-        except cl.Error as exc:  # stale or truncated cache entry: rebuild it from source
-            log.debug("ignoring unusable cached binary %s: %s", path, exc)
-            prg = None
-    if prg is None:
-        log.info("building %s for %s (%s)", what, info.label, " ".join(options))
-        try:
-            prg = cl.Program(ctx, source).build(options=list(options), devices=[info.device])
-        except cl.Error as exc:
-            raise ToolchainError(
-                f"OpenCL compiler ({info.label}) rejected {what}:\n{exc}",
-                hint="this is a ringgen bug if the source is generated; please report it with the log",
-            ) from None
-        try:
-            write_atomic(path, bytes(prg.binaries[0]))
-        except OSError as exc:  # a read-only cache only costs a rebuild next time
-            log.warning("cannot write the OpenCL binary cache %s: %s", path, exc)
+    built = []
+
+    def compile_into(folder: Path) -> None:
+        built.append(_compile(cl, ctx, source, options, info, what))
+        (folder / BINARY).write_bytes(bytes(built[0].binaries[0]))
+
+    try:
+        entry = cachestore.get_or_build(
+            cachestore.cache_subdir("opencl"),
+            key[:32],
+            key,
+            compile_into,
+            what=f"the OpenCL binary of {what}",
+        )
+    except CacheError:
+        raise
+    except OSError as exc:  # a read-only cache only costs a rebuild next time
+        log.warning("cannot write the OpenCL binary cache %s: %s", cache_dir(), exc)
+        entry = None
+    if built:
+        prg = built[0]
+    elif entry is None:
+        prg = _compile(cl, ctx, source, options, info, what)
+    else:
+        try:  # these bytes were checked against the entry's SHA-256 when they were read
+            prg = cl.Program(ctx, [info.device], [entry.files[BINARY]]).build(options=list(options))
+            log.debug("OpenCL program %s loaded from the binary cache %s", what, entry.path)
+        except cl.Error as exc:  # a binary this driver no longer takes: build from source
+            log.debug("ignoring unusable cached binary %s: %s", entry.path, exc)
+            prg = _compile(cl, ctx, source, options, info, what)
     with _lock:
         _programs[(info.index, key)] = prg
     return prg

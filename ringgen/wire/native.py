@@ -1,12 +1,14 @@
 """The native batch helpers (``_native.c``): compiled with the system C compiler, loaded by ctypes.
 
-The C source ships in the package. On first use it is compiled (``cc -O2 -shared -fPIC``) into
-``$RINGGEN_CACHE_DIR/native`` (default ``~/.cache/ringgen/native``) under a key made of the source's
-sha256, the compiler's version and the platform, written to a temporary file and moved into place
-with ``os.replace`` so concurrent processes never load half a library. With no compiler, a failed
-build, a big-endian host or ``RINGGEN_NO_NATIVE=1`` in the environment, ``lib()`` returns None and
-callers use their numpy code (the reference the tests compare against byte for byte); the reason is
-logged once through ``logging.getLogger("ringgen")``.
+The C source ships in the package. On first use it is compiled (``cc -O2 -shared -fPIC``) into a
+cache entry under ``<ringgen cache>/native`` (``ringgen.cachestore``), named by a key made of the
+source's sha256, the compiler's version and the platform. The entry lists the library's SHA-256 and
+is moved into place whole, and it is checked (owner, mode, hash) before ``ctypes`` loads the
+library, so a truncated, damaged or planted file is never loaded: it is rebuilt under a fresh name.
+With no compiler, a failed build, an untrusted cache folder, a big-endian host or
+``RINGGEN_NO_NATIVE=1`` in the environment, ``lib()`` returns None and callers use their numpy code
+(the reference the tests compare against byte for byte); the reason is logged once through
+``logging.getLogger("ringgen")``.
 
 Each wrapper here makes one ctypes call per batch, never one per message. ``program_for`` compiles
 a bridged layout into the op program ``rg_encode_rows`` runs (mirroring
@@ -26,13 +28,13 @@ import shutil
 import struct
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 
+from .. import cachestore
 from ..layout import layout_of, type_dtype
 from ..types import ArrayType, MessageType, ScalarType, StrType
 from .header import HEADER_DTYPE, HEADER_SIZE, HEADER_STRUCT, HEADER_USED, MAGIC
@@ -73,10 +75,8 @@ class NativeRowError(Exception):
 
 
 def _cache_root() -> Path:
-    root = os.environ.get("RINGGEN_CACHE_DIR") or os.path.join(
-        os.path.expanduser("~"), ".cache", "ringgen"
-    )
-    return Path(root) / "native"
+    """``<ringgen cache>/native``, created or checked (raises ``CacheError`` when not trusted)."""
+    return cachestore.cache_subdir("native")
 
 
 def _compiler(cc: Optional[str]) -> Optional[str]:
@@ -104,10 +104,15 @@ def _build(
     suffix: str = ".so",
     prefix: str = "wire",
 ) -> Path:
-    """The shared library for ``cc`` and ``source``, compiled unless already cached.
+    """The shared library for ``cc`` and ``source``, from a checked cache entry or compiled into a
+    fresh one (``root/<prefix>-<key>[.N]/<prefix><suffix>``).
 
     The cache key covers the source, the shared headers, the compiler's version, the flags, the
     platform and ``suffix`` (native_ext.py builds its CPython extension through here too).
+
+    Raises:
+        CacheError: ``root`` is not trusted. RuntimeError: the compiler failed.
+        OSError, subprocess.SubprocessError: the compiler or the cache could not be used.
     """
     version = subprocess.run(
         [cc, "--version"], capture_output=True, text=True, timeout=60, check=True
@@ -118,23 +123,23 @@ def _build(
         key.update(part)
         key.update(b"\0")
     key.update(f"{sys.platform}-{platform.machine()}".encode())
-    path = root / f"{prefix}-{key.hexdigest()[:24]}{suffix}"
-    if path.exists():
-        return path
-    root.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".build-", suffix=suffix)
-    os.close(fd)
-    try:
+    digest = key.hexdigest()
+    name = f"{prefix}{suffix}"
+
+    def compile_into(folder: Path) -> None:
         res = subprocess.run(
-            [cc, *flags, "-o", tmp, str(source)], capture_output=True, text=True, timeout=300
+            [cc, *flags, "-o", str(folder / name), str(source)],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if res.returncode != 0:
             raise RuntimeError(f"{cc} exited with {res.returncode}: {res.stderr.strip()[:2000]}")
-        os.replace(tmp, path)  # atomic: another process sees no library or a whole one
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+
+    entry = cachestore.get_or_build(
+        Path(root), f"{prefix}-{digest[:24]}", digest, compile_into, what=f"native {name}"
+    )
+    return entry.path / name
 
 
 def usable_compiler(cc: Optional[str], fallback: str) -> Optional[str]:

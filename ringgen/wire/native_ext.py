@@ -4,9 +4,9 @@ ctypes costs about half a microsecond per call, as much as encoding a small mess
 one-message path (``BridgedCodec.pack``/``pack_into``) uses a tiny extension module instead: one
 C call reads the object's attributes, writes header, MemoryPack payload and CRC-32 straight into the
 ring slot, and returns the size. It is compiled and cached exactly like the batch helpers
-(``native._build``: sha256-keyed file in ``$RINGGEN_CACHE_DIR/native``, atomic ``os.replace``), with
-Python's headers on the include path and the interpreter's extension suffix, and imported with
-``importlib.machinery.ExtensionFileLoader``.
+(``native._build``: a sha256-keyed entry in ``<ringgen cache>/native`` whose file list is checked,
+owner, mode and SHA-256, before the library is loaded), with Python's headers on the include path
+and the interpreter's extension suffix, and imported with ``importlib.machinery.ExtensionFileLoader``.
 
 ``program_for`` describes a bridged class as the extension's step program (scalars, Str, Lists and
 Arrays of scalars, nested bridged messages and Lists of them); classes with a field it does not
