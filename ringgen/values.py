@@ -52,14 +52,17 @@ def _packer(code: str) -> struct.Struct:
     return struct.Struct("<" + code)
 
 
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to 40 characters."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
 def _show(value: Any) -> str:
     """A value as an error message shows it: its type and a short repr."""
     if value is None:
         return "None"
-    text = repr(value)
-    if len(text) > 40:
-        text = text[:37] + "..."
-    return f"{type(value).__name__} {text}"
+    return f"{type(value).__name__} {_short(value)}"
 
 
 def _is_bool(value: Any) -> bool:
@@ -96,7 +99,7 @@ def check_scalar(t: ScalarType, value: Any, where: str) -> None:
     ):
         raise EncodeError(f"{where}: {t.name} needs a number, got {_show(value)}")
     largest = _F32_MAX if code == "f" else float(np.finfo(np.float64).max)
-    raise EncodeError(f"{where}: {value!r} does not fit {t.name} (largest {largest!r})")
+    raise EncodeError(f"{where}: {_short(value)} does not fit {t.name} (largest {largest!r})")
 
 
 def check_sequence(t: Any, value: Any, where: str) -> int:
