@@ -39,6 +39,7 @@ __all__ = [
     "find_gcc",
     "find_gxx",
     "find_nvcc",
+    "left_out_kernels",
     "opencl_device",
 ]
 
@@ -296,9 +297,12 @@ def check_package(pkg_dir: os.PathLike | str) -> list[CheckResult]:
             hint="pass the folder `ringgen build` wrote, e.g. generated/vector_add",
         )
     try:
-        files = [f["path"] for f in json.loads(manifest.read_text(encoding="utf-8"))["files"]]
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        files = [f["path"] for f in data["files"]]
     except (json.JSONDecodeError, KeyError, TypeError):
-        files = sorted(p.name for p in pkg.iterdir() if p.is_file() and p.name != "manifest.json")
+        data, files = {}, sorted(
+            p.name for p in pkg.iterdir() if p.is_file() and p.name != "manifest.json"
+        )
     results: list[CheckResult] = []
     for name in files:
         path = pkg / name
@@ -307,4 +311,23 @@ def check_package(pkg_dir: os.PathLike | str) -> list[CheckResult]:
             continue
         results += check_file(path)
     results += check_file(manifest)
-    return results
+    return results + left_out_kernels(data)
+
+
+def left_out_kernels(manifest: dict) -> list[CheckResult]:
+    """One ``skipped`` result per kernel a target left out of its source (Metal without f64, ...),
+    read from the manifest's ``kernels[].skipped``; the file is the target's source file."""
+    try:
+        by_target = {f["target"]: f["path"] for f in manifest.get("files", [])}
+        return [
+            CheckResult(
+                by_target.get(target, f"({target})"),
+                f"kernel {k['name']}",
+                "skipped",
+                f"left out of the {target} source: {why}",
+            )
+            for k in manifest.get("kernels", [])
+            for target, why in sorted(k.get("skipped", {}).items())
+        ]
+    except (AttributeError, KeyError, TypeError):
+        return []  # a malformed manifest fails its schema check above

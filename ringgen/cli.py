@@ -14,6 +14,7 @@ import sys
 import textwrap
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import Optional, Sequence
 
 from . import __version__
@@ -52,11 +53,14 @@ exit status: 0 success, 1 a check or build step failed, 2 bad input (arguments, 
 """
 
 _BUILD_HELP = """\
-Import each module (a .py path or a dotted module name), collect its @rg.message and @rg.state
-classes, @rg.ring_kernel handlers and @rg.device helpers, and write one package per module into
-DIR/<name>/. A file inside a package folder is imported by its dotted name
-(examples/vector_add.py -> examples.vector_add). Unchanged files are not rewritten; files an
-earlier build wrote and this one does not are removed.
+Import each module (a .py path, a dotted module name, or a directory: the *.py files directly in it,
+__init__.py aside), collect its @rg.message and @rg.state classes, @rg.ring_kernel handlers and
+@rg.device helpers, and write one package per module into DIR/<name>/. Importing a module runs it,
+as Python does. Dotted names are found from the current directory first, as with `python -m`. A
+file inside a package folder is imported by its dotted name (examples/vector_add.py ->
+examples.vector_add). Unchanged files are not rewritten; files an earlier build wrote and this one
+does not are removed. A kernel that a target cannot express (Metal has no f64) is left out of that
+target's source and reported on stderr.
 """
 
 _BUILD_EPILOG = """\
@@ -64,6 +68,7 @@ examples:
   ringgen build examples/vector_add.py -o generated
   ringgen build examples.vector_add -o /tmp/out
   ringgen build examples/*.py -o generated          (one package per module)
+  ringgen build examples -o generated               (every module in the folder)
   ringgen build my_kernels.py --name kernels -o build
 """
 
@@ -215,13 +220,79 @@ def format_table(
 # ---- build -------------------------------------------------------------------------------------
 
 
+def _build_targets(targets: Sequence[str]) -> list[tuple[str, bool]]:
+    """The modules to build, each with whether it came from a directory.
+
+    A directory stands for the ``*.py`` files directly in it (sorted; ``__init__.py`` is the package
+    itself, not a module of kernels).
+
+    Raises:
+        _UsageError: a directory holds no module to build.
+    """
+    out: list[tuple[str, bool]] = []
+    for target in targets:
+        path = Path(target)
+        if not path.is_dir():
+            out.append((target, False))
+            continue
+        modules = sorted(p for p in path.glob("*.py") if p.name != "__init__.py" and p.is_file())
+        if not modules:
+            raise _UsageError(
+                f"{target}: is a directory with no Python module in it to build "
+                "(ringgen build takes the *.py files directly in a directory, __init__.py aside); "
+                "pass a .py file or a dotted module name"
+            )
+        out += [(str(p), True) for p in modules]
+    return out
+
+
+def _declares_something(module: ModuleType) -> bool:
+    """Whether ``module`` defines a message or state class or a ring kernel of its own."""
+    # imported on use, as every command's machinery is: `ringgen --help` stays quick
+    from .kernel import RingKernel
+    from .schema import is_message_class
+
+    return any(
+        getattr(obj, "__module__", None) == module.__name__
+        and (isinstance(obj, RingKernel) or is_message_class(obj))
+        for obj in vars(module).values()
+    )
+
+
+def _report_left_out(pkg: Path) -> None:
+    """Say on stderr which kernels a target left out of its source (the manifest records them)."""
+    try:
+        kernels = json.loads((pkg / "manifest.json").read_text(encoding="utf-8"))["kernels"]
+    except (OSError, ValueError, KeyError):
+        return
+    for k in kernels:
+        for target, why in sorted(k.get("skipped", {}).items()):
+            print(
+                f"ringgen build: warning: kernel {k['name']} is left out of the {target} source: "
+                f"{why}",
+                file=sys.stderr,
+            )
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
-    from .build import collect
+    from .build import collect, import_target
     from .codegen.writer import write_unit
 
-    if args.name and len(args.targets) > 1:
-        raise _UsageError(f"--name needs a single module (got {len(args.targets)})")
-    for target in args.targets:
+    targets = _build_targets(args.targets)
+    if args.name and len(targets) > 1:
+        raise _UsageError(f"--name needs a single module (got {len(targets)})")
+    # Like `python -m`: a dotted name is found from the current directory first.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for target, from_directory in targets:
+        if from_directory and not _declares_something(import_target(target)):
+            # a script or helper next to the kernels (examples/demo.py): not an error in a folder
+            print(
+                f"ringgen build: {target}: skipped, it declares no @rg.message, @rg.state or "
+                "@rg.ring_kernel",
+                file=sys.stderr,
+            )
+            continue
         unit = collect(target, name=args.name)
         pkg = write_unit(unit, args.out)
         files = sorted(p.name for p in pkg.iterdir() if p.is_file())
@@ -229,6 +300,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             f"built {unit.module} -> {pkg}/ ({len(unit.messages)} messages, "
             f"{len(unit.kernels)} kernels): {', '.join(files)}"
         )
+        _report_left_out(pkg)
     return EXIT_OK
 
 
@@ -237,6 +309,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _load_manifest(pkg: Path) -> dict:
     path = pkg / "manifest.json"
+    if pkg.is_file():
+        hint = ""
+        if pkg.suffix == ".py":
+            hint = (
+                f"; build it first: `ringgen build {pkg} -o generated`, then pass "
+                f"generated/{pkg.stem}"
+            )
+        raise _UsageError(
+            f"{pkg}: expected a generated package directory (with manifest.json), got a file{hint}"
+        )
     if not pkg.is_dir():
         raise _UsageError(f"{pkg}: no such folder")
     if not path.is_file():

@@ -17,7 +17,8 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 import numpy as np
 
 from .errors import BuildError, EncodeError, RinggenError, WireFormatError
-from .values import check_message, struct_is_exact
+from .layout import layout_of
+from .values import check_message, fill_state_arrays, struct_is_exact
 
 __all__ = [
     "DirectCodec",
@@ -97,14 +98,23 @@ class DirectCodec:
         latency path's) rejects the same values with the same error.
         """
         super().__init_subclass__(**kwargs)
-        if "flat" in cls.__dict__ and not struct_is_exact(cls.cls):
-            raw, message_cls = cls.__dict__["flat"].__func__, cls.cls
+        if "flat" not in cls.__dict__ or struct_is_exact(cls.cls):
+            return
+        raw, message_cls = cls.__dict__["flat"].__func__, cls.cls
+        if layout_of(message_cls).spec.kind == "state":
+
+            def flat(o: Any) -> tuple:
+                o = fill_state_arrays(message_cls, o)  # `hist: Array[u32, 4] = 0` fills
+                check_message(message_cls, o)
+                return raw(o)
+
+        else:
 
             def flat(o: Any) -> tuple:
                 check_message(message_cls, o)
                 return raw(o)
 
-            cls.flat = staticmethod(flat)
+        cls.flat = staticmethod(flat)
 
     def _check_type(self, obj: Any) -> None:
         if type(obj) is not self.cls:
@@ -114,7 +124,7 @@ class DirectCodec:
         """The ``EncodeError`` naming the first field (``Class.field``) whose value is not accepted:
         ``ringgen.values``'s, so that every encoder says the same."""
         try:
-            check_message(self.cls, obj)
+            check_message(self.cls, fill_state_arrays(self.cls, obj))
         except EncodeError as err:
             return err
         return EncodeError(f"cannot pack {self.name}: {exc}")
@@ -246,8 +256,6 @@ def verify_layouts(codecs: dict, package: str) -> None:
     Raises:
         BuildError: a class's layout differs from the one the package was generated from.
     """
-    from .layout import layout_of
-
     for name, codec in codecs.items():
         lay = layout_of(codec.cls)
         if lay.dtype != codec.dtype or lay.slot_size != codec.slot_size:

@@ -15,6 +15,9 @@ same ``EncodeError`` text, naming ``Class.field`` (``Class.field[i]`` inside an 
 - a ``Str[N]`` takes a ``str`` whose UTF-8 form (so no lone surrogate) has at most N bytes;
 - a nested message field takes an instance of its class.
 
+One exception, for ``@rg.state`` classes only: their field defaults are the kernel's initial state,
+and a scalar default for an Array (``hist: Array[u32, 16] = 0``) fills it (``fill_state_arrays``).
+
 The scalar rule is ``struct``'s (the host's hot paths pack with ``struct``), plus the ``bool_`` rule
 ``struct`` lacks; so a path that packs with ``struct`` and falls back here when it fails agrees with
 one that calls ``check_message`` first.
@@ -24,6 +27,8 @@ from __future__ import annotations
 
 import functools
 import struct
+
+import attrs
 from typing import Any
 
 import numpy as np
@@ -39,6 +44,7 @@ __all__ = [
     "check_sequence",
     "check_str",
     "check_value",
+    "fill_state_arrays",
     "struct_is_exact",
 ]
 
@@ -201,3 +207,26 @@ def struct_is_exact(cls: type) -> bool:
     return all(
         isinstance(f.type, ScalarType) and f.type.struct_code != "?" for f in layout_of(cls).fields
     )
+
+
+def _filled(t: Any, value: Any) -> Any:
+    if isinstance(t, ArrayType) and not hasattr(value, "__len__"):
+        return [_filled(t.elem, value) for _ in range(t.length)]
+    return value
+
+
+def fill_state_arrays(cls: type, obj: Any) -> Any:
+    """``obj`` (a state object) with a scalar given for an ``Array`` field repeated to fill it.
+
+    A state class's defaults are its initial value, and ``hist: Array[u32, 16] = 0`` declares sixteen
+    zeros; a message class never gets this (``obj`` comes back as it is: a scalar for an Array is an
+    error there).
+    """
+    if not isinstance(obj, cls) or layout_of(cls).spec.kind != "state":
+        return obj
+    changes = {
+        f.name: _filled(f.type, getattr(obj, f.name))
+        for f in layout_of(cls).fields
+        if isinstance(f.type, ArrayType) and not hasattr(getattr(obj, f.name), "__len__")
+    }
+    return attrs.evolve(obj, **changes) if changes else obj
