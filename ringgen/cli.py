@@ -274,8 +274,27 @@ def _report_left_out(pkg: Path) -> None:
             )
 
 
+def _modules_to_build(targets: list[tuple[str, bool]]) -> list[str]:
+    """The targets to collect: a module found in a directory that declares nothing (a script next
+    to the kernels, such as examples/demo.py) is skipped with a note on stderr; given by name, it
+    is an error (``collect`` says so)."""
+    from .build import import_target
+
+    out = []
+    for target, from_directory in targets:
+        if from_directory and not _declares_something(import_target(target)):
+            print(
+                f"ringgen build: {target}: skipped, it declares no @rg.message, @rg.state or "
+                "@rg.ring_kernel",
+                file=sys.stderr,
+            )
+            continue
+        out.append(target)
+    return out
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
-    from .build import collect, import_target
+    from .build import collect
     from .codegen.writer import write_unit
 
     targets = _build_targets(args.targets)
@@ -284,16 +303,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
     # Like `python -m`: a dotted name is found from the current directory first.
     if os.getcwd() not in sys.path and "" not in sys.path:
         sys.path.insert(0, os.getcwd())
-    for target, from_directory in targets:
-        if from_directory and not _declares_something(import_target(target)):
-            # a script or helper next to the kernels (examples/demo.py): not an error in a folder
-            print(
-                f"ringgen build: {target}: skipped, it declares no @rg.message, @rg.state or "
-                "@rg.ring_kernel",
-                file=sys.stderr,
-            )
-            continue
-        unit = collect(target, name=args.name)
+    units = [collect(target, name=args.name) for target in _modules_to_build(targets)]
+    for unit in units:
         pkg = write_unit(unit, args.out)
         files = sorted(p.name for p in pkg.iterdir() if p.is_file())
         print(
