@@ -175,15 +175,18 @@ class DirectCodec:
             EncodeError: a field value is not accepted (names ``Class.field``).
         """
         objs = list(objs)
-        size = self.slot_size
+        cls, size, pack_into, flat = self.cls, self.slot_size, self.packer.pack_into, self.flat
+        # bytearray memory is 16-byte aligned (CPython's allocators), as numpy would allocate it
         buf = bytearray(len(objs) * size)
-        pack_into, flat = self.packer.pack_into, self.flat
-        for i, obj in enumerate(objs):
-            self._check_type(obj)
-            try:
+        i = 0
+        try:
+            for i, obj in enumerate(objs):
+                if type(obj) is not cls:
+                    self._check_type(obj)
                 pack_into(buf, i * size, *flat(obj))
-            except (struct.error, OverflowError, TypeError) as exc:
-                raise self._encode_error(obj, exc) from None
+        except (struct.error, OverflowError, TypeError) as exc:
+            self._check_type(objs[i])
+            raise self._encode_error(objs[i], exc) from None
         return np.frombuffer(buf, dtype=self.dtype)
 
     def from_array(self, arr: np.ndarray) -> list:
