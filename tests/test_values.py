@@ -187,3 +187,21 @@ def test_accepted_values_encode_alike_everywhere(handles, good, field, value):
             k.send(obj)
             k.send_batch([obj])
             assert [k.receive(timeout=10.0).id for _ in range(2)] == [1, 1]
+
+
+@pytest.mark.gpu
+def test_cuda_rejects_with_the_same_message():
+    """The CUDA backend, latency path included (one ``struct.pack_into`` into the mapped slot, which
+    hands a value it cannot pack to the generic path): the same text for every row."""
+    pytest.importorskip("pycuda.driver")
+    for kernel, cls, good in ((vcheck, VIn, GOOD_VIN), (bcheck, BIn, GOOD_BIN)):
+        with rg.launch(kernel, backend="cuda") as k:
+            for param in CASES:
+                obj, message = param.values
+                if type(obj) is not cls:
+                    continue
+                assert _message_of(lambda: k.send(obj)) == message, "cuda send"
+                assert _message_of(lambda: k.send_batch([good, obj])) == message, "cuda batch"
+            k.send(good)
+            assert k.receive(timeout=10.0).id == 1
+            assert len(k.receive_batch(timeout=0.2)) == 0
