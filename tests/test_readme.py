@@ -62,8 +62,8 @@ def test_every_python_block_runs_as_written(tmp_path, index):
         timeout=240,
     )
     assert proc.returncode == 0, f"block {index} failed:\n{code}\n{proc.stderr}"
-    # a `print(...)  # Reply(...)` comment is what the block prints
-    for shown in re.findall(r"print\(.*\)\s+# (\w+\(.*\))$", code, re.M):
+    # a `print(...)  # Reply(...)` or `# error: ...` comment is what the block prints
+    for shown in re.findall(r"print\(.*\)\s+# (\w+\(.*\)|error: .*)$", code, re.M):
         assert shown in proc.stdout, f"block {index} should print {shown}:\n{proc.stdout}"
 
 
