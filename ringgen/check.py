@@ -30,10 +30,13 @@ from typing import Callable, Optional
 
 import attrs
 
+from .codegen.dialect_opencl import NOW_UNAVAILABLE
 from .errors import RinggenError
+from .runtime.opencl import calls_now
 
 __all__ = [
     "CheckResult",
+    "NOW_NOTE",
     "check_file",
     "check_package",
     "find_gcc",
@@ -41,6 +44,7 @@ __all__ = [
     "find_nvcc",
     "left_out_kernels",
     "opencl_device",
+    "refused_sources",
 ]
 
 log = logging.getLogger("ringgen")
@@ -49,6 +53,11 @@ log = logging.getLogger("ringgen")
 COMPILE_TIMEOUT = 300
 #: Lines of compiler output kept in a failed result.
 DETAIL_LINES = 20
+#: Why the opencl backend refuses an OpenCL source whose kernels call ``rg.now()``.
+NOW_NOTE = (
+    "a kernel in this file calls rg.now(), which OpenCL C lacks (no device clock): the opencl "
+    "backend refuses the file; run its kernels with backend='cuda' or 'cpu'"
+)
 
 
 @attrs.frozen
@@ -142,13 +151,13 @@ def _compile(
     return CheckResult(file.name, name, "ok" if ok else "failed", "" if ok else out)
 
 
-def _opencl(file: Path, source: str) -> CheckResult:
+def _opencl(file: Path, source: str, extra: tuple[str, ...] = ()) -> CheckResult:
     device, reason = opencl_device()
     if device is None:
         return CheckResult(file.name, "opencl", "skipped", reason)
     import pyopencl as cl
 
-    options = ["-I", str(file.parent)]
+    options = ["-I", str(file.parent), *extra]
     if device.version.startswith("OpenCL 3"):
         options.append("-cl-std=CL3.0")
     label = f"opencl ({device.platform.name})"
@@ -218,7 +227,15 @@ def _check_cu(file: Path) -> list[CheckResult]:
 
 
 def _check_cl(file: Path) -> list[CheckResult]:
-    return [_opencl(file, file.read_text())]
+    source = file.read_text()
+    if not calls_now(source):
+        return [_opencl(file, source)]
+    # The opencl backend refuses the file (OpenCL C has no clock); the rest of it is still checked,
+    # with the clock call defined away for this compile only.
+    return [
+        _opencl(file, source, (f"-D{NOW_UNAVAILABLE}()=0",)),
+        CheckResult(file.name, "rg.now()", "skipped", NOW_NOTE),
+    ]
 
 
 def _check_metal(file: Path) -> list[CheckResult]:
@@ -331,3 +348,10 @@ def left_out_kernels(manifest: dict) -> list[CheckResult]:
         ]
     except (AttributeError, KeyError, TypeError):
         return []  # a malformed manifest fails its schema check above
+
+
+def refused_sources(pkg_dir: os.PathLike | str) -> list[tuple[str, str]]:
+    """``(file, why)`` for each emitted source a backend will refuse to load although it was built:
+    today an OpenCL file whose kernels call ``rg.now()``."""
+    pkg = Path(pkg_dir)
+    return [(p.name, NOW_NOTE) for p in sorted(pkg.glob("*.cl")) if calls_now(p.read_text())]

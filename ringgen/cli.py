@@ -260,7 +260,12 @@ def _declares_something(module: ModuleType) -> bool:
 
 
 def _report_left_out(pkg: Path) -> None:
-    """Say on stderr which kernels a target left out of its source (the manifest records them)."""
+    """Say on stderr which kernels a target left out of its source (the manifest records them) and
+    which emitted source a backend will refuse (OpenCL and ``rg.now()``)."""
+    from .check import refused_sources
+
+    for name, why in refused_sources(pkg):
+        print(f"ringgen build: warning: {name}: {why}", file=sys.stderr)
     try:
         kernels = json.loads((pkg / "manifest.json").read_text(encoding="utf-8"))["kernels"]
     except (OSError, ValueError, KeyError):

@@ -10,7 +10,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, requires_gcc
+from conftest import ROOT, have_opencl, requires_gcc
 
 from ringgen import __version__
 from ringgen.cli import format_table, main
@@ -354,3 +354,40 @@ def test_a_kernel_left_out_of_a_target_is_reported_by_build_and_check(
         "kernel orders: local 'subtotal' is f64, and Metal has no double"
     ) in out
     assert "0 ok, 0 failed, 1 skipped" in out
+
+
+CLOCKY = """\
+import ringgen as rg
+from ringgen.types import i64, u64
+
+
+@rg.message
+class Ping:
+    id: i64
+
+
+@rg.message
+class Pong:
+    id: i64
+    at: u64
+
+
+@rg.ring_kernel
+def clocky(p: Ping) -> Pong:
+    return Pong(id=p.id, at=rg.now())
+"""
+
+
+def test_an_opencl_source_the_backend_refuses_is_reported_by_build_and_check(tmp_path):
+    """rg.now() has no OpenCL spelling: build warns, check lists it and still compiles the rest."""
+    (tmp_path / "clocky.py").write_text(CLOCKY)
+    proc = run_script("build", "clocky.py", "-o", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    from ringgen.check import NOW_NOTE, check_file
+
+    assert proc.stderr.splitlines() == [f"ringgen build: warning: clocky.cl: {NOW_NOTE}"]
+    results = check_file(tmp_path / "out" / "clocky" / "clocky.cl")
+    assert [r.status for r in results][1:] == ["skipped"]
+    assert results[1].toolchain == "rg.now()" and results[1].detail == NOW_NOTE
+    if have_opencl():
+        assert results[0].status == "ok", results[0].detail  # the rest of the file compiles
