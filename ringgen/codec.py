@@ -185,7 +185,7 @@ class DirectCodec:
                     self._check_type(obj)
                 pack_into(buf, i * size, *flat(obj))
         except (struct.error, OverflowError, TypeError) as exc:
-            self._check_type(objs[i])
+            self._check_type(objs[i])  # another class: the TypeError, not a value error
             raise self._encode_error(objs[i], exc) from None
         return np.frombuffer(buf, dtype=self.dtype)
 

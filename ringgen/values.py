@@ -99,7 +99,9 @@ def check_scalar(t: ScalarType, value: Any, where: str) -> None:
         except (AttributeError, TypeError):
             raise EncodeError(f"{where}: {t.name} needs an int, got {_show(value)}") from None
         info = np.iinfo(t.np_type)
-        raise EncodeError(f"{where}: {number} does not fit {t.name} (range {info.min}..{info.max})")
+        raise EncodeError(
+            f"{where}: {_short(number)} does not fit {t.name} (range {info.min}..{info.max})"
+        )
     if isinstance(value, (str, bytes)) or not (
         hasattr(value, "__float__") or hasattr(value, "__index__")
     ):
