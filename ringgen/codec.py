@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import BuildError, EncodeError, RinggenError, WireFormatError
 from .layout import layout_of
-from .values import check_message, fill_state_arrays, struct_is_exact
+from .values import check_message, fill_state_arrays, struct_guard, struct_is_exact
 
 __all__ = [
     "DirectCodec",
@@ -101,17 +101,20 @@ class DirectCodec:
         if "flat" not in cls.__dict__ or struct_is_exact(cls.cls):
             return
         raw, message_cls = cls.__dict__["flat"].__func__, cls.cls
+        guard = struct_guard(message_cls)
         if layout_of(message_cls).spec.kind == "state":
 
             def flat(o: Any) -> tuple:
                 o = fill_state_arrays(message_cls, o)  # `hist: Array[u32, 4] = 0` fills
-                check_message(message_cls, o)
+                if not guard(o):
+                    check_message(message_cls, o)
                 return raw(o)
 
         else:
 
             def flat(o: Any) -> tuple:
-                check_message(message_cls, o)
+                if not guard(o):
+                    check_message(message_cls, o)  # raises the precise EncodeError
                 return raw(o)
 
         cls.flat = staticmethod(flat)

@@ -26,10 +26,11 @@ one that calls ``check_message`` first.
 from __future__ import annotations
 
 import functools
+import operator
 import struct
 
 import attrs
-from typing import Any
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -45,6 +46,7 @@ __all__ = [
     "check_str",
     "check_value",
     "fill_state_arrays",
+    "struct_guard",
     "struct_is_exact",
 ]
 
@@ -209,6 +211,58 @@ def struct_is_exact(cls: type) -> bool:
     return all(
         isinstance(f.type, ScalarType) and f.type.struct_code != "?" for f in layout_of(cls).fields
     )
+
+
+def _sized(n: int) -> Callable[[Any], bool]:
+    def ok(v: Any) -> bool:
+        return not isinstance(v, str) and len(v) == n
+
+    return ok
+
+
+def _field_guard(t: Any) -> Optional[Callable[[Any], bool]]:
+    """What ``struct`` does not check about one value of type ``t``, as a predicate (None: nothing);
+    raises ``LookupError`` for a shape the guard does not cover (arrays of arrays or messages)."""
+    if isinstance(t, ScalarType):
+        return _is_bool if t.struct_code == "?" else None
+    if isinstance(t, ArrayType) and isinstance(t.elem, ScalarType):
+        sized = _sized(t.length)
+        if t.elem.struct_code != "?":
+            return sized
+        return lambda v: sized(v) and all(map(_is_bool, v))
+    if isinstance(t, MessageType):
+        inner, cls = struct_guard(t.cls), t.cls
+        return lambda v: type(v) is cls and inner(v)
+    raise LookupError(t)
+
+
+@functools.lru_cache(maxsize=None)
+def struct_guard(cls: type) -> Callable[[Any], bool]:
+    """A fast predicate over a direct message object: True when what ``struct`` does not check
+    (bools, Array lengths, nested classes) is right, so that packing its flat fields with ``struct``
+    accepts exactly what ``check_message`` accepts. False means: call ``check_message`` (which then
+    raises the precise error). Classes of shapes it does not cover get ``check_message`` itself."""
+    try:
+        parts = [
+            (operator.attrgetter(f.name), guard)
+            for f in layout_of(cls).fields
+            if (guard := _field_guard(f.type)) is not None
+        ]
+    except LookupError:
+
+        def full(obj: Any) -> bool:
+            check_message(cls, obj)
+            return True
+
+        return full
+
+    def ok(obj: Any) -> bool:
+        try:
+            return all(guard(get(obj)) for get, guard in parts)
+        except (TypeError, AttributeError):
+            return False
+
+    return ok
 
 
 def _filled(t: Any, value: Any) -> Any:

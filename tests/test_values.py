@@ -205,3 +205,25 @@ def test_cuda_rejects_with_the_same_message():
             k.send(good)
             assert k.receive(timeout=10.0).id == 1
             assert len(k.receive_batch(timeout=0.2)) == 0
+
+
+def test_the_struct_guard_lets_no_bad_value_through_struct():
+    """The latency paths pack with ``struct`` after ``struct_guard``: for every bad row one of the
+    two must refuse, and every good value passes both (so no value skips the full check)."""
+    from ringgen.values import struct_guard
+    from ringgen.wire.direct import direct_struct
+
+    guard, packer = struct_guard(VIn), direct_struct(VIn)
+
+    def packs(o):
+        try:
+            packer.pack(o.id, o.qty, o.small, o.price, o.wide, o.flag, *o.pos)
+        except Exception:  # struct.error, OverflowError, TypeError
+            return False
+        return True
+
+    bad = [p.values[0] for p in CASES if type(p.values[0]) is VIn]
+    assert bad and all(not (guard(o) and packs(o)) for o in bad)
+    for field, value in GOOD_VALUES:
+        o = attrs.evolve(GOOD_VIN, **{field: value})
+        assert guard(o) and packs(o), (field, value)
