@@ -39,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "atomic_min": "ringgen.intrinsics",
     "decode": "ringgen.wire",
     "device": "ringgen.kernel",
+    "dtype_of": "ringgen.layout",
     "encode": "ringgen.wire",
     "launch": "ringgen.runtime",
     "layout_of": "ringgen.layout",
@@ -82,7 +83,7 @@ if TYPE_CHECKING:  # editors and type checkers see the real objects
     )
     from .intrinsics import atomic_add, atomic_cas, atomic_max, atomic_min, now, thread_id
     from .kernel import Outbox, device, ring_kernel
-    from .layout import layout_of
+    from .layout import dtype_of, layout_of
     from .runtime import DeadLetter, KernelHandle, KernelStats, launch
     from .schema import message, spec_of, state
     from .types import Array, List, Str

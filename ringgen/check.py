@@ -30,16 +30,21 @@ from typing import Callable, Optional
 
 import attrs
 
+from .codegen.dialect_opencl import NOW_UNAVAILABLE
 from .errors import RinggenError
+from .runtime.opencl import calls_now
 
 __all__ = [
     "CheckResult",
+    "NOW_NOTE",
     "check_file",
     "check_package",
     "find_gcc",
     "find_gxx",
     "find_nvcc",
+    "left_out_kernels",
     "opencl_device",
+    "refused_sources",
 ]
 
 log = logging.getLogger("ringgen")
@@ -48,6 +53,11 @@ log = logging.getLogger("ringgen")
 COMPILE_TIMEOUT = 300
 #: Lines of compiler output kept in a failed result.
 DETAIL_LINES = 20
+#: Why the opencl backend refuses an OpenCL source whose kernels call ``rg.now()``.
+NOW_NOTE = (
+    "a kernel in this file calls rg.now(), which OpenCL C lacks (no device clock): the opencl "
+    "backend refuses the file; run its kernels with backend='cuda' or 'cpu'"
+)
 
 
 @attrs.frozen
@@ -141,13 +151,13 @@ def _compile(
     return CheckResult(file.name, name, "ok" if ok else "failed", "" if ok else out)
 
 
-def _opencl(file: Path, source: str) -> CheckResult:
+def _opencl(file: Path, source: str, extra: tuple[str, ...] = ()) -> CheckResult:
     device, reason = opencl_device()
     if device is None:
         return CheckResult(file.name, "opencl", "skipped", reason)
     import pyopencl as cl
 
-    options = ["-I", str(file.parent)]
+    options = ["-I", str(file.parent), *extra]
     if device.version.startswith("OpenCL 3"):
         options.append("-cl-std=CL3.0")
     label = f"opencl ({device.platform.name})"
@@ -217,7 +227,15 @@ def _check_cu(file: Path) -> list[CheckResult]:
 
 
 def _check_cl(file: Path) -> list[CheckResult]:
-    return [_opencl(file, file.read_text())]
+    source = file.read_text()
+    if not calls_now(source):
+        return [_opencl(file, source)]
+    # The opencl backend refuses the file (OpenCL C has no clock); the rest of it is still checked,
+    # with the clock call defined away for this compile only.
+    return [
+        _opencl(file, source, (f"-D{NOW_UNAVAILABLE}()=0",)),
+        CheckResult(file.name, "rg.now()", "skipped", NOW_NOTE),
+    ]
 
 
 def _check_metal(file: Path) -> list[CheckResult]:
@@ -296,9 +314,12 @@ def check_package(pkg_dir: os.PathLike | str) -> list[CheckResult]:
             hint="pass the folder `ringgen build` wrote, e.g. generated/vector_add",
         )
     try:
-        files = [f["path"] for f in json.loads(manifest.read_text(encoding="utf-8"))["files"]]
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+        files = [f["path"] for f in data["files"]]
     except (json.JSONDecodeError, KeyError, TypeError):
-        files = sorted(p.name for p in pkg.iterdir() if p.is_file() and p.name != "manifest.json")
+        data, files = {}, sorted(
+            p.name for p in pkg.iterdir() if p.is_file() and p.name != "manifest.json"
+        )
     results: list[CheckResult] = []
     for name in files:
         path = pkg / name
@@ -307,4 +328,30 @@ def check_package(pkg_dir: os.PathLike | str) -> list[CheckResult]:
             continue
         results += check_file(path)
     results += check_file(manifest)
-    return results
+    return results + left_out_kernels(data)
+
+
+def left_out_kernels(manifest: dict) -> list[CheckResult]:
+    """One ``skipped`` result per kernel a target left out of its source (Metal without f64, ...),
+    read from the manifest's ``kernels[].skipped``; the file is the target's source file."""
+    try:
+        by_target = {f["target"]: f["path"] for f in manifest.get("files", [])}
+        return [
+            CheckResult(
+                by_target.get(target, f"({target})"),
+                f"kernel {k['name']}",
+                "skipped",
+                f"left out of the {target} source: {why}",
+            )
+            for k in manifest.get("kernels", [])
+            for target, why in sorted(k.get("skipped", {}).items())
+        ]
+    except (AttributeError, KeyError, TypeError):
+        return []  # a malformed manifest fails its schema check above
+
+
+def refused_sources(pkg_dir: os.PathLike | str) -> list[tuple[str, str]]:
+    """``(file, why)`` for each emitted source a backend will refuse to load although it was built:
+    today an OpenCL file whose kernels call ``rg.now()``."""
+    pkg = Path(pkg_dir)
+    return [(p.name, NOW_NOTE) for p in sorted(pkg.glob("*.cl")) if calls_now(p.read_text())]

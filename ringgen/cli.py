@@ -14,6 +14,7 @@ import sys
 import textwrap
 import traceback
 from pathlib import Path
+from types import ModuleType
 from typing import Optional, Sequence
 
 from . import __version__
@@ -52,13 +53,15 @@ exit status: 0 success, 1 a check or build step failed, 2 bad input (arguments, 
 """
 
 _BUILD_HELP = """\
-Import each module (a .py path or a dotted module name), collect its @rg.message and @rg.state
-classes, @rg.ring_kernel handlers and @rg.device helpers, and write one package per module into
-DIR/<name>/. A file inside a package folder is imported by its dotted name
-(examples/vector_add.py -> examples.vector_add). Unchanged files are not rewritten; files an
-earlier build wrote and this one does not are removed, unless they were edited since. A folder
+Import each module (a .py path, a dotted module name, or a directory: the *.py files directly in it,
+__init__.py aside), collect its @rg.message and @rg.state classes, @rg.ring_kernel handlers and
+@rg.device helpers, and write one package per module into DIR/<name>/. Dotted names are found from
+the current directory first, as with `python -m`. A file inside a package folder is imported by its
+dotted name (examples/vector_add.py -> examples.vector_add). Unchanged files are not rewritten; files
+an earlier build wrote and this one does not are removed, unless they were edited since. A folder
 that is not empty and was not built by ringgen is refused (use --force); nothing is written when
-any module fails.
+any module fails. A kernel that a target cannot express (Metal has no f64) is left out of that
+target's source and reported on stderr.
 
 Importing a module runs it, as `python -c "import module"` would: its top-level code executes with
 your permissions. Build only modules you would run.
@@ -69,6 +72,7 @@ examples:
   ringgen build examples/vector_add.py -o generated
   ringgen build examples.vector_add -o /tmp/out
   ringgen build examples/*.py -o generated          (one package per module)
+  ringgen build examples -o generated               (every module in the folder)
   ringgen build my_kernels.py --name kernels -o build
 """
 
@@ -226,20 +230,103 @@ def format_table(
 # ---- build -------------------------------------------------------------------------------------
 
 
+def _build_targets(targets: Sequence[str]) -> list[tuple[str, bool]]:
+    """The modules to build, each with whether it came from a directory.
+
+    A directory stands for the ``*.py`` files directly in it (sorted; ``__init__.py`` is the package
+    itself, not a module of kernels).
+
+    Raises:
+        _UsageError: a directory holds no module to build.
+    """
+    out: list[tuple[str, bool]] = []
+    for target in targets:
+        path = Path(target)
+        if not path.is_dir():
+            out.append((target, False))
+            continue
+        modules = sorted(p for p in path.glob("*.py") if p.name != "__init__.py" and p.is_file())
+        if not modules:
+            raise _UsageError(
+                f"{target}: is a directory with no Python module in it to build "
+                "(ringgen build takes the *.py files directly in a directory, __init__.py aside); "
+                "pass a .py file or a dotted module name"
+            )
+        out += [(str(p), True) for p in modules]
+    return out
+
+
+def _declares_something(module: ModuleType) -> bool:
+    """Whether ``module`` defines a message or state class or a ring kernel of its own."""
+    # imported on use, as every command's machinery is: `ringgen --help` stays quick
+    from .kernel import RingKernel
+    from .schema import is_message_class
+
+    return any(
+        getattr(obj, "__module__", None) == module.__name__
+        and (isinstance(obj, RingKernel) or is_message_class(obj))
+        for obj in vars(module).values()
+    )
+
+
+def _report_left_out(pkg: Path) -> None:
+    """Say on stderr which kernels a target left out of its source (the manifest records them) and
+    which emitted source a backend will refuse (OpenCL and ``rg.now()``)."""
+    from .check import refused_sources
+
+    for name, why in refused_sources(pkg):
+        print(f"ringgen build: warning: {name}: {why}", file=sys.stderr)
+    try:
+        kernels = json.loads((pkg / "manifest.json").read_text(encoding="utf-8"))["kernels"]
+    except (OSError, ValueError, KeyError):
+        return
+    for k in kernels:
+        for target, why in sorted(k.get("skipped", {}).items()):
+            print(
+                f"ringgen build: warning: kernel {k['name']} is left out of the {target} source: "
+                f"{why}",
+                file=sys.stderr,
+            )
+
+
+def _modules_to_build(targets: list[tuple[str, bool]]) -> list[str]:
+    """The targets to collect: a module found in a directory that declares nothing (a script next
+    to the kernels, such as examples/demo.py) is skipped with a note on stderr; given by name, it
+    is an error (``collect`` says so)."""
+    from .build import import_target
+
+    out = []
+    for target, from_directory in targets:
+        if from_directory and not _declares_something(import_target(target)):
+            print(
+                f"ringgen build: {target}: skipped, it declares no @rg.message, @rg.state or "
+                "@rg.ring_kernel",
+                file=sys.stderr,
+            )
+            continue
+        out.append(target)
+    return out
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
     from .build import collect
     from .codegen.writer import write_units
 
-    if args.name and len(args.targets) > 1:
-        raise _UsageError(f"--name needs a single module (got {len(args.targets)})")
+    targets = _build_targets(args.targets)
+    if args.name and len(targets) > 1:
+        raise _UsageError(f"--name needs a single module (got {len(targets)})")
+    # Like `python -m`: a dotted name is found from the current directory first.
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
     # every module is collected, emitted and checked before anything is written: all or nothing
-    units = [collect(target, name=args.name) for target in args.targets]
+    units = [collect(target, name=args.name) for target in _modules_to_build(targets)]
     for unit, pkg in zip(units, write_units(units, args.out, force=args.force)):
         files = sorted(p.name for p in pkg.iterdir() if p.is_file())
         print(
             f"built {unit.module} -> {pkg}/ ({len(unit.messages)} messages, "
             f"{len(unit.kernels)} kernels): {', '.join(files)}"
         )
+        _report_left_out(pkg)
     return EXIT_OK
 
 
@@ -248,6 +335,16 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _load_manifest(pkg: Path) -> dict:
     path = pkg / "manifest.json"
+    if pkg.is_file():
+        hint = ""
+        if pkg.suffix == ".py":
+            hint = (
+                f"; build it first: `ringgen build {pkg} -o generated`, then pass "
+                f"generated/{pkg.stem}"
+            )
+        raise _UsageError(
+            f"{pkg}: expected a generated package directory (with manifest.json), got a file{hint}"
+        )
     if not pkg.is_dir():
         raise _UsageError(f"{pkg}: no such folder")
     if not path.is_file():

@@ -17,6 +17,8 @@ from typing import Any, Callable, ClassVar, Iterable, Sequence
 import numpy as np
 
 from .errors import BuildError, EncodeError, RinggenError, WireFormatError
+from .layout import layout_of
+from .values import check_message, fill_state_arrays, struct_guard, struct_is_exact
 
 __all__ = [
     "DirectCodec",
@@ -87,24 +89,55 @@ class DirectCodec:
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}: {self.slot_size} bytes>"
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Make the generated ``flat`` check values where ``struct`` alone would not.
+
+        ``struct`` accepts exactly the values ``ringgen.values`` accepts for a class of non-bool
+        scalars; for any other class (a ``bool_``, an Array, a nested message) ``flat`` checks the
+        whole message first, so every path that packs ``flat(obj)`` (the codec's and the CUDA
+        latency path's) rejects the same values with the same error.
+        """
+        super().__init_subclass__(**kwargs)
+        if "flat" not in cls.__dict__ or struct_is_exact(cls.cls):
+            return
+        raw, message_cls = cls.__dict__["flat"].__func__, cls.cls
+        guard = struct_guard(message_cls)
+        if layout_of(message_cls).spec.kind == "state":
+
+            def flat(o: Any) -> tuple:
+                o = fill_state_arrays(message_cls, o)  # `hist: Array[u32, 4] = 0` fills
+                if not guard(o):
+                    check_message(message_cls, o)
+                return raw(o)
+
+        else:
+
+            def flat(o: Any) -> tuple:
+                if not guard(o):
+                    check_message(message_cls, o)  # raises the precise EncodeError
+                return raw(o)
+
+        cls.flat = staticmethod(flat)
+
     def _check_type(self, obj: Any) -> None:
         if type(obj) is not self.cls:
             raise TypeError(f"{self.name} codec got {type(obj).__name__}, expected {self.name}")
 
     def _encode_error(self, obj: Any, exc: Exception) -> EncodeError:
-        """An ``EncodeError`` naming the first field (``Class.field``) whose value does not fit."""
-        where = _first_bad_field(obj)
-        if where is None:
-            return EncodeError(f"cannot pack {self.name}: {exc}")
-        path, value, ctype = where
-        return EncodeError(f"cannot pack {self.name}: {path} = {value!r} does not fit {ctype}")
+        """The ``EncodeError`` naming the first field (``Class.field``) whose value is not accepted:
+        ``ringgen.values``'s, so that every encoder says the same."""
+        try:
+            check_message(self.cls, fill_state_arrays(self.cls, obj))
+        except EncodeError as err:
+            return err
+        return EncodeError(f"cannot pack {self.name}: {exc}")
 
     def pack(self, obj: Any) -> bytes:
         """The slot bytes of one message (its C struct, padding zeroed).
 
         Raises:
             TypeError: ``obj`` is not an instance of this codec's class.
-            EncodeError: a field value does not fit its C type (names ``Class.field``).
+            EncodeError: a field value is not accepted (``ringgen.values``; names ``Class.field``).
         """
         self._check_type(obj)
         try:
@@ -134,20 +167,30 @@ class DirectCodec:
         return self.from_flat(self.packer.unpack_from(buf, offset), 0)
 
     def to_array(self, objs: Iterable[Any]) -> np.ndarray:
-        """A structured array (``dtype``) holding ``objs``: one row conversion each, one numpy fill."""
+        """A structured array (``dtype``) holding ``objs``: each packed into its row with ``struct``.
+
+        The rows are the bytes ``pack`` gives (padding zeroed), and the values are checked as
+        ``pack`` checks them: numpy's own conversion would turn ``"5"`` into 5, ``1.5`` into 1 and
+        ``None`` into nan.
+
+        Raises:
+            TypeError: an item is not an instance of this codec's class.
+            EncodeError: a field value is not accepted (names ``Class.field``).
+        """
         objs = list(objs)
-        for obj in objs:
-            self._check_type(obj)
-        # Assign into zeros rather than np.array(rows, dtype): that leaves padding bytes uninitialised,
-        # and slots must be byte-for-byte deterministic (the same bytes as ``pack``).
-        arr = np.zeros(len(objs), dtype=self.dtype)
-        if objs:
-            try:
-                arr[:] = [self.row(o) for o in objs]
-            except (OverflowError, TypeError, ValueError) as exc:
-                bad = next((o for o in objs if _first_bad_field(o) is not None), objs[0])
-                raise self._encode_error(bad, exc) from None
-        return arr
+        cls, size, pack_into, flat = self.cls, self.slot_size, self.packer.pack_into, self.flat
+        # bytearray memory is 16-byte aligned (CPython's allocators), as numpy would allocate it
+        buf = bytearray(len(objs) * size)
+        i = 0
+        try:
+            for i, obj in enumerate(objs):
+                if type(obj) is not cls:
+                    self._check_type(obj)
+                pack_into(buf, i * size, *flat(obj))
+        except (struct.error, OverflowError, TypeError) as exc:
+            self._check_type(objs[i])  # another class: the TypeError, not a value error
+            raise self._encode_error(objs[i], exc) from None
+        return np.frombuffer(buf, dtype=self.dtype)
 
     def from_array(self, arr: np.ndarray) -> list:
         """The message objects of a structured array; numpy converts all scalars in one ``tolist``."""
@@ -219,8 +262,6 @@ def verify_layouts(codecs: dict, package: str) -> None:
     Raises:
         BuildError: a class's layout differs from the one the package was generated from.
     """
-    from .layout import layout_of
-
     for name, codec in codecs.items():
         lay = layout_of(codec.cls)
         if lay.dtype != codec.dtype or lay.slot_size != codec.slot_size:
@@ -229,37 +270,3 @@ def verify_layouts(codecs: dict, package: str) -> None:
                 f"(generated {codec.slot_size}-byte slot, now {lay.slot_size})",
                 hint="rebuild the package with `ringgen build`",
             )
-
-
-def _first_bad_field(obj: Any, prefix: str = "") -> tuple[str, Any, str] | None:
-    """The first scalar field of ``obj`` (depth first) whose value does not fit its type, or None.
-
-    Returns ``("Class.field", value, "i32")``; array elements are named ``Class.field[i]``.
-    """
-    from .layout import layout_of
-    from .types import ArrayType, MessageType, ScalarType
-
-    lay = layout_of(type(obj))
-
-    def check(path: str, t: Any, value: Any):
-        if isinstance(t, ScalarType):
-            try:
-                struct.pack("<" + t.struct_code, value)
-            except (struct.error, OverflowError, TypeError):
-                return path, value, t.name
-            return None
-        if isinstance(t, ArrayType):
-            for i, v in enumerate(value):
-                bad = check(f"{path}[{i}]", t.elem, v)
-                if bad:
-                    return bad
-            return None
-        if isinstance(t, MessageType):
-            return _first_bad_field(value, path + ".")
-        return None
-
-    for f in lay.fields:
-        bad = check(f"{prefix or lay.name + '.'}{f.name}", f.type, getattr(obj, f.name))
-        if bad:
-            return bad
-    return None

@@ -31,6 +31,7 @@ __all__ = [
     "c_type_name",
     "compute_layout",
     "compute_max_payload",
+    "dtype_of",
     "layout_of",
     "type_align",
     "type_dtype",
@@ -272,6 +273,19 @@ def _layout_cached(cls: type) -> MessageLayout:
 def layout_of(cls: type) -> MessageLayout:
     """The (cached) layout of a ``@rg.message``/``@rg.state`` class."""
     return _layout_cached(cls)
+
+
+def dtype_of(cls: type) -> np.dtype:
+    """The numpy dtype of a message class's rows: what ``send_batch`` takes and ``receive_batch``
+    returns (``np.zeros(n, dtype=rg.dtype_of(AddRequest))``).
+
+    For a direct message it is the C struct (``align=True``); for a bridged one the view struct the
+    device decodes into (``Str`` as ``{len, data}``, ``List`` as ``{len, items}``).
+
+    Raises:
+        SchemaError: ``cls`` is not a ``@rg.message``/``@rg.state`` class.
+    """
+    return layout_of(cls).dtype
 
 
 def compute_layout(spec: MessageSpec) -> MessageLayout:

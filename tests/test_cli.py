@@ -8,9 +8,10 @@ import os
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
-from conftest import ROOT, requires_gcc
+from conftest import ROOT, have_opencl, requires_gcc
 
 from ringgen import __version__
 from ringgen.cli import format_table, main
@@ -250,3 +251,151 @@ def test_check_skips_unknown_files_with_a_reason(tmp_path):
     other.write_text("hello\n")
     (res,) = check_file(other)
     assert (res.status, res.detail) == ("skipped", "no checker for this kind of file")
+
+
+# ---- the command line finds what the user names (issue 12) ------------------------------------
+
+RINGGEN = str(Path(sys.executable).with_name("ringgen"))  # the venv's console script
+
+
+def run_script(*argv, cwd=ROOT):
+    """The installed ``ringgen`` console script (not ``python -m``, which puts the cwd on the path)."""
+    env = dict(os.environ, RINGGEN_DEBUG="")
+    return subprocess.run(
+        [RINGGEN, *argv], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_dotted_module_name_builds_from_the_project_root(tmp_path):
+    proc = run_script("build", "examples.vector_add", "-o", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"built examples.vector_add -> {tmp_path}/vector_add/")
+    assert (tmp_path / "vector_add" / "manifest.json").is_file()
+
+
+SCRIPT = """\
+import sys
+print("a script, not kernels", file=sys.stderr)
+"""
+
+KERNELS = """\
+import ringgen as rg
+from ringgen.types import i64
+
+
+@rg.message
+class {name}Msg:
+    id: i64
+
+
+@rg.ring_kernel
+def {name}(m: {name}Msg) -> {name}Msg:
+    return {name}Msg(id=m.id + 1)
+"""
+
+
+def test_a_directory_builds_the_modules_in_it(tmp_path):
+    src = tmp_path / "kernels_dir"
+    (src / "sub").mkdir(parents=True)
+    (src / "__init__.py").write_text("raise RuntimeError('__init__.py is not built')\n")
+    (src / "alpha.py").write_text(KERNELS.format(name="alpha"))
+    (src / "beta.py").write_text(KERNELS.format(name="beta"))
+    (src / "run_me.py").write_text(SCRIPT)
+    (src / "sub" / "gamma.py").write_text(KERNELS.format(name="gamma"))  # not recursive
+    proc = run_script("build", str(src), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 2, proc.stderr  # importing the package runs __init__.py
+    (src / "__init__.py").write_text("")
+    proc = run_script("build", str(src), "-o", str(tmp_path / "out"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert [line.split(" ->")[0] for line in proc.stdout.splitlines()] == [
+        "built kernels_dir.alpha",
+        "built kernels_dir.beta",
+    ]
+    assert f"ringgen build: {src}/run_me.py: skipped, it declares no @rg.message" in proc.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["alpha", "beta"]
+
+
+def test_a_directory_without_modules_says_it_is_a_directory(tmp_path):
+    (tmp_path / "empty").mkdir()
+    proc = run_script("build", "empty", "-o", "out", cwd=tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        "ringgen build: empty: is a directory with no Python module in it to build"
+    )
+    assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "inspect"])
+def test_check_and_inspect_on_a_file_say_what_they_expected(command):
+    proc = run_script(command, "examples/orders.py")
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines()[0] == (
+        f"ringgen {command}: examples/orders.py: expected a generated package directory (with "
+        "manifest.json), got a file; build it first: `ringgen build examples/orders.py -o "
+        "generated`, then pass generated/orders"
+    )
+    proc = run_script(command, "README.md")
+    assert proc.stderr.splitlines()[0] == (
+        f"ringgen {command}: README.md: expected a generated package directory (with "
+        "manifest.json), got a file"
+    )
+
+
+def test_a_kernel_left_out_of_a_target_is_reported_by_build_and_check(
+    capsys, tmp_path, monkeypatch
+):
+    proc = run_script("build", "examples/orders.py", "-o", str(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "ringgen build: warning: kernel orders is left out of the metal source: orders.py:47: "
+        "kernel orders: local 'subtotal' is f64, and Metal has no double"
+    ]
+    quiet = run_script("build", "examples/vector_add.py", "-o", str(tmp_path))
+    assert quiet.returncode == 0 and quiet.stderr == ""
+    import ringgen.check
+
+    monkeypatch.setattr(ringgen.check, "check_file", lambda path: [])  # no compilers: just the list
+    code, out, _ = run(capsys, "check", str(tmp_path / "orders"))
+    assert code == 0
+    assert (
+        "orders.metal  kernel orders  skipped: left out of the metal source: orders.py:47: "
+        "kernel orders: local 'subtotal' is f64, and Metal has no double"
+    ) in out
+    assert "0 ok, 0 failed, 1 skipped" in out
+
+
+CLOCKY = """\
+import ringgen as rg
+from ringgen.types import i64, u64
+
+
+@rg.message
+class Ping:
+    id: i64
+
+
+@rg.message
+class Pong:
+    id: i64
+    at: u64
+
+
+@rg.ring_kernel
+def clocky(p: Ping) -> Pong:
+    return Pong(id=p.id, at=rg.now())
+"""
+
+
+def test_an_opencl_source_the_backend_refuses_is_reported_by_build_and_check(tmp_path):
+    """rg.now() has no OpenCL spelling: build warns, check lists it and still compiles the rest."""
+    (tmp_path / "clocky.py").write_text(CLOCKY)
+    proc = run_script("build", "clocky.py", "-o", "out", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    from ringgen.check import NOW_NOTE, check_file
+
+    assert proc.stderr.splitlines() == [f"ringgen build: warning: clocky.cl: {NOW_NOTE}"]
+    results = check_file(tmp_path / "out" / "clocky" / "clocky.cl")
+    assert [r.status for r in results][1:] == ["skipped"]
+    assert results[1].toolchain == "rg.now()" and results[1].detail == NOW_NOTE
+    if have_opencl():
+        assert results[0].status == "ok", results[0].detail  # the rest of the file compiles

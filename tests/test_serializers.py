@@ -177,9 +177,7 @@ def test_out_of_range_value_is_an_encode_error_naming_the_field(particle_codec):
     for convert in (codec.pack, lambda o: codec.to_array([o])):
         with pytest.raises(EncodeError) as info:
             convert(obj)
-        assert info.value.message.startswith(
-            f"cannot pack {cls.__name__}: {cls.__name__}.small = 300"
-        )
+        assert info.value.message == f"{cls.__name__}.small: 300 does not fit i8 (range -128..127)"
 
 
 def test_short_buffer_is_a_wire_format_error(particle_codec):

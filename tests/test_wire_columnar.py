@@ -163,7 +163,9 @@ def test_objects_to_view_column_path_matches_value_path_and_errors():
     with pytest.raises(rg.RinggenError, match=r"CTick\.qty"):
         objects_to_view(CTick, bad)
     bad[7] = CTick(1, 0.5, "x", 2, CPt(1, 0.5), [1.0] * 4, [], [1, 2], True)
-    with pytest.raises(rg.RinggenError, match=r"CTick\.hist: List of at most 3 elements got 4"):
+    with pytest.raises(
+        rg.RinggenError, match=r"CTick\.hist: List\[f32, 3\] holds at most 3 elements, got 4"
+    ):
         objects_to_view(CTick, bad)
     with pytest.raises(rg.RinggenError, match="row 3 is a CPt"):
         objects_to_view(CTick, objs[:3] + [CPt(1, 0.5)])

@@ -251,7 +251,7 @@ def test_every_error_path_raises_the_python_encoders_error(data):
         (Word(2**63, "a"), "Word.id: 9223372036854775808 does not fit i64"),
         (Word(1, 5), "Word.text: Str[32] needs a str, got int"),
         (Samples(1, [0.0] * 65), "Samples.values: List[f32, 64] holds at most 64 elements, got 65"),
-        (Samples(1, None), "Samples.values: needs a sequence, got NoneType"),
+        (Samples(1, None), "Samples.values: List[f32, 64] needs a sequence, got None"),
     ],
 )
 def test_named_errors_are_the_encode_errors_of_today(obj, message):

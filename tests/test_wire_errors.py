@@ -211,7 +211,7 @@ def test_list_of_messages_error_spells_the_type_as_written():
 def test_direct_array_of_messages_error_spells_the_type_as_written():
     with pytest.raises(EncodeError) as info:
         rg.encode(EGrid(cells=5))
-    assert info.value.message == "EGrid.cells: Array[EPt, 2] needs a sequence, got int"
+    assert info.value.message == "EGrid.cells: Array[EPt, 2] needs a sequence, got int 5"
 
 
 def test_describe_type_is_the_declared_spelling():

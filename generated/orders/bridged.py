@@ -42,6 +42,20 @@ def _bad():
     raise _Bad
 
 
+def _bool(v):
+    """``v`` when it is a bool (``struct`` would take any object's truth value for ``?``)."""
+    if v is True or v is False:
+        return v
+    raise _Bad
+
+
+def _arr(v, n):
+    """``v`` when it holds exactly ``n`` elements (a short and a long Array could pack together)."""
+    if len(v) != n or isinstance(v, str):
+        raise _Bad
+    return v
+
+
 def _flat(t, value):
     out = []
     flatten_value(t, value, out, "")
@@ -138,8 +152,17 @@ def encode_Customer(m, sender=0, receiver=0, sequence=0, timestamp=None, flags=0
             )
         )
     except _FAST_ERRORS + (UnicodeError,):
-        encode_reference(Customer, m)
-        raise
+        # the reference encoder is the definition: it gives the same bytes or the precise EncodeError
+        return encode_reference(
+            Customer,
+            m,
+            sender=sender,
+            receiver=receiver,
+            sequence=sequence,
+            timestamp=timestamp,
+            flags=flags,
+            reason=reason,
+        )
     if timestamp is None:
         timestamp = _time_ns() // 100 + _TICKS_AT_UNIX_EPOCH
     return (
@@ -272,8 +295,17 @@ def encode_OrderLine(m, sender=0, receiver=0, sequence=0, timestamp=None, flags=
             )
         )
     except _FAST_ERRORS + (UnicodeError,):
-        encode_reference(OrderLine, m)
-        raise
+        # the reference encoder is the definition: it gives the same bytes or the precise EncodeError
+        return encode_reference(
+            OrderLine,
+            m,
+            sender=sender,
+            receiver=receiver,
+            sequence=sequence,
+            timestamp=timestamp,
+            flags=flags,
+            reason=reason,
+        )
     if timestamp is None:
         timestamp = _time_ns() // 100 + _TICKS_AT_UNIX_EPOCH
     return (
@@ -429,8 +461,17 @@ def encode_Order(m, sender=0, receiver=0, sequence=0, timestamp=None, flags=0, r
             )
         )
     except _FAST_ERRORS + (UnicodeError,):
-        encode_reference(Order, m)
-        raise
+        # the reference encoder is the definition: it gives the same bytes or the precise EncodeError
+        return encode_reference(
+            Order,
+            m,
+            sender=sender,
+            receiver=receiver,
+            sequence=sequence,
+            timestamp=timestamp,
+            flags=flags,
+            reason=reason,
+        )
     if timestamp is None:
         timestamp = _time_ns() // 100 + _TICKS_AT_UNIX_EPOCH
     return (
@@ -525,7 +566,7 @@ def _payload_Invoice(m):
                 if n3
                 else _S12.pack(8, m.order_id, m.customer_id, 0)
             ),
-            _S13.pack(m.lines, m.gift_cards, m.subtotal, m.total, m.discounted),
+            _S13.pack(m.lines, m.gift_cards, m.subtotal, m.total, _bool(m.discounted)),
         )
     )
 
@@ -556,12 +597,21 @@ def encode_Invoice(m, sender=0, receiver=0, sequence=0, timestamp=None, flags=0,
                     if n3
                     else _S12.pack(8, m.order_id, m.customer_id, 0)
                 ),
-                _S13.pack(m.lines, m.gift_cards, m.subtotal, m.total, m.discounted),
+                _S13.pack(m.lines, m.gift_cards, m.subtotal, m.total, _bool(m.discounted)),
             )
         )
     except _FAST_ERRORS + (UnicodeError,):
-        encode_reference(Invoice, m)
-        raise
+        # the reference encoder is the definition: it gives the same bytes or the precise EncodeError
+        return encode_reference(
+            Invoice,
+            m,
+            sender=sender,
+            receiver=receiver,
+            sequence=sequence,
+            timestamp=timestamp,
+            flags=flags,
+            reason=reason,
+        )
     if timestamp is None:
         timestamp = _time_ns() // 100 + _TICKS_AT_UNIX_EPOCH
     return (

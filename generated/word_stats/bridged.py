@@ -42,6 +42,20 @@ def _bad():
     raise _Bad
 
 
+def _bool(v):
+    """``v`` when it is a bool (``struct`` would take any object's truth value for ``?``)."""
+    if v is True or v is False:
+        return v
+    raise _Bad
+
+
+def _arr(v, n):
+    """``v`` when it holds exactly ``n`` elements (a short and a long Array could pack together)."""
+    if len(v) != n or isinstance(v, str):
+        raise _Bad
+    return v
+
+
 def _flat(t, value):
     out = []
     flatten_value(t, value, out, "")
@@ -107,8 +121,17 @@ def encode_Word(m, sender=0, receiver=0, sequence=0, timestamp=None, flags=0, re
             else _S1.pack(2, m.id, 0)
         )
     except _FAST_ERRORS + (UnicodeError,):
-        encode_reference(Word, m)
-        raise
+        # the reference encoder is the definition: it gives the same bytes or the precise EncodeError
+        return encode_reference(
+            Word,
+            m,
+            sender=sender,
+            receiver=receiver,
+            sequence=sequence,
+            timestamp=timestamp,
+            flags=flags,
+            reason=reason,
+        )
     if timestamp is None:
         timestamp = _time_ns() // 100 + _TICKS_AT_UNIX_EPOCH
     return (
@@ -202,7 +225,7 @@ def _payload_WordStat(m):
                 if n3
                 else _S1.pack(5, m.id, 0)
             ),
-            _S3.pack(m.length, m.is_stop_word, m.negated),
+            _S3.pack(m.length, _bool(m.is_stop_word), _bool(m.negated)),
         )
     )
 
@@ -228,12 +251,21 @@ def encode_WordStat(m, sender=0, receiver=0, sequence=0, timestamp=None, flags=0
                     if n3
                     else _S1.pack(5, m.id, 0)
                 ),
-                _S3.pack(m.length, m.is_stop_word, m.negated),
+                _S3.pack(m.length, _bool(m.is_stop_word), _bool(m.negated)),
             )
         )
     except _FAST_ERRORS + (UnicodeError,):
-        encode_reference(WordStat, m)
-        raise
+        # the reference encoder is the definition: it gives the same bytes or the precise EncodeError
+        return encode_reference(
+            WordStat,
+            m,
+            sender=sender,
+            receiver=receiver,
+            sequence=sequence,
+            timestamp=timestamp,
+            flags=flags,
+            reason=reason,
+        )
     if timestamp is None:
         timestamp = _time_ns() // 100 + _TICKS_AT_UNIX_EPOCH
     return (

@@ -72,9 +72,9 @@ def _is_flat_direct(cls: type) -> bool:
 def _direct_args(t: Any, expr: str) -> list[str]:
     """Arguments to a struct ``pack`` that spell the unmanaged bytes of ``expr`` (of fixed type ``t``)."""
     if isinstance(t, ScalarType):
-        return [expr]
+        return [_scalar_arg(t, expr)]
     if isinstance(t, ArrayType) and isinstance(t.elem, ScalarType):
-        return [f"*{expr}"]
+        return [_items_arg(t.elem, f"_arr({expr}, {t.length})")]
     if isinstance(t, ArrayType):
         return [f"*_flat({_type_expr(t)}, {expr})"]
     if isinstance(t, MessageType):
@@ -83,6 +83,17 @@ def _direct_args(t: Any, expr: str) -> list[str]:
             out += _direct_args(f.type, f"{expr}.{f.name}")
         return out
     raise TypeError(t)
+
+
+def _scalar_arg(t: ScalarType, expr: str) -> str:
+    """A pack argument for one scalar: a ``bool_`` passes ``_bool`` (``struct`` takes any object for
+    ``?``), so the fast path accepts no value that ``ringgen.values`` rejects."""
+    return f"_bool({expr})" if t.struct_code == "?" else expr
+
+
+def _items_arg(elem: ScalarType, expr: str) -> str:
+    """Pack arguments for a sequence of scalars (``*seq``, each checked when they are bools)."""
+    return f"*map(_bool, {expr})" if elem.struct_code == "?" else f"*{expr}"
 
 
 def _count_values(fmt: str) -> int:
@@ -120,7 +131,7 @@ class _Encoder:
     def value(self, t: Any, expr: str, where: str) -> None:
         if isinstance(t, ScalarType):
             self.fmt += t.struct_code
-            self.args.append(expr)
+            self.args.append(_scalar_arg(t, expr))
         elif isinstance(t, MessageType) and not layout_of(t.cls).is_bridged:
             self.stmts.append(f"if type({expr}) is not {t.name}: raise _Bad")
             self.fmt += _type_format(t)
@@ -129,7 +140,7 @@ class _Encoder:
             self.obj(t.cls, expr, where)
         elif isinstance(t, ArrayType) and isinstance(t.elem, ScalarType):
             self.fmt += "i" + _type_format(t)
-            self.args += [str(t.length), f"*{expr}"]
+            self.args += [str(t.length), _items_arg(t.elem, f"_arr({expr}, {t.length})")]
         elif isinstance(t, StrType):
             # The string's head joins the pending fixed members in one pack: "ii" (~bytes, UTF-16
             # length) before the bytes, or a lone "i" 0 for the empty string.
@@ -157,7 +168,9 @@ class _Encoder:
             ]
             e = t.elem
             if isinstance(e, ScalarType):
-                self.parts.append(f'_pack(f"<i{{{n}}}{e.struct_code}", {n}, *{items})')
+                self.parts.append(
+                    f'_pack(f"<i{{{n}}}{e.struct_code}", {n}, {_items_arg(e, items)})'
+                )
             elif isinstance(e, MessageType) and not layout_of(e.cls).is_bridged:
                 s = self.c.struct(_type_format(e))
                 args = ", ".join(_direct_args(e, "e"))

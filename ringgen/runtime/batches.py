@@ -60,7 +60,7 @@ def _check_array(kernel: str, codec: Any, arr: Any) -> np.ndarray:
         raise SchemaError(
             f"kernel {kernel}: send_batch expects {codec.cls.__qualname__} objects or a numpy "
             f"structured array of its dtype, got {type(arr).__qualname__}",
-            hint=f"build it with np.zeros(n, dtype=CODECS[{codec.cls.__name__!r}].dtype)",
+            hint=f"build it with np.zeros(n, dtype=rg.dtype_of({codec.cls.__qualname__}))",
         )
     if arr.ndim != 1:
         raise SchemaError(f"kernel {kernel}: send_batch expects a 1-d array, got shape {arr.shape}")
@@ -70,7 +70,7 @@ def _check_array(kernel: str, codec: Any, arr: Any) -> np.ndarray:
             raise SchemaError(
                 f"kernel {kernel}: the array lacks field(s) {', '.join(missing)} of "
                 f"{codec.cls.__qualname__}",
-                hint="use the codec's dtype: CODECS[name].dtype",
+                hint=f"use the message's dtype: rg.dtype_of({codec.cls.__qualname__})",
             )
         # Same fields in another layout (unaligned, other order, other dtypes): convert field by
         # field, refusing any conversion that would change a value.
@@ -98,7 +98,7 @@ def _copy_fields(kernel: str, path: str, out: np.ndarray, src: np.ndarray) -> No
             if src_t.names is None:
                 raise EncodeError(
                     f"kernel {kernel}: {where} is a struct, the array's field is " f"{src_t}",
-                    hint="use the codec's dtype: CODECS[name].dtype",
+                    hint="use the message's dtype: np.zeros(n, dtype=rg.dtype_of(MessageClass))",
                 )
             _copy_fields(kernel, where, out[name], src[name])
             continue
@@ -125,7 +125,7 @@ def _copy_fields(kernel: str, path: str, out: np.ndarray, src: np.ndarray) -> No
             raise EncodeError(
                 f"kernel {kernel}: {where} has dtype {src_t} in the array, which does not convert "
                 f"safely to the field's {dst_t}",
-                hint="use the codec's dtype: CODECS[name].dtype (np.zeros(n, dtype=...))",
+                hint="use the message's dtype: np.zeros(n, dtype=rg.dtype_of(MessageClass))",
             )
         out[name] = src[name]
 

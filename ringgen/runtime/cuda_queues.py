@@ -182,7 +182,8 @@ class InputRing(_SlotRing):
         ``RETRY`` (the values do not fit the struct; nothing was published)."""
         pack_into, flat, buf, words = self._pack_into, self._flat, self._bytes, self._words
         tail_at, head_at, cap, size = self._tail_at, self._head_at, self.cap, self.size
-        mask, ring, error = self.cap - 1, self, struct.error
+        # struct raises OverflowError (not struct.error) for a finite double beyond f32
+        mask, ring, error = self.cap - 1, self, (struct.error, OverflowError)
 
         def put_one(message: Any) -> Any:
             tail = ring.tail

@@ -25,6 +25,7 @@ from ..errors import EncodeError, WireFormatError
 from ..layout import MessageLayout, layout_of, type_dtype
 from ..protocol import Reason
 from ..types import ArrayType, ListType, MessageType, ScalarType, StrType, describe_type
+from ..values import check_message
 from . import native
 from .crc import crc32_rows
 from .header import HEADER_DTYPE, HEADER_SIZE, HEADER_USED, MAGIC, check_header_values, now_ticks
@@ -54,10 +55,16 @@ def objects_to_view(cls: type, objs: Iterable[Any]) -> np.ndarray:
     """The view rows of message objects (one Python pass over the objects).
 
     Raises:
-        EncodeError: a Str or List exceeds its bound, or an Array has the wrong length.
+        EncodeError: an item is not a ``cls``, or a value is not one its field accepts
+            (``ringgen.values``, the same check as every other encoder; numpy's conversion alone
+            would turn ``"5"`` into 5 and ``None`` into nan).
     """
     lay = layout_of(cls)
     objs = list(objs)
+    for i, obj in enumerate(objs):
+        if type(obj) is not cls:
+            raise EncodeError(f"{lay.name} batch: row {i} is a {type(obj).__name__}")
+        check_message(cls, obj)
     arr = np.zeros(len(objs), dtype=lay.dtype)
     if objs and set(map(type, objs)) == {cls} and _columns_from_objects(lay, objs, arr):
         return arr
@@ -139,7 +146,9 @@ def _put(t, arr: np.ndarray, idx: int, value: Any, where: str) -> None:
         arr["data"][idx][: len(raw)] = np.frombuffer(raw, np.uint8)
     elif isinstance(t, ListType):
         if len(value) > t.max_len:
-            raise EncodeError(f"{where}: List of at most {t.max_len} elements got {len(value)}")
+            raise EncodeError(
+                f"{where}: {describe_type(t)} holds at most {t.max_len} elements, got {len(value)}"
+            )
         arr["len"][idx] = len(value)
         items = arr["items"][idx]
         if isinstance(t.elem, MessageType):

@@ -11,9 +11,9 @@ import functools
 import struct
 from typing import Any, Iterator
 
-from ..errors import EncodeError
 from ..layout import MessageLayout, layout_of
 from ..types import ArrayType, MessageType, ScalarType, describe_type
+from ..values import check_instance, check_scalar, check_sequence
 
 __all__ = [
     "direct_struct",
@@ -76,34 +76,27 @@ def flatten_direct(cls: type, obj: Any, out: list, where: str = "") -> None:
     """Append the scalars of ``obj`` (a direct message) to ``out`` in struct order.
 
     Raises:
-        EncodeError: an Array value has the wrong number of elements, or a nested value is not the
-            declared message class.
+        EncodeError: a value is not one its field accepts (``ringgen.values``), named by ``where``.
     """
     lay = layout_of(cls)
-    if not isinstance(obj, cls):
-        raise EncodeError(f"{where or lay.name}: expected a {lay.name}, got {type(obj).__name__}")
+    check_instance(cls, obj, where or lay.name)
     for f in lay.fields:
         flatten_value(f.type, getattr(obj, f.name), out, f"{where or lay.name}.{f.name}")
 
 
 def flatten_value(t, value: Any, out: list, where: str) -> None:
-    """Append the scalars of one fixed-size ``value`` of type ``t`` to ``out`` in struct order."""
+    """Append the scalars of one fixed-size ``value`` of type ``t`` to ``out`` in struct order.
+
+    Raises:
+        EncodeError: a value is not one its field accepts (``ringgen.values``), named by ``where``.
+    """
     if isinstance(t, ScalarType):
+        check_scalar(t, value, where)
         out.append(value)
     elif isinstance(t, ArrayType):
-        try:
-            n = len(value)
-        except TypeError:
-            raise EncodeError(
-                f"{where}: {describe_type(t)} needs a sequence, got " f"{type(value).__name__}"
-            ) from None
-        if n != t.length:
-            raise EncodeError(f"{where}: Array of length {t.length} got {n} elements")
-        if isinstance(t.elem, ScalarType):
-            out.extend(value)
-        else:
-            for i, v in enumerate(value):
-                flatten_value(t.elem, v, out, f"{where}[{i}]")
+        check_sequence(t, value, where)
+        for i, v in enumerate(value):
+            flatten_value(t.elem, v, out, f"{where}[{i}]")
     elif isinstance(t, MessageType):
         flatten_direct(t.cls, value, out, where)
     else:

@@ -22,10 +22,11 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-from ..errors import EncodeError, WireFormatError
+from ..errors import WireFormatError
 from ..layout import layout_of
 from ..protocol import Reason
 from ..types import ArrayType, ListType, MessageType, ScalarType, StrType, describe_type
+from ..values import check_instance, check_scalar, check_sequence, check_str
 from .direct import direct_struct, flatten_direct, unflatten_direct
 
 __all__ = [
@@ -79,54 +80,32 @@ def encode_payload(cls: type, obj: Any) -> bytes:
 
 def _encode_object(cls: type, obj: Any, out: bytearray, where: str) -> None:
     lay = layout_of(cls)
-    if not isinstance(obj, cls):
-        raise EncodeError(f"{where}: expected a {lay.name}, got {type(obj).__name__}")
+    check_instance(cls, obj, where)
     out += _U8.pack(len(lay.fields))
     for f in lay.fields:
         encode_value(f.type, getattr(obj, f.name), out, f"{where}.{f.name}")
 
 
 def encode_value(t, value: Any, out: bytearray, where: str) -> None:
-    """Append the encoding of one ``value`` of field type ``t`` to ``out``; ``where`` names the field."""
+    """Append the encoding of one ``value`` of field type ``t`` to ``out``; ``where`` names the field.
+
+    Raises:
+        EncodeError: a value is not one its field accepts (``ringgen.values``), named by ``where``.
+    """
     if isinstance(t, ScalarType):
-        try:
-            out += struct.pack("<" + t.struct_code, value)
-        except (struct.error, TypeError, OverflowError) as exc:
-            raise EncodeError(f"{where}: {value!r} does not fit {t.name} ({exc})") from None
+        check_scalar(t, value, where)
+        out += struct.pack("<" + t.struct_code, value)
     elif isinstance(t, StrType):
-        if not isinstance(value, str):
-            raise EncodeError(
-                f"{where}: {describe_type(t)} needs a str, got {type(value).__name__}"
-            )
-        try:
-            raw = value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise EncodeError(
-                f"{where}: string holds a lone surrogate, which UTF-8 cannot carry"
-            ) from None
-        if len(raw) > t.max_bytes:
-            raise EncodeError(
-                f"{where}: {describe_type(t)} holds at most {t.max_bytes} UTF-8 bytes, got {len(raw)}"
-            )
+        raw = check_str(t, value, where)
         if not raw:
             out += _I32.pack(0)
         else:
             out += _STR_HEAD.pack(~len(raw), utf16_length(value, len(raw)))
             out += raw
     elif isinstance(t, (ArrayType, ListType)):
-        try:
-            items = list(value)
-        except TypeError:
-            raise EncodeError(f"{where}: needs a sequence, got {type(value).__name__}") from None
-        if isinstance(t, ArrayType) and len(items) != t.length:
-            raise EncodeError(f"{where}: Array of length {t.length} got {len(items)} elements")
-        if isinstance(t, ListType) and len(items) > t.max_len:
-            raise EncodeError(
-                f"{where}: {describe_type(t)} holds at most {t.max_len} elements, "
-                f"got {len(items)}"
-            )
-        out += _I32.pack(len(items))
-        for i, v in enumerate(items):
+        n = check_sequence(t, value, where)
+        out += _I32.pack(n)
+        for i, v in enumerate(value):
             encode_value(t.elem, v, out, f"{where}[{i}]")
     elif isinstance(t, MessageType):
         if layout_of(t.cls).is_bridged:
@@ -134,10 +113,7 @@ def encode_value(t, value: Any, out: bytearray, where: str) -> None:
         else:
             flat: list = []
             flatten_direct(t.cls, value, flat, where)
-            try:
-                out += direct_struct(t.cls).pack(*flat)
-            except struct.error as exc:
-                raise EncodeError(f"{where}: a value does not fit its type ({exc})") from None
+            out += direct_struct(t.cls).pack(*flat)
     else:
         raise TypeError(t)
 
