@@ -698,7 +698,7 @@ def tour(j: Job, st: Stats) -> Result:
         i -= 1
         if i == 3:
             break
-    kind = i32(0)
+    kind: i32 = 0  # declared: the literals below would otherwise widen it to i64
     if j.n < -100:
         kind = 1
     elif j.n < 0:

@@ -190,9 +190,10 @@ def h(r: Req) -> Res:
     k = r.a
     return Res(x=r.a, k=k)
 """,
-        "k = r.a",
-        "kernel h: cannot assign a value of type f32 to local 'k', which holds i32",
-        "convert explicitly, e.g. k = i32(...), or use a new local",
+        "k=`k`)",
+        "kernel h: cannot assign a value of type f64 to field Res.k of type i32",
+        "local 'k' is f64, the type that holds every value assigned to it; declare it "
+        "`k: i32 = ...`, or convert: i32(k)",
     ),
     "while_else": (
         """
@@ -472,16 +473,65 @@ def h(r: Req) -> Res:
         "kernel h: local 'double': 'double' is a reserved word in C",
         "rename the local",
     ),
-    "annotated_local": (
+    "annotated_local_message": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    y: Res = Res(x=r.a, k=r.n)
+    return y
+""",
+        "y: `Res` = Res",
+        "kernel h: a local can be declared only with a scalar type (i8..u64, f32, f64, bool_)",
+        "e.g. `acc: f32 = 0.0`; build messages with Msg(...) and let their type be inferred",
+    ),
+    "annotated_twice": (
         """
 @rg.ring_kernel
 def h(r: Req) -> Res:
     y: f32 = r.a
-    return Res(x=y, k=r.n)
+    y: i32 = r.n
+    return Res(x=r.a, k=r.n)
 """,
-        "y: f32 = r.a",
-        "kernel h: `ast.AnnAssign` is not supported in handlers",
-        "drop the annotation; a local's type is inferred (cast the value: x = f32(0))",
+        "y: i32 = r.n",
+        "kernel h: local 'y' is declared f32 and i32",
+        "declare a local's type once; use a new local for the other",
+    ),
+    "annotated_narrowing": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    y: i8 = r.n
+    return Res(x=r.a, k=y)
+""",
+        "r.n",
+        "kernel h: cannot assign a value of type i32 to local 'y' of type i8",
+        "convert explicitly: i8(...)",
+    ),
+    "local_u64_and_i64": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    k = u64(r.u)
+    k = i64(r.n)
+    return Res(x=r.a, k=r.n)
+""",
+        "k = i64(r.n)",
+        "kernel h: local 'k' is assigned both u64 and i64 values: no integer type holds every i64 "
+        "and every u64 value",
+        "convert one of them explicitly, or declare the local's type once: `k: u64 = ...`",
+    ),
+    "local_i64_and_f32": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    k = i64(r.n)
+    k = r.a
+    return Res(x=r.a, k=r.n)
+""",
+        "k = r.a",
+        "kernel h: local 'k' is assigned both i64 and f32 values: f32 cannot hold every i64 value "
+        "exactly",
+        "convert one of them explicitly, or declare the local's type once: `k: i64 = ...`",
     ),
     "yield": (
         """

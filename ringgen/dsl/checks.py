@@ -21,6 +21,7 @@ ALLOWED_NODES: frozenset = frozenset(
         ast.Store,
         # statements
         ast.Assign,
+        ast.AnnAssign,
         ast.AugAssign,
         ast.Expr,
         ast.If,

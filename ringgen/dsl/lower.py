@@ -1,10 +1,8 @@
-"""Lowering a handler or device function: statements, locals and their inferred types.
+"""Lowering a handler or device function: the driver and the statements.
 
-Python locals are function-scoped, so each becomes one C local declared at the top of the function.
-A local's type is inferred from every assignment to it: a Python literal (``total = 0``) is weak and
-takes the type of the first strong value assigned later (``total += msg.x``), as numpy would make
-it; two different strong types are an error. Types are found by lowering the body until they stop
-changing (two passes in practice).
+Locals and their types are ``scope.ScopeLowering``'s job: a local's type is declared or unified
+over every assignment to it, so types are found by lowering the body until they stop changing (two
+passes in practice).
 """
 
 from __future__ import annotations
@@ -18,7 +16,7 @@ from . import ir
 from .checks import check_allowed, always_returns
 from .diagnostics import Diagnostics
 from .lower_call import construct
-from .lower_expr import ExprLowering
+from .scope import ScopeLowering, assigned_names, first_store
 from .resolve import Resolver
 from .typesys import (
     VOID,
@@ -31,6 +29,7 @@ from .typesys import (
     StrT,
     Type,
     describe,
+    unify_local,
 )
 
 __all__ = ["FunctionLowering"]
@@ -38,7 +37,7 @@ __all__ = ["FunctionLowering"]
 _MAX_PASSES = 6
 
 
-class FunctionLowering(ExprLowering):
+class FunctionLowering(ScopeLowering):
     """Lowers one function body; ``lower()`` returns an ``ir.Function``."""
 
     def __init__(self, func, info: SourceInfo, where: str, compiler) -> None:
@@ -51,52 +50,10 @@ class FunctionLowering(ExprLowering):
         check_allowed(self.node, self.diag)
         self.params: dict[str, ir.Var] = {}
         self.pinned: dict[str, Type] = {}
+        self.declared: dict[str, Type] = {}
         self.kernel: Optional[KernelSpec] = None
         self.return_type: Type = VOID
         self.hidden_locals: dict[str, Type] = {}  # ForEach counters (rg_i<n>)
-
-    # -------------------------------------------------------------- scope
-
-    def read_local(self, node: ast.Name, probe: bool = False) -> Optional[ir.Expr]:
-        name = node.id
-        if name in self.params:
-            return self.params[name]
-        if name not in self.local_names:
-            return None
-        if probe:
-            return ir.Var(name, VOID)
-        t = self.pinned.get(name) or self.seen.get(name)
-        if t is None or name not in self.assigned:
-            raise self.diag.error(
-                node,
-                f"local '{name}' may be used before it is assigned",
-                hint="assign it on every path before this line",
-            )
-        return ir.Var(name, t)
-
-    def define_local(self, name: str, value: ir.Expr, node: ast.AST) -> ir.Var:
-        """Record an assignment of ``value`` to local ``name``; returns the local with its type."""
-        vt = value.type
-        if isinstance(vt, (OutboxT,)) or vt == VOID:
-            raise self.diag.error(node, f"a local cannot hold {describe(vt)}")
-        if isinstance(vt, MsgT) and vt.is_state:
-            raise self.diag.error(
-                node,
-                "kernel state cannot be copied into a local",
-                hint="read and write its fields directly",
-            )
-        if isinstance(vt, (ArrayT, ListT, StrT)):
-            raise self.diag.error(
-                node,
-                f"a local cannot hold a {describe(vt)}",
-                hint="index the field directly, or build a message local and "
-                "assign its elements",
-            )
-        prev = self.seen.get(name)
-        self.seen[name] = _join(prev, vt, self.diag, node, name)
-        self.assigned.add(name)
-        t = self.pinned.get(name) or self.seen[name]
-        return ir.Var(name, t)
 
     def note_call(self, df: DeviceFunction, node: ast.AST) -> None:
         self.calls.setdefault(
@@ -119,7 +76,7 @@ class FunctionLowering(ExprLowering):
 
     def run(self, params: dict[str, ir.Var]) -> tuple[tuple, dict]:
         self.params = params
-        self.local_names = _assigned_names(self.node) - set(params)
+        self.local_names = assigned_names(self.node) - set(params)
         for name in sorted(self.local_names):
             problem = check_identifier_shape(name) or (
                 f"'{name}' is a reserved word in {', '.join(reserved_by(name))}"
@@ -128,10 +85,11 @@ class FunctionLowering(ExprLowering):
             )
             if problem:
                 raise self.diag.error(
-                    _first_store(self.node, name),
+                    first_store(self.node, name),
                     f"local '{name}': {problem}",
                     hint="rename the local",
                 )
+        self.declared = self.collect_declared(self.node)
         for _ in range(_MAX_PASSES):
             self.seen: dict[str, Type] = {}
             self.assigned: set[str] = set()
@@ -273,16 +231,8 @@ class FunctionLowering(ExprLowering):
                     hint="assign to a new local instead",
                 )
             var = self.define_local(target.id, value, node)
-            return ir.Assign(
-                var,
-                self.assignable(
-                    value,
-                    var.type,
-                    node.value if hasattr(node, "value") else node,
-                    f"local '{target.id}'",
-                ),
-                self.line(node),
-            )
+            at = node.value if getattr(node, "value", None) is not None else node
+            return ir.Assign(var, self.local_value(value, var, at), self.line(node))
         if isinstance(value, ir.Atomic):
             raise self.diag.error(node, "assign the result of an atomic to a local")
         place = self.expr(target)
@@ -496,32 +446,6 @@ class FunctionLowering(ExprLowering):
         return body
 
 
-def _join(prev: Optional[Type], new: Type, diag: Diagnostics, node: ast.AST, name: str) -> Type:
-    if prev is None or prev == new:
-        return new
-    if isinstance(prev, Scalar) and isinstance(new, Scalar):
-        kind = lambda t: "bool" if t.is_bool else ("float" if t.is_float else "int")  # noqa: E731
-        if prev.weak and new.weak and kind(prev) == "int" and kind(new) == "float":
-            pass
-        elif kind(prev) == kind(new) or (kind(prev) == "float" and new.weak and kind(new) == "int"):
-            if prev.weak:
-                return new
-            if new.weak:
-                return prev
-        raise diag.error(
-            node,
-            f"cannot assign a value of type {describe(new)} to local '{name}', which "
-            f"holds {describe(prev)}",
-            hint=f"convert explicitly, e.g. {name} = "
-            f"{prev.t.name if not prev.weak else 'f64'}(...), or use a new local",
-        )
-    raise diag.error(
-        node,
-        f"local '{name}' holds {describe(prev)}; it cannot also hold " f"{describe(new)}",
-        hint="use a new local",
-    )
-
-
 def _const_range(start, stop, step):
     """(lowest, highest) value a range loop variable takes, when its bounds are constants."""
     if not all(isinstance(x, ir.Const) for x in (start, stop, step)):
@@ -539,21 +463,6 @@ def _assigned_names_in(stmts: list) -> set:
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                 names.add(n.id)
     return names
-
-
-def _assigned_names(fn: ast.FunctionDef) -> set:
-    names = set()
-    for n in ast.walk(fn):
-        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-            names.add(n.id)
-    return names
-
-
-def _first_store(fn, name):
-    for n in ast.walk(fn):
-        if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store):
-            return n
-    return fn
 
 
 def _strip_docstring(body: list) -> list:

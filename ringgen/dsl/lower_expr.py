@@ -121,6 +121,12 @@ class ExprLowering:
             hint = None
             if not dst.weak:
                 hint = f"convert explicitly: {dst.t.name}(...)"
+            if isinstance(e, ir.Var) and self.is_inferred_local(e.name):
+                hint = (
+                    f"local '{e.name}' is {describe(src)}, the type that holds every value "
+                    f"assigned to it; declare it `{e.name}: {describe(dst)} = ...`, or convert: "
+                    f"{describe(dst)}({e.name})"
+                )
             raise self.diag.error(
                 node,
                 f"cannot assign a value of type {describe(src)} to {what} of type {describe(dst)}",
@@ -136,6 +142,10 @@ class ExprLowering:
         raise self.diag.error(
             node, f"cannot assign a value of type {describe(src)} to {what} of type {describe(dst)}"
         )
+
+    def is_inferred_local(self, name: str) -> bool:
+        """True for a local whose type was inferred (overridden by the scope)."""
+        return False
 
     def value_for(self, node: ast.AST, dst: Type, what: str) -> ir.Expr:
         """Lower ``node`` as a value stored into ``dst`` (a string literal may fill a Str)."""
