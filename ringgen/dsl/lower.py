@@ -16,7 +16,8 @@ from . import ir
 from .checks import check_allowed, always_returns
 from .diagnostics import Diagnostics
 from .lower_call import construct
-from .scope import ScopeLowering, assigned_names, first_store
+from .scope import assigned_names, first_store
+from .unpack import UnpackLowering
 from .resolve import Resolver
 from .typesys import (
     VOID,
@@ -27,9 +28,9 @@ from .typesys import (
     OutboxT,
     Scalar,
     StrT,
+    TupleT,
     Type,
     describe,
-    unify_local,
 )
 
 __all__ = ["FunctionLowering"]
@@ -37,7 +38,7 @@ __all__ = ["FunctionLowering"]
 _MAX_PASSES = 6
 
 
-class FunctionLowering(ScopeLowering):
+class FunctionLowering(UnpackLowering):
     """Lowers one function body; ``lower()`` returns an ``ir.Function``."""
 
     def __init__(self, func, info: SourceInfo, where: str, compiler) -> None:
@@ -96,6 +97,7 @@ class FunctionLowering(ScopeLowering):
             self.calls: dict = {}
             self.loop_depth = 0
             self.hidden = 0
+            self.n_temps = 0
             self.safe_ranges: dict[str, tuple[int, int]] = {}
             self.item_views: set[str] = set()  # loop variables over a List of messages
             body = self.block(_strip_docstring(self.node.body))
@@ -175,22 +177,28 @@ class FunctionLowering(ScopeLowering):
         return self.expr(node, allow_atomic=allow_atomic)
 
     def stmt_Assign(self, node: ast.Assign):
-        if len(node.targets) != 1 or not isinstance(
-            node.targets[0], (ast.Name, ast.Attribute, ast.Subscript)
-        ):
+        if len(node.targets) != 1:
             raise self.diag.error(
-                node,
-                "assign one target at a time",
-                hint="split `a = b = x` or `a, b = x, y` into separate lines",
+                node, "assign one target at a time", hint="split `a = b = x` into separate lines"
             )
+        if isinstance(node.targets[0], (ast.Tuple, ast.List)):
+            return self.assign_tuple(node)
+        if not isinstance(node.targets[0], (ast.Name, ast.Attribute, ast.Subscript)):
+            raise self.diag.error(node.targets[0], "cannot assign to this expression")
         target = node.targets[0]
         if not isinstance(target, ast.Name):
             place = self.expr(target)
-            if isinstance(place.type, StrT):  # a literal may fill a Str field
+            literal = isinstance(node.value, ast.List) or (
+                isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            )
+            if literal and isinstance(place.type, (StrT, ArrayT, ListT)):  # a literal fills it
                 self.check_writable(place, target)
-                value = self.value_for(node.value, place.type, f"field '{place.name}'")
+                what = f"field '{place.name}'" if isinstance(place, ir.Field) else "this element"
+                value = self.value_for(node.value, place.type, what)
                 return ir.Assign(place, value, self.line(node))
             return self.assign(target, self.expr(node.value), node)
+        if isinstance(node.value, ast.List):
+            return self.assign(target, self.local_array_literal(node.value), node)
         value = self.message_value(node.value, allow_atomic=True)
         if isinstance(value.type, MsgT) and not isinstance(value, ir.Construct):
             raise self.diag.error(
@@ -204,6 +212,13 @@ class FunctionLowering(ScopeLowering):
     def stmt_AugAssign(self, node: ast.AugAssign):
         from .lower_expr import _BINOPS
 
+        if isinstance(node.op, ast.Pow):
+            load = ast.parse(ast.unparse(node.target), mode="eval").body
+            for n in ast.walk(load):  # errors point at the target as written
+                ast.copy_location(n, node.target)
+            power = ast.copy_location(ast.BinOp(load, ast.Pow(), node.value), node)
+            ast.fix_missing_locations(power)
+            return self.assign(node.target, self.power(power), node)
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise self.unsupported(node.op, at=node)
@@ -215,13 +230,17 @@ class FunctionLowering(ScopeLowering):
         rhs = self.scalar_expr(node.value, f"the right side of {op}=")
         return self.assign(node.target, self.binary(op, current, rhs, node), node)
 
-    def assign(self, target: ast.AST, value: ir.Expr, node: ast.AST):
+    def assign(self, target: ast.AST, value: ir.Expr, node: ast.AST, at: Optional[ast.AST] = None):
+        """The IR store of ``value`` into ``target``; errors point at ``at`` (default: the
+        statement's value, or the statement)."""
+        if at is None:
+            at = node.value if getattr(node, "value", None) is not None else node
         if isinstance(target, ast.Name):
             param = self.params.get(target.id)
             if param is not None and isinstance(param.type, Scalar):  # a by-value C parameter
                 return ir.Assign(
                     param,
-                    self.assignable(value, param.type, node, f"parameter '{target.id}'"),
+                    self.assignable(value, param.type, at, f"parameter '{target.id}'"),
                     self.line(node),
                 )
             if param is not None:
@@ -231,14 +250,13 @@ class FunctionLowering(ScopeLowering):
                     hint="assign to a new local instead",
                 )
             var = self.define_local(target.id, value, node)
-            at = node.value if getattr(node, "value", None) is not None else node
             return ir.Assign(var, self.local_value(value, var, at), self.line(node))
         if isinstance(value, ir.Atomic):
             raise self.diag.error(node, "assign the result of an atomic to a local")
         place = self.expr(target)
         self.check_writable(place, target)
         what = "this element" if isinstance(place, ir.Index) else f"field '{place.name}'"
-        return ir.Assign(place, self.assignable(value, place.type, node, what), self.line(node))
+        return ir.Assign(place, self.assignable(value, place.type, at, what), self.line(node))
 
     def check_writable(self, place: ir.Expr, node: ast.AST) -> None:
         root = place
@@ -256,6 +274,12 @@ class FunctionLowering(ScopeLowering):
                     "declare @rg.ring_kernel(ordered=True)",
                 )
             return
+        if root.pointer and self.kernel is None:
+            raise self.diag.error(
+                node,
+                f"parameter '{root.name}' is read-only",
+                hint="build a new value in a local instead",
+            )
         if root.pointer or root.name not in self.local_names:
             raise self.diag.error(
                 node,
@@ -309,8 +333,18 @@ class FunctionLowering(ScopeLowering):
                 node.orelse[0], "for ... else is not supported", hint="use a flag local"
             )
         if not isinstance(node.target, ast.Name):
-            raise self.diag.error(node.target, "the loop variable must be a single name")
+            return self.for_enumerate(node)
         it = node.iter
+        if (
+            isinstance(it, ast.Call)
+            and isinstance(it.func, ast.Name)
+            and it.func.id
+            in (
+                "enumerate",
+                "zip",
+            )
+        ):
+            return self.for_enumerate(node)
         if (
             isinstance(it, ast.Call)
             and isinstance(it.func, ast.Name)
@@ -328,9 +362,7 @@ class FunctionLowering(ScopeLowering):
             )
         if isinstance(seq.type.elem, MsgT):
             self.item_views.add(node.target.id)
-        self.hidden += 1
-        idx = ir.Var(f"rg_i{self.hidden}", WEAK_INT)
-        self.hidden_locals[idx.name] = WEAK_INT
+        idx = self.hidden_counter()
         var = self.define_local(node.target.id, ir.Var("", seq.type.elem), node.target)
         return ir.ForEach(var, seq, idx, self.loop_body(node.body), self.line(node))
 
@@ -425,6 +457,8 @@ class FunctionLowering(ScopeLowering):
             return ir.Return(None, self.line(node))
         if rt == VOID:
             raise self.diag.error(node.value, "this function is annotated '-> None'")
+        if isinstance(rt, TupleT):
+            return self.tuple_return(node, rt)
         value = self.expr(node.value)
         return ir.Return(
             self.assignable(value, rt, node.value, "the return value"), self.line(node)

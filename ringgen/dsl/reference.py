@@ -51,7 +51,7 @@ from .records import (
     to_object,
 )
 from .resolve import Resolver
-from .typesys import Scalar, TupleT, Type
+from .typesys import ArrayT, Scalar, TupleT, Type
 
 __all__ = ["HandlerFault", "ReferenceHandler", "new_state", "reference_handler", "to_numpy_message"]
 
@@ -132,6 +132,13 @@ _MATH = _math_namespace()
 
 def _caster(t: Type) -> Optional[Callable]:
     """How the reference converts a value stored into a local of type ``t`` (None: kept as is)."""
+    if isinstance(t, ArrayT) and isinstance(t.elem, Scalar):
+        elem = t.elem.t
+
+        def cast_array(values, _t=elem):
+            return np.array([cast_scalar(_t, v) for v in values], dtype=_t.np_type)
+
+        return cast_array
     if not isinstance(t, Scalar):
         return None
     if t.weak:
@@ -229,8 +236,22 @@ class _Rewrite(ast.NodeTransformer):
         )
         return ast.copy_location(new, node)
 
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        if len(node.ops) != 1 or not isinstance(node.ops[0], (ast.In, ast.NotIn)):
+            return node  # the compiler accepts `in` only alone, over a tuple written out
+        seq = node.comparators[0]
+        options = ast.Tuple(list(seq.elts), ast.Load())
+        test = ast.Call(ast.Name("__rg_member", ast.Load()), [node.left, options], [])
+        if isinstance(node.ops[0], ast.NotIn):
+            test = ast.UnaryOp(ast.Not(), test)
+        return ast.copy_location(test, node)
+
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
+        if isinstance(node.op, ast.Pow):
+            call = ast.Call(ast.Name("__rg_power", ast.Load()), [node.left, node.right], [])
+            return ast.copy_location(call, node)
         helper = _DIV_OPS.get(type(node.op))
         if helper is None:
             return node
@@ -240,7 +261,9 @@ class _Rewrite(ast.NodeTransformer):
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         self.generic_visit(node)
-        helper = _DIV_OPS.get(type(node.op))
+        helper = _DIV_OPS.get(type(node.op)) or (
+            "__rg_power" if isinstance(node.op, ast.Pow) else None
+        )
         load = _as_load(node.target)
         if helper is not None:
             value = ast.Call(ast.Name(helper, ast.Load()), [load, node.value], [])
@@ -254,7 +277,9 @@ class _Rewrite(ast.NodeTransformer):
         return ast.copy_location(ast.Assign([node.target], value), node)
 
 
-def _cast_key(t: Scalar) -> str:
+def _cast_key(t: Type) -> str:
+    if isinstance(t, ArrayT):
+        return f"array_{t.elem.t.name}"
     return t.t.name if not t.weak else "float"
 
 
@@ -274,7 +299,24 @@ def _stored_names(targets: list) -> list:
 
 #: The casts the rewrite calls (``__rg_as_<type>``), one per scalar type and Python float.
 _CASTS = {f"__rg_as_{t.name}": _caster(Scalar(t)) for t in SCALARS.values()}
+_CASTS.update({f"__rg_as_array_{t.name}": _caster(ArrayT(Scalar(t), 1)) for t in SCALARS.values()})
 _CASTS["__rg_as_float"] = float
+
+
+def _power(x, n: int):
+    """``x ** n`` as the compiler expands it: ``x * x * ... * x``, left to right."""
+    if n == 0:
+        return type(x)(1)
+    result = x
+    with np.errstate(all="ignore"):
+        for _ in range(n - 1):
+            result = result * x
+    return result
+
+
+def _member(x, options: tuple) -> bool:
+    """``x in (a, b, ...)`` as the compiler lowers it: ``x == a or x == b ...`` (no identity test)."""
+    return any(bool(x == o) for o in options)
 
 
 def _as_load(target: ast.AST) -> ast.AST:
@@ -337,6 +379,8 @@ def reference_function(func: Callable, label: str, typed: Optional[ir.Function] 
             "__rg_floordiv": _floordiv,
             "__rg_mod": _mod,
             "__rg_truediv": _truediv,
+            "__rg_power": _power,
+            "__rg_member": _member,
             **_CASTS,
             "__rg_atomic_add": intrinsics.atomic_add_at,
             "__rg_atomic_min": intrinsics.atomic_min_at,

@@ -15,13 +15,25 @@ from typing import Optional
 
 from . import ir
 from .diagnostics import Diagnostics
-from .lower_expr import ExprLowering
-from .typesys import VOID, ArrayT, ListT, MsgT, OutboxT, Scalar, StrT, Type, describe, unify_local
+from .lower_forms import FormsLowering
+from .typesys import (
+    VOID,
+    ArrayT,
+    ListT,
+    MsgT,
+    OutboxT,
+    Scalar,
+    StrT,
+    TupleT,
+    Type,
+    describe,
+    unify_local,
+)
 
 __all__ = ["ScopeLowering", "assigned_names", "first_store"]
 
 
-class ScopeLowering(ExprLowering):
+class ScopeLowering(FormsLowering):
     """The scope half of ``lower.FunctionLowering``: reading, defining and declaring locals.
 
     Expects ``params``, ``local_names``, ``seen``, ``pinned``, ``assigned`` and ``declared``
@@ -48,6 +60,12 @@ class ScopeLowering(ExprLowering):
     def define_local(self, name: str, value: ir.Expr, node: ast.AST) -> ir.Var:
         """Record an assignment of ``value`` to local ``name``; returns the local with its type."""
         vt = value.type
+        if isinstance(vt, TupleT):
+            raise self.diag.error(
+                node,
+                f"this call returns {len(vt.elems)} values ({describe(vt)})",
+                hint="unpack them: " + ", ".join(f"v{i}" for i in range(len(vt.elems))) + " = ...",
+            )
         if isinstance(vt, (OutboxT,)) or vt == VOID:
             raise self.diag.error(node, f"a local cannot hold {describe(vt)}")
         if isinstance(vt, MsgT) and vt.is_state:
@@ -56,7 +74,15 @@ class ScopeLowering(ExprLowering):
                 "kernel state cannot be copied into a local",
                 hint="read and write its fields directly",
             )
-        if isinstance(vt, (ArrayT, ListT, StrT)):
+        if isinstance(vt, (ArrayT, ListT, StrT)) and not isinstance(value, ir.ArrayLit):
+            if isinstance(vt, ArrayT):
+                raise self.diag.error(
+                    node,
+                    f"a local cannot refer to an existing {describe(vt)} (Python would share "
+                    "it, the device would copy it)",
+                    hint="index the field directly, or make a new Array local from a list "
+                    "literal: v = [a, b, c]",
+                )
             raise self.diag.error(
                 node,
                 f"a local cannot hold a {describe(vt)}",
