@@ -95,7 +95,7 @@ def build_c(unit, workdir: Path, strict: bool = True, werror: bool = True) -> ct
 
 def run_c(lib, spec, inputs: np.ndarray, state: Record | None):
     """Run kernel ``spec`` over ``inputs`` through the C driver; (outputs per message, statuses)."""
-    limit = c_target.OUTBOX_LIMIT if spec.uses_outbox else 1
+    limit = spec.outbox_limit
     n = len(inputs)
     out_cls = spec.output
     out_dtype = layout_of(out_cls).dtype if out_cls is not None else np.dtype("u1")

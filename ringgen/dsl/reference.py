@@ -37,7 +37,7 @@ import numpy as np
 
 from .. import intrinsics
 from ..kernel import DeviceFunction, KernelSpec
-from ..protocol import OUTBOX_LIMIT, Reason
+from ..protocol import Reason
 from ..schema import is_message_class
 from ..types import SCALARS, cast_scalar
 from . import ir
@@ -453,14 +453,14 @@ class ReferenceHandler:
     """
 
     def __init__(
-        self, spec: KernelSpec, raw: bool = False, outbox_limit: int = OUTBOX_LIMIT
+        self, spec: KernelSpec, raw: bool = False, outbox_limit: Optional[int] = None
     ) -> None:
         from .compile import compile_program
 
         program = compile_program([spec])  # the reference runs only what the compiler accepts
         self.spec = spec
         self.raw = raw
-        self.outbox_limit = outbox_limit
+        self.outbox_limit = spec.outbox_limit if outbox_limit is None else outbox_limit
         self.func = reference_function(spec.func, f"kernel {spec.name}", program.handlers[0])
         self._names = spec.param_names
 
