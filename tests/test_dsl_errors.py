@@ -1064,6 +1064,18 @@ def h(r: Req) -> Res:
         "kernel h: a local cannot refer to an existing Array[i32, 4] (Python would share it, the device would copy it)",
         "index the field directly, or make a new Array local from a list literal: v = [a, b, c]",
     ),
+    "tuple_value": (
+        """
+@rg.ring_kernel
+def h(r: Req) -> Res:
+    t = (r.n, r.n)
+    return Res(x=r.a, k=r.n)
+""",
+        "(r.n, r.n)",
+        "kernel h: a tuple can only be unpacked where it is written (a, b = x, y), returned by a "
+        "@rg.device function, or tested with `in`",
+        "index an Array of Arrays one dimension at a time: grid[i][j]",
+    ),
     "local_alias_of_message": (
         """
 @rg.ring_kernel

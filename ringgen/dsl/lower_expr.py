@@ -204,6 +204,15 @@ class ExprLowering:
             hint="e.g. out = Msg(pos=[x, y, z]), or v = [a, b, c] and then index v",
         )
 
+    def expr_Tuple(self, node: ast.Tuple) -> ir.Expr:
+        # tuples are taken apart where they are written (unpack.py); there are no tuple values
+        raise self.diag.error(
+            node,
+            "a tuple can only be unpacked where it is written (a, b = x, y), returned by a "
+            "@rg.device function, or tested with `in`",
+            hint="index an Array of Arrays one dimension at a time: grid[i][j]",
+        )
+
     def expr_Constant(self, node: ast.Constant) -> ir.Expr:
         v = node.value
         if isinstance(v, (bool, int, float)):

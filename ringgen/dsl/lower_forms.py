@@ -31,12 +31,8 @@ class FormsLowering(ExprLowering):
 
     def power(self, node: ast.BinOp) -> ir.Expr:
         """``x ** n`` for a constant integer ``n`` in 0..MAX_POWER."""
-        n = node.right
-        if isinstance(n, ast.UnaryOp) and isinstance(n.op, ast.USub):
-            value = n.operand.value if isinstance(n.operand, ast.Constant) else None
-            value = -value if isinstance(value, (int, float)) else None
-        else:
-            value = n.value if isinstance(n, ast.Constant) else None
+        n = self.expr(node.right)  # a literal, -literal or a module constant folds to a Const
+        value = n.value if isinstance(n, ir.Const) and isinstance(n.type, Scalar) else None
         if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_POWER:
             if isinstance(value, int) and value < 0:
                 why, hint = "a negative exponent", "divide: 1.0 / (x * x), or use math.pow(x, y)"

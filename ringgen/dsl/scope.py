@@ -91,6 +91,9 @@ class ScopeLowering(FormsLowering):
             )
         self.assigned.add(name)
         if name in self.declared:
+            if isinstance(vt, Scalar):  # a loop variable too must fit the declared type
+                at = getattr(node, "value", None) or node
+                self.assignable(value, self.declared[name], at, f"local '{name}'")
             self.seen[name] = self.declared[name]
             return ir.Var(name, self.declared[name])
         prev = self.seen.get(name)
