@@ -1076,6 +1076,16 @@ def h(r: Req) -> Res:
         "@rg.device function, or tested with `in`",
         "index an Array of Arrays one dimension at a time: grid[i][j]",
     ),
+    "outbox_limit_zero": (
+        """
+@rg.ring_kernel
+def h(r: Req, out: rg.Outbox[Res, 0]) -> None:
+    out.emit(Res(x=r.a, k=r.n))
+""",
+        "rg.Outbox[Res, 0]",
+        "kernel h: the Outbox emit limit must be an integer from 1 to 256, not 0",
+        "e.g. rg.Outbox[Msg, 16]; plain rg.Outbox[Msg] allows 8",
+    ),
     "local_alias_of_message": (
         """
 @rg.ring_kernel
