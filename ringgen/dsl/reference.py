@@ -185,8 +185,7 @@ class _Rewrite(ast.NodeTransformer):
         return [node] + self._recast(_stored_names(node.targets), node)
 
     def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
-        self.generic_visit(node)
-        new = ast.Assign([node.target], node.value)
+        new = ast.Assign([node.target], node.value)  # visited once, as an assignment
         return self.visit_Assign(ast.copy_location(new, node))
 
     def visit_For(self, node: ast.For) -> ast.AST:
