@@ -20,9 +20,19 @@ import attrs
 
 from .errors import HandlerError
 from .naming import check_identifier_shape, reserved_by
+from .protocol import OUTBOX_LIMIT
 from .schema import SourcePos, is_message_class
 
-__all__ = ["DeviceFunction", "KernelSpec", "Outbox", "device", "ring_kernel", "kernel_spec_of"]
+__all__ = [
+    "MAX_OUTBOX_LIMIT",
+    "DeviceFunction",
+    "KernelSpec",
+    "Outbox",
+    "OutboxOf",
+    "device",
+    "ring_kernel",
+    "kernel_spec_of",
+]
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -34,8 +44,15 @@ class Outbox(Generic[T]):
     """Where a handler emits zero or more output messages: ``out.emit(Msg(...))``.
 
     On a device this reserves slots in the kernel's output queue; in the reference backend it collects
-    the messages. A kernel that takes an Outbox returns ``None``.
+    the messages. A kernel that takes an Outbox returns ``None``. ``Outbox[Msg]`` allows up to
+    ``OUTBOX_LIMIT`` (8) emits per input message, ``Outbox[Msg, N]`` up to N (1..``MAX_OUTBOX_LIMIT``);
+    one more emit faults the message (``FAULT_OUTBOX``) on every backend and the reference.
     """
+
+    def __class_getitem__(cls, params):
+        if isinstance(params, tuple) and len(params) == 2:
+            return OutboxOf(params[0], params[1])  # checked where the kernel is declared
+        return super().__class_getitem__(params)
 
     __slots__ = ("_items", "_limit")
 
@@ -50,6 +67,19 @@ class Outbox(Generic[T]):
     def drain(self) -> list[T]:
         items, self._items = self._items, []
         return items
+
+
+@attrs.frozen
+class OutboxOf:
+    """``Outbox[Msg, N]``: an Outbox with its own emit limit ``N``."""
+
+    elem: Any
+    limit: Any
+
+
+#: The largest per-kernel emit limit ``Outbox[Msg, N]`` accepts: each backend reserves N output
+#: slots per message in flight (and the Metal and C skeletons hold N messages per work-item).
+MAX_OUTBOX_LIMIT = 256
 
 
 @attrs.frozen
@@ -136,7 +166,8 @@ class KernelSpec:
     is True when the handler may return None for some messages; ``state`` the ``@rg.state`` class or
     None; ``outbox`` the Outbox element class or None (then ``output`` is that class too, and the
     handler emits zero or more per message). ``param_names`` maps roles ("input", "state", "outbox")
-    to the handler's parameter names.
+    to the handler's parameter names. ``outbox_limit`` is the most outputs one input message may
+    produce: N of ``Outbox[Msg, N]``, ``OUTBOX_LIMIT`` for ``Outbox[Msg]``, 1 without an Outbox.
     """
 
     name: str
@@ -151,6 +182,7 @@ class KernelSpec:
     ordered: bool
     source: SourceInfo = attrs.field(eq=False)
     pos: SourcePos = attrs.field(eq=False)
+    outbox_limit: int = 1
 
     @property
     def uses_outbox(self) -> bool:
@@ -197,6 +229,7 @@ def _declare_kernel(
     hints = _resolve_hints(func, info, node)
     roles: dict[str, str] = {}
     input_cls = state_cls = outbox_cls = None
+    outbox_limit = 1
     for i, arg in enumerate(node.args.args):
         if arg.annotation is None:
             raise _error(
@@ -208,8 +241,27 @@ def _declare_kernel(
             )
         ann = hints[arg.arg]
         origin = typing.get_origin(ann)
-        if origin is Outbox:
-            (elem,) = typing.get_args(ann)
+        if origin is Outbox or isinstance(ann, OutboxOf):
+            elem, limit = (
+                (ann.elem, ann.limit)
+                if isinstance(ann, OutboxOf)
+                else (
+                    typing.get_args(ann)[0],
+                    OUTBOX_LIMIT,
+                )
+            )
+            if (
+                not isinstance(limit, int)
+                or isinstance(limit, bool)
+                or not 1 <= limit <= MAX_OUTBOX_LIMIT
+            ):
+                raise _error(
+                    info,
+                    arg.annotation,
+                    f"kernel {kname}: the Outbox emit limit must be an integer from 1 to "
+                    f"{MAX_OUTBOX_LIMIT}, not {limit!r}",
+                    hint=f"e.g. rg.Outbox[Msg, 16]; plain rg.Outbox[Msg] allows {OUTBOX_LIMIT}",
+                )
             if not is_message_class(elem) or elem.__ringgen_decl__.kind != "message":
                 raise _error(
                     info,
@@ -218,7 +270,7 @@ def _declare_kernel(
                 )
             if outbox_cls is not None:
                 raise _error(info, arg, f"kernel {kname}: only one Outbox parameter is allowed")
-            outbox_cls, roles["outbox"] = elem, arg.arg
+            outbox_cls, roles["outbox"], outbox_limit = elem, arg.arg, limit
         elif ann is Outbox:
             raise _error(
                 info,
@@ -293,6 +345,7 @@ def _declare_kernel(
         ordered=ordered,
         source=info,
         pos=_pos(info, node),
+        outbox_limit=outbox_limit,
     )
     return spec
 

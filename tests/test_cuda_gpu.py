@@ -328,3 +328,22 @@ def test_warm_start_does_not_run_nvcc(drv, tmp_path, monkeypatch):
     second = CudaKernelHandle.open(vector_add.spec, str(pkg), codecs=codecs)
     second.terminate()
     assert not second.compiled
+
+
+def test_language_forms_match_reference(drv):
+    """tests/language_kernels.py (tuples, enumerate, **, in, list literals, device helpers taking
+    Array/List/Str and returning tuples, Outbox[Msg, 12]) on CUDA, against the reference."""
+    import language_kernels as lk
+
+    for kernel in (lk.summarize, lk.pieces):
+        spec = kernel.spec
+        ref = rg.launch(kernel, backend="cpu", capacity=4096)
+        msgs = _random(ref.in_codec.dtype, 3000, np.random.default_rng(12))
+        ref.send_batch(msgs, timeout=60)
+        ref_out = _drain(ref)
+        k = rg.launch(kernel, backend="cuda", capacity=4096)
+        k.send_batch(msgs, timeout=30)
+        out = _drain(k)
+        assert k.stats().processed == len(msgs), spec.name
+        assert k.stats().rejected == ref.stats().rejected, spec.name
+        _agree(ref_out, out, ordered=not spec.uses_outbox, what=spec.name)

@@ -95,7 +95,7 @@ def build_c(unit, workdir: Path, strict: bool = True, werror: bool = True) -> ct
 
 def run_c(lib, spec, inputs: np.ndarray, state: Record | None):
     """Run kernel ``spec`` over ``inputs`` through the C driver; (outputs per message, statuses)."""
-    limit = c_target.OUTBOX_LIMIT if spec.uses_outbox else 1
+    limit = spec.outbox_limit
     n = len(inputs)
     out_cls = spec.output
     out_dtype = layout_of(out_cls).dtype if out_cls is not None else np.dtype("u1")
@@ -698,7 +698,7 @@ def tour(j: Job, st: Stats) -> Result:
         i -= 1
         if i == 3:
             break
-    kind = i32(0)
+    kind: i32 = 0  # declared: the literals below would otherwise widen it to i64
     if j.n < -100:
         kind = 1
     elif j.n < 0:
@@ -1016,3 +1016,56 @@ def test_field_defaults_fill_outputs(tmp_path):
     differential(unit, tmp_path / "c", n=20, seed=1)
     (out,) = reference_handler(unit.kernels[0])(sys.modules[unit.module].In(k=3))
     assert out.scale == np.float32(1.5) and out.label == "none" and (out.grid == 7).all()
+
+
+# ---------------------------------------------------------------- the language as Python writes it
+
+
+def test_language_forms_match_reference(tmp_path):
+    """tests/language_kernels.py: unified locals, tuples, enumerate, **, in, list literals, device
+    helpers taking Array/List/Str and returning tuples, endswith, Outbox[Msg, 12]."""
+    unit = collect(str(ROOT / "tests" / "language_kernels.py"))
+    differential(unit, tmp_path, n=400, seed=12)
+    pieces = next(k for k in unit.kernels if k.name == "pieces")
+    assert pieces.outbox_limit == 12
+    inputs = random_messages(pieces.input, 400, 12)
+    outs, statuses = run_reference(pieces, inputs, None)
+    assert max(len(o) for o in outs) == 12  # the limit was reached...
+    assert int(Status.FAULT_OUTBOX) in statuses  # ...and passed, which faults
+
+
+NARROW_SRC = """
+import ringgen as rg
+from ringgen.types import Array, i16, i64
+
+
+@rg.message
+class B:
+    hist: Array[i16, 4]
+
+
+@rg.message
+class T:
+    total: i64
+
+
+@rg.ring_kernel
+def acc(b: B) -> T:
+    total = 0
+    for i in range(4):
+        total += b.hist[i]
+    return T(total=total)
+"""
+
+
+def test_accumulator_does_not_narrow(tmp_path):
+    """Issue 12's example: 20000 * 3 + 14484 over an Array[i16, 4] is 74,484 on both sides, not the
+    i16 wrap-around 8,948."""
+    unit = _unit_from_source(tmp_path, "narrow_mod", NARROW_SRC)
+    spec = unit.kernels[0]
+    inputs = np.zeros(1, dtype=layout_of(spec.input).dtype)
+    inputs["hist"] = [[20000, 20000, 20000, 14484]]
+    lib = build_c(unit, tmp_path / "c")
+    (c_out,), _ = run_c(lib, spec, inputs, None)
+    (r_out,), _ = run_reference(spec, inputs, None)
+    assert int(c_out[0]["total"]) == int(r_out[0]["total"]) == 74484

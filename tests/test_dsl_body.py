@@ -14,7 +14,7 @@ from ringgen.codegen.dialect import PRELUDE_NAMES, Dialect, math_names, prelude_
 from ringgen.codegen.dialect_c import C_DIALECT, CDialect
 from ringgen.dsl import compile_program
 from ringgen.dsl.typesys import Scalar
-from ringgen.types import f32, i32, i64
+from ringgen.types import f32, f64, i32, i64
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = [
@@ -134,13 +134,16 @@ def test_local_types_are_inferred_from_later_assignments(tmp_path):
                 total += m.v[i]
                 acc = acc + m.x
             big = i64(total)
-            return M(v=m.v, x=acc)
+            small: f32 = 0.0
+            small += m.x
+            return M(v=m.v, x=f32(acc) + small)
     """))
     unit = collect(str(path))
     fn = compile_program(unit.kernels).handlers[0]
     types = dict(fn.locals)
-    assert types["total"] == Scalar(i32)  # the literal 0 took the type of m.v[i]
-    assert types["acc"] == Scalar(f32)
+    assert types["total"] == Scalar(i64)  # the literal 0 is an i64, and i64 holds every i32
+    assert types["acc"] == Scalar(f64)  # the literal 0.0 is an f64, as in Numba
+    assert types["small"] == Scalar(f32)  # declared
     assert types["big"] == Scalar(i64)
     assert types["i"].weak  # a range variable is a Python int (i64 in C)
     body = emit_body(unit, debug=False)

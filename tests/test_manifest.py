@@ -209,3 +209,14 @@ def test_compute_manifest_without_other_files(module_file):
     manifest = compute_manifest(unit, {})
     assert manifest["files"] == [] and manifest["kernels"][0]["sources"] == {}
     assert validate(manifest, load_schema()) == []
+
+
+def test_outbox_limit_is_recorded_per_kernel():
+    """``rg.Outbox[Piece, 12]`` puts 12 into the manifest; a kernel without an Outbox has 1."""
+    from pathlib import Path
+
+    unit = collect(str(Path(__file__).parent / "language_kernels.py"))
+    manifest = compute_manifest(unit, {})
+    assert validate(manifest, load_schema()) == []
+    limits = {k["name"]: k["outbox_limit"] for k in manifest["kernels"]}
+    assert limits == {"summarize": 1, "pieces": 12}

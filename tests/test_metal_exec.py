@@ -566,3 +566,22 @@ def test_a_faulting_message_emits_nothing_like_the_reference(bursts):
     assert {r: int(n) for r, n in enumerate(run.control["rejected"]) if n} == dict(want_rejected)
     key = lambda a: sorted(zip(a["id"].tolist(), a["k"].tolist()))  # noqa: E731
     assert key(run.outputs) == key(want)
+
+
+@needs_reference
+def test_language_forms_match_reference(tmp_path):
+    """tests/language_kernels.py (tuples, enumerate, **, in, list literals, device helpers taking
+    Array/List/Str and returning tuples, Outbox[Msg, 12]) on the Metal body, against the reference.
+    """
+    unit = collect(str(ROOT / "tests" / "language_kernels.py"))
+    path = tmp_path / "language_kernels.metal"
+    path.write_text(emit(unit)["language_kernels.metal"])
+    ex = build_executor(path, unit.kernels, tmp_path / "build")
+    for spec in unit.kernels:
+        views = _random_views(spec.input, N_MESSAGES, seed=12)
+        run = ex.run(spec.name, _to_slots(spec.input, views), workers=1)
+        want, _, want_rejected = _run_reference(spec, views)
+        _assert_records_match(_views(spec.output, run.outputs), want, spec.name)
+        ctl = run.control
+        assert int(ctl["processed"]) == N_MESSAGES
+        assert {r: int(n) for r, n in enumerate(ctl["rejected"]) if n} == dict(want_rejected)

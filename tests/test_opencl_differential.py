@@ -160,14 +160,16 @@ def test_hand_written_vector_add_matches_reference(tmp_path, device, mode):
     _check(vector_add, ref, ref_out, k, dev_out, f"vector_add ({mode})")
 
 
-@pytest.mark.parametrize("example", EXAMPLES + ["tests/runtime_kernels"])
+@pytest.mark.parametrize("example", EXAMPLES + ["tests/runtime_kernels", "tests/language_kernels"])
 @pytest.mark.parametrize(
     "device,mode", device_params(("persistent", "persistent-2groups", "relaunch", "relaunch-cl1.2"))
 )
 def test_example_matches_reference(tmp_path, example, device, mode):
     """Every kernel of every example (and of the runtime tests' kernels: faults by division by zero
     and out-of-range index, optional output, state without output, ordered state, bridged Str/List
-    in and out) gives what the reference gives on the same random messages."""
+    in and out; tests/language_kernels.py: tuples, enumerate, **, in, list literals, device helpers
+    with Array/List/Str parameters and tuple returns, Outbox[Msg, 12]) gives what the reference gives on
+    the same random messages."""
     path = example + ".py" if "/" in example else f"examples/{example}.py"
     pkg, unit, codecs = build_package(tmp_path, path)
     module = sys.modules[unit.module]

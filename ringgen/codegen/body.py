@@ -23,7 +23,19 @@ from typing import Optional
 
 from .. import protocol
 from ..dsl import ir
-from ..dsl.typesys import VOID, ArrayT, ListT, MsgT, Scalar, StrT, c_type, from_field_type
+from ..dsl.typesys import (
+    VOID,
+    ArrayT,
+    ListT,
+    MsgT,
+    Scalar,
+    StrT,
+    TupleT,
+    c_type,
+    from_field_type,
+    to_field_type,
+)
+from ..layout import array_dims
 from ..schema import spec_of
 from .body_expr import ExprPrinter, Helpers
 from .env import render
@@ -94,6 +106,8 @@ class _FunctionPrinter(ExprPrinter):
                 }[p.role]
             elif isinstance(p.type, MsgT):
                 self.pointer_names[p.name] = p.name
+            elif isinstance(p.type, (StrT, ListT)):
+                self.pointer_names[p.name] = f"(*{p.name})"
 
     # -------------------------------------------------------------- function
 
@@ -104,7 +118,8 @@ class _FunctionPrinter(ExprPrinter):
             body.append("    return RG_STATUS_NONE;")
         decls = []
         for name, t in fn.locals:
-            decls.append(f"    {c_type(t)} {name};")
+            dims = "".join(f"[{n}]" for n in array_dims(to_field_type(t)))
+            decls.append(f"    {c_type(t)} {name}{dims};")
         for ct, name in self.hidden:
             decls.append(f"    {ct} {name};")
         lines = [self.signature() + "\n{"]
@@ -145,12 +160,20 @@ class _FunctionPrinter(ExprPrinter):
             )
         params = []
         for p in fn.params:
-            if isinstance(p.type, MsgT):
+            if isinstance(p.type, (MsgT, StrT, ListT)):
                 params.append(f"RG_PRIVATE const {c_type(p.type)}* {p.name}")
+            elif isinstance(p.type, ArrayT):
+                dims = "".join(f"[{n}]" for n in array_dims(to_field_type(p.type)))
+                params.append(f"RG_PRIVATE const {c_type(p.type)} {p.name}{dims}")
             else:
                 params.append(f"{c_type(p.type)} {p.name}")
+        rt = fn.return_type
+        if isinstance(rt, TupleT):  # several return values: written through pointers
+            for i, t in enumerate(rt.elems):
+                params.append(f"RG_PRIVATE {c_type(t)}* rg_ret{i}")
+            rt = VOID
         params.append("RG_PRIVATE int* rg_fault")
-        return f"RG_FN {c_type(fn.return_type)} rg_fn_{fn.name}({', '.join(params)})"
+        return f"RG_FN {c_type(rt)} rg_fn_{fn.name}({', '.join(params)})"
 
     # -------------------------------------------------------------- helpers
 
@@ -164,7 +187,7 @@ class _FunctionPrinter(ExprPrinter):
         if self.fn.kind == "handler":
             return "return *rg_fault;"
         rt = self.fn.return_type
-        if rt == VOID:
+        if rt == VOID or isinstance(rt, TupleT):
             return "return;"
         return f"return ({c_type(rt)})0;"  # ignored: the caller sees *rg_fault
 
@@ -259,6 +282,9 @@ class _FunctionPrinter(ExprPrinter):
                 ft = from_field_type(spec.field(name).type)
                 lines += self.store(f"{prefix}{name}", fv, ft, ind)
             return lines + (self.check(ind) if any(self.can_fault(x) for _, x in v.fields) else [])
+        if isinstance(v, ir.ArrayLit):
+            lines = self.store_items(dst, v, ind)
+            return lines + (self.check(ind) if self.can_fault(v) else [])
         if isinstance(v, ir.FillArray):
             return self.copy_array(dst, None, self.expr(v.value), t, ind)
         if isinstance(t, ArrayT):
@@ -277,6 +303,16 @@ class _FunctionPrinter(ExprPrinter):
         if dst == "(*rg_out)":
             dst = "*rg_out"
         return [f"{ind}{dst} = {src};"]
+
+    def store_items(self, dst: str, v: ir.ArrayLit, ind: str) -> list[str]:
+        """One store per element of a list literal (nested literals element by element)."""
+        lines = []
+        for i, item in enumerate(v.items):
+            if isinstance(item, ir.ArrayLit):
+                lines += self.store_items(f"{dst}[{i}]", item, ind)
+            else:
+                lines.append(f"{ind}{dst}[{i}] = {self.expr(item, top=True)};")
+        return lines
 
     def copy_array(self, dst: str, src, fill, t: ArrayT, ind: str) -> list[str]:
         """Element loops (nested for nested Arrays) copying ``src`` or filling with ``fill``."""
@@ -399,6 +435,14 @@ class _FunctionPrinter(ExprPrinter):
         if self.fn.kind == "device":
             if s.value is None:
                 return [f"{ind}return;"]
+            if isinstance(s.value, ir.TupleValue):
+                lines = [
+                    f"{ind}*rg_ret{i} = {self.expr(v, top=True)};"
+                    for i, v in enumerate(s.value.items)
+                ]
+                if self.can_fault(s.value):
+                    lines += self.check(ind)
+                return lines + [f"{ind}return;"]
             return [f"{ind}return {self.expr(s.value, top=True)};"]
         if s.value is None:
             return [f"{ind}return RG_STATUS_NONE;"]
@@ -425,6 +469,13 @@ class _FunctionPrinter(ExprPrinter):
             f"{ind}{dst}.len += 1u;",
         ]
 
+    def stmt_Unpack(self, s: ir.Unpack, depth: int) -> list[str]:
+        """A call to a device function returning a tuple, into hidden locals."""
+        ind = "    " * depth
+        args = self.call_args(s.call) + [f"&{t.name}" for t in s.targets] + ["rg_fault"]
+        lines = [f"{ind}rg_fn_{s.call.fn}({', '.join(args)});"]
+        return lines + (self.check(ind) if self.can_fault(s.call) else [])
+
     def stmt_Emit(self, s: ir.Emit, depth: int) -> list[str]:
         ind = "    " * depth
         m = self.temp(c_type(s.value.type), "m")
@@ -440,7 +491,7 @@ class _FunctionPrinter(ExprPrinter):
 def _expressions(body: tuple):
     """Every top-level expression of the statements in ``body``, nested blocks included."""
     for s in body:
-        for name in ("value", "cond", "expr", "target", "start", "stop", "step", "seq"):
+        for name in ("value", "cond", "expr", "target", "start", "stop", "step", "seq", "call"):
             e = getattr(s, name, None)
             if e is not None:
                 yield e

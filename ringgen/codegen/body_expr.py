@@ -290,6 +290,10 @@ class ExprPrinter:
         return f"rg_{stem}_{t.name}({', '.join(args)})"
 
     def e_CallDevice(self, e: ir.CallDevice) -> str:
+        return f"rg_fn_{e.fn}({', '.join(self.call_args(e) + ['rg_fault'])})"
+
+    def call_args(self, e: ir.CallDevice) -> list[str]:
+        """The C arguments of a device call: messages, Str and List by pointer, Arrays decayed."""
         args = []
         for a in e.args:
             if isinstance(a.type, MsgT):
@@ -297,10 +301,11 @@ class ExprPrinter:
                 args.append(
                     text if isinstance(a, ir.Var) and a.name in self.pointer_names else f"&{text}"
                 )
+            elif isinstance(a.type, (StrT, ListT)):
+                args.append(f"&{self.expr(a)}")
             else:
                 args.append(self.expr(a, top=True))
-        args.append("rg_fault")
-        return f"rg_fn_{e.fn}({', '.join(args)})"
+        return args
 
     def e_StrEq(self, e: ir.StrEq) -> str:
         a = self.expr(e.left)
@@ -318,8 +323,10 @@ class ExprPrinter:
 
     def e_StartsWith(self, e: ir.StartsWith) -> str:
         a = self.expr(e.string)
-        parts = [f"{a}.len >= {len(e.prefix)}u"] + [
-            f"{a}.data[{i}] == {b}u" for i, b in enumerate(e.prefix)
+        n = len(e.prefix)
+        at = (lambda i: f"{a}.len - {n - i}u") if e.suffix else str  # noqa: E731
+        parts = [f"{a}.len >= {n}u"] + [
+            f"{a}.data[{at(i)}] == {b}u" for i, b in enumerate(e.prefix)
         ]
         return "(" + " && ".join(parts) + ")"
 

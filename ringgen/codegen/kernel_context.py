@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from ..kernel import KernelSpec
 from ..layout import layout_of
-from ..protocol import OUTBOX_LIMIT
 
 __all__ = ["kernel_context"]
 
@@ -36,6 +35,6 @@ def kernel_context(spec: KernelSpec) -> dict:
         "has_output": out_cls is not None,
         "state_type": layout_of(spec.state).name if spec.state is not None else "void",
         "uses_outbox": spec.uses_outbox,
-        "limit": OUTBOX_LIMIT if spec.uses_outbox else 1,
+        "limit": spec.outbox_limit,
         "ordered": spec.ordered,
     }

@@ -217,6 +217,7 @@ def compute_manifest(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> di
                 "may_skip": k.may_skip,
                 "ordered": k.ordered,
                 "capacity": k.capacity,
+                "outbox_limit": k.outbox_limit,
                 "sources": {t: f for t, f in sources.items() if k.name not in skipped.get(t, {})},
                 "skipped": {t: why[k.name] for t, why in sorted(skipped.items()) if k.name in why},
             }

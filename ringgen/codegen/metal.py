@@ -101,7 +101,8 @@ def kernel_context(k, handler=None) -> dict:
     if k.uses_outbox:
         bound = max_emits(handler.body) if handler is not None else None
         # a handler whose emits are not in a loop needs no more slots than its static bound
-        per_message = min(max(1, bound), OUTBOX_LIMIT) if bound is not None else OUTBOX_LIMIT
+        limit = k.outbox_limit
+        per_message = min(max(1, bound), limit) if bound is not None else limit
         out_doc = f"Outbox[{out_type}]"
         outbox_doc = (
             f"at most {per_message} per message, the handler's static bound"

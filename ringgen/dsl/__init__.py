@@ -2,10 +2,13 @@
 
 ``compile_program(kernels, device_functions)`` is the entry point; ``ringgen.codegen.body`` prints
 the IR as C-family text, and ``reference`` runs the same handlers in Python for the CPU backend.
-The modules, in the order data flows: ``resolve`` (what a global name means), ``typesys`` (types and
-promotion), ``lower_expr``/``lower_call``/``lower`` (AST -> IR, with type checking), ``checks``
-(allow-list, return paths), ``diagnostics`` (errors at file:line:col), ``compile`` (entry points);
-``records`` and ``reference`` give the same semantics in Python.
+The modules, in the order data flows: ``resolve`` (what a global name means), ``typesys`` (types,
+promotion and the unification of a local's types), ``lower_expr``/``lower_call`` (expressions and
+calls), ``lower_forms`` (``**``, ``in``, list literals), ``scope`` (locals and their types),
+``unpack`` (tuples, ``enumerate``), ``lower`` (statements; AST -> IR, with type checking),
+``checks`` (allow-list, return paths), ``diagnostics`` (errors at file:line:col, named as Python
+names the construct), ``compile`` (entry points); ``records`` and ``reference`` give the same
+semantics in Python. The user-facing rules are in docs/language.md.
 
 Semantics, where Python and C differ (the generated C and the reference agree exactly on integers):
 
@@ -22,8 +25,10 @@ Semantics, where Python and C differ (the generated C and the reference agree ex
   *faults*: the handler returns ``-Reason`` and the message is counted as rejected.
 - ``math.*`` computes in f32 when its arguments are f32, else in f64 (``math.floor`` returns a float).
   ``min``/``max`` convert their arguments to one type and keep Python's tie rule.
-- A local has one type for the whole function (inferred from every assignment); a local that only
-  ever holds Python ints is 64-bit in C and unbounded in the reference.
+- A local has one type for the whole function: declared (``acc: f32 = 0.0``) or unified over every
+  assignment, Numba's way (an int literal is i64, a float literal f64: ``total = 0`` that also holds
+  i16 sums is an i64); the reference casts every store to a typed local the same way. A local that
+  only ever holds Python ints is 64-bit in C and unbounded in the reference.
 - State fields change only through ``rg.atomic_*`` unless the kernel is ``ordered=True``.
 """
 

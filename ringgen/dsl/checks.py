@@ -21,6 +21,7 @@ ALLOWED_NODES: frozenset = frozenset(
         ast.Store,
         # statements
         ast.Assign,
+        ast.AnnAssign,
         ast.AugAssign,
         ast.Expr,
         ast.If,
@@ -32,7 +33,8 @@ ALLOWED_NODES: frozenset = frozenset(
         ast.Pass,
         # expressions
         ast.Constant,
-        ast.List,  # only `[]`, an empty List value (lower_expr.value_for)
+        ast.List,  # stored into an Array or List, or the right side of `in` (lower_forms)
+        ast.Tuple,  # multiple assignment, `in`, enumerate targets, returns (unpack, lower_forms)
         ast.Name,
         ast.Attribute,
         ast.Subscript,
@@ -66,6 +68,9 @@ ALLOWED_NODES: frozenset = frozenset(
         ast.GtE,
         ast.Eq,
         ast.NotEq,
+        ast.Pow,
+        ast.In,
+        ast.NotIn,
     }
 )
 

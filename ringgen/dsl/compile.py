@@ -5,16 +5,17 @@ from __future__ import annotations
 import ast
 import contextlib
 import logging
+import typing
 from typing import Iterable, Optional
 
 from ..errors import HandlerError, RinggenError
 from ..kernel import DeviceFunction, KernelSpec
 from ..schema import is_message_class
-from ..types import ScalarType
+from ..types import ArrayType, ListType, ScalarType, StrType
 from . import ir
 from .diagnostics import Diagnostics
 from .lower import FunctionLowering
-from .typesys import VOID, MsgT, OutboxT, Scalar, Type
+from .typesys import VOID, MsgT, OutboxT, Scalar, TupleT, Type, from_field_type
 
 __all__ = ["Compiler", "compile_kernel", "compile_program"]
 
@@ -78,22 +79,31 @@ class Compiler:
 
 
 def _value_type(df: DeviceFunction, ann, what: str) -> Type:
-    """The type of a device function's parameter (a scalar or a message, passed by pointer) or
-    return value (a scalar)."""
+    """The type of a device function's parameter (a scalar; a message, an Array, a Str or a List,
+    passed by pointer and read-only) or return value (a scalar, or a tuple of scalars)."""
     if isinstance(ann, ScalarType):
         return Scalar(ann)
     is_param = what != "return type"
     if is_param and is_message_class(ann) and ann.__ringgen_decl__.kind == "message":
         return MsgT(ann, ann.__name__)
-    allowed = "a scalar type (i8..u64, f32, f64, bool_)" + (
-        " or a @rg.message class" if is_param else " or None"
+    if is_param and isinstance(ann, (ArrayType, StrType, ListType)):
+        return from_field_type(ann)
+    if not is_param and typing.get_origin(ann) is tuple:
+        elems = typing.get_args(ann)
+        if len(elems) >= 2 and all(isinstance(e, ScalarType) for e in elems):
+            return TupleT(tuple(Scalar(e) for e in elems))
+    allowed = (
+        "a scalar type (i8..u64, f32, f64, bool_), a @rg.message class, Array[T, N], Str[N] or "
+        "List[T, N]"
+        if is_param
+        else "a scalar type (i8..u64, f32, f64, bool_), tuple[T1, T2, ...] of scalar types or None"
     )
     raise HandlerError(
         f"device function {df.__name__}: {what} must be {allowed}, not "
         f"{getattr(ann, '__qualname__', ann)!s}",
         file=df.source.file,
         line=df.source.first_line,
-        hint="e.g. 'x: f32' or '-> f32'",
+        hint="e.g. 'x: f32' or '-> f32'" if is_param else "e.g. '-> f32' or '-> tuple[i32, f32]'",
     )
 
 
@@ -201,7 +211,7 @@ def _lower_device(df: DeviceFunction, signature, compiler: Compiler) -> tuple[ir
     lw.return_type = ret
     params = {}
     for name, t in plist:
-        params[name] = ir.Var(name, t, pointer=isinstance(t, MsgT))
+        params[name] = ir.Var(name, t, pointer=not isinstance(t, Scalar))
     body, locals_ = lw.run(params)
     body = lw.finish(body)
     return (

@@ -149,9 +149,12 @@ class StrEq:
 
 @attrs.frozen
 class StartsWith:
+    """``s.startswith(b"...")``, or ``s.endswith(b"...")`` when ``suffix``."""
+
     string: "Expr"
     prefix: bytes
     type: Type
+    suffix: bool = False
 
 
 @attrs.frozen
@@ -188,7 +191,26 @@ class FillArray:
     type: Type
 
 
+@attrs.frozen
+class ArrayLit:
+    """A list literal as an Array value: ``items`` (one per element, each already of the element
+    type, or a nested ``ArrayLit``)."""
+
+    items: tuple
+    type: Type
+
+
+@attrs.frozen
+class TupleValue:
+    """``return a, b`` in a device function returning a tuple: the values, already converted."""
+
+    items: tuple
+    type: Type
+
+
 Expr = Union[
+    ArrayLit,
+    TupleValue,
     Const,
     Var,
     Field,
@@ -292,13 +314,25 @@ class Append:
 
 
 @attrs.frozen
+class Unpack:
+    """``a, b = helper(...)``: call a device function returning a tuple into hidden locals
+    ``targets`` (the stores into ``a`` and ``b`` follow as plain ``Assign`` statements)."""
+
+    targets: tuple
+    call: Expr
+    line: int
+
+
+@attrs.frozen
 class Emit:
     kernel: str
     value: Expr
     line: int
 
 
-Stmt = Union[Assign, ExprStmt, If, ForRange, ForEach, While, Break, Continue, Return, Emit, Append]
+Stmt = Union[
+    Assign, ExprStmt, If, ForRange, ForEach, While, Break, Continue, Return, Emit, Append, Unpack
+]
 
 # ---------------------------------------------------------------- functions
 

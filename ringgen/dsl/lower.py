@@ -1,10 +1,8 @@
-"""Lowering a handler or device function: statements, locals and their inferred types.
+"""Lowering a handler or device function: the driver and the statements.
 
-Python locals are function-scoped, so each becomes one C local declared at the top of the function.
-A local's type is inferred from every assignment to it: a Python literal (``total = 0``) is weak and
-takes the type of the first strong value assigned later (``total += msg.x``), as numpy would make
-it; two different strong types are an error. Types are found by lowering the body until they stop
-changing (two passes in practice).
+Locals and their types are ``scope.ScopeLowering``'s job: a local's type is declared or unified
+over every assignment to it, so types are found by lowering the body until they stop changing (two
+passes in practice).
 """
 
 from __future__ import annotations
@@ -18,7 +16,8 @@ from . import ir
 from .checks import check_allowed, always_returns
 from .diagnostics import Diagnostics
 from .lower_call import construct
-from .lower_expr import ExprLowering
+from .scope import assigned_names, first_store
+from .unpack import UnpackLowering
 from .resolve import Resolver
 from .typesys import (
     VOID,
@@ -29,6 +28,7 @@ from .typesys import (
     OutboxT,
     Scalar,
     StrT,
+    TupleT,
     Type,
     describe,
 )
@@ -38,7 +38,7 @@ __all__ = ["FunctionLowering"]
 _MAX_PASSES = 6
 
 
-class FunctionLowering(ExprLowering):
+class FunctionLowering(UnpackLowering):
     """Lowers one function body; ``lower()`` returns an ``ir.Function``."""
 
     def __init__(self, func, info: SourceInfo, where: str, compiler) -> None:
@@ -51,52 +51,10 @@ class FunctionLowering(ExprLowering):
         check_allowed(self.node, self.diag)
         self.params: dict[str, ir.Var] = {}
         self.pinned: dict[str, Type] = {}
+        self.declared: dict[str, Type] = {}
         self.kernel: Optional[KernelSpec] = None
         self.return_type: Type = VOID
         self.hidden_locals: dict[str, Type] = {}  # ForEach counters (rg_i<n>)
-
-    # -------------------------------------------------------------- scope
-
-    def read_local(self, node: ast.Name, probe: bool = False) -> Optional[ir.Expr]:
-        name = node.id
-        if name in self.params:
-            return self.params[name]
-        if name not in self.local_names:
-            return None
-        if probe:
-            return ir.Var(name, VOID)
-        t = self.pinned.get(name) or self.seen.get(name)
-        if t is None or name not in self.assigned:
-            raise self.diag.error(
-                node,
-                f"local '{name}' may be used before it is assigned",
-                hint="assign it on every path before this line",
-            )
-        return ir.Var(name, t)
-
-    def define_local(self, name: str, value: ir.Expr, node: ast.AST) -> ir.Var:
-        """Record an assignment of ``value`` to local ``name``; returns the local with its type."""
-        vt = value.type
-        if isinstance(vt, (OutboxT,)) or vt == VOID:
-            raise self.diag.error(node, f"a local cannot hold {describe(vt)}")
-        if isinstance(vt, MsgT) and vt.is_state:
-            raise self.diag.error(
-                node,
-                "kernel state cannot be copied into a local",
-                hint="read and write its fields directly",
-            )
-        if isinstance(vt, (ArrayT, ListT, StrT)):
-            raise self.diag.error(
-                node,
-                f"a local cannot hold a {describe(vt)}",
-                hint="index the field directly, or build a message local and "
-                "assign its elements",
-            )
-        prev = self.seen.get(name)
-        self.seen[name] = _join(prev, vt, self.diag, node, name)
-        self.assigned.add(name)
-        t = self.pinned.get(name) or self.seen[name]
-        return ir.Var(name, t)
 
     def note_call(self, df: DeviceFunction, node: ast.AST) -> None:
         self.calls.setdefault(
@@ -119,7 +77,7 @@ class FunctionLowering(ExprLowering):
 
     def run(self, params: dict[str, ir.Var]) -> tuple[tuple, dict]:
         self.params = params
-        self.local_names = _assigned_names(self.node) - set(params)
+        self.local_names = assigned_names(self.node) - set(params)
         for name in sorted(self.local_names):
             problem = check_identifier_shape(name) or (
                 f"'{name}' is a reserved word in {', '.join(reserved_by(name))}"
@@ -128,16 +86,18 @@ class FunctionLowering(ExprLowering):
             )
             if problem:
                 raise self.diag.error(
-                    _first_store(self.node, name),
+                    first_store(self.node, name),
                     f"local '{name}': {problem}",
                     hint="rename the local",
                 )
+        self.declared = self.collect_declared(self.node)
         for _ in range(_MAX_PASSES):
             self.seen: dict[str, Type] = {}
             self.assigned: set[str] = set()
             self.calls: dict = {}
             self.loop_depth = 0
             self.hidden = 0
+            self.n_temps = 0
             self.safe_ranges: dict[str, tuple[int, int]] = {}
             self.item_views: set[str] = set()  # loop variables over a List of messages
             body = self.block(_strip_docstring(self.node.body))
@@ -217,22 +177,28 @@ class FunctionLowering(ExprLowering):
         return self.expr(node, allow_atomic=allow_atomic)
 
     def stmt_Assign(self, node: ast.Assign):
-        if len(node.targets) != 1 or not isinstance(
-            node.targets[0], (ast.Name, ast.Attribute, ast.Subscript)
-        ):
+        if len(node.targets) != 1:
             raise self.diag.error(
-                node,
-                "assign one target at a time",
-                hint="split `a = b = x` or `a, b = x, y` into separate lines",
+                node, "assign one target at a time", hint="split `a = b = x` into separate lines"
             )
+        if isinstance(node.targets[0], (ast.Tuple, ast.List)):
+            return self.assign_tuple(node)
+        if not isinstance(node.targets[0], (ast.Name, ast.Attribute, ast.Subscript)):
+            raise self.diag.error(node.targets[0], "cannot assign to this expression")
         target = node.targets[0]
         if not isinstance(target, ast.Name):
             place = self.expr(target)
-            if isinstance(place.type, StrT):  # a literal may fill a Str field
+            literal = isinstance(node.value, ast.List) or (
+                isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            )
+            if literal and isinstance(place.type, (StrT, ArrayT, ListT)):  # a literal fills it
                 self.check_writable(place, target)
-                value = self.value_for(node.value, place.type, f"field '{place.name}'")
+                what = f"field '{place.name}'" if isinstance(place, ir.Field) else "this element"
+                value = self.value_for(node.value, place.type, what)
                 return ir.Assign(place, value, self.line(node))
             return self.assign(target, self.expr(node.value), node)
+        if isinstance(node.value, ast.List):
+            return self.assign(target, self.local_array_literal(node.value), node)
         value = self.message_value(node.value, allow_atomic=True)
         if isinstance(value.type, MsgT) and not isinstance(value, ir.Construct):
             raise self.diag.error(
@@ -246,6 +212,13 @@ class FunctionLowering(ExprLowering):
     def stmt_AugAssign(self, node: ast.AugAssign):
         from .lower_expr import _BINOPS
 
+        if isinstance(node.op, ast.Pow):
+            load = ast.parse(ast.unparse(node.target), mode="eval").body
+            for n in ast.walk(load):  # errors point at the target as written
+                ast.copy_location(n, node.target)
+            power = ast.copy_location(ast.BinOp(load, ast.Pow(), node.value), node)
+            ast.fix_missing_locations(power)
+            return self.assign(node.target, self.power(power), node)
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise self.unsupported(node.op, at=node)
@@ -257,13 +230,17 @@ class FunctionLowering(ExprLowering):
         rhs = self.scalar_expr(node.value, f"the right side of {op}=")
         return self.assign(node.target, self.binary(op, current, rhs, node), node)
 
-    def assign(self, target: ast.AST, value: ir.Expr, node: ast.AST):
+    def assign(self, target: ast.AST, value: ir.Expr, node: ast.AST, at: Optional[ast.AST] = None):
+        """The IR store of ``value`` into ``target``; errors point at ``at`` (default: the
+        statement's value, or the statement)."""
+        if at is None:
+            at = node.value if getattr(node, "value", None) is not None else node
         if isinstance(target, ast.Name):
             param = self.params.get(target.id)
             if param is not None and isinstance(param.type, Scalar):  # a by-value C parameter
                 return ir.Assign(
                     param,
-                    self.assignable(value, param.type, node, f"parameter '{target.id}'"),
+                    self.assignable(value, param.type, at, f"parameter '{target.id}'"),
                     self.line(node),
                 )
             if param is not None:
@@ -273,22 +250,13 @@ class FunctionLowering(ExprLowering):
                     hint="assign to a new local instead",
                 )
             var = self.define_local(target.id, value, node)
-            return ir.Assign(
-                var,
-                self.assignable(
-                    value,
-                    var.type,
-                    node.value if hasattr(node, "value") else node,
-                    f"local '{target.id}'",
-                ),
-                self.line(node),
-            )
+            return ir.Assign(var, self.local_value(value, var, at), self.line(node))
         if isinstance(value, ir.Atomic):
             raise self.diag.error(node, "assign the result of an atomic to a local")
         place = self.expr(target)
         self.check_writable(place, target)
         what = "this element" if isinstance(place, ir.Index) else f"field '{place.name}'"
-        return ir.Assign(place, self.assignable(value, place.type, node, what), self.line(node))
+        return ir.Assign(place, self.assignable(value, place.type, at, what), self.line(node))
 
     def check_writable(self, place: ir.Expr, node: ast.AST) -> None:
         root = place
@@ -306,6 +274,12 @@ class FunctionLowering(ExprLowering):
                     "declare @rg.ring_kernel(ordered=True)",
                 )
             return
+        if root.pointer and self.kernel is None:
+            raise self.diag.error(
+                node,
+                f"parameter '{root.name}' is read-only",
+                hint="build a new value in a local instead",
+            )
         if root.pointer or root.name not in self.local_names:
             raise self.diag.error(
                 node,
@@ -359,8 +333,18 @@ class FunctionLowering(ExprLowering):
                 node.orelse[0], "for ... else is not supported", hint="use a flag local"
             )
         if not isinstance(node.target, ast.Name):
-            raise self.diag.error(node.target, "the loop variable must be a single name")
+            return self.for_enumerate(node)
         it = node.iter
+        if (
+            isinstance(it, ast.Call)
+            and isinstance(it.func, ast.Name)
+            and it.func.id
+            in (
+                "enumerate",
+                "zip",
+            )
+        ):
+            return self.for_enumerate(node)
         if (
             isinstance(it, ast.Call)
             and isinstance(it.func, ast.Name)
@@ -378,9 +362,7 @@ class FunctionLowering(ExprLowering):
             )
         if isinstance(seq.type.elem, MsgT):
             self.item_views.add(node.target.id)
-        self.hidden += 1
-        idx = ir.Var(f"rg_i{self.hidden}", WEAK_INT)
-        self.hidden_locals[idx.name] = WEAK_INT
+        idx = self.hidden_counter()
         var = self.define_local(node.target.id, ir.Var("", seq.type.elem), node.target)
         return ir.ForEach(var, seq, idx, self.loop_body(node.body), self.line(node))
 
@@ -475,6 +457,8 @@ class FunctionLowering(ExprLowering):
             return ir.Return(None, self.line(node))
         if rt == VOID:
             raise self.diag.error(node.value, "this function is annotated '-> None'")
+        if isinstance(rt, TupleT):
+            return self.tuple_return(node, rt)
         value = self.expr(node.value)
         return ir.Return(
             self.assignable(value, rt, node.value, "the return value"), self.line(node)
@@ -496,32 +480,6 @@ class FunctionLowering(ExprLowering):
         return body
 
 
-def _join(prev: Optional[Type], new: Type, diag: Diagnostics, node: ast.AST, name: str) -> Type:
-    if prev is None or prev == new:
-        return new
-    if isinstance(prev, Scalar) and isinstance(new, Scalar):
-        kind = lambda t: "bool" if t.is_bool else ("float" if t.is_float else "int")  # noqa: E731
-        if prev.weak and new.weak and kind(prev) == "int" and kind(new) == "float":
-            pass
-        elif kind(prev) == kind(new) or (kind(prev) == "float" and new.weak and kind(new) == "int"):
-            if prev.weak:
-                return new
-            if new.weak:
-                return prev
-        raise diag.error(
-            node,
-            f"cannot assign a value of type {describe(new)} to local '{name}', which "
-            f"holds {describe(prev)}",
-            hint=f"convert explicitly, e.g. {name} = "
-            f"{prev.t.name if not prev.weak else 'f64'}(...), or use a new local",
-        )
-    raise diag.error(
-        node,
-        f"local '{name}' holds {describe(prev)}; it cannot also hold " f"{describe(new)}",
-        hint="use a new local",
-    )
-
-
 def _const_range(start, stop, step):
     """(lowest, highest) value a range loop variable takes, when its bounds are constants."""
     if not all(isinstance(x, ir.Const) for x in (start, stop, step)):
@@ -539,21 +497,6 @@ def _assigned_names_in(stmts: list) -> set:
             if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
                 names.add(n.id)
     return names
-
-
-def _assigned_names(fn: ast.FunctionDef) -> set:
-    names = set()
-    for n in ast.walk(fn):
-        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
-            names.add(n.id)
-    return names
-
-
-def _first_store(fn, name):
-    for n in ast.walk(fn):
-        if isinstance(n, ast.Name) and n.id == name and isinstance(n.ctx, ast.Store):
-            return n
-    return fn
 
 
 def _strip_docstring(body: list) -> list:

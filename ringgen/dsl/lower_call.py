@@ -10,6 +10,7 @@ from .. import intrinsics
 from ..schema import spec_of
 from ..types import ScalarType, u32, u64
 from . import ir
+from .diagnostics import builtin_call_message
 from .lower_expr import ExprLowering
 from .typesys import (
     BOOL,
@@ -90,6 +91,9 @@ def lower_call(lw: ExprLowering, node: ast.Call, allow_atomic: bool) -> ir.Expr:
             f"{name} is not one of the handler language's math functions",
             hint="available: math." + ", math.".join(sorted(intrinsics.MATH_FUNCTIONS)),
         )
+    known = builtin_call_message(name, target.value)
+    if known is not None:
+        raise d.error(f, known[0], hint=known[1])
     if name in ("int", "float", "bool"):
         hint = {"int": "i64(x) or i32(x)", "float": "f32(x) or f64(x)", "bool": "bool_(x)"}[name]
         raise d.error(f, f"{name}() is not supported in handlers", hint=f"cast with {hint}")
@@ -213,13 +217,29 @@ def _default(lw, node, cname, f, ft):
 
 
 def _device_call(lw, node, df) -> ir.Expr:
+    d = lw.diag
     sig = lw.device_signature(df, node)
     params, ret = sig
     _nargs(lw, node, df.__name__, len(params))
     args = []
     for (pname, ptype), a in zip(params, node.args):
         e = lw.expr(a)
-        args.append(lw.assignable(e, ptype, a, f"parameter '{pname}' of {df.__name__}"))
+        what = f"parameter '{pname}' of {df.__name__}"
+        if not isinstance(ptype, Scalar):  # passed by pointer: the very same C type, not state
+            if _is_state_value(e):
+                raise d.error(
+                    a,
+                    f"kernel state cannot be passed to {what} (state lives in another "
+                    "address space)",
+                    hint="pass the scalars it needs, or copy them into a local first",
+                )
+            if isinstance(ptype, (StrT, ListT)) and e.type != ptype:
+                raise d.error(
+                    a,
+                    f"{what} is {describe(ptype)}; this is {describe(e.type)}",
+                    hint=f"declare the parameter as {describe(e.type)}",
+                )
+        args.append(lw.assignable(e, ptype, a, what))
     lw.note_call(df, node)
     return ir.CallDevice(df.__name__, tuple(args), ret)
 
@@ -322,6 +342,13 @@ def _intrinsic(lw, node, name, allow_atomic) -> ir.Expr:
     return ir.Atomic(op, target, tuple(args), t)
 
 
+def _is_state_value(e) -> bool:
+    """True when ``e`` is (part of) the kernel state."""
+    while isinstance(e, (ir.Field, ir.Index)):
+        e = e.base
+    return isinstance(e, ir.Var) and isinstance(e.type, MsgT) and e.type.is_state
+
+
 def _is_state_place(e) -> bool:
     if isinstance(e, ir.Index):
         e = e.base
@@ -336,12 +363,18 @@ def _is_state_place(e) -> bool:
 def _method_call(lw, node, f: ast.Attribute) -> ir.Expr:
     d = lw.diag
     base = lw.expr(f.value)
-    if isinstance(base.type, StrT) and f.attr == "startswith":
-        _nargs(lw, node, "startswith", 1)
+    if isinstance(base.type, StrT) and f.attr in ("startswith", "endswith"):
+        _nargs(lw, node, f.attr, 1)
         a = node.args[0]
         if not (isinstance(a, ast.Constant) and isinstance(a.value, str)):
-            raise d.error(a, "startswith takes a string literal")
-        return ir.StartsWith(base, a.value.encode("utf-8"), BOOL)
+            raise d.error(a, f"{f.attr} takes a string literal")
+        return ir.StartsWith(base, a.value.encode("utf-8"), BOOL, suffix=f.attr == "endswith")
+    if isinstance(base.type, StrT):
+        raise d.error(
+            f,
+            f"Str has no method '{f.attr}' in handlers",
+            hint='a Str supports ==, !=, len(s), s.startswith("...") and s.endswith("...")',
+        )
     if isinstance(base.type, OutboxT) and f.attr == "emit":
         raise d.error(node, "out.emit(...) must be a statement of its own")
     if isinstance(base.type, ListT) and f.attr == "append":

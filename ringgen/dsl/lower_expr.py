@@ -15,6 +15,7 @@ import numpy as np
 from ..schema import spec_of
 from ..types import SCALARS, ScalarType, i64
 from . import ir
+from .diagnostics import module_value_message
 from .resolve import Resolved
 from .typesys import (
     BOOL,
@@ -121,6 +122,12 @@ class ExprLowering:
             hint = None
             if not dst.weak:
                 hint = f"convert explicitly: {dst.t.name}(...)"
+            if isinstance(e, ir.Var) and self.is_inferred_local(e.name):
+                hint = (
+                    f"local '{e.name}' is {describe(src)}, the type that holds every value "
+                    f"assigned to it; declare it `{e.name}: {describe(dst)} = ...`, or convert: "
+                    f"{describe(dst)}({e.name})"
+                )
             raise self.diag.error(
                 node,
                 f"cannot assign a value of type {describe(src)} to {what} of type {describe(dst)}",
@@ -137,6 +144,10 @@ class ExprLowering:
             node, f"cannot assign a value of type {describe(src)} to {what} of type {describe(dst)}"
         )
 
+    def is_inferred_local(self, name: str) -> bool:
+        """True for a local whose type was inferred (overridden by the scope)."""
+        return False
+
     def value_for(self, node: ast.AST, dst: Type, what: str) -> ir.Expr:
         """Lower ``node`` as a value stored into ``dst`` (a string literal may fill a Str)."""
         if isinstance(dst, StrT) and isinstance(node, ast.Constant) and isinstance(node.value, str):
@@ -151,6 +162,8 @@ class ExprLowering:
             return ir.Const(data, StrT(len(data)))
         if isinstance(dst, ListT) and isinstance(node, ast.List) and not node.elts:
             return ir.Const((), ListT(dst.elem, 0))
+        if isinstance(dst, ArrayT) and isinstance(node, ast.List):
+            return self.array_literal(node, dst, what)
         return self.assignable(self.expr(node), dst, node, what)
 
     # -------------------------------------------------------------- entry
@@ -183,7 +196,22 @@ class ExprLowering:
     # -------------------------------------------------------------- leaves
 
     def expr_List(self, node: ast.List) -> ir.Expr:
-        raise self.unsupported(node)  # `[]` is accepted only as a List field's value (value_for)
+        # a list literal is a value only where it is stored (value_for, an assignment to a local)
+        raise self.diag.error(
+            node,
+            "a list literal can only be stored: into an Array field or local "
+            "(one value per element), or `[]` into a List field",
+            hint="e.g. out = Msg(pos=[x, y, z]), or v = [a, b, c] and then index v",
+        )
+
+    def expr_Tuple(self, node: ast.Tuple) -> ir.Expr:
+        # tuples are taken apart where they are written (unpack.py); there are no tuple values
+        raise self.diag.error(
+            node,
+            "a tuple can only be unpacked where it is written (a, b = x, y), returned by a "
+            "@rg.device function, or tested with `in`",
+            hint="index an Array of Arrays one dimension at a time: grid[i][j]",
+        )
 
     def expr_Constant(self, node: ast.Constant) -> ir.Expr:
         v = node.value
@@ -213,6 +241,9 @@ class ExprLowering:
             )
         if res.kind == "const":
             return self.const_global(res, node)
+        known = module_value_message(node.id, res.value) if res.kind == "other" else None
+        if known is not None:
+            raise self.diag.error(node, known[0], hint=known[1])
         raise self.diag.error(node, f"'{node.id}' ({_kind_text(res)}) cannot be used as a value")
 
     def const_global(self, res: Resolved, node: ast.AST) -> ir.Const:
@@ -292,9 +323,13 @@ class ExprLowering:
     # -------------------------------------------------------------- operators
 
     def expr_BinOp(self, node: ast.BinOp) -> ir.Expr:
+        if isinstance(node.op, ast.Pow):
+            return self.power(node)
         op = _BINOPS.get(type(node.op))
         if op is None:
             raise self.unsupported(node.op, at=node)
+        self.check_not_string(node.left, op, node)
+        self.check_not_string(node.right, op, node)
         left = self.scalar_expr(node.left, f"the left operand of {op}")
         right = self.scalar_expr(node.right, f"the right operand of {op}")
         return self.binary(op, left, right, node)
@@ -330,6 +365,22 @@ class ExprLowering:
             else:
                 checked = True
         return ir.Binary(op, left, right, t, checked)
+
+    def check_not_string(self, operand: ast.AST, op: str, node: ast.AST) -> None:
+        """Raise for a Str or a string literal used as an operand of an arithmetic operator."""
+        if isinstance(operand, ast.Constant) and isinstance(operand.value, str):
+            is_str = True
+        elif isinstance(operand, (ast.Attribute, ast.Name, ast.Subscript)):
+            is_str = isinstance(self.expr(operand).type, StrT)
+        else:
+            is_str = False
+        if is_str:
+            raise self.diag.error(
+                node,
+                f"strings cannot be combined with {op} in handlers",
+                hint='write the whole string into a Str field (out.name = "..."), or copy a '
+                "Str field; build other text on the host",
+            )
 
     def expr_UnaryOp(self, node: ast.UnaryOp) -> ir.Expr:
         if isinstance(node.op, ast.Not):
@@ -371,7 +422,17 @@ class ExprLowering:
     def expr_Compare(self, node: ast.Compare) -> ir.Expr:
         parts = []
         left_node = node.left
+        if len(node.ops) > 1 and any(isinstance(o, (ast.In, ast.NotIn)) for o in node.ops):
+            raise self.diag.error(
+                node,
+                "an `in` test cannot be part of a chain of comparisons",
+                hint="write it on its own: (a < b) and (b in (1, 2))",
+            )
         for op_node, right_node in zip(node.ops, node.comparators):
+            if isinstance(op_node, (ast.In, ast.NotIn)):
+                parts.append(self.membership(left_node, op_node, right_node, node))
+                left_node = right_node
+                continue
             op = _CMPOPS.get(type(op_node))
             if op is None:
                 raise self.unsupported(op_node, at=node)

@@ -8,7 +8,11 @@ compiler rejects), then builds a copy of the function with a small, documented r
    call passes the object, the field name and the index (``ringgen.intrinsics.atomic_<op>_at``);
 2. ``a // b``, ``a % b`` and ``a / b`` (and their ``op=`` forms) become ``__rg_floordiv(a, b)``,
    ``__rg_mod(a, b)`` and ``__rg_truediv(a, b)``: numpy returns 0 for an integer division by zero
-   where the device faults, and Python raises for a float one where the device gives inf/nan.
+   where the device faults, and Python raises for a float one where the device gives inf/nan;
+3. every store into a typed local (``x = v``, ``x += v``, ``x: f32 = v``, a loop or tuple target)
+   and every return value of a device function is wrapped in ``__rg_as_<type>(...)``, the local's
+   (or return) type as the compiler inferred or was told it (``dsl/scope.py``), converting as a C
+   store does: so ``total = 0; total += msg.hist[i]`` accumulates in i64 here as on the device.
 
 Everything else is the user's code, run with its own globals except that message classes build
 ``Record``s, ``math`` computes with numpy at the precision the compiler picks (f32 for f32), and
@@ -33,8 +37,10 @@ import numpy as np
 
 from .. import intrinsics
 from ..kernel import DeviceFunction, KernelSpec
-from ..protocol import OUTBOX_LIMIT, Reason
+from ..protocol import Reason
 from ..schema import is_message_class
+from ..types import SCALARS, cast_scalar
+from . import ir
 from .records import (
     HandlerFault,
     Record,
@@ -45,6 +51,7 @@ from .records import (
     to_object,
 )
 from .resolve import Resolver
+from .typesys import ArrayT, Scalar, TupleT, Type
 
 __all__ = ["HandlerFault", "ReferenceHandler", "new_state", "reference_handler", "to_numpy_message"]
 
@@ -123,11 +130,81 @@ def _math_namespace() -> pytypes.SimpleNamespace:
 _MATH = _math_namespace()
 
 
+def _caster(t: Type) -> Optional[Callable]:
+    """How the reference converts a value stored into a local of type ``t`` (None: kept as is)."""
+    if isinstance(t, ArrayT) and isinstance(t.elem, Scalar):
+        elem = t.elem.t
+
+        def cast_array(values, _t=elem):
+            return np.array([cast_scalar(_t, v) for v in values], dtype=_t.np_type)
+
+        return cast_array
+    if not isinstance(t, Scalar):
+        return None
+    if t.weak:
+        return float if t.is_float else None  # a Python int local stays a Python int
+    st = t.t
+
+    def cast(value, _t=st):
+        return cast_scalar(_t, value)
+
+    cast.__name__ = f"__rg_as_{st.name}"
+    return cast
+
+
 class _Rewrite(ast.NodeTransformer):
     """The rewrite described in the module docstring."""
 
-    def __init__(self, resolver: Resolver) -> None:
+    def __init__(self, resolver: Resolver, local_types: dict, return_type: Type) -> None:
         self.resolver = resolver
+        self.casts = {n: f"__rg_as_{_cast_key(t)}" for n, t in local_types.items() if _caster(t)}
+        self.return_type = return_type
+
+    def _cast(self, name: str, value: ast.AST) -> ast.AST:
+        call = ast.Call(ast.Name(self.casts[name], ast.Load()), [value], [])
+        return ast.copy_location(call, value)
+
+    def _recast(self, names: list, at: ast.AST) -> list:
+        """``name = __rg_as_T(name)`` for each typed local in ``names``."""
+        out = []
+        for n in names:
+            if n in self.casts:
+                stmt = ast.Assign(
+                    [ast.Name(n, ast.Store())], self._cast(n, ast.Name(n, ast.Load()))
+                )
+                out.append(ast.copy_location(stmt, at))
+        return out
+
+    def visit_Assign(self, node: ast.Assign):
+        self.generic_visit(node)
+        if len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name in self.casts:
+                node.value = self._cast(name, node.value)
+            return node
+        return [node] + self._recast(_stored_names(node.targets), node)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> ast.AST:
+        new = ast.Assign([node.target], node.value)  # visited once, as an assignment
+        return self.visit_Assign(ast.copy_location(new, node))
+
+    def visit_For(self, node: ast.For) -> ast.AST:
+        self.generic_visit(node)
+        node.body = self._recast(_stored_names([node.target]), node) + node.body
+        return node
+
+    def visit_Return(self, node: ast.Return) -> ast.AST:
+        self.generic_visit(node)
+        rt = self.return_type
+        if node.value is None:
+            return node
+        if isinstance(rt, TupleT) and isinstance(node.value, ast.Tuple):
+            node.value.elts = [
+                _cast_call(t, e) if _caster(t) else e for t, e in zip(rt.elems, node.value.elts)
+            ]
+        elif _caster(rt):
+            node.value = _cast_call(rt, node.value)
+        return node
 
     def _atomic_name(self, func: ast.AST) -> Optional[str]:
         if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name):
@@ -158,8 +235,22 @@ class _Rewrite(ast.NodeTransformer):
         )
         return ast.copy_location(new, node)
 
+    def visit_Compare(self, node: ast.Compare) -> ast.AST:
+        self.generic_visit(node)
+        if len(node.ops) != 1 or not isinstance(node.ops[0], (ast.In, ast.NotIn)):
+            return node  # the compiler accepts `in` only alone, over a tuple written out
+        seq = node.comparators[0]
+        options = ast.Tuple(list(seq.elts), ast.Load())
+        test = ast.Call(ast.Name("__rg_member", ast.Load()), [node.left, options], [])
+        if isinstance(node.ops[0], ast.NotIn):
+            test = ast.UnaryOp(ast.Not(), test)
+        return ast.copy_location(test, node)
+
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
         self.generic_visit(node)
+        if isinstance(node.op, ast.Pow):
+            call = ast.Call(ast.Name("__rg_power", ast.Load()), [node.left, node.right], [])
+            return ast.copy_location(call, node)
         helper = _DIV_OPS.get(type(node.op))
         if helper is None:
             return node
@@ -169,12 +260,62 @@ class _Rewrite(ast.NodeTransformer):
 
     def visit_AugAssign(self, node: ast.AugAssign) -> ast.AST:
         self.generic_visit(node)
-        helper = _DIV_OPS.get(type(node.op))
-        if helper is None:
-            return node
+        helper = _DIV_OPS.get(type(node.op)) or (
+            "__rg_power" if isinstance(node.op, ast.Pow) else None
+        )
         load = _as_load(node.target)
-        call = ast.Call(ast.Name(helper, ast.Load()), [load, node.value], [])
-        return ast.copy_location(ast.Assign([node.target], call), node)
+        if helper is not None:
+            value = ast.Call(ast.Name(helper, ast.Load()), [load, node.value], [])
+        elif isinstance(node.target, ast.Name) and node.target.id in self.casts:
+            value = ast.BinOp(load, node.op, node.value)
+        else:
+            return node
+        value = ast.copy_location(value, node)
+        if isinstance(node.target, ast.Name) and node.target.id in self.casts:
+            value = self._cast(node.target.id, value)
+        return ast.copy_location(ast.Assign([node.target], value), node)
+
+
+def _cast_key(t: Type) -> str:
+    if isinstance(t, ArrayT):
+        return f"array_{t.elem.t.name}"
+    return t.t.name if not t.weak else "float"
+
+
+def _cast_call(t: Scalar, value: ast.AST) -> ast.AST:
+    call = ast.Call(ast.Name(f"__rg_as_{_cast_key(t)}", ast.Load()), [value], [])
+    return ast.copy_location(call, value)
+
+
+def _stored_names(targets: list) -> list:
+    return [
+        n.id
+        for t in targets
+        for n in ast.walk(t)
+        if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
+    ]
+
+
+#: The casts the rewrite calls (``__rg_as_<type>``), one per scalar type and Python float.
+_CASTS = {f"__rg_as_{t.name}": _caster(Scalar(t)) for t in SCALARS.values()}
+_CASTS.update({f"__rg_as_array_{t.name}": _caster(ArrayT(Scalar(t), 1)) for t in SCALARS.values()})
+_CASTS["__rg_as_float"] = float
+
+
+def _power(x, n: int):
+    """``x ** n`` as the compiler expands it: ``x * x * ... * x``, left to right."""
+    if n == 0:
+        return type(x)(1)
+    result = x
+    with np.errstate(all="ignore"):
+        for _ in range(n - 1):
+            result = result * x
+    return result
+
+
+def _member(x, options: tuple) -> bool:
+    """``x in (a, b, ...)`` as the compiler lowers it: ``x == a or x == b ...`` (no identity test)."""
+    return any(bool(x == o) for o in options)
 
 
 def _as_load(target: ast.AST) -> ast.AST:
@@ -193,11 +334,17 @@ def _message_constructor(cls: type) -> Callable:
 _COMPILED: "weakref.WeakKeyDictionary[Callable, Callable]" = weakref.WeakKeyDictionary()
 
 
-def reference_function(func: Callable, label: str) -> Callable:
-    """The rewritten copy of ``func`` (a handler or device function body), cached per function."""
+def reference_function(func: Callable, label: str, typed: Optional[ir.Function] = None) -> Callable:
+    """The rewritten copy of ``func`` (a handler or device function body), cached per function.
+
+    ``typed`` is the compiled function (its local and return types); a device function is
+    compiled here when it is not given.
+    """
     key = func
     if key in _COMPILED:
         return _COMPILED[key]
+    if typed is None:
+        typed = _compiled_device(func)
     import inspect
     import textwrap
 
@@ -209,10 +356,13 @@ def reference_function(func: Callable, label: str) -> Callable:
     for a in fn.args.args:
         a.annotation = None
     resolver = Resolver(func)
-    tree = ast.fix_missing_locations(_Rewrite(resolver).visit(tree))
+    rewrite = _Rewrite(resolver, dict(typed.locals), typed.return_type)
+    tree = ast.fix_missing_locations(rewrite.visit(tree))
     text = (
         f"# ringgen reference copy of {label} ({inspect.getsourcefile(func)}): atomics and\n"
-        f"# // % / rewritten as ringgen/dsl/reference.py documents\n" + ast.unparse(tree) + "\n"
+        f"# // % / and typed stores rewritten as ringgen/dsl/reference.py documents\n"
+        + ast.unparse(tree)
+        + "\n"
     )
     filename = f"<ringgen-reference {label}>"
     linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
@@ -228,6 +378,9 @@ def reference_function(func: Callable, label: str) -> Callable:
             "__rg_floordiv": _floordiv,
             "__rg_mod": _mod,
             "__rg_truediv": _truediv,
+            "__rg_power": _power,
+            "__rg_member": _member,
+            **_CASTS,
             "__rg_atomic_add": intrinsics.atomic_add_at,
             "__rg_atomic_min": intrinsics.atomic_min_at,
             "__rg_atomic_max": intrinsics.atomic_max_at,
@@ -239,6 +392,17 @@ def reference_function(func: Callable, label: str) -> Callable:
     result = namespace[fn.name]
     _COMPILED[key] = result
     return result
+
+
+def _compiled_device(func: Callable) -> ir.Function:
+    """The compiled ``ir.Function`` of the ``@rg.device`` function whose body is ``func``."""
+    from .compile import compile_program
+
+    for v in func.__globals__.values():
+        if isinstance(v, DeviceFunction) and v.func is func:
+            program = compile_program([], [v])
+            return next(f for f in program.device_functions if f.name == v.__name__)
+    raise LookupError(f"{func.__qualname__} is not a @rg.device function")  # pragma: no cover
 
 
 def _substitute(value: Any, name: str) -> Any:
@@ -288,15 +452,15 @@ class ReferenceHandler:
     """
 
     def __init__(
-        self, spec: KernelSpec, raw: bool = False, outbox_limit: int = OUTBOX_LIMIT
+        self, spec: KernelSpec, raw: bool = False, outbox_limit: Optional[int] = None
     ) -> None:
         from .compile import compile_program
 
-        compile_program([spec])  # the reference runs only what the compiler accepts
+        program = compile_program([spec])  # the reference runs only what the compiler accepts
         self.spec = spec
         self.raw = raw
-        self.outbox_limit = outbox_limit
-        self.func = reference_function(spec.func, f"kernel {spec.name}")
+        self.outbox_limit = spec.outbox_limit if outbox_limit is None else outbox_limit
+        self.func = reference_function(spec.func, f"kernel {spec.name}", program.handlers[0])
         self._names = spec.param_names
 
     def __call__(self, msg: Any, state: Any = None, outbox: Any = None) -> list:

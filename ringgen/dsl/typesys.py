@@ -48,6 +48,7 @@ __all__ = [
     "OutboxT",
     "Scalar",
     "StrT",
+    "TupleT",
     "VOID",
     "VoidT",
     "Type",
@@ -59,6 +60,7 @@ __all__ = [
     "from_field_type",
     "promote_arith",
     "promote_compare",
+    "unify_local",
 ]
 
 
@@ -114,7 +116,14 @@ class VoidT:
     pass
 
 
-Type = Union[Scalar, ArrayT, StrT, ListT, MsgT, OutboxT, VoidT]
+@attrs.frozen
+class TupleT:
+    """What a ``@rg.device`` function annotated ``-> tuple[i32, f32]`` returns (unpacked at the call)."""
+
+    elems: tuple
+
+
+Type = Union[Scalar, ArrayT, StrT, ListT, MsgT, OutboxT, VoidT, TupleT]
 
 VOID = VoidT()
 WEAK_INT = Scalar(i64, weak=True)
@@ -178,6 +187,8 @@ def describe(t: Type) -> str:
         return t.name
     if isinstance(t, OutboxT):
         return f"Outbox[{t.elem.name}]"
+    if isinstance(t, TupleT):
+        return "tuple[" + ", ".join(describe(e) for e in t.elems) + "]"
     return "None"
 
 
@@ -259,3 +270,44 @@ def unsigned_of_size(size: int) -> ScalarType:
 
 
 F32, F64 = Scalar(f32), Scalar(f64)
+
+
+def unify_local(a: Scalar, b: Scalar) -> tuple[Optional[Scalar], Optional[str]]:
+    """The one type of a local assigned values of types ``a`` and ``b``, or (None, why not).
+
+    Numba's rule, on numpy's promotion table (docs/language.md, "Locals"): a Python int (weak) is
+    i64 and a Python float f64, except that two weak values stay weak (Python ints stay Python
+    ints) and a weak int joins u64 as u64. Two ints give the smallest int holding both; an int and
+    a float the float that holds both exactly. bool_ joins only bool_. Joins that have no exact
+    type (u64 with a signed int, a 64-bit int with a float) are refused.
+    """
+    if a == b:
+        return a, None
+    if a.is_bool or b.is_bool:
+        return None, "a bool_ local holds only bool_ values"
+    if a.weak and b.weak:
+        return (WEAK_FLOAT if a.is_float or b.is_float else WEAK_INT), None
+    if a.weak or b.weak:
+        weak, strong = (a, b) if a.weak else (b, a)
+        if weak.is_int:
+            if strong.is_float:
+                return F64, None  # numpy: int64 with a float is float64
+            return (Scalar(u64) if strong.t is u64 else Scalar(i64)), None
+        a, b = F64, strong
+    if a.is_float and b.is_float:
+        return Scalar(_wider(a.t, b.t)), None
+    if a.is_float or b.is_float:
+        fl, it = (a.t, b.t) if a.is_float else (b.t, a.t)
+        if it.size == 8:
+            return None, f"{fl.name} cannot hold every {it.name} value exactly"
+        if fl is f32 and it.size == 4:
+            return F64, None
+        return Scalar(fl), None
+    if a.t.is_signed == b.t.is_signed:
+        return Scalar(_wider(a.t, b.t)), None
+    s, u = (a.t, b.t) if a.t.is_signed else (b.t, a.t)
+    if s.size > u.size:
+        return Scalar(s), None
+    if u.size == 8:
+        return None, f"no integer type holds every {s.name} and every u64 value"
+    return Scalar(_SIGNED[u.size * 2]), None

@@ -70,9 +70,7 @@ DEFAULT_GROUP_SIZE = 64
 
 
 def _outbox_limit(spec: KernelSpec) -> int:
-    from ..protocol import OUTBOX_LIMIT
-
-    return OUTBOX_LIMIT if spec.uses_outbox else 1
+    return spec.outbox_limit
 
 
 def _entry(prg, name: str, n_args: int, source: Path):
