@@ -287,8 +287,11 @@ def new_record(cls: type, **fields: Any) -> Record:
 
 
 def new_state(cls: type) -> Record:
-    """A fresh ``@rg.state`` value: every field from its default (an Array's scalar default fills it)."""
-    return new_record(cls)
+    """A fresh ``@rg.state`` value: every field from its default (an Array's scalar default fills it);
+    a field without a default starts zeroed, as device memory does on every backend."""
+    defaults = {f.name: f.default for f in spec_of(cls).fields if f.default is not attrs.NOTHING}
+    rec = new_record(cls, **{f.name: 0 for f in spec_of(cls).fields if f.name not in defaults})
+    return rec
 
 
 def to_numpy_message(obj: Any) -> Record:
