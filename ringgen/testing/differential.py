@@ -75,7 +75,7 @@ def check_module(
     *,
     seed: int = 0,
     n_messages: int = 48,
-    special: bool = True,
+    special: Optional[bool] = None,
     ulps: Optional[Mapping[str, Mapping[str, int]]] = None,
     name: Optional[str] = None,
 ) -> CheckReport:
@@ -87,7 +87,8 @@ def check_module(
         workdir: a scratch folder (sources, libraries, packages).
         seed: seeds the random messages (each kernel adds a hash of its name).
         n_messages: messages per kernel.
-        special: NaN and infinities among the float values.
+        special: NaN and infinities among the float values (default: the generated module's
+            ``Profile.nan``, else True).
         ulps: kernel name -> {output field: ULP bound} (generated modules carry their own: the
             ``approx`` fields get ``MATH_ULPS``); every other float must agree bit for bit.
         name: the module's name (default: a fresh one).
@@ -101,6 +102,8 @@ def check_module(
             compiler's: the message has the file:line:col).
     """
     source = module.source if isinstance(module, GeneratedModule) else str(module)
+    if special is None:
+        special = module.profile.nan if isinstance(module, GeneratedModule) else True
     tolerances = dict(ulps or {})
     if isinstance(module, GeneratedModule):
         for k in module.kernels:

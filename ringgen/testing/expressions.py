@@ -17,7 +17,16 @@ from hypothesis import strategies as st
 
 from .schemas import BITS, FLOATS, INTEGERS
 
-__all__ = ["APPROX_MATH", "EXACT_MATH", "Profile", "Scope", "bool_expr", "expr_of", "literal"]
+__all__ = [
+    "APPROX_MATH",
+    "EXACT_MATH",
+    "Profile",
+    "Scope",
+    "bool_expr",
+    "expr_of",
+    "literal",
+    "operand",
+]
 
 #: math functions whose result is correctly rounded on every backend (compared bit for bit).
 EXACT_MATH = ("sqrt", "floor", "ceil", "trunc", "fabs")
@@ -34,12 +43,14 @@ class Profile:
         f64: f64 fields and values (Metal has no f64; its kernels are skipped, not generated without).
         f32_division: ``/``, ``//``, ``%`` and sqrt on f32 (NVIDIA's OpenCL rounds them loosely).
         nan: NaN and infinities in messages.
+        state_defaults: nonzero defaults in ``@rg.state`` classes (off: every field starts zeroed).
         shapes: the kernel shapes to draw (``ringgen.testing.handlers.SHAPES``).
     """
 
     f64: bool = True
     f32_division: bool = True
     nan: bool = True
+    state_defaults: bool = True
     shapes: Optional[tuple[str, ...]] = None
 
 
@@ -95,7 +106,7 @@ def _reads_scope(text: str, scope: Scope) -> bool:
     return any(leaf in text for leaves in scope.leaves.values() for leaf in leaves)
 
 
-def _operand(draw, t: str, scope: Scope, depth: int) -> str:
+def operand(draw, t: str, scope: Scope, depth: int) -> str:
     """An expression that reads something in scope where possible: a divisor or an index the
     compiler can fold to a constant zero or out of range is a compile error, not a test."""
     text = draw(expr_of(t, scope, depth))
@@ -132,7 +143,7 @@ def expr_of(draw, t: str, scope: Scope, depth: int = 0) -> str:
     if kind == "index":
         path, _, _ = draw(st.sampled_from([a for a in scope.arrays if a[1] == t]))
         idx_t = draw(st.sampled_from(["i32", "i64", "u8", "i8"]))
-        return f"{path}[{_operand(draw, idx_t, scope, depth + 2)}]"
+        return f"{path}[{operand(draw, idx_t, scope, depth + 2)}]"
     if kind == "call":
         name, params, _ = draw(st.sampled_from([h for h in scope.helpers if h[2] == t]))
         args = ", ".join(draw(expr_of(p, scope, depth + 1)) for p in params)
@@ -166,7 +177,7 @@ def expr_of(draw, t: str, scope: Scope, depth: int = 0) -> str:
     left = draw(expr_of(t, scope, depth + 1))
     if op in ("<<", ">>"):
         return f"({left} {op} {t}({draw(st.integers(0, BITS[t] + 2))}))"
-    right = _operand(draw, t, scope, depth + 1) if op in ("//", "%") else None
+    right = operand(draw, t, scope, depth + 1) if op in ("//", "%") else None
     right = right or draw(expr_of(t, scope, depth + 1))
     if op in ("+", "-", "*") and draw(st.integers(0, 3)) == 0:
         right = literal(draw, t)  # a weak Python literal takes the other side's type

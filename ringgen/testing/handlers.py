@@ -21,7 +21,7 @@ import attrs
 from hypothesis import strategies as st
 
 from ..protocol import OUTBOX_LIMIT
-from .expressions import APPROX_MATH, Profile, Scope, bool_expr, expr_of, literal
+from .expressions import APPROX_MATH, Profile, Scope, bool_expr, expr_of, literal, operand
 from .schemas import FLOATS, SCALARS, MessageDecl, TypeDecl, message_decls, scalar
 
 __all__ = ["SHAPES", "GeneratedKernel", "GeneratedModule", "kernel_modules", "render_module"]
@@ -58,6 +58,7 @@ class GeneratedModule:
 
     source: str
     kernels: tuple[GeneratedKernel, ...]
+    profile: Profile = Profile()
 
     def __str__(self) -> str:
         return self.source
@@ -247,7 +248,7 @@ def _state_decl(draw, k: int, profile: Profile, atomics: bool) -> MessageDecl:
         else:
             fields.append((f"g{i}", scalar(t)))
         if defaults or draw(st.booleans()):  # attrs: defaults only after fields without
-            defaults.append((f"g{i}", literal(draw, t)))
+            defaults.append((f"g{i}", literal(draw, t) if profile.state_defaults else "0"))
     return MessageDecl(f"State{k}", tuple(fields), state=True, defaults=tuple(defaults))
 
 
@@ -257,7 +258,7 @@ def _state_writes(draw, body: _Body, state: MessageDecl, scope: Scope, atomics: 
         place = f"s.{name}"
         elem = t.name if t.kind == "scalar" else t.elem.name
         if t.kind == "array":
-            idx = draw(expr_of("i32", scope, 2))
+            idx = operand(draw, "i32", scope, 2)
             place = f"s.{name}[{idx} % {t.length}]" if draw(st.booleans()) else f"s.{name}[{idx}]"
         if not atomics:
             body.add(f"{place} = {draw(expr_of(elem, scope, 1))}")
@@ -425,4 +426,4 @@ def kernel_modules(
         p, g = draw(_kernel(k, draw(st.sampled_from(shapes)), profile))
         parts += p
         gen.append(g)
-    return GeneratedModule(render_module(parts), tuple(gen))
+    return GeneratedModule(render_module(parts), tuple(gen), profile)
