@@ -184,3 +184,71 @@ def test_a_broken_emitter_is_caught_in_generated_kernels(monkeypatch, tmp_path_f
         run()
     text = str(info.value)
     assert "disagrees with the reference" in text and " - " in text.split("--- the module")[1]
+
+
+# ---------------------------------------------------------------- regressions the generator found
+
+#: OpenCL started a state class with one field without a default all zeroed, losing ``base``'s -128
+#: (the reference then raised "missing field" instead of starting ``hist`` zeroed).
+STATE_PARTLY_DEFAULTED = """
+import ringgen as rg
+from ringgen.types import Array, i32, i64
+
+
+@rg.message
+class Tick:
+    id: i64
+    n: i32
+
+
+@rg.state
+class Mixed:
+    hist: Array[i32, 2]
+    base: i32 = -128
+
+
+@rg.ring_kernel
+def mixed(m: Tick, s: Mixed) -> Tick:
+    rg.atomic_add(s.base, m.n)
+    rg.atomic_max(s.hist[m.n % 2], m.n)
+    return Tick(id=m.id, n=m.n)
+"""
+
+#: Metal kept a kernel casting an f64 literal to an integer, whose cast helper needs trunc and fmod in
+#: f64: the shim build failed with "rg_trunc_f64 was not declared". Metal now skips it.
+F64_LITERAL_CAST = """
+import ringgen as rg
+from ringgen.types import i32, i64
+
+
+@rg.message
+class In0:
+    id: i64
+    x: i32
+
+
+@rg.message
+class Out0:
+    id: i64
+    r: i32
+
+
+@rg.ring_kernel
+def kernel0(m: In0) -> Out0:
+    return Out0(id=m.id, r=i32(2.5) + m.x)
+"""
+
+
+@pytest.mark.skipif(not RUNNERS, reason=f"no CPU backend present: {ABSENT}")
+def test_state_with_and_without_defaults_starts_the_same_everywhere(tmp_path):
+    report = check_module(STATE_PARTLY_DEFAULTED, RUNNERS, tmp_path, seed=1)
+    assert report.ran == {r.name: 1 for r in RUNNERS}
+
+
+@pytest.mark.skipif(not RUNNERS, reason=f"no CPU backend present: {ABSENT}")
+def test_metal_skips_an_f64_literal_cast_to_an_integer(tmp_path):
+    report = check_module(F64_LITERAL_CAST, RUNNERS, tmp_path, seed=1)
+    assert report.ran == {r.name: 1 for r in RUNNERS if r.name != "metal-shim"}
+    if any(r.name == "metal-shim" for r in RUNNERS):
+        (why,) = report.skipped["metal-shim"]
+        assert "Metal has no double" in why
