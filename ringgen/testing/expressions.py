@@ -44,6 +44,7 @@ class Profile:
         f32_division: ``/``, ``//``, ``%`` and sqrt on f32 (NVIDIA's OpenCL rounds them loosely).
         nan: NaN and infinities in messages.
         state_defaults: nonzero defaults in ``@rg.state`` classes (off: every field starts zeroed).
+        narrow_negation: unary minus on i8 and i16 (CUDA: ``x >= -x`` is false for x = -32768).
         shapes: the kernel shapes to draw (``ringgen.testing.handlers.SHAPES``).
     """
 
@@ -51,6 +52,7 @@ class Profile:
     f32_division: bool = True
     nan: bool = True
     state_defaults: bool = True
+    narrow_negation: bool = True
     shapes: Optional[tuple[str, ...]] = None
 
 
@@ -160,7 +162,10 @@ def expr_of(draw, t: str, scope: Scope, depth: int = 0) -> str:
         fn = draw(st.sampled_from(fns))
         return f"math.{fn}({draw(expr_of(t, scope, depth + 1))})"
     if kind == "unary":
-        op = draw(st.sampled_from(["-", "abs"])) if is_float or t.startswith("i") else "~"
+        signed = (
+            is_float or t in ("i32", "i64") or (t.startswith("i") and scope.profile.narrow_negation)
+        )
+        op = draw(st.sampled_from(["-", "abs"])) if signed else "~"
         inner = draw(expr_of(t, scope, depth + 1))
         return f"abs({inner})" if op == "abs" else f"({op}{inner})"
     if kind == "select":
