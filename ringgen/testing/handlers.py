@@ -146,14 +146,21 @@ def _bound(draw, scope: Scope) -> str:
     return f"i32({draw(expr_of(t, scope, 2))}) % 9"
 
 
-def _loop(draw, body: _Body, scope: Scope, locals_: list) -> None:
-    """An accumulator updated in a ``for range`` or ``while`` loop with optional continue/break."""
+def _loop(draw, body: _Body, scope: Scope, locals_: list, kind: str | None = None) -> None:
+    """An accumulator updated in a ``for range``, ``for x in <List>`` or ``while`` loop with optional
+    continue/break."""
     t = draw(st.sampled_from(_types(scope.profile, bool_ok=False)))
     acc = body.fresh("acc")
     body.add(f"{acc} = {t}({literal(draw, t)})")
     inner = scope.copy()
-    kind = draw(st.sampled_from(["for", "while"]))
-    if kind == "for":
+    lists = [(path, elem) for path, elem, n in scope.arrays if n is None]
+    kind = kind or draw(st.sampled_from(["for", "while"] + (["foreach"] if lists else [])))
+    if kind == "foreach":  # over the live items of a List field
+        path, elem = draw(st.sampled_from(lists))
+        x = body.fresh("x")
+        body.add(f"for {x} in {path}:")
+        inner.add(elem, x)
+    elif kind == "for":
         i = body.fresh("i")
         body.add(f"for {i} in range({_bound(draw, scope)}):")
         inner.add("i32", f"i32({i})")
@@ -314,6 +321,8 @@ def _kernel(draw, k: int, shape: str, profile: Profile):
 
     body = _Body()
     _statements(draw, body, scope)
+    if shape == "bridged_in" and any(n is None for _, _, n in scope.arrays):
+        _loop(draw, body, scope, [], kind="foreach")
     if state is not None:
         _state_writes(draw, body, state, scope, atomics=shape == "atomics")
         if shape == "ordered":  # an actor reads its own state back: order matters, and is kept
