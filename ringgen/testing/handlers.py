@@ -277,6 +277,33 @@ def _state_writes(draw, body: _Body, state: MessageDecl, scope: Scope, atomics: 
             body.add(f"rg.atomic_{op}({place}, {draw(expr_of(elem, scope, 1))})")
 
 
+def _bridged_outputs(draw, inp: MessageDecl, profile: Profile):
+    """One or two Str/List output fields: copies of input fields, UTF-8 literals, or Lists built by
+    ``append`` (sometimes past their bound: a RANGE_ERROR fault).
+
+    Returns:
+        ([(name, TypeDecl, constructor expression)], [(List field, element type, bound)] to append).
+    """
+    fields, appends = [], []
+    copies = [(n, t) for n, t in inp.fields if t.kind in ("str", "list")]
+    for i in range(draw(st.integers(1, 2))):
+        how = draw(
+            st.sampled_from(["copy", "literal", "append"] if copies else ["literal", "append"])
+        )
+        if how == "copy":
+            n, t = draw(st.sampled_from(copies))
+            fields.append((f"b{i}", t, f"m.{n}"))
+        elif how == "literal":
+            t = TypeDecl("str", length=draw(st.integers(1, 10)))
+            fields.append((f"b{i}", t, _str_literal(draw, t.length)))
+        else:
+            elem = draw(st.sampled_from(_types(profile, bool_ok=False)))
+            t = TypeDecl("list", elem=scalar(elem), length=draw(st.integers(1, 5)))
+            fields.append((f"b{i}", t, "[]"))
+            appends.append((f"b{i}", elem, t.length))
+    return fields, appends
+
+
 @st.composite
 def _kernel(draw, k: int, shape: str, profile: Profile):
     """(declarations, GeneratedKernel) of kernel ``k`` of ``shape``."""
@@ -361,24 +388,10 @@ def _kernel(draw, k: int, shape: str, profile: Profile):
     if aggregates and draw(st.booleans()):
         n, t = draw(st.sampled_from(aggregates))
         out_fields.append(("c0", t, f"m.{n}"))
-    appends = []
+    appends: list = []
     if shape == "bridged_out":
-        for i in range(draw(st.integers(1, 2))):
-            copies = [(n, t) for n, t in inp.fields if t.kind in ("str", "list")]
-            how = draw(
-                st.sampled_from(["copy", "literal", "append"] if copies else ["literal", "append"])
-            )
-            if how == "copy":
-                n, t = draw(st.sampled_from(copies))
-                out_fields.append((f"b{i}", t, f"m.{n}"))
-            elif how == "literal":
-                t = TypeDecl("str", length=draw(st.integers(1, 10)))
-                out_fields.append((f"b{i}", t, _str_literal(draw, t.length)))
-            else:
-                elem = draw(st.sampled_from(_types(profile, bool_ok=False)))
-                t = TypeDecl("list", elem=scalar(elem), length=draw(st.integers(1, 5)))
-                out_fields.append((f"b{i}", t, "[]"))
-                appends.append((f"b{i}", elem, t.length))
+        fields, appends = _bridged_outputs(draw, inp, profile)
+        out_fields += fields
     head = out_fields[:2] if shape == "outbox" else out_fields[:1]
     rest = list(draw(st.permutations(out_fields[len(head) :])))
     at = draw(st.integers(0, len(rest)))
@@ -388,7 +401,7 @@ def _kernel(draw, k: int, shape: str, profile: Profile):
         tuple((n, t) for n, t, _ in ordered_fields),
         nested=(nested,) if nested else (),
     )
-    parts.insert(len(parts) - (1 if state else 0), out.render())
+    parts.insert(parts.index(inp.render()) + 1, out.render())
     ctor = f"{out.name}(" + ", ".join(f"{n}={e}" for n, t, e in ordered_fields) + ")"
 
     name = f"kernel{k}"
