@@ -152,6 +152,8 @@ def test_a_swapped_operator_in_the_body_printer_is_caught(monkeypatch, tmp_path)
     text = str(info.value)
     assert f"{RUNNERS[0].name} disagrees with the reference" in text
     assert "field d: reference" in text
+    assert "kernel subtract, seed 3, 48 messages" in text
+    assert "check_module(SOURCE, runners, tmp_path, seed=3, n_messages=48)" in text
     assert "def subtract(m: Req) -> Res:\n    return Res(id=m.id, d=m.a - m.b)" in text
     monkeypatch.undo()
     check_module(SUBTRACT, RUNNERS, tmp_path / "fixed", seed=3)  # and the real printer agrees

@@ -20,6 +20,7 @@ from typing import Mapping, Optional, Sequence, Union
 import attrs
 
 from ..build import collect
+from ..errors import BuildError, HandlerError, RinggenError, SchemaError, ToolchainError
 from ..layout import layout_of
 from .compare import MismatchError, compare_runs
 from .handlers import GeneratedModule
@@ -59,13 +60,14 @@ def module_name(prefix: str = "rg_gen") -> str:
     return f"{prefix}_{os.getpid()}_{next(_names)}"
 
 
-def _failure(what: str, source: str, seed: int, kernel: str, messages, detail: str) -> str:
+def _failure(what: str, source: str, seed: int, kernel: str, n: int, detail: str) -> str:
+    """The text of a failure: what, where, and everything needed to run it again."""
     return (
-        f"{what}\n  kernel {kernel}, message seed {seed}\n  {detail}\n"
+        f"{what}\n  kernel {kernel}, seed {seed}, {n} messages\n  {detail}\n"
         f"--- the module (paste it into a regression test) ---\n{source}"
         f"--- end of module ---\n"
         f"reproduce: ringgen.testing.check_module(SOURCE, runners, tmp_path, seed={seed}, "
-        f"n_messages={len(messages)})"
+        f"n_messages={n})"
     )
 
 
@@ -99,7 +101,8 @@ def check_module(
         A ``CheckReport`` of what ran and what was skipped (and why).
 
     Raises:
-        MismatchError: a backend disagreed with the reference, or did not drain in time.
+        MismatchError: a backend disagreed with the reference, could not build the module, or
+            failed to run a kernel (did not drain in time, faulted, could not launch).
         HandlerError, SchemaError: the module does not compile (the generator's fault, or the
             compiler's: the message has the file:line:col).
     """
@@ -121,7 +124,19 @@ def check_module(
         unit = collect(str(path))
         ref = ReferenceRunner()
         for runner in runners:
-            runner.prepare(unit, work / runner.name)
+            try:
+                runner.prepare(unit, work / runner.name)
+            except (ToolchainError, BuildError) as exc:  # a compiler rejected generated source
+                raise MismatchError(
+                    _failure(
+                        f"{runner.name} could not build",
+                        source,
+                        seed,
+                        "(all)",
+                        n_messages,
+                        exc.message,
+                    )
+                ) from None
         for spec in unit.kernels:
             if spec.name not in tolerances and spec.output is not None:
                 names = layout_of(spec.output).dtype.names or ()
@@ -136,10 +151,17 @@ def check_module(
                     continue
                 try:
                     got = runner.run(spec, messages)
-                except MismatchError as exc:
+                except (HandlerError, SchemaError):
+                    raise
+                except RinggenError as exc:  # did not drain, faulted, could not launch
                     raise MismatchError(
                         _failure(
-                            f"{runner.name} failed", source, kseed, spec.name, messages, exc.message
+                            f"{runner.name} failed",
+                            source,
+                            seed,
+                            spec.name,
+                            n_messages,
+                            exc.message,
                         )
                     ) from None
                 detail = compare_runs(want, got, ulps=tolerances.get(spec.name, {}))
@@ -148,9 +170,9 @@ def check_module(
                         _failure(
                             f"{runner.name} disagrees with the reference",
                             source,
-                            kseed,
+                            seed,
                             spec.name,
-                            messages,
+                            n_messages,
                             detail,
                         )
                     )
