@@ -10,9 +10,7 @@ use them are compared within ``MATH_ULPS`` (numpy's float32 SIMD kernels are acc
 
 from __future__ import annotations
 
-import ctypes
 import shutil
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -21,13 +19,14 @@ import numpy as np
 import pytest
 
 from ringgen.build import collect
-from ringgen.codegen import c_target
-from ringgen.dsl.records import HandlerFault, Record, from_array, new_state
+from ringgen.dsl.records import HandlerFault, new_state
 from ringgen.dsl.reference import reference_handler
-from ringgen.intrinsics import set_thread_id
 from ringgen.layout import layout_of
-from ringgen.protocol import N_REASONS, Status
+from ringgen.protocol import Status
 from ringgen.schema import spec_of
+from ringgen.testing.compare import ulp_distance
+from ringgen.testing.native import build_c as _build_c
+from ringgen.testing.native import run_c, run_reference
 from ringgen.types import ArrayType, ListType, MessageType, ScalarType, StrType
 
 pytestmark = pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
@@ -51,104 +50,17 @@ def example_unit(name: str):
     return collect(str(ROOT / "examples" / f"{name}.py"))
 
 
-# ---------------------------------------------------------------- the harness
+# ---------------------------------------------------------------- the harness (ringgen.testing.native)
 
 
-def _header_text(unit) -> str:
-    from ringgen.codegen.header import render_header
+def build_c(unit, workdir: Path, strict: bool = True, werror: bool = True):
+    """``ringgen.testing.native.build_c``, with gcc's complaints as the assertion message."""
+    from ringgen.errors import ToolchainError
 
-    return render_header(unit)
-
-
-def build_c(unit, workdir: Path, strict: bool = True, werror: bool = True) -> ctypes.CDLL:
-    """Emit ``<name>.c`` and its header into ``workdir`` and build a shared library with gcc.
-
-    ``werror``: warnings fail the build (off for generated handlers, whose own code may compare
-    a value with itself and the like)."""
-    workdir.mkdir(parents=True, exist_ok=True)
-    files = c_target.emit(unit)
-    files[f"{unit.name}_types.h"] = _header_text(unit)
-    for name, text in files.items():
-        (workdir / name).write_text(text)
-    lib = workdir / f"lib{unit.name}.so"
-    flags = c_target.STRICT_FLAGS if strict else c_target.FAST_FLAGS
-    cmd = [
-        "gcc",
-        *flags,
-        "-Wall",
-        "-Wextra",
-        *(["-Werror"] if werror else ["-w"]),
-        "-Wno-unused-function",
-        "-Wno-type-limits",
-        "-Wno-sign-compare",
-        "-shared",
-        "-fPIC",
-        str(workdir / f"{unit.name}.c"),
-        "-o",
-        str(lib),
-        "-lm",
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr
-    return ctypes.CDLL(str(lib))
-
-
-def run_c(lib, spec, inputs: np.ndarray, state: Record | None):
-    """Run kernel ``spec`` over ``inputs`` through the C driver; (outputs per message, statuses)."""
-    limit = spec.outbox_limit
-    n = len(inputs)
-    out_cls = spec.output
-    out_dtype = layout_of(out_cls).dtype if out_cls is not None else np.dtype("u1")
-    outs = np.zeros(max(1, n * limit), dtype=out_dtype)
-    counts = np.zeros(n, dtype=np.uint32)
-    status = np.zeros(n, dtype=np.int32)
-    faults = np.zeros(N_REASONS, dtype=np.uint64)
-    inputs = np.ascontiguousarray(inputs)
-    fn = getattr(lib, f"rg_run_{spec.name}")
-    fn.restype = ctypes.c_uint64
-    ptr = lambda a: a.ctypes.data_as(ctypes.c_void_p)  # noqa: E731
-    fn(
-        ptr(inputs),
-        ctypes.c_uint64(n),
-        ptr(outs),
-        ptr(counts),
-        ptr(status),
-        ptr(state.array) if state is not None else None,
-        ptr(faults),
-    )
-    per_msg = [[outs[i * limit + j] for j in range(counts[i])] for i in range(n)]
-    assert int(faults.sum()) == int((status < 0).sum())
-    return per_msg, status.tolist()
-
-
-def run_reference(spec, inputs: np.ndarray, state: Record | None):
-    """Run the reference over the same inputs; (outputs per message, statuses)."""
-    handler = reference_handler(spec, raw=True)
-    per_msg, status = [], []
-    for i, row in enumerate(inputs):
-        set_thread_id(i)  # the C driver runs message i as thread i
-        try:
-            outs = handler(from_array(spec.input, row), state)
-        except HandlerFault as fault:
-            per_msg.append([])
-            status.append(-int(fault.reason))
-            continue
-        per_msg.append([o.array[0] for o in outs])
-        status.append(int(Status.NONE) if spec.uses_outbox or not outs else int(Status.OUTPUT))
-    return per_msg, status
-
-
-def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Units in the last place between float arrays (NaN == NaN, +0 == -0)."""
-    a, b = np.asarray(a), np.asarray(b)
-    itype = np.int32 if a.dtype == np.float32 else np.int64
-    ia, ib = a.view(itype).astype(np.int64), b.view(itype).astype(np.int64)
-    bias = np.int64(np.iinfo(itype).min)
-    ia = np.where(ia < 0, bias - ia, ia)
-    ib = np.where(ib < 0, bias - ib, ib)
-    dist = np.abs(ia - ib)
-    both_nan = np.isnan(a) & np.isnan(b)
-    return np.where(both_nan | (a == b), 0, dist)
+    try:
+        return _build_c(unit, workdir, strict=strict, werror=werror)
+    except ToolchainError as exc:
+        raise AssertionError(exc.message) from None
 
 
 def assert_same_value(c_val, ref_val, dtype: np.dtype, path: str, ulps: int) -> None:

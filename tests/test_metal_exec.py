@@ -23,6 +23,8 @@ from ringgen.metal_shim import available_compilers
 from ringgen.metal_shim.executor import build_executor, slot_dtype
 from ringgen.protocol import Lifecycle, Reason
 from ringgen.schema import spec_of
+from ringgen.testing.compare import ulp_distance
+from ringgen.testing.runners import to_slots
 from ringgen.types import ArrayType, ListType, ScalarType, StrType
 
 import ringgen as rg
@@ -145,13 +147,7 @@ def _canonical_row(cls: type, value) -> np.void:
 
 def _to_slots(cls: type, views: np.ndarray) -> np.ndarray:
     """The queue slots of ``views``: the records themselves, or their wire bytes when bridged."""
-    if not layout_of(cls).is_bridged:
-        return views
-    slots = np.zeros(len(views), slot_dtype(cls))
-    for i, row in enumerate(views):
-        data = rg.encode(records.to_object(records.from_array(cls, row)))
-        slots[i] = np.frombuffer(data.ljust(slots.dtype.itemsize, b"\0"), dtype=slots.dtype)[0]
-    return slots
+    return to_slots(cls, views, slot_dtype(cls))
 
 
 def _views(cls: type, slots: np.ndarray) -> np.ndarray:
@@ -190,12 +186,7 @@ def _run_reference(spec, messages: np.ndarray):
 
 def _ulps(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance in representable floats (0 for equal values, including equal infinities and NaNs)."""
-    bits = {4: np.int32, 8: np.int64}[a.dtype.itemsize]
-    ia, ib = a.view(bits).astype(np.int64), b.view(bits).astype(np.int64)
-    ia = np.where(ia < 0, np.int64(np.iinfo(bits).min) - ia, ia)
-    ib = np.where(ib < 0, np.int64(np.iinfo(bits).min) - ib, ib)
-    same = (a == b) | (np.isnan(a) & np.isnan(b))
-    return np.where(same, 0, np.abs(ia - ib))
+    return ulp_distance(a, b)
 
 
 def _assert_records_match(got: np.ndarray, want: np.ndarray, where: str) -> None:

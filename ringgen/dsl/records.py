@@ -269,6 +269,16 @@ def _store(col: np.ndarray, name: str, t, value: Any) -> None:
 
 def new_record(cls: type, **fields: Any) -> Record:
     """A Record of ``cls`` from keyword fields, missing ones taken from the class defaults."""
+    return _build(cls, fields, zero_missing=False)
+
+
+def new_state(cls: type) -> Record:
+    """A fresh ``@rg.state`` value: every field from its default (an Array's scalar default fills it);
+    a field without a default starts zeroed, as device memory does on every backend."""
+    return _build(cls, {}, zero_missing=True)
+
+
+def _build(cls: type, fields: dict, zero_missing: bool) -> Record:
     rec = Record.zeros(cls)
     spec = spec_of(cls)
     for f in spec.fields:
@@ -276,6 +286,8 @@ def new_record(cls: type, **fields: Any) -> Record:
             value = fields.pop(f.name)
         elif f.default is not attrs.NOTHING:
             value = f.default.factory() if isinstance(f.default, attrs.Factory) else f.default
+        elif zero_missing:
+            continue  # Record.zeros already holds it
         else:
             raise TypeError(f"{cls.__name__}() missing field '{f.name}'")
         if isinstance(f.type, ArrayType) and np.ndim(value) == 0:
@@ -284,11 +296,6 @@ def new_record(cls: type, **fields: Any) -> Record:
     if fields:
         raise TypeError(f"{cls.__name__}() has no field(s) {', '.join(sorted(fields))}")
     return rec
-
-
-def new_state(cls: type) -> Record:
-    """A fresh ``@rg.state`` value: every field from its default (an Array's scalar default fills it)."""
-    return new_record(cls)
 
 
 def to_numpy_message(obj: Any) -> Record:
