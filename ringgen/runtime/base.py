@@ -19,13 +19,25 @@ Policies (docs/runtime.md is the user-facing version):
 - **Back-pressure.** Nothing is dropped or overwritten. ``send`` on a full input queue waits for room
   (``block=True``, the default) or raises ``QueueFullError`` (``block=False``, or when ``timeout``
   expires). The kernel waits the same way when its output queue is full, counting an output stall.
+- **Spill.** While a send waits for room, the host moves every reply that is ready out of the output
+  queue into a host-side buffer (``SpillBuffer``; ``stats().spilled``), which ``receive`` reads
+  first. So a kernel blocked on its full output queue always gets going again, and "send everything,
+  then receive" finishes for any batch size. The buffer holds only replies to messages the caller
+  sent and has not received: at most ``limit`` per sent message (1, or ``OUTBOX_LIMIT`` for an
+  Outbox kernel).
 - **Waiting** is polling with backoff (``Backoff``): a few free polls, then sleeps that double from
   20 µs to 1 ms; the asyncio variants await ``asyncio.sleep`` instead, so they never block the loop.
 - **Termination** is a handshake: the host sets the request word, the kernel drains its input queue
   and acknowledges (lifecycle TERMINATED), the host synchronizes and frees. While it waits for the
-  acknowledgement the host keeps pulling replies out of the output queue into a host-side buffer, so
-  a kernel whose output queue is full can always finish draining; those replies stay readable with
-  ``receive``/``receive_batch`` after termination.
+  acknowledgement the host keeps pulling replies out of the output queue into the spill, so a kernel
+  whose output queue is full can always finish draining; those replies stay readable with
+  ``receive``/``receive_batch`` after termination. The default waits as long as the kernel makes
+  progress (heartbeat, processed or emitted count moving, or replies coming out) and gives up only
+  after ``stall_timeout`` seconds without any; ``drain=False`` asks the kernel to stop now (every wait
+  of the resident loop and every loop back-edge of a handler polls that request) and counts what it
+  left in ``stats().unprocessed``. Giving up stops the kernel the same way before the handle is
+  released, so its compute unit and memory come back; only a kernel that ignores even that is
+  abandoned (its memory deliberately leaked).
 - **Raw slots and dead letters.** ``send_raw``/``send_raw_batch`` queue already-encoded slots with no
   host-side check beyond their size; the kernel validates them. With ``dead_letters=True`` a bridged
   input that fails validation comes back through a bounded queue of its own (``receive_dead_letters``);
@@ -83,6 +95,17 @@ _NO_LIMIT = 1e9
 
 #: Lifecycle states in which the kernel no longer runs (nothing more will be published).
 _STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
+
+#: Default ``stall_timeout`` of ``terminate``: how long a draining kernel may show no progress at all
+#: (heartbeat, processed and emitted counts frozen, no reply coming out) before terminate gives up.
+#: Seconds, not milliseconds: a relaunch-mode kernel shows progress once per launch (up to
+#: ``capacity`` messages), and a slow handler must not be mistaken for a stuck one.
+STALL_TIMEOUT_S = 5.0
+
+#: How long a stop-now request (``terminate(drain=False)``, or the one a giving-up terminate sends)
+#: may take before the handle is abandoned instead: a kernel that honours it stops within
+#: milliseconds (every wait and every handler loop polls it), so this only catches one that cannot.
+STOP_NOW_GRACE_S = 2.0
 
 #: How often (seconds) an observer of the lifecycle asks the backend whether the device itself still
 #: runs the kernel (``_device_fault``). A dead kernel cannot write FAULTED to its control block, so this
@@ -170,6 +193,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         self._recv_lock = threading.RLock()
         self._term_lock = threading.Lock()
         self._spill = SpillBuffer()
+        self._spilled = 0  # replies moved into the spill so far (stats().spilled)
         self._sent = 0
         self._received = 0
         self._accepting = False  # sends allowed (launched and not terminating)
@@ -277,10 +301,13 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         deadline = deadline_after(timeout)
         backoff = Backoff()
         while True:
-            if self._try_push(batch):
+            if self._try_push(batch, observe=True):
                 return
             if expired(deadline):
                 raise self._full_error(0, 1, timeout)
+            if self._drain_output():  # the kernel may be waiting for room for its replies
+                backoff.reset()
+                continue
             await backoff.wait_async(deadline)
 
     def _try_push(self, batch: Batch, *, observe: bool = False) -> int:
@@ -302,7 +329,10 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         while done < total:
             if expired(deadline):
                 break
-            backoff.wait(deadline)
+            # A kernel whose output queue is full takes no input: move its replies into the spill
+            # (receive reads it first), or "send everything, then receive" would wait forever.
+            if not self._drain_output():
+                backoff.wait(deadline)
             n = self._try_push(batch[done:], observe=True)
             if n:
                 done += n
@@ -325,7 +355,14 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         err = QueueFullError(
             f"kernel {self.name} ({self.backend}): input queue full (capacity {self.capacity}); "
             f"{accepted} of {total} message(s) accepted {waited}",
-            hint="receive replies faster, send with block=True, or launch with a larger capacity",
+            hint=(
+                "the kernel takes messages only as fast as it handles them: give it a longer "
+                "timeout (None waits as long as it takes), send smaller batches, or launch with a "
+                "larger capacity"
+                if timeout
+                else "send with block=True (the default) to wait for room, or launch with a larger "
+                "capacity"
+            ),
         )
         err.accepted = accepted  # type: ignore[attr-defined]
         return err
@@ -518,6 +555,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             latency=self._latency(),
             lifecycle=lifecycle,
             dead_letters_dropped=self._dead_letters_dropped(),
+            spilled=self._spilled,
         )
         if self._device_error is not None:
             stats = attrs.evolve(stats, fault=self._device_error)
@@ -536,6 +574,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
                 sent=self._sent,
                 received=self._received,
                 lifecycle=Lifecycle.FAULTED,
+                spilled=self._spilled,
             )
         return attrs.evolve(final, output_depth=self._spill.count, received=self._received)
 
@@ -573,19 +612,35 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
 
     # ------------------------------------------------------------------------ terminating
 
-    def terminate(self, timeout: Optional[float] = 1.0) -> KernelStats:
-        """Stop the kernel: request, wait for it to drain and acknowledge, synchronize, free.
+    def terminate(
+        self,
+        timeout: Optional[float] = None,
+        *,
+        drain: bool = True,
+        stall_timeout: Optional[float] = STALL_TIMEOUT_S,
+    ) -> KernelStats:
+        """Stop the kernel: request, wait for it to stop, synchronize, free.
 
-        Replies published before the acknowledgement stay readable with ``receive``. Calling it again
-        is harmless. Returns the final ``KernelStats``.
+        By default the kernel drains: every message already accepted is handled, for as long as the
+        kernel makes progress. Replies published before it stopped stay readable with ``receive``.
+        Calling it again is harmless (it returns the final stats). Returns the final ``KernelStats``.
 
         Args:
-            timeout: the longest wait for the acknowledgement in seconds (None: no limit).
+            timeout: the longest wait in seconds for the kernel to stop (None: no limit).
+            drain: False to stop now: the kernel leaves without handling what is still queued (its
+                count is ``stats().unprocessed``), also while its output queue is full or a handler
+                is in a loop; it returns within milliseconds and the handle is freed.
+            stall_timeout: while draining, give up after this many seconds without any progress
+                (None: never). Progress is the heartbeat, the processed or emitted count moving,
+                or a reply coming out.
 
         Raises:
-            KernelTimeoutError: the kernel did not acknowledge within ``timeout`` seconds. The handle
-                is then abandoned (the backend stops waiting on the device and leaves nothing that
-                keeps the process from exiting) and is unusable.
+            KernelTimeoutError: the kernel did not stop within ``timeout``, or made no progress for
+                ``stall_timeout`` seconds. It was then asked to stop now; the message says whether
+                it did (the handle is freed, ``stats().unprocessed`` counts what it left) or had to
+                be abandoned (its memory is leaked rather than freed under a running kernel).
+            KernelFaultError: the kernel had stopped on a fault; what could be released was, and
+                the replies published before the fault stay readable.
         """
         with self._term_lock:
             if self._released:
@@ -597,64 +652,139 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
                 return self.stats()
             deadline = deadline_after(timeout)
             with self._send_lock:  # no send is mid-publish when the request goes out
-                self._request_terminate()
-            backoff = Backoff(spin_time=50e-6)
-            while True:
-                if self._drain_output():
-                    backoff.reset()
-                state = self._lifecycle_now()
-                if state in _STOPPED:
-                    break
-                if expired(deadline):
-                    self._give_up(state, timeout)
-                backoff.wait(deadline)
-            # The lock order of every path that takes more than one: send -> receive -> dead-letter.
-            # Holding all three, no other thread is inside the transport when it is freed, and each
-            # one that comes next finds _released set and reads the final snapshot instead.
-            with self._send_lock, self._recv_lock, self._dl_lock:
-                self._drain_output()
-                self._drain_dead_letters()
-                self._final_stats = self._stats_now(lifecycle=state)
-                self._final_state = self._read_state() if self.spec.state is not None else None
-                left = _NO_LIMIT if deadline is None else max(0.0, deadline - time.monotonic())
-                self._synchronize(left + 1.0)
-                self._released = True
-                self._release()
+                if drain:
+                    self._request_terminate()
+                else:
+                    self._request_stop_now()
+            limit = timeout
+            if not drain and (timeout is None or timeout > STOP_NOW_GRACE_S):
+                limit, deadline = STOP_NOW_GRACE_S, deadline_after(STOP_NOW_GRACE_S)
+            state, why = self._await_stop(deadline, stall_timeout if drain else None)
+            if why is not None:
+                self._give_up(state, why, limit if why == "timeout" else stall_timeout, drain)
+            self._finish(state)
             log.debug("terminated kernel %s on %s", self.name, self.backend)
+            if state is Lifecycle.FAULTED:
+                raise self._fault_error("was terminated after a fault", final=True)
             return self.stats()
 
+    def _await_stop(
+        self, deadline: Optional[float], stall_timeout: Optional[float]
+    ) -> tuple[Lifecycle, Optional[str]]:
+        """Wait for the kernel to stop, moving its replies into the spill meanwhile.
+
+        Returns (lifecycle, None) once it stopped, else (lifecycle, "timeout") when ``deadline``
+        passed or (lifecycle, "stall") when nothing moved for ``stall_timeout`` seconds.
+        """
+        backoff = Backoff(spin_time=50e-6)
+        progress = None
+        moved_at = time.monotonic()
+        while True:
+            drained = self._drain_output()
+            with self._recv_lock:
+                ctl = self._control()
+                state = self._lifecycle_now(ctl)
+            if state in _STOPPED:
+                return state, None
+            now = time.monotonic()
+            mark = _progress_mark(ctl)
+            if drained or mark != progress:
+                progress, moved_at = mark, now
+                backoff.reset()
+            if expired(deadline):
+                return state, "timeout"
+            if stall_timeout is not None and now - moved_at >= stall_timeout:
+                return state, "stall"
+            limit = deadline
+            if stall_timeout is not None:
+                stall_at = moved_at + stall_timeout
+                limit = stall_at if limit is None else min(limit, stall_at)
+            backoff.wait(limit)
+
+    def _finish(self, state: Lifecycle) -> None:
+        """Take the final snapshot, wait for the kernel to exit and free it (abandon it when it
+        cannot be waited for, e.g. a device that died)."""
+        # The lock order of every path that takes more than one: send -> receive -> dead-letter.
+        # Holding all three, no other thread is inside the transport when it is freed, and each
+        # one that comes next finds _released set and reads the final snapshot instead.
+        with self._send_lock, self._recv_lock, self._dl_lock:
+            try:
+                self._drain_output()
+                self._drain_dead_letters()
+                final = self._stats_now(lifecycle=state)
+                self._final_stats = attrs.evolve(
+                    final, unprocessed=max(0, final.sent - final.processed)
+                )
+                self._final_state = self._read_state() if self.spec.state is not None else None
+                self._synchronize(STOP_NOW_GRACE_S)
+            except Exception as exc:  # a dead device or a launch that never ends: keep the memory
+                log.warning(
+                    "kernel %s (%s): could not wait for it to exit (%s); abandoned",
+                    self.name,
+                    self.backend,
+                    exc,
+                )
+                self._abandon()
+                self._released = True
+                return
+            self._released = True
+            self._release()
+
     def _drain_output(self) -> int:
+        """Move the replies that are ready into the spill; returns how many."""
         if self.out_codec is None:
             return 0
         with self._recv_lock:
+            if self._released or not self._launched:
+                return 0
             batch = self._pop(self.capacity)
             self._spill.put(batch)
+            self._spilled += len(batch)
             return len(batch)
 
-    def _give_up(self, state: Lifecycle, timeout: float) -> None:
-        try:
-            self._final_stats = self._stats_now(lifecycle=Lifecycle.FAULTED)
-        except Exception:  # the transport may be what failed; the error below says enough
-            self._final_stats = None
-        with self._send_lock, self._recv_lock, self._dl_lock:
-            self._abandon()
-            self._released = True
+    def _give_up(self, state: Lifecycle, why: str, limit: Optional[float], drained: bool) -> None:
+        """After a timeout or a stall: stop the kernel now, free it (or abandon it), and raise."""
+        if why == "timeout":
+            what = f"did not acknowledge terminate within {limit:g} s"
+        else:
+            what = f"made no progress for {limit:g} s while draining"
+        if drained:
+            with self._send_lock:
+                self._request_stop_now()
+            state, late = self._await_stop(deadline_after(STOP_NOW_GRACE_S), None)
+        else:
+            late = "timeout"
+        if late is None:
+            self._finish(Lifecycle.FAULTED)
+            left = self._final_stats.unprocessed if self._final_stats else 0
+            outcome = f"it was stopped without draining ({left} message(s) unprocessed)"
+        else:
+            try:
+                self._final_stats = self._stats_now(lifecycle=Lifecycle.FAULTED)
+            except Exception:  # the transport may be what failed; the error below says enough
+                self._final_stats = None
+            with self._send_lock, self._recv_lock, self._dl_lock:
+                self._abandon()
+                self._released = True
+            outcome = "it did not stop when told to either and was abandoned (its memory is kept)"
         raise KernelTimeoutError(
-            f"kernel {self.name} ({self.backend}) did not acknowledge terminate within {timeout:g} s "
-            f"(lifecycle {state.name}); it was abandoned",
-            hint="a handler that never returns keeps a kernel from draining; check it for an "
-            "endless loop",
+            f"kernel {self.name} ({self.backend}) {what} (lifecycle {state.name}); {outcome}",
+            hint="a handler that never returns (an endless loop) keeps a kernel from draining; "
+            "a kernel that is only slow needs a longer timeout or stall_timeout",
         )
 
     def __enter__(self) -> "KernelHandle[InT, OutT]":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        try:
+        """Terminate the kernel: drain it on a normal exit; on an exception stop it now, and log
+        (never raise) a failure to, so the caller sees its own exception only."""
+        if exc_type is None:
             self.terminate()
-        except KernelTimeoutError:
-            if exc_type is None:
-                raise
+            return
+        try:
+            self.terminate(drain=False)
+        except Exception:
             log.exception("terminating kernel %s while handling another error", self.name)
 
     def __repr__(self) -> str:
@@ -715,6 +845,18 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
     def _request_terminate(self) -> None:
         """Write the terminate request word of the control block (the host's only write to it)."""
 
+    def _request_stop_now(self) -> None:
+        """Ask the kernel to stop now, without handling what is queued (terminate word
+        ``TERMINATE_STOP_NOW``): every wait of its loop and every loop back-edge of its handler polls
+        it. Must not block for long. The kernel then reports TERMINATED (or FAULTED) as for a drain,
+        and ``_synchronize``/``_release`` follow as usual.
+
+        The default calls ``_abandon``, which is right for a backend whose ``_abandon`` only writes
+        that request and frees nothing (CUDA); a backend whose ``_abandon`` parks or leaks memory
+        overrides this.
+        """
+        self._abandon()
+
     @abc.abstractmethod
     def _synchronize(self, timeout: float) -> None:
         """After the acknowledgement: wait until the kernel has really exited (join the stream or
@@ -749,6 +891,12 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         returns None.
         """
         return None
+
+
+def _progress_mark(ctl: np.ndarray) -> tuple[int, ...]:
+    """The control-block counters that move while a kernel makes progress (compared between polls
+    by ``terminate``; any change counts)."""
+    return tuple(int(ctl[f]) for f in ("heartbeat", "processed", "emitted", "launches"))
 
 
 def _check_options(cls: type, kernel: str, options: Mapping[str, Any]) -> None:

@@ -38,7 +38,7 @@ import numpy as np
 
 from ..dsl.records import HandlerFault, Record
 from ..dsl.reference import new_state, reference_handler
-from ..errors import WireFormatError
+from ..errors import KernelTimeoutError, WireFormatError
 from ..kernel import KernelSpec
 from ..protocol import CONTROL_DTYPE, Lifecycle
 from .base import KernelHandle
@@ -143,6 +143,12 @@ class _Abandoned(BaseException):
     """Raised inside the worker thread by a host that gave up on it (``_abandon``)."""
 
 
+class _StoppedNow(BaseException):
+    """Raised inside the worker thread by a host that asked it to stop now (``terminate(drain=False)``)
+    while a handler was still running: the reference's equivalent of the device handlers' loop
+    back-edges polling the stop request."""
+
+
 class _Worker:
     """Everything the worker thread touches; it holds no reference to the handle, so a handle that
     is dropped without ``terminate`` can be collected (its finalizer then stops the worker)."""
@@ -236,6 +242,11 @@ def _run(w: _Worker) -> None:
                     ctl["output_stalls"] = stalls
             if stamps is not None:
                 w.latency.record(time.perf_counter_ns() - stamps)
+    except _StoppedNow:
+        # Stopped between two statements of a handler: the messages handled so far count as
+        # processed, the one interrupted and the rest as unprocessed; their replies are not published.
+        ctl["processed"] = processed
+        ctl["rejected"] = rejected
     except _Abandoned:
         w.error = "abandoned by the host while handling a message"
         final = Lifecycle.FAULTED
@@ -365,8 +376,27 @@ class CpuKernelHandle(KernelHandle):
     def _request_terminate(self) -> None:
         self._worker.request(_DRAIN)
 
+    def _request_stop_now(self) -> None:
+        self._worker.request(_STOP_NOW)
+        # The worker stops between messages; a handler still running after a moment (a long or
+        # endless loop) is interrupted between two of its statements with an asynchronous exception.
+        self._thread.join(_ABANDON_GRACE)
+        self._interrupt(_StoppedNow)
+
+    def _interrupt(self, exc: type) -> None:
+        """Raise ``exc`` in the worker thread if it is still running."""
+        if self._thread.is_alive() and self._thread.ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self._thread.ident), ctypes.py_object(exc)
+            )
+
     def _synchronize(self, timeout: float) -> None:
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise KernelTimeoutError(
+                f"kernel {self.name} (cpu) acknowledged termination but its worker thread did not "
+                f"exit within {timeout:g} s"
+            )
 
     def _release(self) -> None:
         self._finalizer.detach()
@@ -382,10 +412,8 @@ class CpuKernelHandle(KernelHandle):
         # asynchronous exception (the reference's equivalent of killing a kernel), so an abandoned
         # kernel does not keep burning a core. The thread is a daemon either way: it never blocks exit.
         self._thread.join(_ABANDON_GRACE)
-        if self._thread.is_alive() and self._thread.ident is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(self._thread.ident), ctypes.py_object(_Abandoned)
-            )
+        if self._thread.is_alive():
+            self._interrupt(_Abandoned)
             self._thread.join(_ABANDON_GRACE)
 
     def _fault_detail(self) -> str:

@@ -239,6 +239,10 @@ class OpenclPersistentKernel(OpenclKernel):
     def _request_terminate(self) -> None:
         self._ctl["terminate"] = TERMINATE_DRAIN
 
+    def _request_stop_now(self) -> None:
+        # The resident loop polls it in every wait, and the handlers' loops at every back-edge.
+        self._ctl["terminate"] = TERMINATE_STOP_NOW
+
     def _synchronize(self, timeout: float) -> None:
         import pyopencl as cl
 
