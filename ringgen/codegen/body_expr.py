@@ -300,6 +300,7 @@ class ExprPrinter:
             else:
                 args.append(self.expr(a, top=True))
         args.append("rg_fault")
+        args.append("rg_stop")
         return f"rg_fn_{e.fn}({', '.join(args)})"
 
     def e_StrEq(self, e: ir.StrEq) -> str:

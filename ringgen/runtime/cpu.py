@@ -40,7 +40,7 @@ from ..dsl.records import HandlerFault, Record
 from ..dsl.reference import new_state, reference_handler
 from ..errors import KernelTimeoutError, WireFormatError
 from ..kernel import KernelSpec
-from ..protocol import CONTROL_DTYPE, Lifecycle
+from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
 from .base import KernelHandle
 from .batches import ObjectBatches, RawSlot
 from .dead_letters import mark_dead_letters
@@ -191,6 +191,7 @@ def _run(w: _Worker) -> None:
     ctl, inq = w.ctl, w.inq
     processed = emitted = stalls = idle_spins = heartbeat = 0
     rejected = np.zeros(ctl["rejected"].shape, dtype=np.uint64)
+    in_handler = False  # a stop-now interrupt inside the handler counts that message as STOPPED
     ctl["launches"] = 1
     ctl["state"] = Lifecycle.ACTIVE
     final = Lifecycle.TERMINATED
@@ -224,8 +225,11 @@ def _run(w: _Worker) -> None:
                         continue
                 try:
                     with w.state_lock:
+                        in_handler = True
                         outputs.extend(w.step(msg, w.state))
+                        in_handler = False
                 except HandlerFault as exc:
+                    in_handler = False
                     rejected[int(exc.reason)] += 1
                 processed += 1
             # Counters first, then the replies: a host that has a reply sees it counted.
@@ -243,8 +247,12 @@ def _run(w: _Worker) -> None:
             if stamps is not None:
                 w.latency.record(time.perf_counter_ns() - stamps)
     except _StoppedNow:
-        # Stopped between two statements of a handler: the messages handled so far count as
-        # processed, the one interrupted and the rest as unprocessed; their replies are not published.
+        # Stopped between two statements of a handler, as a device handler's loop stops at its
+        # stop poll: that message is rejected as STOPPED, the rest stay unprocessed, and the replies
+        # of this chunk are not published.
+        if in_handler:
+            rejected[int(Reason.STOPPED)] += 1
+            processed += 1
         ctl["processed"] = processed
         ctl["rejected"] = rejected
     except _Abandoned:
