@@ -76,7 +76,7 @@ def test_6000_messages_to_an_outbox_kernel_before_receiving(backend, options):
         assert replies == [(i, j) for i in range(n) for j in range(OUTBOX_LIMIT)]
         s = k.stats()
         assert s.spilled <= n * OUTBOX_LIMIT  # the bound: OUTBOX_LIMIT per message sent
-        assert s.spilled >= n * OUTBOX_LIMIT - 4 * k.capacity
+        assert s.spilled >= n * OUTBOX_LIMIT // 2  # most of them went through it
 
 
 @pytest.mark.timeout(120)
