@@ -751,7 +751,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         if drained:
             with self._send_lock:
                 self._request_stop_now()
-            state, late = self._await_stop(deadline_after(STOP_NOW_GRACE_S), None)
+            _, late = self._await_stop(deadline_after(STOP_NOW_GRACE_S), None)
         else:
             late = "timeout"
         if late is None:
