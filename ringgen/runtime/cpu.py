@@ -171,6 +171,7 @@ class _Worker:
         self.decode_raw = decode_raw
         self.deadq = deadq  # dead letters (slot rows), or None without a dead-letter queue
         self.dead_dropped = 0  # dead letters the full queue could not take
+        self.unpublished = 0  # replies a stop-now left unpublished (not counted as emitted)
         self.ctl = np.zeros((), dtype=CONTROL_DTYPE)
         self.state_lock = threading.Lock()
         self.latency = LatencyRecorder("enqueue to reply")
@@ -239,8 +240,9 @@ def _run(w: _Worker) -> None:
             ctl["emitted"] = emitted
             if outputs:
                 stalled = _publish(w, outputs)
-                if stalled is None:
-                    return  # stopped while waiting for room
+                if stalled is None:  # stopped while waiting for room: the rest is not published
+                    ctl["emitted"] = emitted - w.unpublished
+                    return
                 if stalled:
                     stalls += stalled
                     ctl["output_stalls"] = stalls
@@ -294,6 +296,7 @@ def _publish(w: _Worker, outputs: list) -> Optional[int]:
         waits += 1
         while True:
             if int(w.ctl["terminate"]) >= _STOP_NOW:
+                w.unpublished = len(outputs) - done
                 return None
             w.room.clear()
             w.stalled = True
