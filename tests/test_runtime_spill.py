@@ -24,12 +24,14 @@ import runtime_kernels as rk  # noqa: E402
 
 _OPENCL = "opencl" in available_backends()
 _needs_opencl = pytest.mark.skipif(not _OPENCL, reason="no OpenCL device")
+_needs_cuda = pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA device")
 
-#: (backend, launch options) of every transport the host policy is written for, CUDA aside.
+#: (backend, launch options) of every transport; CUDA runs with ``pytest -m gpu`` on the lent GPU.
 BACKENDS = [
     pytest.param("cpu", {}, id="cpu"),
     pytest.param("opencl", {"mode": "persistent"}, id="opencl-persistent", marks=_needs_opencl),
     pytest.param("opencl", {"mode": "relaunch"}, id="opencl-relaunch", marks=_needs_opencl),
+    pytest.param("cuda", {}, id="cuda", marks=[pytest.mark.gpu, _needs_cuda]),
 ]
 
 
