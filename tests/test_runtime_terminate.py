@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
+import textwrap
 import sys
 import threading
 import time
@@ -222,3 +224,46 @@ def test_stop_now_counts_match_the_replies_on_cpu():
     assert final.sent == final.processed + final.unprocessed
     assert len(replies) + stopped <= final.processed
     np.testing.assert_array_equal(sorted(replies), np.arange(len(replies)))
+
+
+@pytest.mark.timeout(180)
+@_needs_opencl
+def test_a_launch_after_kernels_that_ignore_the_stop_request_says_why(tmp_path):
+    """Hand-written handlers without the loop polls cannot be stopped: once they hold every compute
+    unit, the next persistent launch fails at once with a hint (in a subprocess: the stuck kernels
+    keep their PoCL worker threads for the rest of the process)."""
+    tests_dir = str(Path(__file__).resolve().parent)
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path[:0] = [{tests_dir!r}, {str(Path(tests_dir).parent)!r}]
+        from pathlib import Path
+        from test_opencl_support import build_package, open_kernel, STUCK_BODY, VECTOR_ADD
+        from ringgen.errors import BackendUnavailableError, KernelTimeoutError
+        from ringgen.runtime.opencl_build import select_device
+        from examples.vector_add import AddRequest
+        device = select_device(None)
+        pkg, unit, codecs = build_package(Path({str(tmp_path)!r}), VECTOR_ADD, body=STUCK_BODY)
+        for _ in range(device.compute_units):
+            k = open_kernel(pkg, unit, codecs, device, "persistent")
+            k.send(AddRequest(id=-1, a=0.0, b=0.0))
+            time.sleep(0.05)
+            try:
+                k.terminate(timeout=0.1)
+            except KernelTimeoutError as exc:
+                print("ABANDONED", "abandoned" in str(exc), flush=True)
+        t0 = time.monotonic()
+        try:
+            open_kernel(pkg, unit, codecs, device, "persistent")
+        except BackendUnavailableError as exc:
+            print("REFUSED", round(time.monotonic() - t0, 1), exc, flush=True)
+        print("EXITING", flush=True)
+    """)
+    proc = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=150
+    )
+    assert "EXITING" in proc.stdout, proc.stderr
+    assert proc.stdout.count("ABANDONED True") >= 2, proc.stdout
+    refused = [line for line in proc.stdout.splitlines() if line.startswith("REFUSED")]
+    assert refused and "abandoned persistent kernel(s) still run" in refused[0], proc.stdout
+    assert "restart the process" in proc.stdout  # the hint, on the lines after the message
+    assert float(refused[0].split()[1]) < 10
