@@ -90,10 +90,6 @@ log = logging.getLogger("ringgen")
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
 
-#: The wait ``terminate(timeout=None)`` gives ``_synchronize``: finite, so every backend's deadline
-#: arithmetic and ``Thread.join`` accept it, and longer than any process lives.
-_NO_LIMIT = 1e9
-
 #: How often (seconds) an observer of the lifecycle asks the backend whether the device itself still
 #: runs the kernel (``_device_fault``). A dead kernel cannot write FAULTED to its control block, so this
 #: check is what makes it visible; 10 ms keeps the cost off hot polling loops and the detection well
@@ -293,8 +289,7 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
             if expired(deadline):
                 raise self._full_error(0, 1, timeout)
             if self._drain_output():  # the kernel may be waiting for room for its replies
-                backoff.reset()
-                continue
+                backoff.reset()  # then poll again at once, still yielding to the event loop
             await backoff.wait_async(deadline)
 
     def _try_push(self, batch: Batch, *, observe: bool = False) -> int:
