@@ -59,7 +59,8 @@ class Reason(enum.IntEnum):
     """Why a message was rejected: the index into ``ControlBlock.rejected``.
 
     1-7 come from validating a bridged message before the handler runs (DESIGN.md §4);
-    8-11 are handler faults raised by the generated body (see ``Status``).
+    8-11 are handler faults raised by the generated body (see ``Status``); 12 is a handler the
+    host interrupted with a stop-now request.
     """
 
     NONE = 0
@@ -74,6 +75,7 @@ class Reason(enum.IntEnum):
     DIVISION_BY_ZERO = 9
     OUTBOX_OVERFLOW = 10  # a handler emitted more than its per-message limit
     RANGE_ERROR = 11  # e.g. a Str/List result longer than its bound
+    STOPPED = 12  # the handler was interrupted by a stop-now request (terminate(drain=False))
 
 
 N_REASONS = 16
@@ -93,6 +95,7 @@ class Status(enum.IntEnum):
     FAULT_DIV_ZERO = -Reason.DIVISION_BY_ZERO
     FAULT_OUTBOX = -Reason.OUTBOX_OVERFLOW
     FAULT_RANGE = -Reason.RANGE_ERROR
+    FAULT_STOPPED = -Reason.STOPPED
 
 
 def _line(*fields: tuple[str, str]) -> list:

@@ -38,6 +38,7 @@ def _defined_by_body(body: str) -> set[str]:
     names |= set(re.findall(r"#define (RG_[A-Z_]+)", body))
     names |= set(re.findall(r"\b(rg_(?:k|stop|step|v|ix|c|m|i)\d+)\b", body))
     names |= {"rg_in", "rg_out", "rg_state", "rg_outbox", "rg_fault", "rg_fault_code"}
+    names |= {"rg_stop", "rg_polls"}  # the stop word parameter and the loops' poll counter
     return names
 
 
@@ -47,6 +48,7 @@ def _abi_names(unit) -> set[str]:
         f"rg_{t}"
         for t in ("i8", "i16", "i32", "i64", "u8", "u16", "u32", "u64", "f32", "f64", "bool")
     }
+    names.add("rg_stop_requested")  # how the target loads the stop word (before the body)
     for k in unit.kernels:
         names |= {f"rg_outbox_{k.name}", f"rg_emit_{k.name}"}
     for m in unit.messages:

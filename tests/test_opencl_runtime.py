@@ -114,17 +114,15 @@ def test_back_pressure_blocks_and_loses_nothing(va, device, mode):
             if accepted >= 2 * cap and k.send_batch(arr[accepted:], block=False) == 0:
                 break
         assert 2 * cap <= accepted < len(arr)
-        with pytest.raises(QueueFullError) as err:
-            k.send_batch(arr[accepted:], timeout=0.05)
-        assert err.value.accepted == 0
         with pytest.raises(QueueFullError):
             k.send(codecs["AddRequest"].from_array(arr[accepted : accepted + 1])[0], block=False)
         if mode.startswith("persistent"):
             assert k.stats().output_stalls >= 1
-        got = [_receive_n(k, accepted)]
+        # A blocking send moves the ready replies into the host's spill, so the stalled kernel
+        # goes on and the send completes with nobody receiving (issue 10).
         k.send_batch(arr[accepted:], timeout=10)
-        got.append(_receive_n(k, len(arr) - accepted))
-        got = np.concatenate(got)
+        assert k.stats().spilled > 0
+        got = _receive_n(k, len(arr))
         np.testing.assert_array_equal(got["id"], arr["id"])
         assert k.stats().processed == len(arr)
 

@@ -126,7 +126,8 @@ def test_device_filter_env(monkeypatch):
 #: What the compiler emits for vector_add (used until and besides ringgen.codegen.body).
 VECTOR_ADD_BODY = """
 RG_FN int rg_handle_vector_add(RG_PRIVATE const AddRequest* in, RG_PRIVATE AddResponse* out,
-                               RG_GLOBAL void* state, RG_PRIVATE void* outbox)
+                               RG_GLOBAL void* state, RG_PRIVATE void* outbox,
+                               RG_GLOBAL rg_u32* stop)
 {
     out->id = in->id;
     out->sum = in->a + in->b;
@@ -138,7 +139,8 @@ RG_FN int rg_handle_vector_add(RG_PRIVATE const AddRequest* in, RG_PRIVATE AddRe
 #: ids outside 0..3 are an INDEX_OUT_OF_RANGE fault.
 FAULTING_BODY = """
 RG_FN int rg_handle_vector_add(RG_PRIVATE const AddRequest* in, RG_PRIVATE AddResponse* out,
-                               RG_GLOBAL void* state, RG_PRIVATE void* outbox)
+                               RG_GLOBAL void* state, RG_PRIVATE void* outbox,
+                               RG_GLOBAL rg_u32* stop)
 {
     rg_f32 table[4] = {10.0f, 20.0f, 30.0f, 40.0f};
     if (in->id < 0 || in->id >= 4) {
@@ -154,7 +156,8 @@ RG_FN int rg_handle_vector_add(RG_PRIVATE const AddRequest* in, RG_PRIVATE AddRe
 #: optimized away): its kernel can never acknowledge termination.
 STUCK_BODY = """
 RG_FN int rg_handle_vector_add(RG_PRIVATE const AddRequest* in, RG_PRIVATE AddResponse* out,
-                               RG_GLOBAL void* state, RG_PRIVATE void* outbox)
+                               RG_GLOBAL void* state, RG_PRIVATE void* outbox,
+                               RG_GLOBAL rg_u32* stop)
 {
     volatile rg_i64 spins = 0;
     while (in->id == -1) {

@@ -116,30 +116,17 @@ def test_send_raises_queue_full_when_nonblocking_and_blocks_otherwise():
         # Input queue (64) + output queue (64) + at most one chunk held by the stalled worker.
         assert 64 <= accepted <= 3 * 64
         assert k.send_batch([rk.Seq(seq=-1, value=0)], block=False) == 0
-        t0 = time.monotonic()
         with pytest.raises(QueueFullError) as info:
-            k.send(rk.Seq(seq=-1, value=0), timeout=0.05)
-        waited = time.monotonic() - t0
-        assert 0.04 <= waited < 1.0
+            k.send(rk.Seq(seq=-1, value=0), block=False)
         assert "echo_small" in str(info.value) and "capacity 64" in str(info.value)
-        with pytest.raises(QueueFullError) as info:
-            k.send_batch([rk.Seq(seq=-1, value=0)] * 3, timeout=0.02)
-        assert info.value.accepted == 0
 
-        # A blocking send waits for room and completes once the host receives.
-        done = threading.Event()
-
-        def blocked_send() -> None:
-            k.send(rk.Seq(seq=accepted, value=0), timeout=20)
-            done.set()
-
-        sender = threading.Thread(target=blocked_send, daemon=True)
-        sender.start()
-        assert not done.wait(0.1)  # still blocked: nothing was received
+        # A blocking send moves the replies that are ready into the host's spill, so the stalled
+        # kernel goes on and the send completes with nobody receiving (issue 10).
+        k.send(rk.Seq(seq=accepted, value=0), timeout=5)
+        assert k.stats().spilled > 0
         seqs = []
         while len(seqs) < accepted + 1:
             seqs.append(k.receive(timeout=5).seq)
-        assert done.wait(5)
         assert seqs == list(range(accepted + 1))  # nothing lost or overwritten while full
         assert k.stats().output_stalls >= 1
 
@@ -400,8 +387,9 @@ def test_unexpected_handler_error_faults_the_kernel():
     assert k.lifecycle is Lifecycle.FAULTED
     with pytest.raises(KernelFaultError):
         k.send(rk.Seq(seq=1, value=0))
-    final = k.terminate()
-    assert final.lifecycle is Lifecycle.FAULTED
+    with pytest.raises(KernelFaultError, match="echo.*terminated after a fault"):
+        k.terminate()
+    assert k.stats().lifecycle is Lifecycle.FAULTED
     assert _worker_threads() == []
 
 

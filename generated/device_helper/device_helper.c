@@ -224,6 +224,8 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 
 
 /* ---- handlers (ringgen.codegen.body) ---- */
+/* Run on the host, one call at a time: nothing asks these handlers to stop (they get no stop word). */
+#define rg_stop_requested(p) ((p) != 0 && *(volatile const rg_u32*)(p) >= 2u)
 /* ---- handler helpers (ringgen/codegen/body.py): Python semantics in portable C ----
  *
  * Written only with prelude names, so the same text compiles as C, CUDA, OpenCL C and Metal.
@@ -237,6 +239,14 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
+#endif
+
+/* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+ * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+ * the skeleton defines before this text (the stop word and how to load it are the target's). */
+#ifndef RG_STOP_POLL_MASK
+#define RG_STOP_POLL_MASK 1023u
 #endif
 
 /* a // b and a % b for i32: floor division (Python), a zero divisor faults, and MIN // -1
@@ -290,39 +300,39 @@ RG_FN rg_f32 rg_py_max_f32(rg_f32 a, rg_f32 b)
 }
 
 /* @rg.device bucket_of (device_helper.py:32) */
-RG_FN rg_i32 rg_fn_bucket_of(rg_i32 steps, rg_i32 width, RG_PRIVATE int* rg_fault)
+RG_FN rg_i32 rg_fn_bucket_of(rg_i32 steps, rg_i32 width, RG_PRIVATE int* rg_fault, RG_GLOBAL rg_u32* rg_stop)
 {
-    (void)rg_fault; /* may be unused */
+    (void)rg_fault; (void)rg_stop; /* may be unused */
     return rg_py_floordiv_i32(steps, width, rg_fault);
 }
 
 /* @rg.device clamp (device_helper.py:21) */
-RG_FN rg_f32 rg_fn_clamp(rg_f32 v, rg_f32 lo, rg_f32 hi, RG_PRIVATE int* rg_fault)
+RG_FN rg_f32 rg_fn_clamp(rg_f32 v, rg_f32 lo, rg_f32 hi, RG_PRIVATE int* rg_fault, RG_GLOBAL rg_u32* rg_stop)
 {
-    (void)rg_fault; /* may be unused */
+    (void)rg_fault; (void)rg_stop; /* may be unused */
     return rg_py_min_f32(rg_py_max_f32(v, lo), hi);
 }
 
 /* @rg.device smoothstep (device_helper.py:26) */
-RG_FN rg_f32 rg_fn_smoothstep(rg_f32 x, RG_PRIVATE int* rg_fault)
+RG_FN rg_f32 rg_fn_smoothstep(rg_f32 x, RG_PRIVATE int* rg_fault, RG_GLOBAL rg_u32* rg_stop)
 {
-    (void)rg_fault; /* may be unused */
+    (void)rg_fault; (void)rg_stop; /* may be unused */
     rg_f32 t;
-    t = rg_fn_clamp(x, 0.0f, 1.0f, rg_fault);
+    t = rg_fn_clamp(x, 0.0f, 1.0f, rg_fault, rg_stop);
     return (t * t) * (3.0f - (2.0f * t));
 }
 
 /* kernel device_helper (device_helper.py:37): returns RG_STATUS_OUTPUT when it wrote *rg_out,
  * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
 RG_FN int rg_handle_device_helper(RG_PRIVATE const Point* rg_in, RG_PRIVATE Smoothed* rg_out,
-    RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox)
+    RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
 {
     int rg_fault_code = 0; /* 0, or the first fault's negative status */
     RG_PRIVATE int* rg_fault = &rg_fault_code;
-    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
     rg_out->id = rg_in->id;
-    rg_out->y = rg_fn_smoothstep(rg_in->x, rg_fault);
-    rg_out->bucket = rg_fn_bucket_of(rg_in->steps, 4, rg_fault);
+    rg_out->y = rg_fn_smoothstep(rg_in->x, rg_fault, rg_stop);
+    rg_out->bucket = rg_fn_bucket_of(rg_in->steps, 4, rg_fault, rg_stop);
     if (*rg_fault) {
         return *rg_fault;
     }
@@ -348,7 +358,7 @@ rg_u64 rg_run_device_helper(const Point* in, rg_u64 n, Smoothed* outs, rg_u32* c
         rg_c_thread_id = (rg_u32)i;
         Smoothed out;
         memset(&out, 0, sizeof out); /* padding bytes compare equal across runs */
-        st = rg_handle_device_helper(&msg, &out, state, 0);
+        st = rg_handle_device_helper(&msg, &out, state, 0, 0);
         if (st == RG_STATUS_OUTPUT) {
             outs[i] = out;
             produced = 1u;

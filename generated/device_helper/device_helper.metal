@@ -333,6 +333,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -341,6 +342,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -530,6 +532,10 @@ static inline void rg_metal_tally(device rg_metal_dispatch* rg_d, int status)
 /* ---- device_helper: outbox (none: the handler returns its output) ---- */
 typedef void rg_outbox_device_helper;
 
+/* A dispatch runs a bounded batch the host encoded; no stop word is bound to it yet (the handlers get
+ * nullptr), so their loops' stop polls read nothing. */
+#define rg_stop_requested(p) ((p) != nullptr && *(p) >= 2u)
+
 /* ---- the handlers, exactly as the compiler emits them for every backend (ringgen.codegen.body) -------
  * They are members of a struct because Metal passes the thread position only as a kernel parameter:
  * rg_thread_id() and rg_now() read it from the struct, so the body needs no Metal-specific parameter. */
@@ -553,6 +559,14 @@ struct rg_context {
     #define RG_STATUS_FAULT_DIV_ZERO (-9)
     #define RG_STATUS_FAULT_OUTBOX (-10)
     #define RG_STATUS_FAULT_RANGE (-11)
+    #define RG_STATUS_FAULT_STOPPED (-12)
+    #endif
+
+    /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+     * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+     * the skeleton defines before this text (the stop word and how to load it are the target's). */
+    #ifndef RG_STOP_POLL_MASK
+    #define RG_STOP_POLL_MASK 1023u
     #endif
 
     /* a // b and a % b for i32: floor division (Python), a zero divisor faults, and MIN // -1
@@ -606,39 +620,39 @@ struct rg_context {
     }
 
     /* @rg.device bucket_of (device_helper.py:32) */
-    RG_FN rg_i32 rg_fn_bucket_of(rg_i32 steps, rg_i32 width, RG_PRIVATE int* rg_fault)
+    RG_FN rg_i32 rg_fn_bucket_of(rg_i32 steps, rg_i32 width, RG_PRIVATE int* rg_fault, RG_GLOBAL rg_u32* rg_stop)
     {
-        (void)rg_fault; /* may be unused */
+        (void)rg_fault; (void)rg_stop; /* may be unused */
         return rg_py_floordiv_i32(steps, width, rg_fault);
     }
 
     /* @rg.device clamp (device_helper.py:21) */
-    RG_FN rg_f32 rg_fn_clamp(rg_f32 v, rg_f32 lo, rg_f32 hi, RG_PRIVATE int* rg_fault)
+    RG_FN rg_f32 rg_fn_clamp(rg_f32 v, rg_f32 lo, rg_f32 hi, RG_PRIVATE int* rg_fault, RG_GLOBAL rg_u32* rg_stop)
     {
-        (void)rg_fault; /* may be unused */
+        (void)rg_fault; (void)rg_stop; /* may be unused */
         return rg_py_min_f32(rg_py_max_f32(v, lo), hi);
     }
 
     /* @rg.device smoothstep (device_helper.py:26) */
-    RG_FN rg_f32 rg_fn_smoothstep(rg_f32 x, RG_PRIVATE int* rg_fault)
+    RG_FN rg_f32 rg_fn_smoothstep(rg_f32 x, RG_PRIVATE int* rg_fault, RG_GLOBAL rg_u32* rg_stop)
     {
-        (void)rg_fault; /* may be unused */
+        (void)rg_fault; (void)rg_stop; /* may be unused */
         rg_f32 t;
-        t = rg_fn_clamp(x, 0.0f, 1.0f, rg_fault);
+        t = rg_fn_clamp(x, 0.0f, 1.0f, rg_fault, rg_stop);
         return (t * t) * (3.0f - (2.0f * t));
     }
 
     /* kernel device_helper (device_helper.py:37): returns RG_STATUS_OUTPUT when it wrote *rg_out,
      * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
     RG_FN int rg_handle_device_helper(RG_PRIVATE const Point* rg_in, RG_PRIVATE Smoothed* rg_out,
-        RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox)
+        RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
     {
         int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
         rg_out->id = rg_in->id;
-        rg_out->y = rg_fn_smoothstep(rg_in->x, rg_fault);
-        rg_out->bucket = rg_fn_bucket_of(rg_in->steps, 4, rg_fault);
+        rg_out->y = rg_fn_smoothstep(rg_in->x, rg_fault, rg_stop);
+        rg_out->bucket = rg_fn_bucket_of(rg_in->steps, 4, rg_fault, rg_stop);
         if (*rg_fault) {
             return *rg_fault;
         }
@@ -667,7 +681,7 @@ static inline void device_helper_run_one(rg_u32 i, device const Point* in_slots,
     Point in = in_slots[(rg_d->in_head + i) & 1023ul];
     Smoothed out = {};
     rg_context ctx = {tid, rg_d->now};
-    int status = ctx.rg_handle_device_helper(&in, &out, nullptr, nullptr);
+    int status = ctx.rg_handle_device_helper(&in, &out, nullptr, nullptr, nullptr);
     if (status == RG_STATUS_OUTPUT) {
         rg_u32 o = metal::atomic_fetch_add_explicit(&rg_d->out_reserved, 1u, metal::memory_order_relaxed);
         out_slots[(rg_d->out_tail + o) & 1023ul] = out;

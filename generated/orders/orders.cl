@@ -578,6 +578,7 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -586,6 +587,7 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -709,6 +711,7 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 #endif
 
 #define RG_WIRE_MAGIC 0xDCF1u
@@ -1307,6 +1310,8 @@ typedef struct rg_none {
 #define RG_orders_LIMIT 1
 
 /* ---- handlers (ringgen.codegen.body: the same text for every target) ---- */
+/* The handlers' loops poll the control block's terminate word (their rg_stop) for a stop-now request. */
+#define rg_stop_requested(p) (rg_load_acquire_u32(p) >= RG_TERMINATE_STOP_NOW)
 /* ---- handler helpers (ringgen/codegen/body.py): Python semantics in portable C ----
  *
  * Written only with prelude names, so the same text compiles as C, CUDA, OpenCL C and Metal.
@@ -1320,16 +1325,24 @@ typedef struct rg_none {
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
+#endif
+
+/* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+ * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+ * the skeleton defines before this text (the stop word and how to load it are the target's). */
+#ifndef RG_STOP_POLL_MASK
+#define RG_STOP_POLL_MASK 1023u
 #endif
 
 /* kernel orders (orders.py:45): returns RG_STATUS_OUTPUT when it wrote *rg_out,
  * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
 RG_FN int rg_handle_orders(RG_PRIVATE const Order* rg_in, RG_PRIVATE Invoice* rg_out,
-    RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox)
+    RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
 {
     int rg_fault_code = 0; /* 0, or the first fault's negative status */
     RG_PRIVATE int* rg_fault = &rg_fault_code;
-    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
     rg_u32 counted;
     rg_u32 gifts;
     rg_bool gold;
@@ -1372,7 +1385,7 @@ RG_FN int rg_handle_orders(RG_PRIVATE const Order* rg_in, RG_PRIVATE Invoice* rg
 RG_FN rg_u32 rg_run_orders(RG_GLOBAL rg_control* ctl, RG_PRIVATE const Order* msg,
                           RG_PRIVATE Invoice* outs, RG_GLOBAL void* state)
 {
-    int status = rg_handle_orders(msg, &outs[0], state, 0);
+    int status = rg_handle_orders(msg, &outs[0], state, 0, &ctl->terminate);
     if (status < 0) {
         rg_control_reject(ctl, status);
         return 0u;

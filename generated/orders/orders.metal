@@ -430,6 +430,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -438,6 +439,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -559,6 +561,7 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 #endif
 
 #define RG_WIRE_MAGIC 0xDCF1u
@@ -1116,6 +1119,10 @@ static_assert(sizeof(rg_metal_dispatch) == 120, "rg_metal_dispatch layout");
 static_assert(RG_OFFSETOF(rg_metal_dispatch, grid) == 16, "rg_metal_dispatch layout");
 static_assert(RG_OFFSETOF(rg_metal_dispatch, rejected) == 52, "rg_metal_dispatch layout");
 
+
+/* A dispatch runs a bounded batch the host encoded; no stop word is bound to it yet (the handlers get
+ * nullptr), so their loops' stop polls read nothing. */
+#define rg_stop_requested(p) ((p) != nullptr && *(p) >= 2u)
 
 /* ---- the handlers, exactly as the compiler emits them for every backend (ringgen.codegen.body) -------
  * They are members of a struct because Metal passes the thread position only as a kernel parameter:

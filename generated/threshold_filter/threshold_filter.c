@@ -241,6 +241,8 @@ RG_FN int rg_emit_threshold_filter(RG_PRIVATE rg_outbox_threshold_filter* ob, RG
 }
 
 /* ---- handlers (ringgen.codegen.body) ---- */
+/* Run on the host, one call at a time: nothing asks these handlers to stop (they get no stop word). */
+#define rg_stop_requested(p) ((p) != 0 && *(volatile const rg_u32*)(p) >= 2u)
 /* ---- handler helpers (ringgen/codegen/body.py): Python semantics in portable C ----
  *
  * Written only with prelude names, so the same text compiles as C, CUDA, OpenCL C and Metal.
@@ -254,16 +256,24 @@ RG_FN int rg_emit_threshold_filter(RG_PRIVATE rg_outbox_threshold_filter* ob, RG
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
+#endif
+
+/* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+ * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+ * the skeleton defines before this text (the stop word and how to load it are the target's). */
+#ifndef RG_STOP_POLL_MASK
+#define RG_STOP_POLL_MASK 1023u
 #endif
 
 /* kernel threshold_filter (threshold_filter.py:26): returns RG_STATUS_OUTPUT when it wrote *rg_out,
  * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
 RG_FN int rg_handle_threshold_filter(RG_PRIVATE const Reading* rg_in, RG_PRIVATE void* rg_out,
-    RG_GLOBAL void* rg_state, RG_PRIVATE rg_outbox_threshold_filter* rg_outbox)
+    RG_GLOBAL void* rg_state, RG_PRIVATE rg_outbox_threshold_filter* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
 {
     int rg_fault_code = 0; /* 0, or the first fault's negative status */
     RG_PRIVATE int* rg_fault = &rg_fault_code;
-    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
     Alert rg_m1;
     Alert rg_m2;
     Alert rg_m3;
@@ -315,7 +325,7 @@ rg_u64 rg_run_threshold_filter(const Reading* in, rg_u64 n, Alert* outs, rg_u32*
         rg_c_thread_id = (rg_u32)i;
         rg_outbox_threshold_filter ob;
         ob.n = 0u;
-        st = rg_handle_threshold_filter(&msg, 0, state, &ob);
+        st = rg_handle_threshold_filter(&msg, 0, state, &ob, 0);
         if (st >= 0) {
             for (rg_u32 j = 0u; j < ob.n; ++j) {
                 outs[i * 8u + j] = ob.items[j];

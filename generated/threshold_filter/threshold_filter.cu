@@ -426,6 +426,7 @@ RG_FN rg_u64 rg_cuda_now(void)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -434,6 +435,7 @@ RG_FN rg_u64 rg_cuda_now(void)
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -768,6 +770,9 @@ typedef struct rg_threshold_filter_out_slot {
 } rg_threshold_filter_out_slot;
 
 /* ---- handlers (ringgen.codegen.body: the same text for every target) ---- */
+/* The handlers' loops poll the scheduler's stop word (their rg_stop, in device memory), which the
+ * poller sets to RG_TERMINATE_ABORT when the host asks to stop now. */
+#define rg_stop_requested(p) (rg__ld_acquire_gpu_u32(p) == RG_TERMINATE_ABORT)
 /* ---- handler helpers (ringgen/codegen/body.py): Python semantics in portable C ----
  *
  * Written only with prelude names, so the same text compiles as C, CUDA, OpenCL C and Metal.
@@ -781,16 +786,24 @@ typedef struct rg_threshold_filter_out_slot {
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
+#endif
+
+/* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+ * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+ * the skeleton defines before this text (the stop word and how to load it are the target's). */
+#ifndef RG_STOP_POLL_MASK
+#define RG_STOP_POLL_MASK 1023u
 #endif
 
 /* kernel threshold_filter (threshold_filter.py:26): returns RG_STATUS_OUTPUT when it wrote *rg_out,
  * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
 RG_FN int rg_handle_threshold_filter(RG_PRIVATE const Reading* rg_in, RG_PRIVATE void* rg_out,
-    RG_GLOBAL void* rg_state, RG_PRIVATE rg_outbox_threshold_filter* rg_outbox)
+    RG_GLOBAL void* rg_state, RG_PRIVATE rg_outbox_threshold_filter* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
 {
     int rg_fault_code = 0; /* 0, or the first fault's negative status */
     RG_PRIVATE int* rg_fault = &rg_fault_code;
-    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
     Alert rg_m1;
     Alert rg_m2;
     Alert rg_m3;
@@ -846,7 +859,7 @@ RG_FN void rg_threshold_filter_one(bool active, rg_u64 seq, const Reading* msg, 
     rg_outbox_threshold_filter ob;
     ob.n = 0u;
     if (active) {
-        const int status = rg_handle_threshold_filter(msg, 0, state, &ob);
+        const int status = rg_handle_threshold_filter(msg, 0, state, &ob, &sched->stop);
         if (status < 0) {
             rg_threshold_filter_fault(sched, status);
             *flag = 1;

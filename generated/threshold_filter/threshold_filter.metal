@@ -335,6 +335,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -343,6 +344,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -549,6 +551,10 @@ static inline int rg_emit_threshold_filter(thread rg_outbox_threshold_filter* ob
     return 1;
 }
 
+/* A dispatch runs a bounded batch the host encoded; no stop word is bound to it yet (the handlers get
+ * nullptr), so their loops' stop polls read nothing. */
+#define rg_stop_requested(p) ((p) != nullptr && *(p) >= 2u)
+
 /* ---- the handlers, exactly as the compiler emits them for every backend (ringgen.codegen.body) -------
  * They are members of a struct because Metal passes the thread position only as a kernel parameter:
  * rg_thread_id() and rg_now() read it from the struct, so the body needs no Metal-specific parameter. */
@@ -572,16 +578,24 @@ struct rg_context {
     #define RG_STATUS_FAULT_DIV_ZERO (-9)
     #define RG_STATUS_FAULT_OUTBOX (-10)
     #define RG_STATUS_FAULT_RANGE (-11)
+    #define RG_STATUS_FAULT_STOPPED (-12)
+    #endif
+
+    /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+     * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+     * the skeleton defines before this text (the stop word and how to load it are the target's). */
+    #ifndef RG_STOP_POLL_MASK
+    #define RG_STOP_POLL_MASK 1023u
     #endif
 
     /* kernel threshold_filter (threshold_filter.py:26): returns RG_STATUS_OUTPUT when it wrote *rg_out,
      * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
     RG_FN int rg_handle_threshold_filter(RG_PRIVATE const Reading* rg_in, RG_PRIVATE void* rg_out,
-        RG_GLOBAL void* rg_state, RG_PRIVATE rg_outbox_threshold_filter* rg_outbox)
+        RG_GLOBAL void* rg_state, RG_PRIVATE rg_outbox_threshold_filter* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
     {
         int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
         Alert rg_m1;
         Alert rg_m2;
         Alert rg_m3;
@@ -637,7 +651,7 @@ static inline void threshold_filter_run_one(rg_u32 i, device const Reading* in_s
     rg_outbox_threshold_filter ob;
     ob.count = 0u;
     rg_context ctx = {tid, rg_d->now};
-    int status = ctx.rg_handle_threshold_filter(&in, nullptr, nullptr, &ob);
+    int status = ctx.rg_handle_threshold_filter(&in, nullptr, nullptr, &ob, nullptr);
     if (status >= 0 && ob.count > 0u) {
         rg_u32 o = metal::atomic_fetch_add_explicit(&rg_d->out_reserved, ob.count, metal::memory_order_relaxed);
         for (rg_u32 j = 0u; j < ob.count; j++) {

@@ -331,6 +331,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -339,6 +340,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -528,6 +530,10 @@ static inline void rg_metal_tally(device rg_metal_dispatch* rg_d, int status)
 /* ---- vector_add: outbox (none: the handler returns its output) ---- */
 typedef void rg_outbox_vector_add;
 
+/* A dispatch runs a bounded batch the host encoded; no stop word is bound to it yet (the handlers get
+ * nullptr), so their loops' stop polls read nothing. */
+#define rg_stop_requested(p) ((p) != nullptr && *(p) >= 2u)
+
 /* ---- the handlers, exactly as the compiler emits them for every backend (ringgen.codegen.body) -------
  * They are members of a struct because Metal passes the thread position only as a kernel parameter:
  * rg_thread_id() and rg_now() read it from the struct, so the body needs no Metal-specific parameter. */
@@ -551,16 +557,24 @@ struct rg_context {
     #define RG_STATUS_FAULT_DIV_ZERO (-9)
     #define RG_STATUS_FAULT_OUTBOX (-10)
     #define RG_STATUS_FAULT_RANGE (-11)
+    #define RG_STATUS_FAULT_STOPPED (-12)
+    #endif
+
+    /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+     * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+     * the skeleton defines before this text (the stop word and how to load it are the target's). */
+    #ifndef RG_STOP_POLL_MASK
+    #define RG_STOP_POLL_MASK 1023u
     #endif
 
     /* kernel vector_add (vector_add.py:20): returns RG_STATUS_OUTPUT when it wrote *rg_out,
      * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
     RG_FN int rg_handle_vector_add(RG_PRIVATE const AddRequest* rg_in, RG_PRIVATE AddResponse* rg_out,
-        RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox)
+        RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
     {
         int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
         rg_out->id = rg_in->id;
         rg_out->sum = rg_in->a + rg_in->b;
         return RG_STATUS_OUTPUT;
@@ -588,7 +602,7 @@ static inline void vector_add_run_one(rg_u32 i, device const AddRequest* in_slot
     AddRequest in = in_slots[(rg_d->in_head + i) & 1023ul];
     AddResponse out = {};
     rg_context ctx = {tid, rg_d->now};
-    int status = ctx.rg_handle_vector_add(&in, &out, nullptr, nullptr);
+    int status = ctx.rg_handle_vector_add(&in, &out, nullptr, nullptr, nullptr);
     if (status == RG_STATUS_OUTPUT) {
         rg_u32 o = metal::atomic_fetch_add_explicit(&rg_d->out_reserved, 1u, metal::memory_order_relaxed);
         out_slots[(rg_d->out_tail + o) & 1023ul] = out;

@@ -517,6 +517,7 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -525,6 +526,7 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -648,6 +650,7 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 #endif
 
 #define RG_WIRE_MAGIC 0xDCF1u
@@ -1084,6 +1087,8 @@ typedef struct rg_none {
 #define RG_word_stats_LIMIT 1
 
 /* ---- handlers (ringgen.codegen.body: the same text for every target) ---- */
+/* The handlers' loops poll the control block's terminate word (their rg_stop) for a stop-now request. */
+#define rg_stop_requested(p) (rg_load_acquire_u32(p) >= RG_TERMINATE_STOP_NOW)
 /* ---- handler helpers (ringgen/codegen/body.py): Python semantics in portable C ----
  *
  * Written only with prelude names, so the same text compiles as C, CUDA, OpenCL C and Metal.
@@ -1097,6 +1102,14 @@ typedef struct rg_none {
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
+#endif
+
+/* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+ * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+ * the skeleton defines before this text (the stop word and how to load it are the target's). */
+#ifndef RG_STOP_POLL_MASK
+#define RG_STOP_POLL_MASK 1023u
 #endif
 
 /* Python indexing: a negative index counts from the end; anything else out of range faults. */
@@ -1117,11 +1130,11 @@ RG_FN rg_i64 rg_py_index(rg_i64 i, rg_i64 n, RG_PRIVATE int* f)
 /* kernel word_stats (word_stats.py:37): returns RG_STATUS_OUTPUT when it wrote *rg_out,
  * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
 RG_FN int rg_handle_word_stats(RG_PRIVATE const Word* rg_in, RG_PRIVATE WordStat* rg_out,
-    RG_GLOBAL WordTotals* rg_state, RG_PRIVATE void* rg_outbox)
+    RG_GLOBAL WordTotals* rg_state, RG_PRIVATE void* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
 {
     int rg_fault_code = 0; /* 0, or the first fault's negative status */
     RG_PRIVATE int* rg_fault = &rg_fault_code;
-    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
     rg_i64 n;
     rg_bool negated;
     rg_bool stop;
@@ -1153,7 +1166,7 @@ RG_FN int rg_handle_word_stats(RG_PRIVATE const Word* rg_in, RG_PRIVATE WordStat
 RG_FN rg_u32 rg_run_word_stats(RG_GLOBAL rg_control* ctl, RG_PRIVATE const Word* msg,
                           RG_PRIVATE WordStat* outs, RG_GLOBAL WordTotals* state)
 {
-    int status = rg_handle_word_stats(msg, &outs[0], state, 0);
+    int status = rg_handle_word_stats(msg, &outs[0], state, 0, &ctl->terminate);
     if (status < 0) {
         rg_control_reject(ctl, status);
         return 0u;

@@ -457,6 +457,7 @@ RG_FN rg_u64 rg_cuda_now(void)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -465,6 +466,7 @@ RG_FN rg_u64 rg_cuda_now(void)
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -588,6 +590,7 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 #endif
 
 #define RG_WIRE_MAGIC 0xDCF1u
@@ -1172,6 +1175,9 @@ RG_FN void rg__poll(rg_control* ctl, rg_queue_ctl* inq, rg_sched* sched)
 #define RG_word_stats_LIMIT 1
 
 /* ---- handlers (ringgen.codegen.body: the same text for every target) ---- */
+/* The handlers' loops poll the scheduler's stop word (their rg_stop, in device memory), which the
+ * poller sets to RG_TERMINATE_ABORT when the host asks to stop now. */
+#define rg_stop_requested(p) (rg__ld_acquire_gpu_u32(p) == RG_TERMINATE_ABORT)
 /* ---- handler helpers (ringgen/codegen/body.py): Python semantics in portable C ----
  *
  * Written only with prelude names, so the same text compiles as C, CUDA, OpenCL C and Metal.
@@ -1185,6 +1191,14 @@ RG_FN void rg__poll(rg_control* ctl, rg_queue_ctl* inq, rg_sched* sched)
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
+#endif
+
+/* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+ * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+ * the skeleton defines before this text (the stop word and how to load it are the target's). */
+#ifndef RG_STOP_POLL_MASK
+#define RG_STOP_POLL_MASK 1023u
 #endif
 
 /* Python indexing: a negative index counts from the end; anything else out of range faults. */
@@ -1205,11 +1219,11 @@ RG_FN rg_i64 rg_py_index(rg_i64 i, rg_i64 n, RG_PRIVATE int* f)
 /* kernel word_stats (word_stats.py:37): returns RG_STATUS_OUTPUT when it wrote *rg_out,
  * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
 RG_FN int rg_handle_word_stats(RG_PRIVATE const Word* rg_in, RG_PRIVATE WordStat* rg_out,
-    RG_GLOBAL WordTotals* rg_state, RG_PRIVATE void* rg_outbox)
+    RG_GLOBAL WordTotals* rg_state, RG_PRIVATE void* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
 {
     int rg_fault_code = 0; /* 0, or the first fault's negative status */
     RG_PRIVATE int* rg_fault = &rg_fault_code;
-    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
     rg_i64 n;
     rg_bool negated;
     rg_bool stop;
@@ -1307,7 +1321,7 @@ RG_FN void rg_word_stats_one(bool active, rg_u64 seq, const Word* msg, rg_sched*
         return;
     }
     WordStat out;
-    const int status = rg_handle_word_stats(msg, &out, state, 0);
+    const int status = rg_handle_word_stats(msg, &out, state, 0, &sched->stop);
     if (status == RG_STATUS_OUTPUT) {
         rg_word_stats_put(out_ring + (seq & out_mask) * 320u, &out, seq);
         return;

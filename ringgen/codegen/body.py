@@ -13,7 +13,12 @@ How Python's semantics become C:
   that can fault, before any side effect of that statement (an atomic, a store, an emit);
 - Python locals are function-scoped, so every local is declared at the top of the C function;
 - ``for`` loops run on a hidden counter, so assigning the loop variable does not change the
-  iteration, and ``range`` arguments are evaluated once.
+  iteration, and ``range`` arguments are evaluated once;
+- ``while`` and ``for ... in range`` loops poll the host's stop-now request at the top of every
+  iteration, one in ``RG_STOP_POLL_MASK + 1`` (``rg_stop_requested(rg_stop)``, defined per target):
+  a handler that loops forever must not keep ``terminate(drain=False)`` from stopping its kernel.
+  A stopped handler returns the fault ``RG_STATUS_FAULT_STOPPED``, counted as ``Reason.STOPPED``.
+  Every handler and ``@rg.device`` function takes the stop word as its last parameter ``rg_stop``.
 """
 
 from __future__ import annotations
@@ -82,7 +87,12 @@ def emit_program(program: ir.Program, *, debug: bool = False) -> str:
     for fn in program.handlers:
         chunks.append(_FunctionPrinter(fn, helpers, may_fault, debug).emit()[0])
     statuses = [(s.name, int(s)) for s in protocol.Status]
-    head = render("common/body_helpers.c.j2", helpers=helpers.contexts(), statuses=statuses)
+    head = render(
+        "common/body_helpers.c.j2",
+        helpers=helpers.contexts(),
+        statuses=statuses,
+        stop_now=protocol.TERMINATE_STOP_NOW,
+    )
     return head + "\n" + "\n".join(chunks)
 
 
@@ -96,6 +106,7 @@ class _FunctionPrinter(ExprPrinter):
         self.hidden: list[tuple[str, str]] = []  # (C type, name) of printer temporaries
         self.n_hidden = 0
         self.faults = False
+        self.polls = False  # a loop polls the stop request: declare the poll counter
         self.pointer_names = {}
         for p in fn.params:
             if fn.kind == "handler":
@@ -122,14 +133,18 @@ class _FunctionPrinter(ExprPrinter):
             decls.append(f"    {c_type(t)} {name}{dims};")
         for ct, name in self.hidden:
             decls.append(f"    {ct} {name};")
+        if self.polls:
+            decls.append(
+                "    rg_u32 rg_polls = 0u; /* loop iterations, for the stop-request poll */"
+            )
         lines = [self.signature() + "\n{"]
         if fn.kind == "handler":
             lines.append("    int rg_fault_code = 0; /* 0, or the first fault's negative status */")
             lines.append("    RG_PRIVATE int* rg_fault = &rg_fault_code;")
-            params = ("rg_fault", "rg_in", "rg_out", "rg_state", "rg_outbox")
+            params = ("rg_fault", "rg_in", "rg_out", "rg_state", "rg_outbox", "rg_stop")
             lines.append("    " + " ".join(f"(void){p};" for p in params) + " /* may be unused */")
         else:
-            lines.append("    (void)rg_fault; /* may be unused */")
+            lines.append("    (void)rg_fault; (void)rg_stop; /* may be unused */")
         lines.extend(decls)
         lines.extend(body)
         lines.append("}")
@@ -156,7 +171,7 @@ class _FunctionPrinter(ExprPrinter):
             return (
                 f"RG_FN int rg_handle_{fn.name}(RG_PRIVATE const {in_t}* rg_in, "
                 f"RG_PRIVATE {out_t}* rg_out,\n    RG_GLOBAL {st_t}* rg_state, "
-                f"RG_PRIVATE {ob_t}* rg_outbox)"
+                f"RG_PRIVATE {ob_t}* rg_outbox, RG_GLOBAL rg_u32* rg_stop)"
             )
         params = []
         for p in fn.params:
@@ -173,6 +188,7 @@ class _FunctionPrinter(ExprPrinter):
                 params.append(f"RG_PRIVATE {c_type(t)}* rg_ret{i}")
             rt = VOID
         params.append("RG_PRIVATE int* rg_fault")
+        params.append("RG_GLOBAL rg_u32* rg_stop")
         return f"RG_FN {c_type(rt)} rg_fn_{fn.name}({', '.join(params)})"
 
     # -------------------------------------------------------------- helpers
@@ -194,6 +210,18 @@ class _FunctionPrinter(ExprPrinter):
     def check(self, ind: str) -> list[str]:
         self.faults = True
         return [f"{ind}if (*rg_fault) {{", f"{ind}    {self.fault_return()}", f"{ind}}}"]
+
+    def stop_poll(self, ind: str) -> list[str]:
+        """The top of a loop body: leave with a STOPPED fault once the host asks to stop now (a
+        counter keeps the shared word's load off all but one iteration in RG_STOP_POLL_MASK + 1)."""
+        self.faults = True
+        self.polls = True
+        return [
+            f"{ind}if ((++rg_polls & RG_STOP_POLL_MASK) == 0u && rg_stop_requested(rg_stop)) {{",
+            f"{ind}    *rg_fault = RG_STATUS_FAULT_STOPPED;",
+            f"{ind}    {self.fault_return()}",
+            f"{ind}}}",
+        ]
 
     def line_directive(self, line: int, ind: str) -> list[str]:
         if not self.debug or not self.fn.file:
@@ -368,15 +396,18 @@ class _FunctionPrinter(ExprPrinter):
 
     def stmt_While(self, s: ir.While, depth: int) -> list[str]:
         ind = "    " * depth
+        poll = self.stop_poll(ind + "    ")
         if not self.can_fault(s.cond):
             return (
                 [f"{ind}while ({self.expr(s.cond, top=True)}) {{"]
+                + poll
                 + self.block(s.body, depth + 1)
                 + [f"{ind}}}"]
             )
         pre, c = self.cond_lines(s.cond, ind + "    ")
         return (
             [f"{ind}for (;;) {{"]
+            + poll
             + pre
             + [f"{ind}    if (!{c}) {{", f"{ind}        break;", f"{ind}    }}"]
             + self.block(s.body, depth + 1)
@@ -405,6 +436,8 @@ class _FunctionPrinter(ExprPrinter):
         if any(self.can_fault(x) for x in (s.start, s.stop, s.step)):
             lines += self.check(ind)
         lines.append(f"{ind}for (; {cmp}; {k} += {step}) {{")
+        if not _short_range(s):
+            lines += self.stop_poll(ind + "    ")
         lines.append(f"{ind}    {s.var.name} = {k};")
         lines += self.block(s.body, depth + 1)
         lines.append(f"{ind}}}")
@@ -472,7 +505,7 @@ class _FunctionPrinter(ExprPrinter):
     def stmt_Unpack(self, s: ir.Unpack, depth: int) -> list[str]:
         """A call to a device function returning a tuple, into hidden locals."""
         ind = "    " * depth
-        args = self.call_args(s.call) + [f"&{t.name}" for t in s.targets] + ["rg_fault"]
+        args = self.call_args(s.call) + [f"&{t.name}" for t in s.targets] + ["rg_fault", "rg_stop"]
         lines = [f"{ind}rg_fn_{s.call.fn}({', '.join(args)});"]
         return lines + (self.check(ind) if self.can_fault(s.call) else [])
 
@@ -505,6 +538,17 @@ def _has_checked_index(e: ir.Expr) -> bool:
             return True
         e = e.base
     return False
+
+
+#: A ``range`` of constants with at most this many iterations needs no stop poll: it ends soon anyway.
+_SHORT_RANGE = 4096
+
+
+def _short_range(s: ir.ForRange) -> bool:
+    """True for ``range`` over constants that runs at most ``_SHORT_RANGE`` iterations."""
+    if not all(isinstance(x, ir.Const) for x in (s.start, s.stop, s.step)) or not s.step.value:
+        return False
+    return len(range(s.start.value, s.stop.value, s.step.value)) <= _SHORT_RANGE
 
 
 def _ends_in_return(body: tuple) -> bool:

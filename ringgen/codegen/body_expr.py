@@ -290,7 +290,7 @@ class ExprPrinter:
         return f"rg_{stem}_{t.name}({', '.join(args)})"
 
     def e_CallDevice(self, e: ir.CallDevice) -> str:
-        return f"rg_fn_{e.fn}({', '.join(self.call_args(e) + ['rg_fault'])})"
+        return f"rg_fn_{e.fn}({', '.join(self.call_args(e) + ['rg_fault', 'rg_stop'])})"
 
     def call_args(self, e: ir.CallDevice) -> list[str]:
         """The C arguments of a device call: messages, Str and List by pointer, Arrays decayed."""

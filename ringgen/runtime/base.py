@@ -19,13 +19,25 @@ Policies (docs/runtime.md is the user-facing version):
 - **Back-pressure.** Nothing is dropped or overwritten. ``send`` on a full input queue waits for room
   (``block=True``, the default) or raises ``QueueFullError`` (``block=False``, or when ``timeout``
   expires). The kernel waits the same way when its output queue is full, counting an output stall.
+- **Spill.** While a send waits for room, the host moves every reply that is ready out of the output
+  queue into a host-side buffer (``SpillBuffer``; ``stats().spilled``), which ``receive`` reads
+  first. So a kernel blocked on its full output queue always gets going again, and "send everything,
+  then receive" finishes for any batch size. The buffer holds only replies to messages the caller
+  sent and has not received: at most ``limit`` per sent message (1, or ``OUTBOX_LIMIT`` for an
+  Outbox kernel).
 - **Waiting** is polling with backoff (``Backoff``): a few free polls, then sleeps that double from
   20 µs to 1 ms; the asyncio variants await ``asyncio.sleep`` instead, so they never block the loop.
 - **Termination** is a handshake: the host sets the request word, the kernel drains its input queue
   and acknowledges (lifecycle TERMINATED), the host synchronizes and frees. While it waits for the
-  acknowledgement the host keeps pulling replies out of the output queue into a host-side buffer, so
-  a kernel whose output queue is full can always finish draining; those replies stay readable with
-  ``receive``/``receive_batch`` after termination.
+  acknowledgement the host keeps pulling replies out of the output queue into the spill, so a kernel
+  whose output queue is full can always finish draining; those replies stay readable with
+  ``receive``/``receive_batch`` after termination. The default waits as long as the kernel makes
+  progress (heartbeat, processed or emitted count moving, or replies coming out) and gives up only
+  after ``stall_timeout`` seconds without any; ``drain=False`` asks the kernel to stop now (every wait
+  of the resident loop and every loop back-edge of a handler polls that request) and counts what it
+  left in ``stats().unprocessed``. Giving up stops the kernel the same way before the handle is
+  released, so its compute unit and memory come back; only a kernel that ignores even that is
+  abandoned (its memory deliberately leaked).
 - **Raw slots and dead letters.** ``send_raw``/``send_raw_batch`` queue already-encoded slots with no
   host-side check beyond their size; the kernel validates them. With ``dead_letters=True`` a bridged
   input that fails validation comes back through a bounded queue of its own (``receive_dead_letters``);
@@ -68,9 +80,10 @@ from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
 from .batches import Batch, BatchFormat, SpillBuffer
 from .dead_letters import RawSlotsAndDeadLetters, dead_letter_capacity
 from .stats import KernelStats, stats_from_control
+from .termination import _STOPPED, STALL_TIMEOUT_S, STOP_NOW_GRACE_S, Termination
 from .waiting import Backoff, check_timeout, deadline_after, expired
 
-__all__ = ["Backoff", "KernelHandle", "deadline_after"]
+__all__ = ["Backoff", "KernelHandle", "STALL_TIMEOUT_S", "STOP_NOW_GRACE_S", "deadline_after"]
 
 log = logging.getLogger("ringgen")
 
@@ -78,16 +91,9 @@ log = logging.getLogger("ringgen")
 InT = TypeVar("InT")
 OutT = TypeVar("OutT")
 
-#: The wait ``terminate(timeout=None)`` gives ``_synchronize``: finite, so every backend's deadline
-#: arithmetic and ``Thread.join`` accept it, and longer than any process lives.
-_NO_LIMIT = 1e9
-
 #: The most slots a queue may have (launch option ``capacity``): 2**30 slots of even 16 bytes are
 #: 16 GiB per queue, far past what a round trip needs, and far from any 32-bit slot-index overflow.
 MAX_CAPACITY = 1 << 30
-
-#: Lifecycle states in which the kernel no longer runs (nothing more will be published).
-_STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
 
 #: How often (seconds) an observer of the lifecycle asks the backend whether the device itself still
 #: runs the kernel (``_device_fault``). A dead kernel cannot write FAULTED to its control block, so this
@@ -96,7 +102,7 @@ _STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
 DEVICE_FAULT_POLL_S = 0.010
 
 
-class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
+class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, OutT]):
     """A launched ring kernel: send it messages, receive its replies, read its stats, terminate it.
 
     Get one from ``rg.launch(kernel)`` or ``generated.<pkg>.runtime.<kernel>.launch()``; use it as a
@@ -181,6 +187,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         self._recv_lock = threading.RLock()
         self._term_lock = threading.Lock()
         self._spill = SpillBuffer()
+        self._spilled = 0  # replies moved into the spill so far (stats().spilled)
         self._sent = 0
         self._received = 0
         self._accepting = False  # sends allowed (launched and not terminating)
@@ -297,10 +304,12 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         deadline = deadline_after(timeout, f"kernel {self.name}.send_async")
         backoff = Backoff()
         while True:
-            if self._try_push(batch):
+            if self._try_push(batch, observe=True):
                 return
             if expired(deadline):
                 raise self._full_error(0, 1, timeout)
+            if self._drain_output():  # the kernel may be waiting for room for its replies
+                backoff.reset()  # then poll again at once, still yielding to the event loop
             await backoff.wait_async(deadline)
 
     def _try_push(self, batch: Batch, *, observe: bool = False) -> int:
@@ -322,7 +331,10 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         while done < total:
             if expired(deadline):
                 break
-            backoff.wait(deadline)
+            # A kernel whose output queue is full takes no input: move its replies into the spill
+            # (receive reads it first), or "send everything, then receive" would wait forever.
+            if not self._drain_output():
+                backoff.wait(deadline)
             n = self._try_push(batch[done:], observe=True)
             if n:
                 done += n
@@ -345,7 +357,14 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
         err = QueueFullError(
             f"kernel {self.name} ({self.backend}): input queue full (capacity {self.capacity}); "
             f"{accepted} of {total} message(s) accepted {waited}",
-            hint="receive replies faster, send with block=True, or launch with a larger capacity",
+            hint=(
+                "the kernel takes messages only as fast as it handles them: give it a longer "
+                "timeout (None waits as long as it takes), send smaller batches, or launch with a "
+                "larger capacity"
+                if timeout
+                else "send with block=True (the default) to wait for room, or launch with a larger "
+                "capacity"
+            ),
         )
         err.accepted = accepted  # type: ignore[attr-defined]
         return err
@@ -540,6 +559,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             latency=self._latency(),
             lifecycle=lifecycle,
             dead_letters_dropped=self._dead_letters_dropped(),
+            spilled=self._spilled,
         )
         if self._device_error is not None:
             stats = attrs.evolve(stats, fault=self._device_error)
@@ -558,6 +578,7 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
                 sent=self._sent,
                 received=self._received,
                 lifecycle=Lifecycle.FAULTED,
+                spilled=self._spilled,
             )
         return attrs.evolve(final, output_depth=self._spill.count, received=self._received)
 
@@ -594,91 +615,6 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
             return self._spill.count if self._released else self._queue_depths()[0]
 
     # ------------------------------------------------------------------------ terminating
-
-    def terminate(self, timeout: Optional[float] = 1.0) -> KernelStats:
-        """Stop the kernel: request, wait for it to drain and acknowledge, synchronize, free.
-
-        Replies published before the acknowledgement stay readable with ``receive``. Calling it again
-        is harmless. Returns the final ``KernelStats``.
-
-        Args:
-            timeout: the longest wait for the acknowledgement in seconds (None: no limit).
-
-        Raises:
-            KernelTimeoutError: the kernel did not acknowledge within ``timeout`` seconds. The handle
-                is then abandoned (the backend stops waiting on the device and leaves nothing that
-                keeps the process from exiting) and is unusable.
-        """
-        timeout = check_timeout(timeout, f"kernel {self.name}.terminate")
-        with self._term_lock:
-            if self._released:
-                return self.stats()
-            self._accepting = False
-            if not self._launched:
-                self._released = True
-                self._abandon()
-                return self.stats()
-            deadline = deadline_after(timeout)
-            with self._send_lock:  # no send is mid-publish when the request goes out
-                self._request_terminate()
-            backoff = Backoff(spin_time=50e-6)
-            while True:
-                if self._drain_output():
-                    backoff.reset()
-                state = self._lifecycle_now()
-                if state in _STOPPED:
-                    break
-                if expired(deadline):
-                    self._give_up(state, timeout)
-                backoff.wait(deadline)
-            # The lock order of every path that takes more than one: send -> receive -> dead-letter.
-            # Holding all three, no other thread is inside the transport when it is freed, and each
-            # one that comes next finds _released set and reads the final snapshot instead.
-            with self._send_lock, self._recv_lock, self._dl_lock:
-                self._drain_output()
-                self._drain_dead_letters()
-                self._final_stats = self._stats_now(lifecycle=state)
-                self._final_state = self._read_state() if self.spec.state is not None else None
-                left = _NO_LIMIT if deadline is None else max(0.0, deadline - time.monotonic())
-                self._synchronize(left + 1.0)
-                self._released = True
-                self._release()
-            log.debug("terminated kernel %s on %s", self.name, self.backend)
-            return self.stats()
-
-    def _drain_output(self) -> int:
-        if self.out_codec is None:
-            return 0
-        with self._recv_lock:
-            batch = self._pop(self.capacity)
-            self._spill.put(batch)
-            return len(batch)
-
-    def _give_up(self, state: Lifecycle, timeout: float) -> None:
-        try:
-            self._final_stats = self._stats_now(lifecycle=Lifecycle.FAULTED)
-        except Exception:  # the transport may be what failed; the error below says enough
-            self._final_stats = None
-        with self._send_lock, self._recv_lock, self._dl_lock:
-            self._abandon()
-            self._released = True
-        raise KernelTimeoutError(
-            f"kernel {self.name} ({self.backend}) did not acknowledge terminate within {timeout:g} s "
-            f"(lifecycle {state.name}); it was abandoned",
-            hint="a handler that never returns keeps a kernel from draining; check it for an "
-            "endless loop",
-        )
-
-    def __enter__(self) -> "KernelHandle[InT, OutT]":
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            self.terminate()
-        except KernelTimeoutError:
-            if exc_type is None:
-                raise
-            log.exception("terminating kernel %s while handling another error", self.name)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} on {self.backend}: {self.lifecycle.name}>"
@@ -737,6 +673,18 @@ class KernelHandle(RawSlotsAndDeadLetters, abc.ABC, Generic[InT, OutT]):
     @abc.abstractmethod
     def _request_terminate(self) -> None:
         """Write the terminate request word of the control block (the host's only write to it)."""
+
+    def _request_stop_now(self) -> None:
+        """Ask the kernel to stop now, without handling what is queued (terminate word
+        ``TERMINATE_STOP_NOW``): every wait of its loop and every loop back-edge of its handler polls
+        it. Must not block for long. The kernel then reports TERMINATED (or FAULTED) as for a drain,
+        and ``_synchronize``/``_release`` follow as usual.
+
+        The default calls ``_abandon``, which is right for a backend whose ``_abandon`` only writes
+        that request and frees nothing (CUDA); a backend whose ``_abandon`` parks or leaks memory
+        overrides this.
+        """
+        self._abandon()
 
     @abc.abstractmethod
     def _synchronize(self, timeout: float) -> None:

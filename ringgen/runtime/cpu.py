@@ -38,9 +38,9 @@ import numpy as np
 
 from ..dsl.records import HandlerFault, Record
 from ..dsl.reference import new_state, reference_handler
-from ..errors import WireFormatError
+from ..errors import KernelTimeoutError, WireFormatError
 from ..kernel import KernelSpec
-from ..protocol import CONTROL_DTYPE, Lifecycle
+from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
 from .base import KernelHandle
 from .batches import ObjectBatches, RawSlot
 from .dead_letters import mark_dead_letters
@@ -143,6 +143,12 @@ class _Abandoned(BaseException):
     """Raised inside the worker thread by a host that gave up on it (``_abandon``)."""
 
 
+class _StoppedNow(BaseException):
+    """Raised inside the worker thread by a host that asked it to stop now (``terminate(drain=False)``)
+    while a handler was still running: the reference's equivalent of the device handlers' loop
+    back-edges polling the stop request."""
+
+
 class _Worker:
     """Everything the worker thread touches; it holds no reference to the handle, so a handle that
     is dropped without ``terminate`` can be collected (its finalizer then stops the worker)."""
@@ -165,6 +171,7 @@ class _Worker:
         self.decode_raw = decode_raw
         self.deadq = deadq  # dead letters (slot rows), or None without a dead-letter queue
         self.dead_dropped = 0  # dead letters the full queue could not take
+        self.unpublished = 0  # replies a stop-now left unpublished (not counted as emitted)
         self.ctl = np.zeros((), dtype=CONTROL_DTYPE)
         self.state_lock = threading.Lock()
         self.latency = LatencyRecorder("enqueue to reply")
@@ -185,6 +192,7 @@ def _run(w: _Worker) -> None:
     ctl, inq = w.ctl, w.inq
     processed = emitted = stalls = idle_spins = heartbeat = 0
     rejected = np.zeros(ctl["rejected"].shape, dtype=np.uint64)
+    in_handler = False  # a stop-now interrupt inside the handler counts that message as STOPPED
     ctl["launches"] = 1
     ctl["state"] = Lifecycle.ACTIVE
     final = Lifecycle.TERMINATED
@@ -218,8 +226,11 @@ def _run(w: _Worker) -> None:
                         continue
                 try:
                     with w.state_lock:
+                        in_handler = True
                         outputs.extend(w.step(msg, w.state))
+                        in_handler = False
                 except HandlerFault as exc:
+                    in_handler = False
                     rejected[int(exc.reason)] += 1
                 processed += 1
             # Counters first, then the replies: a host that has a reply sees it counted.
@@ -229,13 +240,23 @@ def _run(w: _Worker) -> None:
             ctl["emitted"] = emitted
             if outputs:
                 stalled = _publish(w, outputs)
-                if stalled is None:
-                    return  # stopped while waiting for room
+                if stalled is None:  # stopped while waiting for room: the rest is not published
+                    ctl["emitted"] = emitted - w.unpublished
+                    return
                 if stalled:
                     stalls += stalled
                     ctl["output_stalls"] = stalls
             if stamps is not None:
                 w.latency.record(time.perf_counter_ns() - stamps)
+    except _StoppedNow:
+        # Stopped between two statements of a handler, as a device handler's loop stops at its
+        # stop poll: that message is rejected as STOPPED, the rest stay unprocessed, and the replies
+        # of this chunk are not published.
+        if in_handler:
+            rejected[int(Reason.STOPPED)] += 1
+            processed += 1
+        ctl["processed"] = processed
+        ctl["rejected"] = rejected
     except _Abandoned:
         w.error = "abandoned by the host while handling a message"
         final = Lifecycle.FAULTED
@@ -275,6 +296,7 @@ def _publish(w: _Worker, outputs: list) -> Optional[int]:
         waits += 1
         while True:
             if int(w.ctl["terminate"]) >= _STOP_NOW:
+                w.unpublished = len(outputs) - done
                 return None
             w.room.clear()
             w.stalled = True
@@ -365,8 +387,27 @@ class CpuKernelHandle(KernelHandle):
     def _request_terminate(self) -> None:
         self._worker.request(_DRAIN)
 
+    def _request_stop_now(self) -> None:
+        self._worker.request(_STOP_NOW)
+        # The worker stops between messages; a handler still running after a moment (a long or
+        # endless loop) is interrupted between two of its statements with an asynchronous exception.
+        self._thread.join(_ABANDON_GRACE)
+        self._interrupt(_StoppedNow)
+
+    def _interrupt(self, exc: type) -> None:
+        """Raise ``exc`` in the worker thread if it is still running."""
+        if self._thread.is_alive() and self._thread.ident is not None:
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(self._thread.ident), ctypes.py_object(exc)
+            )
+
     def _synchronize(self, timeout: float) -> None:
         self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise KernelTimeoutError(
+                f"kernel {self.name} (cpu) acknowledged termination but its worker thread did not "
+                f"exit within {timeout:g} s"
+            )
 
     def _release(self) -> None:
         self._finalizer.detach()
@@ -382,10 +423,8 @@ class CpuKernelHandle(KernelHandle):
         # asynchronous exception (the reference's equivalent of killing a kernel), so an abandoned
         # kernel does not keep burning a core. The thread is a daemon either way: it never blocks exit.
         self._thread.join(_ABANDON_GRACE)
-        if self._thread.is_alive() and self._thread.ident is not None:
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(
-                ctypes.c_ulong(self._thread.ident), ctypes.py_object(_Abandoned)
-            )
+        if self._thread.is_alive():
+            self._interrupt(_Abandoned)
             self._thread.join(_ABANDON_GRACE)
 
     def _fault_detail(self) -> str:

@@ -320,7 +320,8 @@ class CudaKernelHandle(KernelHandle):
             self._recv_acquire()
             try:
                 # Re-read under the lock: terminate() clears it before it drains into the spill.
-                reply = take() if self._fast_take is not None else None
+                # Replies in the spill (a waiting send moved them there) are older: they go first.
+                reply = take() if self._fast_take is not None and not self._spill.count else None
                 if reply is not None:
                     self._received += 1
                     return reply
@@ -329,10 +330,12 @@ class CudaKernelHandle(KernelHandle):
             budget = 1e-3 if timeout is None else min(timeout, 1e-3)
             deadline_ns = time.perf_counter_ns() + int(budget * 1e9)
             polls = 0
-            while self._fast_take is not None:
+            while self._fast_take is not None and not self._spill.count:
                 self._recv_acquire()
                 try:
-                    reply = take() if self._fast_take is not None else None
+                    reply = (
+                        take() if self._fast_take is not None and not self._spill.count else None
+                    )
                     if reply is not None:
                         self._received += 1
                         return reply

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import KernelTimeoutError
+from ..errors import BackendUnavailableError, KernelTimeoutError
 from ..layout import layout_of
 from ..protocol import (
     CONTROL_DTYPE,
@@ -47,6 +47,10 @@ def _stop_orphan(ctl: np.ndarray, allocs: list, queue: Any, event: Any) -> None:
     and keep its memory alive until it has."""
     ctl["terminate"] = TERMINATE_STOP_NOW
     _ORPHANS.append((allocs, queue, event))
+
+
+#: How long a launch waits for orphaned kernels (asked to stop now) to give their compute units back.
+_ORPHAN_WAIT_S = 2.0
 
 
 def _reap_orphans() -> None:
@@ -97,7 +101,7 @@ class OpenclPersistentKernel(OpenclKernel):
 
         self._ctx = context_for(self.device_info)
         self._allocs: list[np.ndarray] = []
-        _reap_orphans()
+        self._wait_for_compute_units()
         prg = self._build()
         cap = self.capacity
         ctl = self._svm(CONTROL_SIZE)
@@ -159,6 +163,34 @@ class OpenclPersistentKernel(OpenclKernel):
         self._finalizer = weakref.finalize(
             self, _stop_orphan, self._ctl, self._allocs, self._queue, self._event
         )
+
+    def _wait_for_compute_units(self) -> None:
+        """Reap finished orphans; raise when kernels that never stopped hold too many compute units.
+
+        A resident group holds a compute unit (on PoCL, a worker thread) until its kernel returns: a
+        launch that cannot get one would wait for ACTIVE until ``launch_timeout`` with no hint why.
+
+        Raises:
+            BackendUnavailableError: orphans still running after ``_ORPHAN_WAIT_S`` leave fewer
+                than ``groups`` compute units.
+        """
+        units = self.device_info.compute_units
+        deadline = time.monotonic() + _ORPHAN_WAIT_S
+        while True:
+            _reap_orphans()
+            running = len(_ORPHANS)
+            if running + self.groups <= units:
+                return
+            if time.monotonic() >= deadline:
+                raise BackendUnavailableError(
+                    f"kernel {self.name}: {running} abandoned persistent kernel(s) still run on "
+                    f"{self.device_info.label}, which has {units} compute unit(s); this launch "
+                    f"needs {self.groups} more",
+                    hint="a kernel is abandoned only when its handler ignores the stop request "
+                    "(hand-written code without the loop polls); its compute unit never comes "
+                    "back: restart the process, or use mode='relaunch'",
+                )
+            time.sleep(0.01)
 
     # ---- transport
 
@@ -243,6 +275,10 @@ class OpenclPersistentKernel(OpenclKernel):
 
     def _request_terminate(self) -> None:
         self._ctl["terminate"] = TERMINATE_DRAIN
+
+    def _request_stop_now(self) -> None:
+        # The resident loop polls it in every wait, and the handlers' loops at every back-edge.
+        self._ctl["terminate"] = TERMINATE_STOP_NOW
 
     def _synchronize(self, timeout: float) -> None:
         import pyopencl as cl

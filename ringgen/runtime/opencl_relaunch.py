@@ -273,6 +273,14 @@ class OpenclRelaunchKernel(OpenclKernel):
             self._terminating = True
             self._pump()
 
+    def _request_stop_now(self) -> None:
+        # Nothing more is launched: what is still queued host-side stays unprocessed; the launch in
+        # flight (at most one) finishes and is reaped as usual.
+        with self._lock:
+            self._terminating = True
+            self._pending = []
+            self._pending_n = 0
+
     def _synchronize(self, timeout: float) -> None:
         self._queue.finish()
 

@@ -58,6 +58,11 @@ class KernelStats:
         received: replies the host has taken.
         dead_letters_dropped: dead letters the kernel could not return because the dead-letter
             queue was full (their messages are still counted in ``rejected``); 0 without one.
+        spilled: replies the host moved out of the output queue into its own buffer so that the
+            kernel could go on (while a send waited for room, or while terminating); they are
+            counted in ``output_depth`` until received.
+        unprocessed: accepted messages the kernel never handled because it was stopped first
+            (``terminate(drain=False)``, or a terminate that gave up); 0 otherwise.
         fault: the ``Reason`` name of an unrecoverable fault, or the device's own error when the
             kernel died on the device (e.g. a CUDA illegal address), or None.
         latency: a ``LatencySummary`` when the backend measures one, else None.
@@ -79,6 +84,8 @@ class KernelStats:
     sent: int
     received: int
     dead_letters_dropped: int = 0
+    spilled: int = 0
+    unprocessed: int = 0
     fault: Optional[str] = None
     latency: Optional[LatencySummary] = None
 
@@ -115,6 +122,7 @@ def stats_from_control(
     latency: Optional[LatencySummary] = None,
     lifecycle: Optional[Lifecycle] = None,
     dead_letters_dropped: int = 0,
+    spilled: int = 0,
 ) -> KernelStats:
     """Assemble a ``KernelStats`` from one ``CONTROL_DTYPE`` record and the host's own counters.
 
@@ -122,6 +130,7 @@ def stats_from_control(
         ctl: a record (or 0-d array) of ``ringgen.protocol.CONTROL_DTYPE``; read once, field by field.
         lifecycle: overrides the recorded state (the host knows a released kernel is TERMINATED).
         dead_letters_dropped: the backend's count of dead letters its full queue could not take.
+        spilled: replies the host has moved into its own buffer so far.
     """
     rec = ctl[()] if isinstance(ctl, np.ndarray) else ctl
     rejected = {_reason_name(i): int(n) for i, n in enumerate(rec["rejected"]) if n}
@@ -144,6 +153,7 @@ def stats_from_control(
         sent=int(sent),
         received=int(received),
         dead_letters_dropped=int(dead_letters_dropped),
+        spilled=int(spilled),
         fault=_reason_name(fault) if fault else None,
         latency=latency,
     )

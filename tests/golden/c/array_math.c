@@ -224,6 +224,8 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 
 
 /* ---- handlers (ringgen.codegen.body) ---- */
+/* Run on the host, one call at a time: nothing asks these handlers to stop (they get no stop word). */
+#define rg_stop_requested(p) ((p) != 0 && *(volatile const rg_u32*)(p) >= 2u)
 /* ---- handler helpers (ringgen/codegen/body.py): Python semantics in portable C ----
  *
  * Written only with prelude names, so the same text compiles as C, CUDA, OpenCL C and Metal.
@@ -237,6 +239,14 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
+#endif
+
+/* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+ * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+ * the skeleton defines before this text (the stop word and how to load it are the target's). */
+#ifndef RG_STOP_POLL_MASK
+#define RG_STOP_POLL_MASK 1023u
 #endif
 
 /* min() and max() for f32 with Python's rule: the first argument wins ties and NaN
@@ -254,11 +264,11 @@ RG_FN rg_f32 rg_py_max_f32(rg_f32 a, rg_f32 b)
 /* kernel array_math (array_math.py:25): returns RG_STATUS_OUTPUT when it wrote *rg_out,
  * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
 RG_FN int rg_handle_array_math(RG_PRIVATE const VecPair* rg_in, RG_PRIVATE VecStats* rg_out,
-    RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox)
+    RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
 {
     int rg_fault_code = 0; /* 0, or the first fault's negative status */
     RG_PRIVATE int* rg_fault = &rg_fault_code;
-    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
     rg_f32 dot;
     rg_i64 i;
     rg_f32 norm;
@@ -320,7 +330,7 @@ rg_u64 rg_run_array_math(const VecPair* in, rg_u64 n, VecStats* outs, rg_u32* co
         rg_c_thread_id = (rg_u32)i;
         VecStats out;
         memset(&out, 0, sizeof out); /* padding bytes compare equal across runs */
-        st = rg_handle_array_math(&msg, &out, state, 0);
+        st = rg_handle_array_math(&msg, &out, state, 0, 0);
         if (st == RG_STATUS_OUTPUT) {
             outs[i] = out;
             produced = 1u;

@@ -224,6 +224,8 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 
 
 /* ---- handlers (ringgen.codegen.body) ---- */
+/* Run on the host, one call at a time: nothing asks these handlers to stop (they get no stop word). */
+#define rg_stop_requested(p) ((p) != 0 && *(volatile const rg_u32*)(p) >= 2u)
 /* ---- handler helpers (ringgen/codegen/body.py): Python semantics in portable C ----
  *
  * Written only with prelude names, so the same text compiles as C, CUDA, OpenCL C and Metal.
@@ -237,16 +239,24 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
+#endif
+
+/* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+ * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+ * the skeleton defines before this text (the stop word and how to load it are the target's). */
+#ifndef RG_STOP_POLL_MASK
+#define RG_STOP_POLL_MASK 1023u
 #endif
 
 /* kernel bank_account (bank_account.py:27): returns RG_STATUS_OUTPUT when it wrote *rg_out,
  * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
 RG_FN int rg_handle_bank_account(RG_PRIVATE const Transaction* rg_in, RG_PRIVATE Receipt* rg_out,
-    RG_GLOBAL Account* rg_state, RG_PRIVATE void* rg_outbox)
+    RG_GLOBAL Account* rg_state, RG_PRIVATE void* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
 {
     int rg_fault_code = 0; /* 0, or the first fault's negative status */
     RG_PRIVATE int* rg_fault = &rg_fault_code;
-    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+    (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
     rg_i64 new_balance;
     new_balance = ((rg_i64)((rg_u64)rg_state->balance + (rg_u64)rg_in->amount));
     if (new_balance < 0) {
@@ -284,7 +294,7 @@ rg_u64 rg_run_bank_account(const Transaction* in, rg_u64 n, Receipt* outs, rg_u3
         rg_c_thread_id = (rg_u32)i;
         Receipt out;
         memset(&out, 0, sizeof out); /* padding bytes compare equal across runs */
-        st = rg_handle_bank_account(&msg, &out, state, 0);
+        st = rg_handle_bank_account(&msg, &out, state, 0, 0);
         if (st == RG_STATUS_OUTPUT) {
             outs[i] = out;
             produced = 1u;

@@ -337,6 +337,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -345,6 +346,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -534,6 +536,10 @@ static inline void rg_metal_tally(device rg_metal_dispatch* rg_d, int status)
 /* ---- array_math: outbox (none: the handler returns its output) ---- */
 typedef void rg_outbox_array_math;
 
+/* A dispatch runs a bounded batch the host encoded; no stop word is bound to it yet (the handlers get
+ * nullptr), so their loops' stop polls read nothing. */
+#define rg_stop_requested(p) ((p) != nullptr && *(p) >= 2u)
+
 /* ---- the handlers, exactly as the compiler emits them for every backend (ringgen.codegen.body) -------
  * They are members of a struct because Metal passes the thread position only as a kernel parameter:
  * rg_thread_id() and rg_now() read it from the struct, so the body needs no Metal-specific parameter. */
@@ -557,6 +563,14 @@ struct rg_context {
     #define RG_STATUS_FAULT_DIV_ZERO (-9)
     #define RG_STATUS_FAULT_OUTBOX (-10)
     #define RG_STATUS_FAULT_RANGE (-11)
+    #define RG_STATUS_FAULT_STOPPED (-12)
+    #endif
+
+    /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+     * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+     * the skeleton defines before this text (the stop word and how to load it are the target's). */
+    #ifndef RG_STOP_POLL_MASK
+    #define RG_STOP_POLL_MASK 1023u
     #endif
 
     /* min() and max() for f32 with Python's rule: the first argument wins ties and NaN
@@ -574,11 +588,11 @@ struct rg_context {
     /* kernel array_math (array_math.py:25): returns RG_STATUS_OUTPUT when it wrote *rg_out,
      * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
     RG_FN int rg_handle_array_math(RG_PRIVATE const VecPair* rg_in, RG_PRIVATE VecStats* rg_out,
-        RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox)
+        RG_GLOBAL void* rg_state, RG_PRIVATE void* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
     {
         int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
         rg_f32 dot;
         rg_i64 i;
         rg_f32 norm;
@@ -643,7 +657,7 @@ static inline void array_math_run_one(rg_u32 i, device const VecPair* in_slots,
     VecPair in = in_slots[(rg_d->in_head + i) & 1023ul];
     VecStats out = {};
     rg_context ctx = {tid, rg_d->now};
-    int status = ctx.rg_handle_array_math(&in, &out, nullptr, nullptr);
+    int status = ctx.rg_handle_array_math(&in, &out, nullptr, nullptr, nullptr);
     if (status == RG_STATUS_OUTPUT) {
         rg_u32 o = metal::atomic_fetch_add_explicit(&rg_d->out_reserved, 1u, metal::memory_order_relaxed);
         out_slots[(rg_d->out_tail + o) & 1023ul] = out;

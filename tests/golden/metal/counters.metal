@@ -347,6 +347,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_REASON_DIVISION_BY_ZERO 9
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
+#define RG_REASON_STOPPED 12
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -355,6 +356,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_STATUS_FAULT_DIV_ZERO (-9)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
+#define RG_STATUS_FAULT_STOPPED (-12)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -544,6 +546,10 @@ static inline void rg_metal_tally(device rg_metal_dispatch* rg_d, int status)
 /* ---- counters: outbox (none: the handler returns its output) ---- */
 typedef void rg_outbox_counters;
 
+/* A dispatch runs a bounded batch the host encoded; no stop word is bound to it yet (the handlers get
+ * nullptr), so their loops' stop polls read nothing. */
+#define rg_stop_requested(p) ((p) != nullptr && *(p) >= 2u)
+
 /* ---- the handlers, exactly as the compiler emits them for every backend (ringgen.codegen.body) -------
  * They are members of a struct because Metal passes the thread position only as a kernel parameter:
  * rg_thread_id() and rg_now() read it from the struct, so the body needs no Metal-specific parameter. */
@@ -567,6 +573,14 @@ struct rg_context {
     #define RG_STATUS_FAULT_DIV_ZERO (-9)
     #define RG_STATUS_FAULT_OUTBOX (-10)
     #define RG_STATUS_FAULT_RANGE (-11)
+    #define RG_STATUS_FAULT_STOPPED (-12)
+    #endif
+
+    /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
+     * handler that never returns cannot keep its kernel from stopping: rg_stop_requested(rg_stop), which
+     * the skeleton defines before this text (the stop word and how to load it are the target's). */
+    #ifndef RG_STOP_POLL_MASK
+    #define RG_STOP_POLL_MASK 1023u
     #endif
 
     /* Python indexing: a negative index counts from the end; anything else out of range faults. */
@@ -625,11 +639,11 @@ struct rg_context {
     /* kernel counters (counters.py:30): returns RG_STATUS_OUTPUT when it wrote *rg_out,
      * RG_STATUS_NONE when it produced nothing, a negative status on a fault. */
     RG_FN int rg_handle_counters(RG_PRIVATE const Sample* rg_in, RG_PRIVATE Ack* rg_out,
-        RG_GLOBAL Totals* rg_state, RG_PRIVATE void* rg_outbox)
+        RG_GLOBAL Totals* rg_state, RG_PRIVATE void* rg_outbox, RG_GLOBAL rg_u32* rg_stop)
     {
         int rg_fault_code = 0; /* 0, or the first fault's negative status */
         RG_PRIVATE int* rg_fault = &rg_fault_code;
-        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; /* may be unused */
+        (void)rg_fault; (void)rg_in; (void)rg_out; (void)rg_state; (void)rg_outbox; (void)rg_stop; /* may be unused */
         rg_i32 b;
         rg_u32 before;
         rg_i64 rg_ix1;
@@ -670,7 +684,7 @@ static inline void counters_run_one(rg_u32 i, device const Sample* in_slots,
     Sample in = in_slots[(rg_d->in_head + i) & 1023ul];
     Ack out = {};
     rg_context ctx = {tid, rg_d->now};
-    int status = ctx.rg_handle_counters(&in, &out, state, nullptr);
+    int status = ctx.rg_handle_counters(&in, &out, state, nullptr, nullptr);
     if (status == RG_STATUS_OUTPUT) {
         rg_u32 o = metal::atomic_fetch_add_explicit(&rg_d->out_reserved, 1u, metal::memory_order_relaxed);
         out_slots[(rg_d->out_tail + o) & 1023ul] = out;
