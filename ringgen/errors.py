@@ -16,6 +16,7 @@ __all__ = [
     "HandlerError",
     "LayoutError",
     "BuildError",
+    "CodegenError",
     "ToolchainError",
     "BackendUnavailableError",
     "QueueFullError",
@@ -115,6 +116,11 @@ class HandlerError(RinggenError, TypeError):
 
 class BuildError(RinggenError, ValueError):
     """Raised when a build as a whole is inconsistent (duplicate names, nothing to build, ...)."""
+
+
+class CodegenError(RinggenError, AssertionError):
+    """Raised when the generator would emit code that breaks one of its own invariants (a ringgen bug,
+    not the user's): names the kernel and what is wrong, before any file is written."""
 
 
 class ToolchainError(RinggenError, RuntimeError):

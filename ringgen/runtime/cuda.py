@@ -573,16 +573,10 @@ def _stride(codec: Any, slot: np.dtype) -> int:
 
 
 def _stamped(slot: np.dtype, *, bridged: bool = False) -> np.dtype:
-    """An outbox output slot: the message, then a u64 sequence stamp at the next 8-byte boundary.
-
-    A bridged message's bytes are stored as whole 16-byte words, so its stamp sits at the slot size
-    rounded up to 16 and the slot is 16 bytes longer (``rg_<kernel>_out_slot`` in the template)."""
-    if bridged:
-        at = cuda_codegen.slot_stride(slot.itemsize)
-        size = at + 16
-    else:
-        at = (slot.itemsize + 7) // 8 * 8
-        size = at + 8
+    """An Outbox output slot: the message at 0, its u64 sequence stamp after it, the whole padded to
+    a multiple of 16 bytes (``cuda_codegen.compute_outbox_slot``, the same numbers the template's
+    ``rg_<kernel>_out_slot`` is asserted to have)."""
+    size, at = cuda_codegen.compute_outbox_slot(slot.itemsize, bridged=bridged)
     return np.dtype(
         {"names": ["m", "stamp"], "formats": [slot, "<u8"], "offsets": [0, at], "itemsize": size}
     )
