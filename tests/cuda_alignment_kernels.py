@@ -4,52 +4,15 @@ as Python source (handlers must live in a file: the compiler reads them)."""
 
 from __future__ import annotations
 
-#: The issue's kernels: ``Bucket`` (36 bytes of fields, 40 with padding, 8-byte aligned) emitted 0-2
-#: times per input, and a one-line Outbox of a 16-byte ``{id: i64, y: f32, k: i32}``.
-ISSUE_KERNELS = """
-@rg.message
-class Tick:
-    seq: u64
-    value: i32
-    px: f64
+from pathlib import Path
 
-
-@rg.message
-class Bucket:
-    seq: u64
-    bucket: i32
-    rem: i32
-    px: f64
-    big: i32
-
-
-@rg.ring_kernel(capacity=1024)
-def bucketize(t: Tick, out: rg.Outbox[Bucket]) -> None:
-    b = t.value // 7
-    r = t.value % 7
-    if r != 0:
-        out.emit(Bucket(seq=t.seq, bucket=b, rem=r, px=t.px * 2.0, big=0))
-    if t.value > 100:
-        out.emit(Bucket(seq=t.seq, bucket=b, rem=r, px=t.px + 1.0, big=1))
-
-
-@rg.message
-class Point:
-    id: i64
-    x: f32
-
-
-@rg.message
-class Scaled:
-    id: i64
-    y: f32
-    k: i32
-
-
-@rg.ring_kernel(capacity=1024)
-def scale(p: Point, out: rg.Outbox[Scaled]) -> None:
-    out.emit(Scaled(id=p.id, y=p.x * 3.0, k=7))
-"""
+#: The issue's kernels (tests/outbox_alignment_kernels.py), without its docstring and imports.
+ISSUE_KERNELS = (
+    Path(__file__)
+    .with_name("outbox_alignment_kernels.py")
+    .read_text()
+    .split("# ---- kernels ----\n", 1)[1]
+)
 
 _SCALARS = {8: "u64", 4: "u32", 2: "u16", 1: "u8"}
 

@@ -153,7 +153,7 @@ def test_fault_hook_is_emitted_only_when_asked(sized):
     assert hooked.count("__trap();") == len(unit.kernels)
     assert "if (active && seq == 3ull) {" in hooked
     illegal = cuda.emit(unit, fault=cuda.FaultHook("illegal"))[cuda.source_name(unit)]
-    assert "*(volatile rg_u32*)(uintptr_t)8u = 1u;" in illegal
+    assert "*(volatile rg_u32*)(rg_u64)8u = 1u;" in illegal
     with pytest.raises(ValueError):
         cuda.FaultHook("segfault")
 
@@ -166,5 +166,20 @@ def test_sized_kernels_compile_for_sm90(sized):
     unit, text = sized
     obj = cuda_build.nvcc_compile(
         text, cuda_build.DEFAULT_OPTIONS, "sm_90", what=f"{unit.name}.cu", output="obj"
+    )
+    assert len(obj) > 0
+
+
+@needs_nvcc
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("kind", cuda.FAULT_KINDS)
+def test_fault_hooked_kernel_compiles_for_sm90(kind):
+    """The test-only hook (tests/test_cuda_fault.py uses it on the GPU) is valid CUDA."""
+    import cuda_fault_kernels
+
+    unit = collect(cuda_fault_kernels)
+    text = cuda.emit(unit, fault=cuda.FaultHook(kind, 3))[cuda.source_name(unit)]
+    obj = cuda_build.nvcc_compile(
+        text, cuda_build.DEFAULT_OPTIONS, "sm_90", what=f"{unit.name}.cu ({kind})", output="obj"
     )
     assert len(obj) > 0
