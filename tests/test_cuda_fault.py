@@ -47,7 +47,7 @@ def _probe(kind: str) -> dict:
         [sys.executable, str(HERE / "cuda_fault_probe.py"), kind],
         capture_output=True,
         text=True,
-        timeout=400,
+        timeout=120,
         env=dict(os.environ),
     )
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
