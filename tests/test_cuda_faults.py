@@ -91,6 +91,7 @@ def fake(monkeypatch):
     monkeypatch.setattr(cuda_device, "_contexts", {})
     monkeypatch.setattr(cuda_device, "_lost", {})
     monkeypatch.setattr(cuda_device, "_generations", {})
+    monkeypatch.setattr(cuda_device, "_refused", {})
     monkeypatch.setattr(cuda_device, "_local", threading.local())
     monkeypatch.setattr(cuda_device, "_reset_primary_context", lambda ordinal: 0)
     monkeypatch.setattr(cuda_faults, "_live", cuda_faults._LiveHandles())
@@ -229,7 +230,12 @@ def test_a_context_the_driver_will_not_replace_says_so(fake):
         "not let ringgen replace it"
     )
     assert info.value.hint == "start a new process to use this GPU again"
+    assert "(a fresh context still reports: CUDA_ERROR_ILLEGAL_ADDRESS" in info.value.message
     assert cuda_device.lost(0) is not None  # still lost: the next launch says so again
+    assert fake.calls.count("retain") == 3  # the first context, then one per attempt
+    with pytest.raises(BackendUnavailableError, match="did not let ringgen replace it"):
+        cuda_faults.replace_lost_context(0)
+    assert fake.calls.count("retain") == 3  # the refusal is remembered: no third attempt
 
 
 def test_debug_fault_option():

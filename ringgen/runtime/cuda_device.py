@@ -46,6 +46,8 @@ _contexts: dict[int, Any] = {}
 _local = threading.local()
 #: Per device: the error that lost its context (until ``retire_context`` replaces it).
 _lost: dict[int, str] = {}
+#: Per device: what the driver still reported after ``retire_context`` tried to replace the context.
+_refused: dict[int, str] = {}
 #: Per device: how many times its context was replaced (thread-local currency and module caches
 #: are keyed by it, so nothing of a retired context is used again).
 _generations: dict[int, int] = {}
@@ -207,49 +209,65 @@ def check_context(ordinal: int) -> Optional[str]:
 def retire_context(ordinal: int) -> str:
     """Replace device ``ordinal``'s lost primary context with a fresh one, current in this thread.
 
-    First the process's one retain of it is released (the last release destroys a primary context
-    and everything allocated in it); where the driver still reports the old error after that, the
-    primary context is reset (``cuDevicePrimaryCtxReset``, which PyCUDA does not wrap, through the
-    driver library itself). Whatever was allocated in the old context is gone: no handle may still
-    use its memory. Returns how it was done, for the log.
+    Two attempts, each checked by a driver call in the fresh context: release the process's one
+    retain of the lost context (the last release destroys a primary context and everything
+    allocated in it) and retain a fresh one; then, where the driver still reports the error, reset
+    the primary context (``cuDevicePrimaryCtxReset``, which PyCUDA does not wrap, called in the
+    driver library) and retain it again. Whatever was allocated in the old context is gone: no
+    handle may still use its memory. NVIDIA documents the errors a faulting kernel raises as
+    needing a new process ("To continue using CUDA, the process must be terminated and
+    relaunched"); on the H200 with driver 580 both attempts failed (docs/cuda.md), and a refusal is
+    remembered so that later launches say so at once. Returns how it was done, for the log.
 
     Raises:
         BackendUnavailableError: the driver kept reporting the error (the process must restart to
             use this GPU again).
     """
-    drv = _drv()
     with _lock:
         why = _lost.get(ordinal, "lost")
-        old = _contexts.pop(ordinal, None)
-        current = getattr(_local, "current", None)
-        if current is not None and current[0] == ordinal:
-            try:
-                drv.Context.pop()
-            except drv.Error:
-                pass
-            _local.current = None
-        if old is not None:
-            try:
-                old.detach()  # cuDevicePrimaryCtxRelease: the process's only retain
-            except drv.Error as exc:
-                log.warning("cuda device %d: releasing the lost context: %s", ordinal, exc)
-        _generations[ordinal] = _generations.get(ordinal, 0) + 1
-        _lost.pop(ordinal, None)
-        how = "released the lost primary context and retained a fresh one"
-        error = _probe(ordinal)
-        if error is not None:
-            code = _reset_primary_context(ordinal)
-            how = f"reset the primary context (cuDevicePrimaryCtxReset returned {code})"
-            error = _probe(ordinal)
-        if error is not None:
-            _lost[ordinal] = why
-            raise BackendUnavailableError(
-                f"backend cuda: the CUDA context of device {ordinal} was lost earlier in this "
-                f"process ({why}) and the driver did not let ringgen replace it: {error}",
-                hint="start a new process to use this GPU again",
+        refused = _refused.get(ordinal)
+        if refused is None:
+            attempts = (
+                ("released the lost primary context and retained a fresh one", None),
+                (
+                    "reset the primary context (cuDevicePrimaryCtxReset) and retained it again",
+                    _reset_primary_context,
+                ),
             )
-        log.warning("cuda device %d: the context was lost (%s); %s", ordinal, why, how)
-        return how
+            for how, before in attempts:
+                _drop_context(ordinal)
+                code = before(ordinal) if before is not None else 0
+                _generations[ordinal] = _generations.get(ordinal, 0) + 1
+                refused = _probe(ordinal) if code == 0 else f"CUresult {code}"
+                if refused is None:
+                    _lost.pop(ordinal, None)
+                    log.warning("cuda device %d: the context was lost (%s); %s", ordinal, why, how)
+                    return how
+            _refused[ordinal] = refused
+        raise BackendUnavailableError(
+            f"backend cuda: the CUDA context of device {ordinal} was lost earlier in this process "
+            f"({why}) and the driver did not let ringgen replace it (a fresh context still "
+            f"reports: {refused})",
+            hint="start a new process to use this GPU again",
+        )
+
+
+def _drop_context(ordinal: int) -> None:
+    """Pop device ``ordinal``'s context from this thread and release the process's retain of it."""
+    drv = _drv()
+    old = _contexts.pop(ordinal, None)
+    current = getattr(_local, "current", None)
+    if current is not None and current[0] == ordinal:
+        try:
+            drv.Context.pop()
+        except drv.Error:
+            pass
+        _local.current = None
+    if old is not None:
+        try:
+            old.detach()  # cuDevicePrimaryCtxRelease
+        except drv.Error as exc:
+            log.warning("cuda device %d: releasing the lost context: %s", ordinal, exc)
 
 
 def _probe(ordinal: int) -> Optional[str]:
