@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -68,27 +69,27 @@ def test_issue_kernel_matches_reference(drv, name):
 
 @pytest.mark.parametrize("name", ["bucketize", "scale"])
 def test_issue_kernel_answers_one_message_at_a_time(drv, name):
-    """'Never answers its first message': each of 40 messages, sent alone, gets its replies."""
+    """'Never answers its first message': each of 40 messages, sent alone, gets its replies (those
+    the reference gives for it: replies carry their request's index in ``seq`` / ``id``)."""
     module = importlib.import_module("outbox_alignment_kernels")
     kernel = getattr(module, name)
-    ref = rg.launch(kernel, backend="cpu", capacity=64)
-    msgs = _random(ref.in_codec.dtype, 40, np.random.default_rng(11))
+    key = "seq" if name == "bucketize" else "id"
+    msgs = _random(layout_of(kernel.spec.input).dtype, 40, np.random.default_rng(11))
+    msgs[key] = np.arange(len(msgs))
+    ref = rg.launch(kernel, backend="cpu", capacity=256)
+    ref.send_batch(msgs, timeout=60)
+    ref_out = _drain(ref)
     with rg.launch(kernel, backend="cuda", capacity=64) as k:
-        for row in msgs:
-            ref.send_batch(row[None])
-            want = []
-            while True:
-                part = ref.receive_batch(timeout=0.2)
-                if not len(part):
-                    break
-                want.append(part)
-            want = np.concatenate(want) if want else np.zeros(0, ref.out_codec.dtype)
+        for i, row in enumerate(msgs):
+            want = ref_out[ref_out[key] == i]
             k.send_batch(row[None])
-            got = [k.receive_batch(timeout=2.0) for _ in range(len(want))]
-            got = np.concatenate(got) if got else np.zeros(0, k.out_codec.dtype)
-            _agree(want, got[: len(want)], ordered=False, what=f"{name} message {row}")
+            got, deadline = [], time.monotonic() + 2.0
+            while sum(map(len, got)) < len(want) and time.monotonic() < deadline:
+                got.append(k.receive_batch(timeout=0.1))
+            got = np.concatenate(got) if got else np.zeros(0, want.dtype)
+            _agree(want, got, ordered=False, what=f"{name} message {i}")
         assert k.stats().fault is None
-    ref.terminate()
+    assert sum(1 for i in range(len(msgs)) if (ref_out[key] == i).any()) >= 20  # most answer
 
 
 def test_every_reply_size_matches_reference(drv, tmp_path):

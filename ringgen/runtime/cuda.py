@@ -26,19 +26,8 @@ True for ``capacity`` slots, or a power of two), ``debug_fault`` (test-only: ``(
 kernel die on purpose on message ``n``, ``kind`` one of ``cuda_codegen.FAULT_KINDS``; the source is
 then emitted in memory with the hook, see ``cuda_codegen.FaultHook``).
 
-A dead kernel (docs/cuda.md): a kernel that faults on the device loses the CUDA context and never
-writes its control block again. ``_device_fault`` asks the driver about the kernel's stream
-(``cuStreamQuery``, at most every ``DEVICE_FAULT_POLL_S`` from any observer), so the handle turns
-FAULTED with the driver's error in words; from then on nothing here calls into the lost context
-(state reads give None, synchronisation returns, memory is left to the driver on purpose). The next
-launch on that device replaces the context (``cuda_device.retire_context``) once no live handle
-uses its memory, or says in words why it cannot.
-
-Dead letters (``cuda_queues.DeadMarks``): a rejected bridged slot is not copied by the kernel; it
-writes a mark (sequence + 1, Reason) for the slot into a mapped array, which reaches the host with the
-input head (a system-scope release). The host harvests the marks below the head before it reuses a
-slot — ``_push`` harvests first and admits only up to the harvested head — and copies the marked
-slots out of the input ring it wrote itself. The kernel never waits for the dead-letter queue.
+A kernel that dies on the device (a fault loses the whole context) is seen through the driver,
+and the next launch deals with the lost context: ``cuda_faults`` (docs/cuda.md).
 """
 
 from __future__ import annotations
