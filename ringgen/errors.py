@@ -17,6 +17,7 @@ __all__ = [
     "LayoutError",
     "BuildError",
     "CacheError",
+    "CodegenError",
     "ToolchainError",
     "BackendUnavailableError",
     "QueueFullError",
@@ -121,6 +122,11 @@ class BuildError(RinggenError, ValueError):
 class CacheError(RinggenError, PermissionError):
     """Raised when the build cache cannot be trusted: its folder belongs to another user or is
     writable by others; the message names the folder and the fix."""
+
+
+class CodegenError(RinggenError, AssertionError):
+    """Raised when the generator would emit code that breaks one of its own invariants (a ringgen bug,
+    not the user's): names the kernel and what is wrong, before any file is written."""
 
 
 class ToolchainError(RinggenError, RuntimeError):

@@ -67,7 +67,10 @@ def _random(dtype: np.dtype, n: int, rng: np.random.Generator) -> np.ndarray:
         elif dt.kind == "i":
             view[...] = rng.integers(-1000, 1000, size=view.shape)
         elif dt.kind == "u":
-            view[...] = rng.integers(0, 2000, size=view.shape) % (1 << (8 * dt.itemsize))
+            # (the modulus capped: 1 << 64 overflows numpy's int64; no value here reaches it)
+            view[...] = rng.integers(0, 2000, size=view.shape) % min(
+                1 << (8 * dt.itemsize), 1 << 62
+            )
         elif dt.kind == "f":
             view[...] = rng.normal(0.0, 10.0, size=view.shape)
 

@@ -174,8 +174,11 @@ def test_outbox_output_takes_the_stamped_prefix(page):
 
 
 def test_stamped_slot_matches_the_c_struct():
+    """The stamp at the next 8-byte boundary, the slot padded to a multiple of 16 (the template's
+    ``__align__(16)`` struct): a 16-byte store of a reply never lands off a 16-byte boundary."""
     dt = _stamped(np.dtype({"names": ["x"], "formats": ["<i4"], "itemsize": 12}))
-    assert dt.fields["stamp"][1] == 16 and dt.itemsize == 24
+    assert dt.fields["stamp"][1] == 16 and dt.itemsize == 32
+    assert _stamped(REP).itemsize == 32  # was 24: the second slot's 16-byte store faulted
 
 
 def test_bridged_rings_round_trip_through_the_codecs(page, tmp_path, monkeypatch):

@@ -594,22 +594,26 @@ typedef struct rg_cuda_side {
 RG_STATIC_ASSERT(sizeof(rg_cuda_side) == 128, rg_check_side_size);
 
 /* ---- shared device helpers: slot copies, idle backoff, the poller ---- */
-/* Copy one slot through 16-, 8- or 4-byte uncached loads (__ldcv: the ring is reused, so a line
- * cached from the previous lap must never be read again). */
-template <typename T>
+/* Copy one slot through W-byte uncached loads (__ldcv: the ring is reused, so a line cached from the
+ * previous lap must never be read again). W (16, 8, 4 or 1) is chosen by the generator
+ * (ringgen.codegen.cuda.access_width), which also proves that the ring's stride is a multiple of it:
+ * a 16-byte access at an address that is not a multiple of 16 faults and loses the CUDA context. */
+template <int W, typename T>
 RG_FN T rg__load_slot(const T* p)
 {
-    if constexpr (sizeof(T) % 16 == 0) {
+    static_assert(W == 16 || W == 8 || W == 4 || W == 1, "rg__load_slot: W is 16, 8, 4 or 1");
+    static_assert(sizeof(T) % W == 0, "rg__load_slot: the slot is not a whole number of W-byte words");
+    if constexpr (W == 16) {
         union { T t; uint4 w[sizeof(T) / 16]; } u;
 #pragma unroll
         for (int k = 0; k < (int)(sizeof(T) / 16); ++k) u.w[k] = __ldcv((const uint4*)p + k);
         return u.t;
-    } else if constexpr (sizeof(T) % 8 == 0) {
+    } else if constexpr (W == 8) {
         union { T t; uint2 w[sizeof(T) / 8]; } u;
 #pragma unroll
         for (int k = 0; k < (int)(sizeof(T) / 8); ++k) u.w[k] = __ldcv((const uint2*)p + k);
         return u.t;
-    } else if constexpr (sizeof(T) % 4 == 0) {
+    } else if constexpr (W == 4) {
         union { T t; unsigned int w[sizeof(T) / 4]; } u;
 #pragma unroll
         for (int k = 0; k < (int)(sizeof(T) / 4); ++k) u.w[k] = __ldcv((const unsigned int*)p + k);
@@ -621,28 +625,30 @@ RG_FN T rg__load_slot(const T* p)
     }
 }
 
-/* Store one slot with the widest stores its size allows, padding included (zeroed). A plain struct
+/* Store one slot with W-byte stores (as rg__load_slot), padding included (zeroed). A plain struct
  * assignment lets the compiler skip the padding and split the store by field; over PCIe those
  * partial writes of a line cost several times full ones (measured: 0.48 vs 2 G msg/s). The
  * intrinsic stores cannot be split. */
-template <typename T>
+template <int W, typename T>
 RG_FN void rg__store_slot(T* p, const T& v)
 {
-    if constexpr (sizeof(T) % 16 == 0) {
+    static_assert(W == 16 || W == 8 || W == 4 || W == 1, "rg__store_slot: W is 16, 8, 4 or 1");
+    static_assert(sizeof(T) % W == 0, "rg__store_slot: the slot is not a whole number of W-byte words");
+    if constexpr (W == 16) {
         union { T t; uint4 w[sizeof(T) / 16]; } u;
 #pragma unroll
         for (int k = 0; k < (int)(sizeof(T) / 16); ++k) u.w[k] = make_uint4(0u, 0u, 0u, 0u);
         u.t = v;
 #pragma unroll
         for (int k = 0; k < (int)(sizeof(T) / 16); ++k) __stcg((uint4*)p + k, u.w[k]);
-    } else if constexpr (sizeof(T) % 8 == 0) {
+    } else if constexpr (W == 8) {
         union { T t; uint2 w[sizeof(T) / 8]; } u;
 #pragma unroll
         for (int k = 0; k < (int)(sizeof(T) / 8); ++k) u.w[k] = make_uint2(0u, 0u);
         u.t = v;
 #pragma unroll
         for (int k = 0; k < (int)(sizeof(T) / 8); ++k) __stcg((uint2*)p + k, u.w[k]);
-    } else if constexpr (sizeof(T) % 4 == 0) {
+    } else if constexpr (W == 4) {
         union { T t; unsigned int w[sizeof(T) / 4]; } u;
 #pragma unroll
         for (int k = 0; k < (int)(sizeof(T) / 4); ++k) u.w[k] = 0u;
@@ -741,6 +747,10 @@ RG_FN void rg__poll(rg_control* ctl, rg_queue_ctl* inq, rg_sched* sched)
 
 /* ==== ring kernel device_helper: Point -> Smoothed ==== */
 #define RG_device_helper_LIMIT 1
+/* Slot geometry (ringgen.codegen.cuda.check_slot_geometry proved it before this was written): every
+ * load and store of a slot is aligned to its width. */
+RG_STATIC_ASSERT(sizeof(Point) == 16 && 16 % 16 == 0, rg_check_device_helper_in_slot);
+RG_STATIC_ASSERT(sizeof(Smoothed) == 16 && 16 % 16 == 0, rg_check_device_helper_out_slot);
 
 /* ---- handlers (ringgen.codegen.body: the same text for every target) ---- */
 /* The handlers' loops poll the scheduler's stop word (their rg_stop, in device memory), which the
@@ -885,7 +895,7 @@ RG_FN void rg_device_helper_one(bool active, rg_u64 seq, const Point* msg, rg_sc
     Smoothed out;
     const int status = rg_handle_device_helper(msg, &out, state, 0, &sched->stop);
     if (status == RG_STATUS_OUTPUT) {
-        rg__store_slot(&out_ring[seq & out_mask], out);
+        rg__store_slot<16>(&out_ring[seq & out_mask], out);
         return;
     }
     if (status < 0) {
@@ -1091,7 +1101,7 @@ RG_FN void rg_device_helper_work(rg_queue_ctl* inq, rg_sched* sched, rg_u64* don
             for (int j = 0; j < RG_ITEMS; ++j) {
                 const rg_u64 seq = lo + tid + (rg_u64)j * RG_BLOCK;
                 if (seq < hi) {
-                    msgs[j] = rg__load_slot(&in_ring[seq & in_mask]);
+                    msgs[j] = rg__load_slot<16>(&in_ring[seq & in_mask]);
                 }
             }
 #pragma unroll

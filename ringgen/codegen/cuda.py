@@ -12,8 +12,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
+import attrs
+
 from .. import __version__, protocol
-from ..errors import BuildError
+from ..errors import BuildError, CodegenError
 from ..kernel import KernelSpec
 from ..layout import layout_of
 from ..protocol import OUTBOX_LIMIT
@@ -27,10 +29,17 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BLOCK",
+    "FAULT_KINDS",
     "ITEMS",
     "OUTBOX_LIMIT",
     "SCHED_BYTES",
     "SIDE_BYTES",
+    "VECTOR_BYTES",
+    "FaultHook",
+    "SlotGeometry",
+    "access_width",
+    "check_slot_geometry",
+    "compute_outbox_slot",
     "emit",
     "entry_point",
     "kernel_context",
@@ -46,6 +55,40 @@ ITEMS = 4
 #: sizeof(rg_sched) and sizeof(rg_cuda_side) in the template; static assertions keep them honest.
 SCHED_BYTES = 6 * protocol.CACHE_LINE
 SIDE_BYTES = protocol.CACHE_LINE
+#: Bytes of the widest access the kernel makes to a ring (``st.global.cg.v4``, ``ld.global.cv.v4``).
+#: Such an access faults unless its address is a multiple of 16, and the fault loses the whole CUDA
+#: context: every slot stride and every offset it touches must be a multiple of its width.
+VECTOR_BYTES = 16
+#: What the test-only fault hook (``FaultHook``) does on the device, by name.
+FAULT_KINDS = ("illegal", "misaligned", "trap")
+
+
+@attrs.frozen
+class SlotGeometry:
+    """Where the kernel reads or writes one ring's slots (checked by ``check_slot_geometry``).
+
+    ``stride`` is the bytes between two slots (the ring starts page-aligned), ``width`` the bytes of
+    each load or store that moves a message (16, 8, 4 or 1), ``message_at`` the message's offset in
+    its slot and ``stamp_at`` the u64 sequence stamp's (an Outbox output slot only, else None).
+    """
+
+    ring: str
+    stride: int
+    width: int
+    message_at: int = 0
+    stamp_at: Optional[int] = None
+
+
+@attrs.frozen
+class FaultHook:
+    """Test-only: makes the kernel die on purpose on message number ``after`` (0-based), to test how
+    the host notices a dead kernel. ``kind``: ``"illegal"`` (a store to address 8:
+    CUDA_ERROR_ILLEGAL_ADDRESS), ``"misaligned"`` (an 8-byte store at an odd address:
+    CUDA_ERROR_MISALIGNED_ADDRESS) or ``"trap"`` (``__trap()``). Emitted only when asked for, so
+    the normal output does not change."""
+
+    kind: str = attrs.field(validator=attrs.validators.in_(FAULT_KINDS))
+    after: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
 
 def source_name(unit: "BuildUnit") -> str:
@@ -66,17 +109,102 @@ def slot_stride(slot_size: int) -> int:
     return (slot_size + 15) // 16 * 16
 
 
-def kernel_context(spec: KernelSpec) -> dict:
+def access_width(size: int) -> int:
+    """Bytes per load or store the kernel moves a direct slot of ``size`` bytes with: the widest of
+    16, 8, 4 and 1 that divides ``size`` (the template argument of ``rg__load_slot`` and
+    ``rg__store_slot``; PCIe writes of partial words cost several times full ones)."""
+    return next(w for w in (VECTOR_BYTES, 8, 4, 1) if size % w == 0)
+
+
+def compute_outbox_slot(slot_size: int, *, bridged: bool) -> tuple[int, int]:
+    """``(stride, stamp_at)`` of an Outbox output slot holding a message of ``slot_size`` bytes.
+
+    The message sits at offset 0 and its u64 sequence stamp after it; the slot is padded to a
+    multiple of 16 bytes (``__align__(16)`` in the template), so that every slot starts where a
+    16-byte store may write. A direct message's stamp is at the next 8-byte boundary; a bridged
+    message is stored as whole 16-byte words, so its stamp is at its stride (then 8 bytes of pad).
+    """
+    if bridged:
+        at = slot_stride(slot_size)
+        return at + VECTOR_BYTES, at
+    at = (slot_size + 7) // 8 * 8
+    return (at + 8 + VECTOR_BYTES - 1) // VECTOR_BYTES * VECTOR_BYTES, at
+
+
+def check_slot_geometry(kernel: str, geometry: SlotGeometry) -> None:
+    """Assert that every access the kernel makes to a ring's slots is aligned to its width.
+
+    The rings start page-aligned (``cuMemHostAlloc``), so an access is aligned when the stride and
+    every offset it touches are multiples of its width; an Outbox slot's stride must be a multiple
+    of 16 as well (its struct is ``__align__(16)``) and its stamp 8-byte aligned.
+
+    Raises:
+        CodegenError: an access would be misaligned (a ringgen bug: the kernel would fault).
+    """
+    g = geometry
+    bad = []
+    if g.stride % g.width:
+        bad.append(f"stride {g.stride} is not a multiple of the {g.width}-byte access")
+    if g.message_at % g.width:
+        bad.append(f"the message at offset {g.message_at} is not {g.width}-byte aligned")
+    if g.stamp_at is not None:
+        if g.stride % VECTOR_BYTES:
+            bad.append(f"stride {g.stride} is not a multiple of {VECTOR_BYTES}")
+        if g.stamp_at % 8:
+            bad.append(f"the stamp at offset {g.stamp_at} is not 8-byte aligned")
+    if bad:
+        raise CodegenError(
+            f"kernel {kernel}: {g.ring} slot (stride {g.stride}, {g.width}-byte accesses): "
+            + "; ".join(bad),
+            hint="this is a bug in ringgen's CUDA emitter; please report it with the message types",
+        )
+
+
+def _slot_geometries(spec: KernelSpec, ctx: dict) -> list[SlotGeometry]:
+    """The geometry of each ring of ``spec`` the kernel touches (``ctx``: its kernel context)."""
+    rings = [SlotGeometry("input", ctx["in_stride"], ctx["in_width"])]
+    if ctx["uses_outbox"]:
+        rings.append(
+            SlotGeometry(
+                "outbox output",
+                ctx["out_slot_stride"],
+                ctx["out_width"],
+                stamp_at=ctx["out_stamp_at"],
+            )
+        )
+    elif ctx["has_output"]:
+        rings.append(SlotGeometry("output", ctx["out_slot_stride"], ctx["out_width"]))
+    return rings
+
+
+def kernel_context(spec: KernelSpec, fault: Optional[FaultHook] = None) -> dict:
     """What the skeleton template needs to know about one ring kernel.
 
     A bridged queue's ring is bytes: slot ``i`` starts at ``i * stride`` (``slot_stride``) and holds
     the 256-byte header and the payload (``layout_of(cls).slot_size`` bytes at most); the kernel
-    decodes it into the view struct before the handler runs and encodes a bridged reply from it.
+    decodes it into the view struct before the handler runs and encodes a bridged reply from it. A
+    direct queue's slot is the struct, moved with ``access_width`` loads and stores; an Outbox
+    output slot adds a stamp (``compute_outbox_slot``). Every ring's geometry is checked
+    (``check_slot_geometry``) here, before any text is rendered.
+
+    Raises:
+        CodegenError: a slot access would be misaligned.
     """
     ctx = shared_kernel_context(spec)
     lin = layout_of(spec.input)
     ctx["in_stride"] = slot_stride(lin.slot_size) if lin.is_bridged else lin.size
+    ctx["in_width"] = VECTOR_BYTES if lin.is_bridged else access_width(lin.size)
     ctx["out_stride"] = slot_stride(ctx["out_slot_size"]) if ctx["out_bridged"] else 0
+    ctx["out_width"] = VECTOR_BYTES if ctx["out_bridged"] else access_width(ctx["out_slot_size"])
+    if ctx["uses_outbox"]:
+        stride, stamp_at = compute_outbox_slot(ctx["out_slot_size"], bridged=ctx["out_bridged"])
+    else:
+        stride, stamp_at = ctx["out_stride"] or ctx["out_slot_size"], None
+    ctx["out_slot_stride"] = stride
+    ctx["out_stamp_at"] = stamp_at
+    for geometry in _slot_geometries(spec, ctx):
+        check_slot_geometry(spec.name, geometry)
+    ctx["fault"] = fault
     return ctx
 
 
@@ -87,6 +215,7 @@ def render_source(
     body: str,
     codec: str = "",
     dialect: Optional[CudaDialect] = None,
+    fault: Optional[FaultHook] = None,
 ) -> str:
     """The ``.cu`` text for ``unit`` around a given header and handler body (pure; no disk access).
 
@@ -97,6 +226,10 @@ def render_source(
         codec: the device codec of the build's bridged messages
             (``ringgen.codegen.bridged_c.emit_device_codec``), "" when it has none.
         dialect: the CUDA dialect (default: sm_90).
+        fault: test-only: make every kernel of the unit die on purpose (``FaultHook``).
+
+    Raises:
+        CodegenError: a slot access would be misaligned (``kernel_context``).
     """
     dialect = dialect or CUDA_DIALECT
     return render(
@@ -114,15 +247,17 @@ def render_source(
         items=ITEMS,
         sched_bytes=SCHED_BYTES,
         side_bytes=SIDE_BYTES,
-        kernels=[kernel_context(k) for k in unit.kernels],
+        vector_bytes=VECTOR_BYTES,
+        kernels=[kernel_context(k, fault) for k in unit.kernels],
     )
 
 
-def emit(unit: "BuildUnit") -> dict[str, str]:
-    """The CUDA target: ``{"<name>.cu": text}``.
+def emit(unit: "BuildUnit", *, fault: Optional[FaultHook] = None) -> dict[str, str]:
+    """The CUDA target: ``{"<name>.cu": text}`` (``fault``: test-only, see ``FaultHook``).
 
     Raises:
         BuildError: the handler body emitter is missing (a broken installation).
+        CodegenError: a slot access would be misaligned.
     """
     try:
         from .body import emit_body
@@ -132,6 +267,10 @@ def emit(unit: "BuildUnit") -> dict[str, str]:
     from .header import render_header
 
     text = render_source(
-        unit, header=render_header(unit), body=emit_body(unit), codec=emit_device_codec(unit)
+        unit,
+        header=render_header(unit),
+        body=emit_body(unit),
+        codec=emit_device_codec(unit),
+        fault=fault,
     )
     return {source_name(unit): text}

@@ -22,13 +22,12 @@ a malformed message in ``stats().rejected`` by reason, and encodes bridged repli
 Options of ``launch(backend="cuda", ...)``: ``capacity`` (slots per queue), ``device`` (ordinal),
 ``workers`` (worker blocks; default below), ``source`` (CUDA text instead of the package's file, for
 tests), ``defines`` (extra ``-D`` macros), ``dead_letters`` (a bridged input's dead-letter queue:
-True for ``capacity`` slots, or a power of two).
+True for ``capacity`` slots, or a power of two), ``debug_fault`` (test-only: ``(kind, n)`` makes the
+kernel die on purpose on message ``n``, ``kind`` one of ``cuda_codegen.FAULT_KINDS``; the source is
+then emitted in memory with the hook, see ``cuda_codegen.FaultHook``).
 
-Dead letters (``cuda_queues.DeadMarks``): a rejected bridged slot is not copied by the kernel; it
-writes a mark (sequence + 1, Reason) for the slot into a mapped array, which reaches the host with the
-input head (a system-scope release). The host harvests the marks below the head before it reuses a
-slot — ``_push`` harvests first and admits only up to the harvested head — and copies the marked
-slots out of the input ring it wrote itself. The kernel never waits for the dead-letter queue.
+A kernel that dies on the device (a fault loses the whole context) is seen through the driver,
+and the next launch deals with the lost context: ``cuda_faults`` (docs/cuda.md).
 """
 
 from __future__ import annotations
@@ -50,6 +49,7 @@ from ..kernel import KernelSpec
 from ..protocol import CACHE_LINE, CONTROL_DTYPE, CONTROL_SIZE, Lifecycle
 from . import cuda_build, cuda_device
 from .base import KernelHandle
+from .cuda_faults import DeviceFaults, fault_hook, replace_lost_context, track, untrack
 from .waiting import check_timeout, deadline_after
 from .batches import SlotBatches
 from .cuda_queues import (
@@ -84,7 +84,7 @@ def probe() -> None:
         raise BackendUnavailableError(f"backend cuda: {info.name} cannot map host memory")
 
 
-class CudaKernelHandle(KernelHandle):
+class CudaKernelHandle(DeviceFaults, KernelHandle):
     """A ring kernel resident on an NVIDIA GPU (see the module docstring)."""
 
     backend = "cuda"
@@ -104,12 +104,14 @@ class CudaKernelHandle(KernelHandle):
         source: Optional[str] = None,
         defines: Sequence[str] = (),
         dead_letters: Union[bool, int] = False,
+        debug_fault: Optional[tuple[str, int]] = None,
     ) -> None:
         super().__init__(
             spec, package_dir, codecs=codecs, capacity=capacity, dead_letters=dead_letters
         )
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise ValueError(f"kernel {spec.name}: workers must be a positive int, got {workers!r}")
+        self._fault_hook = fault_hook(spec.name, debug_fault, source)
         self.device = device
         self.workers = workers
         self._source = source
@@ -122,6 +124,7 @@ class CudaKernelHandle(KernelHandle):
         self._fast_take = None
         self._pinned: list[np.ndarray] = []
         self._dead: Optional[DeadMarks] = None  # the dead-letter marks, with dead_letters
+        self._stream = None  # the kernel's stream, once launched (None again after release)
         self.compiled = False  # True when this launch ran nvcc (a cold cache)
 
     # ------------------------------------------------------------------ launching
@@ -132,6 +135,9 @@ class CudaKernelHandle(KernelHandle):
     def _read_source(self) -> tuple[str, str]:
         if self._source is not None:
             return self._source, f"<source of {self.name}>"
+        if self._fault_hook is not None:
+            # Test-only: the hook is emitted only when asked, so the package's file never has it.
+            return self._emit_in_memory(f"the test-only fault hook {self._fault_hook}")
         if self.package_dir is None:
             raise BuildError(f"kernel {self.name}: the cuda backend needs its generated package")
         pkg = Path(self.package_dir)
@@ -140,21 +146,46 @@ class CudaKernelHandle(KernelHandle):
             return path.read_text(), str(path)
         # A package built before the cuda target existed (the cache keys packages by their inputs,
         # not by the set of targets): emit the source now, from the kernel's module (pure, no disk).
+        return self._emit_in_memory(f"{path} is missing")
+
+    def _emit_in_memory(self, why: str) -> tuple[str, str]:
+        """The ``.cu`` of the kernel's module, emitted now (pure, no disk), with the fault hook if
+        one was asked for."""
         module = sys.modules.get(self.spec.module)
         if module is None:
             raise BuildError(
-                f"kernel {self.name}: {path} is missing and module {self.spec.module!r} is not "
-                "imported",
+                f"kernel {self.name}: {why} and module {self.spec.module!r} is not imported",
                 hint="rebuild the package with a ringgen that has the cuda target",
             )
         from ..build import collect
 
         unit = collect(module)
-        log.debug("%s is missing; emitting the CUDA source of %s in memory", path, unit.name)
-        return cuda_codegen.emit(unit)[cuda_codegen.source_name(unit)], f"{unit.name}.cu"
+        log.debug("%s; emitting the CUDA source of %s in memory", why, unit.name)
+        text = cuda_codegen.emit(unit, fault=self._fault_hook)[cuda_codegen.source_name(unit)]
+        return text, f"{unit.name}.cu"
 
     def _launch(self) -> None:
         drv = cuda_device._drv()
+        if replace_lost_context(self.device):
+            with _modules_lock:  # they were loaded into the retired context
+                for key in [k for k in _modules if k[0] == self.device]:
+                    del _modules[key]
+        try:
+            self._launch_on_device(drv)
+        except Exception as exc:
+            if not cuda_device.is_driver_error(exc) or not cuda_device.is_sticky(exc):
+                raise
+            why = cuda_device.describe_error(exc)
+            cuda_device.mark_lost(self.device, why)
+            raise BackendUnavailableError(
+                f"backend cuda: kernel {self.name} cannot launch: the CUDA context of device "
+                f"{self.device} is lost ({why})",
+                hint="a kernel faulted in this process; terminate every kernel of this device, "
+                "then launch again (the context is replaced then)",
+            ) from None
+
+    def _launch_on_device(self, drv: Any) -> None:
+        """Compile, allocate and launch (``_launch`` without its handling of a lost context)."""
         info = cuda_device.device_info(self.device)
         self.info = info
         source, what = self._read_source()
@@ -260,6 +291,7 @@ class CudaKernelHandle(KernelHandle):
             stream=self._stream,
         )
         self._finished.record(self._stream)
+        track(self)
         self._setup_fast_paths()
         log.debug("cuda kernel %s: grid %d x %d on %s", self.name, grid, block, info.name)
 
@@ -277,6 +309,9 @@ class CudaKernelHandle(KernelHandle):
     def _mapped(self, nbytes: int) -> tuple[np.ndarray, int]:
         arr, dev = cuda_device.mapped_empty(nbytes)
         self._pinned.append(arr)
+        # The rings' 16-byte loads and stores are aligned only if each ring starts aligned
+        # (cuda_codegen.check_slot_geometry proves the strides); cuMemHostAlloc gives pages.
+        assert dev % cuda_codegen.VECTOR_BYTES == 0, f"mapped buffer at {dev:#x}"
         return arr, dev
 
     def _device_zeros(self, nbytes: int):
@@ -472,10 +507,21 @@ class CudaKernelHandle(KernelHandle):
         return None
 
     def _read_state(self) -> Any:
+        """The state copied out of device memory; None once the context is lost (it cannot be read,
+        and the error is in ``stats().fault``)."""
+        if self._context_lost():
+            log.warning(
+                "kernel %s (cuda): its state cannot be read: %s", self.name, self._lost_why()
+            )
+            return None
         drv = cuda_device._drv()
-        cuda_device.context(self.device)
-        drv.memcpy_dtoh_async(self._state_host, self._state_dev, stream=self._copy_stream)
-        self._copy_stream.synchronize()
+        try:
+            cuda_device.context(self.device)
+            drv.memcpy_dtoh_async(self._state_host, self._state_dev, stream=self._copy_stream)
+            self._copy_stream.synchronize()
+        except Exception as exc:
+            self._driver_failed(exc, "reading its state")
+            return None
         return self.codecs[self.spec.state.__name__].from_array(self._state_host.copy())[0]
 
     def _request_terminate(self) -> None:
@@ -485,25 +531,48 @@ class CudaKernelHandle(KernelHandle):
         self._words32[(_CTL_OFF + CONTROL_DTYPE.fields["terminate"][1]) // 4] = 1
 
     def _synchronize(self, timeout: float) -> None:
-        cuda_device.context(self.device)
+        """Wait for the grid to exit; returns at once when the context is lost (the grid is gone)."""
+        if self._context_lost():
+            return
         deadline = time.monotonic() + timeout
-        while not self._finished.query():
-            if time.monotonic() > deadline:
-                raise KernelTimeoutError(
-                    f"kernel {self.name} (cuda) acknowledged termination but its grid did not exit "
-                    f"within {timeout:g} s"
-                )
-            time.sleep(20e-6)
+        try:
+            cuda_device.context(self.device)
+            while not self._finished.query():
+                if time.monotonic() > deadline:
+                    raise KernelTimeoutError(
+                        f"kernel {self.name} (cuda) acknowledged termination but its grid did not "
+                        f"exit within {timeout:g} s"
+                    )
+                time.sleep(20e-6)
+        except KernelTimeoutError:
+            raise
+        except Exception as exc:
+            self._driver_failed(exc, "waiting for its grid to exit")
 
     def _release(self) -> None:
-        cuda_device.context(self.device)
+        """Free everything the launch allocated; in a lost context, leave it to the driver."""
+        untrack(self)
+        if self._context_lost():
+            self._leak()
+            return
+        try:
+            self._free()
+        except Exception as exc:
+            self._driver_failed(exc, "freeing its memory")
+            self._leak()
+
+    def _keep_last_dead_letters(self) -> None:
+        """The last marks (terminate drained them already; abort() did not): into the handle's
+        dead-letter spill, which stays readable, before the ring and marks are freed."""
         if self._dead is not None:
-            # The last marks (terminate drained them already; abort() did not): into the handle's
-            # dead-letter spill, which stays readable, before the ring and marks are freed.
             with self._dl_lock:
                 self._dead.harvest(self.inq.device_head())
                 self._dl_spill.put(self._dead.take(self.dead_letter_capacity))
                 self._dead.detach()
+
+    def _free(self) -> None:
+        cuda_device.context(self.device)
+        self._keep_last_dead_letters()
         for mem in self._alloc:
             mem.free()
         self._alloc.clear()
@@ -537,16 +606,16 @@ class CudaKernelHandle(KernelHandle):
         return True
 
 
-_modules: dict[tuple[int, str], Any] = {}
+_modules: dict[tuple[int, int, str], Any] = {}
 _modules_lock = threading.Lock()
 
 
 def _load_module(device: int, cubin: bytes) -> Any:
-    """The loaded module of ``cubin`` on ``device``, loaded once per process: a module per launch
-    would cost a load each time, and unloading one whose Function objects are still referenced is
-    deferred by PyCUDA, so launch/terminate cycles would slowly eat device memory (seen: 14 MiB over
-    1,000 cycles)."""
-    key = (device, hashlib.sha256(cubin).hexdigest())
+    """The loaded module of ``cubin`` on ``device``, loaded once per process (and context): a module
+    per launch would cost a load each time, and unloading one whose Function objects are still
+    referenced is deferred by PyCUDA, so launch/terminate cycles would slowly eat device memory
+    (seen: 14 MiB over 1,000 cycles)."""
+    key = (device, cuda_device.generation(device), hashlib.sha256(cubin).hexdigest())
     with _modules_lock:
         module = _modules.get(key)
         if module is None:
@@ -583,16 +652,10 @@ def _stride(codec: Any, slot: np.dtype) -> int:
 
 
 def _stamped(slot: np.dtype, *, bridged: bool = False) -> np.dtype:
-    """An outbox output slot: the message, then a u64 sequence stamp at the next 8-byte boundary.
-
-    A bridged message's bytes are stored as whole 16-byte words, so its stamp sits at the slot size
-    rounded up to 16 and the slot is 16 bytes longer (``rg_<kernel>_out_slot`` in the template)."""
-    if bridged:
-        at = cuda_codegen.slot_stride(slot.itemsize)
-        size = at + 16
-    else:
-        at = (slot.itemsize + 7) // 8 * 8
-        size = at + 8
+    """An Outbox output slot: the message at 0, its u64 sequence stamp after it, the whole padded to
+    a multiple of 16 bytes (``cuda_codegen.compute_outbox_slot``, the same numbers the template's
+    ``rg_<kernel>_out_slot`` is asserted to have)."""
+    size, at = cuda_codegen.compute_outbox_slot(slot.itemsize, bridged=bridged)
     return np.dtype(
         {"names": ["m", "stamp"], "formats": [slot, "<u8"], "offsets": [0, at], "itemsize": size}
     )
