@@ -42,12 +42,11 @@ N_MESSAGES = 48
 PHASES = (Phase.explicit, Phase.reuse, Phase.generate) + (
     (Phase.shrink,) if os.environ.get("RINGGEN_GEN_SHRINK") == "1" else ()
 )
-#: Known CUDA bugs, each pinned by an xfail(strict=True) test below, kept out of the bulk run: the
-#: state ignores @rg.state defaults (runtime/cuda.py allocates it with ``_device_zeros`` and never
-#: copies the initial value in); ``x >= -x`` is false for an i16 x = -32768, and
+#: Known CUDA bugs, each pinned by an xfail(strict=True) test below, kept out of the bulk run:
+#: ``x >= -x`` is false for an i16 x = -32768, and
 #: ``c <= fabs(x)`` with c < 0 is true for a NaN x (the PTX nvcc emits is right: ``neg.s16`` +
 #: ``setp.ge.s16``, ``abs.f32`` + ``setp.ge.f32``; the machine code is not).
-CUDA_PROFILE = Profile(state_defaults=False, nan=False, narrow_negation=False)
+CUDA_PROFILE = Profile(nan=False, narrow_negation=False)
 #: NVIDIA's OpenCL rounds f32 division and sqrt within 2.5-3 ULP (no
 #: -cl-fp32-correctly-rounded-divide-sqrt), so f32 kernels there use + - * and exact math only.
 OPENCL_PROFILE = Profile(f32_division=False)
@@ -180,10 +179,6 @@ def count(m: Tick, s: Count) -> Tick:
 
 
 @pytest.mark.skipif(not _cuda_present(), reason="no CUDA device (PyCUDA sees none)")
-@pytest.mark.xfail(
-    strict=True,
-    reason="CUDA starts @rg.state zeroed: the defaults (total=1000, last=-1) are never copied in",
-)
 def test_cuda_state_starts_from_its_defaults(tmp_path):
     check_module(STATE_DEFAULTS, [CudaRunner()], tmp_path, seed=1)
 

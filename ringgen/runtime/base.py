@@ -75,6 +75,7 @@ from ..errors import (
     QueueClosedError,
     QueueFullError,
 )
+from ..dsl.records import new_state, to_object
 from ..kernel import KernelSpec
 from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
 from .batches import Batch, BatchFormat, SpillBuffer
@@ -716,6 +717,13 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
     def _fault_detail(self) -> str:
         """A backend's words on the fault (the Python exception on the cpu backend), or ''."""
         return ""
+
+    def _initial_state(self) -> np.ndarray:
+        """The kernel state a launch starts from, as one packed record: every field from its
+        default, a field without one zeroed, as the reference backend starts it. Every device
+        backend copies this in before the first message (CUDA once started from zeros)."""
+        codec = self.codecs[self.spec.state.__name__]
+        return np.ascontiguousarray(codec.to_array([to_object(new_state(self.spec.state))]))
 
     def _device_fault(self) -> Optional[str]:
         """The error that killed the kernel on the device, in the device's words, or None while it runs.

@@ -262,6 +262,10 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
             state_dev = int(self._state_dev)
             self._state_host = drv.pagelocked_zeros(1, state_codec.dtype)
             self._pinned.append(self._state_host)
+            # The defaults of @rg.state, not zeros: copied in before the kernel starts (the copy
+            # is synchronous, so the launch below cannot overtake it).
+            self._state_host[:] = self._initial_state().view(state_codec.dtype)
+            drv.memcpy_htod(self._state_dev, self._state_host)
         self._ctl["state"] = int(Lifecycle.LAUNCHED)
         # Non-blocking streams: the kernel never waits for, or blocks, the legacy default stream.
         self._stream = drv.Stream(flags=1)

@@ -36,7 +36,7 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from ..dsl.records import new_state, to_object
+
 from ..errors import BackendUnavailableError, BuildError
 from ..kernel import KernelSpec
 from ..protocol import CACHE_LINE
@@ -282,12 +282,6 @@ class OpenclKernel(KernelHandle):
             )
         options = (f"-cl-std={self.cl_std}", f"-DRG_GROUP_SIZE={self.group_size}")
         return build_program(source, options, self.device_info, what=str(path))
-
-    def _initial_state(self) -> np.ndarray:
-        # Every field from its default, a field without one zeroed, as the reference starts it
-        # (a state class with one required field used to lose every other field's default).
-        codec = self.codecs[self.spec.state.__name__]
-        return np.ascontiguousarray(codec.to_array([to_object(new_state(self.spec.state))]))
 
     def _state_from_bytes(self, raw: np.ndarray) -> Any:
         codec = self.codecs[self.spec.state.__name__]

@@ -91,7 +91,9 @@ class Termination:
                 the replies published before the fault stay readable.
         """
         timeout = check_timeout(timeout, f"kernel {self.name}.terminate")
-        stall_timeout = check_timeout(stall_timeout, f"kernel {self.name}.terminate", "stall_timeout")
+        stall_timeout = check_timeout(
+            stall_timeout, f"kernel {self.name}.terminate", "stall_timeout"
+        )
         with self._term_lock:
             if self._released:
                 return self.stats()

@@ -17,7 +17,6 @@ device run is bounded by ``timeout`` seconds: a kernel that does not drain fails
 from __future__ import annotations
 
 import abc
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Optional
@@ -42,10 +41,6 @@ __all__ = [
     "Runner",
     "cpu_runners",
 ]
-
-#: Environment variable: "1" runs CUDA Outbox kernels whose stamped slot is off a 16-byte boundary
-#: (issue 10: they fault on CUDA until the aligned store lands); by default they are skipped.
-CUDA_OUTBOX_ALL_ENV = "RINGGEN_GEN_CUDA_OUTBOX_ALL"
 
 
 def _records(cls: Optional[type], rows: list) -> np.ndarray:
@@ -181,27 +176,10 @@ class OpenclRunner(_HandleRunner):
         )
 
 
-def _cuda_outbox_misaligned(spec) -> bool:
-    """Issue 10: a direct Outbox slot (message, then a u64 stamp at the next 8-byte boundary) whose
-    size is off 16 bytes faults on CUDA's 16-byte reply store."""
-    if not spec.uses_outbox or layout_of(spec.output).is_bridged:
-        return False
-    size = layout_of(spec.output).dtype.itemsize
-    return ((size + 7) // 8 * 8 + 8) % 16 != 0
-
-
 class CudaRunner(_HandleRunner):
     """The CUDA backend (PyCUDA) on device 0."""
 
     name = "cuda"
-
-    def skip_reason(self, spec) -> Optional[str]:
-        if _cuda_outbox_misaligned(spec) and os.environ.get(CUDA_OUTBOX_ALL_ENV) != "1":
-            return (
-                "Outbox slot off a 16-byte boundary: faults on CUDA until issue 10's aligned "
-                f"store lands (set {CUDA_OUTBOX_ALL_ENV}=1 to run it)"
-            )
-        return None
 
     def _open(self, spec):
         from ..runtime.cuda import CudaKernelHandle
