@@ -957,16 +957,16 @@ class B:
 
 
 @rg.message
-class T:
+class Total:
     total: i64
 
 
 @rg.ring_kernel
-def acc(b: B) -> T:
+def acc(b: B) -> Total:
     total = 0
     for i in range(4):
         total += b.hist[i]
-    return T(total=total)
+    return Total(total=total)
 """
 
 
