@@ -254,3 +254,36 @@ def test_metal_skips_an_f64_literal_cast_to_an_integer(tmp_path):
     if any(r.name == "metal-shim" for r in RUNNERS):
         (why,) = report.skipped["metal-shim"]
         assert "Metal has no double" in why
+
+
+U64_LIST_OUT = """
+import ringgen as rg
+from ringgen.types import List, i8, i64, u64
+
+
+@rg.message
+class In1:
+    id: i64
+    f0: i8
+    f1: List[u64, 5]
+
+
+@rg.message
+class Out1:
+    id: i64
+    r0: i8
+    b0: List[u64, 5]
+
+
+@rg.ring_kernel
+def kernel1(m: In1) -> Out1:
+    return Out1(id=m.id, r0=m.f0, b0=m.f1)
+"""
+
+
+@pytest.mark.skipif(not RUNNERS, reason=f"no CPU backend present: {ABSENT}")
+def test_a_u64_list_above_and_below_2_63_survives_exactly(tmp_path):
+    """Found by the generator (bridged_out, seed 0): a decoded List[u64] of values on both sides of
+    2**63 went through float64 (np.asarray of Python ints) and lost its low bits."""
+    report = check_module(U64_LIST_OUT, RUNNERS, tmp_path, seed=0)
+    assert report.ran == {r.name: 1 for r in RUNNERS}

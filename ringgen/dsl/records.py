@@ -248,7 +248,18 @@ def _store(col: np.ndarray, name: str, t, value: Any) -> None:
         col["data"][0][: len(data)] = np.frombuffer(bytes(data), dtype=np.uint8)
         return
     if isinstance(t, ListType):
-        items = list(value) if isinstance(t.elem, MessageType) else np.asarray(value)
+        if isinstance(t.elem, MessageType):
+            items = list(value)
+        elif isinstance(value, np.ndarray):
+            items = value
+        else:
+            # Python ints straight to the element type: np.asarray would go through float64 when
+            # a u64 list mixes values above and below 2**63, and round them.
+            items = list(value)
+            try:
+                items = np.array(items, dtype=col["items"].dtype.base)
+            except (OverflowError, TypeError, ValueError):
+                items = np.asarray(items)
         n = len(items)
         if n > t.max_len:
             raise HandlerFault(Reason.RANGE_ERROR, f"{n} items do not fit List[..., {t.max_len}]")
