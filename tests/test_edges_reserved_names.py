@@ -158,3 +158,59 @@ def test_the_tool_still_derives_the_issue_names_from_the_compilers(tmp_path):
     assert proc.returncode == 0, proc.stderr
     derived = set(out.read_text().splitlines())
     assert {"FILE", "time_t", "int64_t", "EOF", "INT_MAX", "M_PI", "linux", "unix"} <= derived
+
+
+LIBRARY_LOCALS = """
+import math
+
+import ringgen as rg
+from ringgen.types import f32, i32
+
+
+@rg.message
+class Pt:
+    x: f32
+    n: i32
+
+
+@rg.ring_kernel
+def lib_locals(p: Pt) -> Pt:
+    index = p.n + 1
+    time = index * 2
+    y0 = p.x * f32(2.0)
+    j1 = math.sqrt(y0 * y0) + math.floor(y0)
+    clock = i32(time % 7)
+    select = clock + index
+    return Pt(x=j1, n=i32(select))
+"""
+
+
+def test_locals_named_like_library_functions_compile_in_every_dialect(tmp_path):
+    """Python users name locals index, time, y0, j1: C library functions the generated body never
+    calls, so a local may shadow them (a body calling math.sqrt still compiles)."""
+    mod = unique_name("lib_locals_")
+    (tmp_path / f"{mod}.py").write_text(LIBRARY_LOCALS)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        unit = collect(str(tmp_path / f"{mod}.py"))
+        write_unit(unit, tmp_path / "out")
+    finally:
+        sys.path.remove(str(tmp_path))
+    results = check_package(tmp_path / "out" / unit.name)
+    failed = [r for r in results if r.status == "failed"]
+    assert failed == [], "\n".join(f"{r.file} {r.toolchain}: {r.detail}" for r in failed)
+    assert any(r.toolchain.startswith("gcc") and r.status == "ok" for r in results)
+
+
+def test_a_local_named_like_a_math_function_the_body_calls_is_refused(tmp_path):
+    mod = unique_name("sqrtf_local_")
+    src = LIBRARY_LOCALS.replace("    clock = i32(time % 7)", "    sqrtf = i32(time % 7)").replace(
+        "select = clock + index", "select = sqrtf + index"
+    )
+    (tmp_path / f"{mod}.py").write_text(src)
+    sys.path.insert(0, str(tmp_path))
+    try:
+        with pytest.raises(rg.HandlerError, match="local 'sqrtf': 'sqrtf' is a C math function"):
+            write_unit(collect(str(tmp_path / f"{mod}.py")), tmp_path / "out")
+    finally:
+        sys.path.remove(str(tmp_path))

@@ -11,6 +11,7 @@ import ast
 from typing import Optional
 
 from ..kernel import DeviceFunction, KernelSpec, SourceInfo
+from ..intrinsics import MATH_FUNCTIONS
 from ..naming import check_identifier_shape, reserved_by
 from . import ir
 from .checks import check_allowed, always_returns
@@ -36,6 +37,35 @@ from .typesys import (
 __all__ = ["FunctionLowering"]
 
 _MAX_PASSES = 6
+
+
+#: Library functions the generated bodies call by name through the dialects' math and atomic macros
+#: (``#define rg_sqrt_f32 sqrtf``): a local of such a name would shadow the function inside the
+#: handler. Every other C library function name (``index``, ``time``, ``y0``, ``j1``, ...) is a
+#: fine local: a local may shadow a function the body never calls.
+BODY_CALLS = frozenset(
+    {f.stem for f in MATH_FUNCTIONS.values()}
+    | {f"{f.stem}f" for f in MATH_FUNCTIONS.values()}
+    | {"atom_add", "atomic_add", "atomic_min", "atomic_max", "atomic_cmpxchg"}
+    | {"atomicAdd", "atomicMin", "atomicMax", "atomicCAS"}
+)
+
+
+def local_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a handler's local or parameter in C (None: it can).
+
+    Keywords, macros and type names of C, C++, CUDA, OpenCL C and Metal are refused; library
+    function names only where the generated body calls them (``BODY_CALLS``).
+    """
+    problem = check_identifier_shape(name)
+    if problem:
+        return problem
+    langs = reserved_by(name, functions_ok=True)
+    if langs:
+        return f"'{name}' is a reserved word in {', '.join(langs)}"
+    if name in BODY_CALLS:
+        return f"'{name}' is a C math function the generated code calls"
+    return None
 
 
 class FunctionLowering(UnpackLowering):
@@ -79,11 +109,7 @@ class FunctionLowering(UnpackLowering):
         self.params = params
         self.local_names = assigned_names(self.node) - set(params)
         for name in sorted(self.local_names):
-            problem = check_identifier_shape(name) or (
-                f"'{name}' is a reserved word in {', '.join(reserved_by(name))}"
-                if reserved_by(name)
-                else None
-            )
+            problem = local_name_problem(name)
             if problem:
                 raise self.diag.error(
                     first_store(self.node, name),
