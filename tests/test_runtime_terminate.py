@@ -80,10 +80,6 @@ def test_default_terminate_drains_a_slow_healthy_kernel_past_one_second(backend,
 @pytest.mark.parametrize("backend,options", BACKENDS)
 @pytest.mark.parametrize("load", ["idle", "busy", "flood", "endless"])
 def test_stop_now_within_100ms_and_counts_what_it_left(backend, options, load):
-    if load == "endless" and options.get("mode") == "relaunch":
-        pytest.skip(
-            "relaunch mode: a launch whose handler never returns blocks PoCL's enqueue itself"
-        )
     kernel = hk.fanout if load == "flood" else hk.spin
     k = rg.launch(kernel, backend=backend, **options)
     if load == "busy":

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..layout import layout_of
-from ..protocol import CONTROL_DTYPE, Lifecycle
+from ..protocol import CONTROL_DTYPE, TERMINATE_STOP_NOW, Lifecycle
 from .batches import SpillBuffer
 from .dead_letters import mark_dead_letters
 from .opencl import OpenclKernel, _concat, _entry
@@ -20,15 +20,22 @@ from .opencl_build import context_for
 
 __all__ = ["OpenclRelaunchKernel"]
 
+#: Byte offset of the terminate word in the control block (where ``_request_stop_now`` writes).
+_TERMINATE_OFFSET = CONTROL_DTYPE.fields["terminate"][1]
+
 
 class _Launch:
-    """One relaunch-mode launch in flight: its event and the host arrays it reads back into."""
+    """One relaunch-mode launch in flight: the kernel's event and the batch it took.
 
-    __slots__ = ("event", "n", "keep", "out", "counts", "dead", "ctl")
+    Nothing else is enqueued behind the kernel while it runs: on PoCL an enqueue onto a queue
+    whose kernel is still running blocks inside the OpenCL call (holding the GIL), so a handler that
+    loops forever would hang ``send`` itself. The read-backs are enqueued once the kernel is done.
+    """
 
-    def __init__(self, event, n, keep, out, counts, dead, ctl) -> None:
-        self.event, self.n, self.keep, self.out, self.counts = event, n, keep, out, counts
-        self.dead, self.ctl = dead, ctl
+    __slots__ = ("event", "n", "keep")
+
+    def __init__(self, event, n, keep) -> None:
+        self.event, self.n, self.keep = event, n, keep
 
 
 class OpenclRelaunchKernel(OpenclKernel):
@@ -59,6 +66,11 @@ class OpenclRelaunchKernel(OpenclKernel):
         prg = self._build()
         self._kernel = _entry(prg, f"rg_{self.name}_relaunch", 7, self._source_path())
         self._queue = cl.CommandQueue(self._ctx, self.device_info.device)
+        # A second queue only for the stop-now request: it is not ordered behind a running launch,
+        # so a handler's loop (which polls the control block's terminate word) sees it mid-launch
+        # where the device lets a write land during a kernel (PoCL does; measured in
+        # bench/terminate.py). Elsewhere the request lands after the launch, which then ends.
+        self._stop_queue = cl.CommandQueue(self._ctx, self.device_info.device)
         mf = cl.mem_flags
         cap = self.capacity
         self._ctl_host = np.zeros(1, dtype=CONTROL_DTYPE)
@@ -121,18 +133,9 @@ class OpenclRelaunchKernel(OpenclKernel):
             else:
                 lsize = None
                 gsize = (n,)
-            cl.enqueue_nd_range_kernel(self._queue, self._kernel, gsize, lsize)
-            out = np.empty(n * self.limit, dtype=self.out_slot)
-            counts = np.empty(n, dtype=np.uint32)
-            dead = np.empty(n, dtype=np.uint32)
-            ctl = np.empty(1, dtype=CONTROL_DTYPE)
-            cl.enqueue_copy(self._queue, out, self._out_buf, is_blocking=False)
-            cl.enqueue_copy(self._queue, counts, self._counts_buf, is_blocking=False)
-            if self.dead_letter_capacity:
-                cl.enqueue_copy(self._queue, dead, self._dead_buf, is_blocking=False)
-            event = cl.enqueue_copy(self._queue, ctl, self._ctl_buf, is_blocking=False)
+            event = cl.enqueue_nd_range_kernel(self._queue, self._kernel, gsize, lsize)
             self._queue.flush()
-            self._inflight.append(_Launch(event, n, batch, out, counts, dead, ctl))
+            self._inflight.append(_Launch(event, n, batch))
 
     def _take_pending(self, n: int) -> np.ndarray:
         if len(self._pending[0]) == n:
@@ -163,26 +166,35 @@ class OpenclRelaunchKernel(OpenclKernel):
             elif ln.event.command_execution_status != done:
                 return
             self._inflight.pop(0)
-            if self.limit == 1:
-                if ln.counts.all():
-                    out = ln.out
-                else:
-                    out = ln.out[ln.counts.astype(bool)]
-            else:
-                mask = np.arange(self.limit)[None, :] < ln.counts[:, None]
-                out = ln.out.reshape(ln.n, self.limit)[mask]
-            self._ctl_host[0] = ln.ctl[0]
+            n = ln.n
+            out = np.empty(n * self.limit, dtype=self.out_slot)
+            counts = np.empty(n, dtype=np.uint32)
+            dead = np.empty(n, dtype=np.uint32)
+            ctl = np.empty(1, dtype=CONTROL_DTYPE)
+            # The kernel is done: these copies run at once (the last one waits for all four).
+            cl.enqueue_copy(self._queue, out, self._out_buf, is_blocking=False)
+            cl.enqueue_copy(self._queue, counts, self._counts_buf, is_blocking=False)
             if self.dead_letter_capacity:
-                self._keep_dead_letters(ln)
+                cl.enqueue_copy(self._queue, dead, self._dead_buf, is_blocking=False)
+            cl.enqueue_copy(self._queue, ctl, self._ctl_buf, is_blocking=True)
+            if self.limit == 1:
+                if not counts.all():
+                    out = out[counts.astype(bool)]
+            else:
+                mask = np.arange(self.limit)[None, :] < counts[:, None]
+                out = out.reshape(n, self.limit)[mask]
+            self._ctl_host[0] = ctl[0]
+            if self.dead_letter_capacity:
+                self._keep_dead_letters(ln, dead)
             self._emitted += len(out)
             if len(out):
                 self._ready.append(out)
                 self._ready_n += len(out)
         self._pump()
 
-    def _keep_dead_letters(self, ln: _Launch) -> None:
+    def _keep_dead_letters(self, ln: _Launch, dead: np.ndarray) -> None:
         """Queue the launch's rejected slots as marked dead letters (those that fit; count the rest)."""
-        idx = np.flatnonzero(ln.dead)
+        idx = np.flatnonzero(dead)
         if not len(idx):
             return
         room = self.dead_letter_capacity - self._dead_letters.count
@@ -191,7 +203,7 @@ class OpenclRelaunchKernel(OpenclKernel):
             idx = idx[: max(room, 0)]
         if len(idx):
             rows = np.ascontiguousarray(ln.keep[idx]).view(np.uint8).reshape(len(idx), -1)
-            self._dead_letters.put(mark_dead_letters(rows, ln.dead[idx]))
+            self._dead_letters.put(mark_dead_letters(rows, dead[idx]))
 
     # ---- transport
 
@@ -274,12 +286,24 @@ class OpenclRelaunchKernel(OpenclKernel):
             self._pump()
 
     def _request_stop_now(self) -> None:
+        import pyopencl as cl
+
         # Nothing more is launched: what is still queued host-side stays unprocessed; the launch in
         # flight (at most one) finishes and is reaped as usual.
         with self._lock:
             self._terminating = True
             self._pending = []
             self._pending_n = 0
+            if self._inflight and getattr(self, "_stop_queue", None) is not None:
+                word = np.array([TERMINATE_STOP_NOW], dtype=np.uint32)
+                cl.enqueue_copy(
+                    self._stop_queue,
+                    self._ctl_buf,
+                    word,
+                    dst_offset=_TERMINATE_OFFSET,
+                    is_blocking=False,
+                )
+                self._stop_queue.flush()
 
     def _synchronize(self, timeout: float) -> None:
         self._queue.finish()
@@ -291,9 +315,11 @@ class OpenclRelaunchKernel(OpenclKernel):
                 buf.release()
                 setattr(self, name, None)
         self._queue = None
+        self._stop_queue = None
 
     def _abandon(self) -> None:
         # A relaunch kernel always finishes; nothing resident to leave behind. Drop the queue
         # without waiting on it.
         self._inflight = []
         self._queue = None
+        self._stop_queue = None
