@@ -104,7 +104,7 @@ def test_cuda_fast_paths_reject_an_invalid_timeout_too():
         pytest.skip(str(exc))
     with rg.launch(rk.echo, backend="cuda") as k:
         k.send(rk.Seq(seq=1, value=1))
-        assert k.receive(timeout=5.0) == rk.Seq(seq=1, value=1)
+        assert k.receive(timeout=5.0) == rk.Seq(seq=1, value=2)  # echo adds 1
         k.send(rk.Seq(seq=2, value=1))
         calls = {
             "send": lambda: k.send(rk.Seq(seq=3, value=1), timeout=float("nan")),
