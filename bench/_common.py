@@ -1,7 +1,7 @@
 """Shared benchmark utilities: timing, percentiles, the result table, JSON and the PNG plot.
 
 Every ``bench/*.py`` script measures ringgen against the baseline a user would otherwise write and reports
-the same way (DESIGN.md §7): medians and p99 as a table on stdout, a JSON file under ``bench/results/``
+the same way (docs/design.md §7): medians and p99 as a table on stdout, a JSON file under ``bench/results/``
 stamped with device, commit and date, and a PNG plot. The API is deliberately small:
 
 - ``time_calls(fn, repeat, warmup)`` -> per-call seconds (``time.perf_counter_ns``)
@@ -35,7 +35,7 @@ __all__ = [
     "write_json",
 ]
 
-#: The batch sizes every benchmark reports (DESIGN.md §7).
+#: The batch sizes every benchmark reports (docs/design.md §7).
 BATCH_SIZES = (1, 64, 4096, 65536, 1048576)
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"

@@ -2,7 +2,7 @@
 
 ``probe()`` asks PyCUDA (when importable) and PyOpenCL (when importable) and always lists the CPU
 reference backend. For OpenCL it reports whether the device offers fine-grained SVM buffers with
-atomics, which ringgen's persistent mode needs (DESIGN.md §5); without them a kernel runs in relaunch
+atomics, which ringgen's persistent mode needs (docs/design.md §5); without them a kernel runs in relaunch
 mode. Nothing here prints; ``ringgen devices`` renders the result.
 """
 

@@ -38,7 +38,7 @@ __all__ = [
     "type_size",
 ]
 
-#: Every bridged message starts with this fixed header (DESIGN.md §4).
+#: Every bridged message starts with this fixed header (docs/design.md §4).
 BRIDGE_HEADER_SIZE = 256
 
 

@@ -1,7 +1,7 @@
 """The queue protocol and control block, as data: one definition for every backend and the host.
 
 Device templates render these constants and structs into C; host runtimes view the same bytes through
-the numpy dtypes below. Nothing here knows about a particular backend (DESIGN.md §5).
+the numpy dtypes below. Nothing here knows about a particular backend (docs/design.md §5).
 
 Queue: a power-of-two ring of slots plus a ``QueueCtl`` of two 64-bit counters that only grow, ``tail``
 (written only by the producer) and ``head`` (written only by the consumer), each on its own 128-byte
@@ -58,7 +58,7 @@ class Lifecycle(enum.IntEnum):
 class Reason(enum.IntEnum):
     """Why a message was rejected: the index into ``ControlBlock.rejected``.
 
-    1-7 come from validating a bridged message before the handler runs (DESIGN.md §4);
+    1-7 come from validating a bridged message before the handler runs (docs/design.md §4);
     8-11 are handler faults raised by the generated body (see ``Status``); 12 is a handler the
     host interrupted with a stop-now request.
     """

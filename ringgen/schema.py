@@ -37,7 +37,7 @@ __all__ = ["FieldSpec", "MessageSpec", "message", "state", "spec_of", "is_messag
 
 T = TypeVar("T")
 
-#: Largest payload a bridged message may need, and the largest direct struct (DESIGN.md §3).
+#: Largest payload a bridged message may need, and the largest direct struct (docs/design.md §3).
 PAYLOAD_BOUND = 65536
 
 _PLAIN = {int: i64, float: f64, bool: bool_}

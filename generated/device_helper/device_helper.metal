@@ -287,7 +287,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
     return as_type<rg_u64>(((ulong)old_hi << 32) | (ulong)old_lo);
 }
 
-/* ---- ringgen queue protocol (DESIGN.md §5), rendered from ringgen/protocol.py ----------------------
+/* ---- ringgen queue protocol (docs/design.md §5), rendered from ringgen/protocol.py ----------------------
  *
  * Backend-neutral: this file names no OpenCL, CUDA or Metal construct. The including source defines,
  * before it, the portable typedefs, RG_STATIC_ASSERT and RG_OFFSETOF (the _types.h header) and a

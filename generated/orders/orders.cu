@@ -2,7 +2,7 @@
  * Input fingerprint 3b64109435814f360ceed74e498f639f3a4bc14aec80fe5d89a6582fd9419c45. Do not edit: rebuild with `ringgen build`.
  *
  * Each ring kernel K below is one resident grid, `rg_K_ring`, launched once by ringgen.runtime.cuda
- * (nvcc -arch=sm_90 -cubin; docs/cuda.md). Its blocks split the work (DESIGN.md §5):
+ * (nvcc -arch=sm_90 -cubin; docs/cuda.md). Its blocks split the work (docs/design.md §5):
  *   block 0, warp 0, lane 0   the poller: the only thread that reads the host's input tail over PCIe;
  *                             it broadcasts how far messages are available through device memory.
  *   block 0, warp 1, lane 0   the publisher: turns the blocks' per-chunk progress into the host-visible
@@ -472,7 +472,7 @@ RG_FN rg_u64 rg_cuda_now(void)
 #define rg_now() (rg_cuda_now())
 
 
-/* ---- ringgen queue protocol (DESIGN.md §5), rendered from ringgen/protocol.py ----------------------
+/* ---- ringgen queue protocol (docs/design.md §5), rendered from ringgen/protocol.py ----------------------
  *
  * Backend-neutral: this file names no OpenCL, CUDA or Metal construct. The including source defines,
  * before it, the portable typedefs, RG_STATIC_ASSERT and RG_OFFSETOF (the _types.h header) and a

@@ -1,6 +1,6 @@
 """Direct messages and unmanaged blocks: a message's C struct as ``struct`` format and flat values.
 
-A direct message's slot *is* its C struct (DESIGN.md §4), and inside a bridged payload a nested direct
+A direct message's slot *is* its C struct (docs/design.md §4), and inside a bridged payload a nested direct
 message is MemoryPack's "unmanaged struct": the same bytes, padding included (written as zeros). Both
 are packed with one ``struct.Struct`` whose format spells every field at its layout offset.
 """
