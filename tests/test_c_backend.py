@@ -331,3 +331,18 @@ def test_the_runtime_imports_no_compiler_module():
     source = (Path(rg.__file__).parent / "runtime" / "c_native.py").read_text()
     for forbidden in ("codegen", "dsl", "ringgen.build", "..build"):
         assert f"from ..{forbidden}" not in source and f"import {forbidden}" not in source
+
+
+def test_now_is_the_host_monotonic_clock():
+    """rg.now() (which OpenCL cannot run) works on c: CLOCK_MONOTONIC ns, between the host's reads."""
+    import c_backend_kernels as ck
+
+    with rg.launch(ck.stamp, backend="c") as k:
+        before = time.monotonic_ns()
+        k.send_batch([ck.Tick(seq=i) for i in range(100)])
+        out = k.receive_batch(max_n=100, timeout=10)
+        while len(out) < 100:
+            out = np.concatenate([out, k.receive_batch(max_n=100, timeout=10)])
+        after = time.monotonic_ns()
+    t = out["t"].astype(np.int64)
+    assert np.all(np.diff(t) >= 0) and before <= t[0] and t[-1] <= after
