@@ -87,11 +87,12 @@ STRICT_FLAGS = (
 #: Slots the host copies before it publishes them, so copying overlaps the worker's processing.
 _PUBLISH_CHUNK = 16384
 
-#: A blocking receive polls without sleeping for ``_POLL_S`` (the GIL is kept: the C worker never
-#: needs it), then yields the core between polls until ``_YIELD_S``, then waits as every backend does
-#: (``Backoff``). The shared Backoff's free polls are ``time.sleep(0)``, which Linux's timer slack
-#: turns into ~50-80 us: longer than this backend's whole round trip.
-_POLL_S = 50e-6
+#: A blocking receive polls without yielding for ``_POLL_S`` (0: the worker may share the host's core
+#: on a busy machine, and a host that spins keeps it from answering), then yields the core between
+#: polls (``os.sched_yield``, which also releases the GIL) until ``_YIELD_S``, then waits as every
+#: backend does (``Backoff``). The shared Backoff's free polls are ``time.sleep(0)``, which Linux's
+#: timer slack turns into ~50-80 us: longer than this backend's whole round trip.
+_POLL_S = 0.0
 _YIELD_S = 300e-6
 
 

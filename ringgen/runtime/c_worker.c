@@ -32,10 +32,10 @@
 #define RG_C_ACTIVE 2u
 #define RG_C_TERMINATING 3u
 #define RG_C_TERMINATED 4u
-/* Polls of an empty input queue before the worker yields its core, and how long it keeps yielding
- * before it sleeps (then 20 us doubling to 1 ms): a reply within microseconds when busy, almost no
- * CPU when idle, and on a 2-core machine the host thread always gets a core. */
-#define RG_C_SPINS 4096u
+/* How long an idle worker polls its input queue before it yields its core, and until when it keeps
+ * yielding before it sleeps (then 20 us doubling to 1 ms): a reply within microseconds when busy,
+ * almost no CPU when idle, and on a 2-core machine the host thread always gets a core. */
+#define RG_C_SPIN_NS 0ull
 #define RG_C_YIELD_NS 2000000ull
 #define RG_C_SLEEP_MIN_NS 20000ull
 #define RG_C_SLEEP_MAX_NS 1000000ull
@@ -83,19 +83,13 @@ static int rg_c_stop_now(rg_c_control* ctl)
     return rg_c_load_acq(&ctl->terminate) >= RG_C_TERMINATE_STOP_NOW;
 }
 
-static void rg_c_pause(void)
-{
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    __asm__ __volatile__("yield");
-#endif
-}
-
-/* One step of an idle wait: `idle` counts the steps since the last progress. */
+/* One step of an idle wait. Spins on plain loads for RG_C_SPIN_NS, then yields the core on every poll
+ * until RG_C_YIELD_NS, then sleeps, doubling. Yielding early matters where the host thread shares
+ * this worker's core (a busy 2-core machine): a spinning worker would keep the host from sending
+ * the next message until the scheduler preempts it, milliseconds later. */
 typedef struct rg_c_backoff {
     rg_u64 polls;
-    rg_u64 since_ns; /* when yielding started (0: still spinning) */
+    rg_u64 since_ns; /* when this wait started (0: not read yet) */
     rg_u64 sleep_ns;
 } rg_c_backoff;
 
@@ -109,15 +103,18 @@ static void rg_c_backoff_reset(rg_c_backoff* b)
 static void rg_c_backoff_wait(rg_c_backoff* b)
 {
     b->polls += 1u;
-    if (b->polls < RG_C_SPINS) {
-        rg_c_pause();
-        return;
+    if ((b->polls & 63u) != 0u) {
+        return; /* a free poll; the clock is read every 64 */
     }
-    rg_u64 now = rg_c_now();
+    const rg_u64 now = rg_c_now();
     if (b->since_ns == 0u) {
         b->since_ns = now;
     }
-    if (now - b->since_ns < RG_C_YIELD_NS) {
+    const rg_u64 idle = now - b->since_ns;
+    if (idle < RG_C_SPIN_NS) {
+        return;
+    }
+    if (idle < RG_C_YIELD_NS) {
         sched_yield();
         return;
     }
