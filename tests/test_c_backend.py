@@ -346,3 +346,21 @@ def test_now_is_the_host_monotonic_clock():
         after = time.monotonic_ns()
     t = out["t"].astype(np.int64)
     assert np.all(np.diff(t) >= 0) and before <= t[0] and t[-1] <= after
+
+
+def test_outbox_with_its_own_limit_matches_the_reference():
+    """Outbox[Tick, 12]: the manifest's outbox_limit (12) sizes the room reserved per input; 13 emits
+    is OUTBOX_OVERFLOW (nothing of that message is published), as on the reference."""
+    import c_backend_kernels as ck
+
+    jobs = [ck.Burst(seq=i, n=i % 14) for i in range(300)]
+    results = {}
+    for backend in ("cpu", "c"):
+        k = rg.launch(ck.burst, backend=backend, capacity=256)
+        k.send_batch(jobs, timeout=60)
+        out = _drain(k)
+        results[backend] = (out["seq"].tolist(), k.stats().rejected, k.stats().emitted)
+    assert results["c"] == results["cpu"]
+    seqs, rejected, emitted = results["c"]
+    assert rejected == {"OUTBOX_OVERFLOW": sum(1 for j in jobs if j.n > 12)}
+    assert emitted == sum(j.n for j in jobs if j.n <= 12) == len(seqs)
