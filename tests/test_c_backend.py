@@ -49,6 +49,18 @@ MODULES = [f"examples.{e}" for e in EXAMPLES] + [
 ]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _forget_packages_built_here():
+    """rg.launch memoizes built packages per process (``ringgen.runtime.cache._BUILT``); forget the
+    ones built here, so later tests that expect a launch to reach the cache still do."""
+    from ringgen.runtime import cache
+
+    before = dict(cache._BUILT)
+    yield
+    cache._BUILT.clear()
+    cache._BUILT.update(before)
+
+
 #: Modules whose every kernel takes or returns a bridged message (refused on c, checked above).
 _BRIDGED_ONLY = (
     "examples.list_reduce",
