@@ -112,7 +112,8 @@ exit status: 0 when nothing failed (skips are fine), 1 when any check failed.
 _DEVICES_HELP = """\
 List the backends ringgen can launch kernels on and the devices of each: CUDA (through PyCUDA),
 OpenCL (through PyOpenCL; persistent mode where the device offers fine-grained SVM with atomics,
-relaunch mode elsewhere) and the CPU reference backend, which is always present.
+relaunch mode elsewhere), the native C backend (when a C compiler is present) and the CPU reference
+backend, which is always present.
 """
 
 _DEVICES_EPILOG = """\

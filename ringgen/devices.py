@@ -13,7 +13,7 @@ from typing import Optional
 
 import attrs
 
-__all__ = ["BackendReport", "DeviceInfo", "probe", "probe_cuda", "probe_opencl"]
+__all__ = ["BackendReport", "DeviceInfo", "probe", "probe_c", "probe_cuda", "probe_opencl"]
 
 log = logging.getLogger("ringgen")
 
@@ -135,8 +135,29 @@ def probe_opencl() -> BackendReport:
     return BackendReport("opencl", True, "", tuple(devices))
 
 
+def probe_c() -> BackendReport:
+    """The native C backend: present when a C compiler is (``ringgen.runtime.c_native``)."""
+    import platform
+
+    from .runtime.c_native import find_compiler
+
+    cc = find_compiler()
+    if cc is None:
+        return BackendReport("c", False, "no C compiler ($CC, cc, gcc or clang)")
+    dev = DeviceInfo(
+        "c",
+        f"native ({cc})",
+        f"host CPU ({platform.machine()})",
+        "persistent",
+        True,
+        "host memory",
+        "generated C handlers, one native worker thread",
+    )
+    return BackendReport("c", True, "", (dev,))
+
+
 def probe() -> list[BackendReport]:
-    """Every backend, in ``auto`` order (cuda, opencl, cpu), with its devices or why it has none."""
+    """Every backend, in ``auto`` order (cuda, opencl, c, cpu), with its devices or why it has none."""
     cpu = DeviceInfo(
         "cpu",
         "Python",
@@ -146,4 +167,4 @@ def probe() -> list[BackendReport]:
         "-",
         "runs the handlers in Python; always present",
     )
-    return [probe_cuda(), probe_opencl(), BackendReport("cpu", True, "", (cpu,))]
+    return [probe_cuda(), probe_opencl(), probe_c(), BackendReport("cpu", True, "", (cpu,))]

@@ -188,7 +188,7 @@ def test_devices_lists_the_cpu_reference(capsys):
     assert "reference backend" in out
     code, out, _ = run(capsys, "devices", "--json")
     reports = json.loads(out)
-    assert [r["backend"] for r in reports] == ["cuda", "opencl", "cpu"]
+    assert [r["backend"] for r in reports] == ["cuda", "opencl", "c", "cpu"]
 
 
 def test_devices_reports_opencl_mode(capsys):

@@ -25,6 +25,7 @@ import runtime_kernels as rk  # noqa: E402
 _OPENCL = "opencl" in available_backends()
 _needs_opencl = pytest.mark.skipif(not _OPENCL, reason="no OpenCL device")
 _needs_cuda = pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA device")
+_needs_c = pytest.mark.skipif("c" not in available_backends(), reason="no C compiler")
 
 #: (backend, launch options) of every transport; CUDA runs with ``pytest -m gpu`` on the lent GPU.
 BACKENDS = [
@@ -32,6 +33,7 @@ BACKENDS = [
     pytest.param("opencl", {"mode": "persistent"}, id="opencl-persistent", marks=_needs_opencl),
     pytest.param("opencl", {"mode": "relaunch"}, id="opencl-relaunch", marks=_needs_opencl),
     pytest.param("cuda", {}, id="cuda", marks=[pytest.mark.gpu, _needs_cuda]),
+    pytest.param("c", {}, id="c", marks=_needs_c),
 ]
 
 

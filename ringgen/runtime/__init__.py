@@ -32,8 +32,8 @@ def launch(kernel: Any, backend: str = "auto", **options: Any) -> KernelHandle:
 
     Args:
         kernel: a ``@rg.ring_kernel``.
-        backend: "auto" (cuda, then opencl, then cpu; ``RINGGEN_BACKEND`` replaces auto), "cpu",
-            "opencl" or "cuda".
+        backend: "auto" (cuda, then opencl, then c, then cpu; ``RINGGEN_BACKEND`` replaces auto),
+            "cpu", "c", "opencl" or "cuda".
         options: launch options, e.g. ``capacity=4096`` (docs/runtime.md lists each backend's).
 
     Returns:

@@ -5,7 +5,7 @@ subclass, and may expose ``probe()``, which raises ``BackendUnavailableError`` w
 device is missing. Importing this module imports no driver: PyCUDA and PyOpenCL are only touched when a
 backend is asked for, so ``import ringgen`` stays cheap and works on a machine with neither.
 
-``auto`` picks the first available of cuda, opencl, cpu; the ``RINGGEN_BACKEND`` environment variable,
+``auto`` picks the first available of cuda, opencl, c (a C compiler is present), cpu; the ``RINGGEN_BACKEND`` environment variable,
 when set, replaces ``auto`` (an explicit ``backend=`` argument still wins over it). When the chosen
 backend is present but cannot run this kernel (``BackendUnavailableError`` from its launch, e.g. an
 OpenCL kernel that calls ``rg.now()``), ``auto`` logs why and launches on the next available one; a
@@ -39,16 +39,18 @@ BACKENDS: dict[str, str] = {
     "cpu": "ringgen.runtime.cpu",
     "opencl": "ringgen.runtime.opencl",
     "cuda": "ringgen.runtime.cuda",
+    "c": "ringgen.runtime.c_native",
 }
 
 #: The order ``auto`` tries them in.
-AUTO_ORDER = ("cuda", "opencl", "cpu")
+AUTO_ORDER = ("cuda", "opencl", "c", "cpu")
 
 #: What to install when a backend's driver is missing.
 _INSTALL_HINTS = {
     "cuda": "install PyCUDA (pip install 'ringgen[cuda]') on a machine with an NVIDIA GPU and driver",
     "opencl": "install PyOpenCL and an OpenCL platform (pip install 'ringgen[opencl]' pocl-binary-distribution, "
     "or your vendor's ICD)",
+    "c": "install a C compiler (gcc, clang) or set CC",
     "cpu": "the cpu backend needs nothing beyond ringgen itself; reinstall ringgen",
 }
 
@@ -102,6 +104,7 @@ _DRIVER_PROBES: dict[str, Callable[[], None]] = {
     "cpu": _probe_cpu,
     "opencl": _probe_opencl,
     "cuda": _probe_cuda,
+    "c": _probe_cpu,  # ringgen.runtime.c_native.probe checks for a compiler
 }
 
 

@@ -166,7 +166,7 @@ def _loop(draw, body: _Body, scope: Scope, locals_: list, kind: str | None = Non
         inner.add("i32", f"i32({i})")
         inner.add("i64", f"i64({i})")
     else:
-        j = body.fresh("j")
+        j = body.fresh("w")  # not "j": j0 and j1 are C library functions (reserved names)
         body.add(f"{j} = i32(0)")
         body.add(f"while {j} < {_bound(draw, scope)}:")
         body.add(f"{j} += 1", 1)

@@ -5,6 +5,7 @@ reason, final state), so ``ringgen.testing.differential`` can compare any of the
 
 - ``ReferenceRunner``: the user's handler in Python (``ringgen.dsl.reference``), the oracle;
 - ``CRunner``: the plain-C target built with gcc in strict mode, run through ctypes;
+- ``CBackendRunner``: the ``c`` backend (the same C handlers, a resident native worker over rings);
 - ``OpenclRunner``: the OpenCL backend, persistent or relaunch mode, on a PyOpenCL device;
 - ``MetalRunner``: the Metal source compiled with the shim and run on CPU threads;
 - ``CudaRunner``: the CUDA backend through PyCUDA.
@@ -33,6 +34,7 @@ from .compare import KernelRun, MismatchError
 from .native import build_c, run_c, run_reference
 
 __all__ = [
+    "CBackendRunner",
     "CRunner",
     "CudaRunner",
     "MetalRunner",
@@ -176,6 +178,24 @@ class OpenclRunner(_HandleRunner):
         )
 
 
+class CBackendRunner(_HandleRunner):
+    """The ``c`` backend: the generated C handlers compiled natively and run by a resident C worker
+    over host rings (``ringgen.runtime.c_native``). Bridged kernels are refused by it: skipped."""
+
+    name = "c-backend"
+
+    def skip_reason(self, spec) -> Optional[str]:
+        for cls in (spec.input, spec.output):
+            if cls is not None and layout_of(cls).is_bridged:
+                return f"{cls.__name__} is bridged (the c backend has no wire codec)"
+        return None
+
+    def _open(self, spec):
+        from ..runtime.c_native import CKernelHandle
+
+        return CKernelHandle.open(spec, str(self._pkg), codecs=self._codecs, capacity=self.capacity)
+
+
 class CudaRunner(_HandleRunner):
     """The CUDA backend (PyCUDA) on device 0."""
 
@@ -253,7 +273,8 @@ def to_slots(cls: type, views: np.ndarray, dtype: np.dtype) -> np.ndarray:
 
 
 def cpu_runners(timeout: float = 30.0) -> tuple[list[Runner], dict[str, str]]:
-    """Runners for every CPU backend present: C, OpenCL persistent and relaunch, the Metal shim.
+    """Runners for every CPU backend present: C (batch driver and the ``c`` backend), OpenCL
+    persistent and relaunch, the Metal shim.
 
     Returns:
         (runners, absent): ``absent`` maps a backend left out to why.
@@ -266,6 +287,7 @@ def cpu_runners(timeout: float = 30.0) -> tuple[list[Runner], dict[str, str]]:
     absent: dict[str, str] = {}
     if shutil.which("gcc"):
         runners.append(CRunner())
+        runners.append(CBackendRunner(timeout))
     else:
         absent["c"] = "no gcc"
     try:

@@ -1,0 +1,498 @@
+"""Backend ``"c"``: the plain-C handlers of the generated package, compiled natively, run by a resident
+C worker loop over shared host rings.
+
+What runs: the ``<name>.c`` that ``ringgen build`` emits (``sources.c`` in the manifest: the kernel's
+types, the C prelude and the same handler body every device target compiles) is compiled together with
+``c_worker.c`` (shipped with ringgen) by the system C compiler with the C target's strict flags
+(``-O2 -std=c99 -ffp-contract=off -fno-fast-math``: results bit-identical to the reference). The
+shared library goes into the build cache (``ringgen.cachestore``: a content-keyed entry whose files are
+hashed and checked before the library is loaded) and is loaded with ctypes.
+
+Threads: one worker per kernel (parallel and ``ordered=True`` kernels alike), a Python daemon thread
+that calls ``rg_c_worker`` through ctypes, which releases the GIL for the whole call: the loop, the
+handler and every wait are C. It polls the input ring, runs the handler, publishes replies (an Outbox's
+emits in order), counts faults by ``Reason`` and honours the terminate word (drain, or
+``TERMINATE_STOP_NOW``, which handler loops poll through ``rg_stop``). Idle, it spins briefly, then
+``sched_yield``s for 2 ms, then sleeps 20 µs doubling to 1 ms, so it never starves the host thread.
+
+Protocol: ``ringgen.protocol`` exactly (control block, queue counters on their own lines, publish by a
+release store of ``tail``, consume by a release store of ``head``). The host's side is the one of the
+OpenCL persistent transport: one-word memoryviews of the counters, single aligned 8-byte loads and
+stores, ordered by x86-64 TSO (``ringgen.runtime.opencl`` argues it); the worker uses GCC's
+``__atomic`` acquire/release builtins.
+
+Not supported: bridged messages (the C target has no wire codec): a kernel with a bridged input or
+output is refused at launch with ``BackendUnavailableError`` (``auto`` then falls back to ``cpu``).
+
+The runtime imports nothing of the compiler: the kernel's C names come from ``ringgen.layout``, its
+source file and Outbox limit from the package's ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+import numpy as np
+
+from .. import cachestore
+from ..errors import BackendUnavailableError, BuildError, KernelTimeoutError
+from ..kernel import KernelSpec
+from ..layout import layout_of
+from ..protocol import (
+    CACHE_LINE,
+    CONTROL_DTYPE,
+    CONTROL_SIZE,
+    QUEUE_CTL_DTYPE,
+    TERMINATE_DRAIN,
+    TERMINATE_STOP_NOW,
+    Lifecycle,
+)
+from .base import KernelHandle
+from .batches import BatchFormat, SlotBatches
+
+__all__ = ["CKernelHandle", "HANDLE_CLASS", "STRICT_FLAGS", "find_compiler", "probe"]
+
+log = logging.getLogger("ringgen")
+
+#: The worker loop's source, compiled with every kernel.
+WORKER_SOURCE = Path(__file__).with_name("c_worker.c")
+
+#: The C target's strict flags (``ringgen.codegen.c_target.STRICT_FLAGS``, repeated here: the runtime
+#: imports nothing of the compiler), plus what a shared library needs.
+STRICT_FLAGS = (
+    "-O2",
+    "-std=c99",
+    "-ffp-contract=off",
+    "-fno-fast-math",
+    "-D_POSIX_C_SOURCE=199309L",
+    "-D_DEFAULT_SOURCE",
+    "-fPIC",
+    "-shared",
+    "-w",
+)
+
+#: Slots the host copies before it publishes them, so copying overlaps the worker's processing.
+_PUBLISH_CHUNK = 16384
+
+#: A blocking receive polls without yielding for ``_POLL_S`` (0: the worker may share the host's core
+#: on a busy machine, and a host that spins keeps it from answering), then yields the core between
+#: polls (``os.sched_yield``, which also releases the GIL) until ``_YIELD_S``, then waits as every
+#: backend does (``Backoff``). The shared Backoff's free polls are ``time.sleep(0)``, which Linux's
+#: timer slack turns into ~50-80 us: longer than this backend's whole round trip.
+_POLL_S = 0.0
+_YIELD_S = 300e-6
+
+
+def find_compiler() -> Optional[str]:
+    """The C compiler: ``$CC``, else the first of cc, gcc, clang on PATH; None when there is none."""
+    cc = os.environ.get("CC")
+    if cc:
+        return shutil.which(cc)
+    for name in ("cc", "gcc", "clang"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def probe() -> None:
+    """Raise ``BackendUnavailableError`` unless a C compiler is present (the registry calls it)."""
+    if sys.byteorder != "little":
+        raise BackendUnavailableError(
+            "backend c: needs a little-endian host (the queue slots are little-endian structs)"
+        )
+    if find_compiler() is None:
+        raise BackendUnavailableError(
+            "backend c: no C compiler found ($CC, cc, gcc or clang)",
+            hint="install gcc (apt-get install gcc) or set CC",
+        )
+
+
+_VERSIONS: dict[str, str] = {}
+
+
+def _compiler_version(cc: str) -> str:
+    if cc not in _VERSIONS:
+        _VERSIONS[cc] = subprocess.run(
+            [cc, "--version"], capture_output=True, text=True, timeout=60, check=True
+        ).stdout
+    return _VERSIONS[cc]
+
+
+def _aligned(nbytes: int) -> np.ndarray:
+    """A zeroed uint8 array of ``nbytes`` (at least one line) starting on a cache line."""
+    n = max(nbytes, CACHE_LINE)
+    raw = np.zeros(n + CACHE_LINE, dtype=np.uint8)
+    off = (-raw.ctypes.data) % CACHE_LINE
+    return raw[off : off + n]
+
+
+def _bytes(a: np.ndarray) -> np.ndarray:
+    return a.reshape(-1).view(np.uint8)
+
+
+def _run_worker(fn: Any, args: tuple, done: threading.Event, errors: list) -> None:
+    """The worker thread's body: one ctypes call (the GIL is released for all of it). Holds the
+    buffers through ``args`` until the C loop has returned, so they outlive it whatever the handle
+    does; holds no reference to the handle, so a dropped handle can be collected."""
+    try:
+        fn(*args)
+    except BaseException as exc:  # pragma: no cover - ctypes raises nothing for a plain C call
+        errors.append(repr(exc))
+    finally:
+        done.set()
+
+
+def _stop_orphan(ctl: np.ndarray) -> None:
+    """Finalizer of a handle dropped while its worker runs: ask the worker to stop now (no one will
+    read its output queue again). Its buffers live as long as the worker thread holds them."""
+    ctl["terminate"] = TERMINATE_STOP_NOW
+
+
+class CKernelHandle(KernelHandle):
+    """A ring kernel on the host CPU: the generated C handler in a native worker thread.
+
+    Options (keyword arguments of ``launch``):
+        capacity: slots per queue (default: the kernel's declared capacity).
+        cc: the C compiler (default ``$CC``, else cc, gcc or clang).
+    """
+
+    backend: ClassVar[str] = "c"
+    persistent: ClassVar[bool] = True
+    measures_latency: ClassVar[bool] = False
+    targets: ClassVar[tuple[str, ...]] = ("c",)
+    launch_timeout: ClassVar[float] = 120.0  # a cold compile of a large kernel takes seconds
+
+    #: Worker threads per kernel (one: the worker handles messages in arrival order, which is the
+    #: semantics of an ordered kernel and a valid schedule of a parallel one).
+    workers: ClassVar[int] = 1
+
+    def __init__(
+        self,
+        spec: KernelSpec,
+        package_dir: Optional[str],
+        *,
+        codecs,
+        capacity: Optional[int] = None,
+        cc: Optional[str] = None,
+    ) -> None:
+        super().__init__(spec, package_dir, codecs=codecs, capacity=capacity)
+        if package_dir is None:
+            raise BuildError(
+                f"kernel {spec.name}: the c backend needs the generated package directory "
+                "(it holds the .c source)"
+            )
+        bridged = [
+            cls.__name__
+            for cls in (spec.input, spec.output)
+            if cls is not None and layout_of(cls).is_bridged
+        ]
+        if bridged:
+            raise BackendUnavailableError(
+                f"kernel {spec.name}: backend c cannot run it: {', '.join(bridged)} "
+                f"{'is a bridged message' if len(bridged) == 1 else 'are bridged messages'} "
+                "(variable-size, wire-encoded), and the plain-C target has no wire codec",
+                hint="run this kernel with backend='cpu', 'opencl' or 'cuda'",
+            )
+        self.cc = cc or find_compiler()
+        if self.cc is None:
+            probe()
+        self.in_slot = self.format.in_slot
+        self.out_slot = self.format.out_slot if self.format.out_slot is not None else np.dtype("u1")
+        self._thread: Optional[threading.Thread] = None
+
+    def _batch_format(self) -> BatchFormat:
+        return SlotBatches(self.name, self.in_codec, self.out_codec)
+
+    # ---- build
+
+    def _manifest_kernel(self) -> dict:
+        path = Path(self.package_dir) / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise BuildError(
+                f"kernel {self.name}: cannot read {path} ({exc})",
+                hint="rebuild the package (`ringgen build`)",
+            ) from None
+        for k in manifest.get("kernels", ()):
+            if k.get("name") == self.name:
+                return k
+        raise BuildError(
+            f"kernel {self.name}: {path} does not list it",
+            hint="rebuild the package: it is older than the kernel's module",
+        )
+
+    def _flags(self, entry: dict, source_name: str) -> list[str]:
+        spec = self.spec
+        flags = [
+            f'-DRG_C_SOURCE="{source_name}"',
+            f"-DRG_C_HANDLER=rg_handle_{self.name}",
+            f"-DRG_C_IN={layout_of(spec.input).name}",
+            f"-DRG_C_IN_SLOT={self.in_codec.slot_size}",
+        ]
+        if spec.output is not None:
+            flags.append(f"-DRG_C_OUT={layout_of(spec.output).name}")
+            flags.append(f"-DRG_C_OUT_SLOT={self.out_codec.slot_size}")
+        if entry.get("outbox"):
+            flags.append(f"-DRG_C_OUTBOX=rg_outbox_{self.name}")
+            flags.append(f"-DRG_C_LIMIT={int(entry.get('outbox_limit', spec.outbox_limit))}")
+        else:
+            flags.append("-DRG_C_LIMIT=1")
+        return flags
+
+    def _library(self) -> ctypes.CDLL:
+        """Compile (or find in the cache) this kernel's worker library and load it."""
+        entry = self._manifest_kernel()
+        src_name = (entry.get("sources") or {}).get("c")
+        pkg = Path(self.package_dir)
+        if not src_name or not (pkg / src_name).is_file():
+            raise BuildError(
+                f"kernel {self.name}: no C source in {pkg}",
+                hint="build the package with the c target (`ringgen build`, or "
+                "rg.launch(kernel, backend='c'), which builds it)",
+            )
+        source = (pkg / src_name).read_bytes()
+        headers = {p.name: p.read_bytes() for p in sorted(pkg.glob("*.h"))}
+        worker = WORKER_SOURCE.read_bytes()
+        flags = [*STRICT_FLAGS, *self._flags(entry, src_name)]
+        key = hashlib.sha256()
+        for part in (
+            source,
+            *(n.encode() + b"\0" + d for n, d in headers.items()),
+            worker,
+            _compiler_version(self.cc).encode(),
+            " ".join(flags).encode(),
+            f"{sys.platform}-{platform.machine()}".encode(),
+        ):
+            key.update(part)
+            key.update(b"\0")
+        digest = key.hexdigest()
+        lib_name = f"librg_{self.name}.so"
+
+        def compile_into(folder: Path) -> None:
+            (folder / src_name).write_bytes(source)
+            for n, d in headers.items():
+                (folder / n).write_bytes(d)
+            (folder / "c_worker.c").write_bytes(worker)
+            res = subprocess.run(
+                [self.cc, *flags, "-I", str(folder), "-o", str(folder / lib_name), "c_worker.c"],
+                capture_output=True,
+                text=True,
+                timeout=300,
+                cwd=str(folder),
+            )
+            if res.returncode != 0:
+                raise BuildError(
+                    f"kernel {self.name}: {self.cc} failed to compile {src_name} with the c "
+                    f"backend's worker ({res.returncode}): {res.stderr.strip()[:2000]}",
+                    hint="rebuild the package: it may come from another version of ringgen",
+                )
+            for n in [src_name, *headers, "c_worker.c"]:
+                (folder / n).unlink()
+
+        found = cachestore.get_or_build(
+            cachestore.cache_subdir("c"),
+            f"{self.name}-{digest[:24]}",
+            digest,
+            compile_into,
+            what=f"c backend library of kernel {self.name}",
+        )
+        # get_or_build returns only an entry whose every file matched its recorded hash.
+        lib = ctypes.CDLL(str(found.path / lib_name))
+        fn = lib.rg_c_worker
+        p = ctypes.c_void_p
+        fn.argtypes = [p, p, p, ctypes.c_uint64, p, p, ctypes.c_uint64, p]
+        fn.restype = ctypes.c_int
+        return lib
+
+    # ---- launch
+
+    def _launch(self) -> None:
+        lib = self._library()
+        cap = self.capacity
+        ctl = _aligned(CONTROL_SIZE)
+        inq = _aligned(QUEUE_CTL_DTYPE.itemsize)
+        outq = _aligned(QUEUE_CTL_DTYPE.itemsize)
+        self._in_ring = _aligned(cap * self.in_slot.itemsize)
+        self._out_ring = _aligned(cap * self.out_slot.itemsize if self.out_codec else 1)
+        state = _aligned(layout_of(self.spec.state).size if self.spec.state else 1)
+        if self.spec.state is not None:
+            init = _bytes(self._initial_state())
+            state[: init.size] = init
+        self._state_mem = state
+        self._ctl = ctl.view(CONTROL_DTYPE)
+        self._ctl_rec = self._ctl[0]
+        line = CACHE_LINE
+        self._in_tail = memoryview(inq[0:8]).cast("Q")
+        self._in_head = memoryview(inq[line : line + 8]).cast("Q")
+        self._out_tail = memoryview(outq[0:8]).cast("Q")
+        self._out_head = memoryview(outq[line : line + 8]).cast("Q")
+        self._in_size = self.in_slot.itemsize
+        self._out_size = self.out_slot.itemsize
+        self._empty_out = np.zeros(0, self.out_slot)
+        self._tail = 0
+        self._head = 0
+        self._ctl["state"] = int(Lifecycle.LAUNCHED)
+        args = (
+            ctl.ctypes.data,
+            inq.ctypes.data,
+            self._in_ring.ctypes.data,
+            cap,
+            outq.ctypes.data,
+            self._out_ring.ctypes.data,
+            cap,
+            state.ctypes.data,
+        )
+        self._done = threading.Event()
+        self._errors: list = []
+        # The thread holds the buffers (and the library) until the C loop returns.
+        keep = (lib, ctl, inq, outq, self._in_ring, self._out_ring, state)
+        self._thread = threading.Thread(
+            target=_run_worker,
+            args=(lib.rg_c_worker, args, self._done, self._errors),
+            name=f"ringgen-c-{self.name}",
+            daemon=True,
+        )
+        self._thread._ringgen_keep = keep  # type: ignore[attr-defined]
+        self._thread.start()
+        self._finalizer = weakref.finalize(self, _stop_orphan, self._ctl)
+
+    # ---- transport
+
+    def _push(self, batch: np.ndarray) -> int:
+        cap = self.capacity
+        tail = self._tail
+        n = cap - (tail - self._in_head[0])
+        if n <= 0:
+            return 0
+        if n > len(batch):
+            n = len(batch)
+        size = self._in_size
+        src = (
+            batch[:n].view(np.uint8)
+            if batch.ndim == 1 and batch.flags.c_contiguous
+            else _bytes(np.ascontiguousarray(batch[:n]))
+        )
+        ring = self._in_ring
+        done = 0
+        while done < n:
+            at = (tail + done) & (cap - 1)
+            k = min(n - done, cap - at, _PUBLISH_CHUNK)
+            ring[at * size : (at + k) * size] = src[done * size : (done + k) * size]
+            done += k
+            self._in_tail[0] = tail + done  # release: the slot stores above are visible first (TSO)
+        self._tail = tail + n
+        return n
+
+    def _pop(self, max_n: int) -> np.ndarray:
+        head = self._head
+        n = self._out_tail[0] - head
+        if n <= 0:
+            return self._empty_out
+        if n > max_n:
+            n = max_n
+        cap = self.capacity
+        size = self._out_size
+        out = np.empty(n, dtype=self.out_slot)
+        flat = out.view(np.uint8)
+        at = head & (cap - 1)
+        first = cap - at if n > cap - at else n
+        flat[: first * size] = self._out_ring[at * size : (at + first) * size]
+        if first < n:
+            flat[first * size :] = self._out_ring[: (n - first) * size]
+        self._head = head + n
+        self._out_head[0] = head + n  # the copy above is complete before the slots are reused
+        return out
+
+    def _pop_wait(self, max_n: int, timeout: Optional[float]):
+        # The base's wait, with a first phase of cheap polls: a reply usually comes within
+        # microseconds (see _POLL_S).
+        self._require_output()
+        batch = self._try_pop(max_n)
+        if batch is not None or timeout == 0:
+            return batch
+        clock = time.monotonic
+        start = clock()
+        end = start + (_YIELD_S if timeout is None else min(_YIELD_S, timeout))
+        while True:
+            now = clock()
+            if now >= end:
+                break
+            if now - start >= _POLL_S:
+                os.sched_yield()  # releases the GIL, and the core to anything runnable
+            batch = self._try_pop(max_n)
+            if batch is not None:
+                return batch
+        left = None if timeout is None else max(0.0, timeout - (clock() - start))
+        if left == 0.0:
+            return None
+        return super()._pop_wait(max_n, left)
+
+    def _control(self) -> np.ndarray:
+        return self._ctl_rec
+
+    def _queue_depths(self) -> tuple[int, int]:
+        return self._tail - self._in_head[0], self._out_tail[0] - self._head
+
+    def _latency(self):
+        return None
+
+    def _read_state(self) -> Any:
+        size = layout_of(self.spec.state).size
+        codec = self.codecs[self.spec.state.__name__]
+        raw = self._state_mem[:size].copy()
+        return codec.from_array(raw.view(codec.dtype).copy())[0]
+
+    def _request_terminate(self) -> None:
+        self._ctl["terminate"] = TERMINATE_DRAIN
+
+    def _request_stop_now(self) -> None:
+        self._ctl["terminate"] = TERMINATE_STOP_NOW
+
+    def _synchronize(self, timeout: float) -> None:
+        thread = self._thread
+        if thread is None:
+            return
+        thread.join(timeout)
+        if thread.is_alive():
+            raise KernelTimeoutError(
+                f"kernel {self.name} (c) acknowledged termination but its worker thread did not "
+                f"exit within {timeout:g} s"
+            )
+
+    def _release(self) -> None:
+        self._finalizer.detach()
+        for view in (self._in_tail, self._in_head, self._out_tail, self._out_head):
+            view.release()
+        self._thread = None
+
+    def _abandon(self) -> None:
+        # Ask the worker to stop now and never wait for it: its thread keeps its own references to
+        # every buffer, so nothing is freed under it, and it is a daemon, so the process can exit.
+        finalizer = getattr(self, "_finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
+        ctl = getattr(self, "_ctl", None)
+        if ctl is not None:
+            ctl["terminate"] = TERMINATE_STOP_NOW
+
+    def _fault_detail(self) -> str:
+        return "; ".join(getattr(self, "_errors", ()))
+
+
+#: What ``ringgen.runtime.backends`` opens for ``backend="c"``.
+HANDLE_CLASS = CKernelHandle
