@@ -179,6 +179,18 @@ def _skipped_by_target(unit: "BuildUnit", sources: dict[str, str]) -> dict[str, 
     return out
 
 
+def _abi(kernel: str, sources: dict, emitted: dict, skipped: dict) -> dict:
+    """What a loader needs to know about ``kernel``'s compiled code, by target: the runtime reads
+    this instead of importing the emitters (docs/architecture.md, "The manifest contract")."""
+    from . import opencl
+
+    out = {}
+    name = sources.get("opencl")
+    if name is not None and kernel not in skipped.get("opencl", {}):
+        out["opencl"] = opencl.abi(kernel, emitted[name].text)
+    return out
+
+
 def compute_manifest(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> dict:
     """The manifest of ``unit`` as a dict; ``emitted`` are the other files of the build."""
     sources = {f.target: name for name, f in sorted(emitted.items()) if f.target in SOURCE_TARGETS}
@@ -220,6 +232,7 @@ def compute_manifest(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> di
                 "outbox_limit": k.outbox_limit,
                 "sources": {t: f for t, f in sources.items() if k.name not in skipped.get(t, {})},
                 "skipped": {t: why[k.name] for t, why in sorted(skipped.items()) if k.name in why},
+                "abi": _abi(k.name, sources, emitted, skipped),
             }
         )
     return {

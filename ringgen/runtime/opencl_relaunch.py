@@ -15,7 +15,7 @@ from ..layout import layout_of
 from ..protocol import CONTROL_DTYPE, Lifecycle
 from .batches import SpillBuffer
 from .dead_letters import mark_dead_letters
-from .opencl import OpenclKernel, _concat, _entry
+from .opencl_common import OpenclKernel, _concat
 from .opencl_build import context_for
 
 __all__ = ["OpenclRelaunchKernel"]
@@ -57,7 +57,7 @@ class OpenclRelaunchKernel(OpenclKernel):
 
         self._ctx = context_for(self.device_info)
         prg = self._build()
-        self._kernel = _entry(prg, f"rg_{self.name}_relaunch", 7, self._source_path())
+        self._kernel = self._entry_point(prg, "relaunch")
         self._queue = cl.CommandQueue(self._ctx, self.device_info.device)
         mf = cl.mem_flags
         cap = self.capacity
