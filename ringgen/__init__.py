@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 # Public names and the module each lives in; imported on first use so ``import ringgen`` stays cheap
 # and does not pull in PyCUDA or PyOpenCL.

@@ -20,7 +20,7 @@ from typing import Iterable, Optional, Union
 
 import attrs
 
-from . import __version__
+from ._version import __version__
 from .errors import BuildError, RinggenError
 from .kernel import DeviceFunction, KernelSpec, RingKernel
 from .layout import MessageLayout, layout_of

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence
 
-from . import __version__
+from ._version import __version__
 from .errors import RinggenError
 
 __all__ = ["main"]

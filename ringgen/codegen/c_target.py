@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Optional
 
-from .. import __version__, protocol
+from .._version import __version__
+from .. import protocol
 from ..kernel import KernelSpec
 from ..protocol import OUTBOX_LIMIT  # re-exported: tests read c_target.OUTBOX_LIMIT
 from .body import emit_body

@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Optional
 
 import attrs
 
-from .. import __version__, protocol
+from .._version import __version__
+from .. import protocol
 from ..errors import BuildError, CodegenError
 from ..kernel import KernelSpec
 from ..layout import layout_of

@@ -12,7 +12,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Optional
 
-from .. import __version__, protocol
+from .._version import __version__
+from .. import protocol
 from ..kernel import KernelSpec
 from ..protocol import OUTBOX_LIMIT
 from .dialect_opencl import NOW_UNAVAILABLE, OPENCL_DIALECT, OpenclDialect

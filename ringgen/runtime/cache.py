@@ -27,7 +27,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Iterable, Mapping, Optional
 
-from .. import __version__, cachestore
+from .._version import __version__
+from .. import cachestore
 from ..errors import BuildError, CacheError
 
 __all__ = [
