@@ -314,7 +314,7 @@ def bench_host_path(cycles: int = 200_000, repeats: int = 5) -> dict:
     kernel's part is one store of the output tail). Returns ns per cycle, best of ``repeats``."""
     from examples.vector_add import AddRequest, vector_add
     from ringgen.runtime import cuda as C
-    from ringgen.runtime.cache import built_package
+    from ringgen.jit import built_package
     from ringgen.runtime.cuda_queues import InputRing, PositionalOutput
 
     pkg, codecs = built_package(vector_add.spec)
@@ -409,7 +409,7 @@ def main(argv=None) -> int:
 
     from ringgen.build import collect
     from ringgen.runtime import cuda_device
-    from ringgen.runtime.cache import built_package
+    from ringgen.jit import built_package
 
     unit = collect("examples/vector_add.py")
     spec = unit.kernels[0]

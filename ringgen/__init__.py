@@ -41,7 +41,7 @@ _EXPORTS: dict[str, str] = {
     "device": "ringgen.kernel",
     "dtype_of": "ringgen.layout",
     "encode": "ringgen.wire",
-    "launch": "ringgen.runtime",
+    "launch": "ringgen.jit",
     "layout_of": "ringgen.layout",
     "message": "ringgen.schema",
     "now": "ringgen.intrinsics",
@@ -84,7 +84,8 @@ if TYPE_CHECKING:  # editors and type checkers see the real objects
     from .intrinsics import atomic_add, atomic_cas, atomic_max, atomic_min, now, thread_id
     from .kernel import Outbox, device, ring_kernel
     from .layout import dtype_of, layout_of
-    from .runtime import DeadLetter, KernelHandle, KernelStats, launch
+    from .jit import launch
+    from .runtime import DeadLetter, KernelHandle, KernelStats
     from .schema import message, spec_of, state
     from .types import Array, List, Str
     from .wire import decode, encode

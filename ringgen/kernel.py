@@ -370,7 +370,7 @@ class RingKernel:
 
     def launch(self, **options):
         """Build this kernel into the cache and launch it (``rg.launch(kernel, **options)``)."""
-        from .runtime import launch
+        from .jit import launch
 
         return launch(self, **options)
 

@@ -296,7 +296,7 @@ def test_handler_fault_is_counted_not_a_hang(drv):
 
 def test_kernel_that_never_acknowledges_is_reported_by_timeout(drv):
     from examples.vector_add import vector_add
-    from ringgen.runtime.cache import built_package
+    from ringgen.jit import built_package
     from ringgen.runtime.cuda import CudaKernelHandle
 
     pkg, codecs = built_package(vector_add.spec)
@@ -317,7 +317,7 @@ def test_kernel_that_never_acknowledges_is_reported_by_timeout(drv):
 def test_warm_start_does_not_run_nvcc(drv, tmp_path, monkeypatch):
     from examples.vector_add import vector_add
     from ringgen.runtime import cuda_build
-    from ringgen.runtime.cache import built_package
+    from ringgen.jit import built_package
     from ringgen.runtime.cuda import CudaKernelHandle
 
     monkeypatch.setenv("RINGGEN_CACHE_DIR", str(tmp_path))

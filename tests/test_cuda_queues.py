@@ -190,7 +190,7 @@ def test_bridged_rings_round_trip_through_the_codecs(page, tmp_path, monkeypatch
     from examples.word_stats import Word, WordStat, word_stats
     from ringgen.codegen.cuda import slot_stride
     from ringgen.runtime.batches import SlotBatches
-    from ringgen.runtime.cache import built_package
+    from ringgen.jit import built_package
     from ringgen.runtime.cuda import _stride
 
     monkeypatch.setenv("RINGGEN_CACHE_DIR", str(tmp_path))
@@ -258,7 +258,7 @@ def _fake_handle(kernel, capacity=4, dead_letters=False):
     """A CudaKernelHandle whose 'mapped' page and rings are plain numpy arrays (no GPU): the host
     paths run for real, the kernel's side is played by the test."""
     from ringgen.runtime import cuda as C
-    from ringgen.runtime.cache import built_package
+    from ringgen.jit import built_package
 
     pkg, codecs = built_package(kernel.spec)
     k = C.CudaKernelHandle(
