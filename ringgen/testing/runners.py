@@ -3,7 +3,7 @@
 Every runner turns a kernel and a batch of input records into a ``KernelRun`` (outputs, faults by
 reason, final state), so ``ringgen.testing.differential`` can compare any of them with the reference:
 
-- ``ReferenceRunner``: the user's handler in Python (``ringgen.dsl.reference``), the oracle;
+- ``ReferenceRunner``: the user's handler in Python (``ringgen.reference.interpreter``), the oracle;
 - ``CRunner``: the plain-C target built with gcc in strict mode, run through ctypes;
 - ``OpenclRunner``: the OpenCL backend, persistent or relaunch mode, on a PyOpenCL device;
 - ``MetalRunner``: the Metal source compiled with the shim and run on CPU threads;
@@ -24,7 +24,7 @@ from typing import Optional
 import numpy as np
 
 from ..codegen import metal as metal_codegen
-from ..dsl import records
+from ..reference import records
 from ..errors import KernelTimeoutError, QueueClosedError, QueueFullError
 from ..layout import layout_of
 from ..protocol import Reason
