@@ -70,6 +70,8 @@ _GENERATOR_PARTS = (
     "kernel.py",
     "protocol.py",
     "naming.py",
+    "importer.py",
+    "_version.py",
     "build.py",
     "codec.py",
 )
