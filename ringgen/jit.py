@@ -22,6 +22,7 @@ from typing import Any, Iterable, Mapping, Optional
 from . import cachestore
 from ._version import __version__
 from .build import collect
+from .codegen import cuda as cuda_codegen
 from .codegen.env import templates_dir
 from .codegen.targets import TARGETS
 from .codegen.writer import write_unit
@@ -37,6 +38,7 @@ __all__ = [
     "cache_key",
     "ensure_built",
     "generator_fingerprint",
+    "fault_hook",
     "launch",
 ]
 
@@ -176,6 +178,38 @@ def built_package(spec: Any, device_targets: Iterable[str] = ()) -> tuple[Path, 
     return pkg, codecs
 
 
+def fault_hook(
+    kernel: str, debug_fault: Optional[tuple[str, int]], source: Optional[str]
+) -> Optional[cuda_codegen.FaultHook]:
+    """The test-only ``debug_fault`` launch option as a ``FaultHook`` (None when not given).
+
+    Raises:
+        ValueError: not ``(kind, n)`` with a known kind and n >= 0, or given with ``source``.
+    """
+    if debug_fault is None:
+        return None
+    if source is not None:
+        raise ValueError(f"kernel {kernel}: debug_fault and source cannot be combined")
+    try:
+        kind, after = debug_fault
+        return cuda_codegen.FaultHook(kind, int(after))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"kernel {kernel}: debug_fault must be (kind, n) with kind one of "
+            f"{', '.join(cuda_codegen.FAULT_KINDS)} and n >= 0, got {debug_fault!r}"
+        ) from exc
+
+
+def _fault_source(spec: Any, hook: Any) -> str:
+    """The ``.cu`` of ``spec``'s module emitted in memory with the test-only fault hook (the
+    package's file never has it)."""
+    module = sys.modules.get(spec.module)
+    if module is None:
+        raise BuildError(f"kernel {spec.name}: its module {spec.module!r} is not imported")
+    unit = collect(module)
+    return cuda_codegen.emit(unit, fault=hook)[cuda_codegen.source_name(unit)]
+
+
 def launch(kernel: Any, backend: str = "auto", **options: Any) -> KernelHandle:
     """Build ``kernel``'s module into the cache (once per content) and launch it, in one call.
 
@@ -194,6 +228,10 @@ def launch(kernel: Any, backend: str = "auto", **options: Any) -> KernelHandle:
         BackendUnavailableError: the backend is unknown or absent.
     """
     spec = kernel_spec_of(kernel)
+    # Test-only (docs/cuda.md): the CUDA source with a fault hook, emitted here, above the runtime.
+    hook = fault_hook(spec.name, options.pop("debug_fault", None), options.get("source"))
+    if hook is not None:
+        options["source"] = _fault_source(spec, hook)
 
     def package_for(name: str) -> tuple:
         # A device backend loads the source its own target emits ("opencl" -> <name>.cl).

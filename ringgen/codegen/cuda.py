@@ -102,6 +102,34 @@ def entry_point(kernel: str) -> str:
     return f"rg_{kernel}_ring"
 
 
+def abi(spec: KernelSpec) -> dict:
+    """The manifest's ``abi.cuda`` of one kernel: what ``ringgen.runtime.cuda`` needs to launch the
+    emitted grid and lay out its rings, as numbers (the runtime never imports this module).
+
+    ``in_stride``/``out_stride``: bytes between two slots of the input and (positional) output ring;
+    ``out_slot``: an Outbox output slot's size and stamp offset (None without an Outbox).
+    """
+    inp = layout_of(spec.input)
+    out_stride = out_slot = None
+    if spec.uses_outbox:
+        lay = layout_of(spec.outbox or spec.output)
+        size, at = compute_outbox_slot(lay.slot_size, bridged=lay.is_bridged)
+        out_slot = {"size": size, "stamp_at": at}
+    elif spec.output is not None:
+        lay = layout_of(spec.output)
+        out_stride = slot_stride(lay.slot_size) if lay.is_bridged else lay.slot_size
+    return {
+        "entry_point": entry_point(spec.name),
+        "block": BLOCK,
+        "items": ITEMS,
+        "sched_bytes": SCHED_BYTES,
+        "vector_bytes": VECTOR_BYTES,
+        "in_stride": slot_stride(inp.slot_size) if inp.is_bridged else inp.slot_size,
+        "out_stride": out_stride,
+        "out_slot": out_slot,
+    }
+
+
 def slot_stride(slot_size: int) -> int:
     """Bytes between two slots of a bridged ring: the slot size rounded up to 16, so that every slot
     starts 16-byte aligned and the kernel moves it with whole 16-byte loads and stores (a slot is

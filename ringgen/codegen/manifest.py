@@ -24,6 +24,7 @@ from .header import header_name
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
+    from ..kernel import KernelSpec
     from .writer import EmittedFile
 
 __all__ = [
@@ -179,15 +180,17 @@ def _skipped_by_target(unit: "BuildUnit", sources: dict[str, str]) -> dict[str, 
     return out
 
 
-def _abi(kernel: str, sources: dict, emitted: dict, skipped: dict) -> dict:
+def _abi(kernel: "KernelSpec", sources: dict, emitted: dict, skipped: dict) -> dict:
     """What a loader needs to know about ``kernel``'s compiled code, by target: the runtime reads
     this instead of importing the emitters (docs/architecture.md, "The manifest contract")."""
-    from . import opencl
+    from . import cuda, opencl
 
     out = {}
+    if sources.get("cuda") is not None and kernel.name not in skipped.get("cuda", {}):
+        out["cuda"] = cuda.abi(kernel)
     name = sources.get("opencl")
-    if name is not None and kernel not in skipped.get("opencl", {}):
-        out["opencl"] = opencl.abi(kernel, emitted[name].text)
+    if name is not None and kernel.name not in skipped.get("opencl", {}):
+        out["opencl"] = opencl.abi(kernel.name, emitted[name].text)
     return out
 
 
@@ -232,7 +235,7 @@ def compute_manifest(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> di
                 "outbox_limit": k.outbox_limit,
                 "sources": {t: f for t, f in sources.items() if k.name not in skipped.get(t, {})},
                 "skipped": {t: why[k.name] for t, why in sorted(skipped.items()) if k.name in why},
-                "abi": _abi(k.name, sources, emitted, skipped),
+                "abi": _abi(k, sources, emitted, skipped),
             }
         )
     return {
