@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from . import _hooks
 from ._version import __version__
 
 # Public names and the module each lives in; imported on first use so ``import ringgen`` stays cheap
@@ -65,6 +66,16 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return __all__
+
+
+def _launch(kernel: Any, **options: Any) -> Any:
+    """``RingKernel.launch()``: ``rg.launch`` (ringgen.jit), imported on first use."""
+    from .jit import launch
+
+    return launch(kernel, **options)
+
+
+_hooks.launch = _launch
 
 
 if TYPE_CHECKING:  # editors and type checkers see the real objects

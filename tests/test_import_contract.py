@@ -1,5 +1,5 @@
 """The import contract (docs/architecture.md, "Layers"): import-linter's contracts in pyproject.toml
-hold, and ringgen/ has no import cycle besides the one declared edge (``RingKernel.launch``).
+hold, and ringgen/ has no import cycle.
 
 Imports inside functions count as much as module-level ones (grimp reads both), so a cycle cannot
 hide behind a function-level import.
@@ -20,10 +20,6 @@ grimp = pytest.importorskip("grimp", reason="import-linter (the dev extra) is no
 sys.path.insert(0, str(REPO / "tools"))
 import import_cycles  # noqa: E402
 
-#: The one upward import the layers contract ignores (pyproject.toml): RingKernel.launch() is
-#: rg.launch(kernel) as a method of the public API.
-DECLARED_EDGE = ("ringgen.kernel", "ringgen.jit")
-
 
 def test_lint_imports_keeps_every_contract():
     exe = Path(sys.executable).with_name("lint-imports")
@@ -35,9 +31,8 @@ def test_lint_imports_keeps_every_contract():
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
 
 
-def test_no_import_cycle_besides_the_declared_edge():
+def test_no_import_cycle():
     edges = import_cycles.import_graph()
-    edges[DECLARED_EDGE[0]].discard(DECLARED_EDGE[1])
     found = import_cycles.cycles(edges)
     assert found == [], "\n".join(" -> ".join(import_cycles.shortest_loop(edges, c)) for c in found)
 
