@@ -24,6 +24,7 @@ from ._version import __version__
 from .build import collect
 from .codegen import cuda as cuda_codegen
 from .codegen.env import templates_dir
+from .codegen.options import EmitOptions
 from .codegen.targets import TARGETS
 from .codegen.writer import write_unit
 from .errors import BuildError, CacheError
@@ -96,12 +97,16 @@ def generator_fingerprint() -> str:
     return h.hexdigest()
 
 
-def cache_key(fingerprint: str, targets: Iterable[str] = ()) -> str:
+def cache_key(
+    fingerprint: str, targets: Iterable[str] = (), options: Optional[EmitOptions] = None
+) -> str:
     """The content hash naming a cache entry: sha256 of the unit's fingerprint, ringgen's version,
-    the generator's own fingerprint and the targets built."""
+    the generator's own fingerprint, the targets built and the emit options (default:
+    ``EmitOptions.from_env()``; ``RINGGEN_LINE_DIRECTIVES`` changes the output, so the key)."""
+    options = EmitOptions.from_env() if options is None else options
     text = (
         f"{fingerprint}\nringgen {__version__}\ngenerator {generator_fingerprint()}\n"
-        f"targets {','.join(sorted(targets))}\n"
+        f"targets {','.join(sorted(targets))}\noptions {options.key()}\n"
     )
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -113,14 +118,15 @@ def _entry(unit: Any, targets: tuple[str, ...]) -> cachestore.Entry:
         CacheError: the cache root is not the user's, or others can write it.
         BuildError: the cache cannot be written, or an emitter fails.
     """
-    key = cache_key(unit.fingerprint, targets)
+    options = EmitOptions.from_env()
+    key = cache_key(unit.fingerprint, targets, options)
     root = cachestore.cache_root()
     try:
         return cachestore.get_or_build(
             cachestore.cache_subdir(),
             f"{unit.name}-{key[:24]}",
             key,
-            lambda folder: write_unit(unit, folder, targets),
+            lambda folder: write_unit(unit, folder, targets, options=options),
             what=f"the cache entry of {unit.name}",
         )
     except CacheError:
@@ -154,14 +160,15 @@ def ensure_built(unit: Any, targets: Optional[Iterable[str]] = None) -> Path:
 
 # Per process: (kernel spec, targets) -> (package folder, codecs), so launching the same kernel again
 # costs no fingerprinting, building or importing. Keyed by id() with the spec kept alive alongside.
-_BUILT: dict[tuple[int, tuple[str, ...]], tuple[Any, Path, Mapping[str, Any]]] = {}
+_BUILT: dict[tuple[int, tuple[str, ...], EmitOptions], tuple[Any, Path, Mapping[str, Any]]] = {}
 
 
 def built_package(spec: Any, device_targets: Iterable[str] = ()) -> tuple[Path, Mapping[str, Any]]:
     """The cached package folder and codecs of the module declaring ``spec`` (building if needed),
     with the host targets and ``device_targets``."""
     targets = build_targets(device_targets)
-    hit = _BUILT.get((id(spec), targets))
+    memo = (id(spec), targets, EmitOptions.from_env())
+    hit = _BUILT.get(memo)
     if hit is not None and hit[0] is spec:
         return hit[1], hit[2]
     module = sys.modules.get(spec.module)
@@ -174,7 +181,7 @@ def built_package(spec: Any, device_targets: Iterable[str] = ()) -> tuple[Path, 
     sources = {k[len(prefix) :]: v for k, v in entry.files.items() if k.startswith(prefix)}
     codecs = load_codecs(pkg, sources)
     with _lock:
-        _BUILT[(id(spec), targets)] = (spec, pkg, codecs)
+        _BUILT[memo] = (spec, pkg, codecs)
     return pkg, codecs
 
 

@@ -20,6 +20,7 @@ from .. import protocol
 from ..kernel import KernelSpec
 from ..protocol import OUTBOX_LIMIT  # re-exported: tests read c_target.OUTBOX_LIMIT
 from .body import emit_body
+from .options import EmitOptions
 from .dialect_c import C_DIALECT, CDialect
 from .env import render
 from .kernel_context import kernel_context as shared_kernel_context
@@ -85,10 +86,14 @@ def render_source(
     )
 
 
-def emit(unit: "BuildUnit", *, debug: Optional[bool] = None) -> dict[str, str]:
+def emit(
+    unit: "BuildUnit", *, debug: Optional[bool] = None, options: Optional[EmitOptions] = None
+) -> dict[str, str]:
     """The C target: ``{"<name>.c": text}`` (``debug`` adds ``#line`` directives).
 
     Raises:
         HandlerError: a handler is outside the language.
     """
+    if debug is None and options is not None:
+        debug = options.debug_line_directives
     return {source_name(unit): render_source(unit, body=emit_body(unit, debug=debug))}

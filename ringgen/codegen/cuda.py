@@ -26,6 +26,7 @@ from .kernel_context import kernel_context as shared_kernel_context
 from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
+    from .options import EmitOptions
     from ..build import BuildUnit
 
 __all__ = [
@@ -281,7 +282,12 @@ def render_source(
     )
 
 
-def emit(unit: "BuildUnit", *, fault: Optional[FaultHook] = None) -> dict[str, str]:
+def emit(
+    unit: "BuildUnit",
+    *,
+    fault: Optional[FaultHook] = None,
+    options: Optional["EmitOptions"] = None,
+) -> dict[str, str]:
     """The CUDA target: ``{"<name>.cu": text}`` (``fault``: test-only, see ``FaultHook``).
 
     Raises:
@@ -298,7 +304,7 @@ def emit(unit: "BuildUnit", *, fault: Optional[FaultHook] = None) -> dict[str, s
     text = render_source(
         unit,
         header=render_header(unit),
-        body=emit_body(unit),
+        body=emit_body(unit, debug=options.debug_line_directives if options else None),
         codec=emit_device_codec(unit),
         fault=fault,
     )

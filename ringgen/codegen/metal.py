@@ -31,6 +31,7 @@ from .header import render_header
 from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
+    from .options import EmitOptions
     from ..build import BuildUnit
 
 __all__ = [
@@ -213,7 +214,7 @@ def render_metal(
     )
 
 
-def emit(unit: "BuildUnit") -> dict[str, str]:
+def emit(unit: "BuildUnit", *, options: Optional["EmitOptions"] = None) -> dict[str, str]:
     """Emitter for the ``metal`` target: ``{"<name>.metal": text}``.
 
     Raises:
@@ -234,7 +235,8 @@ def emit(unit: "BuildUnit") -> dict[str, str]:
         tuple(handlers),
         program.source_file,
     )
-    body = emit_program(subset, debug=debug_requested()) if kept else ""
+    debug = debug_requested(options.debug_line_directives if options is not None else None)
+    body = emit_program(subset, debug=debug) if kept else ""
     return {
         metal_name(unit): render_metal(
             unit,

@@ -22,6 +22,7 @@ from .kernel_context import kernel_context as shared_kernel_context
 from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
+    from .options import EmitOptions
     from ..build import BuildUnit
 
 __all__ = [
@@ -122,13 +123,17 @@ def render_source(
     )
 
 
-def emit(unit: "BuildUnit") -> dict[str, str]:
+def emit(unit: "BuildUnit", *, options: Optional["EmitOptions"] = None) -> dict[str, str]:
     """The OpenCL target: ``{"<name>.cl": text}``."""
+    debug = options.debug_line_directives if options is not None else None
     from .body import emit_body
     from .bridged_c import emit_device_codec
     from .header import render_header
 
     text = render_source(
-        unit, header=render_header(unit), body=emit_body(unit), codec=emit_device_codec(unit)
+        unit,
+        header=render_header(unit),
+        body=emit_body(unit, debug=debug),
+        codec=emit_device_codec(unit),
     )
     return {source_name(unit): text}
