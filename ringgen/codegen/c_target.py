@@ -13,7 +13,7 @@ then differ by a few ULP where no cancellation amplifies it, and are not compara
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .._version import __version__
 from .. import protocol
@@ -87,7 +87,11 @@ def render_source(
 
 
 def emit(
-    unit: "BuildUnit", *, debug: Optional[bool] = None, options: Optional[EmitOptions] = None
+    unit: "BuildUnit",
+    *,
+    debug: Optional[bool] = None,
+    options: Optional[EmitOptions] = None,
+    program: Any = None,
 ) -> dict[str, str]:
     """The C target: ``{"<name>.c": text}`` (``debug`` adds ``#line`` directives).
 
@@ -96,4 +100,6 @@ def emit(
     """
     if debug is None and options is not None:
         debug = options.debug_line_directives
-    return {source_name(unit): render_source(unit, body=emit_body(unit, debug=debug))}
+    return {
+        source_name(unit): render_source(unit, body=emit_body(unit, debug=debug, program=program))
+    }

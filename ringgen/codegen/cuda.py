@@ -10,7 +10,7 @@ resident skeleton around the same handler (``templates/cuda/kernel.cu.j2``). The
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 
@@ -287,6 +287,7 @@ def emit(
     *,
     fault: Optional[FaultHook] = None,
     options: Optional["EmitOptions"] = None,
+    program: Any = None,
 ) -> dict[str, str]:
     """The CUDA target: ``{"<name>.cu": text}`` (``fault``: test-only, see ``FaultHook``).
 
@@ -304,7 +305,9 @@ def emit(
     text = render_source(
         unit,
         header=render_header(unit),
-        body=emit_body(unit, debug=options.debug_line_directives if options else None),
+        body=emit_body(
+            unit, debug=options.debug_line_directives if options else None, program=program
+        ),
         codec=emit_device_codec(unit),
         fault=fault,
     )

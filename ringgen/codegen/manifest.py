@@ -164,7 +164,9 @@ def _layout(m: MessageLayout) -> dict:
     }
 
 
-def _skipped_by_target(unit: "BuildUnit", sources: dict[str, str]) -> dict[str, dict[str, str]]:
+def _skipped_by_target(
+    unit: "BuildUnit", sources: dict[str, str], program: Any = None
+) -> dict[str, dict[str, str]]:
     """Kernels each source target leaves out, with its reason (e.g. Metal has no f64).
 
     A target module reports them through an optional ``skipped_kernels(unit) -> {kernel: reason}``.
@@ -176,7 +178,7 @@ def _skipped_by_target(unit: "BuildUnit", sources: dict[str, str]) -> dict[str, 
         module = importlib.import_module(resolve(target).__module__)
         report = getattr(module, "skipped_kernels", None)
         if report is not None:
-            out[target] = dict(report(unit))
+            out[target] = dict(report(unit, program) if program is not None else report(unit))
     return out
 
 
@@ -194,10 +196,13 @@ def _abi(kernel: "KernelSpec", sources: dict, emitted: dict, skipped: dict) -> d
     return out
 
 
-def compute_manifest(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> dict:
-    """The manifest of ``unit`` as a dict; ``emitted`` are the other files of the build."""
+def compute_manifest(
+    unit: "BuildUnit", emitted: dict[str, "EmittedFile"], program: Any = None
+) -> dict:
+    """The manifest of ``unit`` as a dict; ``emitted`` are the other files of the build;
+    ``program`` the compiled IR when the writer has it."""
     sources = {f.target: name for name, f in sorted(emitted.items()) if f.target in SOURCE_TARGETS}
-    skipped = _skipped_by_target(unit, sources)
+    skipped = _skipped_by_target(unit, sources, program)
     queues = []
     kernels = []
     for k in unit.kernels:
@@ -261,13 +266,15 @@ def compute_manifest(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> di
     }
 
 
-def emit(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> dict[str, str]:
+def emit(
+    unit: "BuildUnit", emitted: dict[str, "EmittedFile"], program: Any = None
+) -> dict[str, str]:
     """Emitter for the ``manifest`` target: ``{"manifest.json": text}``, validated.
 
     Raises:
         BuildError: the manifest does not satisfy its schema (a bug in ringgen, reported as such).
     """
-    manifest = compute_manifest(unit, emitted)
+    manifest = compute_manifest(unit, emitted, program)
     problems = validate(manifest, load_schema())
     if problems:
         raise BuildError("manifest.json does not match its schema: " + "; ".join(problems[:5]))

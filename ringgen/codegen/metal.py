@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -214,13 +214,15 @@ def render_metal(
     )
 
 
-def emit(unit: "BuildUnit", *, options: Optional["EmitOptions"] = None) -> dict[str, str]:
+def emit(
+    unit: "BuildUnit", *, options: Optional["EmitOptions"] = None, program: Any = None
+) -> dict[str, str]:
     """Emitter for the ``metal`` target: ``{"<name>.metal": text}``.
 
     Raises:
         HandlerError: a handler is outside the language (for every target, not only Metal).
     """
-    program = _compile_program(unit)
+    program = program if program is not None else _compile_program(unit)
     skipped = skipped_kernels(unit, program)
     for name, reason in skipped.items():
         log.info("metal: kernel %s not emitted: %s", name, reason)

@@ -10,7 +10,7 @@ and a relaunch skeleton around the same handler (``templates/opencl/kernel.cl.j2
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from .._version import __version__
 from .. import protocol
@@ -123,7 +123,9 @@ def render_source(
     )
 
 
-def emit(unit: "BuildUnit", *, options: Optional["EmitOptions"] = None) -> dict[str, str]:
+def emit(
+    unit: "BuildUnit", *, options: Optional["EmitOptions"] = None, program: Any = None
+) -> dict[str, str]:
     """The OpenCL target: ``{"<name>.cl": text}``."""
     debug = options.debug_line_directives if options is not None else None
     from .body import emit_body
@@ -133,7 +135,7 @@ def emit(unit: "BuildUnit", *, options: Optional["EmitOptions"] = None) -> dict[
     text = render_source(
         unit,
         header=render_header(unit),
-        body=emit_body(unit, debug=debug),
+        body=emit_body(unit, debug=debug, program=program),
         codec=emit_device_codec(unit),
     )
     return {source_name(unit): text}

@@ -29,6 +29,7 @@ import attrs
 
 from ..errors import BuildError
 from ..fsutil import write_atomic
+from ..dsl import compile_program
 from .options import EmitOptions
 from .pyformat import format_python
 from .targets import TARGETS, resolve
@@ -52,6 +53,11 @@ class EmittedFile:
     name: str
     target: str
     text: str
+
+
+#: Targets that print the handlers (and so need the compiled IR); others only get it when one of
+#: these ran before them (the manifest, which asks Metal which kernels it leaves out).
+PROGRAM_TARGETS = frozenset({"c", "cuda", "metal", "opencl"})
 
 
 def _takes(func, name: str) -> bool:
@@ -92,10 +98,17 @@ def emit_unit(
         n for n in names if _wants_emitted(funcs[n])
     ]
     files: dict[str, EmittedFile] = {}
+    program = None
     for target in order:
         func = funcs[target]
         log.debug("emitting target %s for %s", target, unit.name)
         kwargs = {"options": options} if _takes(func, "options") else {}
+        if _takes(func, "program"):
+            # The handlers are compiled once per build, by the first target that prints them, and
+            # the IR is handed to every later one (each used to compile them again).
+            if program is None and target in PROGRAM_TARGETS:
+                program = compile_program(unit.kernels, unit.device_functions, unit.source_file)
+            kwargs["program"] = program
         if _takes(func, "emitted"):
             kwargs["emitted"] = dict(files)
         out = func(unit, **kwargs)
