@@ -317,7 +317,7 @@ def bench_host_path(cycles: int = 200_000, repeats: int = 5) -> dict:
     from ringgen.jit import built_package
     from ringgen.runtime.cuda_queues import InputRing, PositionalOutput
 
-    pkg, codecs = built_package(vector_add.spec)
+    pkg, codecs = built_package(vector_add.spec, ("cuda",))
     cap = 1024
     k = C.CudaKernelHandle(vector_add.spec, str(pkg), codecs=codecs, capacity=cap)
     page = np.zeros(C._PAGE, np.uint8)
@@ -413,7 +413,7 @@ def main(argv=None) -> int:
 
     unit = collect("examples/vector_add.py")
     spec = unit.kernels[0]
-    pkg, codecs = built_package(spec)
+    pkg, codecs = built_package(spec, ("cuda",))
     source = _kernel_source(unit, spec, pkg, args.source)
     info = cuda_device.device_info(0)
     rng = np.random.default_rng(12345)
