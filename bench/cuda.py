@@ -314,10 +314,10 @@ def bench_host_path(cycles: int = 200_000, repeats: int = 5) -> dict:
     kernel's part is one store of the output tail). Returns ns per cycle, best of ``repeats``."""
     from examples.vector_add import AddRequest, vector_add
     from ringgen.runtime import cuda as C
-    from ringgen.runtime.cache import built_package
+    from ringgen.jit import built_package
     from ringgen.runtime.cuda_queues import InputRing, PositionalOutput
 
-    pkg, codecs = built_package(vector_add.spec)
+    pkg, codecs = built_package(vector_add.spec, ("cuda",))
     cap = 1024
     k = C.CudaKernelHandle(vector_add.spec, str(pkg), codecs=codecs, capacity=cap)
     page = np.zeros(C._PAGE, np.uint8)
@@ -409,11 +409,11 @@ def main(argv=None) -> int:
 
     from ringgen.build import collect
     from ringgen.runtime import cuda_device
-    from ringgen.runtime.cache import built_package
+    from ringgen.jit import built_package
 
     unit = collect("examples/vector_add.py")
     spec = unit.kernels[0]
-    pkg, codecs = built_package(spec)
+    pkg, codecs = built_package(spec, ("cuda",))
     source = _kernel_source(unit, spec, pkg, args.source)
     info = cuda_device.device_info(0)
     rng = np.random.default_rng(12345)

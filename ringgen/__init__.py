@@ -10,7 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from . import _hooks
+from ._version import __version__
 
 # Public names and the module each lives in; imported on first use so ``import ringgen`` stays cheap
 # and does not pull in PyCUDA or PyOpenCL.
@@ -41,7 +42,7 @@ _EXPORTS: dict[str, str] = {
     "device": "ringgen.kernel",
     "dtype_of": "ringgen.layout",
     "encode": "ringgen.wire",
-    "launch": "ringgen.runtime",
+    "launch": "ringgen.jit",
     "layout_of": "ringgen.layout",
     "message": "ringgen.schema",
     "now": "ringgen.intrinsics",
@@ -67,6 +68,16 @@ def __dir__() -> list[str]:
     return __all__
 
 
+def _launch(kernel: Any, **options: Any) -> Any:
+    """``RingKernel.launch()``: ``rg.launch`` (ringgen.jit), imported on first use."""
+    from .jit import launch
+
+    return launch(kernel, **options)
+
+
+_hooks.launch = _launch
+
+
 if TYPE_CHECKING:  # editors and type checkers see the real objects
     from .errors import (
         BackendUnavailableError,
@@ -84,7 +95,8 @@ if TYPE_CHECKING:  # editors and type checkers see the real objects
     from .intrinsics import atomic_add, atomic_cas, atomic_max, atomic_min, now, thread_id
     from .kernel import Outbox, device, ring_kernel
     from .layout import dtype_of, layout_of
-    from .runtime import DeadLetter, KernelHandle, KernelStats, launch
+    from .jit import launch
+    from .runtime import DeadLetter, KernelHandle, KernelStats
     from .schema import message, spec_of, state
     from .types import Array, List, Str
     from .wire import decode, encode

@@ -32,7 +32,7 @@ import attrs
 
 from .codegen.dialect_opencl import NOW_UNAVAILABLE
 from .errors import RinggenError
-from .runtime.opencl import calls_now
+from .codegen.opencl import calls_now
 
 __all__ = [
     "CheckResult",

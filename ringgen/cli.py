@@ -17,7 +17,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence
 
-from . import __version__
+from ._version import __version__
+from .envflags import env_flag
 from .errors import RinggenError
 
 __all__ = ["main"]
@@ -45,7 +46,8 @@ commands:
 Run `ringgen COMMAND --help` for a command's options and examples.
 
 environment:
-  RINGGEN_DEBUG=1      log debug messages and show tracebacks on errors
+  RINGGEN_DEBUG=1      log debug messages and show tracebacks on errors (output unchanged)
+  RINGGEN_LINE_DIRECTIVES=1  #line directives in generated device code (build --line-directives)
   RINGGEN_BACKEND      default backend for launches (cuda, opencl, cpu, auto)
   RINGGEN_CACHE_DIR    where rg.launch keeps its build cache
 
@@ -169,6 +171,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="build into a folder that is not empty and was not built by ringgen (nothing there "
         "is deleted; files with ringgen's names are overwritten)",
+    )
+    b.add_argument(
+        "--line-directives",
+        action="store_true",
+        default=None,
+        help='emit #line N "file.py" before every handler statement of the device sources, so '
+        "compiler errors point at the Python source (default: $RINGGEN_LINE_DIRECTIVES)",
     )
 
     i = sub.add_parser(
@@ -311,6 +320,7 @@ def _modules_to_build(targets: list[tuple[str, bool]]) -> list[str]:
 
 def _cmd_build(args: argparse.Namespace) -> int:
     from .build import collect
+    from .codegen.options import EmitOptions
     from .codegen.writer import write_units
 
     targets = _build_targets(args.targets)
@@ -321,7 +331,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
         sys.path.insert(0, os.getcwd())
     # every module is collected, emitted and checked before anything is written: all or nothing
     units = [collect(target, name=args.name) for target in _modules_to_build(targets)]
-    for unit, pkg in zip(units, write_units(units, args.out, force=args.force)):
+    options = EmitOptions.from_env(line_directives=args.line_directives)
+    for unit, pkg in zip(units, write_units(units, args.out, force=args.force, options=options)):
         files = sorted(p.name for p in pkg.iterdir() if p.is_file())
         print(
             f"built {unit.module} -> {pkg}/ ({len(unit.messages)} messages, "
@@ -542,7 +553,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Run the ``ringgen`` command line; returns the exit status (the console script exits with it)."""
     parser = _parser()
     args = parser.parse_args(argv)
-    debug = os.environ.get("RINGGEN_DEBUG", "") not in ("", "0")
+    debug = env_flag("RINGGEN_DEBUG")
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.INFO if args.verbose else logging.WARNING,
         format="ringgen: %(levelname)s: %(message)s",

@@ -4,7 +4,7 @@ Handlers spell atomics ``rg.atomic_add(state.count, v)`` and ``rg.atomic_add(sta
 first argument names a state field or state array element and the call returns the old value. Python
 cannot pass a reference to a field, so the reference backend runs a copy of the handler in which
 each atomic call is rewritten to ``atomic_<op>_at(obj, "field", index, *args)`` (see
-``ringgen.dsl.reference``); calling ``rg.atomic_add`` itself outside a handler is an error.
+``ringgen.reference.interpreter``); calling ``rg.atomic_add`` itself outside a handler is an error.
 
 ``MATH_FUNCTIONS`` is the one table of ``math.*`` functions the language knows: each has an arity and
 a C name stem (the dialect prelude defines ``rg_<stem>_f32`` and ``rg_<stem>_f64``). Their semantics

@@ -18,6 +18,7 @@ from typing import Any, Callable, Generic, Optional, TypeVar
 
 import attrs
 
+from . import _hooks
 from .errors import HandlerError
 from .naming import check_identifier_shape, reserved_by
 from .protocol import OUTBOX_LIMIT
@@ -370,9 +371,9 @@ class RingKernel:
 
     def launch(self, **options):
         """Build this kernel into the cache and launch it (``rg.launch(kernel, **options)``)."""
-        from .runtime import launch
-
-        return launch(self, **options)
+        # rg.launch lives in ringgen.jit, above this module: ringgen/__init__.py installs it as
+        # _hooks.launch, so this module imports nothing upward (docs/architecture.md, "Layers").
+        return _hooks.launch(self, **options)
 
 
 class DeviceFunction:

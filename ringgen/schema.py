@@ -101,7 +101,7 @@ def _collect_nested(spec: MessageSpec, out: list[MessageSpec], seen: set) -> Non
     seen.add(spec.cls)
     for f in spec.fields:
         for mt in _message_types_in(f.type):
-            _collect_nested(mt.spec, out, seen)
+            _collect_nested(spec_of(mt.cls), out, seen)
     out.append(spec)
 
 
@@ -120,7 +120,7 @@ def _type_is_bridged(t: FieldType) -> bool:
         return _type_is_bridged(t.elem)
     if isinstance(t, MessageType):
         known = _BRIDGED.get(t.cls)
-        return t.spec.is_bridged if known is None else known
+        return spec_of(t.cls).is_bridged if known is None else known
     return False
 
 

@@ -147,16 +147,11 @@ class ListType:
 
 @attrs.frozen
 class MessageType:
-    """A nested ``@rg.message`` (or ``@rg.state``) class used as a field type."""
+    """A nested ``@rg.message`` (or ``@rg.state``) class used as a field type (its spec:
+    ``ringgen.schema.spec_of(t.cls)``; types.py sits below schema.py and does not import it)."""
 
     cls: type = attrs.field(eq=False)
     name: str
-
-    @property
-    def spec(self):
-        from .schema import spec_of
-
-        return spec_of(self.cls)
 
 
 FieldType = Union[ScalarType, ArrayType, StrType, ListType, MessageType]

@@ -19,6 +19,7 @@ import ringgen as rg
 from ringgen import cachestore
 from ringgen.build import collect, import_target
 from ringgen.errors import CacheError
+from ringgen import jit
 from ringgen.runtime import cache
 
 REPO = Path(__file__).resolve().parent.parent
@@ -305,9 +306,9 @@ def test_concurrent_builders_share_one_entry(tmp_path):
 @pytest.mark.timeout(60)
 def test_a_damaged_package_entry_is_rebuilt_and_launches(root, caplog):
     unit = collect(va_module)
-    pkg = cache.ensure_built(unit)
+    pkg = jit.ensure_built(unit)
     (pkg / "serializers.py").write_text("raise SystemExit('planted')\n")
-    cache._BUILT.clear()
+    jit._BUILT.clear()
     with caplog.at_level(logging.WARNING, logger="ringgen"):
         with rg.launch(vector_add, backend="cpu") as k:
             k.send(AddRequest(id=1, a=5.0, b=2.0))
@@ -322,7 +323,7 @@ def test_a_planted_package_is_never_imported(root, tmp_path, caplog):
     """The attack of issue 11: the entry renamed away, a package planted in its place by another
     user, complete with a file list that matches it. It is refused for its owner, never run."""
     unit = collect(va_module)
-    pkg = cache.ensure_built(unit)
+    pkg = jit.ensure_built(unit)
     entry = pkg.parent
     entry.rename(tmp_path / "away")
     marker = tmp_path / "planted-code-ran"
@@ -333,7 +334,7 @@ def test_a_planted_package_is_never_imported(root, tmp_path, caplog):
 
     listing = {
         "format": 1,
-        "key": cache.cache_key(unit.fingerprint, cache.build_targets()),
+        "key": jit.cache_key(unit.fingerprint, jit.build_targets()),
         "files": {"vector_add/__init__.py": hashlib.sha256(evil).hexdigest()},
     }
     (entry / "entry.json").write_text(json.dumps(listing))
@@ -344,7 +345,7 @@ def test_a_planted_package_is_never_imported(root, tmp_path, caplog):
         entry / "entry.json",
     ):
         os.chown(p, OTHER_UID, OTHER_UID)
-    cache._BUILT.clear()
+    jit._BUILT.clear()
     with caplog.at_level(logging.WARNING, logger="ringgen"):
         with rg.launch(vector_add, backend="cpu") as k:
             k.send(AddRequest(id=2, a=1.0, b=2.0))
@@ -358,8 +359,8 @@ def test_cache_entries_are_imported_from_the_checked_bytes(root):
     import importlib
 
     spec = vector_add.spec
-    cache._BUILT.clear()
-    pkg, codecs = cache.built_package(spec)
+    jit._BUILT.clear()
+    pkg, codecs = jit.built_package(spec)
     assert codecs["AddRequest"].cls is AddRequest
     assert not (pkg / "__pycache__").exists()
     package = cache.import_package(pkg)  # already imported: the same module
@@ -372,9 +373,9 @@ def test_cache_entries_are_imported_from_the_checked_bytes(root):
 def test_an_entry_without_its_init_is_rebuilt(root, caplog):
     """Issue 11: an entry without ``__init__.py`` failed with a raw ``OSError: Directory not empty``
     until deleted by hand."""
-    pkg = cache.ensure_built(collect(va_module))
+    pkg = jit.ensure_built(collect(va_module))
     (pkg / "__init__.py").unlink()
-    cache._BUILT.clear()
+    jit._BUILT.clear()
     with caplog.at_level(logging.WARNING, logger="ringgen"):
         with rg.launch(vector_add, backend="cpu") as k:
             k.send(AddRequest(id=3, a=0.5, b=0.25))

@@ -59,7 +59,9 @@ def test_every_slot_access_is_aligned_to_its_width(sized):
             # every slot starts 16-byte aligned; the stamp follows the message, 8-byte aligned
             assert stride % 16 == 0 and ctx["out_stamp_at"] % 8 == 0, spec.name
             assert size <= ctx["out_stamp_at"] < ctx["out_stamp_at"] + 8 <= stride
-            host = _stamped(np.dtype((np.void, size)))
+            host = _stamped(
+                np.dtype((np.void, size)), *cuda.compute_outbox_slot(size, bridged=False)
+            )
             assert host.itemsize == stride and host.fields["stamp"][1] == ctx["out_stamp_at"]
             slot = f"rg_{spec.name}_out_slot"
             assert f"RG_STATIC_ASSERT(sizeof({slot}) == {stride}," in text

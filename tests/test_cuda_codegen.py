@@ -146,7 +146,9 @@ def test_bridged_outbox_kernel_compiles(tmp_path, monkeypatch):
     lay = layout_of(spec.outbox)
     stride = cuda.slot_stride(lay.slot_size)
     assert f"rg_u8 m[{stride}];" in text and "rg_labels_put(slot->m, &ob.items[j], pos)" in text
-    host = _stamped(np.dtype((np.void, lay.slot_size)), bridged=True)
+    host = _stamped(
+        np.dtype((np.void, lay.slot_size)), *cuda.compute_outbox_slot(lay.slot_size, bridged=True)
+    )
     assert host.fields["stamp"][1] == stride and host.itemsize == stride + 16
     obj = cuda_build.nvcc_compile(
         text, cuda_build.DEFAULT_OPTIONS, "sm_90", what=f"{unit.name}.cu", output="obj"

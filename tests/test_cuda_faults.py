@@ -239,9 +239,11 @@ def test_a_context_the_driver_will_not_replace_says_so(fake):
 
 
 def test_debug_fault_option():
-    assert cuda_faults.fault_hook("k", None, None) is None
-    assert cuda_faults.fault_hook("k", ("trap", 5), None) == cuda_codegen.FaultHook("trap", 5)
+    from ringgen.jit import fault_hook
+
+    assert fault_hook("k", None, None) is None
+    assert fault_hook("k", ("trap", 5), None) == cuda_codegen.FaultHook("trap", 5)
     with pytest.raises(ValueError, match="debug_fault must be \\(kind, n\\) with kind one of"):
-        cuda_faults.fault_hook("k", ("explode", 1), None)
+        fault_hook("k", ("explode", 1), None)
     with pytest.raises(ValueError, match="debug_fault and source cannot be combined"):
-        cuda_faults.fault_hook("k", ("trap", 1), "source")
+        fault_hook("k", ("trap", 1), "source")

@@ -296,10 +296,10 @@ def test_handler_fault_is_counted_not_a_hang(drv):
 
 def test_kernel_that_never_acknowledges_is_reported_by_timeout(drv):
     from examples.vector_add import vector_add
-    from ringgen.runtime.cache import built_package
+    from ringgen.jit import built_package
     from ringgen.runtime.cuda import CudaKernelHandle
 
-    pkg, codecs = built_package(vector_add.spec)
+    pkg, codecs = built_package(vector_add.spec, ("cuda",))
     k = CudaKernelHandle.open(
         vector_add.spec,
         str(pkg),
@@ -317,12 +317,12 @@ def test_kernel_that_never_acknowledges_is_reported_by_timeout(drv):
 def test_warm_start_does_not_run_nvcc(drv, tmp_path, monkeypatch):
     from examples.vector_add import vector_add
     from ringgen.runtime import cuda_build
-    from ringgen.runtime.cache import built_package
+    from ringgen.jit import built_package
     from ringgen.runtime.cuda import CudaKernelHandle
 
     monkeypatch.setenv("RINGGEN_CACHE_DIR", str(tmp_path))
     cuda_build._memory.clear()
-    pkg, codecs = built_package(vector_add.spec)
+    pkg, codecs = built_package(vector_add.spec, ("cuda",))
     first = CudaKernelHandle.open(vector_add.spec, str(pkg), codecs=codecs)
     first.terminate()
     assert first.compiled and list((tmp_path / "cuda").glob("*/kernel.cubin"))

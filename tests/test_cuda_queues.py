@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ringgen.codegen.cuda import compute_outbox_slot
 from ringgen.runtime.cuda import _stamped
 from ringgen.runtime.cuda_queues import DeadMarks, InputRing, OutboxOutput, PositionalOutput
 
@@ -161,7 +162,7 @@ def test_hole_count_beyond_the_tail_is_not_consumed_early(page):
 
 def test_outbox_output_takes_the_stamped_prefix(page):
     _, words = page
-    slots = np.zeros(8, _stamped(REP))
+    slots = np.zeros(8, _stamped(REP, *compute_outbox_slot(REP.itemsize, bridged=False)))
     q = OutboxOutput(slots, words, OUT_CTL)
     assert len(q.take(8)) == 0
     for pos in (0, 1, 3):  # slot 2 is reserved but not written yet
@@ -176,9 +177,12 @@ def test_outbox_output_takes_the_stamped_prefix(page):
 def test_stamped_slot_matches_the_c_struct():
     """The stamp at the next 8-byte boundary, the slot padded to a multiple of 16 (the template's
     ``__align__(16)`` struct): a 16-byte store of a reply never lands off a 16-byte boundary."""
-    dt = _stamped(np.dtype({"names": ["x"], "formats": ["<i4"], "itemsize": 12}))
+    x = np.dtype({"names": ["x"], "formats": ["<i4"], "itemsize": 12})
+    dt = _stamped(x, *compute_outbox_slot(x.itemsize, bridged=False))
     assert dt.fields["stamp"][1] == 16 and dt.itemsize == 32
-    assert _stamped(REP).itemsize == 32  # was 24: the second slot's 16-byte store faulted
+    assert (
+        _stamped(REP, *compute_outbox_slot(REP.itemsize, bridged=False)).itemsize == 32
+    )  # was 24: the second slot's 16-byte store faulted
 
 
 def test_bridged_rings_round_trip_through_the_codecs(page, tmp_path, monkeypatch):
@@ -190,15 +194,15 @@ def test_bridged_rings_round_trip_through_the_codecs(page, tmp_path, monkeypatch
     from examples.word_stats import Word, WordStat, word_stats
     from ringgen.codegen.cuda import slot_stride
     from ringgen.runtime.batches import SlotBatches
-    from ringgen.runtime.cache import built_package
-    from ringgen.runtime.cuda import _stride
+    from ringgen.jit import built_package
 
     monkeypatch.setenv("RINGGEN_CACHE_DIR", str(tmp_path))
     spec = word_stats.spec
     _, codecs = built_package(spec)
     fmt = SlotBatches("word_stats", codecs["Word"], codecs["WordStat"])
     cap = 8
-    in_stride, out_stride = _stride(fmt.in_codec, fmt.in_slot), _stride(fmt.out_codec, fmt.out_slot)
+    # the strides the emitter lays the rings out with (the runtime reads them from manifest.json)
+    in_stride, out_stride = slot_stride(fmt.in_slot.itemsize), slot_stride(fmt.out_slot.itemsize)
     assert in_stride == slot_stride(fmt.in_slot.itemsize) and in_stride % 16 == 0
     assert in_stride != fmt.in_slot.itemsize  # the stride path is what this test exercises
     _, words = page
@@ -258,9 +262,9 @@ def _fake_handle(kernel, capacity=4, dead_letters=False):
     """A CudaKernelHandle whose 'mapped' page and rings are plain numpy arrays (no GPU): the host
     paths run for real, the kernel's side is played by the test."""
     from ringgen.runtime import cuda as C
-    from ringgen.runtime.cache import built_package
+    from ringgen.jit import built_package
 
-    pkg, codecs = built_package(kernel.spec)
+    pkg, codecs = built_package(kernel.spec, ("cuda",))  # the handle reads abi.cuda
     k = C.CudaKernelHandle(
         kernel.spec, str(pkg), codecs=codecs, capacity=capacity, dead_letters=dead_letters
     )
@@ -270,8 +274,9 @@ def _fake_handle(kernel, capacity=4, dead_letters=False):
     k._ctl = page[C._CTL_OFF : C._CTL_OFF + C.CONTROL_SIZE].view(C.CONTROL_DTYPE)
     k._ctl["state"] = int(C.Lifecycle.ACTIVE)
     fmt = k.format
-    in_stride = C._stride(k.in_codec, fmt.in_slot)
-    out_stride = C._stride(k.out_codec, fmt.out_slot)
+    abi = k._abi()
+    in_stride = C._stride(abi["in_stride"], fmt.in_slot, k.name)
+    out_stride = C._stride(abi["out_stride"] or fmt.out_slot.itemsize, fmt.out_slot, k.name)
     k.inq = InputRing(
         np.zeros(capacity * in_stride, np.uint8),
         fmt.in_slot,

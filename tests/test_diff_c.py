@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from ringgen.build import collect
-from ringgen.dsl.records import HandlerFault, new_state
-from ringgen.dsl.reference import reference_handler
+from ringgen.reference.records import HandlerFault, new_state
+from ringgen.reference.interpreter import reference_handler
 from ringgen.layout import layout_of
 from ringgen.protocol import Status
 from ringgen.schema import spec_of

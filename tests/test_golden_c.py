@@ -74,7 +74,10 @@ def test_debug_build_has_line_directives():
 
 def test_debug_from_environment(monkeypatch):
     unit = collect(str(ROOT / "examples" / "vector_add.py"))
-    monkeypatch.setenv("RINGGEN_DEBUG", "1")
+    # #line has its own switch (EmitOptions); RINGGEN_DEBUG only turns on logging and tracebacks
+    monkeypatch.setenv("RINGGEN_LINE_DIRECTIVES", "1")
     assert "#line" in c_target.emit(unit)[f"{unit.name}.c"]
-    monkeypatch.setenv("RINGGEN_DEBUG", "0")
+    monkeypatch.setenv("RINGGEN_LINE_DIRECTIVES", "0")
+    assert "#line" not in c_target.emit(unit)[f"{unit.name}.c"]
+    monkeypatch.setenv("RINGGEN_DEBUG", "1")
     assert "#line" not in c_target.emit(unit)[f"{unit.name}.c"]

@@ -2,7 +2,7 @@
 
 Every example's ``.metal`` is compiled with the shim and a dispatch-loop driver; random messages go
 through the same queues, control block and dispatch record a Metal host would use, and the outputs,
-counters and final state are compared with ``ringgen.dsl.reference`` running the Python handler:
+counters and final state are compared with ``ringgen.reference.interpreter`` running the Python handler:
 integers exactly, floats within ``ULP_BOUND``. The other tests check what the reference cannot
 judge: parallel dispatch, back-pressure from a full output queue, the terminate handshake, clang++.
 """
@@ -29,17 +29,17 @@ from ringgen.types import ArrayType, ListType, ScalarType, StrType
 
 import ringgen as rg
 
-from ringgen.dsl import records
+from ringgen.reference import records
 
 try:
-    from ringgen.dsl import reference
+    from ringgen.reference import interpreter as reference
 except (
     ImportError
 ):  # the reference backend is another module's job; without it, only the oracle tests skip
     reference = None
 
 needs_reference = pytest.mark.skipif(
-    reference is None, reason="ringgen.dsl.reference is not available"
+    reference is None, reason="ringgen.reference.interpreter is not available"
 )
 
 pytestmark = [

@@ -399,7 +399,7 @@ def test_calls_now_detects_the_unavailable_clock_through_the_dialect_constant():
     """The loader refuses a source that uses rg.now() (the prelude maps it to NOW_UNAVAILABLE) and
     accepts one whose only mention is the prelude's definition."""
     from ringgen.codegen.dialect_opencl import NOW_UNAVAILABLE
-    from ringgen.runtime.opencl import calls_now
+    from ringgen.codegen.opencl import calls_now
 
     prelude = f"#define rg_now() {NOW_UNAVAILABLE}()\n"
     assert not calls_now(prelude + "void f(void) { x = 1; }\n")

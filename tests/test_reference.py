@@ -1,4 +1,4 @@
-"""The reference semantics (ringgen.dsl.reference, ringgen.dsl.records, ringgen.intrinsics)."""
+"""The reference semantics (ringgen.reference.interpreter, ringgen.reference.records, ringgen.intrinsics)."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 
 import ringgen as rg
 from ringgen.build import collect
-from ringgen.dsl.records import Record, new_state, to_numpy_message, to_object
-from ringgen.dsl.reference import HandlerFault, reference_handler
+from ringgen.reference.records import Record, new_state, to_numpy_message, to_object
+from ringgen.reference.interpreter import HandlerFault, reference_handler
 from ringgen.errors import HandlerError
 from ringgen.intrinsics import atomic_add
 from ringgen.kernel import Outbox

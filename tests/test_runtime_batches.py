@@ -12,7 +12,7 @@ import pytest
 from ringgen.build import import_target
 from ringgen.errors import EncodeError
 from ringgen.runtime.batches import SlotBatches
-from ringgen.runtime.cache import built_package
+from ringgen.jit import built_package
 
 import_target(str(Path(__file__).resolve().parent.parent / "examples" / "__init__.py"))
 from examples.word_stats import Word, WordStat, word_stats  # noqa: E402

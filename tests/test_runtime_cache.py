@@ -15,6 +15,7 @@ from ringgen.build import collect, import_target
 from ringgen.codegen.runtime_module import emit as emit_runtime
 from ringgen.codegen.writer import format_python, write_unit
 from ringgen.errors import BuildError
+from ringgen import jit
 from ringgen.runtime import cache
 from ringgen.runtime.launcher import import_user_module
 
@@ -46,22 +47,22 @@ def cache_dir(tmp_path, monkeypatch):
 
 
 def test_cache_key_is_a_content_hash():
-    k1 = cache.cache_key("abc")
-    assert k1 == cache.cache_key("abc") and len(k1) == 64
-    assert k1 != cache.cache_key("abd")
+    k1 = jit.cache_key("abc")
+    assert k1 == jit.cache_key("abc") and len(k1) == 64
+    assert k1 != jit.cache_key("abd")
 
 
 def test_entries_hold_the_host_package_plus_the_backends_device_targets(monkeypatch):
     from ringgen.codegen import targets
 
     monkeypatch.setitem(targets.TARGETS, "cuda", "ringgen.codegen.cuda:emit")
-    host = cache.build_targets()
+    host = jit.build_targets()
     assert {"serializers", "package", "runtime"} <= set(host)
-    assert not set(host) & cache.DEVICE_TARGETS
-    with_cuda = cache.build_targets(["cuda"])
+    assert not set(host) & jit.DEVICE_TARGETS
+    with_cuda = jit.build_targets(["cuda"])
     assert set(with_cuda) == set(host) | {"cuda"}
     assert list(with_cuda) == [t for t in targets.TARGETS if t in with_cuda]  # table order
-    assert cache.cache_key("f", host) != cache.cache_key("f", with_cuda)
+    assert jit.cache_key("f", host) != jit.cache_key("f", with_cuda)
 
 
 def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
@@ -75,15 +76,15 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
 @pytest.mark.timeout(60)
 def test_ensure_built_builds_once_and_reuses(cache_dir):
     unit = collect(va_module)
-    pkg = cache.ensure_built(unit)
+    pkg = jit.ensure_built(unit)
     assert pkg.parent.parent == cache_dir
-    key = cache.cache_key(unit.fingerprint, cache.build_targets())
+    key = jit.cache_key(unit.fingerprint, jit.build_targets())
     assert pkg.name == "vector_add" and key[:24] in pkg.parent.name
     assert {"__init__.py", "serializers.py", "runtime.py", "manifest.json"} <= {
         p.name for p in pkg.iterdir()
     }
     mtime = (pkg / "serializers.py").stat().st_mtime_ns
-    assert cache.ensure_built(unit) == pkg
+    assert jit.ensure_built(unit) == pkg
     assert (pkg / "serializers.py").stat().st_mtime_ns == mtime
     assert not [p for p in cache_dir.iterdir() if p.name.endswith(".building")]
 
@@ -92,7 +93,7 @@ def test_ensure_built_builds_once_and_reuses(cache_dir):
 def test_two_processes_share_the_cache(cache_dir):
     script = textwrap.dedent("""
         from ringgen.build import collect
-        from ringgen.runtime.cache import ensure_built
+        from ringgen.jit import ensure_built
         print(ensure_built(collect("examples/threshold_filter.py")))
         """)
     env = {"RINGGEN_CACHE_DIR": str(cache_dir), "PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
@@ -117,7 +118,7 @@ def test_two_processes_share_the_cache(cache_dir):
 
 @pytest.mark.timeout(60)
 def test_import_package_by_path_and_load_codecs(cache_dir):
-    pkg = cache.ensure_built(collect(va_module))
+    pkg = jit.ensure_built(collect(va_module))
     mod = cache.import_package(pkg)
     assert mod is cache.import_package(pkg)  # once per process
     assert mod.__name__.startswith("_ringgen_pkg_vector_add_")
@@ -219,10 +220,10 @@ def test_rg_launch_default_backend_follows_the_environment(monkeypatch):
 
 def test_cache_key_changes_when_the_generator_changes(monkeypatch):
     """An edited template or codegen module must not be served an entry an older generator wrote."""
-    from ringgen.runtime import cache
+    from ringgen import jit
 
-    before = cache.cache_key("f" * 64, ("opencl",))
-    assert before == cache.cache_key("f" * 64, ("opencl",))
-    cache.generator_fingerprint.cache_clear()
-    monkeypatch.setattr(cache, "generator_fingerprint", lambda: "0" * 64)
-    assert cache.cache_key("f" * 64, ("opencl",)) != before
+    before = jit.cache_key("f" * 64, ("opencl",))
+    assert before == jit.cache_key("f" * 64, ("opencl",))
+    jit.generator_fingerprint.cache_clear()
+    monkeypatch.setattr(jit, "generator_fingerprint", lambda: "0" * 64)
+    assert jit.cache_key("f" * 64, ("opencl",)) != before

@@ -44,32 +44,39 @@ from ..layout import array_dims
 from ..schema import spec_of
 from .body_expr import ExprPrinter, Helpers
 from .env import render
+from .options import EmitOptions
 
 __all__ = ["emit_body", "emit_program", "debug_requested"]
 
 
 def debug_requested(debug: Optional[bool] = None) -> bool:
-    """True when ``#line`` directives are wanted: ``debug`` if given, else ``RINGGEN_DEBUG=1``."""
+    """True when ``#line`` directives are wanted: ``debug`` if given, else
+    ``EmitOptions.from_env()`` (``RINGGEN_LINE_DIRECTIVES``; ``RINGGEN_DEBUG`` no longer changes the
+    output)."""
     if debug is not None:
         return debug
-    return os.environ.get("RINGGEN_DEBUG", "") not in ("", "0", "false", "no")
+    return EmitOptions.from_env().debug_line_directives
 
 
-def emit_body(unit, *, debug: Optional[bool] = None) -> str:
+def emit_body(unit, *, debug: Optional[bool] = None, program: Optional[ir.Program] = None) -> str:
     """The handler text of a build: helpers, device functions, one ``rg_handle_<kernel>`` each.
 
     Args:
         unit: a ``BuildUnit`` (its ``kernels``, ``device_functions`` and ``source_file`` are read).
-        debug: emit ``#line N "file.py"`` before every statement (default: ``RINGGEN_DEBUG``).
+        program: the unit's compiled IR when the caller has it (the writer compiles once per
+            build and hands it to every target); compiled here otherwise.
+        debug: emit ``#line N "file.py"`` before every statement (default:
+            ``RINGGEN_LINE_DIRECTIVES``, see ``EmitOptions``).
 
     Raises:
         HandlerError: a handler is outside the language.
     """
-    from ..dsl import compile_program
+    if program is None:
+        from ..dsl import compile_program
 
-    program = compile_program(
-        unit.kernels, unit.device_functions, source_file=getattr(unit, "source_file", None)
-    )
+        program = compile_program(
+            unit.kernels, unit.device_functions, source_file=getattr(unit, "source_file", None)
+        )
     return emit_program(program, debug=debug_requested(debug))
 
 

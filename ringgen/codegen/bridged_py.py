@@ -16,7 +16,7 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Any, Iterable, Optional
 
-from .. import __version__
+from .._version import __version__
 from ..layout import MessageLayout, layout_of
 from ..types import ArrayType, ListType, MessageType, ScalarType, StrType
 from ..wire import header as wire_header

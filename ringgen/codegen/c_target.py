@@ -13,12 +13,14 @@ then differ by a few ULP where no cancellation amplifies it, and are not compara
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
-from .. import __version__, protocol
+from .._version import __version__
+from .. import protocol
 from ..kernel import KernelSpec
 from ..protocol import OUTBOX_LIMIT  # re-exported: tests read c_target.OUTBOX_LIMIT
 from .body import emit_body
+from .options import EmitOptions
 from .dialect_c import C_DIALECT, CDialect
 from .env import render
 from .kernel_context import kernel_context as shared_kernel_context
@@ -84,10 +86,20 @@ def render_source(
     )
 
 
-def emit(unit: "BuildUnit", *, debug: Optional[bool] = None) -> dict[str, str]:
+def emit(
+    unit: "BuildUnit",
+    *,
+    debug: Optional[bool] = None,
+    options: Optional[EmitOptions] = None,
+    program: Any = None,
+) -> dict[str, str]:
     """The C target: ``{"<name>.c": text}`` (``debug`` adds ``#line`` directives).
 
     Raises:
         HandlerError: a handler is outside the language.
     """
-    return {source_name(unit): render_source(unit, body=emit_body(unit, debug=debug))}
+    if debug is None and options is not None:
+        debug = options.debug_line_directives
+    return {
+        source_name(unit): render_source(unit, body=emit_body(unit, debug=debug, program=program))
+    }

@@ -10,11 +10,12 @@ resident skeleton around the same handler (``templates/cuda/kernel.cu.j2``). The
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 
-from .. import __version__, protocol
+from .._version import __version__
+from .. import protocol
 from ..errors import BuildError, CodegenError
 from ..kernel import KernelSpec
 from ..layout import layout_of
@@ -25,6 +26,7 @@ from .kernel_context import kernel_context as shared_kernel_context
 from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
+    from .options import EmitOptions
     from ..build import BuildUnit
 
 __all__ = [
@@ -99,6 +101,34 @@ def source_name(unit: "BuildUnit") -> str:
 def entry_point(kernel: str) -> str:
     """The ``extern "C"`` name of a ring kernel's resident grid."""
     return f"rg_{kernel}_ring"
+
+
+def abi(spec: KernelSpec) -> dict:
+    """The manifest's ``abi.cuda`` of one kernel: what ``ringgen.runtime.cuda`` needs to launch the
+    emitted grid and lay out its rings, as numbers (the runtime never imports this module).
+
+    ``in_stride``/``out_stride``: bytes between two slots of the input and (positional) output ring;
+    ``out_slot``: an Outbox output slot's size and stamp offset (None without an Outbox).
+    """
+    inp = layout_of(spec.input)
+    out_stride = out_slot = None
+    if spec.uses_outbox:
+        lay = layout_of(spec.outbox or spec.output)
+        size, at = compute_outbox_slot(lay.slot_size, bridged=lay.is_bridged)
+        out_slot = {"size": size, "stamp_at": at}
+    elif spec.output is not None:
+        lay = layout_of(spec.output)
+        out_stride = slot_stride(lay.slot_size) if lay.is_bridged else lay.slot_size
+    return {
+        "entry_point": entry_point(spec.name),
+        "block": BLOCK,
+        "items": ITEMS,
+        "sched_bytes": SCHED_BYTES,
+        "vector_bytes": VECTOR_BYTES,
+        "in_stride": slot_stride(inp.slot_size) if inp.is_bridged else inp.slot_size,
+        "out_stride": out_stride,
+        "out_slot": out_slot,
+    }
 
 
 def slot_stride(slot_size: int) -> int:
@@ -252,7 +282,13 @@ def render_source(
     )
 
 
-def emit(unit: "BuildUnit", *, fault: Optional[FaultHook] = None) -> dict[str, str]:
+def emit(
+    unit: "BuildUnit",
+    *,
+    fault: Optional[FaultHook] = None,
+    options: Optional["EmitOptions"] = None,
+    program: Any = None,
+) -> dict[str, str]:
     """The CUDA target: ``{"<name>.cu": text}`` (``fault``: test-only, see ``FaultHook``).
 
     Raises:
@@ -269,7 +305,9 @@ def emit(unit: "BuildUnit", *, fault: Optional[FaultHook] = None) -> dict[str, s
     text = render_source(
         unit,
         header=render_header(unit),
-        body=emit_body(unit),
+        body=emit_body(
+            unit, debug=options.debug_line_directives if options else None, program=program
+        ),
         codec=emit_device_codec(unit),
         fault=fault,
     )

@@ -24,6 +24,7 @@ from .header import header_name
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
+    from ..kernel import KernelSpec
     from .writer import EmittedFile
 
 __all__ = [
@@ -163,7 +164,9 @@ def _layout(m: MessageLayout) -> dict:
     }
 
 
-def _skipped_by_target(unit: "BuildUnit", sources: dict[str, str]) -> dict[str, dict[str, str]]:
+def _skipped_by_target(
+    unit: "BuildUnit", sources: dict[str, str], program: Any = None
+) -> dict[str, dict[str, str]]:
     """Kernels each source target leaves out, with its reason (e.g. Metal has no f64).
 
     A target module reports them through an optional ``skipped_kernels(unit) -> {kernel: reason}``.
@@ -175,14 +178,31 @@ def _skipped_by_target(unit: "BuildUnit", sources: dict[str, str]) -> dict[str, 
         module = importlib.import_module(resolve(target).__module__)
         report = getattr(module, "skipped_kernels", None)
         if report is not None:
-            out[target] = dict(report(unit))
+            out[target] = dict(report(unit, program) if program is not None else report(unit))
     return out
 
 
-def compute_manifest(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> dict:
-    """The manifest of ``unit`` as a dict; ``emitted`` are the other files of the build."""
+def _abi(kernel: "KernelSpec", sources: dict, emitted: dict, skipped: dict) -> dict:
+    """What a loader needs to know about ``kernel``'s compiled code, by target: the runtime reads
+    this instead of importing the emitters (docs/architecture.md, "The manifest contract")."""
+    from . import cuda, opencl
+
+    out = {}
+    if sources.get("cuda") is not None and kernel.name not in skipped.get("cuda", {}):
+        out["cuda"] = cuda.abi(kernel)
+    name = sources.get("opencl")
+    if name is not None and kernel.name not in skipped.get("opencl", {}):
+        out["opencl"] = opencl.abi(kernel.name, emitted[name].text)
+    return out
+
+
+def compute_manifest(
+    unit: "BuildUnit", emitted: dict[str, "EmittedFile"], program: Any = None
+) -> dict:
+    """The manifest of ``unit`` as a dict; ``emitted`` are the other files of the build;
+    ``program`` the compiled IR when the writer has it."""
     sources = {f.target: name for name, f in sorted(emitted.items()) if f.target in SOURCE_TARGETS}
-    skipped = _skipped_by_target(unit, sources)
+    skipped = _skipped_by_target(unit, sources, program)
     queues = []
     kernels = []
     for k in unit.kernels:
@@ -220,6 +240,7 @@ def compute_manifest(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> di
                 "outbox_limit": k.outbox_limit,
                 "sources": {t: f for t, f in sources.items() if k.name not in skipped.get(t, {})},
                 "skipped": {t: why[k.name] for t, why in sorted(skipped.items()) if k.name in why},
+                "abi": _abi(k, sources, emitted, skipped),
             }
         )
     return {
@@ -245,13 +266,15 @@ def compute_manifest(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> di
     }
 
 
-def emit(unit: "BuildUnit", emitted: dict[str, "EmittedFile"]) -> dict[str, str]:
+def emit(
+    unit: "BuildUnit", emitted: dict[str, "EmittedFile"], program: Any = None
+) -> dict[str, str]:
     """Emitter for the ``manifest`` target: ``{"manifest.json": text}``, validated.
 
     Raises:
         BuildError: the manifest does not satisfy its schema (a bug in ringgen, reported as such).
     """
-    manifest = compute_manifest(unit, emitted)
+    manifest = compute_manifest(unit, emitted, program)
     problems = validate(manifest, load_schema())
     if problems:
         raise BuildError("manifest.json does not match its schema: " + "; ".join(problems[:5]))

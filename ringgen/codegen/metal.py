@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
@@ -31,6 +31,7 @@ from .header import render_header
 from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
+    from .options import EmitOptions
     from ..build import BuildUnit
 
 __all__ = [
@@ -213,13 +214,15 @@ def render_metal(
     )
 
 
-def emit(unit: "BuildUnit") -> dict[str, str]:
+def emit(
+    unit: "BuildUnit", *, options: Optional["EmitOptions"] = None, program: Any = None
+) -> dict[str, str]:
     """Emitter for the ``metal`` target: ``{"<name>.metal": text}``.
 
     Raises:
         HandlerError: a handler is outside the language (for every target, not only Metal).
     """
-    program = _compile_program(unit)
+    program = program if program is not None else _compile_program(unit)
     skipped = skipped_kernels(unit, program)
     for name, reason in skipped.items():
         log.info("metal: kernel %s not emitted: %s", name, reason)
@@ -234,7 +237,8 @@ def emit(unit: "BuildUnit") -> dict[str, str]:
         tuple(handlers),
         program.source_file,
     )
-    body = emit_program(subset, debug=debug_requested()) if kept else ""
+    debug = debug_requested(options.debug_line_directives if options is not None else None)
+    body = emit_program(subset, debug=debug) if kept else ""
     return {
         metal_name(unit): render_metal(
             unit,

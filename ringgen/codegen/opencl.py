@@ -9,17 +9,20 @@ and a relaunch skeleton around the same handler (``templates/opencl/kernel.cl.j2
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+import re
+from typing import TYPE_CHECKING, Any, Optional
 
-from .. import __version__, protocol
+from .._version import __version__
+from .. import protocol
 from ..kernel import KernelSpec
 from ..protocol import OUTBOX_LIMIT
-from .dialect_opencl import OPENCL_DIALECT, OpenclDialect
+from .dialect_opencl import NOW_UNAVAILABLE, OPENCL_DIALECT, OpenclDialect
 from .env import render
 from .kernel_context import kernel_context as shared_kernel_context
 from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
+    from .options import EmitOptions
     from ..build import BuildUnit
 
 __all__ = [
@@ -43,6 +46,41 @@ def source_name(unit: "BuildUnit") -> str:
 def entry_points(kernel: str) -> dict[str, str]:
     """The OpenCL kernel function names for a ring kernel, by mode ("persistent", "relaunch")."""
     return {"persistent": f"rg_{kernel}_persistent", "relaunch": f"rg_{kernel}_relaunch"}
+
+
+#: Arguments each entry point of the skeleton takes, by mode (templates/opencl/); the manifest
+#: records them and the loaders check the compiled kernel against them.
+ENTRY_ARGS = {"persistent": 12, "relaunch": 7}
+
+
+def abi(kernel: str, source: str) -> dict:
+    """The manifest's ``abi.opencl`` of ``kernel``: entry points with their argument counts, and
+    whether ``source`` (the ``.cl`` text) calls ``rg.now()``, which OpenCL C cannot provide."""
+    return {
+        "entry_points": {
+            mode: {"name": name, "args": ENTRY_ARGS[mode]}
+            for mode, name in entry_points(kernel).items()
+        },
+        "uses_now": calls_now(source),
+    }
+
+
+def calls_now(source: str) -> bool:
+    """Whether an OpenCL source calls ``rg.now()``.
+
+    The dialect maps the clock builtin to ``NOW_UNAVAILABLE()``, which no prelude defines: through the
+    prelude's ``#define <builtin>() NOW_UNAVAILABLE()``, so the source uses that macro's name (or the
+    token itself, were it emitted directly) anywhere outside that definition.
+    """
+    token = re.escape(NOW_UNAVAILABLE)
+    rest = source
+    for define in re.finditer(
+        rf"^[ \t]*#[ \t]*define[ \t]+(\w+)\(\)[ \t]+{token}\(\)[ \t]*$", source, re.MULTILINE
+    ):
+        rest = rest.replace(define.group(0), "")
+        if re.search(rf"\b{re.escape(define.group(1))}\s*\(", rest):
+            return True
+    return re.search(rf"\b{token}\b", rest) is not None
 
 
 def kernel_context(spec: KernelSpec) -> dict:
@@ -85,13 +123,19 @@ def render_source(
     )
 
 
-def emit(unit: "BuildUnit") -> dict[str, str]:
+def emit(
+    unit: "BuildUnit", *, options: Optional["EmitOptions"] = None, program: Any = None
+) -> dict[str, str]:
     """The OpenCL target: ``{"<name>.cl": text}``."""
+    debug = options.debug_line_directives if options is not None else None
     from .body import emit_body
     from .bridged_c import emit_device_codec
     from .header import render_header
 
     text = render_source(
-        unit, header=render_header(unit), body=emit_body(unit), codec=emit_device_codec(unit)
+        unit,
+        header=render_header(unit),
+        body=emit_body(unit, debug=debug, program=program),
+        codec=emit_device_codec(unit),
     )
     return {source_name(unit): text}

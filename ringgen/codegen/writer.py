@@ -29,6 +29,8 @@ import attrs
 
 from ..errors import BuildError
 from ..fsutil import write_atomic
+from ..dsl import compile_program
+from .options import EmitOptions
 from .pyformat import format_python
 from .targets import TARGETS, resolve
 
@@ -53,11 +55,20 @@ class EmittedFile:
     text: str
 
 
-def _wants_emitted(func) -> bool:
+#: Targets that print the handlers (and so need the compiled IR); others only get it when one of
+#: these ran before them (the manifest, which asks Metal which kernels it leaves out).
+PROGRAM_TARGETS = frozenset({"c", "cuda", "metal", "opencl"})
+
+
+def _takes(func, name: str) -> bool:
     try:
-        return "emitted" in inspect.signature(func).parameters
+        return name in inspect.signature(func).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _wants_emitted(func) -> bool:
+    return _takes(func, "emitted")
 
 
 def _check_name(target: str, name: str) -> None:
@@ -66,13 +77,20 @@ def _check_name(target: str, name: str) -> None:
         raise BuildError(f"target {target!r} emitted an invalid file name {name!r}")
 
 
-def emit_unit(unit: "BuildUnit", targets: Optional[Iterable[str]] = None) -> dict[str, EmittedFile]:
+def emit_unit(
+    unit: "BuildUnit",
+    targets: Optional[Iterable[str]] = None,
+    options: Optional[EmitOptions] = None,
+) -> dict[str, EmittedFile]:
     """Run the emitters (all of ``TARGETS``, or the named subset) and return every file, formatted.
+
+    ``options`` (default: ``EmitOptions.from_env()``) go to every emitter that takes ``options``.
 
     Raises:
         BuildError: two targets emit the same file, or a file name is invalid.
         KeyError: a named target is not in ``TARGETS``.
     """
+    options = EmitOptions.from_env() if options is None else options
     names = list(TARGETS) if targets is None else list(targets)
     funcs = {name: resolve(name) for name in names}
     # Describers (the manifest) see every other file, so they run after all of them.
@@ -80,10 +98,20 @@ def emit_unit(unit: "BuildUnit", targets: Optional[Iterable[str]] = None) -> dic
         n for n in names if _wants_emitted(funcs[n])
     ]
     files: dict[str, EmittedFile] = {}
+    program = None
     for target in order:
         func = funcs[target]
         log.debug("emitting target %s for %s", target, unit.name)
-        out = func(unit, emitted=dict(files)) if _wants_emitted(func) else func(unit)
+        kwargs = {"options": options} if _takes(func, "options") else {}
+        if _takes(func, "program"):
+            # The handlers are compiled once per build, by the first target that prints them, and
+            # the IR is handed to every later one (each used to compile them again).
+            if program is None and target in PROGRAM_TARGETS:
+                program = compile_program(unit.kernels, unit.device_functions, unit.source_file)
+            kwargs["program"] = program
+        if _takes(func, "emitted"):
+            kwargs["emitted"] = dict(files)
+        out = func(unit, **kwargs)
         for name, text in sorted(out.items()):
             _check_name(target, name)
             if name in files:
@@ -264,6 +292,7 @@ def write_unit(
     targets: Optional[Iterable[str]] = None,
     *,
     force: bool = False,
+    options: Optional[EmitOptions] = None,
 ) -> Path:
     """Emit ``unit`` and write it into ``<out_dir>/<unit.name>/``; return that folder.
 
@@ -279,12 +308,16 @@ def write_unit(
         BuildError: as ``emit_unit``; the folder is not ringgen's and not ``force``; the package
             would shadow a module beside it; the output folder cannot be created.
     """
-    files = emit_unit(unit, targets)
+    files = emit_unit(unit, targets, options)
     return _apply(_plan(unit, files, Path(out_dir), clean=targets is None, force=force))
 
 
 def write_units(
-    units: Sequence["BuildUnit"], out_dir: os.PathLike | str, *, force: bool = False
+    units: Sequence["BuildUnit"],
+    out_dir: os.PathLike | str,
+    *,
+    force: bool = False,
+    options: Optional[EmitOptions] = None,
 ) -> list[Path]:
     """Emit every unit with every target and write each into ``<out_dir>/<unit.name>/``.
 
@@ -303,5 +336,5 @@ def write_units(
                 hint="build them into different folders, or one at a time with --name",
             )
         seen[unit.name] = unit.module
-    plans = [_plan(u, emit_unit(u), out, clean=True, force=force) for u in units]
+    plans = [_plan(u, emit_unit(u, None, options), out, clean=True, force=force) for u in units]
     return [_apply(plan) for plan in plans]

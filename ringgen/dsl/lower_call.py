@@ -11,7 +11,7 @@ from ..schema import spec_of
 from ..types import ScalarType, u32, u64
 from . import ir
 from .diagnostics import builtin_call_message
-from .lower_expr import ExprLowering
+from .consts import const_of
 from .typesys import (
     BOOL,
     F32,
@@ -29,8 +29,9 @@ from .typesys import (
 )
 
 
-def lower_call(lw: ExprLowering, node: ast.Call, allow_atomic: bool) -> ir.Expr:
-    """Lower any call node; ``lw`` is the function being lowered."""
+def lower_call(lw: "ExprLowering", node: ast.Call, allow_atomic: bool) -> ir.Expr:
+    """Lower any call node; ``lw`` is the function being lowered (a ``lower_expr.ExprLowering``,
+    which calls this: lower_call.py does not import lower_expr.py)."""
     d = lw.diag
     if any(isinstance(a, ast.Starred) for a in node.args) or any(
         k.arg is None for k in node.keywords
@@ -179,8 +180,6 @@ def construct(lw, node: ast.Call, cls: type) -> ir.Construct:
 
 
 def _default(lw, node, cname, f, ft):
-    from .lower_expr import const_of
-
     v = f.default
     if isinstance(v, attrs.Factory):
         raise lw.diag.error(

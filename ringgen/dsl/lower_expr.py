@@ -15,7 +15,9 @@ import numpy as np
 from ..schema import spec_of
 from ..types import SCALARS, ScalarType, i64
 from . import ir
+from .consts import const_of  # noqa: F401  (lower_expr.const_of, as before)
 from .diagnostics import module_value_message
+from .lower_call import lower_call
 from .resolve import Resolved
 from .typesys import (
     BOOL,
@@ -49,20 +51,6 @@ _BINOPS = {
     ast.RShift: ">>",
 }
 _CMPOPS = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=", ast.Eq: "==", ast.NotEq: "!="}
-
-
-def const_of(value) -> ir.Const:
-    """The IR constant for a Python or numpy scalar."""
-    if isinstance(value, (bool, np.bool_)):
-        return ir.Const(bool(value), BOOL)
-    if isinstance(value, int):
-        return ir.Const(value, WEAK_INT)
-    if isinstance(value, float):
-        return ir.Const(value, WEAK_FLOAT)
-    for t in SCALARS.values():
-        if type(value) is t.np_type:
-            return ir.Const(value.item(), Scalar(t))
-    raise TypeError(value)
 
 
 class ExprLowering:
@@ -523,8 +511,6 @@ class ExprLowering:
     # -------------------------------------------------------------- calls
 
     def expr_Call(self, node: ast.Call, *, allow_atomic: bool = False) -> ir.Expr:
-        from .lower_call import lower_call
-
         return lower_call(self, node, allow_atomic)
 
     def unsupported(self, node: ast.AST, at: Optional[ast.AST] = None):

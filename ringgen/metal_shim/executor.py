@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Optional, Sequence
 import attrs
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..codegen.env import render
 from ..codegen.metal import DISPATCH_DTYPE, kernel_context
 from ..errors import KernelTimeoutError, ToolchainError

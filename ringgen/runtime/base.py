@@ -75,7 +75,7 @@ from ..errors import (
     QueueClosedError,
     QueueFullError,
 )
-from ..dsl.records import new_state, to_object
+from ..reference.records import new_state, to_object
 from ..kernel import KernelSpec
 from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
 from .batches import Batch, BatchFormat, SpillBuffer

@@ -1,4 +1,7 @@
-"""The build cache: ``rg.launch(kernel)`` builds the kernel's module once per content, then reuses it.
+"""The build cache, the runtime's side: find the cache root and import generated packages from it.
+
+``rg.launch(kernel)`` builds the kernel's module once per content (``ringgen.jit``, which writes the
+entries), then reuses it; this module only reads them (the runtime never imports the generator).
 
 A cache entry is one generated package, named by a content hash: sha256 of the build unit's
 fingerprint (the sources it was made from), the ringgen version, the generator's own sources and the
@@ -14,7 +17,6 @@ compiled from the bytes that were checked, never from ``__pycache__`` or a file 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib
 import importlib.abc
@@ -25,18 +27,13 @@ import sys
 import threading
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
-from .. import __version__, cachestore
+from .. import cachestore
 from ..errors import BuildError, CacheError
 
 __all__ = [
-    "DEVICE_TARGETS",
-    "build_targets",
-    "built_package",
     "cache_dir",
-    "cache_key",
-    "ensure_built",
     "import_package",
     "load_codecs",
 ]
@@ -52,115 +49,6 @@ def cache_dir() -> Path:
     """The cache root (``ringgen.cachestore.cache_root``: ``$RINGGEN_CACHE_DIR``, else
     ``$XDG_CACHE_HOME/ringgen``, else ``~/.cache/ringgen``)."""
     return cachestore.cache_root()
-
-
-#: Targets that emit device source; a cache entry holds only those its backend loads, so a
-#: launch on the cpu never waits for (or fails in) a device emitter.
-DEVICE_TARGETS = frozenset({"c", "cuda", "metal", "opencl"})
-
-
-def build_targets(device_targets: Iterable[str] = ()) -> tuple[str, ...]:
-    """Every host target of ``TARGETS`` (serializers, package, runtime, ...) plus ``device_targets``,
-    in table order."""
-    from ..codegen.targets import TARGETS
-
-    wanted = set(device_targets)
-    return tuple(t for t in TARGETS if t not in DEVICE_TARGETS or t in wanted)
-
-
-#: What decides the text of a generated package, besides the user's source: ringgen's own modules and
-#: templates (the runtime is left out: it reads packages, it does not write them).
-_GENERATOR_PARTS = (
-    "codegen",
-    "dsl",
-    "wire",
-    "metal_shim",
-    "types.py",
-    "schema.py",
-    "layout.py",
-    "kernel.py",
-    "protocol.py",
-    "naming.py",
-    "build.py",
-    "codec.py",
-)
-
-
-@functools.lru_cache(maxsize=1)
-def generator_fingerprint() -> str:
-    """sha256 over ringgen's generator sources and templates, so that an upgraded or edited ringgen
-    never serves a cache entry an older generator wrote (the version number alone would)."""
-    from ..codegen.env import templates_dir
-
-    package = Path(__file__).resolve().parent.parent
-    files = []
-    for part in _GENERATOR_PARTS:
-        path = package / part
-        files += sorted(path.rglob("*")) if path.is_dir() else [path]
-    files += sorted(Path(templates_dir()).rglob("*"))
-    h = hashlib.sha256()
-    for f in files:
-        if f.is_file() and f.suffix not in (".pyc",) and "__pycache__" not in f.parts:
-            h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
-    return h.hexdigest()
-
-
-def cache_key(fingerprint: str, targets: Iterable[str] = ()) -> str:
-    """The content hash naming a cache entry: sha256 of the unit's fingerprint, ringgen's version,
-    the generator's own fingerprint and the targets built."""
-    text = (
-        f"{fingerprint}\nringgen {__version__}\ngenerator {generator_fingerprint()}\n"
-        f"targets {','.join(sorted(targets))}\n"
-    )
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _entry(unit: Any, targets: tuple[str, ...]) -> cachestore.Entry:
-    """The checked cache entry of ``unit`` built with ``targets``, building it if needed.
-
-    Raises:
-        CacheError: the cache root is not the user's, or others can write it.
-        BuildError: the cache cannot be written, or an emitter fails.
-    """
-    from ..codegen.writer import write_unit
-
-    key = cache_key(unit.fingerprint, targets)
-    root = cachestore.cache_root()
-    try:
-        return cachestore.get_or_build(
-            cachestore.cache_subdir(),
-            f"{unit.name}-{key[:24]}",
-            key,
-            lambda folder: write_unit(unit, folder, targets),
-            what=f"the cache entry of {unit.name}",
-        )
-    except CacheError:
-        raise
-    except OSError as exc:
-        raise BuildError(
-            f"cannot write the build cache {root}: {exc.strerror or exc}",
-            hint=f"set {ENV_VAR} to a writable folder",
-        ) from None
-
-
-def ensure_built(unit: Any, targets: Optional[Iterable[str]] = None) -> Path:
-    """The generated package of ``unit`` (a ``BuildUnit``) in the cache, building it if needed.
-
-    The entry is checked first (``ringgen.cachestore.open_entry``); one that fails a check is
-    rebuilt under a fresh name, with a warning.
-
-    Args:
-        targets: the targets to build (default: ``build_targets()``, the host package only).
-
-    Returns:
-        The package folder (``<cache>/<name>-<key>[.N]/<name>``).
-
-    Raises:
-        CacheError: the cache root is not the user's, or others can write it.
-        BuildError: the cache folder cannot be written, or an emitter fails.
-    """
-    targets = build_targets() if targets is None else tuple(targets)
-    return _entry(unit, targets).path / unit.name
 
 
 class _CheckedSources(importlib.abc.MetaPathFinder, importlib.abc.Loader):
@@ -282,31 +170,3 @@ def load_codecs(
 
     verify_layouts(codecs, str(package_dir))
     return codecs
-
-
-# Per process: (kernel spec, targets) -> (package folder, codecs), so launching the same kernel again
-# costs no fingerprinting, building or importing. Keyed by id() with the spec kept alive alongside.
-_BUILT: dict[tuple[int, tuple[str, ...]], tuple[Any, Path, Mapping[str, Any]]] = {}
-
-
-def built_package(spec: Any, device_targets: Iterable[str] = ()) -> tuple[Path, Mapping[str, Any]]:
-    """The cached package folder and codecs of the module declaring ``spec`` (building if needed),
-    with the host targets and ``device_targets``."""
-    targets = build_targets(device_targets)
-    hit = _BUILT.get((id(spec), targets))
-    if hit is not None and hit[0] is spec:
-        return hit[1], hit[2]
-    from ..build import collect
-
-    module = sys.modules.get(spec.module)
-    if module is None:
-        raise BuildError(f"kernel {spec.name}: its module {spec.module!r} is not imported")
-    unit = collect(module)
-    entry = _entry(unit, targets)
-    pkg = entry.path / unit.name
-    prefix = f"{unit.name}/"
-    sources = {k[len(prefix) :]: v for k, v in entry.files.items() if k.startswith(prefix)}
-    codecs = load_codecs(pkg, sources)
-    with _lock:
-        _BUILT[(id(spec), targets)] = (spec, pkg, codecs)
-    return pkg, codecs

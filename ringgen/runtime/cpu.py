@@ -1,6 +1,6 @@
 """Backend ``"cpu"``: the reference. A resident worker thread runs the user's handler in Python.
 
-The kernel is the handler itself, run by ``ringgen.dsl.reference`` on numpy-typed messages (so integer
+The kernel is the handler itself, run by ``ringgen.reference.interpreter`` on numpy-typed messages (so integer
 arithmetic wraps and floats round as on a device, and ``rg.atomic_*`` act on the state object). It is
 slow on purpose and exact on purpose: every device backend is tested against it.
 
@@ -36,8 +36,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..dsl.records import HandlerFault, Record
-from ..dsl.reference import new_state, reference_handler
+from ..reference.records import HandlerFault, Record
+from ..reference.interpreter import new_state, reference_handler
 from ..errors import KernelTimeoutError, WireFormatError
 from ..kernel import KernelSpec
 from ..protocol import CONTROL_DTYPE, Lifecycle, Reason

@@ -16,15 +16,19 @@ Queues (one producer and one consumer each, ``ringgen.protocol``):
 
 A bridged message (Str/List fields) travels as its 256-byte header + payload (``SlotBatches``: the
 generated codecs encode and decode on the host); its ring slots are ``slot_size`` bytes at a stride
-rounded up to 16 (``cuda_codegen.slot_stride``); the kernel validates and decodes each one, counting
+rounded up to 16 (``abi.cuda.in_stride``/``out_stride`` in the package's ``manifest.json``); the kernel validates and decodes each one, counting
 a malformed message in ``stats().rejected`` by reason, and encodes bridged replies.
 
 Options of ``launch(backend="cuda", ...)``: ``capacity`` (slots per queue), ``device`` (ordinal),
 ``workers`` (worker blocks; default below), ``source`` (CUDA text instead of the package's file, for
 tests), ``defines`` (extra ``-D`` macros), ``dead_letters`` (a bridged input's dead-letter queue:
-True for ``capacity`` slots, or a power of two), ``debug_fault`` (test-only: ``(kind, n)`` makes the
-kernel die on purpose on message ``n``, ``kind`` one of ``cuda_codegen.FAULT_KINDS``; the source is
-then emitted in memory with the hook, see ``cuda_codegen.FaultHook``).
+True for ``capacity`` slots, or a power of two). The test-only ``debug_fault`` option of
+``rg.launch`` is handled above the runtime (``ringgen.jit``: it emits the source with the fault hook
+and passes it as ``source``).
+
+What the emitter and this loader must agree on (entry point, block size, items per thread, the
+scheduler's bytes, ring strides) is read from the kernel's ``abi.cuda`` in ``manifest.json``
+(docs/architecture.md, "The manifest contract"); this module never imports the emitter.
 
 A kernel that dies on the device (a fault loses the whole context) is seen through the driver,
 and the next launch deals with the lost context: ``cuda_faults`` (docs/cuda.md).
@@ -33,9 +37,9 @@ and the next launch deals with the lost context: ``cuda_faults`` (docs/cuda.md).
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
-import sys
 import threading
 import time
 from pathlib import Path
@@ -43,13 +47,12 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ..codegen import cuda as cuda_codegen
 from ..errors import BackendUnavailableError, BuildError, KernelTimeoutError
 from ..kernel import KernelSpec
 from ..protocol import CACHE_LINE, CONTROL_DTYPE, CONTROL_SIZE, Lifecycle
 from . import cuda_build, cuda_device
 from .base import KernelHandle
-from .cuda_faults import DeviceFaults, fault_hook, replace_lost_context, track, untrack
+from .cuda_faults import DeviceFaults, replace_lost_context, track, untrack
 from .waiting import check_timeout, deadline_after
 from .batches import SlotBatches
 from .cuda_queues import (
@@ -104,14 +107,12 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
         source: Optional[str] = None,
         defines: Sequence[str] = (),
         dead_letters: Union[bool, int] = False,
-        debug_fault: Optional[tuple[str, int]] = None,
     ) -> None:
         super().__init__(
             spec, package_dir, codecs=codecs, capacity=capacity, dead_letters=dead_letters
         )
         if workers is not None and (not isinstance(workers, int) or workers < 1):
             raise ValueError(f"kernel {spec.name}: workers must be a positive int, got {workers!r}")
-        self._fault_hook = fault_hook(spec.name, debug_fault, source)
         self.device = device
         self.workers = workers
         self._source = source
@@ -135,34 +136,38 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
     def _read_source(self) -> tuple[str, str]:
         if self._source is not None:
             return self._source, f"<source of {self.name}>"
-        if self._fault_hook is not None:
-            # Test-only: the hook is emitted only when asked, so the package's file never has it.
-            return self._emit_in_memory(f"the test-only fault hook {self._fault_hook}")
         if self.package_dir is None:
             raise BuildError(f"kernel {self.name}: the cuda backend needs its generated package")
         pkg = Path(self.package_dir)
         path = pkg / f"{pkg.name}.cu"
         if path.is_file():
             return path.read_text(), str(path)
-        # A package built before the cuda target existed (the cache keys packages by their inputs,
-        # not by the set of targets): emit the source now, from the kernel's module (pure, no disk).
-        return self._emit_in_memory(f"{path} is missing")
+        raise BuildError(
+            f"kernel {self.name}: {path} is missing",
+            hint="rebuild the package with the cuda target (`ringgen build`, or "
+            "rg.launch(kernel, backend='cuda'), which builds it)",
+        )
 
-    def _emit_in_memory(self, why: str) -> tuple[str, str]:
-        """The ``.cu`` of the kernel's module, emitted now (pure, no disk), with the fault hook if
-        one was asked for."""
-        module = sys.modules.get(self.spec.module)
-        if module is None:
+    def _abi(self) -> dict:
+        """This kernel's ``abi.cuda`` from the package's ``manifest.json``: entry point, block size,
+        items per thread, scheduler bytes, vector width and ring strides (the emitter's contract
+        with this loader)."""
+        if self.package_dir is None:
             raise BuildError(
-                f"kernel {self.name}: {why} and module {self.spec.module!r} is not imported",
-                hint="rebuild the package with a ringgen that has the cuda target",
+                f"kernel {self.name}: the cuda backend needs its generated package (manifest.json)"
             )
-        from ..build import collect
-
-        unit = collect(module)
-        log.debug("%s; emitting the CUDA source of %s in memory", why, unit.name)
-        text = cuda_codegen.emit(unit, fault=self._fault_hook)[cuda_codegen.source_name(unit)]
-        return text, f"{unit.name}.cu"
+        path = Path(self.package_dir) / "manifest.json"
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+            kernel = next(k for k in manifest["kernels"] if k["name"] == self.name)
+            return kernel["abi"]["cuda"]
+        except (OSError, ValueError, KeyError, StopIteration, TypeError) as exc:
+            raise BuildError(
+                f"kernel {self.name}: {path} does not describe its CUDA entry point "
+                f"({type(exc).__name__}: {exc})",
+                hint="rebuild the package (or clear the ringgen cache): it was generated by "
+                "another version of ringgen",
+            ) from None
 
     def _launch(self) -> None:
         drv = cuda_device._drv()
@@ -188,14 +193,16 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
         """Compile, allocate and launch (``_launch`` without its handling of a lost context)."""
         info = cuda_device.device_info(self.device)
         self.info = info
+        abi = self._abi()
+        self._vector_bytes = abi["vector_bytes"]
         source, what = self._read_source()
         options = cuda_build.DEFAULT_OPTIONS + tuple(f"-D{d}" for d in self._defines)
         cubin, self.compiled = cuda_build.compile_cubin(
             source, info.arch, options=options, what=what
         )
         self._module = _load_module(self.device, cubin)
-        func = self._module.get_function(cuda_codegen.entry_point(self.name))
-        block = cuda_codegen.BLOCK
+        func = self._module.get_function(abi["entry_point"])
+        block = abi["block"]
         workers = (
             1 if self.spec.ordered else (self.workers or min(DEFAULT_WORKERS, info.sm_count - 1))
         )
@@ -219,7 +226,7 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
         self._words32 = memoryview(page).cast("I")
         cap = self.capacity
         in_dtype = self.format.in_slot
-        in_stride = _stride(self.in_codec, in_dtype)
+        in_stride = _stride(abi["in_stride"], in_dtype, self.name)
         in_arr, in_dev = self._mapped(cap * in_stride)
         self.inq = InputRing(
             in_arr, in_dtype, cap, self._words, _INQ_OFF // 8, self.in_codec, stride=in_stride
@@ -231,11 +238,11 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
             self._dead = DeadMarks(dead.view(np.uint64), self.inq.rows, self.dead_letter_capacity)
         out_dev = 0
         if self.spec.uses_outbox:
-            out_dtype = _stamped(self.format.out_slot, bridged=self.out_codec.bridged)
+            out_dtype = _stamped(self.format.out_slot, **abi["out_slot"])
             out_arr, out_dev = self._mapped(cap * out_dtype.itemsize)
             self.outq = OutboxOutput(out_arr.view(out_dtype), self._words, _OUTQ_OFF // 8)
         elif self.out_codec is not None:
-            out_stride = _stride(self.out_codec, self.format.out_slot)
+            out_stride = _stride(abi["out_stride"], self.format.out_slot, self.name)
             out_arr, out_dev = self._mapped(cap * out_stride)
             self.outq = PositionalOutput(
                 out_arr,
@@ -250,8 +257,8 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
             )
         else:
             self.outq = None
-        chunks = max(64, 1 << (2 * cap // cuda_codegen.BLOCK // cuda_codegen.ITEMS).bit_length())
-        sched = self._device_zeros(cuda_codegen.SCHED_BYTES)
+        chunks = max(64, 1 << (2 * cap // abi["block"] // abi["items"]).bit_length())
+        sched = self._device_zeros(abi["sched_bytes"])
         done = self._device_zeros(8 * chunks)
         state_dev = 0
         self._state_dev = None
@@ -314,8 +321,8 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
         arr, dev = cuda_device.mapped_empty(nbytes)
         self._pinned.append(arr)
         # The rings' 16-byte loads and stores are aligned only if each ring starts aligned
-        # (cuda_codegen.check_slot_geometry proves the strides); cuMemHostAlloc gives pages.
-        assert dev % cuda_codegen.VECTOR_BYTES == 0, f"mapped buffer at {dev:#x}"
+        # (codegen.cuda.check_slot_geometry proves the strides); cuMemHostAlloc gives pages.
+        assert dev % self._vector_bytes == 0, f"mapped buffer at {dev:#x}"
         return arr, dev
 
     def _device_zeros(self, nbytes: int):
@@ -649,19 +656,36 @@ def _positional_class(codec: Any) -> Optional[type]:
     return cls if same else None
 
 
-def _stride(codec: Any, slot: np.dtype) -> int:
-    """Bytes between two ring slots: the struct for a direct message; for a bridged one the slot size
-    rounded up to 16, as the kernel's rings are laid out (``cuda_codegen.slot_stride``)."""
-    return cuda_codegen.slot_stride(slot.itemsize) if codec.bridged else slot.itemsize
+def _stride(stride: int, slot: np.dtype, kernel: str) -> int:
+    """Bytes between two ring slots, as the manifest says the kernel lays them out (the struct for
+    a direct message; for a bridged one the slot size rounded up to 16), checked against the host's
+    slot dtype."""
+    if not isinstance(stride, int) or stride < slot.itemsize:
+        raise BuildError(
+            f"kernel {kernel}: manifest.json gives a ring stride of {stride!r} bytes for "
+            f"{slot.itemsize}-byte slots",
+            hint="rebuild the package: it was generated by another version of ringgen",
+        )
+    return stride
 
 
-def _stamped(slot: np.dtype, *, bridged: bool = False) -> np.dtype:
-    """An Outbox output slot: the message at 0, its u64 sequence stamp after it, the whole padded to
-    a multiple of 16 bytes (``cuda_codegen.compute_outbox_slot``, the same numbers the template's
-    ``rg_<kernel>_out_slot`` is asserted to have)."""
-    size, at = cuda_codegen.compute_outbox_slot(slot.itemsize, bridged=bridged)
+def _stamped(slot: np.dtype, size: int, stamp_at: int) -> np.dtype:
+    """An Outbox output slot: the message at 0, its u64 sequence stamp at ``stamp_at``, ``size``
+    bytes in all (the manifest's ``abi.cuda.out_slot``: the numbers the template's
+    ``rg_<kernel>_out_slot`` is asserted to have, a multiple of 16)."""
+    if stamp_at < slot.itemsize or stamp_at + 8 > size:
+        raise BuildError(
+            f"manifest.json puts an Outbox slot's stamp at {stamp_at} of {size} bytes, after a "
+            f"{slot.itemsize}-byte message",
+            hint="rebuild the package: it was generated by another version of ringgen",
+        )
     return np.dtype(
-        {"names": ["m", "stamp"], "formats": [slot, "<u8"], "offsets": [0, at], "itemsize": size}
+        {
+            "names": ["m", "stamp"],
+            "formats": [slot, "<u8"],
+            "offsets": [0, stamp_at],
+            "itemsize": size,
+        }
     )
 
 

@@ -21,7 +21,6 @@ import logging
 import weakref
 from typing import Any, Optional
 
-from ..codegen import cuda as cuda_codegen
 from ..errors import BackendUnavailableError
 from ..protocol import Lifecycle
 from . import cuda_device
@@ -80,28 +79,6 @@ def replace_lost_context(device: int) -> bool:
     cuda_device.retire_context(device)
     _leaked.clear()
     return True
-
-
-def fault_hook(
-    kernel: str, debug_fault: Optional[tuple[str, int]], source: Optional[str]
-) -> Optional[cuda_codegen.FaultHook]:
-    """The test-only ``debug_fault`` launch option as a ``FaultHook`` (None when not given).
-
-    Raises:
-        ValueError: not ``(kind, n)`` with a known kind and n >= 0, or given with ``source``.
-    """
-    if debug_fault is None:
-        return None
-    if source is not None:
-        raise ValueError(f"kernel {kernel}: debug_fault and source cannot be combined")
-    try:
-        kind, after = debug_fault
-        return cuda_codegen.FaultHook(kind, int(after))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(
-            f"kernel {kernel}: debug_fault must be (kind, n) with kind one of "
-            f"{', '.join(cuda_codegen.FAULT_KINDS)} and n >= 0, got {debug_fault!r}"
-        ) from exc
 
 
 class DeviceFaults:

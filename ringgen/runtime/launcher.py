@@ -16,6 +16,7 @@ from types import ModuleType
 from typing import Any, Optional
 
 from ..errors import BuildError
+from ..importer import import_target
 from .backends import open_kernel
 from .base import KernelHandle
 
@@ -27,7 +28,7 @@ def import_user_module(module: str, source_file: str, package_dir: os.PathLike |
 
     Tries the import name first; if that module cannot be found, looks for ``source_file`` (a path
     relative to the import root, e.g. ``examples/vector_add.py``) in each folder above
-    ``package_dir`` and imports it from there (``ringgen.build.import_target`` puts its root on
+    ``package_dir`` and imports it from there (``ringgen.importer.import_target`` puts its root on
     ``sys.path``).
 
     Raises:
@@ -38,8 +39,6 @@ def import_user_module(module: str, source_file: str, package_dir: os.PathLike |
     except ModuleNotFoundError as exc:
         if not (exc.name and module.startswith(exc.name)):
             raise  # the module exists; something it imports is missing
-    from ..build import import_target
-
     for folder in Path(package_dir).resolve().parents:
         candidate = folder / source_file
         if candidate.is_file():

@@ -24,7 +24,7 @@ from ..protocol import (
     Lifecycle,
 )
 from .dead_letters import DEAD_LETTER_CTL_DTYPE
-from .opencl import _LINE, OpenclKernel, _bytes, _entry
+from .opencl_common import _LINE, OpenclKernel, _bytes
 from .opencl_build import context_for
 
 __all__ = ["OpenclPersistentKernel"]
@@ -139,7 +139,7 @@ class OpenclPersistentKernel(OpenclKernel):
         self._head = 0
         self._ctl["state"] = int(Lifecycle.LAUNCHED)
         self._queue = cl.CommandQueue(self._ctx, self.device_info.device)
-        kernel = _entry(prg, f"rg_{self.name}_persistent", 12, self._source_path())
+        kernel = self._entry_point(prg, "persistent")
         kernel.set_args(
             cl.SVM(ctl),
             cl.SVM(inq),

@@ -15,7 +15,7 @@ from ..layout import layout_of
 from ..protocol import CONTROL_DTYPE, TERMINATE_STOP_NOW, Lifecycle
 from .batches import SpillBuffer
 from .dead_letters import mark_dead_letters
-from .opencl import OpenclKernel, _concat, _entry
+from .opencl_common import OpenclKernel, _concat
 from .opencl_build import context_for
 
 __all__ = ["OpenclRelaunchKernel"]
@@ -64,7 +64,7 @@ class OpenclRelaunchKernel(OpenclKernel):
 
         self._ctx = context_for(self.device_info)
         prg = self._build()
-        self._kernel = _entry(prg, f"rg_{self.name}_relaunch", 7, self._source_path())
+        self._kernel = self._entry_point(prg, "relaunch")
         self._queue = cl.CommandQueue(self._ctx, self.device_info.device)
         # A second queue only for the stop-now request: it is not ordered behind a running launch,
         # so a handler's loop (which polls the control block's terminate word) sees it mid-launch

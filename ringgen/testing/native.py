@@ -1,6 +1,6 @@
 """The two in-process executors: the reference interpreter and the plain-C target (gcc + ctypes).
 
-``run_reference`` runs the user's handler through ``ringgen.dsl.reference`` message by message;
+``run_reference`` runs the user's handler through ``ringgen.reference.interpreter`` message by message;
 ``build_c`` emits ``<name>.c`` (``ringgen.codegen.c_target``) with its header and builds a shared
 library with gcc, and ``run_c`` drives one kernel of it over a batch. Both return per-message outputs
 and statuses (``ringgen.protocol.Status``), so a test can compare message by message.
@@ -17,8 +17,8 @@ import numpy as np
 
 from ..codegen import c_target
 from ..codegen.header import render_header
-from ..dsl.records import HandlerFault, Record, from_array
-from ..dsl.reference import reference_handler
+from ..reference.records import HandlerFault, Record, from_array
+from ..reference.interpreter import reference_handler
 from ..errors import ToolchainError
 from ..intrinsics import set_thread_id
 from ..layout import layout_of

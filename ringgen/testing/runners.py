@@ -3,7 +3,7 @@
 Every runner turns a kernel and a batch of input records into a ``KernelRun`` (outputs, faults by
 reason, final state), so ``ringgen.testing.differential`` can compare any of them with the reference:
 
-- ``ReferenceRunner``: the user's handler in Python (``ringgen.dsl.reference``), the oracle;
+- ``ReferenceRunner``: the user's handler in Python (``ringgen.reference.interpreter``), the oracle;
 - ``CRunner``: the plain-C target built with gcc in strict mode, run through ctypes;
 - ``CBackendRunner``: the ``c`` backend (the same C handlers, a resident native worker over rings);
 - ``OpenclRunner``: the OpenCL backend, persistent or relaunch mode, on a PyOpenCL device;
@@ -25,7 +25,7 @@ from typing import Optional
 import numpy as np
 
 from ..codegen import metal as metal_codegen
-from ..dsl import records
+from ..reference import records
 from ..errors import KernelTimeoutError, QueueClosedError, QueueFullError
 from ..layout import layout_of
 from ..protocol import Reason

@@ -27,7 +27,9 @@ from ..protocol import Reason
 from ..types import ArrayType, ListType, MessageType, ScalarType, StrType, describe_type
 from ..values import check_message
 from . import native
+from .compiled import bridged_codec
 from .crc import crc32_rows
+from .shapes import _columnar_ok, _padding_mask
 from .header import HEADER_DTYPE, HEADER_SIZE, HEADER_USED, MAGIC, check_header_values, now_ticks
 
 #: The used part of the header as a packed record.
@@ -326,42 +328,10 @@ def _str_column(dst: np.ndarray, col: Any, bound: int, where: str) -> None:
 # ---------------------------------------------------------------------------------------- view -> slots
 
 
-def _columnar_ok(t) -> bool:
-    if isinstance(t, ScalarType):
-        return True
-    if isinstance(t, ArrayType):
-        return isinstance(t.elem, ScalarType)
-    if isinstance(t, MessageType):
-        return not layout_of(t.cls).is_bridged
-    if isinstance(t, StrType):
-        return True
-    if isinstance(t, ListType):
-        e = t.elem
-        return isinstance(e, ScalarType) or (
-            isinstance(e, MessageType) and not layout_of(e.cls).is_bridged
-        )
-    return False
-
-
 def _row_bytes(col: np.ndarray, n: int) -> np.ndarray:
     """The bytes of each row of a column, shape (n, itemsize)."""
     col = np.ascontiguousarray(col)
     return col.view(np.uint8).reshape(n, -1)
-
-
-def _padding_mask(lay: MessageLayout) -> np.ndarray:
-    """1 for every data byte of a direct struct, 0 for padding (MemoryPack writes padding as zeros)."""
-    mask = np.zeros(lay.size, dtype=np.uint8)
-    for f in lay.fields:
-        if isinstance(f.type, MessageType):
-            mask[f.offset : f.offset + f.size] = (
-                _padding_mask(layout_of(f.type.cls))[: f.size]
-                if not isinstance(f.type, ArrayType)
-                else 1
-            )
-        else:
-            mask[f.offset : f.offset + f.size] = 1
-    return mask
 
 
 def _write(pay: np.ndarray, pos: Any, block: np.ndarray) -> None:
@@ -502,9 +472,7 @@ def _program_ok(lay: MessageLayout) -> bool:
 
 def _encode_objects(cls, objs, out, fresh, sender, receiver, sequence, stamp) -> None:
     """Each object through the generated encoder, straight into its slot."""
-    from .codec import codec_for
-
-    encode, name = codec_for(cls).encode, layout_of(cls).name
+    encode, name = bridged_codec(cls).encode, layout_of(cls).name
     for i, obj in enumerate(objs):
         if type(obj) is not cls:
             raise EncodeError(f"{name} batch: row {i} is a {type(obj).__name__}")
@@ -515,9 +483,7 @@ def _encode_objects(cls, objs, out, fresh, sender, receiver, sequence, stamp) ->
 
 
 def _payloads_per_message(cls: type, view: np.ndarray, out: np.ndarray) -> np.ndarray:
-    from .codec import codec_for
-
-    codec = codec_for(cls)
+    codec = bridged_codec(cls)
     lengths = np.empty(len(view), dtype=np.int64)
     try:
         objs = view_to_objects(cls, view)

@@ -38,6 +38,7 @@ from .. import cachestore
 from ..layout import layout_of, type_dtype
 from ..types import ArrayType, MessageType, ScalarType, StrType
 from .header import HEADER_DTYPE, HEADER_SIZE, HEADER_STRUCT, HEADER_USED, MAGIC
+from .shapes import _columnar_ok, _padding_mask
 
 __all__ = [
     "ENV_DISABLE",
@@ -292,8 +293,6 @@ def program_for(cls: type) -> Optional[Program]:
     It mirrors ``columnar._payloads_columnar`` field by field. None for shapes without a columnar
     spelling, or whose largest payload would not fit the slot (the C code then never overflows one).
     """
-    from .columnar import _columnar_ok, _padding_mask  # columnar imports this module
-
     lay = layout_of(cls)
     if not all(_columnar_ok(f.type) for f in lay.fields):
         return None

@@ -36,11 +36,11 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import intrinsics
+from ..dsl import ir
 from ..kernel import DeviceFunction, KernelSpec
 from ..protocol import Reason
 from ..schema import is_message_class
 from ..types import SCALARS, cast_scalar
-from . import ir
 from .records import (
     HandlerFault,
     Record,
@@ -50,8 +50,8 @@ from .records import (
     to_numpy_message,
     to_object,
 )
-from .resolve import Resolver
-from .typesys import ArrayT, Scalar, TupleT, Type
+from ..dsl.resolve import Resolver
+from ..dsl.typesys import ArrayT, Scalar, TupleT, Type
 
 __all__ = ["HandlerFault", "ReferenceHandler", "new_state", "reference_handler", "to_numpy_message"]
 
@@ -360,7 +360,7 @@ def reference_function(func: Callable, label: str, typed: Optional[ir.Function] 
     tree = ast.fix_missing_locations(rewrite.visit(tree))
     text = (
         f"# ringgen reference copy of {label} ({inspect.getsourcefile(func)}): atomics and\n"
-        f"# // % / and typed stores rewritten as ringgen/dsl/reference.py documents\n"
+        f"# // % / and typed stores rewritten as ringgen/reference/interpreter.py documents\n"
         + ast.unparse(tree)
         + "\n"
     )
@@ -396,7 +396,7 @@ def reference_function(func: Callable, label: str, typed: Optional[ir.Function] 
 
 def _compiled_device(func: Callable) -> ir.Function:
     """The compiled ``ir.Function`` of the ``@rg.device`` function whose body is ``func``."""
-    from .compile import compile_program
+    from ..dsl.compile import compile_program
 
     for v in func.__globals__.values():
         if isinstance(v, DeviceFunction) and v.func is func:
@@ -454,7 +454,7 @@ class ReferenceHandler:
     def __init__(
         self, spec: KernelSpec, raw: bool = False, outbox_limit: Optional[int] = None
     ) -> None:
-        from .compile import compile_program
+        from ..dsl.compile import compile_program
 
         program = compile_program([spec])  # the reference runs only what the compiler accepts
         self.spec = spec

@@ -1,0 +1,250 @@
+"""Just-in-time builds: ``rg.launch(kernel)`` builds the kernel's module into the cache, then opens it.
+
+This is the layer above both the generator (``ringgen.build``, ``ringgen.codegen``) and the runtime
+(``ringgen.runtime``): it builds a cache entry with the writer and hands the package folder to the
+runtime, which only reads it (docs/architecture.md, "Layers").
+
+A cache entry is one generated package, named by a content hash: sha256 of the build unit's
+fingerprint (the sources it was made from), the ringgen version, the generator's own sources and the
+targets built. Entries are kept by ``ringgen.cachestore`` (see ``ringgen.runtime.cache`` for how
+they are imported).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Optional
+
+from . import cachestore
+from ._version import __version__
+from .build import collect
+from .codegen import cuda as cuda_codegen
+from .codegen.env import templates_dir
+from .codegen.options import EmitOptions
+from .codegen.targets import TARGETS
+from .codegen.writer import write_unit
+from .errors import BuildError, CacheError
+from .kernel import kernel_spec_of
+from .runtime import KernelHandle, load_backend, open_kernel
+from .runtime.cache import load_codecs
+
+__all__ = [
+    "DEVICE_TARGETS",
+    "build_targets",
+    "built_package",
+    "cache_key",
+    "ensure_built",
+    "generator_fingerprint",
+    "fault_hook",
+    "launch",
+]
+
+ENV_VAR = cachestore.ENV_VAR
+
+_lock = threading.Lock()
+
+
+#: Targets that emit device source; a cache entry holds only those its backend loads, so a
+#: launch on the cpu never waits for (or fails in) a device emitter.
+DEVICE_TARGETS = frozenset({"c", "cuda", "metal", "opencl"})
+
+
+def build_targets(device_targets: Iterable[str] = ()) -> tuple[str, ...]:
+    """Every host target of ``TARGETS`` (serializers, package, runtime, ...) plus ``device_targets``,
+    in table order."""
+    wanted = set(device_targets)
+    return tuple(t for t in TARGETS if t not in DEVICE_TARGETS or t in wanted)
+
+
+#: What decides the text of a generated package, besides the user's source: ringgen's own modules and
+#: templates (the runtime is left out: it reads packages, it does not write them).
+_GENERATOR_PARTS = (
+    "codegen",
+    "dsl",
+    "wire",
+    "metal_shim",
+    "types.py",
+    "schema.py",
+    "layout.py",
+    "kernel.py",
+    "protocol.py",
+    "naming.py",
+    "importer.py",
+    "_version.py",
+    "build.py",
+    "codec.py",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def generator_fingerprint() -> str:
+    """sha256 over ringgen's generator sources and templates, so that an upgraded or edited ringgen
+    never serves a cache entry an older generator wrote (the version number alone would)."""
+    package = Path(__file__).resolve().parent
+    files = []
+    for part in _GENERATOR_PARTS:
+        path = package / part
+        files += sorted(path.rglob("*")) if path.is_dir() else [path]
+    files += sorted(Path(templates_dir()).rglob("*"))
+    h = hashlib.sha256()
+    for f in files:
+        if f.is_file() and f.suffix not in (".pyc",) and "__pycache__" not in f.parts:
+            h.update(f.name.encode() + b"\0" + hashlib.sha256(f.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def cache_key(
+    fingerprint: str, targets: Iterable[str] = (), options: Optional[EmitOptions] = None
+) -> str:
+    """The content hash naming a cache entry: sha256 of the unit's fingerprint, ringgen's version,
+    the generator's own fingerprint, the targets built and the emit options (default:
+    ``EmitOptions.from_env()``; ``RINGGEN_LINE_DIRECTIVES`` changes the output, so the key)."""
+    options = EmitOptions.from_env() if options is None else options
+    text = (
+        f"{fingerprint}\nringgen {__version__}\ngenerator {generator_fingerprint()}\n"
+        f"targets {','.join(sorted(targets))}\noptions {options.key()}\n"
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _entry(unit: Any, targets: tuple[str, ...]) -> cachestore.Entry:
+    """The checked cache entry of ``unit`` built with ``targets``, building it if needed.
+
+    Raises:
+        CacheError: the cache root is not the user's, or others can write it.
+        BuildError: the cache cannot be written, or an emitter fails.
+    """
+    options = EmitOptions.from_env()
+    key = cache_key(unit.fingerprint, targets, options)
+    root = cachestore.cache_root()
+    try:
+        return cachestore.get_or_build(
+            cachestore.cache_subdir(),
+            f"{unit.name}-{key[:24]}",
+            key,
+            lambda folder: write_unit(unit, folder, targets, options=options),
+            what=f"the cache entry of {unit.name}",
+        )
+    except CacheError:
+        raise
+    except OSError as exc:
+        raise BuildError(
+            f"cannot write the build cache {root}: {exc.strerror or exc}",
+            hint=f"set {ENV_VAR} to a writable folder",
+        ) from None
+
+
+def ensure_built(unit: Any, targets: Optional[Iterable[str]] = None) -> Path:
+    """The generated package of ``unit`` (a ``BuildUnit``) in the cache, building it if needed.
+
+    The entry is checked first (``ringgen.cachestore.open_entry``); one that fails a check is
+    rebuilt under a fresh name, with a warning.
+
+    Args:
+        targets: the targets to build (default: ``build_targets()``, the host package only).
+
+    Returns:
+        The package folder (``<cache>/<name>-<key>[.N]/<name>``).
+
+    Raises:
+        CacheError: the cache root is not the user's, or others can write it.
+        BuildError: the cache folder cannot be written, or an emitter fails.
+    """
+    targets = build_targets() if targets is None else tuple(targets)
+    return _entry(unit, targets).path / unit.name
+
+
+# Per process: (kernel spec, targets) -> (package folder, codecs), so launching the same kernel again
+# costs no fingerprinting, building or importing. Keyed by id() with the spec kept alive alongside.
+_BUILT: dict[tuple[int, tuple[str, ...], EmitOptions], tuple[Any, Path, Mapping[str, Any]]] = {}
+
+
+def built_package(spec: Any, device_targets: Iterable[str] = ()) -> tuple[Path, Mapping[str, Any]]:
+    """The cached package folder and codecs of the module declaring ``spec`` (building if needed),
+    with the host targets and ``device_targets``."""
+    targets = build_targets(device_targets)
+    memo = (id(spec), targets, EmitOptions.from_env())
+    hit = _BUILT.get(memo)
+    if hit is not None and hit[0] is spec:
+        return hit[1], hit[2]
+    module = sys.modules.get(spec.module)
+    if module is None:
+        raise BuildError(f"kernel {spec.name}: its module {spec.module!r} is not imported")
+    unit = collect(module)
+    entry = _entry(unit, targets)
+    pkg = entry.path / unit.name
+    prefix = f"{unit.name}/"
+    sources = {k[len(prefix) :]: v for k, v in entry.files.items() if k.startswith(prefix)}
+    codecs = load_codecs(pkg, sources)
+    with _lock:
+        _BUILT[memo] = (spec, pkg, codecs)
+    return pkg, codecs
+
+
+def fault_hook(
+    kernel: str, debug_fault: Optional[tuple[str, int]], source: Optional[str]
+) -> Optional[cuda_codegen.FaultHook]:
+    """The test-only ``debug_fault`` launch option as a ``FaultHook`` (None when not given).
+
+    Raises:
+        ValueError: not ``(kind, n)`` with a known kind and n >= 0, or given with ``source``.
+    """
+    if debug_fault is None:
+        return None
+    if source is not None:
+        raise ValueError(f"kernel {kernel}: debug_fault and source cannot be combined")
+    try:
+        kind, after = debug_fault
+        return cuda_codegen.FaultHook(kind, int(after))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(
+            f"kernel {kernel}: debug_fault must be (kind, n) with kind one of "
+            f"{', '.join(cuda_codegen.FAULT_KINDS)} and n >= 0, got {debug_fault!r}"
+        ) from exc
+
+
+def _fault_source(spec: Any, hook: Any) -> str:
+    """The ``.cu`` of ``spec``'s module emitted in memory with the test-only fault hook (the
+    package's file never has it)."""
+    module = sys.modules.get(spec.module)
+    if module is None:
+        raise BuildError(f"kernel {spec.name}: its module {spec.module!r} is not imported")
+    unit = collect(module)
+    return cuda_codegen.emit(unit, fault=hook)[cuda_codegen.source_name(unit)]
+
+
+def launch(kernel: Any, backend: str = "auto", **options: Any) -> KernelHandle:
+    """Build ``kernel``'s module into the cache (once per content) and launch it, in one call.
+
+    Args:
+        kernel: a ``@rg.ring_kernel``.
+        backend: "auto" (cuda, then opencl, then c, then cpu; ``RINGGEN_BACKEND`` replaces auto),
+            "cpu", "c", "opencl" or "cuda".
+        options: launch options, e.g. ``capacity=4096`` (docs/runtime.md lists each backend's).
+
+    Returns:
+        The running ``KernelHandle``; use it as a context manager so the kernel is terminated.
+
+    Raises:
+        TypeError: ``kernel`` is not a ``@rg.ring_kernel``.
+        BuildError, SchemaError, HandlerError: the kernel's module does not build.
+        BackendUnavailableError: the backend is unknown or absent.
+    """
+    spec = kernel_spec_of(kernel)
+    # Test-only (docs/cuda.md): the CUDA source with a fault hook, emitted here, above the runtime.
+    hook = fault_hook(spec.name, options.pop("debug_fault", None), options.get("source"))
+    if hook is not None:
+        options["source"] = _fault_source(spec, hook)
+
+    def package_for(name: str) -> tuple:
+        # A device backend loads the source its own target emits ("opencl" -> <name>.cl).
+        targets = load_backend(name).targets or ((name,) if name in DEVICE_TARGETS else ())
+        package_dir, codecs = built_package(spec, targets)
+        return str(package_dir), codecs
+
+    # open_kernel resolves "auto", and falls back past a backend that cannot run this kernel.
+    return open_kernel(spec, None, backend, package_for=package_for, **options)
