@@ -904,7 +904,8 @@ RG_FN void rg_vector_add_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
 #endif
             rg_store_relaxed_u64(&ctl->emitted, pub - holes);
             rg_store_relaxed_u64(&inq->head, pub);
-            rg_store_relaxed_u64(&ctl->processed, pub);
+            /* The counts by reason go out before `processed`, fenced: a host that reads `processed`
+             * first and the counts after it never sees a handled message missing from them. */
             if (faults_due) {
                 faults_due = false;
                 const rg_u64 f = rg__ld_relaxed_gpu_u64(&sched->faults);
@@ -913,8 +914,10 @@ RG_FN void rg_vector_add_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
                     for (int r = 0; r < RG_N_REASONS; ++r) {
                         rg_store_relaxed_u64(&ctl->rejected[r], rg__ld_relaxed_gpu_u64(&sched->rejected[r]));
                     }
+                    rg__fence_acq_rel_sys();
                 }
             }
+            rg_store_relaxed_u64(&ctl->processed, pub);
             rg__st_release_gpu_u64(&sched->published, pub);
             spins = 0u;
             idle = 0u;

@@ -507,7 +507,12 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
         return self.outq.take(max_n)
 
     def _control(self) -> np.ndarray:
-        return self._ctl[0]
+        # `processed` first, then the rest: the kernel stores the counts by reason before it
+        # (fenced), so the snapshot never shows a handled message missing from `rejected`.
+        processed = self._ctl["processed"][0]
+        rec = self._ctl.copy()[0]
+        rec["processed"] = processed
+        return rec
 
     def _queue_depths(self) -> tuple[int, int]:
         in_depth = self.inq.tail - self.inq.device_head()
