@@ -43,9 +43,11 @@ PHASES = (Phase.explicit, Phase.reuse, Phase.generate) + (
     (Phase.shrink,) if os.environ.get("RINGGEN_GEN_SHRINK") == "1" else ()
 )
 #: Known CUDA bugs, each pinned by an xfail(strict=True) test below, kept out of the bulk run:
-#: ``x >= -x`` is false for an i16 x = -32768, and
+#: ``x >= -x`` (and ``(i16(0) - x) <= x``) is false for an i16 x = -32768, and
 #: ``c <= fabs(x)`` with c < 0 is true for a NaN x (the PTX nvcc emits is right: ``neg.s16`` +
-#: ``setp.ge.s16``, ``abs.f32`` + ``setp.ge.f32``; the machine code is not).
+#: ``setp.ge.s16``, ``abs.f32`` + ``setp.ge.f32``; the machine code is not: with ``-Xptxas -O0``
+#: the same source is right, measured on the H200). Computing the wrap with shifts instead of a
+#: cast did not help: the LLVM front end turns it back into the same ``neg.s16``.
 CUDA_PROFILE = Profile(nan=False, narrow_negation=False)
 #: NVIDIA's OpenCL rounds f32 division and sqrt within 2.5-3 ULP (no
 #: -cl-fp32-correctly-rounded-divide-sqrt), so f32 kernels there use + - * and exact math only.

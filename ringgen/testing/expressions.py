@@ -44,7 +44,9 @@ class Profile:
         f32_division: ``/``, ``//``, ``%`` and sqrt on f32 (NVIDIA's OpenCL rounds them loosely).
         nan: NaN and infinities in messages.
         state_defaults: nonzero defaults in ``@rg.state`` classes (off: every field starts zeroed).
-        narrow_negation: unary minus on i8 and i16 (CUDA: ``x >= -x`` is false for x = -32768).
+        narrow_negation: minus (unary and binary) on i8 and i16 (CUDA 13 on sm_90: ptxas folds a
+            narrow negation or difference into a later comparison as if it could not wrap, e.g.
+            ``x >= -x`` and ``(i16(0) - x) <= x`` are false for x = -32768).
         shapes: the kernel shapes to draw (``ringgen.testing.handlers.SHAPES``).
     """
 
@@ -173,7 +175,8 @@ def expr_of(draw, t: str, scope: Scope, depth: int = 0) -> str:
             f"({draw(expr_of(t, scope, depth + 1))} if {draw(bool_expr(scope, depth + 1))} "
             f"else {draw(expr_of(t, scope, depth + 1))})"
         )
-    ops = ["+", "-", "*"]
+    narrow_minus = t in ("i8", "i16") and not scope.profile.narrow_negation
+    ops = ["+", "*"] if narrow_minus else ["+", "-", "*"]
     if _divides(t, scope):
         ops += ["//", "%"] + (["/"] if is_float else [])
     if not is_float:
