@@ -248,3 +248,13 @@ def test_cuda_compares_a_negated_i16_minimum_like_c(tmp_path):
 @pytest.mark.xfail(strict=True, reason="CUDA: f32(-0.0225) <= math.fabs(nan) is true")
 def test_cuda_compares_fabs_of_nan_like_c(tmp_path):
     assert _run_probe(tmp_path, [0, 0, 0], [float("nan"), 1.0, -0.0]) is None
+
+
+@pytest.mark.skipif(not _cuda_present(), reason="no CUDA device (PyCUDA sees none)")
+def test_cuda_divides_by_a_literal_zero_like_numpy(tmp_path):
+    """x / 0.0 and x // 0.0 with literal zeros give inf/nan, and converting them faults, on CUDA
+    too (nvcc folded the undefined division away, with the range fault after it)."""
+    from test_generated_kernels import DIVIDE_BY_A_LITERAL_ZERO
+
+    report = check_module(DIVIDE_BY_A_LITERAL_ZERO, [CudaRunner()], tmp_path, seed=1)
+    assert report.ran == {"cuda": 2}

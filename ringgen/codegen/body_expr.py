@@ -34,6 +34,7 @@ class Helpers:
         "floordiv_signed",
         "floordiv_unsigned",
         "floordiv_float",
+        "div_zero",
         "shift",
         "abs",
         "minmax",
@@ -207,6 +208,11 @@ class ExprPrinter:
                 self.helpers.need("floordiv_float", t.name)
                 name = "floordiv" if op == "//" else "mod"
                 return f"rg_py_{name}_{t.name}({a}, {b})"
+            if op == "/" and _is_zero_constant(e.right):
+                # IEEE's x / 0 without a division by zero, which C++ leaves undefined (nvcc folded
+                # it away, and the range fault of a conversion after it)
+                self.helpers.need("div_zero", t.name)
+                return f"rg_py_div_zero_{t.name}({a}, {b})"
             return f"({a} {op} {b})"
         if op in ("//", "%"):
             if not e.divisor_checked and not t.is_signed:
@@ -361,3 +367,10 @@ def _balanced(text: str) -> bool:
             if depth < 0:
                 return False
     return depth == 0
+
+
+def _is_zero_constant(e) -> bool:
+    """Whether ``e`` is a literal zero (through casts): a divisor the compiler sees as zero."""
+    while isinstance(e, ir.Convert):
+        e = e.operand
+    return isinstance(e, ir.Const) and isinstance(e.value, (int, float)) and e.value == 0
