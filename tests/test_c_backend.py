@@ -51,14 +51,14 @@ MODULES = [f"examples.{e}" for e in EXAMPLES] + [
 
 @pytest.fixture(autouse=True, scope="module")
 def _forget_packages_built_here():
-    """rg.launch memoizes built packages per process (``ringgen.runtime.cache._BUILT``); forget the
-    ones built here, so later tests that expect a launch to reach the cache still do."""
-    from ringgen.runtime import cache
+    """rg.launch memoizes built packages per process (``ringgen.jit._BUILT``); forget the ones built
+    here, so later tests that expect a launch to reach the cache still do."""
+    from ringgen import jit
 
-    before = dict(cache._BUILT)
+    before = dict(jit._BUILT)
     yield
-    cache._BUILT.clear()
-    cache._BUILT.update(before)
+    jit._BUILT.clear()
+    jit._BUILT.update(before)
 
 
 #: Modules whose every kernel takes or returns a bridged message (refused on c, checked above).
