@@ -19,7 +19,7 @@ from collections import Counter
 
 import attrs
 import pytest
-from hypothesis import HealthCheck, Phase, given, note, reject, settings
+from hypothesis import HealthCheck, Phase, given, note, reject, seed, settings
 from hypothesis import strategies as st
 
 from ringgen.codegen.body_expr import ExprPrinter
@@ -36,6 +36,15 @@ from ringgen.testing import (
 pytestmark = [pytest.mark.opencl, pytest.mark.timeout(600)]
 
 KERNELS = int(os.environ.get("RINGGEN_GEN_KERNELS", "64"))
+#: The generator's seed: fixed (0) by default, so that CI checks the same 64 kernels on every run and
+#: a red run is a regression, not a new random find; RINGGEN_GEN_SEED=random explores (and is how
+#: the open disagreements in docs/testing.md were found), any integer picks another fixed set.
+GEN_SEED = os.environ.get("RINGGEN_GEN_SEED", "0")
+#: Shrinking re-runs a failing module many times on every backend; a run that failed once is
+#: reported with its module and seed at once instead (RINGGEN_GEN_SHRINK=1 shrinks it).
+PHASES = (Phase.explicit, Phase.reuse, Phase.generate) + (
+    (Phase.shrink,) if os.environ.get("RINGGEN_GEN_SHRINK") == "1" else ()
+)
 #: Kernels per generated module: the module is compiled once per backend for all of them.
 PER_MODULE = 2
 MODULES_PER_SHAPE = max(1, math.ceil(KERNELS / (PER_MODULE * len(SHAPES))))
@@ -88,12 +97,15 @@ def test_generated_kernels_agree_with_the_reference(shape, tmp_path_factory):
         max_examples=MODULES_PER_SHAPE,
         deadline=None,
         print_blob=True,
+        phases=PHASES,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
     @given(module=_modules(shape), seed=st.integers(0, 2**16))
     def run(module, seed):
         check(module, tmp_path_factory.mktemp(shape), seed)
 
+    if GEN_SEED != "random":
+        run = seed(int(GEN_SEED))(run)
     run()
 
 
