@@ -1,5 +1,6 @@
 import numpy as np, cupy as cp
-src = r'''
+
+src = r"""
 extern "C" __global__ void k(const short* x, const float* f, int* out, int n) {
     int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
@@ -20,12 +21,15 @@ extern "C" __global__ void k(const short* x, const float* f, int* out, int n) {
     out[i*8+6] = !isnan(a) && (-0.0225f) <= a;
     out[i*8+7] = (short)(0 - v) <= v;
 }
-'''
-for opts in [("-std=c++17", "--fmad=false")] + [("-std=c++17", "--fmad=false", "-Xptxas", f"-O{o}") for o in (0, 1, 2)]:
+"""
+for opts in [("-std=c++17", "--fmad=false")] + [
+    ("-std=c++17", "--fmad=false", "-Xptxas", f"-O{o}") for o in (0, 1, 2)
+]:
     try:
         m = cp.RawModule(code=src, options=opts, backend="nvcc")
     except Exception as e:
-        print(opts, "compile failed", e); continue
+        print(opts, "compile failed", e)
+        continue
     k = m.get_function("k")
     x = cp.asarray(np.array([-32768, -1, 0, 32767], np.int16))
     f = cp.asarray(np.array([np.nan, 1.0, -0.0, np.nan], np.float32))
