@@ -16,25 +16,13 @@ import pytest
 import ringgen as rg
 from ringgen.errors import QueueFullError
 from ringgen.protocol import OUTBOX_LIMIT
-from ringgen.runtime import available_backends
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostpolicy_kernels as hk  # noqa: E402
 import runtime_kernels as rk  # noqa: E402
+from transports import TRANSPORTS  # noqa: E402
 
-_OPENCL = "opencl" in available_backends()
-_needs_opencl = pytest.mark.skipif(not _OPENCL, reason="no OpenCL device")
-_needs_cuda = pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA device")
-_needs_c = pytest.mark.skipif("c" not in available_backends(), reason="no C compiler")
-
-#: (backend, launch options) of every transport; CUDA runs with ``pytest -m gpu`` on the lent GPU.
-BACKENDS = [
-    pytest.param("cpu", {}, id="cpu"),
-    pytest.param("opencl", {"mode": "persistent"}, id="opencl-persistent", marks=_needs_opencl),
-    pytest.param("opencl", {"mode": "relaunch"}, id="opencl-relaunch", marks=_needs_opencl),
-    pytest.param("cuda", {}, id="cuda", marks=[pytest.mark.gpu, _needs_cuda]),
-    pytest.param("c", {}, id="c", marks=_needs_c),
-]
+BACKENDS = TRANSPORTS  # every transport, with its skip marks (tests/transports.py)
 
 
 def _receive_all(k, n: int, field: str = "seq") -> np.ndarray:

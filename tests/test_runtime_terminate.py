@@ -30,19 +30,10 @@ from ringgen.runtime import available_backends
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostpolicy_kernels as hk  # noqa: E402
 import runtime_kernels as rk  # noqa: E402
+from transports import TRANSPORTS  # noqa: E402
 
-_OPENCL = "opencl" in available_backends()
-_needs_opencl = pytest.mark.skipif(not _OPENCL, reason="no OpenCL device")
-_needs_cuda = pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA device")
-_needs_c = pytest.mark.skipif("c" not in available_backends(), reason="no C compiler")
-
-BACKENDS = [
-    pytest.param("cpu", {}, id="cpu"),
-    pytest.param("opencl", {"mode": "persistent"}, id="opencl-persistent", marks=_needs_opencl),
-    pytest.param("opencl", {"mode": "relaunch"}, id="opencl-relaunch", marks=_needs_opencl),
-    pytest.param("cuda", {}, id="cuda", marks=[pytest.mark.gpu, _needs_cuda]),
-    pytest.param("c", {}, id="c", marks=_needs_c),
-]
+_needs_opencl = pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL device")
+BACKENDS = TRANSPORTS  # every transport, with its skip marks (tests/transports.py)
 
 #: ``spin`` iterations for a job of a few milliseconds (the cpu reference runs Python).
 _JOB = {"cpu": 1_500, "c": 2_000_000, "opencl": 2_000_000, "cuda": 2_000_000}

@@ -1,0 +1,29 @@
+"""Every transport the contract tests (spill, terminate) run on, with its skip marks.
+
+Its own module, not conftest: probing the backends costs time that only these tests should pay.
+"""
+
+import pytest
+
+from ringgen.runtime import available_backends
+
+
+def _transports() -> list:
+    """(backend, launch options) of every transport with its skip marks, for the contract tests
+    every backend must pass (spill, terminate); CUDA runs with ``pytest -m gpu`` on the GPU."""
+    present = available_backends()
+    needs = lambda name, why: pytest.mark.skipif(name not in present, reason=why)  # noqa: E731
+    opencl = needs("opencl", "no OpenCL device")
+    return [
+        pytest.param("cpu", {}, id="cpu"),
+        pytest.param("opencl", {"mode": "persistent"}, id="opencl-persistent", marks=opencl),
+        pytest.param("opencl", {"mode": "relaunch"}, id="opencl-relaunch", marks=opencl),
+        pytest.param(
+            "cuda", {}, id="cuda", marks=[pytest.mark.gpu, needs("cuda", "no CUDA device")]
+        ),
+        pytest.param("c", {}, id="c", marks=needs("c", "no C compiler")),
+    ]
+
+
+#: See ``_transports``.
+TRANSPORTS = _transports()
