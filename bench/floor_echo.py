@@ -169,10 +169,14 @@ def bench_echo_floor(
         return samples
     finally:
         words[_REQ] = STOP
-        deadline = time.monotonic() + timeout_s
+        # A kernel that missed STOP still returns after idle_s: wait that long before giving the
+        # pinned page back, never free memory a running kernel reads.
+        deadline = time.monotonic() + idle_s + timeout_s
         while not stream.is_done():
             if time.monotonic() > deadline:
-                raise FloorError(f"floor echo: kernel still running {timeout_s} s after STOP")
+                raise FloorError(
+                    f"floor echo: kernel still running {idle_s + timeout_s} s after STOP"
+                )
             time.sleep(1e-4)
         stream.synchronize()
         page.base.free()
