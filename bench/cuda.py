@@ -41,7 +41,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+_HERE = Path(__file__).resolve().parent
+# Run as a script, bench/ is sys.path[0], and this file, cuda.py, then shadows the ``cuda`` package
+# CuPy 14 imports (cuda.pathfinder, cuda.bindings): ``import cupy`` failed on the H100 and the H200
+# for that reason alone. This folder's modules are imported as ``bench.*`` from the repository root.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 from bench._common import (
     BATCH_SIZES,
@@ -273,11 +278,8 @@ def bench_pycuda(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
 
 
 def bench_cupy(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
-    try:
-        import cupy as cp
-    except ImportError:
-        log.warning("CuPy is not installed: no cupy-launch series")
-        return []
+    import cupy as cp  # ImportError: _run_series reports the series as unavailable
+
     kern = cp.RawKernel(BASELINE_SOURCE, "vector_add_batch", options=("-std=c++17",))
     stream = cp.cuda.Stream(non_blocking=True)
     rows = []
@@ -308,11 +310,8 @@ def bench_cupy(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
 def bench_cuda_graph(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
     """Copy in, kernel, copy out captured once per batch size into a CUDA graph (CuPy's stream
     capture), replayed with one ``Graph.launch`` and a synchronize per batch."""
-    try:
-        import cupy as cp
-    except ImportError:
-        log.warning("CuPy is not installed: no cuda-graph series")
-        return []
+    import cupy as cp  # ImportError: _run_series reports the series as unavailable
+
     rt = cp.cuda.runtime
     kern = cp.RawKernel(BASELINE_SOURCE, "vector_add_batch", options=("-std=c++17",))
     stream = cp.cuda.Stream(non_blocking=True)
@@ -373,6 +372,10 @@ def _run_series(name, fn, failed: dict, *args) -> list[Result]:
     with the other series."""
     try:
         return fn(*args)
+    except ImportError as exc:
+        log.warning("series %s is unavailable: %s", name, exc)
+        failed[name] = f"unavailable: {type(exc).__name__}: {exc}"
+        return []
     except Exception as exc:  # noqa: BLE001 - reported by name, kept in the JSON
         log.exception("series %s failed", name)
         failed[name] = f"{type(exc).__name__}: {exc}"

@@ -63,3 +63,23 @@ def test_result_json_round_trip_keeps_percentiles_and_extra(samples):
     assert back.seconds == row.seconds and back.extra == row.extra
     old = {"series": "s", "batch": 1, "p50_s": 1e-5, "p99_s": 2e-5, "mean_s": 1.1e-5, "n": 10}
     assert Result.from_json(old).seconds == {"p50": 1e-5, "p99": 2e-5, "mean": 1.1e-5, "n": 10}
+
+
+def test_cuda_script_does_not_shadow_the_cuda_package():
+    # Run as a script, bench/ is sys.path[0] and bench/cuda.py would be what `import cuda` finds:
+    # CuPy 14 imports cuda.pathfinder, so `import cupy` failed and its series were lost on two GPUs.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    code = (
+        "import importlib.util, runpy, sys; sys.path.insert(0, 'bench'); "
+        "runpy.run_path('bench/cuda.py'); spec = importlib.util.find_spec('cuda'); "
+        "print(spec.origin if spec else None)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert "bench/cuda.py" not in out.stdout, out.stdout
