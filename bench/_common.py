@@ -367,8 +367,6 @@ def plot(name: str, rows: list[Result], title: str = "", directory: Optional[Pat
     ]
     if with_floor:
         axes[2].axhline(1.0, color="k", linewidth=0.8)
-        axes[2].yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
-        axes[2].yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         panels.append((axes[2], "p50 / floor's p50", "log"))
     for ax, ylabel, yscale in panels:
         ax.set_xscale("log")
@@ -377,6 +375,9 @@ def plot(name: str, rows: list[Result], title: str = "", directory: Optional[Pat
         ax.set_ylabel(ylabel)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
+    if with_floor:  # after set_yscale, which installs its own formatters
+        axes[2].yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
+        axes[2].yaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%gx"))
     fig.suptitle(title or name)
     fig.tight_layout()
     path = directory / f"{name}.png"
