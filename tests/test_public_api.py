@@ -93,3 +93,14 @@ def test_a_kernel_written_with_rg_scalars_alone_runs(module_file, monkeypatch, t
         k.send(mod.Reading(id=8, raw=3, scale=0.5, valid=False))
         replies = [k.receive(timeout=10.0) for _ in range(2)]
     assert [(r.id, float(r.value)) for r in replies] == [(7, 1.5), (8, 0.0)]
+
+
+def test_the_readme_lists_exactly_the_public_names():
+    """README's "What you import" names every public name, and nothing that is not one."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## What you import", 1)[1].split("\n## ", 1)[0]
+    table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
+    assert set(re.findall(r"`rg\.(\w+)`", table)) == set(rg.__all__)
