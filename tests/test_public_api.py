@@ -104,3 +104,24 @@ def test_the_readme_lists_exactly_the_public_names():
     section = readme.split("## What you import", 1)[1].split("\n## ", 1)[0]
     table = "\n".join(line for line in section.splitlines() if line.startswith("|"))
     assert set(re.findall(r"`rg\.(\w+)`", table)) == set(rg.__all__)
+
+
+def test_what_type_checkers_see_is_what_getattr_returns():
+    """The ``if TYPE_CHECKING:`` imports of ringgen/__init__.py name every public name from the module
+    ``_EXPORTS`` gives it (editors read the one, users get the other)."""
+    import ast
+    from pathlib import Path
+
+    tree = ast.parse(Path(rg.__file__).read_text(encoding="utf-8"))
+    block = next(
+        node
+        for node in tree.body
+        if isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+    )
+    seen = {
+        alias.name: f"ringgen.{node.module}"
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert seen == rg._EXPORTS
