@@ -50,7 +50,6 @@ from __future__ import annotations
 import abc
 import inspect
 import itertools
-import logging
 import threading
 import time
 from typing import (
@@ -78,6 +77,9 @@ from ..errors import (
 from ..reference.records import new_state, to_object
 from ..kernel import KernelSpec
 from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
+from .logs import kernel_logger
+from .registry import register
+from .trace import traced
 from .batches import Batch, BatchFormat, SpillBuffer
 from .dead_letters import RawSlotsAndDeadLetters, dead_letter_capacity
 from .stats import KernelStats, stats_from_control
@@ -86,7 +88,7 @@ from .waiting import Backoff, check_timeout, deadline_after, expired
 
 __all__ = ["Backoff", "KernelHandle", "STALL_TIMEOUT_S", "STOP_NOW_GRACE_S", "deadline_after"]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: The input and output message classes of a handle, for type checkers (``KernelHandle[Req, Resp]``).
 InT = TypeVar("InT")
@@ -203,6 +205,7 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
     # ----------------------------------------------------------------------------------- opening
 
     @classmethod
+    @traced("launch")
     def open(cls, spec: KernelSpec, package_dir: Optional[str], **options: Any) -> "KernelHandle":
         """Create the handle, launch the kernel and wait until it reports ACTIVE.
 
@@ -237,7 +240,12 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
             handle._released = True
             raise
         handle._accepting = True
-        log.debug("launched kernel %s on %s (capacity %d)", spec.name, cls.backend, handle.capacity)
+        register(handle)  # rg.serve_metrics reports it until it is terminated
+        log.debug(
+            "launched kernel %s on %s (capacity %d)",
+            *(spec.name, cls.backend, handle.capacity),
+            extra={"kernel": spec.name},
+        )
         return handle
 
     # -------------------------------------------------------------------------------- sending
@@ -262,6 +270,7 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
         if accepted < 1:
             raise self._full_error(0, 1, timeout if block else None)
 
+    @traced("send_batch")
     def send_batch(
         self,
         messages: Union[np.ndarray, Iterable[InT]],
@@ -390,6 +399,7 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
             )
         return self.format.to_objects(batch)[0]
 
+    @traced("receive_batch")
     def receive_batch(self, max_n: Optional[int] = None, timeout: Optional[float] = 0.0):
         """Take up to ``max_n`` replies (default: one queue's worth) that are ready now.
 

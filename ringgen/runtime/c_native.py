@@ -33,7 +33,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
-import logging
 import os
 import platform
 import shutil
@@ -60,12 +59,13 @@ from ..protocol import (
     TERMINATE_STOP_NOW,
     Lifecycle,
 )
+from .logs import kernel_logger
 from .base import KernelHandle
 from .batches import BatchFormat, SlotBatches
 
 __all__ = ["CKernelHandle", "HANDLE_CLASS", "STRICT_FLAGS", "find_compiler", "probe"]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: The worker loop's source, compiled with every kernel.
 WORKER_SOURCE = Path(__file__).with_name("c_worker.c")

@@ -14,7 +14,6 @@ Nothing here imports a driver until a probe runs; nothing here prints.
 from __future__ import annotations
 
 import importlib
-import logging
 import platform
 from typing import Optional
 
@@ -23,6 +22,7 @@ import attrs
 from .. import targets as registry
 from ..errors import BackendUnavailableError
 from ..targets import Target
+from .logs import kernel_logger
 
 __all__ = [
     "BackendReport",
@@ -34,7 +34,7 @@ __all__ = [
     "probe_opencl",
 ]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 
 @attrs.frozen

@@ -18,7 +18,6 @@ Policy (docs/runtime.md, "Lifecycle and termination"):
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Optional
 
@@ -27,12 +26,14 @@ import numpy as np
 
 from ..errors import KernelTimeoutError
 from ..protocol import Lifecycle
+from .logs import kernel_logger
+from .trace import traced
 from .stats import KernelStats
 from .waiting import Backoff, check_timeout, deadline_after, expired
 
 __all__ = ["STALL_TIMEOUT_S", "STOP_NOW_GRACE_S", "Termination"]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: Lifecycle states in which the kernel no longer runs (nothing more will be published).
 _STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
@@ -60,6 +61,7 @@ class Termination:
     ``_synchronize``, ``_release``, ``_abandon``).
     """
 
+    @traced("terminate")
     def terminate(
         self,
         timeout: Optional[float] = None,
@@ -115,7 +117,9 @@ class Termination:
             if why is not None:
                 self._give_up(state, why, limit if why == "timeout" else stall_timeout, drain)
             self._finish(state)
-            log.debug("terminated kernel %s on %s", self.name, self.backend)
+            log.debug(
+                "terminated kernel %s on %s", self.name, self.backend, extra={"kernel": self.name}
+            )
             if state is Lifecycle.FAULTED:
                 raise self._fault_error("was terminated after a fault", final=True)
             return self.stats()
@@ -175,6 +179,7 @@ class Termination:
                     self.name,
                     self.backend,
                     exc,
+                    extra={"kernel": self.name},
                 )
                 self._abandon()
                 self._released = True
@@ -237,7 +242,11 @@ class Termination:
         try:
             self.terminate(drain=False)
         except Exception:
-            log.exception("terminating kernel %s while handling another error", self.name)
+            log.exception(
+                "terminating kernel %s while handling another error",
+                self.name,
+                extra={"kernel": self.name},
+            )
 
 
 def _progress_mark(ctl: np.ndarray) -> tuple[int, ...]:
