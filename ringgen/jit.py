@@ -28,7 +28,7 @@ from .codegen.options import EmitOptions
 from .codegen.targets import emitters, is_backend
 from .codegen.writer import write_unit
 from .errors import BuildError, CacheError
-from .kernel import kernel_spec_of
+from .kernel import InT, OutT, RingKernel, kernel_spec_of
 from .runtime import KernelHandle, load_backend, open_kernel
 from .runtime.cache import load_codecs
 
@@ -221,7 +221,9 @@ def _fault_source(spec: Any, hook: Any) -> str:
     return cuda_codegen.emit(unit, fault=hook)[cuda_codegen.source_name(unit)]
 
 
-def launch(kernel: Any, backend: str = "auto", **options: Any) -> KernelHandle:
+def launch(
+    kernel: RingKernel[InT, OutT], backend: str = "auto", **options: Any
+) -> KernelHandle[InT, OutT]:
     """Build ``kernel``'s module into the cache (once per content) and launch it, in one call.
 
     Args:

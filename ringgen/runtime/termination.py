@@ -19,7 +19,7 @@ Policy (docs/runtime.md, "Lifecycle and termination"):
 from __future__ import annotations
 
 import time
-from typing import Optional
+from typing import Optional, TypeVar
 
 import attrs
 import numpy as np
@@ -32,6 +32,8 @@ from .stats import KernelStats
 from .waiting import Backoff, check_timeout, deadline_after, expired
 
 __all__ = ["STALL_TIMEOUT_S", "STOP_NOW_GRACE_S", "Termination"]
+
+_Handle = TypeVar("_Handle", bound="Termination")  # `with launch(k) as h`: h keeps its type
 
 log = kernel_logger(__name__)
 
@@ -230,7 +232,7 @@ class Termination:
             "a kernel that is only slow needs a longer timeout or stall_timeout",
         )
 
-    def __enter__(self) -> "KernelHandle[InT, OutT]":
+    def __enter__(self: _Handle) -> _Handle:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
