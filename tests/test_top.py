@@ -169,3 +169,14 @@ def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_help_has_examples_and_the_main_help_lists_top(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["top", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and out.count("ringgen top") >= 2
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "ringgen top --port" in capsys.readouterr().out
