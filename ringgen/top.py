@@ -25,6 +25,9 @@ INSTALL_HINT = "pip install 'ringgen[top]' (rich and prometheus-client)"
 #: The series that identify one kernel instance (``ringgen.runtime.metrics.LABELS``).
 KEY_LABELS = ("kernel", "backend", "instance")
 
+#: One kernel instance: (kernel, backend, instance).
+Key = tuple[str, str, str]
+
 
 class TopError(Exception):
     """Raised when the metrics endpoint cannot be read or is not a ringgen metrics page."""
@@ -51,7 +54,7 @@ class KernelRow:
     fault: Optional[str] = None
 
     @property
-    def key(self) -> tuple[str, str, str]:
+    def key(self) -> Key:
         return (self.kernel, self.backend, self.instance)
 
 
@@ -106,12 +109,12 @@ def parse(text: str) -> list[KernelRow]:
         TopError: the text is not in the Prometheus text format.
     """
     parser = _require("prometheus_client.parser")
-    rows: dict[tuple[str, str, str], KernelRow] = {}
+    rows: dict[Key, KernelRow] = {}
 
     def row(labels: Mapping[str, str]) -> Optional[KernelRow]:
         if not all(k in labels for k in KEY_LABELS):
             return None
-        key = tuple(labels[k] for k in KEY_LABELS)
+        key = (labels["kernel"], labels["backend"], labels["instance"])
         if key not in rows:
             rows[key] = KernelRow(*key)
         return rows[key]
@@ -150,10 +153,10 @@ def parse(text: str) -> list[KernelRow]:
 
 
 def rates(
-    before: Mapping[tuple[str, str, str], KernelRow], now: list[KernelRow], seconds: float
-) -> dict[tuple[str, str, str], float]:
+    before: Mapping[Key, KernelRow], now: list[KernelRow], seconds: float
+) -> dict[Key, float]:
     """Messages processed per second of each kernel in ``now`` that ``before`` also had."""
-    out = {}
+    out: dict[Key, float] = {}
     if seconds <= 0:
         return out
     for r in now:
@@ -182,7 +185,7 @@ _STYLES = {"ACTIVE": "green", "FAULTED": "bold red", "TERMINATING": "yellow"}
 
 def render(
     rows: list[KernelRow],
-    per_second: Mapping[tuple[str, str, str], float],
+    per_second: Mapping[Key, float],
     *,
     source: str,
     note: str = "",
@@ -247,7 +250,7 @@ def run(
         console.print(render(parse(fetch(url)), {}, source=url))
         return
     live_module = _require("rich.live")
-    previous: dict[tuple[str, str, str], KernelRow] = {}
+    previous: dict[Key, KernelRow] = {}
     previous_at = clock()
     rows: list[KernelRow] = []
     with live_module.Live(

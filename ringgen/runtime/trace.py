@@ -29,7 +29,7 @@ def _nvtx() -> Optional[Any]:
     if os.environ.get(ENV_VAR) is not None and not env_flag(ENV_VAR):
         return None
     try:
-        import nvtx
+        import nvtx  # type: ignore[import-not-found]
     except ImportError:
         return None
     return nvtx
