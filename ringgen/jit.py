@@ -17,7 +17,7 @@ import hashlib
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, overload
 
 from . import cachestore
 from ._version import __version__
@@ -221,9 +221,16 @@ def _fault_source(spec: Any, hook: Any) -> str:
     return cuda_codegen.emit(unit, fault=hook)[cuda_codegen.source_name(unit)]
 
 
+# For type checkers: a kernel declared from typed handlers launches as KernelHandle[In, Out].
+@overload
 def launch(
-    kernel: RingKernel[InT, OutT], backend: str = "auto", **options: Any
-) -> KernelHandle[InT, OutT]:
+    kernel: RingKernel[InT, OutT], backend: str = ..., **options: Any
+) -> KernelHandle[InT, OutT]: ...
+@overload
+def launch(kernel: Any, backend: str = ..., **options: Any) -> Any: ...
+
+
+def launch(kernel: Any, backend: str = "auto", **options: Any) -> Any:
     """Build ``kernel``'s module into the cache (once per content) and launch it, in one call.
 
     Args:
