@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ringgen.codegen.cuda import compute_outbox_slot
-from ringgen.runtime.cuda import _stamped
-from ringgen.runtime.cuda_queues import DeadMarks, InputRing, OutboxOutput, PositionalOutput
+from ringgen.runtime.cuda.abi import outbox_slot, ring_stride
+from ringgen.runtime.cuda.queues import DeadMarks, InputRing, OutboxOutput, PositionalOutput
 
 REQ = np.dtype(
     {
@@ -162,7 +162,7 @@ def test_hole_count_beyond_the_tail_is_not_consumed_early(page):
 
 def test_outbox_output_takes_the_stamped_prefix(page):
     _, words = page
-    slots = np.zeros(8, _stamped(REP, *compute_outbox_slot(REP.itemsize, bridged=False)))
+    slots = np.zeros(8, outbox_slot(REP, *compute_outbox_slot(REP.itemsize, bridged=False)))
     q = OutboxOutput(slots, words, OUT_CTL)
     assert len(q.take(8)) == 0
     for pos in (0, 1, 3):  # slot 2 is reserved but not written yet
@@ -178,10 +178,10 @@ def test_stamped_slot_matches_the_c_struct():
     """The stamp at the next 8-byte boundary, the slot padded to a multiple of 16 (the template's
     ``__align__(16)`` struct): a 16-byte store of a reply never lands off a 16-byte boundary."""
     x = np.dtype({"names": ["x"], "formats": ["<i4"], "itemsize": 12})
-    dt = _stamped(x, *compute_outbox_slot(x.itemsize, bridged=False))
+    dt = outbox_slot(x, *compute_outbox_slot(x.itemsize, bridged=False))
     assert dt.fields["stamp"][1] == 16 and dt.itemsize == 32
     assert (
-        _stamped(REP, *compute_outbox_slot(REP.itemsize, bridged=False)).itemsize == 32
+        outbox_slot(REP, *compute_outbox_slot(REP.itemsize, bridged=False)).itemsize == 32
     )  # was 24: the second slot's 16-byte store faulted
 
 
@@ -275,8 +275,8 @@ def _fake_handle(kernel, capacity=4, dead_letters=False):
     k._ctl["state"] = int(C.Lifecycle.ACTIVE)
     fmt = k.format
     abi = k._abi()
-    in_stride = C._stride(abi["in_stride"], fmt.in_slot, k.name)
-    out_stride = C._stride(abi["out_stride"] or fmt.out_slot.itemsize, fmt.out_slot, k.name)
+    in_stride = ring_stride(abi["in_stride"], fmt.in_slot, k.name)
+    out_stride = ring_stride(abi["out_stride"] or fmt.out_slot.itemsize, fmt.out_slot, k.name)
     k.inq = InputRing(
         np.zeros(capacity * in_stride, np.uint8),
         fmt.in_slot,
@@ -310,10 +310,10 @@ def test_latency_fast_paths_keep_the_generic_semantics(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
     from examples.vector_add import AddRequest, AddResponse, vector_add
     from ringgen.errors import QueueFullError
-    from ringgen.runtime.cuda import _positional_class
+    from ringgen.runtime.cuda.abi import positional_class
 
     k, C = _fake_handle(vector_add)
-    assert _positional_class(k.out_codec) is AddResponse  # replies are built positionally
+    assert positional_class(k.out_codec) is AddResponse  # replies are built positionally
     out_tail = C._OUTQ_OFF // 8
     for i in range(4):
         k.send(AddRequest(id=i, a=float(i), b=0.5))
@@ -391,7 +391,7 @@ def test_large_bridged_batches_are_encoded_by_several_threads(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
     from examples.word_stats import Word, word_stats
     from ringgen.errors import EncodeError
-    from ringgen.runtime import cuda_queues as Q
+    from ringgen.runtime.cuda import queues as Q
 
     monkeypatch.setattr(Q, "ENCODE_THREADS", 3)
     monkeypatch.setattr(Q, "PARALLEL_ENCODE_ROWS", 16)
@@ -427,7 +427,7 @@ def test_dead_marks_harvest_marked_slots_in_order_within_the_bound():
     slot is marked as the device codec marks a dead letter, the buffer holds ``capacity`` rows and
     counts the rest as dropped, and ``take`` hands them out oldest first."""
     from ringgen.protocol import Reason
-    from ringgen.runtime.cuda_queues import DeadMarks
+    from ringgen.runtime.cuda.queues import DeadMarks
     from ringgen.runtime.dead_letters import dead_letters_from_slots
 
     cap, size = 8, 64

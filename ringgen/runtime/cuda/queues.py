@@ -4,7 +4,7 @@ The kernel reads and writes the same bytes over PCIe; ordering on the host side 
 store order (slots are written before the tail that publishes them) and from reading a counter before
 the slots it covers. Counters are 8-byte words read and written through a ``memoryview`` cast to "Q",
 one Python-level access each: on the latency path every extra touch of pinned memory costs 100-200 ns
-(DESIGN.md §5). Sequence numbers only grow; slot ``i`` of a ring of capacity C is ``i % C``.
+(docs/design.md §5). Sequence numbers only grow; slot ``i`` of a ring of capacity C is ``i % C``.
 
 Also here: ``DeadMarks`` (the host end of the dead-letter marks), ``CudaBatches`` (how the handle's batches of bridged messages reach the rings) and
 ``encode_rows`` (a bridged batch encoded straight into ring slots, by several threads when large).
@@ -25,9 +25,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..wire.header import now_ticks
-from .batches import SlotBatches
-from .dead_letters import mark_dead_letters
+from ...wire.header import now_ticks
+from ..batches import SlotBatches
+from ..dead_letters import mark_dead_letters
 
 __all__ = [
     "CudaBatches",
@@ -175,7 +175,7 @@ class InputRing(_SlotRing):
 
     def fast_put_one(self, admit: "Optional[PositionalOutput]") -> Callable[[Any], Any]:
         """``try_put_one`` specialised for the latency path: a closure over every name it needs
-        (each attribute lookup or method call costs 20-150 ns in this interpreter; DESIGN.md §5).
+        (each attribute lookup or method call costs 20-150 ns in this interpreter; docs/design.md §5).
 
         ``admit`` is the positional output whose head bounds reuse (reply i reuses slot i), or None
         to bound by the kernel's input head. The closure returns True (published), False (full) or

@@ -22,8 +22,8 @@ from typing import Optional
 
 import attrs
 
-from .. import cachestore
-from ..errors import BackendUnavailableError, CacheError, ToolchainError
+from ... import cachestore
+from ...errors import BackendUnavailableError, CacheError, ToolchainError
 
 __all__ = [
     "DEVICE_ENV",

@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, KernelTimeoutError
-from ..layout import layout_of
-from ..protocol import (
+from ...errors import BackendUnavailableError, KernelTimeoutError
+from ...layout import layout_of
+from ...protocol import (
     CONTROL_DTYPE,
     CONTROL_SIZE,
     QUEUE_CTL_DTYPE,
@@ -23,9 +23,9 @@ from ..protocol import (
     TERMINATE_STOP_NOW,
     Lifecycle,
 )
-from .dead_letters import DEAD_LETTER_CTL_DTYPE
-from .opencl_common import _LINE, OpenclKernel, _bytes
-from .opencl_build import context_for
+from ..dead_letters import DEAD_LETTER_CTL_DTYPE
+from .common import _LINE, OpenclKernel, _bytes
+from .build import context_for
 
 __all__ = ["OpenclPersistentKernel"]
 
