@@ -279,6 +279,8 @@ class PositionalOutput(RingConsumer):
 
         return take_one
 
+    _holes = True
+
     def _kept(self, out: np.ndarray, n: int) -> np.ndarray:
         """``take``'s copies without the holes among them (requests that left no reply)."""
         if self._words[self._holes_at] > self.holes_taken:
