@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import abc
 import collections
+import itertools
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "SlotBatches",
     "SpillBuffer",
     "check_messages",
+    "prefix",
     "slot_dtype",
 ]
 
@@ -53,6 +55,16 @@ def check_messages(kernel: str, cls: type, messages: Sequence[Any]) -> None:
                 f"but the input queue carries {cls.__qualname__}",
                 hint=f"send {cls.__qualname__}(...) objects or a numpy array of its dtype",
             )
+
+
+def prefix(messages: Any, n: int) -> Any:
+    """The first ``n`` of ``messages`` without touching the rest: a view of an array, a slice of a
+    sequence, ``n`` items of any other iterable."""
+    if isinstance(messages, np.ndarray):
+        return messages[:n] if messages.ndim else messages  # a 0-d array: input_batch says why
+    if isinstance(messages, (list, tuple)):
+        return messages[:n]
+    return list(itertools.islice(messages, n))
 
 
 def _check_array(kernel: str, codec: Any, arr: Any) -> np.ndarray:
