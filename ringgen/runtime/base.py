@@ -73,9 +73,10 @@ from .batches import Batch, BatchFormat, SpillBuffer, prefix
 from .dead_letters import RawSlotsAndDeadLetters, dead_letter_capacity
 from .observing import Observation
 from .options import check_capacity, check_options, codec_for
+from .receiving import Gathered, check_counts, check_out
 from .stats import KernelStats
 from .termination import STALL_TIMEOUT_S, STOP_NOW_GRACE_S, Termination
-from .waiting import Backoff, check_timeout, deadline_after, expired
+from .waiting import Backoff, check_timeout, deadline_after, expired, time_left
 
 __all__ = ["Backoff", "KernelHandle", "STALL_TIMEOUT_S", "STOP_NOW_GRACE_S", "deadline_after"]
 
@@ -341,27 +342,63 @@ class KernelHandle(
             )
         return self.format.to_objects(batch)[0]
 
-    def receive_batch(self, max_n: Optional[int] = None, timeout: Optional[float] = 0.0):
-        """Take up to ``max_n`` replies (default: one queue's worth) that are ready now.
+    def receive_batch(
+        self,
+        max_n: Optional[int] = None,
+        timeout: Optional[float] = 0.0,
+        *,
+        min_n: Optional[int] = None,
+        out: Optional[np.ndarray] = None,
+    ):
+        """Take up to ``max_n`` replies, waiting until ``min_n`` of them are in.
 
-        Waits up to ``timeout`` seconds (None: no limit) for the first reply; never waits for more.
+        Returns once it holds ``min_n`` replies (default 1: whatever is ready first) or ``timeout``
+        seconds (None: no limit) have passed, whichever comes first; each step takes every reply
+        ready, up to ``max_n``. So ``receive_batch(n, timeout, min_n=n)`` is a whole batch in one
+        call.
+        Timing out with fewer than ``min_n`` is not an error: it returns the replies that came
+        (check ``len``); a reply it has taken is never dropped. The same holds when the kernel stops
+        on a fault or is terminated meanwhile: the replies taken are returned, and the next call
+        raises.
+
+        Args:
+            max_n: the most replies to take (default: ``len(out)`` with ``out``, else ``capacity``).
+            timeout: the longest wait in seconds (0, the default: only what is ready now).
+            min_n: return once this many are in (1 <= min_n <= max_n; default 1).
+            out: a writable 1-d numpy array of the output message's dtype
+                (``rg.dtype_of(Reply)``), at least ``max_n`` long, to fill in place instead of
+                allocating; only for a direct output message.
 
         Returns:
-            A numpy structured array of the output view dtype for a direct message, or a list of
-            objects for a bridged one; empty when nothing arrived in time.
+            A numpy structured array of the output view dtype for a direct message (``out[:n]``,
+            a view of ``out``, when given), or a list of objects for a bridged one; empty when
+            nothing arrived in time.
 
         Raises:
             QueueClosedError: the kernel is terminated and every reply has been taken.
             KernelFaultError: the kernel stopped on a fault and no reply is left.
+            ValueError: ``max_n``/``min_n`` are not ints >= 1 with min_n <= max_n, or ``out`` is
+                too short, not 1-d or read-only (naming the argument).
+            TypeError: ``out`` is not an array of the output dtype, or the output is bridged.
         """
         timeout = check_timeout(timeout, f"kernel {self.name}.receive_batch")
-        n = self.capacity if max_n is None else int(max_n)
-        if n < 1:
-            raise ValueError(f"kernel {self.name}: receive_batch max_n must be >= 1, got {max_n!r}")
-        batch = self._pop_wait(n, timeout)
-        if batch is None:
-            return self.format.empty()
-        return self.format.to_array(batch)
+        self._require_output()
+        if out is not None:
+            check_out(self.name, self.out_codec, out)
+        n, want = check_counts(self.name, self.capacity, max_n, min_n, out)
+        got = Gathered(self.format, out)
+        deadline = deadline_after(timeout)
+        while got.count < want:
+            try:
+                batch = self._pop_wait(n - got.count, time_left(deadline))
+            except (QueueClosedError, KernelFaultError):
+                if got.count:
+                    break  # the caller gets what was taken; the next call raises
+                raise
+            if batch is None:
+                break
+            got.add(batch)
+        return got.result()
 
     def _require_output(self) -> None:
         if self.out_codec is None:

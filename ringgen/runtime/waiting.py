@@ -15,7 +15,7 @@ import numbers
 import time
 from typing import Optional
 
-__all__ = ["Backoff", "check_timeout", "deadline_after", "expired"]
+__all__ = ["Backoff", "check_timeout", "deadline_after", "expired", "time_left"]
 
 
 def check_timeout(timeout: object, call: str = "", argument: str = "timeout") -> Optional[float]:
@@ -70,6 +70,14 @@ def deadline_after(
 def expired(deadline: Optional[float]) -> bool:
     """True once ``deadline`` (from ``deadline_after``; None = never) has passed."""
     return deadline is not None and time.monotonic() >= deadline
+
+
+def time_left(deadline: Optional[float]) -> Optional[float]:
+    """Seconds until ``deadline`` (None: no limit), never below 0: the timeout of the next step of
+    a wait made of several."""
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())
 
 
 class Backoff:
