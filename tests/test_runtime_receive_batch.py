@@ -216,3 +216,26 @@ def test_out_is_refused_for_a_bridged_output(backend, options):
         out = np.zeros(10, dtype=rg.dtype_of(rk.Summary))
         with pytest.raises(TypeError, match=r"summarize\.receive_batch: out= needs a direct.*"):
             k.receive_batch(timeout=0, out=out)
+
+
+@pytest.mark.parametrize("backend,options", [p for p in TRANSPORTS if p.id != "cpu"])
+def test_send_batch_hands_a_request_dtype_array_to_the_transport_as_is(backend, options):
+    """No per-row work on a device backend: the caller's array (the request's dtype, contiguous)
+    is the batch the transport copies into its ring; no conversion, no intermediate copy."""
+    with rg.launch(rk.echo, backend=backend, **options) as k:
+        rows = _rows(4_096)
+        batch = k.format.input_batch(rows)
+        assert batch.__array_interface__["data"][0] == rows.__array_interface__["data"][0]
+        assert k.send_batch(rows) == len(rows)
+        got = k.receive_batch(len(rows), timeout=30, min_n=len(rows))
+        np.testing.assert_array_equal(got["value"], rows["value"] + 1)
+
+
+def test_a_strided_out_is_filled_too(echo_cpu):
+    buf = np.zeros(200, dtype=rg.dtype_of(rk.Seq))
+    out = buf[::2]  # not contiguous: numpy's own copy instead of bytes
+    echo_cpu.send_batch(_rows(100))
+    got = echo_cpu.receive_batch(timeout=30, min_n=100, out=out)
+    np.testing.assert_array_equal(got["seq"], np.arange(100))
+    np.testing.assert_array_equal(buf["seq"][::2], np.arange(100))
+    assert (buf["seq"][1::2] == 0).all()

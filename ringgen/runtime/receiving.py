@@ -5,7 +5,8 @@
 ``Gathered`` keeps them in order and turns them into one result at the end: copied straight into the
 caller's ``out`` array when there is one, else converted once (one concatenation of the batches,
 then the format's conversion), so a whole batch costs one call and no per-reply Python work for a
-direct message.
+direct message. Rows are copied as bytes (``copy_rows``): numpy's own copy of a structured array
+goes field by field and runs far below memory speed.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import numpy as np
 
 from .batches import Batch, BatchFormat
 
-__all__ = ["Gathered", "check_counts", "check_out"]
+__all__ = ["Gathered", "check_counts", "check_out", "copy_rows"]
 
 
 def check_counts(
@@ -121,7 +122,7 @@ class Gathered:
         so the caller's array holds every reply taken even if a later step raises)."""
         k = len(batch)
         if self._out is not None:
-            self._out[self.count : self.count + k] = self._format.to_array(batch)
+            copy_rows(self._out[self.count : self.count + k], self._format.to_array(batch))
         else:
             self._parts.append(batch)
         self.count += k
@@ -138,4 +139,22 @@ class Gathered:
             return self._format.to_array(parts[0])
         if isinstance(parts[0], list):
             return self._format.to_array([item for part in parts for item in part])
-        return self._format.to_array(np.concatenate(parts))
+        merged = np.empty(self.count, dtype=parts[0].dtype)
+        at = 0
+        for part in parts:
+            copy_rows(merged[at : at + len(part)], part)
+            at += len(part)
+        return self._format.to_array(merged)
+
+
+def copy_rows(dst: np.ndarray, src: np.ndarray) -> None:
+    """``dst[:] = src`` for two 1-d arrays of the same length, at memory speed where it can be.
+
+    numpy copies a structured array field by field, element by element (10 to 20 times slower than
+    ``memcpy`` for a 16-byte struct); rows of the same dtype in contiguous arrays are copied as
+    bytes instead, padding included. Anything else (a strided ``out``) takes numpy's own path.
+    """
+    if dst.dtype == src.dtype and dst.flags.c_contiguous and src.flags.c_contiguous:
+        np.copyto(dst.view(np.uint8), src.view(np.uint8))
+    else:
+        dst[...] = src
