@@ -239,3 +239,13 @@ def test_a_strided_out_is_filled_too(echo_cpu):
     np.testing.assert_array_equal(got["seq"], np.arange(100))
     np.testing.assert_array_equal(buf["seq"][::2], np.arange(100))
     assert (buf["seq"][1::2] == 0).all()
+
+
+@pytest.mark.parametrize("backend,options", TRANSPORTS)
+def test_a_strided_request_array_is_sent_whole(backend, options):
+    rows = _rows(2_000)[::2]  # not contiguous: copied once, as rows of bytes
+    with rg.launch(rk.echo, backend=backend, **options) as k:
+        assert k.send_batch(rows) == 1_000
+        got = k.receive_batch(1_000, timeout=30, min_n=1_000)
+        np.testing.assert_array_equal(got["seq"], np.arange(0, 2_000, 2))
+        np.testing.assert_array_equal(got["value"], rows["value"] + 1)

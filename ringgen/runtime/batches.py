@@ -89,7 +89,12 @@ def _check_array(kernel: str, codec: Any, arr: Any) -> np.ndarray:
         out = np.zeros(len(arr), dtype=codec.dtype)
         _copy_fields(kernel, codec.cls.__qualname__, out, arr)
         return out
-    return np.ascontiguousarray(arr)
+    if arr.flags.c_contiguous:
+        return arr
+    # Rows as opaque records of their size: numpy copies a structured array field by field, element
+    # by element, 10 to 20 times slower than memory speed.
+    rows = np.dtype((np.void, arr.dtype.itemsize))
+    return np.ascontiguousarray(arr.view(rows)).view(arr.dtype)
 
 
 def _copy_fields(kernel: str, path: str, out: np.ndarray, src: np.ndarray) -> None:

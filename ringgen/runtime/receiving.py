@@ -151,10 +151,11 @@ def copy_rows(dst: np.ndarray, src: np.ndarray) -> None:
     """``dst[:] = src`` for two 1-d arrays of the same length, at memory speed where it can be.
 
     numpy copies a structured array field by field, element by element (10 to 20 times slower than
-    ``memcpy`` for a 16-byte struct); rows of the same dtype in contiguous arrays are copied as
-    bytes instead, padding included. Anything else (a strided ``out``) takes numpy's own path.
+    ``memcpy`` for a 16-byte struct); rows of the same dtype are copied as opaque records of their
+    size instead (``np.void``), padding included, contiguous or not.
     """
-    if dst.dtype == src.dtype and dst.flags.c_contiguous and src.flags.c_contiguous:
-        np.copyto(dst.view(np.uint8), src.view(np.uint8))
+    if dst.dtype == src.dtype:
+        rows = np.dtype((np.void, dst.dtype.itemsize))
+        np.copyto(dst.view(rows), src.view(rows))
     else:
         dst[...] = src
