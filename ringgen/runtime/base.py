@@ -353,9 +353,10 @@ class KernelHandle(
         """Take up to ``max_n`` replies, waiting until ``min_n`` of them are in.
 
         Returns once it holds ``min_n`` replies (default 1: whatever is ready first) or ``timeout``
-        seconds (None: no limit) have passed, whichever comes first; each step takes every reply
-        ready, up to ``max_n``. So ``receive_batch(n, timeout, min_n=n)`` is a whole batch in one
-        call.
+        seconds (None: no limit) have passed, whichever comes first, taking replies from the spill
+        and the output queue as they become ready, never more than ``max_n``. So
+        ``receive_batch(n, timeout, min_n=n)`` is a whole batch in one call.
+
         Timing out with fewer than ``min_n`` is not an error: it returns the replies that came
         (check ``len``); a reply it has taken is never dropped. The same holds when the kernel stops
         on a fault or is terminated meanwhile: the replies taken are returned, and the next call
