@@ -9,9 +9,17 @@ Runs ``examples/vector_add`` (16-byte request, 16-byte reply) on the first CUDA 
 - ``ringgen-zc``     the zero-copy API: ``reserve``/``commit`` + ``receive_view``/``release``;
 - ``pycuda-launch``  what a PyCUDA user writes otherwise: pinned buffers, ``memcpy_htod_async``, one
                      launch, ``memcpy_dtoh_async``, synchronize, per batch;
-- ``cupy-launch``    the same with CuPy's ``RawKernel``.
+- ``cupy-launch``    the same with CuPy's ``RawKernel``;
+- ``cuda-graph``     the same copy in, kernel, copy out, captured once per batch size as a CUDA graph
+                     (CuPy's stream capture) and replayed per batch;
+- ``floor``          what nothing can beat, measured in the same run (``bench/floor_echo.py``): for
+                     one message a hand-written persistent echo kernel on a host-mapped slot, for a
+                     batch the copy engines moving its bytes both ways at once with no kernel.
 
-Every series is checked against numpy before it is timed. Round trip = host send -> handler -> host
+Every series is checked against numpy before it is timed; each row also gets ``x_floor``, its p50
+over the floor's at the same batch size. Percentiles (p50, p90, p99, p99.9) come from an
+HdrHistogram of the round trips (``bench/_common.summarize``; numpy's, with a warning and a note in
+the JSON, where the ``hdrhistogram`` package is missing). Round trip = host send -> handler -> host
 receive, per batch; throughput = batch / median. For the zero-copy series, as for the baselines, the
 input sits in pinned memory before the clock starts (the ring is filled once: a producer writes into
 ``reserve``'s view where a PyCUDA user fills its pinned buffer).
@@ -33,17 +41,24 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+_HERE = Path(__file__).resolve().parent
+# Run as a script, bench/ is sys.path[0], and this file, cuda.py, then shadows the ``cuda`` package
+# CuPy 14 imports (cuda.pathfinder, cuda.bindings): ``import cupy`` failed on the H100 and the H200
+# for that reason alone. This folder's modules are imported as ``bench.*`` from the repository root.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+sys.path.insert(0, str(_HERE.parent))
 
 from bench._common import (
     BATCH_SIZES,
     RESULTS_DIR,
     Result,
+    percentile_method,
     plot,
     print_table,
     summarize,
     write_json,
 )  # noqa: E402
+from bench.floor_echo import bench_copy_floor, bench_echo_floor  # noqa: E402
 
 log = logging.getLogger("ringgen.bench")
 
@@ -90,11 +105,12 @@ def _check(kind: str, req: np.ndarray, out: np.ndarray) -> None:
 
 def _report(row: Result) -> Result:
     log.info(
-        "%-16s batch %8d  p50 %9.1f us  p99 %9.1f us  %8.1f M msg/s",
+        "%-16s batch %8d  p50 %9.1f us  p99 %9.1f us  p99.9 %9.1f us  %8.1f M msg/s",
         row.series,
         row.batch,
         row.seconds["p50"] * 1e6,
         row.seconds["p99"] * 1e6,
+        row.seconds["p99.9"] * 1e6,
         row.throughput / 1e6,
     )
     return row
@@ -262,11 +278,8 @@ def bench_pycuda(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
 
 
 def bench_cupy(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
-    try:
-        import cupy as cp
-    except ImportError:
-        log.warning("CuPy is not installed: no cupy-launch series")
-        return []
+    import cupy as cp  # ImportError: _run_series reports the series as unavailable
+
     kern = cp.RawKernel(BASELINE_SOURCE, "vector_add_batch", options=("-std=c++17",))
     stream = cp.cuda.Stream(non_blocking=True)
     rows = []
@@ -292,6 +305,110 @@ def bench_cupy(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
         _check(f"cupy batch {b}", reqs, a_out)
         rows.append(_report(Result("cupy-launch", b, summarize(_time(once, _repeats(b, quick))))))
     return rows
+
+
+def bench_cuda_graph(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
+    """Copy in, kernel, copy out captured once per batch size into a CUDA graph (CuPy's stream
+    capture), replayed with one ``Graph.launch`` and a synchronize per batch."""
+    import cupy as cp  # ImportError: _run_series reports the series as unavailable
+
+    rt = cp.cuda.runtime
+    kern = cp.RawKernel(BASELINE_SOURCE, "vector_add_batch", options=("-std=c++17",))
+    stream = cp.cuda.Stream(non_blocking=True)
+    rows = []
+    for b in batches:
+        n_in, n_out = b * in_dtype.itemsize, b * out_dtype.itemsize
+        h_in = cp.cuda.alloc_pinned_memory(n_in)
+        h_out = cp.cuda.alloc_pinned_memory(n_out)
+        a_in = np.frombuffer(h_in, in_dtype, b)
+        a_out = np.frombuffer(h_out, out_dtype, b)
+        reqs = _requests(in_dtype, b, rng)
+        a_in[:] = reqs
+        d_in = cp.empty(n_in, dtype=cp.uint8)
+        d_out = cp.empty(n_out, dtype=cp.uint8)
+        grid = ((b + 255) // 256,)
+        h2d = getattr(rt, "memcpyHostToDevice", 1)
+        d2h = getattr(rt, "memcpyDeviceToHost", 2)
+        with stream:
+            # An empty launch first: the module is compiled and loaded outside the capture.
+            kern((1,), (32,), (d_in, d_out, np.int32(0)))
+            stream.synchronize()
+            stream.begin_capture()
+            try:
+                rt.memcpyAsync(d_in.data.ptr, h_in.ptr, n_in, h2d, stream.ptr)
+                kern(grid, (256,), (d_in, d_out, np.int32(b)))
+                rt.memcpyAsync(h_out.ptr, d_out.data.ptr, n_out, d2h, stream.ptr)
+            finally:
+                graph = stream.end_capture()
+
+        def once():
+            graph.launch(stream)
+            stream.synchronize()
+
+        a_out.view(np.uint8)[:] = 0xA5  # poisoned: the replay must write every reply
+        once()
+        _check(f"cuda-graph batch {b}", reqs, a_out)
+        rows.append(_report(Result("cuda-graph", b, summarize(_time(once, _repeats(b, quick))))))
+    return rows
+
+
+def bench_floor(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
+    """The floor at each batch size (``bench/floor_echo.py``): the persistent echo for one message,
+    the copy engines moving the batch both ways at once for more."""
+    rows = []
+    for b in batches:
+        if b == 1:
+            samples = bench_echo_floor(_repeats(1, quick), _time, rng)
+            kind = "persistent echo kernel, host-mapped 16-byte slot"
+        else:
+            samples = bench_copy_floor(in_dtype, out_dtype, b, _repeats(b, quick), _time)
+            kind = "copy engines, requests in and replies out at once, no kernel"
+        rows.append(_report(Result("floor", b, summarize(samples), {"floor": kind})))
+    return rows
+
+
+def _run_series(name, fn, failed: dict, *args) -> list[Result]:
+    """Run one series; an error is logged and recorded (``failed`` in the JSON), and the run goes on
+    with the other series."""
+    try:
+        return fn(*args)
+    except ImportError as exc:
+        log.warning("series %s is unavailable: %s", name, exc)
+        failed[name] = f"unavailable: {type(exc).__name__}: {exc}"
+        return []
+    except Exception as exc:  # noqa: BLE001 - reported by name, kept in the JSON
+        log.exception("series %s failed", name)
+        failed[name] = f"{type(exc).__name__}: {exc}"
+        return []
+
+
+def add_floor_ratios(rows: list[Result]) -> None:
+    """Set ``extra["x_floor"]`` on every row whose batch size has a ``floor`` row: its p50 over the
+    floor's p50 (the floor row itself gets 1.0)."""
+    floor = {r.batch: r.seconds["p50"] for r in rows if r.series == "floor"}
+    for r in rows:
+        if floor.get(r.batch):
+            r.extra["x_floor"] = r.seconds["p50"] / floor[r.batch]
+
+
+def _driver_info() -> dict:
+    """The display driver's version (nvidia-smi) and the CUDA driver API version (PyCUDA)."""
+    import subprocess
+
+    import pycuda.driver as drv
+
+    out = {"cuda_driver_api": drv.get_driver_version()}
+    try:
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+        )
+        out["driver"] = smi.stdout.strip().splitlines()[0] if smi.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, IndexError):
+        out["driver"] = None
+    return out
 
 
 # -------------------------------------------------------------------------------------- main
@@ -388,15 +505,8 @@ def main(argv=None) -> int:
 
     if args.plot_only:
         doc = json.loads(args.plot_only.read_text())
-        rows = [
-            Result(
-                r["series"],
-                r["batch"],
-                {"p50": r["p50_s"], "p99": r["p99_s"], "mean": r["mean_s"], "n": r["n"]},
-            )
-            for r in doc["results"]
-        ]
-        print_table(rows, f"cuda: {doc['device']}")
+        rows = [Result.from_json(r) for r in doc["results"]]
+        print_table(rows, f"cuda: {doc['device']}", long=True)
         print(
             plot(
                 "cuda",
@@ -421,16 +531,37 @@ def main(argv=None) -> int:
     for w in args.workers or [None]:
         rows += bench_ringgen(spec, pkg, codecs, source, args.batches, args.quick, w, rng)
     in_dtype, out_dtype = codecs["AddRequest"].dtype, codecs["AddResponse"].dtype
+    failed: dict = {}
     if not args.no_baselines:
-        rows += bench_pycuda(in_dtype, out_dtype, args.batches, args.quick, rng)
-        rows += bench_cupy(in_dtype, out_dtype, args.batches, args.quick, rng)
+        b_args = (in_dtype, out_dtype, args.batches, args.quick, rng)
+        rows += _run_series("pycuda-launch", bench_pycuda, failed, *b_args)
+        rows += _run_series("cupy-launch", bench_cupy, failed, *b_args)
+        rows += _run_series("cuda-graph", bench_cuda_graph, failed, *b_args)
+    rows += _run_series(
+        "floor", bench_floor, failed, in_dtype, out_dtype, args.batches, args.quick, rng
+    )
+    add_floor_ratios(rows)
     device = f"{info.name} ({info.arch}, {info.sm_count} SMs)"
-    print_table(rows, f"cuda: {device}")
+    print_table(rows, f"cuda: {device}", long=True)
     path = write_json(
         "cuda",
         rows,
         device,
-        extra={"kernel": "examples/vector_add", "message_bytes": int(in_dtype.itemsize)},
+        extra={
+            "kernel": "examples/vector_add",
+            "message_bytes": int(in_dtype.itemsize),
+            **_driver_info(),
+            "percentiles": percentile_method(),
+            "quick": bool(args.quick),
+            "floor": {
+                "1": "persistent echo kernel on a host-mapped 16-byte slot, Python host loop "
+                "(bench/floor_echo.py)",
+                ">1": "copy engines moving the batch's requests in and replies out at once, "
+                "two streams, pinned memory, no kernel",
+            },
+            "x_floor": "p50 over the floor's p50 at the same batch size",
+            "failed": failed,
+        },
         directory=args.out,
     )
     print(path)

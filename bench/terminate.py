@@ -27,12 +27,16 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+# The kernels are the terminate tests' (tests/hostpolicy_kernels.py): one set, measured and tested.
+sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
 
 import ringgen as rg  # noqa: E402
 from ringgen.runtime.backends import available_backends  # noqa: E402
-import terminate_kernels as tk  # noqa: E402
+import hostpolicy_kernels as hk  # noqa: E402
 from _common import summarize, write_json  # noqa: E402
+
+#: ``fanout``'s queues in the flood scenarios (a launch option: the tests declare 256).
+FLOOD_CAPACITY = 1024
 
 BACKENDS = {
     "cpu": ("cpu", {}),
@@ -44,7 +48,7 @@ BACKENDS = {
 
 def _flood(k) -> int:
     """Fill the input queue of ``fanout`` without reading; returns how many were accepted."""
-    jobs = np.zeros(k.capacity, dtype=rg.dtype_of(tk.Job))
+    jobs = np.zeros(k.capacity, dtype=rg.dtype_of(hk.Job))
     jobs["seq"] = np.arange(len(jobs))
     jobs["n"] = 8
     sent = k.send_batch(jobs, block=False)
@@ -53,13 +57,15 @@ def _flood(k) -> int:
 
 
 def _one(backend: str, options: dict, scenario: str) -> tuple[float, dict]:
-    kernel = tk.spin if scenario.startswith("endless") else tk.fanout
+    kernel = hk.spin if scenario.startswith("endless") else hk.fanout
+    if kernel is hk.fanout:
+        options = {**options, "capacity": FLOOD_CAPACITY}
     k = rg.launch(kernel, backend=backend, **options)
     try:
         if scenario.startswith("flood"):
             _flood(k)
         elif scenario.startswith("endless"):
-            k.send(tk.Job(seq=1, n=-1))
+            k.send(hk.Job(seq=1, n=-1))
             time.sleep(0.05)
         drain = not scenario.endswith("stop-now")
         t0 = time.perf_counter()

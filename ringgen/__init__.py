@@ -18,6 +18,7 @@ from ._version import __version__
 _EXPORTS: dict[str, str] = {
     "Array": "ringgen.types",
     "BackendUnavailableError": "ringgen.errors",
+    "BuildError": "ringgen.errors",
     "DeadLetter": "ringgen.runtime",
     "EncodeError": "ringgen.errors",
     "HandlerError": "ringgen.errors",
@@ -33,15 +34,23 @@ _EXPORTS: dict[str, str] = {
     "RinggenError": "ringgen.errors",
     "SchemaError": "ringgen.errors",
     "Str": "ringgen.types",
+    "ToolchainError": "ringgen.errors",
     "WireFormatError": "ringgen.errors",
     "atomic_add": "ringgen.intrinsics",
     "atomic_cas": "ringgen.intrinsics",
     "atomic_max": "ringgen.intrinsics",
     "atomic_min": "ringgen.intrinsics",
+    "bool_": "ringgen.types",
     "decode": "ringgen.wire",
     "device": "ringgen.kernel",
     "dtype_of": "ringgen.layout",
     "encode": "ringgen.wire",
+    "f32": "ringgen.types",
+    "f64": "ringgen.types",
+    "i16": "ringgen.types",
+    "i32": "ringgen.types",
+    "i64": "ringgen.types",
+    "i8": "ringgen.types",
     "launch": "ringgen.jit",
     "layout_of": "ringgen.layout",
     "message": "ringgen.schema",
@@ -50,6 +59,10 @@ _EXPORTS: dict[str, str] = {
     "spec_of": "ringgen.schema",
     "state": "ringgen.schema",
     "thread_id": "ringgen.intrinsics",
+    "u16": "ringgen.types",
+    "u32": "ringgen.types",
+    "u64": "ringgen.types",
+    "u8": "ringgen.types",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
@@ -81,6 +94,7 @@ _hooks.launch = _launch
 if TYPE_CHECKING:  # editors and type checkers see the real objects
     from .errors import (
         BackendUnavailableError,
+        BuildError,
         EncodeError,
         HandlerError,
         KernelFaultError,
@@ -90,6 +104,7 @@ if TYPE_CHECKING:  # editors and type checkers see the real objects
         QueueFullError,
         RinggenError,
         SchemaError,
+        ToolchainError,
         WireFormatError,
     )
     from .intrinsics import atomic_add, atomic_cas, atomic_max, atomic_min, now, thread_id
@@ -98,5 +113,20 @@ if TYPE_CHECKING:  # editors and type checkers see the real objects
     from .jit import launch
     from .runtime import DeadLetter, KernelHandle, KernelStats
     from .schema import message, spec_of, state
-    from .types import Array, List, Str
+    from .types import (
+        Array,
+        List,
+        Str,
+        bool_,
+        f32,
+        f64,
+        i8,
+        i16,
+        i32,
+        i64,
+        u8,
+        u16,
+        u32,
+        u64,
+    )
     from .wire import decode, encode

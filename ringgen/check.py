@@ -4,6 +4,9 @@ Each file is checked by every toolchain that applies to it and the result is one
 (file, toolchain): ``ok``, ``failed`` (with the compiler's first lines of output) or ``skipped`` (with
 the reason, such as "nvcc not found"). Nothing here prints; ``ringgen check`` renders the results.
 
+The sources of a backend are checked by the ``checker`` its row of ``ringgen.targets`` names
+(found by the file's suffix); the host-side files by the checkers here.
+
 | file | toolchains |
 |---|---|
 | ``<name>_types.h`` | gcc ``-std=c99 -pedantic -Wall -Werror``, g++ ``-std=c++17 -pedantic -Wall -Werror``, nvcc ``-arch=sm_90``, OpenCL (PyOpenCL, first platform) |
@@ -30,14 +33,20 @@ from typing import Callable, Optional
 
 import attrs
 
+from . import targets as registry
 from .codegen.dialect_opencl import NOW_UNAVAILABLE
 from .errors import RinggenError
 from .codegen.opencl import calls_now
+from .runtime.cuda.build import find_nvcc
 
 __all__ = [
     "CheckResult",
     "NOW_NOTE",
+    "check_c_source",
+    "check_cuda_source",
     "check_file",
+    "check_metal_source",
+    "check_opencl_source",
     "check_package",
     "find_gcc",
     "find_gxx",
@@ -53,10 +62,18 @@ log = logging.getLogger("ringgen")
 COMPILE_TIMEOUT = 300
 #: Lines of compiler output kept in a failed result.
 DETAIL_LINES = 20
+
+
+def _or_list(words: list[str]) -> str:
+    """``a``, ``a or b``, ``a, b or c``."""
+    return words[-1] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
 #: Why the opencl backend refuses an OpenCL source whose kernels call ``rg.now()``.
 NOW_NOTE = (
     "a kernel in this file calls rg.now(), which OpenCL C lacks (no device clock): the opencl "
-    "backend refuses the file; run its kernels with backend='cuda' or 'cpu'"
+    "backend refuses the file; run its kernels with backend="
+    + _or_list([repr(t.name) for t in registry.auto_order() if "now" in t.capabilities])
 )
 
 
@@ -82,17 +99,6 @@ def find_gcc() -> Optional[str]:
 def find_gxx() -> Optional[str]:
     """Path of g++ (``$CXX`` first), or None."""
     return shutil.which(os.environ.get("CXX", "g++")) or shutil.which("g++")
-
-
-def find_nvcc() -> Optional[str]:
-    """Path of nvcc: on PATH, else under ``$CUDA_HOME``/``$CUDA_PATH``, else /usr/local/cuda."""
-    found = shutil.which("nvcc")
-    if found:
-        return found
-    for root in (os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), "/usr/local/cuda"):
-        if root and (Path(root) / "bin" / "nvcc").is_file():
-            return str(Path(root) / "bin" / "nvcc")
-    return None
 
 
 def opencl_device():
@@ -206,13 +212,15 @@ def _check_header(file: Path) -> list[CheckResult]:
     ]
 
 
-def _check_c(file: Path) -> list[CheckResult]:
+def check_c_source(file: Path) -> list[CheckResult]:
+    """The ``c`` backend's ``.c``: gcc ``-std=c99`` with warnings as errors."""
     # The C target reads the clock with clock_gettime, which C99 leaves to POSIX.
     flags = ["-std=c99", "-D_POSIX_C_SOURCE=199309L", "-Wall", "-Wextra", "-Werror", "-c"]
     return [_compile(find_gcc(), "gcc not found", "gcc -std=c99", file, None, ".c", flags)]
 
 
-def _check_cu(file: Path) -> list[CheckResult]:
+def check_cuda_source(file: Path) -> list[CheckResult]:
+    """The ``cuda`` backend's ``.cu``: nvcc ``-arch=sm_90 -std=c++17``."""
     return [
         _compile(
             find_nvcc(),
@@ -226,7 +234,9 @@ def _check_cu(file: Path) -> list[CheckResult]:
     ]
 
 
-def _check_cl(file: Path) -> list[CheckResult]:
+def check_opencl_source(file: Path) -> list[CheckResult]:
+    """The ``opencl`` backend's ``.cl``: built by PyOpenCL on the first device; a file calling
+    ``rg.now()`` is built with the clock defined away, and reported as refused by the backend."""
     source = file.read_text()
     if not calls_now(source):
         return [_opencl(file, source)]
@@ -238,7 +248,8 @@ def _check_cl(file: Path) -> list[CheckResult]:
     ]
 
 
-def _check_metal(file: Path) -> list[CheckResult]:
+def check_metal_source(file: Path) -> list[CheckResult]:
+    """The ``metal`` backend's ``.metal``: ``ringgen.metal_shim.check_metal``, when installed."""
     if importlib.util.find_spec("ringgen.metal_shim") is None:
         return [
             CheckResult(file.name, "metal shim", "skipped", "ringgen.metal_shim is not installed")
@@ -280,13 +291,12 @@ def _checker(file: Path) -> Optional[Callable[[Path], list[CheckResult]]]:
         return _check_header
     if file.name == "manifest.json":
         return _check_manifest
-    return {
-        ".c": _check_c,
-        ".cu": _check_cu,
-        ".cl": _check_cl,
-        ".metal": _check_metal,
-        ".py": _check_python,
-    }.get(file.suffix)
+    if file.suffix == ".py":
+        return _check_python
+    for target in registry.TARGETS:
+        if target.suffix == file.suffix and target.checker is not None:
+            return registry.resolve(target.checker)
+    return None
 
 
 def check_file(file: os.PathLike | str) -> list[CheckResult]:

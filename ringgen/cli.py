@@ -17,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Optional, Sequence
 
+from . import targets as registry
 from ._version import __version__
 from .envflags import env_flag
 from .errors import RinggenError
@@ -33,7 +34,8 @@ ringgen turns Python type declarations into persistent GPU ring kernels.
 Declare messages as attrs classes with @rg.message and handlers with @rg.ring_kernel in a Python
 module; `ringgen build` emits, for each module, a package with the C struct layouts
 (<name>_types.h), host serializers (serializers.py), a build manifest (manifest.json) and the
-kernel sources of every target ringgen has.
+kernel sources of every target ringgen has:
+  {sources}.
 """
 
 _MAIN_EPILOG = """\
@@ -48,7 +50,7 @@ Run `ringgen COMMAND --help` for a command's options and examples.
 environment:
   RINGGEN_DEBUG=1      log debug messages and show tracebacks on errors (output unchanged)
   RINGGEN_LINE_DIRECTIVES=1  #line directives in generated device code (build --line-directives)
-  RINGGEN_BACKEND      default backend for launches (cuda, opencl, cpu, auto)
+  RINGGEN_BACKEND      default backend for launches ({backends}, auto)
   RINGGEN_CACHE_DIR    where rg.launch keeps its build cache
 
 exit status: 0 success, 1 a check or build step failed, 2 bad input (arguments, declarations, paths).
@@ -112,10 +114,12 @@ exit status: 0 when nothing failed (skips are fine), 1 when any check failed.
 """
 
 _DEVICES_HELP = """\
-List the backends ringgen can launch kernels on and the devices of each: CUDA (through PyCUDA),
-OpenCL (through PyOpenCL; persistent mode where the device offers fine-grained SVM with atomics,
-relaunch mode elsewhere), the native C backend (when a C compiler is present) and the CPU reference
-backend, which is always present.
+List the backends ringgen can launch kernels on, in the order `auto` tries them:
+  {backends}
+and the devices of each, as each backend's probe finds them: CUDA (through PyCUDA), OpenCL (through
+PyOpenCL; persistent mode where the device offers fine-grained SVM with atomics, relaunch mode
+elsewhere), the native C backend (when a C compiler is present) and the CPU reference backend,
+which is always present.
 """
 
 _DEVICES_EPILOG = """\
@@ -137,9 +141,22 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n(see `{self.prog} --help`)\n")
 
 
+def _help_words() -> dict[str, str]:
+    """The backend names the help texts list, read from ``ringgen.targets``."""
+    launchable = [t.name for t in registry.auto_order() if t.loader is not None]
+    sources = [f"{t.dialect} ({t.suffix})" for t in registry.TARGETS if t.emitter and t.suffix]
+    return {"backends": ", ".join(launchable), "sources": ", ".join(sources)}
+
+
 def _parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
-    p = _Parser(prog="ringgen", description=_MAIN_HELP, epilog=_MAIN_EPILOG, formatter_class=fmt)
+    words = _help_words()
+    p = _Parser(
+        prog="ringgen",
+        description=_MAIN_HELP.format(**words),
+        epilog=_MAIN_EPILOG.format(**words),
+        formatter_class=fmt,
+    )
     p.add_argument("--version", action="version", version=f"ringgen {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log what ringgen does (to stderr)")
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -208,7 +225,7 @@ def _parser() -> argparse.ArgumentParser:
     d = sub.add_parser(
         "devices",
         help="list backends and devices",
-        description=_DEVICES_HELP,
+        description=_DEVICES_HELP.format(**words),
         epilog=_DEVICES_EPILOG,
         formatter_class=fmt,
     )

@@ -30,41 +30,6 @@ __all__ = [
 ]
 
 
-def format_diagnostic(
-    message: str,
-    *,
-    file: Optional[str] = None,
-    line: Optional[int] = None,
-    col: Optional[int] = None,
-    end_col: Optional[int] = None,
-    hint: Optional[str] = None,
-    source_line: Optional[str] = None,
-) -> str:
-    """Render a gcc-style diagnostic: ``file:line:col: error: message``, the line, a caret, a hint.
-
-    ``col`` is 0-based (as Python's ``ast`` reports it) and printed 1-based, as compilers do.
-    """
-    where = ""
-    if file is not None:
-        where = file
-        if line is not None:
-            where += f":{line}"
-            if col is not None:
-                where += f":{col + 1}"
-        where += ": "
-    text = f"{where}error: {message}"
-    if source_line is None and file is not None and line is not None:
-        source_line = linecache.getline(file, line).rstrip("\n")
-    if source_line:
-        text += "\n    " + source_line
-        if col is not None:
-            width = max(1, (end_col - col) if end_col and end_col > col else 1)
-            text += "\n    " + " " * col + "^" + "~" * (width - 1)
-    if hint:
-        text += f"\n    hint: {hint}"
-    return text
-
-
 class RinggenError(Exception):
     """Raised for every error ringgen diagnoses on purpose; the base of all others here.
 
@@ -90,17 +55,36 @@ class RinggenError(Exception):
         self.end_col = end_col
         self.hint = hint
         self.source_line = source_line
-        super().__init__(
-            format_diagnostic(
-                message,
-                file=file,
-                line=line,
-                col=col,
-                end_col=end_col,
-                hint=hint,
-                source_line=source_line,
-            )
-        )
+        super().__init__(format_diagnostic(self))
+
+
+def format_diagnostic(error: RinggenError) -> str:
+    """Render ``error`` gcc-style: ``file:line:col: error: message``, the line, a caret, a hint.
+
+    ``error.col`` is 0-based (as Python's ``ast`` reports it) and printed 1-based, as compilers do;
+    the source line is read from ``error.file`` when the error does not carry it.
+    """
+    where = ""
+    if error.file is not None:
+        where = error.file
+        if error.line is not None:
+            where += f":{error.line}"
+            if error.col is not None:
+                where += f":{error.col + 1}"
+        where += ": "
+    text = f"{where}error: {error.message}"
+    source_line = error.source_line
+    if source_line is None and error.file is not None and error.line is not None:
+        source_line = linecache.getline(error.file, error.line).rstrip("\n")
+    if source_line:
+        text += "\n    " + source_line
+        col, end_col = error.col, error.end_col
+        if col is not None:
+            width = max(1, (end_col - col) if end_col and end_col > col else 1)
+            text += "\n    " + " " * col + "^" + "~" * (width - 1)
+    if error.hint:
+        text += f"\n    hint: {error.hint}"
+    return text
 
 
 class SchemaError(RinggenError, TypeError):

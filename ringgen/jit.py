@@ -25,7 +25,7 @@ from .build import collect
 from .codegen import cuda as cuda_codegen
 from .codegen.env import templates_dir
 from .codegen.options import EmitOptions
-from .codegen.targets import TARGETS
+from .codegen.targets import emitters, is_backend
 from .codegen.writer import write_unit
 from .errors import BuildError, CacheError
 from .kernel import kernel_spec_of
@@ -48,16 +48,20 @@ ENV_VAR = cachestore.ENV_VAR
 _lock = threading.Lock()
 
 
-#: Targets that emit device source; a cache entry holds only those its backend loads, so a
-#: launch on the cpu never waits for (or fails in) a device emitter.
-DEVICE_TARGETS = frozenset({"c", "cuda", "metal", "opencl"})
+def __getattr__(name: str) -> Any:
+    # DEVICE_TARGETS: the targets that emit device source (every backend with an emitter in
+    # ringgen.targets), read from the table when asked for. A cache entry holds only those its
+    # backend loads, so a launch on the cpu never waits for (or fails in) a device emitter.
+    if name == "DEVICE_TARGETS":
+        return frozenset(t for t in emitters() if is_backend(t))
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_targets(device_targets: Iterable[str] = ()) -> tuple[str, ...]:
-    """Every host target of ``TARGETS`` (serializers, package, runtime, ...) plus ``device_targets``,
-    in table order."""
+    """Every host-side target (serializers, package, runtime, ...) plus ``device_targets``, in the
+    writer's order (``ringgen.codegen.targets.emitters()``)."""
     wanted = set(device_targets)
-    return tuple(t for t in TARGETS if t not in DEVICE_TARGETS or t in wanted)
+    return tuple(t for t in emitters() if not is_backend(t) or t in wanted)
 
 
 #: What decides the text of a generated package, besides the user's source: ringgen's own modules and
@@ -222,8 +226,8 @@ def launch(kernel: Any, backend: str = "auto", **options: Any) -> KernelHandle:
 
     Args:
         kernel: a ``@rg.ring_kernel``.
-        backend: "auto" (cuda, then opencl, then c, then cpu; ``RINGGEN_BACKEND`` replaces auto),
-            "cpu", "c", "opencl" or "cuda".
+        backend: "auto" (the first available in ``ringgen.targets.auto_order()``: cuda, opencl,
+            c, cpu; ``RINGGEN_BACKEND`` replaces auto), or a backend's name.
         options: launch options, e.g. ``capacity=4096`` (docs/runtime.md lists each backend's).
 
     Returns:
@@ -242,7 +246,7 @@ def launch(kernel: Any, backend: str = "auto", **options: Any) -> KernelHandle:
 
     def package_for(name: str) -> tuple:
         # A device backend loads the source its own target emits ("opencl" -> <name>.cl).
-        targets = load_backend(name).targets or ((name,) if name in DEVICE_TARGETS else ())
+        targets = load_backend(name).targets or ((name,) if is_backend(name) else ())
         package_dir, codecs = built_package(spec, targets)
         return str(package_dir), codecs
 

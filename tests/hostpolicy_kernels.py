@@ -1,4 +1,5 @@
-"""Kernels for the spill and terminate tests (handlers must live in a file: the compiler reads them)."""
+"""Kernels for the spill and terminate tests and for ``bench/terminate.py`` (handlers must live in a
+file: the compiler reads them)."""
 
 import ringgen as rg
 from ringgen.types import i32, i64

@@ -302,6 +302,45 @@ def test_a_u64_list_above_and_below_2_63_survives_exactly(tmp_path):
     assert report.ran == {r.name: 1 for r in RUNNERS if r.name != "c-backend"}
 
 
+TRUNC_OF_A_FOLDED_NAN = """
+import math
+
+import ringgen as rg
+from ringgen.types import f32, i64
+
+
+@rg.message
+class In0:
+    id: i64
+    x: f32
+
+
+@rg.message
+class Out0:
+    id: i64
+    t: f32
+    b: f32
+
+
+@rg.state
+class State0:
+    g0: f32
+
+
+@rg.ring_kernel(ordered=True)
+def tanh_of_trunc(m: In0, s: State0) -> Out0:
+    s.g0 = max(f32(-0.0), f32(0.0)) / min(f32(0.0), f32(1.0))
+    return Out0(id=m.id, t=math.tanh(math.trunc(s.g0)), b=math.trunc(s.g0))
+"""
+
+
+def test_trunc_of_a_nan_known_at_compile_time_stays_nan(tmp_path):
+    """Found on PoCL by the generator (seed 1, ordered kernel0, message seed 84): PoCL 3.1 folded
+    trunc() of a NaN the compiler could see to 0.0 (persistent) or garbage (relaunch)."""
+    report = check_module(TRUNC_OF_A_FOLDED_NAN, RUNNERS, tmp_path, seed=1, n_messages=8)
+    assert report.ran["opencl-persistent"] == 1 or "opencl-persistent" in ABSENT
+
+
 DIVIDE_BY_A_LITERAL_ZERO = """
 import ringgen as rg
 from ringgen.types import f32, f64, i16, i64, u64

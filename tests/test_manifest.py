@@ -144,15 +144,16 @@ def test_files_are_listed_with_their_hashes(built):
 
 
 def test_full_build_lists_every_target_and_its_sources(module_file, tmp_path):
-    from ringgen.codegen.targets import TARGETS
+    from ringgen.codegen.targets import emitters
+    from ringgen.codegen.manifest import source_targets
 
     pkg = write_unit(collect(module_file(KERNELS_MODULE)), tmp_path / "out")
     manifest = json.loads((pkg / "manifest.json").read_text())
     assert validate(manifest, load_schema()) == []
     targets = {f["target"]: f["path"] for f in manifest["files"]}
-    assert set(targets) <= set(TARGETS) - {"manifest"}
+    assert set(targets) <= set(emitters()) - {"manifest"}
     assert {"header", "serializers", "package"} <= set(targets)
-    expected = {t: p for t, p in targets.items() if t in ("c", "cuda", "opencl", "metal")}
+    expected = {t: p for t, p in targets.items() if t in source_targets()}
     assert manifest["kernels"][0]["sources"] == expected
 
 

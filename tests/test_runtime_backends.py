@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 
+import attrs
 import pytest
 
+from ringgen import targets as registry
 from ringgen.errors import BackendUnavailableError
 from ringgen.runtime import available_backends, backends, resolve_backend
 from ringgen.runtime.base import KernelHandle
@@ -43,10 +45,24 @@ def test_unknown_backend_lists_the_choices():
     assert "cpu" in str(info.value) and "cuda" in str(info.value)
 
 
+def _add_row(monkeypatch, name: str, loader: str, *, first_in_auto: bool = False) -> None:
+    """Register backend ``name`` as one more row of ringgen.targets (cpu's row, renamed); with
+    ``first_in_auto`` the table holds only it and cpu, and ``auto`` tries it first."""
+    cpu = registry.by_name("cpu")
+    row = attrs.evolve(cpu, name=name, loader=loader, auto_rank=0 if first_in_auto else None)
+    monkeypatch.setattr(
+        registry, "TARGETS", (row, cpu) if first_in_auto else registry.TARGETS + (row,)
+    )
+    monkeypatch.setattr(backends, "_LOADED", {})
+
+
+def test_the_tables_are_views_of_ringgen_targets():
+    assert backends.BACKENDS == {t.name: t.loader for t in registry.TARGETS if t.loader}
+    assert backends.AUTO_ORDER == ("cuda", "opencl", "c", "cpu")
+
+
 def test_missing_backend_module_is_named(monkeypatch):
-    monkeypatch.setitem(backends.BACKENDS, "fake", "ringgen.runtime._no_such_backend")
-    monkeypatch.setitem(backends._DRIVER_PROBES, "fake", lambda: None)
-    monkeypatch.setitem(backends._INSTALL_HINTS, "fake", "nothing")
+    _add_row(monkeypatch, "fake", "ringgen.runtime._no_such_backend")
     with pytest.raises(
         BackendUnavailableError, match="_no_such_backend is not part of this ringgen"
     ):
@@ -54,8 +70,7 @@ def test_missing_backend_module_is_named(monkeypatch):
 
 
 def test_a_module_without_handle_class_is_refused(monkeypatch):
-    monkeypatch.setitem(backends.BACKENDS, "fake", "ringgen.runtime.stats")
-    monkeypatch.setitem(backends._DRIVER_PROBES, "fake", lambda: None)
+    _add_row(monkeypatch, "fake", "ringgen.runtime.stats")
     with pytest.raises(BackendUnavailableError, match="HANDLE_CLASS"):
         backends.load_backend("fake")
 
@@ -80,9 +95,9 @@ class _Refuses(CpuKernelHandle):
 
 def _with_refusing_first(monkeypatch):
     monkeypatch.delenv("RINGGEN_BACKEND", raising=False)
-    monkeypatch.setitem(backends.BACKENDS, "refuses", "ringgen.runtime.cpu")
-    monkeypatch.setitem(backends._LOADED, "refuses", _Refuses)
-    monkeypatch.setattr(backends, "AUTO_ORDER", ("refuses", "cpu"))
+    _add_row(monkeypatch, "refuses", "ringgen.runtime.cpu", first_in_auto=True)
+    backends._LOADED["refuses"] = _Refuses
+    assert backends.AUTO_ORDER == ("refuses", "cpu")
 
 
 def test_auto_falls_back_when_the_chosen_backend_cannot_run_the_kernel(monkeypatch, caplog):

@@ -67,6 +67,10 @@
 #define rg_tanh_f64 tanh
 #define rg_trunc_f32 truncf
 #define rg_trunc_f64 trunc
+/* ---- narrow signed results: rg_wrap_i8 / rg_wrap_i16 (v: the rg_u32 the arithmetic wrapped in) ---- */
+#define rg_wrap_i8(v) ((rg_i8)(v))
+#define rg_wrap_i16(v) ((rg_i16)(v))
+
 
 /* ---- thread id and clock ---- */
 static rg_u32 rg_c_thread_id = 0u; /* the batch driver sets it to the message's index */

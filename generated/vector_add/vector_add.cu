@@ -265,8 +265,8 @@ RG_FN void rg__fence_acq_rel_sys(void)
 #define rg_cosh_f64(a) cosh((a))
 #define rg_exp_f32(a) expf((a))
 #define rg_exp_f64(a) exp((a))
-#define rg_fabs_f32(a) fabsf((a))
-#define rg_fabs_f64(a) fabs((a))
+#define rg_fabs_f32(a) rg__fabs_bits_f32((a))
+#define rg_fabs_f64(a) rg__fabs_bits_f64((a))
 #define rg_floor_f32(a) floorf((a))
 #define rg_floor_f64(a) floor((a))
 #define rg_fmod_f32(a, b) fmodf((a), (b))
@@ -293,6 +293,28 @@ RG_FN void rg__fence_acq_rel_sys(void)
 #define rg_tanh_f64(a) tanh((a))
 #define rg_trunc_f32(a) truncf((a))
 #define rg_trunc_f64(a) trunc((a))
+
+/* ptxas workarounds (CUDA 13.0, sm_90), found by the kernel generator and pinned by
+ * tests/test_generated_kernels_gpu.py: see rg_wrap_* below and rg_fabs_* above. */
+RG_FN float rg__fabs_bits_f32(float a)
+{
+    return __int_as_float(__float_as_int(a) & 0x7fffffff);
+}
+RG_FN double rg__fabs_bits_f64(double a)
+{
+    return __longlong_as_double(__double_as_longlong(a) & 0x7fffffffffffffffLL);
+}
+RG_FN rg_i32 rg__sext_bits(rg_u32 v, rg_u32 bits)
+{
+    rg_i32 r;
+    asm("bfe.s32 %0, %1, 0, %2;" : "=r"(r) : "r"(v), "r"(bits));
+    return r;
+}
+
+/* ---- narrow signed results: rg_wrap_i8 / rg_wrap_i16 (v: the rg_u32 the arithmetic wrapped in) ---- */
+#define rg_wrap_i8(v) rg__sext_bits((rg_u32)(v), 8)
+#define rg_wrap_i16(v) rg__sext_bits((rg_u32)(v), 16)
+
 
 /* ---- handler atomics on state (device memory): rg_atomic_<op>_<t>(p, ...) returns the old value ---- */
 RG_FN rg_i32 rg_atomic_add_i32(RG_GLOBAL rg_i32* p, rg_i32 v)

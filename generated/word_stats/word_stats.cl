@@ -229,6 +229,18 @@ RG_STATIC_ASSERT(RG_OFFSETOF(WordTotals, by_length) == 24, rg_check_WordTotals_b
 #endif
 
 /* ---- math: OpenCL's built-ins are overloaded for float and double ---- */
+/* trunc with NaN passed through first: PoCL 3.1 folded trunc() of a NaN known at compile time to 0.0
+ * or garbage (found by the kernel generator; tests/test_generated_kernels.py pins it). */
+static inline float rg__trunc_f32(float a)
+{
+    return isnan(a) ? a : trunc(a);
+}
+#ifdef cl_khr_fp64
+static inline double rg__trunc_f64(double a)
+{
+    return isnan(a) ? a : trunc(a);
+}
+#endif
 #define rg_acos_f32(a) acos((a))
 #define rg_acos_f64(a) acos((a))
 #define rg_asin_f32(a) asin((a))
@@ -273,8 +285,12 @@ RG_STATIC_ASSERT(RG_OFFSETOF(WordTotals, by_length) == 24, rg_check_WordTotals_b
 #define rg_tan_f64(a) tan((a))
 #define rg_tanh_f32(a) tanh((a))
 #define rg_tanh_f64(a) tanh((a))
-#define rg_trunc_f32(a) trunc((a))
-#define rg_trunc_f64(a) trunc((a))
+#define rg_trunc_f32(a) rg__trunc_f32((a))
+#define rg_trunc_f64(a) rg__trunc_f64((a))
+/* ---- narrow signed results: rg_wrap_i8 / rg_wrap_i16 (v: the rg_u32 the arithmetic wrapped in) ---- */
+#define rg_wrap_i8(v) ((rg_i8)(v))
+#define rg_wrap_i16(v) ((rg_i16)(v))
+
 
 /* ---- handler atomics on state (global memory): rg_atomic_<op>_<t>(p, ...) returns the old value ---- */
 #if RG_C11_ATOMICS

@@ -223,6 +223,10 @@ RG_FN rg_f32 rg_sqrt_f32(rg_f32 x) { return metal::precise::sqrt(x); }
 RG_FN rg_f32 rg_tan_f32(rg_f32 x) { return metal::precise::tan(x); }
 RG_FN rg_f32 rg_tanh_f32(rg_f32 x) { return metal::precise::tanh(x); }
 RG_FN rg_f32 rg_trunc_f32(rg_f32 x) { return metal::precise::trunc(x); }
+/* ---- narrow signed results: rg_wrap_i8 / rg_wrap_i16 (v: the rg_u32 the arithmetic wrapped in) ---- */
+#define rg_wrap_i8(v) ((rg_i8)(v))
+#define rg_wrap_i16(v) ((rg_i16)(v))
+
 
 /* Handler atomics: metal::atomic_int / atomic_uint with memory_order_relaxed, the only order Metal
  * has. Each returns the old value, as rg.atomic_* does. */

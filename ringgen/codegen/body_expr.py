@@ -194,7 +194,7 @@ class ExprPrinter:
             if t.is_float:
                 return f"(-{x})"
             u = arith_unsigned(t).c_name
-            return f"(({t.c_name})(({u})0 - ({u}){x}))"
+            return _narrowed(t, f"({u})0 - ({u}){x}")
         return f"(({t.c_name})~{x})"
 
     def e_Binary(self, e: ir.Binary) -> str:
@@ -229,7 +229,7 @@ class ExprPrinter:
             return f"(({t.c_name})({a} {op} {b}))"
         if t.is_signed or t.size < 4:
             u = arith_unsigned(t).c_name
-            return f"(({t.c_name})(({u}){a} {op} ({u}){b}))"
+            return _narrowed(t, f"({u}){a} {op} ({u}){b}")
         return f"({a} {op} {b})"
 
     def e_Compare(self, e: ir.Compare) -> str:
@@ -338,6 +338,16 @@ class ExprPrinter:
 
     def e_Builtin(self, e: ir.Builtin) -> str:
         return f"rg_{e.fn}()"
+
+
+def _narrowed(t, wrapped: str) -> str:
+    """``wrapped`` (arithmetic in the unsigned type, which wraps without undefined behaviour) as a
+    value of ``t``: a cast, except for i8 and i16, which go through the prelude's ``rg_wrap_<t>``
+    so a target can keep its compiler from assuming the narrow result did not wrap (CUDA's ptxas
+    did: dialect_cuda.py)."""
+    if t.is_signed and t.size < 4:
+        return f"rg_wrap_{t.name}({wrapped})"
+    return f"(({t.c_name})({wrapped}))"
 
 
 def _children(e) -> list:

@@ -23,12 +23,14 @@ from .body import emit_body
 from .options import EmitOptions
 from .dialect_c import C_DIALECT, CDialect
 from .env import render
+from .emitter import Emitter
 from .kernel_context import kernel_context as shared_kernel_context
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
 
 __all__ = [
+    "CEmitter",
     "FAST_FLAGS",
     "OUTBOX_LIMIT",
     "STRICT_FLAGS",
@@ -103,3 +105,19 @@ def emit(
     return {
         source_name(unit): render_source(unit, body=emit_body(unit, debug=debug, program=program))
     }
+
+
+class CEmitter(Emitter):
+    """The C target's ``Emitter`` (the ``c`` row of ``ringgen.targets``)."""
+
+    def emit(self, unit: "BuildUnit", program: Any, options: EmitOptions) -> dict[str, str]:
+        return emit(unit, options=options, program=program)
+
+    def entry_points(self, kernel: str) -> dict[str, str]:
+        return {"batch": f"rg_run_{kernel}"}
+
+    def skipped(self, unit: "BuildUnit", program: Any) -> dict[str, str]:
+        return {}
+
+    def abi(self, kernel: KernelSpec, source: str) -> None:
+        return None

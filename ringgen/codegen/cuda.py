@@ -22,6 +22,7 @@ from ..layout import layout_of
 from ..protocol import OUTBOX_LIMIT
 from .dialect_cuda import CUDA_DIALECT, CudaDialect
 from .env import render
+from .emitter import Emitter
 from .kernel_context import kernel_context as shared_kernel_context
 from .protocol_c import render_ring_h
 
@@ -37,6 +38,7 @@ __all__ = [
     "SCHED_BYTES",
     "SIDE_BYTES",
     "VECTOR_BYTES",
+    "CudaEmitter",
     "FaultHook",
     "SlotGeometry",
     "access_width",
@@ -312,3 +314,19 @@ def emit(
         fault=fault,
     )
     return {source_name(unit): text}
+
+
+class CudaEmitter(Emitter):
+    """The CUDA target's ``Emitter`` (the ``cuda`` row of ``ringgen.targets``)."""
+
+    def emit(self, unit: "BuildUnit", program: Any, options: "EmitOptions") -> dict[str, str]:
+        return emit(unit, options=options, program=program)
+
+    def entry_points(self, kernel: str) -> dict[str, str]:
+        return {"persistent": entry_point(kernel)}
+
+    def skipped(self, unit: "BuildUnit", program: Any) -> dict[str, str]:
+        return {}
+
+    def abi(self, kernel: KernelSpec, source: str) -> dict:
+        return abi(kernel)

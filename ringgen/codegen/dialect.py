@@ -112,6 +112,15 @@ class Dialect(abc.ABC):
     def now_expr(self) -> str:
         """A C expression for a monotonic clock in nanoseconds (``rg_u64``)."""
 
+    def narrow_wrap(self, t: str, bits: int) -> str:
+        """The expression defining ``rg_wrap_<t>(v)``: the narrow signed value (i8, i16) whose two's
+        complement is the low ``bits`` of ``v``, an ``rg_u32`` holding a wrapped-around result.
+
+        The body computes narrow arithmetic in ``rg_u32`` (no signed overflow in C) and narrows it
+        with this; a plain cast is C's (implementation-defined, two's complement everywhere here).
+        """
+        return f"((rg_{t})(v))"
+
     def prelude_context(self) -> dict:
         """The template context: qualifiers, math rows, atomic rows, builtins, capabilities."""
         precisions = ("f32", "f64") if self.has_f64 else ("f32",)
@@ -139,6 +148,10 @@ class Dialect(abc.ABC):
             "thread_id": self.thread_id_expr(),
             "now": self.now_expr(),
             "has_f64": self.has_f64,
+            "wraps": [
+                {"name": f"rg_wrap_{t}", "expr": self.narrow_wrap(t, bits)}
+                for t, bits in (("i8", 8), ("i16", 16))
+            ],
         }
 
     def render_prelude(self) -> str:

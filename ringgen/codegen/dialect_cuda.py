@@ -17,7 +17,13 @@ from .dialect import Dialect
 __all__ = ["CUDA_DIALECT", "CudaDialect"]
 
 #: Math stems whose CUDA function is not the C99 one (with an ``f`` suffix for float).
-_SPECIAL_MATH = {"abs": ("fabsf", "fabs")}
+#: ``fabs`` clears the sign bit by hand: ptxas (CUDA 13.0, sm_90, -O1 and above) folded
+#: ``c <= fabsf(x)`` with ``c < 0`` to true inside a generated kernel, NaN or not, as if |x| could
+#: not be NaN (tests/test_generated_kernels_gpu.py pins it; docs/testing.md).
+_SPECIAL_MATH = {
+    "abs": ("rg__fabs_bits_f32", "rg__fabs_bits_f64"),
+    "fabs": ("rg__fabs_bits_f32", "rg__fabs_bits_f64"),
+}
 
 #: Per ringgen integer type: the type atomicAdd/atomicCAS take (two's complement makes a signed add
 #: work on the unsigned type) and the one atomicMin/atomicMax take (there signedness matters).
@@ -58,6 +64,12 @@ class CudaDialect(Dialect):
             "RG_GLOBAL": "",
             "RG_PRIVATE": "",
         }
+
+    def narrow_wrap(self, t: str, bits: int) -> str:
+        # A sign extension ptxas cannot see through: with a plain (short) cast, ptxas at -O1 and
+        # above folded `x >= -x` for an i16 x = -32768 to false, as if the negation could not wrap
+        # (the PTX is right; -Xptxas -O0 is too). bfe.s32 keeps the wrapped value an rg_i32.
+        return f"rg__sext_bits((rg_u32)(v), {bits})"
 
     def math_function(self, stem: str, precision: str) -> str:
         f32, f64 = _SPECIAL_MATH.get(stem, (stem + "f", stem))

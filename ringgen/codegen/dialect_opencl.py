@@ -90,6 +90,10 @@ class OpenclDialect(Dialect):
         return {"RG_FN": "static inline", "RG_GLOBAL": "__global", "RG_PRIVATE": "__private"}
 
     def math_function(self, stem: str, precision: str) -> str:
+        if stem == "trunc":
+            # PoCL 3.1 (LLVM 15) folded trunc() of a NaN known at compile time to 0.0 or garbage
+            # (its trunc converts through an integer); the prelude's rg__trunc_* pass a NaN through.
+            return f"rg__trunc_{precision}"
         return stem  # OpenCL's math built-ins are overloaded for float and double
 
     def atomic_context(self, op: str, t: str) -> dict:

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import importlib
 import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import targets as registry
+from ..dsl import compile_program
 from ..errors import BuildError
 from ..layout import FieldLayout, MessageLayout, layout_of
 from ..types import describe_type
 from .header import header_name
+from .targets import backend_emitter
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
@@ -29,17 +31,20 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MANIFEST_VERSION",
-    "SOURCE_TARGETS",
     "compute_manifest",
     "emit",
     "load_schema",
+    "source_targets",
     "validate",
 ]
 
 MANIFEST_VERSION = 1
 
-#: Targets whose files hold compiled kernel code (recorded per kernel as its sources).
-SOURCE_TARGETS = ("c", "cuda", "opencl", "metal")
+
+def source_targets() -> tuple[str, ...]:
+    """The targets whose files hold kernel code (recorded per kernel as its sources): every backend
+    of ``ringgen.targets`` with an emitter."""
+    return tuple(t.name for t in registry.TARGETS if t.emitter is not None)
 
 
 def _schema_path() -> Path:
@@ -167,32 +172,26 @@ def _layout(m: MessageLayout) -> dict:
 def _skipped_by_target(
     unit: "BuildUnit", sources: dict[str, str], program: Any = None
 ) -> dict[str, dict[str, str]]:
-    """Kernels each source target leaves out, with its reason (e.g. Metal has no f64).
-
-    A target module reports them through an optional ``skipped_kernels(unit) -> {kernel: reason}``.
-    """
-    from .targets import resolve
-
-    out = {}
-    for target in sorted(sources):
-        module = importlib.import_module(resolve(target).__module__)
-        report = getattr(module, "skipped_kernels", None)
-        if report is not None:
-            out[target] = dict(report(unit, program) if program is not None else report(unit))
-    return out
+    """Kernels each source target leaves out, with its reason (e.g. Metal has no f64), from each
+    backend's ``Emitter.skipped``."""
+    if sources and program is None:
+        program = compile_program(unit.kernels, unit.device_functions, unit.source_file)
+    return {
+        target: dict(backend_emitter(target).skipped(unit, program)) for target in sorted(sources)
+    }
 
 
 def _abi(kernel: "KernelSpec", sources: dict, emitted: dict, skipped: dict) -> dict:
-    """What a loader needs to know about ``kernel``'s compiled code, by target: the runtime reads
-    this instead of importing the emitters (docs/architecture.md, "The manifest contract")."""
-    from . import cuda, opencl
-
+    """What a loader needs to know about ``kernel``'s compiled code, by target (each backend's
+    ``Emitter.abi``): the runtime reads this instead of importing the emitters
+    (docs/architecture.md, "The manifest contract")."""
     out = {}
-    if sources.get("cuda") is not None and kernel.name not in skipped.get("cuda", {}):
-        out["cuda"] = cuda.abi(kernel)
-    name = sources.get("opencl")
-    if name is not None and kernel.name not in skipped.get("opencl", {}):
-        out["opencl"] = opencl.abi(kernel.name, emitted[name].text)
+    for target, name in sorted(sources.items()):
+        if kernel.name in skipped.get(target, {}):
+            continue
+        entry = backend_emitter(target).abi(kernel, emitted[name].text)
+        if entry is not None:
+            out[target] = entry
     return out
 
 
@@ -201,7 +200,9 @@ def compute_manifest(
 ) -> dict:
     """The manifest of ``unit`` as a dict; ``emitted`` are the other files of the build;
     ``program`` the compiled IR when the writer has it."""
-    sources = {f.target: name for name, f in sorted(emitted.items()) if f.target in SOURCE_TARGETS}
+    sources = {
+        f.target: name for name, f in sorted(emitted.items()) if f.target in source_targets()
+    }
     skipped = _skipped_by_target(unit, sources, program)
     queues = []
     kernels = []

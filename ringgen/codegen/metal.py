@@ -26,6 +26,7 @@ from ..protocol import OUTBOX_LIMIT  # re-exported for the Metal host driver and
 from .bridged_c import emit_device_codec
 from .dialect_metal import METAL_DIALECT, check_function
 from .env import render
+from .emitter import Emitter
 from .body import debug_requested, emit_program
 from .header import render_header
 from .protocol_c import render_ring_h
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DISPATCH_DTYPE",
+    "MetalEmitter",
     "OUTBOX_LIMIT",
     "emit",
     "kernel_context",
@@ -249,3 +251,19 @@ def emit(
             handlers={h.name: h for h in handlers},
         )
     }
+
+
+class MetalEmitter(Emitter):
+    """The Metal target's ``Emitter`` (the ``metal`` row of ``ringgen.targets``)."""
+
+    def emit(self, unit: "BuildUnit", program: Any, options: "EmitOptions") -> dict[str, str]:
+        return emit(unit, options=options, program=program)
+
+    def entry_points(self, kernel: str) -> dict[str, str]:
+        return {step: f"{kernel}_{step}" for step in ("begin", "process", "commit")}
+
+    def skipped(self, unit: "BuildUnit", program: Any) -> dict[str, str]:
+        return skipped_kernels(unit, program)
+
+    def abi(self, kernel: Any, source: str) -> None:
+        return None

@@ -18,6 +18,7 @@ from ..kernel import KernelSpec
 from ..protocol import OUTBOX_LIMIT
 from .dialect_opencl import NOW_UNAVAILABLE, OPENCL_DIALECT, OpenclDialect
 from .env import render
+from .emitter import Emitter
 from .kernel_context import kernel_context as shared_kernel_context
 from .protocol_c import render_ring_h
 
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from ..build import BuildUnit
 
 __all__ = [
+    "OpenclEmitter",
     "OUTBOX_LIMIT",
     "emit",
     "entry_points",
@@ -139,3 +141,19 @@ def emit(
         codec=emit_device_codec(unit),
     )
     return {source_name(unit): text}
+
+
+class OpenclEmitter(Emitter):
+    """The OpenCL target's ``Emitter`` (the ``opencl`` row of ``ringgen.targets``)."""
+
+    def emit(self, unit: "BuildUnit", program: Any, options: "EmitOptions") -> dict[str, str]:
+        return emit(unit, options=options, program=program)
+
+    def entry_points(self, kernel: str) -> dict[str, str]:
+        return entry_points(kernel)
+
+    def skipped(self, unit: "BuildUnit", program: Any) -> dict[str, str]:
+        return {}
+
+    def abi(self, kernel: KernelSpec, source: str) -> dict:
+        return abi(kernel.name, source)

@@ -1,7 +1,8 @@
 """The only code in ringgen that writes generated files.
 
-``emit_unit`` runs every emitter of ``targets.TARGETS`` in table order (emitters that describe the
-others, such as the manifest, last), formats Python output with black, and returns the texts;
+``emit_unit`` runs every emitter of ``targets.emitters()`` in order (the host-side targets, then each
+backend's ``Emitter`` from ``ringgen.targets``; emitters that describe the others, such as the
+manifest, last), formats Python output with black, and returns the texts;
 ``write_unit`` writes them into ``<out>/<unit.name>/``, each file atomically
 (``ringgen.fsutil.write_atomic``: a temporary file in the same folder, then ``os.replace``) so a reader
 never sees half a file. ``write_units`` does the same for several modules, all or nothing: every unit
@@ -32,7 +33,8 @@ from ..fsutil import write_atomic
 from ..dsl import compile_program
 from .options import EmitOptions
 from .pyformat import format_python
-from .targets import TARGETS, resolve
+from .emitter import Emitter
+from .targets import emitters, resolve
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
@@ -53,11 +55,6 @@ class EmittedFile:
     name: str
     target: str
     text: str
-
-
-#: Targets that print the handlers (and so need the compiled IR); others only get it when one of
-#: these ran before them (the manifest, which asks Metal which kernels it leaves out).
-PROGRAM_TARGETS = frozenset({"c", "cuda", "metal", "opencl"})
 
 
 def _takes(func, name: str) -> bool:
@@ -82,16 +79,20 @@ def emit_unit(
     targets: Optional[Iterable[str]] = None,
     options: Optional[EmitOptions] = None,
 ) -> dict[str, EmittedFile]:
-    """Run the emitters (all of ``TARGETS``, or the named subset) and return every file, formatted.
+    """Run the emitters (all of ``targets.emitters()``, or the named subset) and return every file,
+    formatted.
 
-    ``options`` (default: ``EmitOptions.from_env()``) go to every emitter that takes ``options``.
+    ``options`` (default: ``EmitOptions.from_env()``) go to every backend's emitter and every
+    host-side one that takes ``options``. The handlers are compiled once, when the first backend's
+    emitter runs, and that ``ir.Program`` goes to every later emitter that takes it (the manifest
+    asks each backend which kernels it leaves out).
 
     Raises:
         BuildError: two targets emit the same file, or a file name is invalid.
-        KeyError: a named target is not in ``TARGETS``.
+        KeyError: a named target is neither a host-side target nor a backend with an emitter.
     """
     options = EmitOptions.from_env() if options is None else options
-    names = list(TARGETS) if targets is None else list(targets)
+    names = list(emitters()) if targets is None else list(targets)
     funcs = {name: resolve(name) for name in names}
     # Describers (the manifest) see every other file, so they run after all of them.
     order = [n for n in names if not _wants_emitted(funcs[n])] + [
@@ -102,16 +103,17 @@ def emit_unit(
     for target in order:
         func = funcs[target]
         log.debug("emitting target %s for %s", target, unit.name)
-        kwargs = {"options": options} if _takes(func, "options") else {}
-        if _takes(func, "program"):
-            # The handlers are compiled once per build, by the first target that prints them, and
-            # the IR is handed to every later one (each used to compile them again).
-            if program is None and target in PROGRAM_TARGETS:
+        if isinstance(func, Emitter):
+            if program is None:
                 program = compile_program(unit.kernels, unit.device_functions, unit.source_file)
-            kwargs["program"] = program
-        if _takes(func, "emitted"):
-            kwargs["emitted"] = dict(files)
-        out = func(unit, **kwargs)
+            out = func.emit(unit, program, options)
+        else:
+            kwargs = {"options": options} if _takes(func, "options") else {}
+            if _takes(func, "program"):
+                kwargs["program"] = program
+            if _takes(func, "emitted"):
+                kwargs["emitted"] = dict(files)
+            out = func(unit, **kwargs)
         for name, text in sorted(out.items()):
             _check_name(target, name)
             if name in files:

@@ -1,11 +1,13 @@
-"""The backend registry: one table from name to module, resolved lazily, and the ``auto`` choice.
+"""Opening backends: each backend's row of ``ringgen.targets`` resolved lazily, and the ``auto`` choice.
 
-A backend module (``ringgen.runtime.<name>``) exposes ``HANDLE_CLASS``, its ``KernelHandle``
-subclass, and may expose ``probe()``, which raises ``BackendUnavailableError`` when its driver or
-device is missing. Importing this module imports no driver: PyCUDA and PyOpenCL are only touched when a
-backend is asked for, so ``import ringgen`` stays cheap and works on a machine with neither.
+A backend's loader module (its row's ``loader``) exposes ``HANDLE_CLASS``, its ``KernelHandle``
+subclass; its row's ``probe`` (``ringgen.runtime.probes``) raises ``BackendUnavailableError`` when
+its driver or device is missing. Importing this module imports no driver: PyCUDA and PyOpenCL are
+only touched when a backend is asked for, so ``import ringgen`` stays cheap and works on a machine
+with neither.
 
-``auto`` picks the first available of cuda, opencl, c (a C compiler is present), cpu; the ``RINGGEN_BACKEND`` environment variable,
+``auto`` picks the first available backend in ``ringgen.targets.auto_order()`` (cuda, opencl, c
+when a C compiler is present, cpu); the ``RINGGEN_BACKEND`` environment variable,
 when set, replaces ``auto`` (an explicit ``backend=`` argument still wins over it). When the chosen
 backend is present but cannot run this kernel (``BackendUnavailableError`` from its launch, e.g. an
 OpenCL kernel that calls ``rg.now()``), ``auto`` logs why and launches on the next available one; a
@@ -19,6 +21,7 @@ import logging
 import os
 from typing import Any, Callable, Mapping, Optional, Tuple
 
+from .. import targets as registry
 from ..errors import BackendUnavailableError, BuildError
 from ..kernel import KernelSpec
 from .base import KernelHandle
@@ -34,85 +37,36 @@ __all__ = [
 
 log = logging.getLogger("ringgen")
 
-#: Backend name -> the module that implements it.
-BACKENDS: dict[str, str] = {
-    "cpu": "ringgen.runtime.cpu",
-    "opencl": "ringgen.runtime.opencl",
-    "cuda": "ringgen.runtime.cuda",
-    "c": "ringgen.runtime.c_native",
-}
 
-#: The order ``auto`` tries them in.
-AUTO_ORDER = ("cuda", "opencl", "c", "cpu")
+def _backends() -> dict[str, str]:
+    """Backend name -> the module that implements it: the rows of ``ringgen.targets`` with a loader."""
+    return {t.name: t.loader for t in registry.TARGETS if t.loader is not None}
 
-#: What to install when a backend's driver is missing.
-_INSTALL_HINTS = {
-    "cuda": "install PyCUDA (pip install 'ringgen[cuda]') on a machine with an NVIDIA GPU and driver",
-    "opencl": "install PyOpenCL and an OpenCL platform (pip install 'ringgen[opencl]' pocl-binary-distribution, "
-    "or your vendor's ICD)",
-    "c": "install a C compiler (gcc, clang) or set CC",
-    "cpu": "the cpu backend needs nothing beyond ringgen itself; reinstall ringgen",
-}
+
+def _auto_order() -> tuple[str, ...]:
+    """The backends ``auto`` tries, in order (``ringgen.targets.auto_order()``)."""
+    return tuple(t.name for t in registry.auto_order() if t.loader is not None)
+
+
+def __getattr__(name: str) -> Any:
+    # BACKENDS and AUTO_ORDER are views of ringgen.targets, read when asked for, so that they never
+    # disagree with the table (a row added at run time, as the tests do, is seen at once).
+    if name == "BACKENDS":
+        return _backends()
+    if name == "AUTO_ORDER":
+        return _auto_order()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 ENV_VAR = "RINGGEN_BACKEND"
 
 
-def _probe_cuda() -> None:
-    try:
-        import pycuda.driver as drv  # noqa: PLC0415 - only when cuda is asked for
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"backend cuda: PyCUDA is not installed ({exc})", hint=_INSTALL_HINTS["cuda"]
-        ) from None
-    try:
-        drv.init()
-        count = drv.Device.count()
-    except Exception as exc:  # pycuda raises its own driver errors (no driver, no device)
-        raise BackendUnavailableError(
-            f"backend cuda: the CUDA driver is not usable ({exc})", hint=_INSTALL_HINTS["cuda"]
-        ) from None
-    if count < 1:
-        raise BackendUnavailableError(
-            "backend cuda: no CUDA device found", hint=_INSTALL_HINTS["cuda"]
-        )
-
-
-def _probe_opencl() -> None:
-    try:
-        import pyopencl as cl  # noqa: PLC0415 - only when opencl is asked for
-    except ImportError as exc:
-        raise BackendUnavailableError(
-            f"backend opencl: PyOpenCL is not installed ({exc})", hint=_INSTALL_HINTS["opencl"]
-        ) from None
-    try:
-        platforms = cl.get_platforms()
-    except Exception as exc:  # pyopencl raises LogicError when no ICD is installed
-        raise BackendUnavailableError(
-            f"backend opencl: no OpenCL platform ({exc})", hint=_INSTALL_HINTS["opencl"]
-        ) from None
-    if not any(p.get_devices() for p in platforms):
-        raise BackendUnavailableError(
-            "backend opencl: no OpenCL device found", hint=_INSTALL_HINTS["opencl"]
-        )
-
-
-def _probe_cpu() -> None:
-    return None
-
-
-_DRIVER_PROBES: dict[str, Callable[[], None]] = {
-    "cpu": _probe_cpu,
-    "opencl": _probe_opencl,
-    "cuda": _probe_cuda,
-    "c": _probe_cpu,  # ringgen.runtime.c_native.probe checks for a compiler
-}
-
-
 def _check_name(name: str, source: str) -> None:
-    if name not in BACKENDS:
+    known = _backends()
+    if name not in known:
         raise BackendUnavailableError(
             f"unknown backend {name!r}{source}",
-            hint=f"choose one of: auto, {', '.join(BACKENDS)}",
+            hint=f"choose one of: auto, {', '.join(known)}",
         )
 
 
@@ -130,8 +84,10 @@ def load_backend(name: str) -> type[KernelHandle]:
     _check_name(name, "")
     if name in _LOADED:
         return _LOADED[name]
-    _DRIVER_PROBES[name]()
-    module_name = BACKENDS[name]
+    target = registry.by_name(name)
+    if target.probe is not None:
+        registry.resolve(target.probe)()
+    module_name = target.loader
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -140,10 +96,7 @@ def load_backend(name: str) -> type[KernelHandle]:
                 f"backend {name}: module {module_name} is not part of this ringgen installation",
                 hint="upgrade ringgen, or choose another backend (ringgen devices lists them)",
             ) from None
-        raise BackendUnavailableError(f"backend {name}: {exc}", hint=_INSTALL_HINTS[name]) from None
-    probe = getattr(module, "probe", None)
-    if probe is not None:
-        probe()
+        raise BackendUnavailableError(f"backend {name}: {exc}", hint=target.install_hint) from None
     cls = getattr(module, "HANDLE_CLASS", None)
     if not (isinstance(cls, type) and issubclass(cls, KernelHandle)):
         raise BackendUnavailableError(
@@ -155,8 +108,8 @@ def load_backend(name: str) -> type[KernelHandle]:
 
 
 def resolve_backend(backend: str = "auto") -> str:
-    """The concrete backend ``backend`` stands for: itself, or for ``auto`` the first available of
-    cuda, opencl, cpu (``RINGGEN_BACKEND`` replaces ``auto`` when set).
+    """The concrete backend ``backend`` stands for: itself, or for ``auto`` the first available one
+    in ``AUTO_ORDER`` (``RINGGEN_BACKEND`` replaces ``auto`` when set).
 
     Raises:
         BackendUnavailableError: the name (or the environment variable's value) is unknown, or an
@@ -169,7 +122,7 @@ def resolve_backend(backend: str = "auto") -> str:
             load_backend(env)
             return env
         reasons = []
-        for name in AUTO_ORDER:
+        for name in _auto_order():
             try:
                 load_backend(name)
             except BackendUnavailableError as exc:
@@ -185,7 +138,7 @@ def resolve_backend(backend: str = "auto") -> str:
 def available_backends() -> list[str]:
     """The backends usable on this machine, in ``auto`` order (``cpu`` always among them)."""
     out = []
-    for name in AUTO_ORDER:
+    for name in _auto_order():
         try:
             load_backend(name)
         except BackendUnavailableError:
@@ -199,7 +152,8 @@ def _candidates(backend: str) -> list[str]:
     else just the one it names."""
     if backend == "auto" and os.environ.get(ENV_VAR, "").strip().lower() in ("", "auto"):
         first = resolve_backend("auto")  # raises, listing why, when none is available
-        later = AUTO_ORDER[AUTO_ORDER.index(first) + 1 :]
+        order = _auto_order()
+        later = order[order.index(first) + 1 :]
         return [first] + [n for n in available_backends() if n in later]
     return [resolve_backend(backend)]
 
@@ -221,7 +175,7 @@ def open_kernel(
     Args:
         spec: the kernel to launch.
         package_dir: its generated package directory (codecs and sources are read from there).
-        backend: "auto", "cpu", "opencl" or "cuda".
+        backend: "auto" or a name of ``BACKENDS``.
         codecs: the package's ``serializers.CODECS``, when the caller has imported it already.
         package_for: instead of ``package_dir`` and ``codecs``: ``name -> (package_dir, codecs)``
             for the backend about to be tried (``rg.launch`` builds each backend's sources this way).
