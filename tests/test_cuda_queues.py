@@ -344,6 +344,30 @@ def test_latency_fast_paths_keep_the_generic_semantics(monkeypatch):
     assert k._words32[(C._CTL_OFF + C.CONTROL_DTYPE.fields["terminate"][1]) // 4] == 1
 
 
+def test_receive_batch_waits_for_min_n_and_fills_out(monkeypatch):
+    """receive_batch's min_n and out= (KernelHandle.receive_batch) reach the mapped output queue:
+    the handle waits in its polling _pop_wait, not in an override of its own."""
+    import threading
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from examples.vector_add import AddRequest, vector_add
+
+    k, C = _fake_handle(vector_add, capacity=8)
+    out_tail = C._OUTQ_OFF // 8
+    for i in range(6):
+        k.send(AddRequest(id=i, a=float(i), b=0.5))
+    k.outq.slots["id"][:6] = range(100, 106)
+    k._words[out_tail] = 2  # two replies now, four a little later
+    late = threading.Timer(0.05, lambda: k._words.__setitem__(out_tail, 6))
+    late.start()
+    out = np.zeros(8, k.format.out_slot)
+    got = k.receive_batch(6, timeout=5.0, min_n=6, out=out)
+    late.join()
+    assert list(got["id"]) == list(range(100, 106)) and np.shares_memory(got, out)
+    assert k._received == 6 and k.outq.head == 6
+    assert len(k.receive_batch(8, timeout=0.01, min_n=2)) == 0  # timed out: nothing lost
+
+
 def test_bridged_batches_are_encoded_into_the_ring_and_decoded_in_one_pass(monkeypatch):
     """send_batch of bridged view rows encodes them straight into the strided ring slots (the same
     bytes encode_batch makes, with the ring position as sequence); a batch of raw slots is copied as

@@ -378,27 +378,24 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
                     break
         return super().receive(timeout)
 
-    def receive_batch(self, max_n: Optional[int] = None, timeout: Optional[float] = 0.0):
-        """Take up to ``max_n`` ready replies (see ``KernelHandle.receive_batch``); polls the mapped
-        output queue for up to a millisecond before falling back to the base class's backoff,
-        whose shortest sleep (20 us) is longer than a batch's round trip."""
-        timeout = check_timeout(timeout, f"kernel {self.name}.receive_batch")
-        outq = self.outq
-        n = self.capacity if max_n is None else int(max_n)
-        if outq is not None and n >= 1 and not self._released:
-            budget = 0.0 if timeout == 0 else min(1e-3, timeout if timeout is not None else 1e-3)
-            deadline_ns = time.perf_counter_ns() + int(budget * 1e9)
-            while True:
-                with self._recv_lock:
-                    if self._spill.count or self._released:
-                        break
-                    batch = outq.take(n)
-                    if len(batch):
-                        self._received += len(batch)
-                        return self.format.to_array(batch)
-                if time.perf_counter_ns() >= deadline_ns:
-                    break
-        return super().receive_batch(max_n, timeout)
+    def _pop_wait(self, max_n: int, timeout: Optional[float]):
+        """``KernelHandle._pop_wait`` (what ``receive`` and ``receive_batch`` wait in), polling the
+        mapped output queue for up to a millisecond first: the base class's backoff waits longer
+        than a batch's round trip."""
+        self._require_output()
+        batch = self._try_pop(max_n)
+        if batch is not None or timeout == 0:
+            return batch
+        budget = 1e-3 if timeout is None else min(timeout, 1e-3)
+        deadline_ns = time.perf_counter_ns() + int(budget * 1e9)
+        while time.perf_counter_ns() < deadline_ns:
+            batch = self._try_pop(max_n)
+            if batch is not None:
+                return batch
+        left = None if timeout is None else timeout - budget
+        if left is not None and left <= 0:
+            return None
+        return super()._pop_wait(max_n, left)
 
     def _admit_head(self) -> int:
         """The lowest sequence number whose slots may still be in use: the host's output head for a
