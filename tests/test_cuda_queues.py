@@ -174,6 +174,29 @@ def test_outbox_output_takes_the_stamped_prefix(page):
     assert q.depth() == 0
 
 
+def test_outbox_fast_take_one_reads_a_stamped_slot_in_place(page):
+    """The Outbox latency path: None until the head's stamp is written, then the reply (built
+    positionally), the head advanced and published; a stale stamp from the previous lap is not
+    taken for the current one."""
+    _, words = page
+    slots = np.zeros(4, outbox_slot(REP, *compute_outbox_slot(REP.itemsize, bridged=False)))
+    q = OutboxOutput(slots, words, OUT_CTL)
+    take = q.fast_take_one(_RepCodec, lambda *values: values)
+    assert take() is None and q.head == 0
+    slots[1] = ((11, 2.5), 2)  # the next slot is written first: the head still waits
+    assert take() is None
+    slots[0] = ((10, 1.5), 1)
+    assert take() == (10, 1.5) and q.head == 1 and words[OUT_CTL + 16] == 1
+    assert take() == (11, 2.5) and take() is None and q.head == 2
+    for seq in (2, 3):
+        slots[seq] = ((20 + seq, 0.5), seq + 1)
+    assert [take(), take()] == [(22, 0.5), (23, 0.5)]
+    assert take() is None  # slot 0 still holds stamp 1 of the first lap, not 5
+    slots[0] = ((30, 0.25), 5)
+    assert take() == (30, 0.25) and q.head == 5
+    assert OutboxOutput(slots, words, OUT_CTL).fast_take_one(object()) is None  # no packer
+
+
 def test_stamped_slot_matches_the_c_struct():
     """The stamp at the next 8-byte boundary, the slot padded to a multiple of 16 (the template's
     ``__align__(16)`` struct): a 16-byte store of a reply never lands off a 16-byte boundary."""

@@ -300,6 +300,10 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             self._fast_put = self.inq.fast_put_one(positional)
         if positional is not None:
             self._fast_take = positional.fast_take_one(positional_class(self.out_codec))
+        elif isinstance(self.outq, OutboxOutput) and not self.out_codec.bridged:
+            self._fast_take = self.outq.fast_take_one(
+                self.out_codec, positional_class(self.out_codec)
+            )
         self._send_acquire, self._send_release = self._send_lock.acquire, self._send_lock.release
         self._recv_acquire, self._recv_release = self._recv_lock.acquire, self._recv_lock.release
 

@@ -343,6 +343,42 @@ class OutboxOutput:
     def depth(self) -> int:
         return self._ready(self.cap)
 
+    def fast_take_one(self, codec: Any, cls: Optional[type] = None) -> Optional[Callable[[], Any]]:
+        """The latency path of an Outbox output: a closure that reads the head slot's stamp with one
+        ``unpack_from`` and, when it is the head's, unpacks the reply with one more and frees the
+        slot with one store of the head (what ``PositionalOutput.fast_take_one`` does for 1:1
+        kernels). The stamp is read before the message: the kernel writes the message, then the
+        stamp with release semantics, and x86 does not reorder loads with loads. ``cls`` as there.
+        None where the reply has no flat packer (bridged), so the generic path is taken."""
+        unpack_from = getattr(getattr(codec, "packer", None), "unpack_from", None)
+        from_flat = getattr(codec, "from_flat", None)
+        if unpack_from is None or from_flat is None or self.slots.dtype.names is None:
+            return None
+        stamp_at = self.slots.dtype.fields["stamp"][1]
+        msg_at = self.slots.dtype.fields["m"][1]
+        stamp_from = struct.Struct("<Q").unpack_from
+        buf = memoryview(self.slots.view(np.uint8).reshape(-1))
+        words, head_at, mask, stride, q = (
+            self._words,
+            self._head_at,
+            self.cap - 1,
+            self.slots.dtype.itemsize,
+            self,
+        )
+
+        def take_one() -> Any:
+            head = q.head
+            off = (head & mask) * stride
+            if stamp_from(buf, off + stamp_at)[0] != head + 1:
+                return None
+            values = unpack_from(buf, off + msg_at)
+            reply = cls(*values) if cls is not None else from_flat(values, 0)
+            q.head = head + 1
+            words[head_at] = head + 1
+            return reply
+
+        return take_one
+
     def take(self, max_n: int) -> np.ndarray:
         """Copy out the longest ready prefix (at most ``max_n``) and publish the new head."""
         n = self._ready(max_n)
