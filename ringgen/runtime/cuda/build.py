@@ -21,8 +21,8 @@ import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .. import cachestore
-from ..errors import CacheError, ToolchainError
+from ... import cachestore
+from ...errors import CacheError, ToolchainError
 
 __all__ = [
     "DEFAULT_OPTIONS",

@@ -21,9 +21,9 @@ import logging
 import weakref
 from typing import Any, Optional
 
-from ..errors import BackendUnavailableError
-from ..protocol import Lifecycle
-from . import cuda_device
+from ...errors import BackendUnavailableError
+from ...protocol import Lifecycle
+from . import device as cuda_device
 
 __all__ = ["DeviceFaults", "fault_hook", "replace_lost_context", "track", "untrack"]
 
