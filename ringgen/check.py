@@ -56,7 +56,7 @@ __all__ = [
     "refused_sources",
 ]
 
-log = logging.getLogger("ringgen")
+log = logging.getLogger(__name__)
 
 #: Seconds one compiler run may take before it counts as failed.
 COMPILE_TIMEOUT = 300

@@ -85,18 +85,8 @@ def test_a_record_about_no_kernel_says_so():
     assert [r.kernel for r in records] == [NO_KERNEL, "k"]
 
 
-#: Modules outside ringgen/runtime/ that still log to "ringgen" itself, and the CUDA and OpenCL
-#: runtime modules (moving into subpackages in another branch): they change to __name__ next.
-ROOT_LOGGER_LEFT = {
-    "ringgen/cachestore.py",
-    "ringgen/check.py",
-    "ringgen/codegen/metal.py",
-    "ringgen/codegen/pyformat.py",
-    "ringgen/codegen/writer.py",
-    "ringgen/dsl/compile.py",
-    "ringgen/wire/native.py",
-    "ringgen/wire/native_ext.py",
-}
+#: Modules that may still log to "ringgen" itself: none (every module logs to its own name).
+ROOT_LOGGER_LEFT: set = set()
 
 
 def test_every_logger_of_the_library_is_a_child_of_ringgen():
@@ -110,7 +100,7 @@ def test_every_logger_of_the_library_is_a_child_of_ringgen():
                 arg = line.split(call, 1)[1].split(")", 1)[0]
                 if arg in ("__name__", "name") or arg.startswith("``"):
                     continue
-                left = rel in ROOT_LOGGER_LEFT or "/cuda" in rel or "/opencl" in rel
+                left = rel in ROOT_LOGGER_LEFT
                 assert arg == '"ringgen"' and left, f"{rel}: {line.strip()}"
 
 

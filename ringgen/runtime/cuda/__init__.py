@@ -41,7 +41,6 @@ the handle.
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from ..logs import kernel_logger
 from ...errors import BackendUnavailableError, BuildError, KernelTimeoutError
 from ...kernel import KernelSpec
 from ...protocol import CACHE_LINE, CONTROL_DTYPE, CONTROL_SIZE, Lifecycle
@@ -71,7 +71,7 @@ from .queues import (
 
 __all__ = ["CudaKernelHandle", "HANDLE_CLASS", "DEFAULT_WORKERS", "probe"]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: Worker blocks when ``workers`` is not given: 16 moved a 1M batch fastest on the H100 (2.24 G msg/s
 #: against 2.10 with 32 and 1.86 with 131; bench/NOTES-cuda.md).

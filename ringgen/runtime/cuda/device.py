@@ -16,12 +16,12 @@ from __future__ import annotations
 import atexit
 import ctypes
 import hashlib
-import logging
 import threading
 from typing import Any, Optional
 
 import numpy as np
 
+from ..logs import kernel_logger
 from ...errors import BackendUnavailableError
 
 __all__ = [
@@ -42,7 +42,7 @@ __all__ = [
     "retire_context",
 ]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 _lock = threading.RLock()
 _contexts: dict[int, Any] = {}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import os
 import threading
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Optional
 import attrs
 
 from ... import cachestore
+from ..logs import kernel_logger
 from ...errors import BackendUnavailableError, CacheError, ToolchainError
 
 __all__ = [
@@ -37,7 +37,7 @@ __all__ = [
     "svm_support",
 ]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: Environment variable that restricts the OpenCL devices ringgen uses (substring of
 #: "platform name / device name", case-insensitive, or "P:D" platform and device indices).
