@@ -79,3 +79,10 @@ def sink(m: Mid) -> None:
 
 three = rg.pipeline(parse, twice, finish)
 fanned = rg.graph(parse >> twice, parse >> negate, twice >> finish, negate >> finish)
+
+
+@rg.ring_kernel
+def overflow(m: Mid, out: rg.Outbox[Mid, 1]) -> None:
+    out.emit(m)
+    if m.y % 5 == 0:
+        out.emit(m)  # a second emit faults this message (OUTBOX_OVERFLOW); the kernel goes on

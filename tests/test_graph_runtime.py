@@ -3,6 +3,7 @@ alone on the cpu reference; back-pressure, spill, lifecycle and errors."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from pathlib import Path
@@ -19,12 +20,27 @@ from ringgen.testing import random_messages
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import graph_kernels as gk  # noqa: E402
 
+#: (backend, launch options): OpenCL in relaunch mode, since PoCL runs one persistent kernel per
+#: worker thread and the CI machine has two (docs/graphs.md)
 BACKENDS = [
-    pytest.param("cpu"),
+    pytest.param(("cpu", {}), id="cpu"),
     pytest.param(
-        "c", marks=pytest.mark.skipif("c" not in available_backends(), reason="no C compiler")
+        ("c", {}),
+        id="c",
+        marks=pytest.mark.skipif("c" not in available_backends(), reason="no C compiler"),
+    ),
+    pytest.param(
+        ("opencl", {"mode": "relaunch"}),
+        id="opencl",
+        marks=pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL"),
     ),
 ]
+
+
+def _launch(g, backend, **options):
+    name, extra = backend
+    return rg.launch(g, backend=name, **extra, **options)
+
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -61,7 +77,7 @@ def _rows(arr: np.ndarray) -> list:
 def test_pipeline_equals_the_composition_of_its_stages(backend):
     msgs = random_messages(gk.Raw, 2000, seed=7)
     g = rg.pipeline(gk.parse, gk.repeat, gk.number)
-    with rg.launch(g, backend=backend) as h:
+    with _launch(g, backend) as h:
         h.send_batch(msgs)
         h.terminate()
         got = _drain(h)
@@ -74,7 +90,7 @@ def test_pipeline_equals_the_composition_of_its_stages(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_optional_stage_feeds_only_what_it_returns(backend):
     msgs = random_messages(gk.Raw, 1000, seed=3)
-    with rg.launch(gk.parse >> gk.odd_only >> gk.finish, backend=backend) as h:
+    with _launch(gk.parse >> gk.odd_only >> gk.finish, backend) as h:
         h.send_batch(msgs)
         h.terminate()
         got = _drain(h)
@@ -86,7 +102,7 @@ def test_optional_stage_feeds_only_what_it_returns(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_fan_out_and_fan_in_equal_the_composition(backend):
     msgs = random_messages(gk.Raw, 1500, seed=11)
-    with rg.launch(gk.fanned, backend=backend) as h:
+    with _launch(gk.fanned, backend) as h:
         h.send_batch(msgs)
         h.terminate()
         got = _drain(h)
@@ -112,7 +128,7 @@ def test_fan_out_and_fan_in_equal_the_composition(backend):
 def test_several_exits_are_received_by_name(backend):
     g = rg.graph(gk.parse >> gk.twice >> gk.finish, gk.parse >> gk.negate)
     msgs = random_messages(gk.Raw, 50, seed=5)
-    with rg.launch(g, backend=backend) as h:
+    with _launch(g, backend) as h:
         h.send_batch(msgs)
         with pytest.raises(ValueError, match="pass exit=NAME"):
             h.receive(timeout=1.0)
@@ -152,7 +168,7 @@ def test_hundred_thousand_messages_on_c_no_loss_dup_or_reorder():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_full_edge_stalls_the_producer_and_drops_nothing(backend):
     msgs = random_messages(gk.Raw, 5000, seed=2)
-    with rg.launch(gk.three, backend=backend, capacity=16, edge_capacity=8) as h:
+    with _launch(gk.three, backend, capacity=16, edge_capacity=8) as h:
         accepted = 0
         idle_since = time.monotonic()
         while time.monotonic() - idle_since < 1.0 and accepted < len(msgs):
@@ -174,7 +190,7 @@ def test_a_full_edge_stalls_the_producer_and_drops_nothing(backend):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_send_everything_then_receive_does_not_deadlock(backend):
     msgs = random_messages(gk.Raw, 3000, seed=9)
-    with rg.launch(gk.three, backend=backend, capacity=64) as h:
+    with _launch(gk.three, backend, capacity=64) as h:
         h.send_batch(msgs, timeout=60.0)
         assert h.stats().spilled > 0
         got = [h.receive(timeout=5.0) for _ in range(3)]
@@ -183,6 +199,21 @@ def test_send_everything_then_receive_does_not_deadlock(backend):
         tail = _drain(h)
     ids = [m.id for m in got] + list(rest["id"]) + list(tail["id"])
     assert ids == list(range(3000))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_faulted_message_is_counted_and_the_graph_keeps_serving(backend):
+    msgs = random_messages(gk.Raw, 400, seed=6)
+    with _launch(gk.parse >> gk.overflow >> gk.finish, backend) as h:
+        h.send_batch(msgs)
+        h.terminate()
+        got = _drain(h)
+        stats = h.stats()
+    want = _alone(gk.finish, _alone(gk.overflow, _alone(gk.parse, msgs)))
+    faulted = stats.stages["overflow"].rejected
+    assert sum(faulted.values()) > 0 and set(faulted) == {"OUTBOX_OVERFLOW"}
+    assert len(got) == len(want) == len(msgs) - sum(faulted.values())
+    np.testing.assert_array_equal(got, want)
 
 
 def test_lifecycle_and_errors_match_a_kernel_handle():
@@ -217,3 +248,20 @@ def test_unknown_strategy_and_a_backend_that_cannot_run_a_stage(monkeypatch):
         rg.launch(gk.three, backend="cpu", strategy="shared_memory")
     with pytest.raises(BackendUnavailableError, match="stage parse cannot run on backend"):
         rg.launch(gk.three, backend="no_such_backend")
+
+
+def test_asyncio_calls_and_stage_handles():
+    async def run(h):
+        for i in range(5):
+            await h.send_async(gk.Raw(id=i, x=4 * i))
+        got = [await h.receive_async(timeout=5.0) for _ in range(4)]
+        h.terminate()
+        rest = [reply async for reply in h]
+        return got + rest
+
+    h = rg.launch(gk.parse >> gk.number, backend="cpu")
+    replies = asyncio.run(run(h))
+    assert [(r.id, r.z, r.seq) for r in replies] == [(i, i + 1, i + 1) for i in range(5)]
+    assert h.stage("number").state().n == 5
+    with pytest.raises(KeyError, match="no stage 'nope'"):
+        h.stage("nope")

@@ -29,7 +29,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Any, Mapping, Optional, Union
+from typing import Any, AsyncIterator, Mapping, Optional, Union
 
 import attrs
 import numpy as np
@@ -409,9 +409,12 @@ class GraphHandle:
                 f"graph {self.name}: no reply from {stage} within {timeout:g} s",
                 hint="check stats(): a rejected or filtered message produces no reply",
             )
+        return self._first_object(stage, part)
+
+    def _first_object(self, stage: str, part: Chunk) -> Any:
         if isinstance(part, list):
             return part[0]
-        return self.handles[stage].out_codec.from_array(part)[0]
+        return self.handles[stage].out_codec.from_array(part[:1])[0]
 
     def receive_batch(
         self,
@@ -438,6 +441,67 @@ class GraphHandle:
         if part is None:
             return handle.receive_batch(max_n=1, timeout=0)  # empty, in the exit's own form
         return part
+
+    async def send_async(self, message: Any, *, timeout: Optional[float] = None) -> None:
+        """``send`` for asyncio: awaits room in the entry without blocking the event loop.
+
+        Raises:
+            QueueFullError: no room within ``timeout``; otherwise as ``send``.
+        """
+        deadline = deadline_after(timeout, f"graph {self.name}.send_async")
+        backoff = Backoff()
+        while self.send_batch([message], block=False) < 1:
+            if expired(deadline):
+                raise QueueFullError(
+                    f"graph {self.name}: the entry {self.graph.entry} stayed full for {timeout:g} s",
+                    hint="receive replies, or raise timeout",
+                )
+            if not self._spill_exits():
+                await backoff.wait_async(deadline)
+
+    async def receive_async(
+        self, timeout: Optional[float] = None, *, exit: Optional[str] = None
+    ) -> Any:
+        """``receive`` for asyncio: awaits the next reply without blocking the event loop."""
+        stage = self._exit(exit)
+        deadline = deadline_after(timeout, f"graph {self.name}.receive_async")
+        backoff = Backoff()
+        while True:
+            part = self._take(stage, 1)
+            if part is not None:
+                return self._first_object(stage, part)
+            self._raise_fault()
+            if expired(deadline):
+                raise KernelTimeoutError(
+                    f"graph {self.name}: no reply from {stage} within {timeout:g} s"
+                )
+            await backoff.wait_async(deadline)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        """``async for reply in graph``: the replies of its only exit as they come, until that exit
+        is terminated and every reply has been taken."""
+        return self._replies()
+
+    async def _replies(self) -> AsyncIterator[Any]:
+        while True:
+            try:
+                reply = await self.receive_async()
+            except QueueClosedError:
+                return
+            yield reply
+
+    def stage(self, name: str) -> KernelHandle:
+        """The running ``KernelHandle`` of stage ``name`` (for its ``state()`` or ``stats()``).
+
+        Raises:
+            KeyError: the graph has no such stage.
+        """
+        try:
+            return self.handles[name]
+        except KeyError:
+            raise KeyError(
+                f"graph {self.name} has no stage {name!r} (stages: {', '.join(self.graph.stages)})"
+            ) from None
 
     # ------------------------------------------------------------------------------ observing
 
