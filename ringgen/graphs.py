@@ -15,7 +15,7 @@ different kernels of one name. docs/graphs.md describes the API and where graphs
 from __future__ import annotations
 
 import sys
-from typing import Any, Iterable, Mapping, Optional, Union
+from typing import Any, Iterable, Optional, Union
 
 import attrs
 
@@ -23,7 +23,7 @@ from .errors import BuildError
 from .kernel import KernelSpec, RingKernel
 from .naming import check_identifier_shape
 
-__all__ = ["Edge", "Graph", "graph", "graph_of", "named", "pipeline", "stage_map", "then"]
+__all__ = ["Edge", "Graph", "graph", "named", "pipeline", "then"]
 
 
 @attrs.frozen
@@ -344,24 +344,6 @@ def then(left: Any, right: Any) -> Any:
     return _make(kernels, pairs, name=None, where=_declared_at())
 
 
-def graph_of(obj: Any) -> Graph:
-    """``obj`` as a graph: a ``Graph`` itself, or a single kernel as a one-stage graph.
-
-    Raises:
-        TypeError: ``obj`` is neither.
-    """
-    if isinstance(obj, Graph):
-        return obj
-    if isinstance(obj, RingKernel):
-        return _make([obj], [], name=None, where=_declared_at())
-    raise TypeError(f"{obj!r} is not a @rg.ring_kernel or a graph")
-
-
 def named(g: Graph, name: str) -> Graph:
     """``g`` with the name ``name`` (how ``ringgen build`` names a graph after its variable)."""
     return attrs.evolve(g, name=name)
-
-
-def stage_map(g: Graph) -> Mapping[str, KernelSpec]:
-    """Stage name -> ``KernelSpec``, producers first."""
-    return {k.spec.name: k.spec for k in g.kernels}

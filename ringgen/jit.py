@@ -80,6 +80,7 @@ _GENERATOR_PARTS = (
     "schema.py",
     "layout.py",
     "kernel.py",
+    "graphs.py",
     "protocol.py",
     "naming.py",
     "importer.py",

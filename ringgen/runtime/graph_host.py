@@ -1,26 +1,14 @@
-"""A launched graph of ring kernels, forwarded by the host: ``GraphHandle``.
+"""A launched graph of ring kernels, forwarded by the host: ``GraphHandle`` (docs/graphs.md).
 
 Each stage runs as its own resident ``KernelHandle`` on one backend; one host thread (the
-*forwarder*) moves every stage's replies into the input queues of its consumers (docs/graphs.md).
-This is the reference composition of the stages' handlers on ``cpu`` and the strategy every backend
-has today (``strategy="host"``); the device-resident strategies are other implementations of this
-API.
+*forwarder*) moves every stage's replies into its consumers' input queues. This is the ``host``
+strategy, on every backend, and on ``cpu`` the reference composition of the stages' handlers.
 
-Policy:
-
-- An edge is a bounded FIFO on the host (``edge_capacity`` messages, default the consumer's queue
-  capacity). The forwarder takes a producer's replies only while every one of its edges has room,
-  so a full edge leaves them in the producer's output queue, which fills and stalls the producer:
-  back-pressure reaches the host's ``send`` and nothing is dropped. Fan-out copies each reply onto
-  every edge; fan-in interleaves edges batch by batch, FIFO per edge.
-- ``send`` and ``send_batch`` go into the entry; ``receive`` and ``receive_batch`` come from an exit
-  (``exit=`` names it when the graph has several). While a blocking send or a draining terminate
-  waits, the exits' replies move into a host-side spill (read first by ``receive``), so "send
-  everything, then receive" does not deadlock.
-- ``terminate()`` drains stage by stage, producers first: a stage is terminated once every producer
-  feeding it has stopped and its edges are empty. ``terminate(drain=False)`` stops every stage now.
-- A stage whose kernel faults makes the graph faulted: the next ``send``, ``receive`` or
-  ``terminate`` raises its ``KernelFaultError``.
+Policy: an edge is a bounded FIFO (``edge_capacity``); the forwarder takes a producer's replies only
+while every one of its edges has room, so a full edge stalls the producer and back-pressure reaches
+the host's ``send``, never dropping. While a blocking send or a draining terminate waits, the exits'
+replies move into a spill that ``receive`` reads first. ``terminate()`` drains producers first;
+``drain=False`` stops every stage now. A stage whose kernel faults makes the graph faulted.
 """
 
 from __future__ import annotations
@@ -120,17 +108,19 @@ class _Edge:
     def push_into(self, consumer: KernelHandle) -> int:
         """Move what fits into ``consumer``'s input queue, oldest first; returns how many."""
         moved = 0
-        while self.chunks:
-            chunk = self.chunks[0]
-            n = consumer.send_batch(chunk, block=False)
-            moved += n
-            if n < len(chunk):
-                if n:
-                    self.chunks[0] = chunk[n:]
-                break
-            self.chunks.popleft()
-        self.depth -= moved
-        self.forwarded += moved
+        try:
+            while self.chunks:
+                chunk = self.chunks[0]
+                n = consumer.send_batch(chunk, block=False)
+                moved += n
+                if n < len(chunk):
+                    if n:
+                        self.chunks[0] = chunk[n:]
+                    break
+                self.chunks.popleft()
+        finally:  # a consumer that closes midway leaves the counts true
+            self.depth -= moved
+            self.forwarded += moved
         return moved
 
 
@@ -438,9 +428,7 @@ class GraphHandle:
         if n < 1:
             raise ValueError(f"graph {self.name}: receive_batch max_n must be >= 1, got {max_n!r}")
         part = self._wait_take(stage, n, timeout)
-        if part is None:
-            return handle.receive_batch(max_n=1, timeout=0)  # empty, in the exit's own form
-        return part
+        return handle.format.empty() if part is None else part
 
     async def send_async(self, message: Any, *, timeout: Optional[float] = None) -> None:
         """``send`` for asyncio: awaits room in the entry without blocking the event loop.
