@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import graph_kernels as gk  # noqa: E402
 
 #: (backend, launch options): OpenCL in relaunch mode, since PoCL runs one persistent kernel per
-#: worker thread and the CI machine has two (docs/graphs.md)
+#: worker thread and the CI machine has two (docs/graphs.md); CUDA only on the GPU machine
 BACKENDS = [
     pytest.param(("cpu", {}), id="cpu"),
     pytest.param(
@@ -33,6 +33,14 @@ BACKENDS = [
         ("opencl", {"mode": "relaunch"}),
         id="opencl",
         marks=pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL"),
+    ),
+    pytest.param(
+        ("cuda", {}),
+        id="cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA"),
+        ],
     ),
 ]
 
