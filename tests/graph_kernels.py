@@ -3,7 +3,7 @@
 from typing import Optional
 
 import ringgen as rg
-from ringgen.types import i32, i64
+from ringgen.types import Str, i32, i64
 
 
 @rg.message
@@ -23,6 +23,12 @@ class Out:
     id: i64
     z: i64
     seq: i64
+
+
+@rg.message
+class Label:
+    id: i64
+    text: Str[16]
 
 
 @rg.state
@@ -86,3 +92,10 @@ def overflow(m: Mid, out: rg.Outbox[Mid, 1]) -> None:
     out.emit(m)
     if m.y % 5 == 0:
         out.emit(m)  # a second emit faults this message (OUTBOX_OVERFLOW); the kernel goes on
+
+
+@rg.ring_kernel
+def label(m: Mid) -> Label:
+    if m.y % 2 == 0:
+        return Label(id=m.id, text="even")
+    return Label(id=m.id, text="odd")

@@ -251,7 +251,20 @@ def test_stop_now_stops_every_stage():
     assert all(s.lifecycle is Lifecycle.TERMINATED for s in final.stages.values())
 
 
-def test_unknown_strategy_and_a_backend_that_cannot_run_a_stage(monkeypatch):
+def test_a_bridged_stage_runs_on_cpu_and_is_named_where_refused():
+    msgs = random_messages(gk.Raw, 20, seed=8)
+    g = gk.parse >> gk.label
+    with rg.launch(g, backend="cpu") as h:
+        h.send_batch(msgs)
+        replies = [h.receive(timeout=5.0) for _ in range(20)]
+    assert [r.id for r in replies] == list(range(20))
+    assert {r.text for r in replies} <= {"even", "odd"}
+    if "c" in available_backends():  # the c backend runs no bridged kernel
+        with pytest.raises(BackendUnavailableError, match="stage label cannot run on backend c"):
+            rg.launch(g, backend="c")
+
+
+def test_unknown_strategy_and_a_backend_that_cannot_run_a_stage():
     with pytest.raises(ValueError, match="unknown strategy 'shared_memory'"):
         rg.launch(gk.three, backend="cpu", strategy="shared_memory")
     with pytest.raises(BackendUnavailableError, match="stage parse cannot run on backend"):
