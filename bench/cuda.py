@@ -244,7 +244,7 @@ def bench_ringgen(spec, pkg, codecs, source, batches, quick, workers, rng) -> li
 def bench_pycuda(in_dtype, out_dtype, batches, quick, rng) -> list[Result]:
     import pycuda.driver as drv
 
-    from ringgen.runtime import cuda_build, cuda_device
+    from ringgen.runtime.cuda import build as cuda_build, device as cuda_device
 
     info = cuda_device.device_info(0)
     cubin, _ = cuda_build.compile_cubin(BASELINE_SOURCE, info.arch, what="baseline")
@@ -432,7 +432,7 @@ def bench_host_path(cycles: int = 200_000, repeats: int = 5) -> dict:
     from examples.vector_add import AddRequest, vector_add
     from ringgen.runtime import cuda as C
     from ringgen.jit import built_package
-    from ringgen.runtime.cuda_queues import InputRing, PositionalOutput
+    from ringgen.runtime.cuda.queues import InputRing, PositionalOutput
 
     pkg, codecs = built_package(vector_add.spec, ("cuda",))
     cap = 1024
@@ -518,7 +518,7 @@ def main(argv=None) -> int:
         return 0
 
     from ringgen.build import collect
-    from ringgen.runtime import cuda_device
+    from ringgen.runtime.cuda import device as cuda_device
     from ringgen.jit import built_package
 
     unit = collect("examples/vector_add.py")

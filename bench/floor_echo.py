@@ -117,7 +117,7 @@ def bench_echo_floor(
     """
     import pycuda.driver as drv
 
-    from ringgen.runtime import cuda_build, cuda_device
+    from ringgen.runtime.cuda import build as cuda_build, device as cuda_device
 
     info = cuda_device.device_info(0)
     cubin, _ = cuda_build.compile_cubin(ECHO_SOURCE, info.arch, what="floor echo")
@@ -190,7 +190,7 @@ def bench_copy_floor(in_dtype, out_dtype, batch: int, repeat: int, time_fn) -> n
     """
     import pycuda.driver as drv
 
-    from ringgen.runtime import cuda_device
+    from ringgen.runtime.cuda import device as cuda_device
 
     cuda_device.context(0)
     h_in = drv.pagelocked_empty(batch, in_dtype)

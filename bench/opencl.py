@@ -164,7 +164,7 @@ class _Baseline:
     def __init__(self, device, biggest: int) -> None:
         import pyopencl as cl
 
-        from ringgen.runtime.opencl_build import context_for
+        from ringgen.runtime.opencl.build import context_for
 
         self.cl = cl
         ctx = context_for(device)
@@ -255,7 +255,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    from ringgen.runtime.opencl_build import select_device
+    from ringgen.runtime.opencl.build import select_device
 
     device = select_device(args.device)
     batches = [int(b) for b in args.batches.split(",")]

@@ -105,7 +105,7 @@ def main(argv=None) -> int:
             )
     device = f"host: {os.cpu_count()} CPUs"
     if "cuda" in present:
-        from ringgen.runtime import cuda_device
+        from ringgen.runtime.cuda import device as cuda_device
 
         device += f"; cuda: {cuda_device.device_info(0).name}"
     path = write_json(

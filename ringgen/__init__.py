@@ -58,6 +58,7 @@ _EXPORTS: dict[str, str] = {
     "now": "ringgen.intrinsics",
     "pipeline": "ringgen.graphs",
     "ring_kernel": "ringgen.kernel",
+    "serve_metrics": "ringgen.runtime.metrics",
     "spec_of": "ringgen.schema",
     "state": "ringgen.schema",
     "thread_id": "ringgen.intrinsics",
@@ -125,6 +126,7 @@ if TYPE_CHECKING:  # editors and type checkers see the real objects
     from .layout import dtype_of, layout_of
     from .jit import launch
     from .runtime import DeadLetter, KernelHandle, KernelStats
+    from .runtime.metrics import serve_metrics
     from .schema import message, spec_of, state
     from .types import (
         Array,

@@ -50,7 +50,7 @@ __all__ = [
     "secure_dir",
 ]
 
-log = logging.getLogger("ringgen")
+log = logging.getLogger(__name__)
 
 ENV_VAR = "RINGGEN_CACHE_DIR"
 #: The file list of an entry: ``{"format": 1, "key": KEY, "files": {path: sha256}}``.

@@ -37,7 +37,7 @@ from . import targets as registry
 from .codegen.dialect_opencl import NOW_UNAVAILABLE
 from .errors import RinggenError
 from .codegen.opencl import calls_now
-from .runtime.cuda_build import find_nvcc
+from .runtime.cuda.build import find_nvcc
 
 __all__ = [
     "CheckResult",
@@ -56,7 +56,7 @@ __all__ = [
     "refused_sources",
 ]
 
-log = logging.getLogger("ringgen")
+log = logging.getLogger(__name__)
 
 #: Seconds one compiler run may take before it counts as failed.
 COMPILE_TIMEOUT = 300

@@ -1,4 +1,5 @@
-"""``ringgen``: build, inspect, check and list devices. The only module in ringgen that prints.
+"""``ringgen``: build, inspect, check, list devices, watch kernels. The only module in ringgen that
+prints (``ringgen top`` draws its table through ``ringgen.top``).
 
 Every error ringgen diagnoses (a ``RinggenError``) and every bad argument exits with status 2 and one
 message on stderr, without a traceback; set ``RINGGEN_DEBUG=1`` to see the traceback as well.
@@ -44,6 +45,7 @@ commands:
   inspect   show layouts, queues and kernels:     ringgen inspect generated/vector_add
   check     compile every generated source:       ringgen check generated/vector_add
   devices   list backends and devices:            ringgen devices
+  top       watch a process's kernels live:       ringgen top --port 9464
 
 Run `ringgen COMMAND --help` for a command's options and examples.
 
@@ -127,6 +129,23 @@ _DEVICES_EPILOG = """\
 examples:
   ringgen devices
   ringgen devices --json
+"""
+
+
+_TOP_HELP = """\
+Show the kernels a process serves with rg.serve_metrics (docs/observability.md), read from its
+metrics endpoint: lifecycle, messages handled per second, queue depths, p50/p99 latency (when the
+backend measures it), handler faults and rejections. The table refreshes in place every --interval
+seconds until Ctrl-C; --once prints one table (without messages/s, which needs two reads) and exits,
+with status 1 when the endpoint cannot be read. Needs rich and prometheus-client:
+pip install 'ringgen[top]'.
+"""
+
+_TOP_EPILOG = """\
+examples:
+  ringgen top --port 9464
+  ringgen top --url http://127.0.0.1:9464/metrics --interval 0.5
+  ringgen top --port 9464 --once
 """
 
 
@@ -231,6 +250,27 @@ def _parser() -> argparse.ArgumentParser:
         formatter_class=fmt,
     )
     d.add_argument("--json", action="store_true", help="print the report as JSON")
+
+    t = sub.add_parser(
+        "top",
+        help="watch the kernels a process serves with rg.serve_metrics",
+        description=_TOP_HELP,
+        epilog=_TOP_EPILOG,
+        formatter_class=fmt,
+    )
+    where = t.add_mutually_exclusive_group(required=True)
+    where.add_argument("--url", help="the metrics page, e.g. http://127.0.0.1:9464/metrics")
+    where.add_argument(
+        "--port", type=int, help="the port of rg.serve_metrics on this machine (127.0.0.1)"
+    )
+    t.add_argument(
+        "--interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="seconds between refreshes (default: 1)",
+    )
+    t.add_argument("--once", action="store_true", help="print one table and exit")
     return p
 
 
@@ -594,11 +634,30 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---- top ---------------------------------------------------------------------------------------
+
+
+def _cmd_top(args: argparse.Namespace) -> int:
+    from .top import TopError, run, url_for
+
+    if not args.interval > 0:
+        raise _UsageError(f"--interval must be a positive number of seconds, not {args.interval}")
+    try:
+        run(url_for(args.url, args.port), interval=args.interval, once=args.once)
+    except TopError as exc:
+        print(f"ringgen top: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return EXIT_OK
+    return EXIT_OK
+
+
 _COMMANDS = {
     "build": _cmd_build,
     "inspect": _cmd_inspect,
     "check": _cmd_check,
     "devices": _cmd_devices,
+    "top": _cmd_top,
 }
 
 

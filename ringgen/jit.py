@@ -18,7 +18,7 @@ import logging
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
+from typing import Any, Iterable, Mapping, Optional, overload
 
 from . import cachestore
 from ._version import __version__
@@ -30,7 +30,7 @@ from .codegen.targets import emitters, is_backend
 from .codegen.writer import write_unit
 from .errors import BackendUnavailableError, BuildError, CacheError
 from .graphs import Graph
-from .kernel import kernel_spec_of
+from .kernel import InT, OutT, RingKernel, kernel_spec_of
 from .runtime import KernelHandle, load_backend, open_kernel
 from .runtime.cache import load_codecs
 from .runtime.graph_host import STRATEGIES, GraphHandle
@@ -225,6 +225,18 @@ def _fault_source(spec: Any, hook: Any) -> str:
         raise BuildError(f"kernel {spec.name}: its module {spec.module!r} is not imported")
     unit = collect(module)
     return cuda_codegen.emit(unit, fault=hook)[cuda_codegen.source_name(unit)]
+
+
+# For type checkers: a kernel declared from typed handlers launches as KernelHandle[In, Out], a
+# graph as a GraphHandle.
+@overload
+def launch(
+    kernel: RingKernel[InT, OutT], backend: str = ..., **options: Any
+) -> KernelHandle[InT, OutT]: ...
+@overload
+def launch(kernel: Graph, backend: str = ..., **options: Any) -> GraphHandle: ...
+@overload
+def launch(kernel: Any, backend: str = ..., **options: Any) -> Any: ...
 
 
 def launch(kernel: Any, backend: str = "auto", **options: Any) -> Any:

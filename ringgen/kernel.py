@@ -14,7 +14,7 @@ import inspect
 import sys
 import textwrap
 import typing
-from typing import Any, Callable, Generic, Optional, TypeVar
+from typing import Any, Callable, Generic, Optional, Protocol, TypeVar, overload
 
 import attrs
 
@@ -37,6 +37,9 @@ __all__ = [
 
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
+#: A kernel's input and output message classes, for type checkers: ``RingKernel[Request, Reply]``.
+InT = TypeVar("InT")
+OutT = TypeVar("OutT")
 
 DEFAULT_CAPACITY = 1024
 
@@ -351,8 +354,14 @@ def _declare_kernel(
     return spec
 
 
-class RingKernel:
-    """A declared ring kernel. Calling it runs the handler in Python (as the reference backend does)."""
+class RingKernel(Generic[InT, OutT]):
+    """A declared ring kernel. Calling it runs the handler in Python (as the reference backend does).
+
+    Generic over its input and output message classes: ``@rg.ring_kernel`` on
+    ``def f(m: Request) -> Reply`` (or ``-> Optional[Reply]``, or with ``out: rg.Outbox[Reply]``) is a
+    ``RingKernel[Request, Reply]`` to a type checker, and ``rg.launch`` of it a
+    ``KernelHandle[Request, Reply]``. A kernel without output is ``RingKernel[Request, None]``.
+    """
 
     def __init__(self, spec: KernelSpec) -> None:
         self.spec = spec
@@ -362,15 +371,20 @@ class RingKernel:
         self.__module__ = spec.func.__module__
         self.__qualname__ = spec.func.__qualname__
 
-    def __call__(self, *args, **kwargs):
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.spec.func(*args, **kwargs)
 
     def __repr__(self) -> str:
         out = self.spec.output.__name__ if self.spec.output else "None"
         return f"<ring_kernel {self.spec.name}: {self.spec.input.__name__} -> {out}>"
 
-    def launch(self, **options):
-        """Build this kernel into the cache and launch it (``rg.launch(kernel, **options)``)."""
+    def launch(self, **options: Any) -> Any:
+        """Build this kernel into the cache and launch it (``rg.launch(kernel, **options)``).
+
+        Returns the running ``KernelHandle``. Type checkers see ``Any`` here (naming the handle's
+        class would import the runtime into this layer); ``rg.launch(kernel)`` is typed
+        ``KernelHandle[In, Out]``.
+        """
         # rg.launch lives in ringgen.jit, above this module: ringgen/__init__.py installs it as
         # _hooks.launch, so this module imports nothing upward (docs/architecture.md, "Layers").
         return _hooks.launch(self, **options)
@@ -434,13 +448,62 @@ class DeviceFunction:
         return f"<device function {self.__qualname__}>"
 
 
+class _KernelDecorator(Protocol):
+    """What ``@rg.ring_kernel(...)`` with options returns: the decorator, typed as the bare one."""
+
+    @overload
+    def __call__(self, func: Callable[[InT, Outbox[OutT]], None], /) -> RingKernel[InT, OutT]: ...
+    @overload
+    def __call__(
+        self, func: Callable[[InT, Outbox[OutT], Any], None], /
+    ) -> RingKernel[InT, OutT]: ...
+    @overload
+    def __call__(
+        self, func: Callable[[InT, Any, Outbox[OutT]], None], /
+    ) -> RingKernel[InT, OutT]: ...
+    @overload
+    def __call__(self, func: Callable[[InT], None], /) -> RingKernel[InT, None]: ...
+    @overload
+    def __call__(self, func: Callable[[InT, Any], None], /) -> RingKernel[InT, None]: ...
+    @overload
+    def __call__(self, func: Callable[[InT], Optional[OutT]], /) -> RingKernel[InT, OutT]: ...
+    @overload
+    def __call__(self, func: Callable[[InT, Any], Optional[OutT]], /) -> RingKernel[InT, OutT]: ...
+
+
+# The overloads tell a type checker the kernel's message classes from the handler's annotations:
+# an Outbox[Out] parameter (in any of the places it may stand), else the return annotation.
+@overload
+def ring_kernel(func: Callable[[InT, Outbox[OutT]], None], /) -> RingKernel[InT, OutT]: ...
+@overload
+def ring_kernel(func: Callable[[InT, Outbox[OutT], Any], None], /) -> RingKernel[InT, OutT]: ...
+@overload
+def ring_kernel(func: Callable[[InT, Any, Outbox[OutT]], None], /) -> RingKernel[InT, OutT]: ...
+@overload
+def ring_kernel(func: Callable[[InT], None], /) -> RingKernel[InT, None]: ...
+@overload
+def ring_kernel(func: Callable[[InT, Any], None], /) -> RingKernel[InT, None]: ...
+@overload
+def ring_kernel(func: Callable[[InT], Optional[OutT]], /) -> RingKernel[InT, OutT]: ...
+@overload
+def ring_kernel(func: Callable[[InT, Any], Optional[OutT]], /) -> RingKernel[InT, OutT]: ...
+@overload
 def ring_kernel(
-    func: Optional[F] = None,
+    func: None = None,
     *,
     name: Optional[str] = None,
     capacity: int = DEFAULT_CAPACITY,
     ordered: bool = False,
-):
+) -> _KernelDecorator: ...
+
+
+def ring_kernel(
+    func: Optional[Callable[..., Any]] = None,
+    *,
+    name: Optional[str] = None,
+    capacity: int = DEFAULT_CAPACITY,
+    ordered: bool = False,
+) -> Any:
     """Declare a ring kernel from a typed handler.
 
     Args:
@@ -453,7 +516,7 @@ def ring_kernel(
         HandlerError: an annotation is missing or wrong, or an option is invalid.
     """
 
-    def wrap(f: F) -> RingKernel:
+    def wrap(f: Callable[..., Any]) -> RingKernel[Any, Any]:
         return RingKernel(_declare_kernel(f, name=name, capacity=capacity, ordered=ordered))
 
     return wrap(func) if func is not None else wrap

@@ -20,7 +20,7 @@ import cuda_fault_kernels as fk  # noqa: E402
 
 import ringgen as rg  # noqa: E402
 from ringgen.protocol import Lifecycle  # noqa: E402
-from ringgen.runtime import cuda_device  # noqa: E402
+from ringgen.runtime.cuda import device as cuda_device  # noqa: E402
 
 AFTER = 3
 

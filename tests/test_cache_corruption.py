@@ -63,7 +63,7 @@ SCENARIOS = {
         )
     """,
     "cubin": """
-        from ringgen.runtime import cuda_build
+        from ringgen.runtime.cuda import build as cuda_build
 
         data, compiled = cuda_build.compile_cubin("// kernel text\\n", "sm_90")
         assert data == b"// kernel text\\n", data

@@ -56,7 +56,8 @@ def _builder(files: dict[str, bytes], calls: list):
 
 
 def test_one_root_for_every_cache(monkeypatch, tmp_path):
-    from ringgen.runtime import cuda_build, opencl_build
+    from ringgen.runtime.cuda import build as cuda_build
+    from ringgen.runtime.opencl import build as opencl_build
 
     monkeypatch.setenv("RINGGEN_CACHE_DIR", str(tmp_path / "explicit"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))

@@ -16,8 +16,8 @@ from ringgen.build import collect
 from ringgen.codegen import cuda
 from ringgen.errors import CodegenError
 from ringgen.layout import layout_of
-from ringgen.runtime import cuda_build
-from ringgen.runtime.cuda import _stamped
+from ringgen.runtime.cuda import build as cuda_build
+from ringgen.runtime.cuda.abi import outbox_slot
 
 from cuda_alignment_kernels import sized_messages, sized_source
 
@@ -59,7 +59,7 @@ def test_every_slot_access_is_aligned_to_its_width(sized):
             # every slot starts 16-byte aligned; the stamp follows the message, 8-byte aligned
             assert stride % 16 == 0 and ctx["out_stamp_at"] % 8 == 0, spec.name
             assert size <= ctx["out_stamp_at"] < ctx["out_stamp_at"] + 8 <= stride
-            host = _stamped(
+            host = outbox_slot(
                 np.dtype((np.void, size)), *cuda.compute_outbox_slot(size, bridged=False)
             )
             assert host.itemsize == stride and host.fields["stamp"][1] == ctx["out_stamp_at"]

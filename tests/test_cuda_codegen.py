@@ -16,7 +16,7 @@ from ringgen.build import collect
 from ringgen.codegen import cuda
 from ringgen.errors import ToolchainError
 from ringgen.layout import layout_of
-from ringgen.runtime import cuda_build
+from ringgen.runtime.cuda import build as cuda_build
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted(
@@ -134,7 +134,7 @@ def labels(t: Tagged, out: rg.Outbox[Label]) -> None:
 @pytest.mark.timeout(300)
 def test_bridged_outbox_kernel_compiles(tmp_path, monkeypatch):
     """An Outbox of bridged replies: 16-byte aligned stamped slots, the layout the loader reads."""
-    from ringgen.runtime.cuda import _stamped
+    from ringgen.runtime.cuda.abi import outbox_slot
 
     path = tmp_path / "h8_bridged_outbox.py"
     path.write_text(BRIDGED_OUTBOX)
@@ -146,7 +146,7 @@ def test_bridged_outbox_kernel_compiles(tmp_path, monkeypatch):
     lay = layout_of(spec.outbox)
     stride = cuda.slot_stride(lay.slot_size)
     assert f"rg_u8 m[{stride}];" in text and "rg_labels_put(slot->m, &ob.items[j], pos)" in text
-    host = _stamped(
+    host = outbox_slot(
         np.dtype((np.void, lay.slot_size)), *cuda.compute_outbox_slot(lay.slot_size, bridged=True)
     )
     assert host.fields["stamp"][1] == stride and host.itemsize == stride + 16

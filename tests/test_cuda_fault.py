@@ -36,7 +36,7 @@ EXPECTED = {
 def gpu():
     pytest.importorskip("pycuda.driver")
     from ringgen.errors import BackendUnavailableError
-    from ringgen.runtime import cuda_device
+    from ringgen.runtime.cuda import device as cuda_device
 
     try:
         cuda_device.device_info(0)

@@ -13,7 +13,7 @@ import pytest
 from ringgen.codegen import cuda as cuda_codegen
 from ringgen.errors import BackendUnavailableError
 from ringgen.protocol import CONTROL_DTYPE, Lifecycle
-from ringgen.runtime import cuda_device, cuda_faults
+from ringgen.runtime.cuda import device as cuda_device, faults as cuda_faults
 
 
 class FakeError(Exception):

@@ -35,7 +35,7 @@ EXAMPLES = sorted(
 @pytest.fixture(scope="module")
 def drv():
     drv = pytest.importorskip("pycuda.driver")
-    from ringgen.runtime import cuda_device
+    from ringgen.runtime.cuda import device as cuda_device
 
     try:
         cuda_device.device_info(0)
@@ -316,7 +316,7 @@ def test_kernel_that_never_acknowledges_is_reported_by_timeout(drv):
 
 def test_warm_start_does_not_run_nvcc(drv, tmp_path, monkeypatch):
     from examples.vector_add import vector_add
-    from ringgen.runtime import cuda_build
+    from ringgen.runtime.cuda import build as cuda_build
     from ringgen.jit import built_package
     from ringgen.runtime.cuda import CudaKernelHandle
 

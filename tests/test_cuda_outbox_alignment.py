@@ -35,7 +35,7 @@ from test_cuda_gpu import _agree, _drain, _random  # noqa: E402
 @pytest.fixture(scope="module")
 def drv():
     drv = pytest.importorskip("pycuda.driver")
-    from ringgen.runtime import cuda_device
+    from ringgen.runtime.cuda import device as cuda_device
 
     try:
         cuda_device.device_info(0)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from ringgen.codegen.cuda import compute_outbox_slot
-from ringgen.runtime.cuda import _stamped
-from ringgen.runtime.cuda_queues import DeadMarks, InputRing, OutboxOutput, PositionalOutput
+from ringgen.runtime.cuda.abi import outbox_slot, ring_stride
+from ringgen.runtime.cuda.queues import DeadMarks, InputRing, OutboxOutput, PositionalOutput
 
 REQ = np.dtype(
     {
@@ -162,7 +162,7 @@ def test_hole_count_beyond_the_tail_is_not_consumed_early(page):
 
 def test_outbox_output_takes_the_stamped_prefix(page):
     _, words = page
-    slots = np.zeros(8, _stamped(REP, *compute_outbox_slot(REP.itemsize, bridged=False)))
+    slots = np.zeros(8, outbox_slot(REP, *compute_outbox_slot(REP.itemsize, bridged=False)))
     q = OutboxOutput(slots, words, OUT_CTL)
     assert len(q.take(8)) == 0
     for pos in (0, 1, 3):  # slot 2 is reserved but not written yet
@@ -174,14 +174,37 @@ def test_outbox_output_takes_the_stamped_prefix(page):
     assert q.depth() == 0
 
 
+def test_outbox_fast_take_one_reads_a_stamped_slot_in_place(page):
+    """The Outbox latency path: None until the head's stamp is written, then the reply (built
+    positionally), the head advanced and published; a stale stamp from the previous lap is not
+    taken for the current one."""
+    _, words = page
+    slots = np.zeros(4, outbox_slot(REP, *compute_outbox_slot(REP.itemsize, bridged=False)))
+    q = OutboxOutput(slots, words, OUT_CTL)
+    take = q.fast_take_one(_RepCodec, lambda *values: values)
+    assert take() is None and q.head == 0
+    slots[1] = ((11, 2.5), 2)  # the next slot is written first: the head still waits
+    assert take() is None
+    slots[0] = ((10, 1.5), 1)
+    assert take() == (10, 1.5) and q.head == 1 and words[OUT_CTL + 16] == 1
+    assert take() == (11, 2.5) and take() is None and q.head == 2
+    for seq in (2, 3):
+        slots[seq] = ((20 + seq, 0.5), seq + 1)
+    assert [take(), take()] == [(22, 0.5), (23, 0.5)]
+    assert take() is None  # slot 0 still holds stamp 1 of the first lap, not 5
+    slots[0] = ((30, 0.25), 5)
+    assert take() == (30, 0.25) and q.head == 5
+    assert OutboxOutput(slots, words, OUT_CTL).fast_take_one(object()) is None  # no packer
+
+
 def test_stamped_slot_matches_the_c_struct():
     """The stamp at the next 8-byte boundary, the slot padded to a multiple of 16 (the template's
     ``__align__(16)`` struct): a 16-byte store of a reply never lands off a 16-byte boundary."""
     x = np.dtype({"names": ["x"], "formats": ["<i4"], "itemsize": 12})
-    dt = _stamped(x, *compute_outbox_slot(x.itemsize, bridged=False))
+    dt = outbox_slot(x, *compute_outbox_slot(x.itemsize, bridged=False))
     assert dt.fields["stamp"][1] == 16 and dt.itemsize == 32
     assert (
-        _stamped(REP, *compute_outbox_slot(REP.itemsize, bridged=False)).itemsize == 32
+        outbox_slot(REP, *compute_outbox_slot(REP.itemsize, bridged=False)).itemsize == 32
     )  # was 24: the second slot's 16-byte store faulted
 
 
@@ -275,8 +298,8 @@ def _fake_handle(kernel, capacity=4, dead_letters=False):
     k._ctl["state"] = int(C.Lifecycle.ACTIVE)
     fmt = k.format
     abi = k._abi()
-    in_stride = C._stride(abi["in_stride"], fmt.in_slot, k.name)
-    out_stride = C._stride(abi["out_stride"] or fmt.out_slot.itemsize, fmt.out_slot, k.name)
+    in_stride = ring_stride(abi["in_stride"], fmt.in_slot, k.name)
+    out_stride = ring_stride(abi["out_stride"] or fmt.out_slot.itemsize, fmt.out_slot, k.name)
     k.inq = InputRing(
         np.zeros(capacity * in_stride, np.uint8),
         fmt.in_slot,
@@ -310,10 +333,10 @@ def test_latency_fast_paths_keep_the_generic_semantics(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
     from examples.vector_add import AddRequest, AddResponse, vector_add
     from ringgen.errors import QueueFullError
-    from ringgen.runtime.cuda import _positional_class
+    from ringgen.runtime.cuda.abi import positional_class
 
     k, C = _fake_handle(vector_add)
-    assert _positional_class(k.out_codec) is AddResponse  # replies are built positionally
+    assert positional_class(k.out_codec) is AddResponse  # replies are built positionally
     out_tail = C._OUTQ_OFF // 8
     for i in range(4):
         k.send(AddRequest(id=i, a=float(i), b=0.5))
@@ -342,6 +365,30 @@ def test_latency_fast_paths_keep_the_generic_semantics(monkeypatch):
     k._request_terminate()  # from here on receive() takes the generic path (spill first)
     assert k._fast_take is None
     assert k._words32[(C._CTL_OFF + C.CONTROL_DTYPE.fields["terminate"][1]) // 4] == 1
+
+
+def test_receive_batch_waits_for_min_n_and_fills_out(monkeypatch):
+    """receive_batch's min_n and out= (KernelHandle.receive_batch) reach the mapped output queue:
+    the handle waits in its polling _pop_wait, not in an override of its own."""
+    import threading
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from examples.vector_add import AddRequest, vector_add
+
+    k, C = _fake_handle(vector_add, capacity=8)
+    out_tail = C._OUTQ_OFF // 8
+    for i in range(6):
+        k.send(AddRequest(id=i, a=float(i), b=0.5))
+    k.outq.slots["id"][:6] = range(100, 106)
+    k._words[out_tail] = 2  # two replies now, four a little later
+    late = threading.Timer(0.05, lambda: k._words.__setitem__(out_tail, 6))
+    late.start()
+    out = np.zeros(8, k.format.out_slot)
+    got = k.receive_batch(6, timeout=5.0, min_n=6, out=out)
+    late.join()
+    assert list(got["id"]) == list(range(100, 106)) and np.shares_memory(got, out)
+    assert k._received == 6 and k.outq.head == 6
+    assert len(k.receive_batch(8, timeout=0.01, min_n=2)) == 0  # timed out: nothing lost
 
 
 def test_bridged_batches_are_encoded_into_the_ring_and_decoded_in_one_pass(monkeypatch):
@@ -391,7 +438,7 @@ def test_large_bridged_batches_are_encoded_by_several_threads(monkeypatch):
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
     from examples.word_stats import Word, word_stats
     from ringgen.errors import EncodeError
-    from ringgen.runtime import cuda_queues as Q
+    from ringgen.runtime.cuda import queues as Q
 
     monkeypatch.setattr(Q, "ENCODE_THREADS", 3)
     monkeypatch.setattr(Q, "PARALLEL_ENCODE_ROWS", 16)
@@ -427,7 +474,7 @@ def test_dead_marks_harvest_marked_slots_in_order_within_the_bound():
     slot is marked as the device codec marks a dead letter, the buffer holds ``capacity`` rows and
     counts the rest as dropped, and ``take`` hands them out oldest first."""
     from ringgen.protocol import Reason
-    from ringgen.runtime.cuda_queues import DeadMarks
+    from ringgen.runtime.cuda.queues import DeadMarks
     from ringgen.runtime.dead_letters import dead_letters_from_slots
 
     cap, size = 8, 64

@@ -96,7 +96,7 @@ def test_cuda_fast_paths_reject_an_invalid_timeout_too():
     """CUDA's send/receive/receive_batch/receive_view have fast paths of their own before the
     base class's: each checks the timeout first (run on a GPU machine)."""
     pytest.importorskip("pycuda.driver")
-    from ringgen.runtime import cuda_device
+    from ringgen.runtime.cuda import device as cuda_device
 
     try:
         cuda_device.device_info(0)

@@ -66,7 +66,7 @@ def _nvidia_opencl():
     """The index of the OpenCL device to use: ``$RINGGEN_OPENCL_DEVICE``, else NVIDIA's (None:
     absent). The environment is only read: every other OpenCL test shares it."""
     try:
-        from ringgen.runtime.opencl_build import list_devices
+        from ringgen.runtime.opencl.build import list_devices
 
         devices = list_devices(os.environ.get("RINGGEN_OPENCL_DEVICE") or "nvidia")
     except Exception:

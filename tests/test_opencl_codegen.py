@@ -126,7 +126,7 @@ def test_every_example_compiles_on_every_device(example, std):
     ones alone with 1.2 (the path of drivers without C11 atomics)."""
     import pyopencl as cl
 
-    from ringgen.runtime.opencl_build import context_for
+    from ringgen.runtime.opencl.build import context_for
 
     if not DEVICES:
         pytest.skip("no OpenCL device present")

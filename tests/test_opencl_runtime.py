@@ -181,7 +181,7 @@ def test_never_acknowledging_kernel_times_out_and_process_exits(tmp_path_factory
         from test_opencl_support import build_package, open_kernel, STUCK_BODY, VECTOR_ADD
         from pathlib import Path
         from ringgen.errors import KernelTimeoutError
-        from ringgen.runtime.opencl_build import select_device
+        from ringgen.runtime.opencl.build import select_device
         pkg, unit, codecs = build_package(Path({str(pkg.parent)!r}), VECTOR_ADD, body=STUCK_BODY)
         k = open_kernel(pkg, unit, codecs, select_device({device.index!r}), {mode!r})
         from examples.vector_add import AddRequest
@@ -275,7 +275,7 @@ def test_warm_start_loads_the_binary_cache(va, tmp_path, monkeypatch, caplog):
     the cache directory instead of compiling again."""
     import logging
 
-    from ringgen.runtime import opencl_build
+    from ringgen.runtime.opencl import build as opencl_build
 
     if not DEVICES:
         pytest.skip("no OpenCL device present")
@@ -304,7 +304,7 @@ def test_dropped_handle_stops_its_kernel_safely(va, device, mode):
     memory until it has; the next launch frees it."""
     import gc
 
-    from ringgen.runtime import opencl_persistent as backend
+    from ringgen.runtime.opencl import persistent as backend
 
     pkg, unit, codecs = va
     k = open_kernel(pkg, unit, codecs, device, mode)
@@ -329,7 +329,7 @@ def test_dropped_handle_with_full_output_queue_stops_and_is_reaped(va, device, m
     drain it) still stops the kernel (stop now, not drain), and the reaper frees its memory."""
     import gc
 
-    from ringgen.runtime import opencl_persistent as backend
+    from ringgen.runtime.opencl import persistent as backend
 
     pkg, unit, codecs = va
     k = open_kernel(pkg, unit, codecs, device, mode, capacity=64)

@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 try:
-    from ringgen.runtime.opencl_build import list_devices
+    from ringgen.runtime.opencl.build import list_devices
 
     DEVICES = list_devices()
 except Exception:  # no PyOpenCL or no ICD loader: every OpenCL test skips
@@ -109,7 +109,7 @@ def test_device_discovery_reports_capabilities():
 
 def test_device_filter_env(monkeypatch):
     """$RINGGEN_OPENCL_DEVICE narrows the device list; a pattern matching nothing empties it."""
-    from ringgen.runtime import opencl_build
+    from ringgen.runtime.opencl import build as opencl_build
 
     if not DEVICES:
         pytest.skip("no OpenCL device present")

@@ -228,7 +228,7 @@ def test_a_launch_after_kernels_that_ignore_the_stop_request_says_why(tmp_path):
         from pathlib import Path
         from test_opencl_support import build_package, open_kernel, STUCK_BODY, VECTOR_ADD
         from ringgen.errors import BackendUnavailableError, KernelTimeoutError
-        from ringgen.runtime.opencl_build import select_device
+        from ringgen.runtime.opencl.build import select_device
         from examples.vector_add import AddRequest
         device = select_device(None)
         pkg, unit, codecs = build_package(Path({str(tmp_path)!r}), VECTOR_ADD, body=STUCK_BODY)

@@ -47,7 +47,7 @@ __all__ = [
     "skipped_kernels",
 ]
 
-log = logging.getLogger("ringgen")
+log = logging.getLogger(__name__)
 
 #: The host's view of ``rg_metal_dispatch`` (buffer 6), one per ring kernel: the host writes ``now``,
 #: ``ticks`` and ``grid`` before each batch; the begin kernel writes the rest.

@@ -19,7 +19,7 @@ from ..errors import BuildError
 
 __all__ = ["BLACK_MAX_CHARS", "format_python"]
 
-log = logging.getLogger("ringgen")
+log = logging.getLogger(__name__)
 
 #: Fixed, not read from the user's pyproject: generated text must not depend on where it is built.
 _BLACK_MODE = black.Mode(line_length=100)

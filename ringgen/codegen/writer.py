@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["EmittedFile", "emit_unit", "format_python", "write_unit", "write_units"]
 
-log = logging.getLogger("ringgen")
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 #: Folders Python creates beside modules; they do not make a package folder "not empty".

@@ -19,7 +19,7 @@ from .typesys import VOID, MsgT, OutboxT, Scalar, TupleT, Type, from_field_type
 
 __all__ = ["Compiler", "compile_kernel", "compile_program"]
 
-log = logging.getLogger("ringgen")
+log = logging.getLogger(__name__)
 
 
 class Compiler:

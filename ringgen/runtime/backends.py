@@ -17,13 +17,13 @@ backend the user named (argument or environment variable) is never replaced.
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 from typing import Any, Callable, Mapping, Optional, Tuple
 
 from .. import targets as registry
 from ..errors import BackendUnavailableError, BuildError
 from ..kernel import KernelSpec
+from .logs import kernel_logger
 from .base import KernelHandle
 
 __all__ = [
@@ -35,7 +35,7 @@ __all__ = [
     "resolve_backend",
 ]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 
 def _backends() -> dict[str, str]:
@@ -200,6 +200,7 @@ def open_kernel(
                 spec.name,
                 exc.message,
                 fallback,
+                extra={"kernel": spec.name},
             )
     if package_for is not None:
         package_dir, codecs = package_for(names[-1])

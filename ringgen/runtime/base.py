@@ -4,7 +4,11 @@ A backend implements only the *transport* — the abstract hooks at the bottom o
 (allocate and launch, push a batch without blocking, pop a batch without blocking, read the control
 block, request termination, synchronize, free). Everything a user calls — blocking and timeouts,
 back-pressure, conversion of objects and arrays through the codecs, stats, the termination
-handshake, asyncio, the context manager — is written once here, so every backend behaves alike.
+handshake, asyncio, the context manager — is written once, so every backend behaves alike: here
+(opening, sending, receiving, the transport hooks) and in the mixins ``KernelHandle`` is made of,
+one job each: ``observing`` (lifecycle, stats, state, faults), ``async_api`` (asyncio),
+``termination`` (``terminate``, ``with``), ``dead_letters`` (raw slots, dead letters); launch
+options are checked by ``options``.
 
 Policies (docs/runtime.md is the user-facing version):
 
@@ -48,24 +52,9 @@ Policies (docs/runtime.md is the user-facing version):
 from __future__ import annotations
 
 import abc
-import inspect
-import itertools
-import logging
 import threading
-import time
-from typing import (
-    Any,
-    AsyncIterator,
-    ClassVar,
-    Generic,
-    Iterable,
-    Mapping,
-    Optional,
-    TypeVar,
-    Union,
-)
+from typing import Any, ClassVar, Iterable, Mapping, Optional, Union
 
-import attrs
 import numpy as np
 
 from ..errors import (
@@ -77,33 +66,28 @@ from ..errors import (
 )
 from ..reference.records import new_state, to_object
 from ..kernel import KernelSpec
-from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
-from .batches import Batch, BatchFormat, SpillBuffer
+from ..protocol import Lifecycle
+from .async_api import AsyncMessaging, InT, OutT
+from .batches import Batch, BatchFormat, SpillBuffer, prefix
 from .dead_letters import RawSlotsAndDeadLetters, dead_letter_capacity
-from .stats import KernelStats, stats_from_control
-from .termination import _STOPPED, STALL_TIMEOUT_S, STOP_NOW_GRACE_S, Termination
-from .waiting import Backoff, check_timeout, deadline_after, expired
+from .logs import kernel_logger
+from .observing import Observation
+from .options import check_capacity, check_options, codec_for
+from .receiving import Gathered, check_counts, check_out
+from .registry import register
+from .stats import KernelStats
+from .termination import STALL_TIMEOUT_S, STOP_NOW_GRACE_S, Termination
+from .trace import traced
+from .waiting import Backoff, check_timeout, deadline_after, expired, time_left
 
 __all__ = ["Backoff", "KernelHandle", "STALL_TIMEOUT_S", "STOP_NOW_GRACE_S", "deadline_after"]
 
-log = logging.getLogger("ringgen")
-
-#: The input and output message classes of a handle, for type checkers (``KernelHandle[Req, Resp]``).
-InT = TypeVar("InT")
-OutT = TypeVar("OutT")
-
-#: The most slots a queue may have (launch option ``capacity``): 2**30 slots of even 16 bytes are
-#: 16 GiB per queue, far past what a round trip needs, and far from any 32-bit slot-index overflow.
-MAX_CAPACITY = 1 << 30
-
-#: How often (seconds) an observer of the lifecycle asks the backend whether the device itself still
-#: runs the kernel (``_device_fault``). A dead kernel cannot write FAULTED to its control block, so this
-#: check is what makes it visible; 10 ms keeps the cost off hot polling loops and the detection well
-#: inside the 100 ms a user waits at most to learn of it.
-DEVICE_FAULT_POLL_S = 0.010
+log = kernel_logger(__name__)
 
 
-class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, OutT]):
+class KernelHandle(
+    RawSlotsAndDeadLetters, Termination, Observation, AsyncMessaging[InT, OutT], abc.ABC
+):
     """A launched ring kernel: send it messages, receive its replies, read its stats, terminate it.
 
     Get one from ``rg.launch(kernel)`` or ``generated.<pkg>.runtime.<kernel>.launch()``; use it as a
@@ -157,25 +141,14 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
                 power-of-two size, False for none. Backends that implement it take it as a launch
                 option and pass it on; ``self.dead_letter_capacity`` is then nonzero.
         """
-        cap = spec.capacity if capacity is None else capacity
-        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 2 or cap & (cap - 1):
-            raise BuildError(
-                f"kernel {spec.name}: launch option capacity={cap!r} is not a power of two >= 2",
-                hint="e.g. capacity=1024",
-            )
-        if cap > MAX_CAPACITY:
-            raise BuildError(
-                f"kernel {spec.name}: launch option capacity={cap} is over the limit of "
-                f"{MAX_CAPACITY} slots per queue",
-                hint="a queue needs only enough slots to cover the round trip, e.g. capacity=65536",
-            )
+        cap = check_capacity(spec, capacity)
         self.spec = spec
         self.name = spec.name
         self.package_dir = package_dir
         self.capacity = cap
         self.codecs = codecs
-        self.in_codec = _codec_for(codecs, spec.input, spec.name)
-        self.out_codec = _codec_for(codecs, spec.output, spec.name) if spec.output else None
+        self.in_codec = codec_for(codecs, spec.input, spec.name)
+        self.out_codec = codec_for(codecs, spec.output, spec.name) if spec.output else None
         self.format: BatchFormat = self._batch_format()
         #: Slots of the dead-letter queue; 0 when the kernel was launched without one.
         self.dead_letter_capacity = dead_letter_capacity(
@@ -203,6 +176,7 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
     # ----------------------------------------------------------------------------------- opening
 
     @classmethod
+    @traced("launch")
     def open(cls, spec: KernelSpec, package_dir: Optional[str], **options: Any) -> "KernelHandle":
         """Create the handle, launch the kernel and wait until it reports ACTIVE.
 
@@ -210,7 +184,7 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
             KernelTimeoutError: the kernel did not become ACTIVE within ``launch_timeout``.
             KernelFaultError: it reported FAULTED while starting.
         """
-        _check_options(cls, spec.name, options)
+        check_options(cls, spec.name, options)
         handle = cls(spec, package_dir, **options)
         try:
             try:
@@ -237,7 +211,12 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
             handle._released = True
             raise
         handle._accepting = True
-        log.debug("launched kernel %s on %s (capacity %d)", spec.name, cls.backend, handle.capacity)
+        register(handle)  # rg.serve_metrics reports it until it is terminated
+        log.debug(
+            "launched kernel %s on %s (capacity %d)",
+            *(spec.name, cls.backend, handle.capacity),
+            extra={"kernel": spec.name},
+        )
         return handle
 
     # -------------------------------------------------------------------------------- sending
@@ -262,6 +241,7 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
         if accepted < 1:
             raise self._full_error(0, 1, timeout if block else None)
 
+    @traced("send_batch")
     def send_batch(
         self,
         messages: Union[np.ndarray, Iterable[InT]],
@@ -287,31 +267,12 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
         timeout = check_timeout(timeout, f"kernel {self.name}.send_batch")
         if not block:
             # at most one queue's worth can be accepted now: convert no more than that
-            messages = _prefix(messages, self.capacity)
+            messages = prefix(messages, self.capacity)
         batch = self.format.input_batch(messages)
         n = self._push_all(batch, block=block, timeout=timeout)
         if block and n < len(batch):
             raise self._full_error(n, len(batch), timeout)
         return n
-
-    async def send_async(self, message: InT, *, timeout: Optional[float] = None) -> None:
-        """``send`` for asyncio: awaits room in the input queue without blocking the event loop.
-
-        Raises:
-            QueueFullError: ``timeout`` expired with the queue still full.
-            QueueClosedError, KernelFaultError, SchemaError: as ``send``.
-        """
-        batch = self.format.input_batch((message,))
-        deadline = deadline_after(timeout, f"kernel {self.name}.send_async")
-        backoff = Backoff()
-        while True:
-            if self._try_push(batch, observe=True):
-                return
-            if expired(deadline):
-                raise self._full_error(0, 1, timeout)
-            if self._drain_output():  # the kernel may be waiting for room for its replies
-                backoff.reset()  # then poll again at once, still yielding to the event loop
-            await backoff.wait_async(deadline)
 
     def _try_push(self, batch: Batch, *, observe: bool = False) -> int:
         with self._send_lock:
@@ -390,55 +351,65 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
             )
         return self.format.to_objects(batch)[0]
 
-    def receive_batch(self, max_n: Optional[int] = None, timeout: Optional[float] = 0.0):
-        """Take up to ``max_n`` replies (default: one queue's worth) that are ready now.
+    @traced("receive_batch")
+    def receive_batch(
+        self,
+        max_n: Optional[int] = None,
+        timeout: Optional[float] = 0.0,
+        *,
+        min_n: Optional[int] = None,
+        out: Optional[np.ndarray] = None,
+    ):
+        """Take up to ``max_n`` replies, waiting until ``min_n`` of them are in.
 
-        Waits up to ``timeout`` seconds (None: no limit) for the first reply; never waits for more.
+        Returns once it holds ``min_n`` replies (default 1: whatever is ready first) or ``timeout``
+        seconds (None: no limit) have passed, whichever comes first, taking replies from the spill
+        and the output queue as they become ready, never more than ``max_n``. So
+        ``receive_batch(n, timeout, min_n=n)`` is a whole batch in one call.
+
+        Timing out with fewer than ``min_n`` is not an error: it returns the replies that came
+        (check ``len``); a reply it has taken is never dropped. The same holds when the kernel stops
+        on a fault or is terminated meanwhile: the replies taken are returned, and the next call
+        raises.
+
+        Args:
+            max_n: the most replies to take (default: ``len(out)`` with ``out``, else ``capacity``).
+            timeout: the longest wait in seconds (0, the default: only what is ready now).
+            min_n: return once this many are in (1 <= min_n <= max_n; default 1).
+            out: a writable 1-d numpy array of the output message's dtype
+                (``rg.dtype_of(Reply)``), at least ``max_n`` long, to fill in place instead of
+                allocating; only for a direct output message.
 
         Returns:
-            A numpy structured array of the output view dtype for a direct message, or a list of
-            objects for a bridged one; empty when nothing arrived in time.
+            A numpy structured array of the output view dtype for a direct message (``out[:n]``,
+            a view of ``out``, when given), or a list of objects for a bridged one; empty when
+            nothing arrived in time.
 
         Raises:
             QueueClosedError: the kernel is terminated and every reply has been taken.
             KernelFaultError: the kernel stopped on a fault and no reply is left.
+            ValueError: ``max_n``/``min_n`` are not ints >= 1 with min_n <= max_n, or ``out`` is
+                too short, not 1-d or read-only (naming the argument).
+            TypeError: ``out`` is not an array of the output dtype, or the output is bridged.
         """
         timeout = check_timeout(timeout, f"kernel {self.name}.receive_batch")
-        n = self.capacity if max_n is None else int(max_n)
-        if n < 1:
-            raise ValueError(f"kernel {self.name}: receive_batch max_n must be >= 1, got {max_n!r}")
-        batch = self._pop_wait(n, timeout)
-        if batch is None:
-            return self.format.empty()
-        return self.format.to_array(batch)
-
-    async def receive_async(self, timeout: Optional[float] = None) -> OutT:
-        """``receive`` for asyncio: awaits the next reply without blocking the event loop."""
         self._require_output()
-        deadline = deadline_after(timeout, f"kernel {self.name}.receive_async")
-        backoff = Backoff()
-        while True:
-            batch = self._try_pop(1)
-            if batch is not None:
-                return self.format.to_objects(batch)[0]
-            if expired(deadline):
-                raise KernelTimeoutError(
-                    f"kernel {self.name} ({self.backend}): no reply within {timeout:g} s"
-                )
-            await backoff.wait_async(deadline)
-
-    def __aiter__(self) -> AsyncIterator[OutT]:
-        """``async for reply in handle``: replies as they come, until the kernel is terminated and
-        every reply has been taken."""
-        return self._replies()
-
-    async def _replies(self) -> AsyncIterator[OutT]:
-        while True:
+        if out is not None:
+            check_out(self.name, self.out_codec, out)
+        n, want = check_counts(self.name, self.capacity, max_n, min_n, out)
+        got = Gathered(self.format, out)
+        deadline = deadline_after(timeout)
+        while got.count < want:
             try:
-                reply = await self.receive_async()
-            except QueueClosedError:
-                return
-            yield reply
+                batch = self._pop_wait(n - got.count, time_left(deadline))
+            except (QueueClosedError, KernelFaultError):
+                if got.count:
+                    break  # the caller gets what was taken; the next call raises
+                raise
+            if batch is None:
+                break
+            got.add(batch)
+        return got.result()
 
     def _require_output(self) -> None:
         if self.out_codec is None:
@@ -492,130 +463,7 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
                 return batch
         return None
 
-    # ------------------------------------------------------------------------- observing
-
-    @property
-    def lifecycle(self) -> Lifecycle:
-        """The kernel's lifecycle state (``ringgen.protocol.Lifecycle``)."""
-        with self._recv_lock:
-            if self._released:
-                return self._final_stats.lifecycle if self._final_stats else Lifecycle.TERMINATED
-            if not self._launched:
-                return Lifecycle.CREATED
-            return self._lifecycle_now()
-
-    def _lifecycle_now(self, ctl: Optional[np.ndarray] = None) -> Lifecycle:
-        """The lifecycle in ``ctl`` (default: the control block now)."""
-        try:
-            state = Lifecycle(int((self._control() if ctl is None else ctl)["state"]))
-        except ValueError:
-            state = Lifecycle.FAULTED
-        if state not in _STOPPED and self._device_died():
-            state = Lifecycle.FAULTED
-        if state is Lifecycle.FAULTED:
-            # Sends check this flag only, so the hot path reads no control block; every observer
-            # of the fault (receive, stats, a blocked send) closes the input side here.
-            self._accepting = False
-        return state
-
-    def _device_died(self) -> bool:
-        """True once the backend reports that the device no longer runs the kernel.
-
-        Asks ``_device_fault`` at most every ``DEVICE_FAULT_POLL_S`` seconds and remembers the answer.
-        """
-        if self._device_error is not None:
-            return True
-        now = time.monotonic()
-        if now - self._device_checked_at < DEVICE_FAULT_POLL_S:
-            return False
-        self._device_checked_at = now
-        self._device_error = self._device_fault()
-        if self._device_error is not None:
-            log.error(
-                "kernel %s (%s) died on the device: %s", self.name, self.backend, self._device_error
-            )
-        return self._device_error is not None
-
-    def stats(self) -> KernelStats:
-        """A snapshot of the kernel's counters (``KernelStats``); after termination, the final one."""
-        with self._recv_lock:
-            if self._released:
-                return self._stats_after_release()
-            return self._stats_now()
-
-    def _stats_now(self, lifecycle: Optional[Lifecycle] = None) -> KernelStats:
-        in_depth, out_depth = self._queue_depths()
-        ctl = self._control()  # one read: lifecycle and counters from the same moment
-        if lifecycle is None:
-            lifecycle = self._lifecycle_now(ctl)
-        stats = stats_from_control(
-            ctl,
-            kernel=self.name,
-            backend=self.backend,
-            input_depth=in_depth,
-            output_depth=out_depth + self._spill.count,
-            capacity=self.capacity,
-            sent=self._sent,
-            received=self._received,
-            latency=self._latency(),
-            lifecycle=lifecycle,
-            dead_letters_dropped=self._dead_letters_dropped(),
-            spilled=self._spilled,
-        )
-        if self._device_error is not None:
-            stats = attrs.evolve(stats, fault=self._device_error)
-        return stats
-
-    def _stats_after_release(self) -> KernelStats:
-        final = self._final_stats
-        if final is None:  # abandoned before any snapshot could be read
-            final = stats_from_control(
-                np.zeros((), dtype=CONTROL_DTYPE),
-                kernel=self.name,
-                backend=self.backend,
-                input_depth=0,
-                output_depth=0,
-                capacity=self.capacity,
-                sent=self._sent,
-                received=self._received,
-                lifecycle=Lifecycle.FAULTED,
-                spilled=self._spilled,
-            )
-        return attrs.evolve(final, output_depth=self._spill.count, received=self._received)
-
-    def state(self) -> Any:
-        """A copy of the kernel's ``@rg.state`` object as it is now (None for a stateless kernel).
-
-        After termination, the state as the kernel left it. Changing the copy changes nothing.
-        """
-        if self.spec.state is None:
-            return None
-        with self._recv_lock:
-            if self._released:
-                return self._final_state
-            return self._read_state()
-
-    def _fault_error(self, what: str, *, final: bool = False) -> KernelFaultError:
-        fault = self._final_stats.fault if final and self._final_stats else None
-        if fault is None:
-            fault = self._device_error
-        if fault is None and not self._released:
-            code = int(self._control()["fault"])
-            if code:
-                fault = Reason(code).name if code in Reason._value2member_map_ else f"REASON_{code}"
-        detail = self._fault_detail()
-        return KernelFaultError(
-            f"kernel {self.name} ({self.backend}) {what}: it stopped on "
-            + (f"fault {fault}" if fault else "an unexpected error")
-            + (f": {detail}" if detail else ""),
-            hint="see stats() for its counters; launch it again to continue",
-        )
-
-    def _input_depth_safe(self) -> int:
-        with self._recv_lock:
-            return self._spill.count if self._released else self._queue_depths()[0]
-
-    # ------------------------------------------------------------------------ terminating
+    # ------------------------------------------------------------------------ describing
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} on {self.backend}: {self.lifecycle.name}>"
@@ -737,36 +585,3 @@ class KernelHandle(RawSlotsAndDeadLetters, Termination, abc.ABC, Generic[InT, Ou
         returns None.
         """
         return None
-
-
-def _prefix(messages: Any, n: int) -> Any:
-    """The first ``n`` of ``messages`` without touching the rest: a view of an array, a slice of a
-    sequence, ``n`` items of any other iterable."""
-    if isinstance(messages, np.ndarray):
-        return messages[:n] if messages.ndim else messages  # a 0-d array: input_batch says why
-    if isinstance(messages, (list, tuple)):
-        return messages[:n]
-    return list(itertools.islice(messages, n))
-
-
-def _check_options(cls: type, kernel: str, options: Mapping[str, Any]) -> None:
-    """Reject launch options the backend does not take, listing the ones it does."""
-    params = inspect.signature(cls.__init__).parameters
-    allowed = sorted(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "codecs")
-    unknown = sorted(set(options) - set(allowed) - {"codecs"})
-    if unknown:
-        raise BuildError(
-            f"kernel {kernel}: backend {cls.backend} has no launch option "
-            + ", ".join(repr(u) for u in unknown),
-            hint="its options are: " + (", ".join(allowed) or "none"),
-        )
-
-
-def _codec_for(codecs: Mapping[str, Any], cls: type, kernel: str) -> Any:
-    try:
-        return codecs[cls.__name__]
-    except KeyError:
-        raise BuildError(
-            f"kernel {kernel}: the generated serializers have no codec for {cls.__qualname__}",
-            hint="rebuild the package: it is older than the kernel's module",
-        ) from None

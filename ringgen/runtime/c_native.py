@@ -16,10 +16,10 @@ emits in order), counts faults by ``Reason`` and honours the terminate word (dra
 ``sched_yield``s for 2 ms, then sleeps 20 µs doubling to 1 ms, so it never starves the host thread.
 
 Protocol: ``ringgen.protocol`` exactly (control block, queue counters on their own lines, publish by a
-release store of ``tail``, consume by a release store of ``head``). The host's side is the one of the
-OpenCL persistent transport: one-word memoryviews of the counters, single aligned 8-byte loads and
-stores, ordered by x86-64 TSO (``ringgen.runtime.opencl`` argues it); the worker uses GCC's
-``__atomic`` acquire/release builtins.
+release store of ``tail``, consume by a release store of ``head``). The host's side of each queue is
+``ringgen.runtime.host_ring`` over cache-line-aligned host memory, as the OpenCL persistent transport
+uses it over SVM: single aligned 8-byte loads and stores of the counters, ordered by x86-64 TSO
+(``ringgen.runtime.opencl`` argues it); the worker uses GCC's ``__atomic`` acquire/release builtins.
 
 Not supported: bridged messages (the C target has no wire codec): a kernel with a bridged input or
 output is refused at launch with ``BackendUnavailableError`` (``auto`` then falls back to ``cpu``).
@@ -33,7 +33,6 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
-import logging
 import os
 import platform
 import shutil
@@ -60,12 +59,14 @@ from ..protocol import (
     TERMINATE_STOP_NOW,
     Lifecycle,
 )
+from .logs import kernel_logger
 from .base import KernelHandle
 from .batches import BatchFormat, SlotBatches
+from .host_ring import RingConsumer, RingProducer
 
 __all__ = ["CKernelHandle", "HANDLE_CLASS", "STRICT_FLAGS", "find_compiler", "probe"]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: The worker loop's source, compiled with every kernel.
 WORKER_SOURCE = Path(__file__).with_name("c_worker.c")
@@ -327,8 +328,8 @@ class CKernelHandle(KernelHandle):
         ctl = _aligned(CONTROL_SIZE)
         inq = _aligned(QUEUE_CTL_DTYPE.itemsize)
         outq = _aligned(QUEUE_CTL_DTYPE.itemsize)
-        self._in_ring = _aligned(cap * self.in_slot.itemsize)
-        self._out_ring = _aligned(cap * self.out_slot.itemsize if self.out_codec else 1)
+        in_ring = _aligned(cap * self.in_slot.itemsize)
+        out_ring = _aligned(cap * self.out_slot.itemsize if self.out_codec else 1)
         state = _aligned(layout_of(self.spec.state).size if self.spec.state else 1)
         if self.spec.state is not None:
             init = _bytes(self._initial_state())
@@ -336,31 +337,31 @@ class CKernelHandle(KernelHandle):
         self._state_mem = state
         self._ctl = ctl.view(CONTROL_DTYPE)
         self._ctl_rec = self._ctl[0]
-        line = CACHE_LINE
-        self._in_tail = memoryview(inq[0:8]).cast("Q")
-        self._in_head = memoryview(inq[line : line + 8]).cast("Q")
-        self._out_tail = memoryview(outq[0:8]).cast("Q")
-        self._out_head = memoryview(outq[line : line + 8]).cast("Q")
-        self._in_size = self.in_slot.itemsize
-        self._out_size = self.out_slot.itemsize
-        self._empty_out = np.zeros(0, self.out_slot)
-        self._tail = 0
-        self._head = 0
+        self._words = [memoryview(q).cast("Q") for q in (inq, outq)]
+        self._inq = RingProducer(
+            in_ring, self.in_slot, cap, self._words[0], 0, publish_chunk=_PUBLISH_CHUNK
+        )
+        # Without an output the ring is a line, never read: the worker publishes nothing there.
+        self._outq = (
+            RingConsumer(out_ring, self.out_slot, cap, self._words[1], 0)
+            if self.out_codec
+            else None
+        )
         self._ctl["state"] = int(Lifecycle.LAUNCHED)
         args = (
             ctl.ctypes.data,
             inq.ctypes.data,
-            self._in_ring.ctypes.data,
+            in_ring.ctypes.data,
             cap,
             outq.ctypes.data,
-            self._out_ring.ctypes.data,
+            out_ring.ctypes.data,
             cap,
             state.ctypes.data,
         )
         self._done = threading.Event()
         self._errors: list = []
         # The thread holds the buffers (and the library) until the C loop returns.
-        keep = (lib, ctl, inq, outq, self._in_ring, self._out_ring, state)
+        keep = (lib, ctl, inq, outq, in_ring, out_ring, state)
         self._thread = threading.Thread(
             target=_run_worker,
             args=(lib.rg_c_worker, args, self._done, self._errors),
@@ -374,49 +375,12 @@ class CKernelHandle(KernelHandle):
     # ---- transport
 
     def _push(self, batch: np.ndarray) -> int:
-        cap = self.capacity
-        tail = self._tail
-        n = cap - (tail - self._in_head[0])
-        if n <= 0:
-            return 0
-        if n > len(batch):
-            n = len(batch)
-        size = self._in_size
-        src = (
-            batch[:n].view(np.uint8)
-            if batch.ndim == 1 and batch.flags.c_contiguous
-            else _bytes(np.ascontiguousarray(batch[:n]))
-        )
-        ring = self._in_ring
-        done = 0
-        while done < n:
-            at = (tail + done) & (cap - 1)
-            k = min(n - done, cap - at, _PUBLISH_CHUNK)
-            ring[at * size : (at + k) * size] = src[done * size : (done + k) * size]
-            done += k
-            self._in_tail[0] = tail + done  # release: the slot stores above are visible first (TSO)
-        self._tail = tail + n
-        return n
+        return self._inq.put(batch, self._inq.device_head())
 
     def _pop(self, max_n: int) -> np.ndarray:
-        head = self._head
-        n = self._out_tail[0] - head
-        if n <= 0:
-            return self._empty_out
-        if n > max_n:
-            n = max_n
-        cap = self.capacity
-        size = self._out_size
-        out = np.empty(n, dtype=self.out_slot)
-        flat = out.view(np.uint8)
-        at = head & (cap - 1)
-        first = cap - at if n > cap - at else n
-        flat[: first * size] = self._out_ring[at * size : (at + first) * size]
-        if first < n:
-            flat[first * size :] = self._out_ring[: (n - first) * size]
-        self._head = head + n
-        self._out_head[0] = head + n  # the copy above is complete before the slots are reused
-        return out
+        if self._outq is None:
+            return self.format.empty()
+        return self._outq.take(max_n)
 
     def _pop_wait(self, max_n: int, timeout: Optional[float]):
         # The base's wait, with a first phase of cheap polls: a reply usually comes within
@@ -446,7 +410,8 @@ class CKernelHandle(KernelHandle):
         return self._ctl_rec
 
     def _queue_depths(self) -> tuple[int, int]:
-        return self._tail - self._in_head[0], self._out_tail[0] - self._head
+        out_depth = self._outq.depth() if self._outq is not None else 0
+        return self._inq.tail - self._inq.device_head(), out_depth
 
     def _latency(self):
         return None
@@ -476,7 +441,10 @@ class CKernelHandle(KernelHandle):
 
     def _release(self) -> None:
         self._finalizer.detach()
-        for view in (self._in_tail, self._in_head, self._out_tail, self._out_head):
+        for ring in (self._inq, self._outq):
+            if ring is not None:
+                ring.close()
+        for view in self._words:
             view.release()
         self._thread = None
 

@@ -21,7 +21,6 @@ import hashlib
 import importlib
 import importlib.abc
 import importlib.util
-import logging
 import os
 import sys
 import threading
@@ -31,6 +30,7 @@ from typing import Any, Mapping, Optional
 
 from .. import cachestore
 from ..errors import BuildError, CacheError
+from .logs import kernel_logger
 
 __all__ = [
     "cache_dir",
@@ -38,7 +38,7 @@ __all__ = [
     "load_codecs",
 ]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 ENV_VAR = cachestore.ENV_VAR
 

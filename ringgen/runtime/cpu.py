@@ -27,7 +27,6 @@ exception from the handler is a bug the compiler would have rejected, so it stop
 from __future__ import annotations
 
 import ctypes
-import logging
 import threading
 import time
 import traceback
@@ -41,6 +40,7 @@ from ..reference.interpreter import new_state, reference_handler
 from ..errors import KernelTimeoutError, WireFormatError
 from ..kernel import KernelSpec
 from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
+from .logs import kernel_logger
 from .base import KernelHandle
 from .batches import ObjectBatches, RawSlot
 from .dead_letters import mark_dead_letters
@@ -50,7 +50,7 @@ from .waiting import Backoff
 
 __all__ = ["CpuKernelHandle", "HANDLE_CLASS", "RecordBatches"]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: Terminate request words (``ControlBlock.terminate``): drain then stop, or stop now (abandon).
 _DRAIN = 1
@@ -262,7 +262,7 @@ def _run(w: _Worker) -> None:
         final = Lifecycle.FAULTED
     except BaseException as exc:  # a handler bug: stop, keep the evidence for the host
         w.error = _describe(exc)
-        log.error("kernel %s (cpu) faulted: %s", w.name, w.error)
+        log.error("kernel %s (cpu) faulted: %s", w.name, w.error, extra={"kernel": w.name})
         final = Lifecycle.FAULTED
     finally:
         ctl["state"] = final

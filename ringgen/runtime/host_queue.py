@@ -1,9 +1,11 @@
 """A bounded single-producer, single-consumer ring in host memory, with the device queues' protocol.
 
-Same rules as ``ringgen.protocol``: a power-of-two number of slots and two counters that only grow,
-``tail`` (written only by the producer) and ``head`` (written only by the consumer); the queue is full
-when ``tail - head == capacity``; a slot is ``counter & (capacity - 1)``. Nothing is ever overwritten
-or dropped: ``push`` takes only what fits and says how many.
+Same rules as ``ringgen.protocol`` and ``ringgen.runtime.host_ring`` (whose capacity check and slot
+arithmetic it uses): a power-of-two number of slots and two counters that only grow, ``tail``
+(written only by the producer) and ``head`` (written only by the consumer); the queue is full when
+``tail - head == capacity``; a slot is ``counter & (capacity - 1)``. Nothing is ever overwritten or
+dropped: ``push`` takes only what fits and says how many. Unlike ``host_ring``, no kernel shares
+it: the counters are plain attributes and the slots may hold Python objects.
 
 Publication order: the producer writes the slots, then stores ``tail``; the consumer reads ``tail``,
 copies the slots out, then stores ``head``. In CPython each of those stores is a single attribute
@@ -20,6 +22,8 @@ from __future__ import annotations
 from typing import Optional, Sequence, Union
 
 import numpy as np
+
+from .host_ring import check_capacity, segments
 
 __all__ = ["HostQueue"]
 
@@ -40,9 +44,7 @@ class HostQueue:
     def __init__(
         self, capacity: int, dtype: Optional[np.dtype] = None, stamps: bool = False
     ) -> None:
-        if not isinstance(capacity, int) or capacity < 2 or capacity & (capacity - 1):
-            raise ValueError(f"queue capacity must be a power of two >= 2, got {capacity!r}")
-        self.capacity = capacity
+        self.capacity = check_capacity(capacity)
         self.mask = capacity - 1
         self.dtype = None if dtype is None else np.dtype(dtype)
         self.tail = 0  # producer's counter
@@ -65,16 +67,12 @@ class HostQueue:
         n = min(len(items), self.capacity - (tail - self.head))
         if n <= 0:
             return 0
-        start = tail & self.mask
-        first = min(n, self.capacity - start)
-        slots = self._slots
-        slots[start : start + first] = items[:first]
-        if n > first:
-            slots[: n - first] = items[first:n]
-        if self._stamps is not None and stamp is not None:
-            self._stamps[start : start + first] = stamp
-            if n > first:
-                self._stamps[: n - first] = stamp
+        slots, stamps, done = self._slots, self._stamps, 0
+        for pos, k in segments(tail, n, self.capacity):
+            slots[pos : pos + k] = items[done : done + k]
+            if stamps is not None and stamp is not None:
+                stamps[pos : pos + k] = stamp
+            done += k
         self.tail = tail + n  # publish: after the slots are written
         return n
 
@@ -92,25 +90,23 @@ class HostQueue:
         if n <= 0:
             empty = [] if self.dtype is None else np.zeros(0, dtype=self.dtype)
             return empty, (None if self._stamps is None else np.zeros(0, dtype=np.int64))
-        start = head & self.mask
-        first = min(n, self.capacity - start)
+        parts = segments(head, n, self.capacity)
         slots = self._slots
         if self.dtype is None:
-            out: Items = slots[start : start + first]
-            if n > first:
-                out += slots[: n - first]
-            # Drop references so a consumed object is not kept alive by its slot.
-            slots[start : start + first] = [None] * first
-            if n > first:
-                slots[: n - first] = [None] * (n - first)
+            out: Items = []
+            for pos, k in parts:
+                out += slots[pos : pos + k]
+                # Drop references so a consumed object is not kept alive by its slot.
+                slots[pos : pos + k] = [None] * k
         else:
-            out = slots[start : start + first].copy()
-            if n > first:
-                out = np.concatenate([out, slots[: n - first]])
+            out = _joined([slots[pos : pos + k] for pos, k in parts])
         stamps = None
         if self._stamps is not None:
-            stamps = self._stamps[start : start + first].copy()
-            if n > first:
-                stamps = np.concatenate([stamps, self._stamps[: n - first]])
+            stamps = _joined([self._stamps[pos : pos + k] for pos, k in parts])
         self.head = head + n  # release the slots: after they were copied out
         return out, stamps
+
+
+def _joined(pieces: list) -> np.ndarray:
+    """A copy of one or two array pieces, end to end."""
+    return pieces[0].copy() if len(pieces) == 1 else np.concatenate(pieces)

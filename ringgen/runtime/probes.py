@@ -14,7 +14,6 @@ Nothing here imports a driver until a probe runs; nothing here prints.
 from __future__ import annotations
 
 import importlib
-import logging
 import platform
 from typing import Optional
 
@@ -23,6 +22,7 @@ import attrs
 from .. import targets as registry
 from ..errors import BackendUnavailableError
 from ..targets import Target
+from .logs import kernel_logger
 
 __all__ = [
     "BackendReport",
@@ -34,7 +34,7 @@ __all__ = [
     "probe_opencl",
 ]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 
 @attrs.frozen
@@ -124,13 +124,10 @@ def probe_cuda() -> tuple[DeviceInfo, ...]:
 
 
 def _opencl_device(cl, platform_, dev) -> DeviceInfo:
-    fine = atomics = False
-    try:
-        caps = dev.svm_capabilities
-        fine = bool(caps & cl.device_svm_capabilities.FINE_GRAIN_BUFFER)
-        atomics = bool(caps & cl.device_svm_capabilities.ATOMICS)
-    except (cl.Error, AttributeError):  # OpenCL 1.x devices have no SVM query
-        caps = 0
+    from .opencl.build import svm_support  # the loader's package, imported once opencl is probed
+
+    svm_caps = svm_support(cl, dev)
+    caps, fine, atomics = svm_caps.caps, svm_caps.fine_grain, svm_caps.atomics
     if fine and atomics:
         svm = "fine-grained buffers + atomics"
     elif fine:

@@ -18,21 +18,24 @@ Policy (docs/runtime.md, "Lifecycle and termination"):
 
 from __future__ import annotations
 
-import logging
 import time
-from typing import Optional
+from typing import Optional, TypeVar
 
 import attrs
 import numpy as np
 
 from ..errors import KernelTimeoutError
 from ..protocol import Lifecycle
+from .logs import kernel_logger
+from .trace import traced
 from .stats import KernelStats
 from .waiting import Backoff, check_timeout, deadline_after, expired
 
 __all__ = ["STALL_TIMEOUT_S", "STOP_NOW_GRACE_S", "Termination"]
 
-log = logging.getLogger("ringgen")
+_Handle = TypeVar("_Handle", bound="Termination")  # `with launch(k) as h`: h keeps its type
+
+log = kernel_logger(__name__)
 
 #: Lifecycle states in which the kernel no longer runs (nothing more will be published).
 _STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
@@ -60,6 +63,7 @@ class Termination:
     ``_synchronize``, ``_release``, ``_abandon``).
     """
 
+    @traced("terminate")
     def terminate(
         self,
         timeout: Optional[float] = None,
@@ -115,7 +119,9 @@ class Termination:
             if why is not None:
                 self._give_up(state, why, limit if why == "timeout" else stall_timeout, drain)
             self._finish(state)
-            log.debug("terminated kernel %s on %s", self.name, self.backend)
+            log.debug(
+                "terminated kernel %s on %s", self.name, self.backend, extra={"kernel": self.name}
+            )
             if state is Lifecycle.FAULTED:
                 raise self._fault_error("was terminated after a fault", final=True)
             return self.stats()
@@ -175,6 +181,7 @@ class Termination:
                     self.name,
                     self.backend,
                     exc,
+                    extra={"kernel": self.name},
                 )
                 self._abandon()
                 self._released = True
@@ -225,7 +232,7 @@ class Termination:
             "a kernel that is only slow needs a longer timeout or stall_timeout",
         )
 
-    def __enter__(self) -> "KernelHandle[InT, OutT]":
+    def __enter__(self: _Handle) -> _Handle:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
@@ -237,7 +244,11 @@ class Termination:
         try:
             self.terminate(drain=False)
         except Exception:
-            log.exception("terminating kernel %s while handling another error", self.name)
+            log.exception(
+                "terminating kernel %s while handling another error",
+                self.name,
+                extra={"kernel": self.name},
+            )
 
 
 def _progress_mark(ctl: np.ndarray) -> tuple[int, ...]:

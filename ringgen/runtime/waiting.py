@@ -16,7 +16,7 @@ import os
 import time
 from typing import Optional
 
-__all__ = ["Backoff", "check_timeout", "deadline_after", "expired"]
+__all__ = ["Backoff", "check_timeout", "deadline_after", "expired", "time_left"]
 
 #: Gives up the CPU for a moment and releases the GIL (``time.sleep(0)`` where the OS has no
 #: ``sched_yield``).
@@ -75,6 +75,14 @@ def deadline_after(
 def expired(deadline: Optional[float]) -> bool:
     """True once ``deadline`` (from ``deadline_after``; None = never) has passed."""
     return deadline is not None and time.monotonic() >= deadline
+
+
+def time_left(deadline: Optional[float]) -> Optional[float]:
+    """Seconds until ``deadline`` (None: no limit), never below 0: the timeout of the next step of
+    a wait made of several."""
+    if deadline is None:
+        return None
+    return max(0.0, deadline - time.monotonic())
 
 
 class Backoff:

@@ -158,7 +158,7 @@ class OpenclRunner(_HandleRunner):
     """The OpenCL backend in one mode ("persistent" or "relaunch") on one device."""
 
     def __init__(self, mode: str, device=None, timeout: float = 30.0, capacity: int = 1024) -> None:
-        from ..runtime.opencl_build import select_device
+        from ..runtime.opencl.build import select_device
 
         super().__init__(timeout, capacity)
         self.mode = mode
@@ -291,7 +291,7 @@ def cpu_runners(timeout: float = 30.0) -> tuple[list[Runner], dict[str, str]]:
     else:
         absent["c"] = "no gcc"
     try:
-        from ..runtime.opencl_build import list_devices
+        from ..runtime.opencl.build import list_devices
 
         devices = list_devices()
     except Exception as exc:  # no PyOpenCL or no ICD loader

@@ -52,7 +52,7 @@ __all__ = [
     "program_for",
 ]
 
-log = logging.getLogger("ringgen")
+log = logging.getLogger(__name__)
 
 #: Set to 1 to force the numpy fallbacks.
 ENV_DISABLE = "RINGGEN_NO_NATIVE"

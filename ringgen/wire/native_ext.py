@@ -48,7 +48,7 @@ __all__ = [
     "with_fallback",
 ]
 
-log = logging.getLogger("ringgen")
+log = logging.getLogger(__name__)
 
 SOURCE = Path(__file__).with_name("_encoder.c")
 #: The name the extension's init function is spelled for (``PyInit__ringgen_encoder``).

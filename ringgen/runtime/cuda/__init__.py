@@ -1,7 +1,7 @@
-"""The CUDA backend: a resident ring kernel on an NVIDIA GPU, through PyCUDA (DESIGN.md §5).
+"""The CUDA backend: a resident ring kernel on an NVIDIA GPU, through PyCUDA (docs/design.md §5).
 
 ``CudaKernelHandle.open(spec, package_dir, codecs=...)`` compiles the package's ``<name>.cu`` (nvcc,
-cubin cached by ``cuda_build``), allocates everything before launch — the control block, both queue
+cubin cached by ``cuda.build``), allocates everything before launch — the control block, both queue
 counters and both rings in mapped pinned memory, the scheduler words and state in device memory —
 launches ``rg_<kernel>_ring`` once on a non-blocking stream, and then moves messages by plain loads and
 stores to pinned memory: no CUDA call on the message path.
@@ -31,31 +31,36 @@ scheduler's bytes, ring strides) is read from the kernel's ``abi.cuda`` in ``man
 (docs/architecture.md, "The manifest contract"); this module never imports the emitter.
 
 A kernel that dies on the device (a fault loses the whole context) is seen through the driver,
-and the next launch deals with the lost context: ``cuda_faults`` (docs/cuda.md).
+and the next launch deals with the lost context: ``cuda.faults`` (docs/cuda.md).
+
+The package: ``abi`` (what the manifest tells the loader), ``build`` (nvcc and the cubin cache),
+``device`` (contexts, mapped memory, occupancy, loaded modules), ``faults`` (a kernel that died),
+``queues`` (the host ends of the mapped rings), ``zero_copy`` (views of the rings); this module holds
+the handle.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
 import os
-import threading
 import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, BuildError, KernelTimeoutError
-from ..kernel import KernelSpec
-from ..protocol import CACHE_LINE, CONTROL_DTYPE, CONTROL_SIZE, Lifecycle
-from . import cuda_build, cuda_device
-from .base import KernelHandle
-from .cuda_faults import DeviceFaults, replace_lost_context, track, untrack
-from .waiting import check_timeout, deadline_after
-from .batches import SlotBatches
-from .cuda_queues import (
+from ..logs import kernel_logger
+from ...errors import BackendUnavailableError, BuildError, KernelTimeoutError
+from ...kernel import KernelSpec
+from ...protocol import CACHE_LINE, CONTROL_DTYPE, CONTROL_SIZE, Lifecycle
+from ..base import KernelHandle
+from ..batches import SlotBatches
+from ..waiting import check_timeout
+from . import build as cuda_build
+from . import device as cuda_device
+from .abi import outbox_slot, positional_class, read_abi, ring_stride
+from .faults import DeviceFaults, replace_lost_context, track, untrack
+from .zero_copy import ZeroCopy
+from .queues import (
     CudaBatches,
     DeadMarks,
     InputRing,
@@ -66,7 +71,7 @@ from .cuda_queues import (
 
 __all__ = ["CudaKernelHandle", "HANDLE_CLASS", "DEFAULT_WORKERS", "probe"]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: Worker blocks when ``workers`` is not given: 16 moved a 1M batch fastest on the H100 (2.24 G msg/s
 #: against 2.10 with 32 and 1.86 with 131; bench/NOTES-cuda.md).
@@ -87,7 +92,7 @@ def probe() -> None:
         raise BackendUnavailableError(f"backend cuda: {info.name} cannot map host memory")
 
 
-class CudaKernelHandle(DeviceFaults, KernelHandle):
+class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
     """A ring kernel resident on an NVIDIA GPU (see the module docstring)."""
 
     backend = "cuda"
@@ -119,7 +124,7 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
         self._defines = tuple(defines)
         self._alloc: list[Any] = []
         # The latency path (set after launch): the class send() packs directly and the closures that
-        # do it (cuda_queues: fast_put_one, fast_take_one); None where the generic path is taken.
+        # do it (queues: fast_put_one, fast_take_one); None where the generic path is taken.
         self._fast_cls: Optional[type] = None
         self._fast_put = None
         self._fast_take = None
@@ -149,32 +154,13 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
         )
 
     def _abi(self) -> dict:
-        """This kernel's ``abi.cuda`` from the package's ``manifest.json``: entry point, block size,
-        items per thread, scheduler bytes, vector width and ring strides (the emitter's contract
-        with this loader)."""
-        if self.package_dir is None:
-            raise BuildError(
-                f"kernel {self.name}: the cuda backend needs its generated package (manifest.json)"
-            )
-        path = Path(self.package_dir) / "manifest.json"
-        try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-            kernel = next(k for k in manifest["kernels"] if k["name"] == self.name)
-            return kernel["abi"]["cuda"]
-        except (OSError, ValueError, KeyError, StopIteration, TypeError) as exc:
-            raise BuildError(
-                f"kernel {self.name}: {path} does not describe its CUDA entry point "
-                f"({type(exc).__name__}: {exc})",
-                hint="rebuild the package (or clear the ringgen cache): it was generated by "
-                "another version of ringgen",
-            ) from None
+        """This kernel's ``abi.cuda`` from the package's ``manifest.json`` (``abi.read_abi``)."""
+        return read_abi(self.package_dir, self.name)
 
     def _launch(self) -> None:
         drv = cuda_device._drv()
         if replace_lost_context(self.device):
-            with _modules_lock:  # they were loaded into the retired context
-                for key in [k for k in _modules if k[0] == self.device]:
-                    del _modules[key]
+            cuda_device.forget_modules(self.device)  # loaded into the retired context
         try:
             self._launch_on_device(drv)
         except Exception as exc:
@@ -200,7 +186,7 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
         cubin, self.compiled = cuda_build.compile_cubin(
             source, info.arch, options=options, what=what
         )
-        self._module = _load_module(self.device, cubin)
+        self._module = cuda_device.load_module(self.device, cubin)
         func = self._module.get_function(abi["entry_point"])
         block = abi["block"]
         workers = (
@@ -218,7 +204,7 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
         self.grid = grid
 
         # Everything is allocated before the launch: pinning memory or touching the legacy default
-        # stream while the kernel is resident can deadlock (DESIGN.md §5).
+        # stream while the kernel is resident can deadlock (docs/design.md §5).
         page, page_dev = self._mapped(_PAGE)
         self._page = page
         self._ctl = page[_CTL_OFF : _CTL_OFF + CONTROL_SIZE].view(CONTROL_DTYPE)
@@ -226,7 +212,7 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
         self._words32 = memoryview(page).cast("I")
         cap = self.capacity
         in_dtype = self.format.in_slot
-        in_stride = _stride(abi["in_stride"], in_dtype, self.name)
+        in_stride = ring_stride(abi["in_stride"], in_dtype, self.name)
         in_arr, in_dev = self._mapped(cap * in_stride)
         self.inq = InputRing(
             in_arr, in_dtype, cap, self._words, _INQ_OFF // 8, self.in_codec, stride=in_stride
@@ -238,11 +224,11 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
             self._dead = DeadMarks(dead.view(np.uint64), self.inq.rows, self.dead_letter_capacity)
         out_dev = 0
         if self.spec.uses_outbox:
-            out_dtype = _stamped(self.format.out_slot, **abi["out_slot"])
+            out_dtype = outbox_slot(self.format.out_slot, **abi["out_slot"])
             out_arr, out_dev = self._mapped(cap * out_dtype.itemsize)
             self.outq = OutboxOutput(out_arr.view(out_dtype), self._words, _OUTQ_OFF // 8)
         elif self.out_codec is not None:
-            out_stride = _stride(abi["out_stride"], self.format.out_slot, self.name)
+            out_stride = ring_stride(abi["out_stride"], self.format.out_slot, self.name)
             out_arr, out_dev = self._mapped(cap * out_stride)
             self.outq = PositionalOutput(
                 out_arr,
@@ -313,7 +299,11 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
             self._fast_cls = self.in_codec.cls
             self._fast_put = self.inq.fast_put_one(positional)
         if positional is not None:
-            self._fast_take = positional.fast_take_one(_positional_class(self.out_codec))
+            self._fast_take = positional.fast_take_one(positional_class(self.out_codec))
+        elif isinstance(self.outq, OutboxOutput) and not self.out_codec.bridged:
+            self._fast_take = self.outq.fast_take_one(
+                self.out_codec, positional_class(self.out_codec)
+            )
         self._send_acquire, self._send_release = self._send_lock.acquire, self._send_lock.release
         self._recv_acquire, self._recv_release = self._recv_lock.acquire, self._recv_lock.release
 
@@ -392,27 +382,24 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
                     break
         return super().receive(timeout)
 
-    def receive_batch(self, max_n: Optional[int] = None, timeout: Optional[float] = 0.0):
-        """Take up to ``max_n`` ready replies (see ``KernelHandle.receive_batch``); polls the mapped
-        output queue for up to a millisecond before falling back to the base class's backoff,
-        whose shortest sleep (20 us) is longer than a batch's round trip."""
-        timeout = check_timeout(timeout, f"kernel {self.name}.receive_batch")
-        outq = self.outq
-        n = self.capacity if max_n is None else int(max_n)
-        if outq is not None and n >= 1 and not self._released:
-            budget = 0.0 if timeout == 0 else min(1e-3, timeout if timeout is not None else 1e-3)
-            deadline_ns = time.perf_counter_ns() + int(budget * 1e9)
-            while True:
-                with self._recv_lock:
-                    if self._spill.count or self._released:
-                        break
-                    batch = outq.take(n)
-                    if len(batch):
-                        self._received += len(batch)
-                        return self.format.to_array(batch)
-                if time.perf_counter_ns() >= deadline_ns:
-                    break
-        return super().receive_batch(max_n, timeout)
+    def _pop_wait(self, max_n: int, timeout: Optional[float]):
+        """``KernelHandle._pop_wait`` (what ``receive`` and ``receive_batch`` wait in), polling the
+        mapped output queue for up to a millisecond first: the base class's backoff waits longer
+        than a batch's round trip."""
+        self._require_output()
+        batch = self._try_pop(max_n)
+        if batch is not None or timeout == 0:
+            return batch
+        budget = 1e-3 if timeout is None else min(timeout, 1e-3)
+        deadline_ns = time.perf_counter_ns() + int(budget * 1e9)
+        while time.perf_counter_ns() < deadline_ns:
+            batch = self._try_pop(max_n)
+            if batch is not None:
+                return batch
+        left = None if timeout is None else timeout - budget
+        if left is not None and left <= 0:
+            return None
+        return super()._pop_wait(max_n, left)
 
     def _admit_head(self) -> int:
         """The lowest sequence number whose slots may still be in use: the host's output head for a
@@ -420,57 +407,6 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
         if isinstance(self.outq, PositionalOutput):
             return self.outq.head
         return self.inq.device_head()
-
-    # ------------------------------------------------------------------ zero-copy
-
-    def reserve(self, n: int) -> np.ndarray:
-        """A writable view of up to ``n`` free input slots (contiguous; possibly fewer, possibly
-        empty). Fill it, then ``commit(k)`` the first k. Only direct input messages."""
-        self._check_sendable()
-        if self.in_codec.bridged:
-            raise TypeError(f"kernel {self.name}: reserve() needs a direct input message")
-        return self.inq.reserve(n, self._admit_head())
-
-    def commit(self, n: int) -> None:
-        """Publish the first ``n`` slots of the last ``reserve`` view (one release store of the tail)."""
-        with self._send_lock:
-            self.inq.commit(n)
-            self._sent += n
-
-    def receive_view(
-        self, max_n: Optional[int] = None, timeout: Optional[float] = 0.0, *, min_n: int = 1
-    ) -> np.ndarray:
-        """Zero-copy receive: a read-only view of up to ``max_n`` replies in the ring (contiguous, in
-        order), valid until ``release(len(view))``.
-
-        Polls until ``min_n`` replies are ready (fewer when the ring wraps or a hole comes first) or
-        ``timeout`` seconds pass (None: no limit). Waiting for a whole batch here costs one Python
-        call instead of one per published chunk."""
-        if not isinstance(self.outq, PositionalOutput) or self.outq.slots is None:
-            raise TypeError(
-                f"kernel {self.name}: receive_view() needs a kernel returning one direct message"
-            )
-        n = self.capacity if max_n is None else int(max_n)
-        want = max(1, min(int(min_n), n, self.capacity - (self.outq.head & (self.capacity - 1))))
-        deadline = deadline_after(timeout, f"kernel {self.name}.receive_view")
-        polls = 0
-        while True:
-            if self.outq.depth() >= want or polls & 1023 == 1023:
-                with self._recv_lock:
-                    view = self.outq.view(n)
-                if len(view) >= want or (len(view) and len(view) < n and self.outq.has_holes()):
-                    return view
-                if deadline is not None and time.monotonic() >= deadline:
-                    return view
-                if self._lifecycle_now() in (Lifecycle.TERMINATED, Lifecycle.FAULTED):
-                    return view
-            polls += 1
-
-    def release(self, n: int) -> None:
-        """Hand the first ``n`` replies of the last ``receive_view`` back to the kernel."""
-        with self._recv_lock:
-            self.outq.release(n)
-            self._received += n
 
     # ------------------------------------------------------------------ transport hooks
 
@@ -620,78 +556,6 @@ class CudaKernelHandle(DeviceFaults, KernelHandle):
             return False
         self._release()
         return True
-
-
-_modules: dict[tuple[int, int, str], Any] = {}
-_modules_lock = threading.Lock()
-
-
-def _load_module(device: int, cubin: bytes) -> Any:
-    """The loaded module of ``cubin`` on ``device``, loaded once per process (and context): a module
-    per launch would cost a load each time, and unloading one whose Function objects are still
-    referenced is deferred by PyCUDA, so launch/terminate cycles would slowly eat device memory
-    (seen: 14 MiB over 1,000 cycles)."""
-    key = (device, cuda_device.generation(device), hashlib.sha256(cubin).hexdigest())
-    with _modules_lock:
-        module = _modules.get(key)
-        if module is None:
-            module = _modules[key] = cuda_device._drv().module_from_buffer(cubin)
-        return module
-
-
-def _positional_class(codec: Any) -> Optional[type]:
-    """The reply class when the values of its struct are its constructor's arguments in order
-    (every field a scalar, no nested struct or array), so ``cls(*values)`` builds it; else None."""
-    from ..layout import layout_of
-    from ..types import ScalarType
-
-    cls = codec.cls
-    lay = layout_of(cls)
-    if not all(isinstance(f.type, ScalarType) for f in lay.fields):
-        return None
-    values = codec.packer.unpack(bytes(codec.packer.size))
-    if len(values) != len(lay.fields):
-        return None
-    try:
-        mine, theirs = cls(*values), codec.from_flat(values, 0)
-    except TypeError:  # keyword-only fields
-        return None
-    names = [f.name for f in lay.fields]
-    same = mine == theirs and all(type(getattr(mine, n)) is type(getattr(theirs, n)) for n in names)
-    return cls if same else None
-
-
-def _stride(stride: int, slot: np.dtype, kernel: str) -> int:
-    """Bytes between two ring slots, as the manifest says the kernel lays them out (the struct for
-    a direct message; for a bridged one the slot size rounded up to 16), checked against the host's
-    slot dtype."""
-    if not isinstance(stride, int) or stride < slot.itemsize:
-        raise BuildError(
-            f"kernel {kernel}: manifest.json gives a ring stride of {stride!r} bytes for "
-            f"{slot.itemsize}-byte slots",
-            hint="rebuild the package: it was generated by another version of ringgen",
-        )
-    return stride
-
-
-def _stamped(slot: np.dtype, size: int, stamp_at: int) -> np.dtype:
-    """An Outbox output slot: the message at 0, its u64 sequence stamp at ``stamp_at``, ``size``
-    bytes in all (the manifest's ``abi.cuda.out_slot``: the numbers the template's
-    ``rg_<kernel>_out_slot`` is asserted to have, a multiple of 16)."""
-    if stamp_at < slot.itemsize or stamp_at + 8 > size:
-        raise BuildError(
-            f"manifest.json puts an Outbox slot's stamp at {stamp_at} of {size} bytes, after a "
-            f"{slot.itemsize}-byte message",
-            hint="rebuild the package: it was generated by another version of ringgen",
-        )
-    return np.dtype(
-        {
-            "names": ["m", "stamp"],
-            "formats": [slot, "<u8"],
-            "offsets": [0, stamp_at],
-            "itemsize": size,
-        }
-    )
 
 
 HANDLE_CLASS = CudaKernelHandle

@@ -12,7 +12,6 @@ is compiled again into a fresh entry, never loaded.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import shutil
 import subprocess
@@ -21,8 +20,9 @@ import threading
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .. import cachestore
-from ..errors import CacheError, ToolchainError
+from ... import cachestore
+from ..logs import kernel_logger
+from ...errors import CacheError, ToolchainError
 
 __all__ = [
     "DEFAULT_OPTIONS",
@@ -33,7 +33,7 @@ __all__ = [
     "nvcc_compile",
 ]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: Options every build gets (the architecture is added per device). ``--fmad=false``: a handler's
 #: float arithmetic is rounded per operation, as in the reference backend; a contracted a*b+c can

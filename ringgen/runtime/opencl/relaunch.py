@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..layout import layout_of
-from ..protocol import CONTROL_DTYPE, TERMINATE_STOP_NOW, Lifecycle
-from .batches import SpillBuffer
-from .dead_letters import mark_dead_letters
-from .opencl_common import OpenclKernel, _concat
-from .opencl_build import context_for
+from ...layout import layout_of
+from ...protocol import CONTROL_DTYPE, TERMINATE_STOP_NOW, Lifecycle
+from ..batches import SpillBuffer
+from ..dead_letters import mark_dead_letters
+from .common import OpenclKernel, _concat
+from .build import context_for
 
 __all__ = ["OpenclRelaunchKernel"]
 

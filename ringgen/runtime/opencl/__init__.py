@@ -12,8 +12,8 @@ Two transports behind the one ``KernelHandle`` API (``ringgen.runtime.base``):
 ``OpenclKernel.open(spec, package_dir, codecs=..., mode=None, device=None, ...)`` picks the transport
 per device (``mode="persistent"|"relaunch"`` overrides).
 
-The transports live in ``opencl_persistent`` and ``opencl_relaunch``; builds and devices in
-``opencl_build``.
+The transports live in ``persistent`` and ``relaunch``; builds and devices in ``build``; what they
+share in ``common``.
 
 **Host-side atomics** (persistent mode). Python has no atomics, so the host touches the shared counters
 through one-word memoryviews (format ``Q``) of the SVM memory, and the ordering argument is this: every
@@ -29,9 +29,9 @@ reorder them either; a batch is one slot-sized byte copy (two at the ring's wrap
 
 from __future__ import annotations
 
-from .opencl_build import select_device
+from .build import select_device
 
-from .opencl_common import (  # noqa: F401  (the backend's names, re-exported)
+from .common import (  # noqa: F401  (the backend's names, re-exported)
     DEFAULT_GROUP_SIZE,
     MODES,
     TRANSPORTS,
@@ -40,8 +40,8 @@ from .opencl_common import (  # noqa: F401  (the backend's names, re-exported)
     _concat,
     _entry,
 )
-from .opencl_persistent import OpenclPersistentKernel
-from .opencl_relaunch import OpenclRelaunchKernel
+from .persistent import OpenclPersistentKernel
+from .relaunch import OpenclRelaunchKernel
 
 __all__ = [
     "HANDLE_CLASS",

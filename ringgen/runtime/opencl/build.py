@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import logging
 import os
 import threading
 from pathlib import Path
@@ -22,20 +21,23 @@ from typing import Optional
 
 import attrs
 
-from .. import cachestore
-from ..errors import BackendUnavailableError, CacheError, ToolchainError
+from ... import cachestore
+from ..logs import kernel_logger
+from ...errors import BackendUnavailableError, CacheError, ToolchainError
 
 __all__ = [
     "DEVICE_ENV",
     "DeviceInfo",
+    "SvmSupport",
     "build_program",
     "cache_dir",
     "context_for",
     "list_devices",
     "select_device",
+    "svm_support",
 ]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: Environment variable that restricts the OpenCL devices ringgen uses (substring of
 #: "platform name / device name", case-insensitive, or "P:D" platform and device indices).
@@ -87,14 +89,36 @@ def _version_at_least(text: str, major: int) -> bool:
         return False
 
 
-def _describe(cl, pi: int, di: int, platform, device) -> DeviceInfo:
-    svm = 0
+@attrs.frozen
+class SvmSupport:
+    """What shared virtual memory an OpenCL device offers (``svm_support``)."""
+
+    caps: int  # the raw CL_DEVICE_SVM_CAPABILITIES bits; 0 without SVM (OpenCL 1.x)
+    fine_grain: bool  # fine-grained buffers: host and a running kernel see each other's stores
+    atomics: bool  # atomics on them work between host and device
+
+    @property
+    def persistent_capable(self) -> bool:
+        """Both: what persistent mode's shared queues need (besides OpenCL C 3.0)."""
+        return self.fine_grain and self.atomics
+
+
+def svm_support(cl, device) -> SvmSupport:
+    """The SVM capabilities of ``device`` (a ``cl.Device``; ``cl`` is the pyopencl module): the one
+    place ringgen decides whether a device has fine-grained SVM with atomics."""
     try:
-        svm = int(device.svm_capabilities)
-    except (cl.LogicError, AttributeError):
-        svm = 0
-    fine = bool(svm & cl.device_svm_capabilities.FINE_GRAIN_BUFFER)
-    atomics = bool(svm & cl.device_svm_capabilities.ATOMICS)
+        caps = int(device.svm_capabilities)
+    except (cl.Error, AttributeError):  # OpenCL 1.x devices have no SVM query
+        caps = 0
+    return SvmSupport(
+        caps=caps,
+        fine_grain=bool(caps & cl.device_svm_capabilities.FINE_GRAIN_BUFFER),
+        atomics=bool(caps & cl.device_svm_capabilities.ATOMICS),
+    )
+
+
+def _describe(cl, pi: int, di: int, platform, device) -> DeviceInfo:
+    svm = svm_support(cl, device)
     cl_c_30 = _version_at_least(device.version, 3)  # an OpenCL 3.0 driver accepts -cl-std=CL3.0
     ext = device.extensions
     atom64 = "cl_khr_int64_base_atomics" in ext or _version_at_least(device.version, 2)
@@ -106,9 +130,9 @@ def _describe(cl, pi: int, di: int, platform, device) -> DeviceInfo:
         platform=platform.name,
         name=device.name.strip(),
         device=device,
-        persistent=fine and atomics and cl_c_30,
-        svm_fine_grain=fine,
-        svm_atomics=atomics,
+        persistent=svm.persistent_capable and cl_c_30,
+        svm_fine_grain=svm.fine_grain,
+        svm_atomics=svm.atomics,
         atomics_64=atom64,
         cl_c_30=cl_c_30,
         compute_units=int(device.max_compute_units),

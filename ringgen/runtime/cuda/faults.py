@@ -17,17 +17,17 @@ fails with the same *sticky* error. So:
 
 from __future__ import annotations
 
-import logging
 import weakref
 from typing import Any, Optional
 
-from ..errors import BackendUnavailableError
-from ..protocol import Lifecycle
-from . import cuda_device
+from ..logs import kernel_logger
+from ...errors import BackendUnavailableError
+from ...protocol import Lifecycle
+from . import device as cuda_device
 
 __all__ = ["DeviceFaults", "fault_hook", "replace_lost_context", "track", "untrack"]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: Allocations of lost contexts, kept referenced until the context is replaced: freeing them fails,
 #: and collecting them would try.

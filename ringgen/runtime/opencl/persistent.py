@@ -2,7 +2,8 @@
 
 The control block, both queue counters and both rings live in fine-grained SVM with atomics, which host
 and kernel share while ``rg_<k>_persistent`` stays resident on the handle's own command queue. The
-host's side of the protocol (one-word memoryviews, x86-64 TSO) is argued in ``ringgen.runtime.opencl``.
+host's side of each queue is ``ringgen.runtime.host_ring`` over that SVM (one-word loads and stores,
+x86-64 TSO: argued in ``ringgen.runtime.opencl``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, KernelTimeoutError
-from ..layout import layout_of
-from ..protocol import (
+from ...errors import BackendUnavailableError, KernelTimeoutError
+from ...layout import layout_of
+from ...protocol import (
     CONTROL_DTYPE,
     CONTROL_SIZE,
     QUEUE_CTL_DTYPE,
@@ -23,9 +24,10 @@ from ..protocol import (
     TERMINATE_STOP_NOW,
     Lifecycle,
 )
-from .dead_letters import DEAD_LETTER_CTL_DTYPE
-from .opencl_common import _LINE, OpenclKernel, _bytes
-from .opencl_build import context_for
+from ..dead_letters import DEAD_LETTER_CTL_DTYPE
+from ..host_ring import RingConsumer, RingProducer
+from .common import _LINE, OpenclKernel, _bytes
+from .build import context_for
 
 __all__ = ["OpenclPersistentKernel"]
 
@@ -107,13 +109,13 @@ class OpenclPersistentKernel(OpenclKernel):
         ctl = self._svm(CONTROL_SIZE)
         inq = self._svm(QUEUE_CTL_DTYPE.itemsize)
         outq = self._svm(QUEUE_CTL_DTYPE.itemsize)
-        self._in_ring = self._svm(cap * self.in_slot.itemsize)
-        self._out_ring = self._svm(cap * self.out_slot.itemsize)
+        in_ring = self._svm(cap * self.in_slot.itemsize)
+        out_ring = self._svm(cap * self.out_slot.itemsize)
         # The dead-letter queue: its rg_dead_letter_ctl and a ring of input-sized slots (one line
         # and capacity 0 when disabled: the kernel then returns nothing and counts no drops).
         dlq = self._svm(DEAD_LETTER_CTL_DTYPE.itemsize)
         dl_cap = self.dead_letter_capacity
-        self._dl_ring = self._svm(dl_cap * self.in_slot.itemsize)
+        dl_ring = self._svm(dl_cap * self.in_slot.itemsize)
         groups = self._svm(5 * _LINE)  # rg_groups: claim, turn, reserve, exited, dl_reserve
         state = self._svm(self.spec.state and layout_of(self.spec.state).size or 1)
         if self.spec.state is not None:
@@ -122,34 +124,30 @@ class OpenclPersistentKernel(OpenclKernel):
         self._state_mem = state
         self._ctl = ctl.view(CONTROL_DTYPE)
         self._ctl_rec = self._ctl[0]
-        # One-word views of the counters (memoryviews of format "Q": a poll or a publish is one
+        # Word views of the queues' control (memoryviews of format "Q": a poll or a publish is one
         # aligned 8-byte load or store, and reads give Python ints without a numpy scalar).
-        self._in_tail = memoryview(inq[0:8]).cast("Q")
-        self._in_head = memoryview(inq[_LINE : _LINE + 8]).cast("Q")
-        self._out_tail = memoryview(outq[0:8]).cast("Q")
-        self._out_head = memoryview(outq[_LINE : _LINE + 8]).cast("Q")
-        self._dl_tail = memoryview(dlq[0:8]).cast("Q")
-        self._dl_head = memoryview(dlq[_LINE : _LINE + 8]).cast("Q")
-        self._dl_dropped = memoryview(dlq[2 * _LINE : 2 * _LINE + 8]).cast("Q")
-        self._dl_taken = 0  # host copy of the dead-letter head
-        self._in_size = self.in_slot.itemsize
-        self._out_size = self.out_slot.itemsize
-        self._empty_out = np.zeros(0, self.out_slot)
-        self._tail = 0  # host copies of the counters it owns
-        self._head = 0
+        self._words = [memoryview(q).cast("Q") for q in (inq, outq, dlq)]
+        in_words, out_words, dl_words = self._words
+        self._inq = RingProducer(
+            in_ring, self.in_slot, cap, in_words, 0, publish_chunk=_PUBLISH_CHUNK
+        )
+        self._outq = RingConsumer(out_ring, self.out_slot, cap, out_words, 0)
+        # The dead-letter queue is a ring of input slots, handed out as their bytes.
+        self._dlq = RingConsumer(dl_ring, self.in_slot, dl_cap, dl_words, 0)
+        self._dl_dropped_at = DEAD_LETTER_CTL_DTYPE.fields["dropped"][1] // 8
         self._ctl["state"] = int(Lifecycle.LAUNCHED)
         self._queue = cl.CommandQueue(self._ctx, self.device_info.device)
         kernel = self._entry_point(prg, "persistent")
         kernel.set_args(
             cl.SVM(ctl),
             cl.SVM(inq),
-            cl.SVM(self._in_ring),
+            cl.SVM(in_ring),
             np.uint64(cap),
             cl.SVM(outq),
-            cl.SVM(self._out_ring),
+            cl.SVM(out_ring),
             np.uint64(cap),
             cl.SVM(dlq),
-            cl.SVM(self._dl_ring),
+            cl.SVM(dl_ring),
             np.uint64(dl_cap),
             cl.SVM(state),
             cl.SVM(groups),
@@ -195,79 +193,22 @@ class OpenclPersistentKernel(OpenclKernel):
     # ---- transport
 
     def _push(self, batch: np.ndarray) -> int:
-        cap = self.capacity
-        tail = self._tail
-        n = cap - (tail - self._in_head[0])
-        if n <= 0:
-            return 0
-        if n > len(batch):
-            n = len(batch)
-        size = self._in_size
-        src = (
-            batch[:n].view(np.uint8)
-            if batch.ndim == 1 and batch.flags.c_contiguous
-            else _bytes(np.ascontiguousarray(batch[:n]))
-        )
-        ring = self._in_ring
-        done = 0
-        while done < n:
-            # A large batch is published in chunks, so the kernel starts on the first chunk while
-            # the host still copies the rest.
-            at = (tail + done) & (cap - 1)
-            k = min(n - done, cap - at, _PUBLISH_CHUNK)
-            ring[at * size : (at + k) * size] = src[done * size : (done + k) * size]
-            done += k
-            self._in_tail[0] = tail + done  # release: the slot stores above are visible first (TSO)
-        self._tail = tail + n
-        return n
+        return self._inq.put(batch, self._inq.device_head())
 
     def _pop(self, max_n: int) -> np.ndarray:
-        head = self._head
-        n = self._out_tail[0] - head
-        if n <= 0:
-            return self._empty_out
-        if n > max_n:
-            n = max_n
-        cap = self.capacity
-        size = self._out_size
-        out = np.empty(n, dtype=self.out_slot)
-        flat = out.view(np.uint8)
-        at = head & (cap - 1)
-        first = cap - at if n > cap - at else n
-        flat[: first * size] = self._out_ring[at * size : (at + first) * size]
-        if first < n:
-            flat[first * size :] = self._out_ring[: (n - first) * size]
-        self._head = head + n
-        self._out_head[0] = head + n  # the copy above is complete before the slots are reused
-        return out
+        return self._outq.take(max_n)
 
     def _pop_dead_letters(self, max_n: int) -> np.ndarray:
-        # The same protocol as _pop: acquire the tail, copy the slots out, then release the head.
-        head = self._dl_taken
-        n = min(self._dl_tail[0] - head, max_n)
-        size = self.in_slot.itemsize
-        out = np.empty((max(n, 0), size), dtype=np.uint8)
-        if n <= 0:
-            return out
-        cap = self.dead_letter_capacity
-        flat = out.reshape(-1)
-        at = head & (cap - 1)
-        first = min(n, cap - at)
-        flat[: first * size] = self._dl_ring[at * size : (at + first) * size]
-        if first < n:
-            flat[first * size :] = self._dl_ring[: (n - first) * size]
-        self._dl_taken = head + n
-        self._dl_head[0] = head + n
-        return out
+        return self._dlq.take(max_n).view(np.uint8).reshape(-1, self.in_slot.itemsize)
 
     def _dead_letters_dropped(self) -> int:
-        return self._dl_dropped[0]
+        return self._words[2][self._dl_dropped_at]
 
     def _control(self) -> np.ndarray:
         return self._ctl_rec
 
     def _queue_depths(self) -> tuple[int, int]:
-        return self._tail - self._in_head[0], self._out_tail[0] - self._head
+        return self._inq.tail - self._inq.device_head(), self._outq.depth()
 
     def _read_state(self) -> Any:
         size = layout_of(self.spec.state).size
@@ -295,15 +236,9 @@ class OpenclPersistentKernel(OpenclKernel):
 
     def _release(self) -> None:
         self._finalizer.detach()
-        for view in (
-            self._in_tail,
-            self._in_head,
-            self._out_tail,
-            self._out_head,
-            self._dl_tail,
-            self._dl_head,
-            self._dl_dropped,
-        ):
+        for ring in (self._inq, self._outq, self._dlq):
+            ring.close()
+        for view in self._words:
             view.release()
         for arr in self._allocs:
             arr.base.release()

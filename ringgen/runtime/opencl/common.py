@@ -1,6 +1,6 @@
 """What the OpenCL transports share: the ``OpenclKernel`` base (options, device, program build),
-entry-point checks and slot-copy helpers. ``opencl.py`` (the backend module), ``opencl_persistent.py``
-and ``opencl_relaunch.py`` import from here; nothing here imports them.
+entry-point checks and slot-copy helpers. The package (``ringgen.runtime.opencl``), ``persistent``
+and ``relaunch`` import from here; nothing here imports them.
 """
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 
-from ..errors import BackendUnavailableError, BuildError
-from ..kernel import KernelSpec
-from ..protocol import CACHE_LINE
-from .base import KernelHandle
-from .batches import BatchFormat, SlotBatches
-from .opencl_build import DeviceInfo, build_program, select_device
+from ...errors import BackendUnavailableError, BuildError
+from ...kernel import KernelSpec
+from ...protocol import CACHE_LINE
+from ..base import KernelHandle
+from ..batches import BatchFormat, SlotBatches
+from .build import DeviceInfo, build_program, select_device
 
-#: mode -> transport class; ``opencl.py`` fills it when it imports both transports.
+#: mode -> transport class; the package fills it when it imports both transports.
 TRANSPORTS: dict[str, type] = {}
 
 MODES = ("persistent", "relaunch")

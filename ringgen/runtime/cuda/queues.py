@@ -1,13 +1,15 @@
 """Host ends of the CUDA backend's queues: plain loads and stores to mapped pinned memory.
 
-The kernel reads and writes the same bytes over PCIe; ordering on the host side comes from x86's
-store order (slots are written before the tail that publishes them) and from reading a counter before
-the slots it covers. Counters are 8-byte words read and written through a ``memoryview`` cast to "Q",
-one Python-level access each: on the latency path every extra touch of pinned memory costs 100-200 ns
-(DESIGN.md §5). Sequence numbers only grow; slot ``i`` of a ring of capacity C is ``i % C``.
+The ring protocol is ``ringgen.runtime.host_ring`` (the same for every backend); the kernel reads and
+writes the same bytes over PCIe. What CUDA adds: the rings and counters live in mapped pinned memory
+(one control page holds every queue's counters), and the latency paths. On those, every extra touch
+of pinned memory costs 100-200 ns (docs/design.md §5): ``InputRing.fast_put_one`` and
+``PositionalOutput.fast_take_one`` are closures that touch it as few times as possible.
 
-Also here: ``DeadMarks`` (the host end of the dead-letter marks), ``CudaBatches`` (how the handle's batches of bridged messages reach the rings) and
-``encode_rows`` (a bridged batch encoded straight into ring slots, by several threads when large).
+Also here: ``PositionalOutput`` (reply i in slot i, with holes), ``OutboxOutput`` (stamped slots),
+``DeadMarks`` (the host end of the dead-letter marks), ``CudaBatches`` (how the handle's batches of
+bridged messages reach the rings) and ``encode_rows`` (a bridged batch encoded straight into ring
+slots, by several threads when large).
 
 A ring is a flat uint8 buffer of ``capacity * stride`` bytes. A direct message's slot is its C struct
 (``stride == itemsize``); a bridged message's slot (header + payload, ``slot_size`` bytes) sits at a
@@ -25,9 +27,10 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..wire.header import now_ticks
-from .batches import SlotBatches
-from .dead_letters import mark_dead_letters
+from ...wire.header import now_ticks
+from ..batches import SlotBatches
+from ..dead_letters import mark_dead_letters
+from ..host_ring import HEAD_WORD, RingConsumer, RingProducer, segments
 
 __all__ = [
     "CudaBatches",
@@ -45,61 +48,15 @@ __all__ = [
 #: its struct: the generic path raises the proper error; or a hole needs the marks read).
 RETRY = object()
 
-# Word offsets inside one rg_queue_ctl (protocol.QUEUE_CTL_DTYPE): tail on line 0, head on line 1.
-_TAIL = 0
-_HEAD = 16
 
-
-def _rows(buf: np.ndarray, cap: int, stride: int, size: int) -> np.ndarray:
-    """The ring as a (cap, size) uint8 array over a (cap, stride) buffer (a view)."""
-    return buf[: cap * stride].reshape(cap, stride)[:, :size]
-
-
-def _segments(start: int, n: int, cap: int) -> list[tuple[int, int]]:
-    """(ring position, count) pieces of ``n`` slots from sequence ``start`` (at most two)."""
-    pos = start & (cap - 1)
-    first = min(n, cap - pos)
-    return [(pos, first)] + ([(0, n - first)] if n > first else [])
-
-
-class _SlotRing:
-    """What both ends of a host-mapped ring share: the slot geometry and where its counters live.
-
-    ``buf`` is the mapped ring (uint8, at least ``cap * stride`` bytes), ``dtype`` the slot dtype,
-    ``stride`` the bytes between slots (the itemsize unless bridged: then a multiple of 16, so the
-    kernel moves slots in whole 16-byte words); ``words`` views the control words, the queue's
-    counters at ``ctl_word``.
-    """
-
-    def __init__(
-        self,
-        buf: np.ndarray,
-        dtype: np.dtype,
-        cap: int,
-        words: memoryview,
-        ctl_word: int,
-        stride: Optional[int] = None,
-    ) -> None:
-        self.cap = cap
-        self.dtype = dtype
-        self.size = dtype.itemsize
-        self.stride = self.size if stride is None else stride
-        # Only a direct ring is also an array of its dtype (reserve() and view() hand out views).
-        self.slots = buf[: cap * self.size].view(dtype) if self.stride == self.size else None
-        self._u8 = buf[: cap * self.stride]
-        #: The ring as a ``(cap, slot size)`` uint8 view (the dead letters are copied out of it).
-        self.rows = _rows(buf, cap, self.stride, self.size)
-        self._bytes = memoryview(self._u8)
-        self._words = words
-        self._tail_at = ctl_word + _TAIL
-        self._head_at = ctl_word + _HEAD
-
-
-class InputRing(_SlotRing):
-    """The producer end of the input queue: the host writes slots and the tail.
+class InputRing(RingProducer):
+    """The producer end of the input queue (``host_ring.RingProducer`` in mapped pinned memory),
+    with the latency path: a direct message packed straight into its slot.
 
     ``buf`` is the mapped ring (uint8, at least ``cap * stride`` bytes), ``dtype`` the slot dtype
-    (``SlotBatches.in_slot``), ``stride`` the bytes between slots (the itemsize unless bridged).
+    (``SlotBatches.in_slot``), ``stride`` the bytes between slots (the itemsize unless bridged: then a
+    multiple of 16, so the kernel moves slots in whole 16-byte words); ``words`` views the control
+    page, the queue's counters at ``ctl_word``.
     """
 
     def __init__(
@@ -113,17 +70,8 @@ class InputRing(_SlotRing):
         stride: Optional[int] = None,
     ) -> None:
         super().__init__(buf, dtype, cap, words, ctl_word, stride)
-        self.tail = 0
-        self._reserved = 0
         self._pack_into = getattr(codec, "packer", None) and codec.packer.pack_into
         self._flat = getattr(codec, "flat", None)
-
-    def device_head(self) -> int:
-        """Messages the kernel has finished with (their slots may be reused)."""
-        return self._words[self._head_at]
-
-    def free(self, admit_head: int) -> int:
-        return self.cap - (self.tail - admit_head)
 
     def try_put_one(self, message: Any, admit_head: int) -> bool:
         """Pack one direct message straight into its slot and publish it; False when full.
@@ -137,45 +85,9 @@ class InputRing(_SlotRing):
         self._words[self._tail_at] = tail + 1
         return True
 
-    def put(self, batch: np.ndarray, admit_head: int) -> int:
-        """Copy a prefix of ``batch`` that fits into the ring and publish it; returns its length."""
-        n = min(len(batch), self.free(admit_head))
-        if n <= 0:
-            return 0
-        # Raw byte copies: numpy copies structured arrays field by field, several times slower.
-        src = np.ascontiguousarray(batch[:n]).view(np.uint8)
-        size, done = self.size, 0
-        if self.stride == size:
-            for pos, k in _segments(self.tail, n, self.cap):
-                self._u8[pos * size : (pos + k) * size] = src[done * size : (done + k) * size]
-                done += k
-        else:
-            src = src.reshape(n, size)
-            for pos, k in _segments(self.tail, n, self.cap):
-                self.rows[pos : pos + k] = src[done : done + k]
-                done += k
-        self.tail += n
-        self._words[self._tail_at] = self.tail
-        return n
-
-    def put_rows(self, rows: np.ndarray, admit_head: int, encode: Callable) -> int:
-        """Encode a prefix of bridged view ``rows`` that fits straight into the ring's slots and
-        publish it; returns its length. ``encode(rows, out, sequence)`` fills ``out`` (a strided
-        ``(k, slot_size)`` uint8 view of k slots): no batch of slots is built and copied."""
-        n = min(len(rows), self.free(admit_head))
-        if n <= 0:
-            return 0
-        done = 0
-        for pos, k in _segments(self.tail, n, self.cap):
-            encode(rows[done : done + k], self.rows[pos : pos + k], self.tail + done)
-            done += k
-        self.tail += n
-        self._words[self._tail_at] = self.tail
-        return n
-
     def fast_put_one(self, admit: "Optional[PositionalOutput]") -> Callable[[Any], Any]:
         """``try_put_one`` specialised for the latency path: a closure over every name it needs
-        (each attribute lookup or method call costs 20-150 ns in this interpreter; DESIGN.md §5).
+        (each attribute lookup or method call costs 20-150 ns in this interpreter; docs/design.md §5).
 
         ``admit`` is the positional output whose head bounds reuse (reply i reuses slot i), or None
         to bound by the kernel's input head. The closure returns True (published), False (full) or
@@ -198,34 +110,6 @@ class InputRing(_SlotRing):
             return True
 
         return put_one
-
-    def try_put_bytes(self, data: bytes, admit_head: int) -> bool:
-        """Copy one encoded message (at most a slot) into its slot and publish it; False when full."""
-        tail = self.tail
-        if tail - admit_head >= self.cap:
-            return False
-        off = (tail & (self.cap - 1)) * self.stride
-        self._bytes[off : off + len(data)] = data
-        self.tail = tail + 1
-        self._words[self._tail_at] = tail + 1
-        return True
-
-    def reserve(self, n: int, admit_head: int) -> np.ndarray:
-        """A view of up to ``n`` free, contiguous slots from the tail (not yet published); a direct
-        ring only."""
-        pos = self.tail & (self.cap - 1)
-        k = max(0, min(int(n), self.free(admit_head), self.cap - pos))
-        self._reserved = k
-        return self.slots[pos : pos + k]
-
-    def commit(self, n: int) -> None:
-        """Publish ``n`` slots of the last reservation."""
-        if not 0 <= n <= self._reserved:
-            raise ValueError(f"commit({n}): only {self._reserved} slot(s) are reserved")
-        self._reserved = 0
-        if n:
-            self.tail += n
-            self._words[self._tail_at] = self.tail
 
 
 class DeadMarks:
@@ -306,8 +190,9 @@ class DeadMarks:
             self.rows = self.rows[:0].copy()
 
 
-class PositionalOutput(_SlotRing):
-    """The consumer end of a one-reply-per-request output queue.
+class PositionalOutput(RingConsumer):
+    """The consumer end of a one-reply-per-request output queue (``host_ring.RingConsumer`` in mapped
+    pinned memory), which skips holes.
 
     Reply ``i`` is in slot ``i``; the kernel publishes the tail and counts holes (requests without a
     reply) in a side word, marking slot ``i``'s hole mark with ``i + 1``. Holes below the tail are
@@ -330,23 +215,16 @@ class PositionalOutput(_SlotRing):
         super().__init__(buf, dtype, cap, words, ctl_word, stride)
         self._holes_at = side_word
         self.marks = marks
-        self.head = 0
         self.holes_taken = 0
         self._unpack_from = codec.packer.unpack_from if hasattr(codec, "packer") else None
         self._from_flat = getattr(codec, "from_flat", None)
         self._codec = codec
-
-    def depth(self) -> int:
-        return self._words[self._tail_at] - self.head
 
     def has_holes(self) -> bool:
         return self._words[self._holes_at] > self.holes_taken
 
     def _is_hole(self, seq: int) -> bool:
         return int(self.marks[seq & (self.cap - 1)]) == (seq + 1) & 0xFFFFFFFF
-
-    def _publish_head(self) -> None:
-        self._words[self._head_at] = self.head
 
     def take_one(self) -> Optional[Any]:
         """The next reply as an object, or None when none is ready."""
@@ -401,22 +279,10 @@ class PositionalOutput(_SlotRing):
 
         return take_one
 
-    def take(self, max_n: int) -> np.ndarray:
-        """Copy up to ``max_n`` ready replies out (holes dropped) and free their slots."""
-        n = min(self._words[self._tail_at] - self.head, max_n)
-        if n <= 0:
-            return np.empty(0, dtype=self.dtype)
-        out = np.empty(n, dtype=self.dtype)
-        dst, size, done = out.view(np.uint8), self.size, 0
-        if self.stride == size:
-            for pos, k in _segments(self.head, n, self.cap):
-                dst[done * size : (done + k) * size] = self._u8[pos * size : (pos + k) * size]
-                done += k
-        else:
-            dst = dst.reshape(n, size)
-            for pos, k in _segments(self.head, n, self.cap):
-                dst[done : done + k] = self.rows[pos : pos + k]
-                done += k
+    _holes = True
+
+    def _kept(self, out: np.ndarray, n: int) -> np.ndarray:
+        """``take``'s copies without the holes among them (requests that left no reply)."""
         if self._words[self._holes_at] > self.holes_taken:
             seq = np.arange(self.head, self.head + n, dtype=np.uint64)
             hole = self.marks[(seq & np.uint64(self.cap - 1)).astype(np.intp)] == (
@@ -424,8 +290,6 @@ class PositionalOutput(_SlotRing):
             ).astype(np.uint32)
             self.holes_taken += int(hole.sum())
             out = out[~hole]
-        self.head += n
-        self._publish_head()
         return out
 
     def view(self, max_n: int) -> np.ndarray:
@@ -455,12 +319,6 @@ class PositionalOutput(_SlotRing):
             view.flags.writeable = False
             return view
 
-    def release(self, n: int) -> None:
-        if n < 0 or n > self._words[self._tail_at] - self.head:
-            raise ValueError(f"release({n}): only {self.depth()} reply(ies) are ready")
-        self.head += n
-        self._publish_head()
-
 
 class OutboxOutput:
     """The consumer end of an Outbox kernel's output queue: stamped slots, reserved in any order."""
@@ -469,7 +327,7 @@ class OutboxOutput:
         self.slots = slots
         self.cap = len(slots)
         self._words = words
-        self._head_at = ctl_word + _HEAD
+        self._head_at = ctl_word + HEAD_WORD
         self.head = 0
 
     def _ready(self, max_n: int) -> int:
@@ -485,11 +343,47 @@ class OutboxOutput:
     def depth(self) -> int:
         return self._ready(self.cap)
 
+    def fast_take_one(self, codec: Any, cls: Optional[type] = None) -> Optional[Callable[[], Any]]:
+        """The latency path of an Outbox output: a closure that reads the head slot's stamp with one
+        ``unpack_from`` and, when it is the head's, unpacks the reply with one more and frees the
+        slot with one store of the head (what ``PositionalOutput.fast_take_one`` does for 1:1
+        kernels). The stamp is read before the message: the kernel writes the message, then the
+        stamp with release semantics, and x86 does not reorder loads with loads. ``cls`` as there.
+        None where the reply has no flat packer (bridged), so the generic path is taken."""
+        unpack_from = getattr(getattr(codec, "packer", None), "unpack_from", None)
+        from_flat = getattr(codec, "from_flat", None)
+        if unpack_from is None or from_flat is None or self.slots.dtype.names is None:
+            return None
+        stamp_at = self.slots.dtype.fields["stamp"][1]
+        msg_at = self.slots.dtype.fields["m"][1]
+        stamp_from = struct.Struct("<Q").unpack_from
+        buf = memoryview(self.slots.view(np.uint8).reshape(-1))
+        words, head_at, mask, stride, q = (
+            self._words,
+            self._head_at,
+            self.cap - 1,
+            self.slots.dtype.itemsize,
+            self,
+        )
+
+        def take_one() -> Any:
+            head = q.head
+            off = (head & mask) * stride
+            if stamp_from(buf, off + stamp_at)[0] != head + 1:
+                return None
+            values = unpack_from(buf, off + msg_at)
+            reply = cls(*values) if cls is not None else from_flat(values, 0)
+            q.head = head + 1
+            words[head_at] = head + 1
+            return reply
+
+        return take_one
+
     def take(self, max_n: int) -> np.ndarray:
         """Copy out the longest ready prefix (at most ``max_n``) and publish the new head."""
         n = self._ready(max_n)
         parts = (
-            [self.slots["m"][pos : pos + k] for pos, k in _segments(self.head, n, self.cap)]
+            [self.slots["m"][pos : pos + k] for pos, k in segments(self.head, n, self.cap)]
             if n
             else []
         )

@@ -1,0 +1,62 @@
+"""Launch options of a ring kernel, checked before anything is allocated: the queue capacity, the
+options a backend takes, and the generated codecs the kernel's messages need."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Mapping, Optional
+
+from ..errors import BuildError
+from ..kernel import KernelSpec
+
+__all__ = ["MAX_CAPACITY", "check_capacity", "check_options", "codec_for"]
+
+#: The most slots a queue may have (launch option ``capacity``): 2**30 slots of even 16 bytes are
+#: 16 GiB per queue, far past what a round trip needs, and far from any 32-bit slot-index overflow.
+MAX_CAPACITY = 1 << 30
+
+
+def check_capacity(spec: KernelSpec, capacity: Optional[int]) -> int:
+    """The slots per queue of a launch: ``capacity``, or the kernel's declared one when None.
+
+    Raises:
+        BuildError: it is not a power of two >= 2, or over ``MAX_CAPACITY``; names the kernel.
+    """
+    cap = spec.capacity if capacity is None else capacity
+    if not isinstance(cap, int) or isinstance(cap, bool) or cap < 2 or cap & (cap - 1):
+        raise BuildError(
+            f"kernel {spec.name}: launch option capacity={cap!r} is not a power of two >= 2",
+            hint="e.g. capacity=1024",
+        )
+    if cap > MAX_CAPACITY:
+        raise BuildError(
+            f"kernel {spec.name}: launch option capacity={cap} is over the limit of "
+            f"{MAX_CAPACITY} slots per queue",
+            hint="a queue needs only enough slots to cover the round trip, e.g. capacity=65536",
+        )
+    return cap
+
+
+def check_options(cls: type, kernel: str, options: Mapping[str, Any]) -> None:
+    """Reject launch options the backend does not take, listing the ones it does."""
+    params = inspect.signature(cls.__init__).parameters
+    allowed = sorted(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "codecs")
+    unknown = sorted(set(options) - set(allowed) - {"codecs"})
+    if unknown:
+        raise BuildError(
+            f"kernel {kernel}: backend {cls.backend} has no launch option "
+            + ", ".join(repr(u) for u in unknown),
+            hint="its options are: " + (", ".join(allowed) or "none"),
+        )
+
+
+def codec_for(codecs: Mapping[str, Any], cls: type, kernel: str) -> Any:
+    """The generated codec of message class ``cls`` (``serializers.CODECS``), or a ``BuildError``
+    asking for a rebuild: the package is older than the kernel's module."""
+    try:
+        return codecs[cls.__name__]
+    except KeyError:
+        raise BuildError(
+            f"kernel {kernel}: the generated serializers have no codec for {cls.__qualname__}",
+            hint="rebuild the package: it is older than the kernel's module",
+        ) from None
