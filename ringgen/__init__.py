@@ -47,6 +47,7 @@ _EXPORTS: dict[str, str] = {
     "encode": "ringgen.wire",
     "f32": "ringgen.types",
     "f64": "ringgen.types",
+    "graph": "ringgen.graphs",
     "i16": "ringgen.types",
     "i32": "ringgen.types",
     "i64": "ringgen.types",
@@ -55,6 +56,7 @@ _EXPORTS: dict[str, str] = {
     "layout_of": "ringgen.layout",
     "message": "ringgen.schema",
     "now": "ringgen.intrinsics",
+    "pipeline": "ringgen.graphs",
     "ring_kernel": "ringgen.kernel",
     "serve_metrics": "ringgen.runtime.metrics",
     "spec_of": "ringgen.schema",
@@ -92,6 +94,16 @@ def _launch(kernel: Any, **options: Any) -> Any:
 _hooks.launch = _launch
 
 
+def _then(left: Any, right: Any) -> Any:
+    """``kernel >> other``: ``ringgen.graphs.then``, imported on first use."""
+    from .graphs import then
+
+    return then(left, right)
+
+
+_hooks.then = _then
+
+
 if TYPE_CHECKING:  # editors and type checkers see the real objects
     from .errors import (
         BackendUnavailableError,
@@ -109,6 +121,7 @@ if TYPE_CHECKING:  # editors and type checkers see the real objects
         WireFormatError,
     )
     from .intrinsics import atomic_add, atomic_cas, atomic_max, atomic_min, now, thread_id
+    from .graphs import graph, pipeline
     from .kernel import Outbox, device, ring_kernel
     from .layout import dtype_of, layout_of
     from .jit import launch

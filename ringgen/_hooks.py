@@ -4,7 +4,8 @@
 ``rg.launch(kernel)``, which lives in ``ringgen.jit``, above the generator and the runtime. Rather
 than import upward, ``kernel.py`` calls ``hooks.launch``, which ``ringgen/__init__.py`` (the
 package's composition root, always imported before any of its modules) sets to a function that
-imports ``ringgen.jit`` on first use. This module imports nothing.
+imports ``ringgen.jit`` on first use. ``a >> b`` on two kernels reaches ``ringgen.graphs`` (above
+``kernel.py``) the same way, through ``hooks.then``. This module imports nothing.
 """
 
 from __future__ import annotations
@@ -13,3 +14,6 @@ from typing import Any, Callable, Optional
 
 #: ``launch(kernel, **options) -> KernelHandle``; set by ``ringgen/__init__.py``.
 launch: Optional[Callable[..., Any]] = None
+
+#: ``then(left, right) -> Graph`` (``left >> right``); set by ``ringgen/__init__.py``.
+then: Optional[Callable[[Any, Any], Any]] = None

@@ -1,9 +1,10 @@
 """What one build contains: ``collect(path_or_module) -> BuildUnit``.
 
 ``collect`` imports the user's module (a file path or a dotted module name), gathers every message and
-state class, ring kernel and device function declared in it, adds the message classes those reach
-(kernel inputs, outputs, state, outbox, nested fields), lays each out once, rejects two different
-classes that share a name, and fingerprints the sources. Emitters receive the result and nothing else.
+state class, ring kernel, device function and graph of kernels declared in it (a graph's stages
+join the build's kernels), adds the message classes those reach (kernel inputs, outputs, state,
+outbox, nested fields), lays each out once, rejects two different classes that share a name, and
+fingerprints the sources. Emitters receive the result and nothing else.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import attrs
 
 from ._version import __version__
 from .errors import BuildError
+from .graphs import Graph, named
 from .importer import import_target
 from .kernel import DeviceFunction, KernelSpec, RingKernel
 from .layout import MessageLayout, layout_of
@@ -37,7 +39,9 @@ class BuildUnit:
     folder the module is imported from (``examples/vector_add.py``), so output does not depend on
     where the repository is checked out. ``source_path`` is the module's absolute file (None when
     it has none); only the writer reads it, to keep a package from shadowing the module (emitters
-    must not, or their output would depend on the checkout).
+    must not, or their output would depend on the checkout). ``graphs`` are the module's graphs
+    (``rg.graph``, ``rg.pipeline``, ``a >> b`` bound to a module variable), each named (its
+    ``name=``, else the variable's name), in declaration order; their stages are in ``kernels``.
     """
 
     name: str
@@ -48,6 +52,7 @@ class BuildUnit:
     device_functions: tuple[DeviceFunction, ...]
     fingerprint: str
     source_path: Optional[str] = attrs.field(default=None, eq=False, repr=False)
+    graphs: tuple[Graph, ...] = ()
 
     @property
     def ringgen_version(self) -> str:
@@ -123,6 +128,47 @@ def _fingerprint(modules: Iterable[ModuleType]) -> str:
     return h.hexdigest()
 
 
+def _add_kernel(kernels: list[KernelSpec], spec: KernelSpec, mod_name: str) -> None:
+    other = next((k for k in kernels if k.name == spec.name), None)
+    if other is not None:
+        raise BuildError(
+            f"duplicate kernel name {other.name!r} in {mod_name}",
+            file=spec.pos.file,
+            line=spec.pos.line,
+            col=spec.pos.col,
+            hint="pass name=... to @rg.ring_kernel",
+        )
+    kernels.append(spec)
+
+
+def _collect_graphs(module: ModuleType) -> tuple[Graph, ...]:
+    """The graphs declared in ``module`` (bound to its variables), each named, in order.
+
+    Raises:
+        BuildError: two graphs of the module have one name.
+    """
+    out: list[Graph] = []
+    seen: list[Graph] = []
+    for var, obj in vars(module).items():
+        if not isinstance(obj, Graph) or obj.module != module.__name__:
+            continue
+        if any(obj is g for g in seen):
+            continue  # an alias counts once
+        seen.append(obj)
+        g = obj if obj.name else named(obj, var)
+        other = next((o for o in out if o.name == g.name), None)
+        if other is not None:
+            raise BuildError(
+                f"duplicate graph name {g.name!r} in {module.__name__} (declared at lines "
+                f"{other.line} and {g.line})",
+                file=g.file,
+                line=g.line,
+                hint="pass name=... to rg.graph or rg.pipeline",
+            )
+        out.append(g)
+    return tuple(out)
+
+
 def collect(
     target: Union[str, os.PathLike, ModuleType], *, name: Optional[str] = None
 ) -> BuildUnit:
@@ -146,16 +192,12 @@ def collect(
     kernels: list[KernelSpec] = []
     for obj in own:
         if isinstance(obj, RingKernel) and all(obj.spec is not k for k in kernels):
-            other = next((k for k in kernels if k.name == obj.spec.name), None)
-            if other is not None:
-                raise BuildError(
-                    f"duplicate kernel name {other.name!r} in {mod_name}",
-                    file=obj.spec.pos.file,
-                    line=obj.spec.pos.line,
-                    col=obj.spec.pos.col,
-                    hint="pass name=... to @rg.ring_kernel",
-                )
-            kernels.append(obj.spec)
+            _add_kernel(kernels, obj.spec, mod_name)
+    graphs = _collect_graphs(module)
+    for g in graphs:
+        for stage in g.kernels:
+            if all(stage.spec is not k for k in kernels):
+                _add_kernel(kernels, stage.spec, mod_name)
     device_functions = tuple(obj for obj in own if isinstance(obj, DeviceFunction))
     roots = [obj for obj in own if is_message_class(obj)]
     for k in kernels:
@@ -179,4 +221,5 @@ def collect(
         device_functions=device_functions,
         fingerprint=_fingerprint(sources),
         source_path=getattr(module, "__file__", None),
+        graphs=graphs,
     )

@@ -85,7 +85,8 @@ examples:
 _INSPECT_HELP = """\
 Read a generated package's manifest.json (nothing is imported) and print, per message, a table of
 its fields (type, offset, size, alignment) with totals and whether it is direct (its queue slot is
-its C struct) or bridged (it travels serialized); then its queues, kernels and files.
+its C struct) or bridged (it travels serialized); then its queues, kernels, graphs of kernels (each
+graph's stages and edges) and files.
 """
 
 _INSPECT_EPILOG = """\
@@ -391,9 +392,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
     options = EmitOptions.from_env(line_directives=args.line_directives)
     for unit, pkg in zip(units, write_units(units, args.out, force=args.force, options=options)):
         files = sorted(p.name for p in pkg.iterdir() if p.is_file())
+        n = len(unit.graphs)
+        graphs = f", {n} graph{'s' if n > 1 else ''}" if n else ""
         print(
             f"built {unit.module} -> {pkg}/ ({len(unit.messages)} messages, "
-            f"{len(unit.kernels)} kernels): {', '.join(files)}"
+            f"{len(unit.kernels)} kernels{graphs}): {', '.join(files)}"
         )
         _report_left_out(pkg)
     return EXIT_OK
@@ -448,6 +451,37 @@ def _message_block(m: dict) -> str:
         totals += "\n  direct: the queue slot is this C struct, byte for byte"
     table = format_table(["field", "type", "offset", "size", "align"], rows)
     return "\n".join([head, table, totals])
+
+
+def _graph_block(g: dict, kernels: dict) -> str:
+    """A graph of the manifest: its stages (with their role and types), then its edges."""
+    exits = g["exits"]
+    head = f"graph {g['name']}: entry {g['entry']}, exit{'s' if len(exits) > 1 else ''} " + (
+        ", ".join(exits)
+    )
+
+    def role(stage: str) -> str:
+        roles = [r for r, yes in (("entry", stage == g["entry"]), ("exit", stage in exits)) if yes]
+        return ", ".join(roles) or "-"
+
+    stages = format_table(
+        ["stage", "role", "input", "output", "ordered"],
+        [
+            [
+                s,
+                role(s),
+                kernels.get(s, {}).get("input"),
+                kernels.get(s, {}).get("output"),
+                "yes" if kernels.get(s, {}).get("ordered") else "no",
+            ]
+            for s in g["stages"]
+        ],
+    )
+    edges = format_table(
+        ["producer", "consumer", "message"],
+        [[e["producer"], e["consumer"], e["message"]] for e in g["edges"]],
+    )
+    return "\n".join([head, stages, "", edges] if g["edges"] else [head, stages])
 
 
 def _cmd_inspect(args: argparse.Namespace) -> int:
@@ -520,6 +554,8 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                     ],
                 )
             )
+        for g in man.get("graphs", []):
+            out += ["", _graph_block(g, {k["name"]: k for k in man["kernels"]})]
         out += ["", "files"]
         out.append(
             format_table(["file", "target"], [[f["path"], f["target"]] for f in man["files"]])

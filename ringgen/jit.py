@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import sys
 import threading
 from pathlib import Path
@@ -27,10 +28,12 @@ from .codegen.env import templates_dir
 from .codegen.options import EmitOptions
 from .codegen.targets import emitters, is_backend
 from .codegen.writer import write_unit
-from .errors import BuildError, CacheError
+from .errors import BackendUnavailableError, BuildError, CacheError
+from .graphs import Graph
 from .kernel import InT, OutT, RingKernel, kernel_spec_of
 from .runtime import KernelHandle, load_backend, open_kernel
 from .runtime.cache import load_codecs
+from .runtime.graph_host import STRATEGIES, GraphHandle
 
 __all__ = [
     "DEVICE_TARGETS",
@@ -44,6 +47,8 @@ __all__ = [
 ]
 
 ENV_VAR = cachestore.ENV_VAR
+
+log = logging.getLogger("ringgen")
 
 _lock = threading.Lock()
 
@@ -75,6 +80,7 @@ _GENERATOR_PARTS = (
     "schema.py",
     "layout.py",
     "kernel.py",
+    "graphs.py",
     "protocol.py",
     "naming.py",
     "importer.py",
@@ -221,11 +227,14 @@ def _fault_source(spec: Any, hook: Any) -> str:
     return cuda_codegen.emit(unit, fault=hook)[cuda_codegen.source_name(unit)]
 
 
-# For type checkers: a kernel declared from typed handlers launches as KernelHandle[In, Out].
+# For type checkers: a kernel declared from typed handlers launches as KernelHandle[In, Out], a
+# graph as a GraphHandle.
 @overload
 def launch(
     kernel: RingKernel[InT, OutT], backend: str = ..., **options: Any
 ) -> KernelHandle[InT, OutT]: ...
+@overload
+def launch(kernel: Graph, backend: str = ..., **options: Any) -> GraphHandle: ...
 @overload
 def launch(kernel: Any, backend: str = ..., **options: Any) -> Any: ...
 
@@ -234,19 +243,25 @@ def launch(kernel: Any, backend: str = "auto", **options: Any) -> Any:
     """Build ``kernel``'s module into the cache (once per content) and launch it, in one call.
 
     Args:
-        kernel: a ``@rg.ring_kernel``.
+        kernel: a ``@rg.ring_kernel``, or a graph of them (``rg.graph``, ``rg.pipeline``,
+            ``a >> b``): then every stage is launched on one backend and a ``GraphHandle`` is
+            returned (``_launch_graph``; docs/graphs.md).
         backend: "auto" (the first available in ``ringgen.targets.auto_order()``: cuda, opencl,
             c, cpu; ``RINGGEN_BACKEND`` replaces auto), or a backend's name.
         options: launch options, e.g. ``capacity=4096`` (docs/runtime.md lists each backend's).
 
     Returns:
-        The running ``KernelHandle``; use it as a context manager so the kernel is terminated.
+        The running ``KernelHandle`` (``GraphHandle`` for a graph); use it as a context manager so
+        the kernel is terminated.
 
     Raises:
-        TypeError: ``kernel`` is not a ``@rg.ring_kernel``.
+        TypeError: ``kernel`` is not a ``@rg.ring_kernel`` or a graph.
         BuildError, SchemaError, HandlerError: the kernel's module does not build.
-        BackendUnavailableError: the backend is unknown or absent.
+        BackendUnavailableError: the backend is unknown or absent, or cannot run a graph's stage
+            (the message names the stage).
     """
+    if isinstance(kernel, Graph):
+        return _launch_graph(kernel, backend, **options)
     spec = kernel_spec_of(kernel)
     # Test-only (docs/cuda.md): the CUDA source with a fault hook, emitted here, above the runtime.
     hook = fault_hook(spec.name, options.pop("debug_fault", None), options.get("source"))
@@ -261,3 +276,50 @@ def launch(kernel: Any, backend: str = "auto", **options: Any) -> Any:
 
     # open_kernel resolves "auto", and falls back past a backend that cannot run this kernel.
     return open_kernel(spec, None, backend, package_for=package_for, **options)
+
+
+def _launch_graph(graph: Graph, backend: str, **options: Any) -> GraphHandle:
+    """Launch every stage of ``graph`` on one backend and forward between them on the host.
+
+    ``backend="auto"`` is decided by the entry stage (the first backend that runs it); every other
+    stage must run there too. Options go to every stage, except ``strategy`` (how edges are
+    carried: ``"host"``, the one there is today) and ``edge_capacity`` (messages an edge holds;
+    default the consumer's queue capacity).
+
+    Raises:
+        ValueError: an unknown ``strategy``.
+        BackendUnavailableError: a stage cannot run on the backend (naming the stage); the
+            stages already launched are stopped.
+    """
+    strategy = options.pop("strategy", "host")
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"graph {graph.label}: unknown strategy {strategy!r} (strategies: "
+            f"{', '.join(STRATEGIES)})"
+        )
+    edge_capacity = options.pop("edge_capacity", None)
+    handles: dict[str, KernelHandle] = {}
+    chosen = backend
+    try:
+        for kernel in graph.kernels:
+            name = kernel.spec.name
+            try:
+                handle = launch(kernel, chosen, **options)
+            except BackendUnavailableError as exc:
+                raise BackendUnavailableError(
+                    f"graph {graph.label}: stage {name} cannot run on backend {chosen}: "
+                    f"{exc.message}",
+                    hint=exc.hint or "launch the graph on a backend every stage runs on",
+                ) from None
+            handles[name] = handle
+            chosen = handle.backend
+        return GraphHandle(graph, handles, edge_capacity=edge_capacity)
+    except BaseException:
+        for name, handle in handles.items():
+            try:
+                handle.terminate(drain=False)
+            except Exception:  # noqa: BLE001 - the launch error is the one to report
+                log.exception(
+                    "graph %s: stopping stage %s after a failed launch", graph.label, name
+                )
+        raise

@@ -389,6 +389,21 @@ class RingKernel(Generic[InT, OutT]):
         # _hooks.launch, so this module imports nothing upward (docs/architecture.md, "Layers").
         return _hooks.launch(self, **options)
 
+    # ---- graphs (docs/graphs.md): ``a >> b`` is the pipeline a -> b -------------------------
+
+    def __rshift__(self, other: Any) -> Any:
+        """``self >> other``: a graph where this kernel feeds ``other`` (a kernel or a graph).
+
+        Raises:
+            BuildError: ``other``'s input type is not this kernel's output type (``ringgen.graphs``).
+        """
+        # ringgen.graphs composes kernels, so it sits above this module: reached through _hooks,
+        # as launch() reaches ringgen.jit
+        return _hooks.then(self, other)
+
+    def __rrshift__(self, other: Any) -> Any:
+        return _hooks.then(other, self)
+
 
 class DeviceFunction:
     """A ``@rg.device`` helper: callable from handlers (compiled with them) and from Python."""

@@ -244,7 +244,7 @@ def compute_manifest(
                 "abi": _abi(k, sources, emitted, skipped),
             }
         )
-    return {
+    manifest = {
         "manifest_version": MANIFEST_VERSION,
         "ringgen_version": unit.ringgen_version,
         "name": unit.name,
@@ -263,6 +263,23 @@ def compute_manifest(
                 "sha256": hashlib.sha256(f.text.encode("utf-8")).hexdigest(),
             }
             for name, f in sorted(emitted.items())
+        ],
+    }
+    if unit.graphs:  # absent without graphs, so packages built before graphs stay byte-identical
+        manifest["graphs"] = [_graph(g) for g in unit.graphs]
+    return manifest
+
+
+def _graph(g: Any) -> dict:
+    """One graph of kernels: its stages (producers first), edges, entry and exits."""
+    return {
+        "name": g.name,
+        "entry": g.entry,
+        "exits": list(g.exits),
+        "stages": list(g.stages),
+        "edges": [
+            {"producer": e.producer, "consumer": e.consumer, "message": e.message.__name__}
+            for e in g.edges
         ],
     }
 

@@ -1,0 +1,101 @@
+"""Kernels the graph tests compose: integer messages, so every backend agrees exactly."""
+
+from typing import Optional
+
+import ringgen as rg
+from ringgen.types import Str, i32, i64
+
+
+@rg.message
+class Raw:
+    id: i64
+    x: i32
+
+
+@rg.message
+class Mid:
+    id: i64
+    y: i32
+
+
+@rg.message
+class Out:
+    id: i64
+    z: i64
+    seq: i64
+
+
+@rg.message
+class Label:
+    id: i64
+    text: Str[16]
+
+
+@rg.state
+class Counter:
+    n: i64
+
+
+@rg.ring_kernel
+def parse(r: Raw) -> Mid:
+    return Mid(id=r.id, y=r.x // 4 + 1)
+
+
+@rg.ring_kernel
+def twice(m: Mid) -> Mid:
+    return Mid(id=m.id, y=m.y * 2)
+
+
+@rg.ring_kernel
+def negate(m: Mid) -> Mid:
+    return Mid(id=m.id, y=0 - m.y)
+
+
+@rg.ring_kernel
+def odd_only(m: Mid) -> Optional[Mid]:
+    if m.y % 2 == 0:
+        return None
+    return m
+
+
+@rg.ring_kernel
+def repeat(m: Mid, out: rg.Outbox[Mid, 4]) -> None:
+    k = m.y % 3
+    if k < 0:
+        k = k + 3
+    for i in range(k):
+        out.emit(Mid(id=m.id, y=m.y + i))
+
+
+@rg.ring_kernel
+def finish(m: Mid) -> Out:
+    return Out(id=m.id, z=i64(m.y) * 10, seq=0)
+
+
+@rg.ring_kernel(ordered=True)
+def number(m: Mid, st: Counter) -> Out:
+    st.n = st.n + 1
+    return Out(id=m.id, z=i64(m.y), seq=st.n)
+
+
+@rg.ring_kernel
+def sink(m: Mid) -> None:
+    pass
+
+
+three = rg.pipeline(parse, twice, finish)
+fanned = rg.graph(parse >> twice, parse >> negate, twice >> finish, negate >> finish)
+
+
+@rg.ring_kernel
+def overflow(m: Mid, out: rg.Outbox[Mid, 1]) -> None:
+    out.emit(m)
+    if m.y % 5 == 0:
+        out.emit(m)  # a second emit faults this message (OUTBOX_OVERFLOW); the kernel goes on
+
+
+@rg.ring_kernel
+def label(m: Mid) -> Label:
+    if m.y % 2 == 0:
+        return Label(id=m.id, text="even")
+    return Label(id=m.id, text="odd")
