@@ -325,14 +325,18 @@ def _build_targets(targets: Sequence[str]) -> list[tuple[str, bool]]:
 
 
 def _declares_something(module: ModuleType) -> bool:
-    """Whether ``module`` defines a message or state class or a ring kernel of its own."""
+    """Whether ``module`` defines a message or state class, a ring kernel or a graph of its own."""
     # imported on use, as every command's machinery is: `ringgen --help` stays quick
+    from .graphs import Graph
     from .kernel import RingKernel
     from .schema import is_message_class
 
     return any(
-        getattr(obj, "__module__", None) == module.__name__
-        and (isinstance(obj, RingKernel) or is_message_class(obj))
+        (isinstance(obj, Graph) and obj.module == module.__name__)
+        or (
+            getattr(obj, "__module__", None) == module.__name__
+            and (isinstance(obj, RingKernel) or is_message_class(obj))
+        )
         for obj in vars(module).values()
     )
 
@@ -367,8 +371,8 @@ def _modules_to_build(targets: list[tuple[str, bool]]) -> list[str]:
     for target, from_directory in targets:
         if from_directory and not _declares_something(import_target(target)):
             print(
-                f"ringgen build: {target}: skipped, it declares no @rg.message, @rg.state or "
-                "@rg.ring_kernel",
+                f"ringgen build: {target}: skipped, it declares no @rg.message, @rg.state, "
+                "@rg.ring_kernel or graph",
                 file=sys.stderr,
             )
             continue
