@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
+from ..toolchain import C_STRICT_FLAGS
 from .._version import __version__
 from .. import protocol
 from ..kernel import KernelSpec
@@ -41,13 +42,7 @@ __all__ = [
 ]
 
 #: gcc flags for a build whose floats match the reference bit for bit (see the module docstring).
-STRICT_FLAGS = (
-    "-O2",
-    "-std=c99",
-    "-ffp-contract=off",
-    "-fno-fast-math",
-    "-D_POSIX_C_SOURCE=199309L",
-)
+STRICT_FLAGS = C_STRICT_FLAGS
 #: gcc flags for a build as fast as the host allows (FMA contraction; floats within a few ULP).
 FAST_FLAGS = ("-O3", "-std=c99", "-march=native", "-ffp-contract=fast", "-D_POSIX_C_SOURCE=199309L")
 

@@ -35,7 +35,7 @@ import hashlib
 import json
 import os
 import platform
-import shutil
+import platform
 import subprocess
 import sys
 import threading
@@ -46,6 +46,8 @@ from typing import Any, ClassVar, Optional
 
 import numpy as np
 
+from .probes import DeviceInfo
+from ..toolchain import C_STRICT_FLAGS, find_c_compiler
 from .. import cachestore
 from ..errors import BackendUnavailableError, BuildError, KernelTimeoutError
 from ..kernel import KernelSpec
@@ -64,26 +66,16 @@ from .base import KernelHandle
 from .batches import BatchFormat, SlotBatches
 from .host_ring import RingConsumer, RingProducer
 
-__all__ = ["CKernelHandle", "HANDLE_CLASS", "STRICT_FLAGS", "find_compiler", "probe"]
+__all__ = ["CKernelHandle", "HANDLE_CLASS", "STRICT_FLAGS", "devices", "find_compiler", "probe"]
 
 log = kernel_logger(__name__)
 
 #: The worker loop's source, compiled with every kernel.
 WORKER_SOURCE = Path(__file__).with_name("c_worker.c")
 
-#: The C target's strict flags (``ringgen.codegen.c_target.STRICT_FLAGS``, repeated here: the runtime
-#: imports nothing of the compiler), plus what a shared library needs.
-STRICT_FLAGS = (
-    "-O2",
-    "-std=c99",
-    "-ffp-contract=off",
-    "-fno-fast-math",
-    "-D_POSIX_C_SOURCE=199309L",
-    "-D_DEFAULT_SOURCE",
-    "-fPIC",
-    "-shared",
-    "-w",
-)
+#: The C target's strict flags (``ringgen.toolchain.C_STRICT_FLAGS``, which the emitter uses too),
+#: plus what a shared library needs.
+STRICT_FLAGS = C_STRICT_FLAGS + ("-D_DEFAULT_SOURCE", "-fPIC", "-shared", "-w")
 
 #: Slots the host copies before it publishes them, so copying overlaps the worker's processing.
 _PUBLISH_CHUNK = 16384
@@ -98,15 +90,8 @@ _YIELD_S = 300e-6
 
 
 def find_compiler() -> Optional[str]:
-    """The C compiler: ``$CC``, else the first of cc, gcc, clang on PATH; None when there is none."""
-    cc = os.environ.get("CC")
-    if cc:
-        return shutil.which(cc)
-    for name in ("cc", "gcc", "clang"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
+    """The C compiler (``ringgen.toolchain.find_c_compiler``): ``$CC``, else cc, gcc or clang."""
+    return find_c_compiler()
 
 
 def probe() -> None:
@@ -120,6 +105,26 @@ def probe() -> None:
             "backend c: no C compiler found ($CC, cc, gcc or clang)",
             hint="install gcc (apt-get install gcc) or set CC",
         )
+
+
+def devices() -> tuple[DeviceInfo, ...]:
+    """The backend's one probe (``ringgen/targets.py``): the host CPU, when a C compiler is present.
+
+    Raises:
+        BackendUnavailableError: no C compiler, or a big-endian host.
+    """
+    probe()
+    return (
+        DeviceInfo(
+            "c",
+            f"native ({find_compiler()})",
+            f"host CPU ({platform.machine()})",
+            "persistent",
+            True,
+            "host memory",
+            "generated C handlers, one native worker thread",
+        ),
+    )
 
 
 _VERSIONS: dict[str, str] = {}

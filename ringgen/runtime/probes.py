@@ -28,7 +28,6 @@ __all__ = [
     "BackendReport",
     "DeviceInfo",
     "describe",
-    "probe_c",
     "probe_cpu",
     "probe_cuda",
     "probe_opencl",
@@ -177,26 +176,6 @@ def probe_opencl() -> tuple[DeviceInfo, ...]:
         raise _unavailable("opencl", "no OpenCL device found")
     _loader_probe("opencl")
     return tuple(devices)
-
-
-def probe_c() -> tuple[DeviceInfo, ...]:
-    """The native C backend: the host CPU, when a C compiler is present.
-
-    Raises:
-        BackendUnavailableError: no C compiler, or a big-endian host.
-    """
-    loader = _loader_probe("c")
-    return (
-        DeviceInfo(
-            "c",
-            f"native ({loader.find_compiler()})",
-            f"host CPU ({platform.machine()})",
-            "persistent",
-            True,
-            "host memory",
-            "generated C handlers, one native worker thread",
-        ),
-    )
 
 
 def probe_cpu() -> tuple[DeviceInfo, ...]:

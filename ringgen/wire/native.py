@@ -24,7 +24,6 @@ import hashlib
 import logging
 import os
 import platform
-import shutil
 import struct
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..toolchain import find_c_compiler
 from .. import cachestore
 from ..layout import layout_of, type_dtype
 from ..types import ArrayType, MessageType, ScalarType, StrType
@@ -78,19 +78,6 @@ class NativeRowError(Exception):
 def _cache_root() -> Path:
     """``<ringgen cache>/native``, created or checked (raises ``CacheError`` when not trusted)."""
     return cachestore.cache_subdir("native")
-
-
-def _compiler(cc: Optional[str]) -> Optional[str]:
-    """The compiler: ``cc`` if given, else ``$CC``, else the first of cc, gcc, clang on PATH."""
-    if cc is None:
-        cc = os.environ.get("CC")
-    if cc:
-        return shutil.which(cc)
-    for name in ("cc", "gcc", "clang"):
-        found = shutil.which(name)
-        if found:
-            return found
-    return None
 
 
 #: Headers the native sources include: part of every build's cache key.
@@ -153,7 +140,7 @@ def usable_compiler(cc: Optional[str], fallback: str) -> Optional[str]:
     if sys.byteorder != "little":
         log.info("ringgen.wire: native code needs a little-endian host; %s", fallback)
         return None
-    compiler = _compiler(cc)
+    compiler = find_c_compiler(cc)
     if compiler is None:
         log.info("ringgen.wire: no C compiler found; %s", fallback)
     return compiler
