@@ -5,7 +5,7 @@ reason, final state), so ``ringgen.testing.differential`` can compare any of the
 
 - ``ReferenceRunner``: the user's handler in Python (``ringgen.reference.interpreter``), the oracle;
 - ``CRunner``: the plain-C target built with gcc in strict mode, run through ctypes;
-- ``CBackendRunner``: the ``c`` backend (the same C handlers, a resident native worker over rings);
+- ``HostBackendRunner``: a host backend of ``ringgen/targets.py`` (today ``c``: the same C handlers, a resident native worker over rings);
 - ``OpenclRunner``: the OpenCL backend, persistent or relaunch mode, on a PyOpenCL device;
 - ``MetalRunner``: the Metal source compiled with the shim and run on CPU threads;
 - ``CudaRunner``: the CUDA backend through PyCUDA.
@@ -34,14 +34,15 @@ from .compare import KernelRun, MismatchError
 from .native import build_c, run_c, run_reference
 
 __all__ = [
-    "CBackendRunner",
     "CRunner",
     "CudaRunner",
+    "HostBackendRunner",
     "MetalRunner",
     "OpenclRunner",
     "ReferenceRunner",
     "Runner",
     "cpu_runners",
+    "host_backend_runners",
 ]
 
 
@@ -178,22 +179,55 @@ class OpenclRunner(_HandleRunner):
         )
 
 
-class CBackendRunner(_HandleRunner):
-    """The ``c`` backend: the generated C handlers compiled natively and run by a resident C worker
-    over host rings (``ringgen.runtime.c_native``). Bridged kernels are refused by it: skipped."""
+class HostBackendRunner(_HandleRunner):
+    """A backend that runs kernels on the host CPU through its own loader (a row of
+    ``ringgen/targets.py`` without the ``device`` capability, the reference ``cpu`` aside: today the
+    ``c`` backend). Reported as ``<name>-backend``; bridged kernels are skipped where the row lacks
+    the ``bridged`` capability. A new host backend joins the generator by its row alone."""
 
-    name = "c-backend"
+    def __init__(self, target: str, timeout: float = 30.0, capacity: int = 1024) -> None:
+        from ..targets import by_name
+
+        super().__init__(timeout, capacity)
+        self.target = by_name(target)
+        self.name = f"{target}-backend"
 
     def skip_reason(self, spec) -> Optional[str]:
+        if "bridged" in self.target.capabilities:
+            return None
         for cls in (spec.input, spec.output):
             if cls is not None and layout_of(cls).is_bridged:
-                return f"{cls.__name__} is bridged (the c backend has no wire codec)"
+                return (
+                    f"{cls.__name__} is bridged (the {self.target.name} backend has no wire codec)"
+                )
         return None
 
     def _open(self, spec):
-        from ..runtime.c_native import CKernelHandle
+        import importlib
 
-        return CKernelHandle.open(spec, str(self._pkg), codecs=self._codecs, capacity=self.capacity)
+        handle_class = importlib.import_module(self.target.loader).HANDLE_CLASS
+        return handle_class.open(spec, str(self._pkg), codecs=self._codecs, capacity=self.capacity)
+
+
+def host_backend_runners(timeout: float = 30.0) -> tuple[list[Runner], dict[str, str]]:
+    """A ``HostBackendRunner`` for every host backend of ``ringgen/targets.py`` whose probe passes
+    here, and why the others are absent."""
+    from ..errors import BackendUnavailableError
+    from ..targets import TARGETS, resolve
+
+    runners: list[Runner] = []
+    absent: dict[str, str] = {}
+    for row in TARGETS:
+        if row.loader is None or "device" in row.capabilities or row.name == "cpu":
+            continue  # an accelerator has its own runner; cpu is the reference itself
+        try:
+            if row.probe is not None:
+                resolve(row.probe)()
+        except BackendUnavailableError as exc:
+            absent[f"{row.name}-backend"] = exc.message
+            continue
+        runners.append(HostBackendRunner(row.name, timeout))
+    return runners, absent
 
 
 class CudaRunner(_HandleRunner):
@@ -287,9 +321,11 @@ def cpu_runners(timeout: float = 30.0) -> tuple[list[Runner], dict[str, str]]:
     absent: dict[str, str] = {}
     if shutil.which("gcc"):
         runners.append(CRunner())
-        runners.append(CBackendRunner(timeout))
     else:
         absent["c"] = "no gcc"
+    hosted, missing = host_backend_runners(timeout)
+    runners += hosted
+    absent.update(missing)
     try:
         from ..runtime.opencl.build import list_devices
 
