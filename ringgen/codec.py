@@ -1,24 +1,23 @@
-"""Runtime base classes of generated serializers: one codec per message class.
+"""What generated ``serializers.py`` modules import: the codec base class and their helpers.
 
 A generated ``serializers.py`` subclasses ``DirectCodec`` once per direct message, filling in the
 message's dtype, its ``struct`` format and four small functions specialised to its fields (flatten to
-and rebuild from a flat tuple, to and from a numpy row). This base class turns those into the codec
-interface of docs/architecture.md ("Codecs"):
-
-* single messages go through ``struct`` (one ``pack``/``unpack`` call: the host's hot path);
-* batches are numpy structured arrays; array <-> bytes is a view or one copy, never a Python loop.
+and rebuild from a flat tuple, to and from a numpy row); ``flatten``, ``nest`` and ``map_nested`` are
+the helpers those functions call. ``DirectCodec`` itself is ``ringgen.wire.direct_codec``'s (one
+implementation for built packages and for ``rg.encode``/``rg.decode``), named here for the packages
+that import it from this module. ``UnavailableCodec`` stands in for a bridged codec a package lacks;
+``verify_layouts`` checks a package against the classes it was generated from.
 """
 
 from __future__ import annotations
 
-import struct
-from typing import Any, Callable, ClassVar, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import BuildError, EncodeError, RinggenError, WireFormatError
+from .errors import BuildError, RinggenError
 from .layout import layout_of
-from .values import check_message, fill_state_arrays, struct_guard, struct_is_exact
+from .wire.direct_codec import DirectCodec
 
 __all__ = [
     "DirectCodec",
@@ -57,172 +56,6 @@ def map_nested(func: Callable[[Any], Any], value: Any, depth: int) -> list:
     if depth == 0:
         return func(value)
     return [map_nested(func, v, depth - 1) for v in value]
-
-
-class DirectCodec:
-    """Converts one direct message class between objects, slot bytes and numpy rows.
-
-    Subclasses (generated) set ``cls``, ``dtype``, ``packer`` (a ``struct.Struct``) and the four static functions:
-    ``flat(obj) -> tuple`` (every scalar leaf in memory order), ``from_flat(values, start) -> obj``,
-    ``row(obj) -> tuple`` (a numpy structured row) and ``from_row(row) -> obj``.
-    """
-
-    cls: ClassVar[type]
-    dtype: ClassVar[np.dtype]
-    packer: ClassVar[struct.Struct]
-    bridged: ClassVar[bool] = False
-
-    flat: ClassVar[Callable[[Any], tuple]]
-    from_flat: ClassVar[Callable[[Sequence, int], Any]]
-    row: ClassVar[Callable[[Any], tuple]]
-    from_row: ClassVar[Callable[[Sequence], Any]]
-
-    @property
-    def name(self) -> str:
-        return self.cls.__name__
-
-    @property
-    def slot_size(self) -> int:
-        """Bytes of one queue slot: the C struct's size."""
-        return self.dtype.itemsize
-
-    def __repr__(self) -> str:
-        return f"<{type(self).__name__} {self.name}: {self.slot_size} bytes>"
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Make the generated ``flat`` check values where ``struct`` alone would not.
-
-        ``struct`` accepts exactly the values ``ringgen.values`` accepts for a class of non-bool
-        scalars; for any other class (a ``bool_``, an Array, a nested message) ``flat`` checks the
-        whole message first, so every path that packs ``flat(obj)`` (the codec's and the CUDA
-        latency path's) rejects the same values with the same error.
-        """
-        super().__init_subclass__(**kwargs)
-        if "flat" not in cls.__dict__ or struct_is_exact(cls.cls):
-            return
-        raw, message_cls = cls.__dict__["flat"].__func__, cls.cls
-        guard = struct_guard(message_cls)
-        if layout_of(message_cls).spec.kind == "state":
-
-            def flat(o: Any) -> tuple:
-                o = fill_state_arrays(message_cls, o)  # `hist: Array[u32, 4] = 0` fills
-                if not guard(o):
-                    check_message(message_cls, o)
-                return raw(o)
-
-        else:
-
-            def flat(o: Any) -> tuple:
-                if not guard(o):
-                    check_message(message_cls, o)  # raises the precise EncodeError
-                return raw(o)
-
-        cls.flat = staticmethod(flat)
-
-    def _check_type(self, obj: Any) -> None:
-        if type(obj) is not self.cls:
-            raise TypeError(f"{self.name} codec got {type(obj).__name__}, expected {self.name}")
-
-    def _encode_error(self, obj: Any, exc: Exception) -> EncodeError:
-        """The ``EncodeError`` naming the first field (``Class.field``) whose value is not accepted:
-        ``ringgen.values``'s, so that every encoder says the same."""
-        try:
-            check_message(self.cls, fill_state_arrays(self.cls, obj))
-        except EncodeError as err:
-            return err
-        return EncodeError(f"cannot pack {self.name}: {exc}")
-
-    def pack(self, obj: Any) -> bytes:
-        """The slot bytes of one message (its C struct, padding zeroed).
-
-        Raises:
-            TypeError: ``obj`` is not an instance of this codec's class.
-            EncodeError: a field value is not accepted (``ringgen.values``; names ``Class.field``).
-        """
-        self._check_type(obj)
-        try:
-            return self.packer.pack(*self.flat(obj))
-        except (struct.error, OverflowError, TypeError) as exc:
-            raise self._encode_error(obj, exc) from None
-
-    def pack_into(self, buf: Any, offset: int, obj: Any) -> None:
-        """Write one message's slot bytes into ``buf`` at ``offset`` (no intermediate bytes object)."""
-        self._check_type(obj)
-        try:
-            self.packer.pack_into(buf, offset, *self.flat(obj))
-        except (struct.error, OverflowError, TypeError) as exc:
-            raise self._encode_error(obj, exc) from None
-
-    def unpack(self, buf: Any, offset: int = 0) -> Any:
-        """The message stored in ``buf`` at ``offset``.
-
-        Raises:
-            WireFormatError: ``buf`` holds fewer than ``slot_size`` bytes past ``offset``.
-        """
-        have = len(memoryview(buf).cast("B")) - offset
-        if have < self.slot_size:
-            raise WireFormatError(
-                f"{self.name} needs {self.slot_size} bytes, got {max(have, 0)} at offset {offset}"
-            )
-        return self.from_flat(self.packer.unpack_from(buf, offset), 0)
-
-    def to_array(self, objs: Iterable[Any]) -> np.ndarray:
-        """A structured array (``dtype``) holding ``objs``: each packed into its row with ``struct``.
-
-        The rows are the bytes ``pack`` gives (padding zeroed), and the values are checked as
-        ``pack`` checks them: numpy's own conversion would turn ``"5"`` into 5, ``1.5`` into 1 and
-        ``None`` into nan.
-
-        Raises:
-            TypeError: an item is not an instance of this codec's class.
-            EncodeError: a field value is not accepted (names ``Class.field``).
-        """
-        objs = list(objs)
-        cls, size, pack_into, flat = self.cls, self.slot_size, self.packer.pack_into, self.flat
-        # bytearray memory is 16-byte aligned (CPython's allocators), as numpy would allocate it
-        buf = bytearray(len(objs) * size)
-        i = 0
-        try:
-            for i, obj in enumerate(objs):
-                if type(obj) is not cls:
-                    self._check_type(obj)
-                pack_into(buf, i * size, *flat(obj))
-        except (struct.error, OverflowError, TypeError) as exc:
-            self._check_type(objs[i])  # another class: the TypeError, not a value error
-            raise self._encode_error(objs[i], exc) from None
-        return np.frombuffer(buf, dtype=self.dtype)
-
-    def from_array(self, arr: np.ndarray) -> list:
-        """The message objects of a structured array; numpy converts all scalars in one ``tolist``."""
-        arr = self._as_array(arr)
-        return [self.from_row(r) for r in arr.tolist()]
-
-    def pack_array(self, arr: np.ndarray) -> bytes:
-        """The slots of every row of ``arr``, back to back (one copy, no Python loop)."""
-        return np.ascontiguousarray(self._as_array(arr)).tobytes()
-
-    def unpack_array(self, buf: Any, n: int | None = None) -> np.ndarray:
-        """``n`` rows (default: as many as ``buf`` holds) read from ``buf`` into a new array.
-
-        Raises:
-            WireFormatError: ``buf`` is shorter than ``n`` slots.
-        """
-        size = len(memoryview(buf).cast("B"))
-        if n is None:
-            n = size // self.slot_size
-        if size < n * self.slot_size:
-            raise WireFormatError(
-                f"{n} {self.name} slots need {n * self.slot_size} bytes, got {size}"
-            )
-        # Copy as raw bytes, then view: a structured copy would not carry the padding bytes over.
-        raw = np.frombuffer(buf, dtype=np.uint8, count=n * self.slot_size).copy()
-        return raw.view(self.dtype)
-
-    def _as_array(self, arr: np.ndarray) -> np.ndarray:
-        arr = np.asarray(arr)
-        if arr.dtype != self.dtype:
-            raise TypeError(f"{self.name} codec expects dtype {self.dtype}, got {arr.dtype}")
-        return arr.reshape(-1)
 
 
 class UnavailableCodec:

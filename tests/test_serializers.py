@@ -24,6 +24,7 @@ from ringgen.codec import DirectCodec, UnavailableCodec
 from ringgen.codegen.writer import emit_unit, write_unit
 from ringgen.errors import EncodeError, RinggenError, WireFormatError
 from ringgen.types import Array, Str, f32, i8, i64, u16
+from ringgen.wire.direct_codec import direct_codec
 
 _loaded = itertools.count()
 
@@ -121,6 +122,27 @@ def test_random_schemas_round_trip(tmp_path_factory, data):
         codec = module.CODECS[cls.__name__]
         objs = data.draw(st.lists(instances_of(cls), min_size=1, max_size=5))
         assert_round_trips(codec, objs)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(st.data())
+def test_layout_codec_agrees_with_the_generated_one(tmp_path_factory, data):
+    """``rg.encode``'s codec of a bare direct class (``direct_codec``: the same ``DirectCodec``,
+    its field functions derived from the layout) writes and reads what the generated one does."""
+    classes = data.draw(schemas())
+    module = load_serializers(unit_of(classes), tmp_path_factory.mktemp("ser"))
+    for cls in classes:
+        generated, derived = module.CODECS[cls.__name__], direct_codec(cls)
+        assert isinstance(derived, DirectCodec) and derived.packer.size == generated.packer.size
+        objs = data.draw(st.lists(instances_of(cls), min_size=1, max_size=5))
+        assert_round_trips(derived, objs)
+        for obj in objs:
+            assert derived.flat(obj) == generated.flat(obj)
+            assert derived.row(obj) == generated.row(obj)
+            assert derived.encode(obj) == generated.pack(obj) == rg.encode(obj)
+            assert derived.decode(generated.pack(obj)) == obj
+        arr = generated.to_array(objs)
+        assert derived.from_array(arr) == generated.from_array(arr) == objs
 
 
 @pytest.fixture

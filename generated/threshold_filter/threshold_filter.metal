@@ -535,23 +535,28 @@ static inline void rg_metal_tally(device rg_metal_dispatch* rg_d, int status)
     }
 }
 
+/* The output type of a kernel that never outputs (it only updates state). */
+typedef struct rg_none {
+    rg_u8 unused;
+} rg_none;
+
 /* ---- threshold_filter: outbox (at most 2 per message, the handler's static bound) ---- */
-#define RG_THRESHOLD_FILTER_OUTBOX_LIMIT 2u
+#define RG_threshold_filter_LIMIT 2u
 /* The handler's emits are kept here and published together once it returns without a fault, so a
- * rejected message emits nothing. K_begin took only as many messages as leave
- * RG_THRESHOLD_FILTER_OUTBOX_LIMIT free output slots each, so publishing never finds the queue full. */
+ * rejected message emits nothing. K_begin took only as many messages as leave RG_threshold_filter_LIMIT
+ * free output slots each, so publishing never finds the queue full. */
 typedef struct rg_outbox_threshold_filter {
-    Alert items[RG_THRESHOLD_FILTER_OUTBOX_LIMIT];
-    rg_u32 count;
+    rg_u32 n;
+    Alert items[RG_threshold_filter_LIMIT];
 } rg_outbox_threshold_filter;
 
-static inline int rg_emit_threshold_filter(thread rg_outbox_threshold_filter* ob, thread const Alert* m)
+RG_FN int rg_emit_threshold_filter(RG_PRIVATE rg_outbox_threshold_filter* ob, RG_PRIVATE const Alert* m)
 {
-    if (ob->count >= RG_THRESHOLD_FILTER_OUTBOX_LIMIT) {
+    if (ob->n >= RG_threshold_filter_LIMIT) {
         return 0;
     }
-    ob->items[ob->count] = *m;
-    ob->count += 1u;
+    ob->items[ob->n] = *m;
+    ob->n += 1u;
     return 1;
 }
 
@@ -653,12 +658,12 @@ static inline void threshold_filter_run_one(rg_u32 i, device const Reading* in_s
 {
     Reading in = in_slots[(rg_d->in_head + i) & 1023ul];
     rg_outbox_threshold_filter ob;
-    ob.count = 0u;
+    ob.n = 0u;
     rg_context ctx = {tid, rg_d->now};
     int status = ctx.rg_handle_threshold_filter(&in, nullptr, nullptr, &ob, nullptr);
-    if (status >= 0 && ob.count > 0u) {
-        rg_u32 o = metal::atomic_fetch_add_explicit(&rg_d->out_reserved, ob.count, metal::memory_order_relaxed);
-        for (rg_u32 j = 0u; j < ob.count; j++) {
+    if (status >= 0 && ob.n > 0u) {
+        rg_u32 o = metal::atomic_fetch_add_explicit(&rg_d->out_reserved, ob.n, metal::memory_order_relaxed);
+        for (rg_u32 j = 0u; j < ob.n; j++) {
             out_slots[(rg_d->out_tail + o + j) & 1023ul] = ob.items[j];
         }
     }

@@ -337,20 +337,10 @@ def bridged_closure(layouts: Iterable[MessageLayout]) -> list[MessageLayout]:
 
 
 def _header_context() -> dict[str, Any]:
-    """The wire header as the generated module spells it, taken from ``ringgen.wire.header``.
-
-    The values are written into the module as literals (not imported) so its hot paths read plain
-    module globals; they come from the one definition, so they cannot drift from the reference codec.
+    """The wire header as the generated module spells it: its size, a literal in the offsets of the
+    decoders (``ringgen.wire.header``); its ``struct`` is ``ringgen.wire.bridged_helpers.HEADER``.
     """
-    h = wire_header
-    return {
-        # the fields' packed format, then the zeroed rest of the 256 bytes as one pad code
-        "format": h.HEADER_STRUCT.format.lstrip("<") + f"{h.HEADER_SIZE - h.HEADER_USED}x",
-        "size": h.HEADER_SIZE,
-        "used": h.HEADER_USED,
-        "magic": f"0x{h.MAGIC:X}",
-        "ticks_at_unix_epoch": h.TICKS_AT_UNIX_EPOCH,
-    }
+    return {"size": wire_header.HEADER_SIZE}
 
 
 def render_bridged(

@@ -5,7 +5,7 @@ math, atomics, ``rg_thread_id()`` and ``rg_now()`` through the prelude names of
 ``ringgen.codegen.dialect``. ``CudaDialect`` fills that contract for nvcc and sm_90 and renders
 ``templates/cuda/prelude.cuh.j2``, which also defines what ``ring.h`` and the CUDA skeleton need: PTX
 acquire and release at *system* scope for the words the host shares through mapped pinned memory
-(DESIGN.md §5), and the same at GPU scope for the scheduler words the blocks share.
+(docs/design.md §5), and the same at GPU scope for the scheduler words the blocks share.
 """
 
 from __future__ import annotations

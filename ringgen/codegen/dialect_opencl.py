@@ -4,7 +4,7 @@ The handler body (``ringgen.codegen.body``) is the same text for every target; i
 math, atomics, ``rg_thread_id()`` and ``rg_now()`` through prelude names (``ringgen.codegen.dialect``).
 ``OpenclDialect`` renders ``templates/opencl/prelude.cl.j2``, which defines them for OpenCL C 3.0, plus
 the memory-order helpers ``ring.h`` needs: C11 atomics with ``memory_scope_device``, the only ordering
-PoCL 3.1 honours (DESIGN.md §5, docs/opencl.md).
+PoCL 3.1 honours (docs/design.md §5, docs/opencl.md).
 
 OpenCL C has no clock: ``rg_now()`` expands to a call of ``RG_NOW_UNAVAILABLE`` that no prelude defines,
 and the loader refuses such a source with a clear error before the compiler sees it.

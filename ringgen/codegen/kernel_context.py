@@ -1,6 +1,9 @@
 """What every kernel skeleton template reads about one ring kernel, computed once for all backends.
 
-Backends add only what is theirs (CUDA: slot strides; the C driver: ``void`` for a missing output).
+Backends add only what is theirs (CUDA: slot strides; the C driver: ``void`` for a missing output;
+Metal: the per-message output bound, the queue capacity and mask). Every C-family skeleton, Metal's
+included, reads these keys under these names, and ``templates/common/outbox.c.j2`` reads ``name`` and
+``out_type`` for the Outbox they all share.
 """
 
 from __future__ import annotations

@@ -21,7 +21,6 @@ import numpy as np
 from .. import protocol
 from ..dsl import compile_program, ir
 from ..errors import HandlerError
-from ..layout import layout_of
 from ..protocol import OUTBOX_LIMIT  # re-exported for the Metal host driver and tests
 from .bridged_c import emit_device_codec
 from .dialect_metal import METAL_DIALECT, check_function
@@ -29,6 +28,7 @@ from .env import render
 from .emitter import Emitter
 from .body import debug_requested, emit_program
 from .header import render_header
+from .kernel_context import kernel_context as shared_kernel_context
 from .protocol_c import render_ring_h
 
 if TYPE_CHECKING:
@@ -96,11 +96,16 @@ def max_emits(stmts) -> Optional[int]:
 
 
 def kernel_context(k, handler=None) -> dict:
-    """What the Metal templates need to know about one ring kernel (``KernelSpec`` ``k``)."""
-    in_lay = layout_of(k.input)
-    out_lay = layout_of(k.output) if k.output is not None else None
-    out_type = k.output.__name__ if k.output is not None else None
-    returns = out_type is not None and not k.uses_outbox
+    """What the Metal templates need to know about one ring kernel (``KernelSpec`` ``k``).
+
+    The shared context (``ringgen.codegen.kernel_context``), plus what only the event-driven skeleton
+    reads: ``outputs_per_message`` (the output slots ``K_begin`` keeps free per message taken: the
+    handler's static emit bound when ``handler``, its compiled IR, has one), the queue ``capacity``
+    and its index ``mask``, and the phrases of the file's comments: ``out_doc`` (what the handler
+    outputs) and ``outbox_doc`` (an Outbox's bound; None without one).
+    """
+    ctx = shared_kernel_context(k)
+    out_type = ctx["out_type"]
     if k.uses_outbox:
         bound = max_emits(handler.body) if handler is not None else None
         # a handler whose emits are not in a loop needs no more slots than its static bound
@@ -112,31 +117,19 @@ def kernel_context(k, handler=None) -> dict:
             if bound is not None
             else f"at most {per_message} per message: the handler emits in a loop"
         )
-    elif returns:
-        per_message = 1
+    elif ctx["has_output"]:
+        per_message, outbox_doc = 1, None
         out_doc = f"Optional[{out_type}]" if k.may_skip else out_type
-        outbox_doc = "none: the handler returns its output"
     else:
-        per_message, out_doc, outbox_doc = 0, "no output", "none: the kernel has no output"
-    return {
-        "name": k.name,
-        "in_type": in_lay.name,
-        "out_type": out_type or "void",
-        "in_bridged": in_lay.is_bridged,
-        "out_bridged": out_lay is not None and out_lay.is_bridged,
-        # a bridged message's slot is bytes (header + payload); a direct one's is its struct
-        "in_slot_type": "rg_u8" if in_lay.is_bridged else in_lay.name,
-        "out_slot_type": out_type if out_lay is not None and not out_lay.is_bridged else "rg_u8",
-        "state_type": k.state.__name__ if k.state is not None else "void",
-        "returns": returns,
-        "outbox": k.uses_outbox,
-        "outputs_per_message": per_message,
-        "out_doc": out_doc,
-        "outbox_doc": outbox_doc,
-        "capacity": k.capacity,
-        "mask": k.capacity - 1,
-        "ordered": k.ordered,
-    }
+        per_message, out_doc, outbox_doc = 0, "no output", None
+    ctx.update(
+        outputs_per_message=per_message,
+        out_doc=out_doc,
+        outbox_doc=outbox_doc,
+        capacity=k.capacity,
+        mask=k.capacity - 1,
+    )
+    return ctx
 
 
 def _compile_program(unit: "BuildUnit") -> ir.Program:

@@ -23,7 +23,7 @@ from ..errors import EncodeError, WireFormatError
 from ..layout import MessageLayout, layout_of
 from ..protocol import Reason
 from .compiled import bridged_codec
-from .direct import direct_struct, flatten_direct, unflatten_direct
+from .direct_codec import direct_codec
 from .header import (
     HEADER_CHECKS,
     HEADER_FIELDS,
@@ -37,7 +37,6 @@ from .memorypack import decode_payload, encode_payload, wire_error
 
 __all__ = [
     "BridgedCodec",
-    "DirectWireCodec",
     "codec_for",
     "decode",
     "decode_reference",
@@ -337,53 +336,16 @@ class BridgedCodec:
         return self.to_array([self.decode(view[i * s : (i + 1) * s]) for i in range(n)])
 
 
-class DirectWireCodec:
-    """``encode``/``decode`` of a direct message: its C struct bytes, nothing more."""
-
-    bridged = False
-
-    def __init__(self, cls: type) -> None:
-        self.cls = cls
-        self.layout = layout_of(cls)
-        self.struct = direct_struct(cls)
-        self.slot_size = self.layout.size
-
-    def encode(self, obj: Any, **header: Any) -> bytes:
-        if any(v not in (None, 0) for v in header.values()):
-            raise EncodeError(
-                f"{self.layout.name} is a direct message: its bytes are its C struct, with no header "
-                f"to carry {', '.join(sorted(header))}"
-            )
-        flat: list = []
-        flatten_direct(self.cls, obj, flat)
-        try:
-            return self.struct.pack(*flat)
-        except struct.error as exc:
-            raise EncodeError(
-                f"{self.layout.name}: a value does not fit its field type ({exc})"
-            ) from None
-
-    def decode(self, data: Any) -> Any:
-        view = byte_view(data, self.cls)
-        if len(view) < self.slot_size:
-            raise wire_error(
-                len(view),
-                self.layout.name,
-                Reason.BAD_SIZE,
-                f"{len(view)} bytes, the struct has {self.slot_size}",
-            )
-        return unflatten_direct(self.cls, iter(self.struct.unpack_from(view, 0)))
-
-
 @functools.lru_cache(maxsize=None)
 def codec_for(cls: type) -> Any:
-    """The (cached) codec of a message class: generated and compiled in memory for a bridged class.
+    """The (cached) codec of a message class: a ``DirectCodec`` derived from the layout for a direct
+    class (``direct_codec``), generated and compiled in memory for a bridged one.
 
     A bridged class's codec comes from ``ringgen.wire.compiled``, the one place the wire library
     reaches back into the generator (lazily).
     """
     if not layout_of(cls).is_bridged:
-        return DirectWireCodec(cls)
+        return direct_codec(cls)
     return bridged_codec(cls)
 
 

@@ -545,8 +545,10 @@ static inline void rg_metal_tally(device rg_metal_dispatch* rg_d, int status)
     }
 }
 
-/* ---- bank_account: outbox (none: the handler returns its output) ---- */
-typedef void rg_outbox_bank_account;
+/* The output type of a kernel that never outputs (it only updates state). */
+typedef struct rg_none {
+    rg_u8 unused;
+} rg_none;
 
 /* A dispatch runs a bounded batch the host encoded; no stop word is bound to it yet (the handlers get
  * nullptr), so their loops' stop polls read nothing. */

@@ -1124,6 +1124,11 @@ static_assert(RG_OFFSETOF(rg_metal_dispatch, grid) == 16, "rg_metal_dispatch lay
 static_assert(RG_OFFSETOF(rg_metal_dispatch, rejected) == 52, "rg_metal_dispatch layout");
 
 
+/* The output type of a kernel that never outputs (it only updates state). */
+typedef struct rg_none {
+    rg_u8 unused;
+} rg_none;
+
 /* A dispatch runs a bounded batch the host encoded; no stop word is bound to it yet (the handlers get
  * nullptr), so their loops' stop polls read nothing. */
 #define rg_stop_requested(p) ((p) != nullptr && *(p) >= 2u)
