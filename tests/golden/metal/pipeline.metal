@@ -553,14 +553,10 @@ static inline void rg_metal_tally(device rg_metal_dispatch* rg_d, int status)
     }
 }
 
-/* ---- scale: outbox (none: the handler returns its output) ---- */
-typedef void rg_outbox_scale;
-
-/* ---- arrival: outbox (none: the handler returns its output) ---- */
-typedef void rg_outbox_arrival;
-
-/* ---- over_limit: outbox (none: the handler returns its output) ---- */
-typedef void rg_outbox_over_limit;
+/* The output type of a kernel that never outputs (it only updates state). */
+typedef struct rg_none {
+    rg_u8 unused;
+} rg_none;
 
 /* A dispatch runs a bounded batch the host encoded; no stop word is bound to it yet (the handlers get
  * nullptr), so their loops' stop polls read nothing. */
