@@ -48,7 +48,7 @@ __all__ = [
 
 ENV_VAR = cachestore.ENV_VAR
 
-log = logging.getLogger("ringgen")
+log = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 

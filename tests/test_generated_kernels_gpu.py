@@ -223,12 +223,13 @@ def _probe_messages(spec, xs, fs):
     return msgs
 
 
-def _run_probe(tmp_path, xs, fs):
+def _run_probe(tmp_path, xs, fs, stem):
+    """``NEGATION_AND_NAN`` as module ``stem`` (one name per test: a process imports a name once)."""
     from ringgen.build import collect
     from ringgen.testing import ReferenceRunner, compare_runs
 
-    (tmp_path / "negation_nan_probe.py").write_text(NEGATION_AND_NAN)
-    unit = collect(str(tmp_path / "negation_nan_probe.py"))
+    (tmp_path / f"{stem}.py").write_text(NEGATION_AND_NAN)
+    unit = collect(str(tmp_path / f"{stem}.py"))
     (spec,) = unit.kernels
     cuda = CudaRunner()
     cuda.prepare(unit, tmp_path / "cuda")
@@ -239,13 +240,16 @@ def _run_probe(tmp_path, xs, fs):
 @pytest.mark.skipif(not _cuda_present(), reason="no CUDA device (PyCUDA sees none)")
 def test_cuda_compares_a_negated_i16_minimum_like_c(tmp_path):
     """ptxas folded x >= -x as if an i16 negation could not wrap (worked around: rg_wrap_i16)."""
-    assert _run_probe(tmp_path, [-32768, -1, 0, 32767], [1.0, 1.0, 1.0, 1.0]) is None
+    assert (
+        _run_probe(tmp_path, [-32768, -1, 0, 32767], [1.0, 1.0, 1.0, 1.0], "narrow_negation_probe")
+        is None
+    )
 
 
 @pytest.mark.skipif(not _cuda_present(), reason="no CUDA device (PyCUDA sees none)")
 def test_cuda_compares_fabs_of_nan_like_c(tmp_path):
     """ptxas folded c <= fabs(x) with c < 0 to true, NaN or not (worked around: rg__fabs_bits)."""
-    assert _run_probe(tmp_path, [0, 0, 0], [float("nan"), 1.0, -0.0]) is None
+    assert _run_probe(tmp_path, [0, 0, 0], [float("nan"), 1.0, -0.0], "fabs_of_nan_probe") is None
 
 
 @pytest.mark.skipif(not _cuda_present(), reason="no CUDA device (PyCUDA sees none)")

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import ringgen as rg
+from ringgen.toolchain import find_c_compiler
 from ringgen.layout import layout_of
 from ringgen.types import Array, List, Str, f32, f64, i32, i64, u8
 from ringgen.wire import encode_batch, native
@@ -134,7 +135,7 @@ def test_native_refuses_bad_utf8_with_the_numpy_error():
 
 
 def test_build_is_cached_and_atomic(tmp_path):
-    if native._compiler(None) is None:
+    if find_c_compiler() is None:
         pytest.skip("no C compiler")
     first = native.load(cache_dir=tmp_path)
     assert first is not None

@@ -14,7 +14,6 @@ replies move into a spill that ``receive`` reads first. ``terminate()`` drains p
 from __future__ import annotations
 
 import collections
-import logging
 import threading
 import time
 from typing import Any, AsyncIterator, Mapping, Optional, Union
@@ -26,12 +25,13 @@ from ..errors import KernelFaultError, KernelTimeoutError, QueueClosedError, Que
 from ..graphs import Graph
 from ..protocol import Lifecycle
 from .base import KernelHandle
+from .logs import kernel_logger
 from .stats import KernelStats
 from .waiting import Backoff, check_timeout, deadline_after, expired
 
 __all__ = ["EdgeStats", "GraphHandle", "GraphStats", "STRATEGIES"]
 
-log = logging.getLogger("ringgen")
+log = kernel_logger(__name__)
 
 #: The graph strategies this runtime has: ``host`` (each stage resident, edges forwarded by a host
 #: thread) on every backend.
