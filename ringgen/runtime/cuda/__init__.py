@@ -58,7 +58,7 @@ from ..waiting import check_timeout
 from . import build as cuda_build
 from . import device as cuda_device
 from .abi import outbox_slot, positional_class, read_abi, ring_stride
-from .faults import DeviceFaults, replace_lost_context, track, untrack
+from .faults import DeviceFaults, replace_lost_context, resident, track, untrack
 from .zero_copy import ZeroCopy
 from .queues import (
     CudaBatches,
@@ -161,6 +161,18 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         drv = cuda_device._drv()
         if replace_lost_context(self.device):
             cuda_device.forget_modules(self.device)  # loaded into the retired context
+        others = resident(self.device)
+        if others:
+            # Measured on the H200 (driver 580): a second launch while a ring kernel is resident
+            # hangs in its allocations (pinned memory and the legacy stream wait for the running
+            # grid), so it is refused instead of hanging (docs/cuda.md, "Limits").
+            raise BackendUnavailableError(
+                f"kernel {self.name} (cuda): kernel(s) {', '.join(others)} already resident on "
+                f"CUDA device {self.device} in this process; one resident CUDA kernel per device "
+                "and process for now (allocating while a kernel is resident hangs in the driver)",
+                hint="terminate the other kernel first, or run it in another process; graphs of "
+                "kernels on CUDA need the device-resident strategies (docs/graphs.md)",
+            )
         try:
             self._launch_on_device(drv)
         except Exception as exc:

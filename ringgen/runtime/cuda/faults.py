@@ -56,6 +56,11 @@ def untrack(handle: Any) -> None:
     _live[handle.device].discard(handle)
 
 
+def resident(device: int) -> list[str]:
+    """Names of the kernels launched on ``device`` by this process and not yet released."""
+    return sorted(h.name for h in list(_live[device]) if not h._released)
+
+
 def replace_lost_context(device: int) -> bool:
     """Before a launch: if ``device``'s context was lost (a kernel faulted), replace it.
 
