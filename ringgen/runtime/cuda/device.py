@@ -139,6 +139,22 @@ def context(ordinal: int = 0) -> None:
             pass
     ctx.push()
     _local.current = key
+    if threading.current_thread() is not threading.main_thread() and not hasattr(_local, "exit"):
+        # PyCUDA aborts the process when a thread ends with a context on its stack ("context stack
+        # was not empty"): a thread that ever made one current (a terminate() from a timer, an
+        # executor) pops it as it ends, when its thread-local values are released.
+        _local.exit = _PopOnThreadExit()
+
+
+class _PopOnThreadExit:
+    """Held in a thread's ``_local``: released (in that thread) as the thread ends, it pops the
+    context ``context`` pushed there."""
+
+    def __del__(self) -> None:
+        try:
+            _drv().Context.pop()
+        except Exception:  # a retired or lost context: nothing of it is used again
+            pass
 
 
 def _pop_all() -> None:
