@@ -22,6 +22,7 @@ from . import targets as registry
 from ._version import __version__
 from .envflags import env_flag
 from .errors import RinggenError
+from .textviews import format_table, graph_block, message_block, report_left_out
 
 __all__ = ["main"]
 
@@ -274,27 +275,6 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def format_table(
-    headers: Sequence[str], rows: Sequence[Sequence[object]], indent: str = "  "
-) -> str:
-    """A plain-text table: columns padded to their widest cell, numbers right-aligned."""
-    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in r] for r in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
-    numeric = [
-        all(isinstance(r[i], int) and not isinstance(r[i], bool) for r in rows) and rows
-        for i in range(len(headers))
-    ]
-
-    def line(r: list[str]) -> str:
-        parts = [
-            c.rjust(w) if numeric[i] else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))
-        ]
-        return (indent + "  ".join(parts)).rstrip()
-
-    rule = [("-" * w) for w in widths]
-    return "\n".join([line(cells[0]), line(rule)] + [line(r) for r in cells[1:]])
-
-
 # ---- build -------------------------------------------------------------------------------------
 
 
@@ -341,26 +321,6 @@ def _declares_something(module: ModuleType) -> bool:
     )
 
 
-def _report_left_out(pkg: Path) -> None:
-    """Say on stderr which kernels a target left out of its source (the manifest records them) and
-    which emitted source a backend will refuse (OpenCL and ``rg.now()``)."""
-    from .check import refused_sources
-
-    for name, why in refused_sources(pkg):
-        print(f"ringgen build: warning: {name}: {why}", file=sys.stderr)
-    try:
-        kernels = json.loads((pkg / "manifest.json").read_text(encoding="utf-8"))["kernels"]
-    except (OSError, ValueError, KeyError):
-        return
-    for k in kernels:
-        for target, why in sorted(k.get("skipped", {}).items()):
-            print(
-                f"ringgen build: warning: kernel {k['name']} is left out of the {target} source: "
-                f"{why}",
-                file=sys.stderr,
-            )
-
-
 def _modules_to_build(targets: list[tuple[str, bool]]) -> list[str]:
     """The targets to collect: a module found in a directory that declares nothing (a script next
     to the kernels, such as examples/demo.py) is skipped with a note on stderr; given by name, it
@@ -402,7 +362,7 @@ def _cmd_build(args: argparse.Namespace) -> int:
             f"built {unit.module} -> {pkg}/ ({len(unit.messages)} messages, "
             f"{len(unit.kernels)} kernels{graphs}): {', '.join(files)}"
         )
-        _report_left_out(pkg)
+        report_left_out(pkg)
     return EXIT_OK
 
 
@@ -434,60 +394,6 @@ def _load_manifest(pkg: Path) -> dict:
         raise _UsageError(f"{path}: not valid JSON ({exc})") from None
 
 
-def _message_block(m: dict) -> str:
-    kind = m["kind"]
-    head = (
-        f"{m['role']} {m['name']}: {kind}, {m['size']} bytes, aligned to {m['align']}, "
-        f"queue slot {m['slot_size']} bytes, type id 0x{m['type_id']:08x}"
-    )
-    rows = [[f["name"], f["type"], f["offset"], f["size"], f["align"]] for f in m["fields"]]
-    used = sum(f["size"] for f in m["fields"])
-    totals = (
-        f"  total: {len(m['fields'])} fields, {used} bytes of data + "
-        f"{m['size'] - used} padding = {m['size']} bytes"
-    )
-    if kind == "bridged":
-        totals += (
-            f"\n  bridged: travels as a 256-byte header + at most {m['max_payload']} payload "
-            f"bytes; the table is the view struct the device decodes into"
-        )
-    else:
-        totals += "\n  direct: the queue slot is this C struct, byte for byte"
-    table = format_table(["field", "type", "offset", "size", "align"], rows)
-    return "\n".join([head, table, totals])
-
-
-def _graph_block(g: dict, kernels: dict) -> str:
-    """A graph of the manifest: its stages (with their role and types), then its edges."""
-    exits = g["exits"]
-    head = f"graph {g['name']}: entry {g['entry']}, exit{'s' if len(exits) > 1 else ''} " + (
-        ", ".join(exits)
-    )
-
-    def role(stage: str) -> str:
-        roles = [r for r, yes in (("entry", stage == g["entry"]), ("exit", stage in exits)) if yes]
-        return ", ".join(roles) or "-"
-
-    stages = format_table(
-        ["stage", "role", "input", "output", "ordered"],
-        [
-            [
-                s,
-                role(s),
-                kernels.get(s, {}).get("input"),
-                kernels.get(s, {}).get("output"),
-                "yes" if kernels.get(s, {}).get("ordered") else "no",
-            ]
-            for s in g["stages"]
-        ],
-    )
-    edges = format_table(
-        ["producer", "consumer", "message"],
-        [[e["producer"], e["consumer"], e["message"]] for e in g["edges"]],
-    )
-    return "\n".join([head, stages, "", edges] if g["edges"] else [head, stages])
-
-
 def _cmd_inspect(args: argparse.Namespace) -> int:
     pkg = Path(args.package)
     man = _load_manifest(pkg)
@@ -516,7 +422,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         f"fingerprint {man['fingerprint'][:16]}"
     ]
     for m in messages:
-        out += ["", _message_block(m)]
+        out += ["", message_block(m)]
     if not args.message:
         if man["queues"]:
             out += ["", "queues"]
@@ -559,7 +465,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
                 )
             )
         for g in man.get("graphs", []):
-            out += ["", _graph_block(g, {k["name"]: k for k in man["kernels"]})]
+            out += ["", graph_block(g, {k["name"]: k for k in man["kernels"]})]
         out += ["", "files"]
         out.append(
             format_table(["file", "target"], [[f["path"], f["target"]] for f in man["files"]])

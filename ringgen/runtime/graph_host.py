@@ -13,18 +13,17 @@ replies move into a spill that ``receive`` reads first. ``terminate()`` drains p
 
 from __future__ import annotations
 
-import collections
 import threading
 import time
-from typing import Any, AsyncIterator, Mapping, Optional, Union
+from typing import Any, AsyncIterator, Mapping, Optional
 
-import attrs
 import numpy as np
 
 from ..errors import KernelFaultError, KernelTimeoutError, QueueClosedError, QueueFullError
 from ..graphs import Graph
 from ..protocol import Lifecycle
 from .base import KernelHandle
+from .graph_edges import Chunk, EdgeStats, GraphStats, _Edge, _Spill
 from .logs import kernel_logger
 from .stats import KernelStats
 from .waiting import Backoff, check_timeout, deadline_after, expired
@@ -36,110 +35,6 @@ log = kernel_logger(__name__)
 #: The graph strategies this runtime has: ``host`` (each stage resident, edges forwarded by a host
 #: thread) on every backend.
 STRATEGIES = ("host",)
-
-Chunk = Union[np.ndarray, list]
-
-
-@attrs.frozen
-class EdgeStats:
-    """One edge of a running graph.
-
-    Attributes:
-        producer, consumer: the stages it connects.
-        message: the class name of the messages it carries.
-        capacity: the most messages it holds between the two queues.
-        depth: messages it holds now (taken from the producer, not yet in the consumer's queue).
-        forwarded: messages it has put into the consumer's input queue.
-    """
-
-    producer: str
-    consumer: str
-    message: str
-    capacity: int
-    depth: int
-    forwarded: int
-
-
-@attrs.frozen
-class GraphStats:
-    """A running graph's counters: ``stages`` maps each stage to its ``KernelStats``.
-
-    Attributes:
-        graph: the graph's name (or its stages, unnamed).
-        backend: the backend its stages run on.
-        strategy: how edges are carried ("host").
-        lifecycle: FAULTED when a stage faulted, TERMINATED when all are, else the least advanced
-            stage's state (TERMINATING while a terminate is under way).
-        stages: stage name -> ``KernelStats``, producers first.
-        edges: ``EdgeStats`` per edge.
-        spilled: replies of the exits moved into the graph's spill (they count until received).
-    """
-
-    graph: str
-    backend: str
-    strategy: str
-    lifecycle: Lifecycle
-    stages: Mapping[str, KernelStats]
-    edges: tuple[EdgeStats, ...]
-    spilled: int
-
-
-class _Edge:
-    """A bounded FIFO of reply chunks between two stages; only the forwarder changes it."""
-
-    __slots__ = ("producer", "consumer", "message", "capacity", "chunks", "depth", "forwarded")
-
-    def __init__(self, producer: str, consumer: str, message: str, capacity: int) -> None:
-        self.producer = producer
-        self.consumer = consumer
-        self.message = message
-        self.capacity = capacity
-        self.chunks: collections.deque = collections.deque()
-        self.depth = 0
-        self.forwarded = 0
-
-    def room(self) -> int:
-        return self.capacity - self.depth
-
-    def put(self, chunk: Chunk) -> None:
-        self.chunks.append(chunk)
-        self.depth += len(chunk)
-
-    def push_into(self, consumer: KernelHandle) -> int:
-        """Move what fits into ``consumer``'s input queue, oldest first; returns how many."""
-        moved = 0
-        try:
-            while self.chunks:
-                chunk = self.chunks[0]
-                n = consumer.send_batch(chunk, block=False)
-                moved += n
-                if n < len(chunk):
-                    if n:
-                        self.chunks[0] = chunk[n:]
-                    break
-                self.chunks.popleft()
-        finally:  # a consumer that closes midway leaves the counts true
-            self.depth -= moved
-            self.forwarded += moved
-        return moved
-
-
-class _Spill:
-    """Replies taken from one exit before the host asked for them, oldest first."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.chunks: collections.deque = collections.deque()
-        self.total = 0
-
-    def take(self, n: int) -> Optional[Chunk]:
-        if not self.chunks:
-            return None
-        chunk = self.chunks[0]
-        if len(chunk) <= n:
-            return self.chunks.popleft()
-        self.chunks[0] = chunk[n:]
-        return chunk[:n]
 
 
 class GraphHandle:
