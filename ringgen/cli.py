@@ -22,7 +22,7 @@ from . import targets as registry
 from ._version import __version__
 from .envflags import env_flag
 from .errors import RinggenError
-from .textviews import format_table, graph_block, message_block, report_left_out
+from .textviews import format_table, graph_block, left_out_warnings, message_block
 
 __all__ = ["main"]
 
@@ -362,7 +362,8 @@ def _cmd_build(args: argparse.Namespace) -> int:
             f"built {unit.module} -> {pkg}/ ({len(unit.messages)} messages, "
             f"{len(unit.kernels)} kernels{graphs}): {', '.join(files)}"
         )
-        report_left_out(pkg)
+        for line in left_out_warnings(pkg):
+            print(line, file=sys.stderr)
     return EXIT_OK
 
 

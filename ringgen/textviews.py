@@ -1,15 +1,14 @@
 """The text ``ringgen`` prints for people: tables, the blocks ``ringgen inspect`` shows for a
-message and a graph of the manifest (pure functions; the CLI prints them), and the warnings
-``ringgen build`` writes to stderr about what a target left out."""
+message and a graph of the manifest, and the warnings ``ringgen build`` gives about what a target
+left out. Functions of their arguments: the CLI prints what they return."""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["format_table", "graph_block", "message_block", "report_left_out"]
+__all__ = ["format_table", "graph_block", "message_block", "left_out_warnings"]
 
 
 def format_table(
@@ -87,21 +86,21 @@ def graph_block(g: dict, kernels: dict) -> str:
     return "\n".join([head, stages, "", edges] if g["edges"] else [head, stages])
 
 
-def report_left_out(pkg: Path) -> None:
-    """Say on stderr which kernels a target left out of its source (the manifest records them) and
-    which emitted source a backend will refuse (OpenCL and ``rg.now()``)."""
+def left_out_warnings(pkg: Path) -> list[str]:
+    """The warnings ``ringgen build`` prints about ``pkg``: which emitted source a backend will
+    refuse (OpenCL and ``rg.now()``) and which kernels a target left out of its source (the
+    manifest records them)."""
     from .check import refused_sources
 
-    for name, why in refused_sources(pkg):
-        print(f"ringgen build: warning: {name}: {why}", file=sys.stderr)
+    lines = [f"ringgen build: warning: {name}: {why}" for name, why in refused_sources(pkg)]
     try:
         kernels = json.loads((pkg / "manifest.json").read_text(encoding="utf-8"))["kernels"]
     except (OSError, ValueError, KeyError):
-        return
+        return lines
     for k in kernels:
         for target, why in sorted(k.get("skipped", {}).items()):
-            print(
+            lines.append(
                 f"ringgen build: warning: kernel {k['name']} is left out of the {target} source: "
-                f"{why}",
-                file=sys.stderr,
+                f"{why}"
             )
+    return lines
