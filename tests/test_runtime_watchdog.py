@@ -84,6 +84,12 @@ def test_a_spinning_handler_is_stalled_within_the_bound_and_logged(backend, opti
         print(f"{backend}: STALLED after {took * 1e3:.0f} ms (stall_timeout {STALL * 1e3:.0f} ms)")
         assert STALL <= took <= BOUND
         assert k.lifecycle is Lifecycle.STALLED
+        # A poll that does not wait is no wait to give up: it returns what is ready (nothing), as
+        # the graph forwarder's polls of its stages need.
+        assert len(k.receive_batch(timeout=0)) == 0
+        with pytest.raises(KernelTimeoutError) as err:
+            k.receive(timeout=0)
+        assert not isinstance(err.value, KernelStalledError)
         (record,) = _stalled_records(caplog)
         assert record.levelno == logging.WARNING and record.kernel == "spin"
         assert "spin" in record.getMessage() and "input queue depth" in record.getMessage()

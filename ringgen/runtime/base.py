@@ -346,7 +346,7 @@ class KernelHandle(
 
         Raises:
             KernelTimeoutError: no reply within ``timeout``.
-            KernelStalledError: no reply is ready and the kernel is STALLED (the watchdog).
+            KernelStalledError: while waiting, the kernel was found STALLED (the watchdog).
             QueueClosedError: the kernel is terminated and every reply has been taken.
             KernelFaultError: the kernel stopped on a fault and no reply is left.
         """
@@ -450,10 +450,7 @@ class KernelHandle(
         with self._recv_lock:
             if not self._launched or self._released:
                 return None
-            state = self._lifecycle_now()
-            if state is Lifecycle.STALLED:
-                raise self._stalled_error("receive")
-            if state is not Lifecycle.FAULTED:
+            if self._lifecycle_now() is not Lifecycle.FAULTED:
                 return None
             batch = self._pop(max_n)
             if len(batch):
@@ -473,6 +470,8 @@ class KernelHandle(
             batch = self._try_pop(max_n)
             if batch is not None:
                 return batch
+            if self._watchdog.stalled and not self._released:  # as _try_pop's look just found
+                raise self._stalled_error("receive")
         return None
 
     # ------------------------------------------------------------------------ describing
