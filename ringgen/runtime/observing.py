@@ -55,11 +55,9 @@ class Observation:
                 return Lifecycle.CREATED
             return self._lifecycle_now()
 
-    def _lifecycle_now(
-        self, ctl: Optional[np.ndarray] = None, input_depth: Optional[int] = None
-    ) -> Lifecycle:
+    def _lifecycle_now(self, ctl: Optional[np.ndarray] = None) -> Lifecycle:
         """The lifecycle in ``ctl`` (default: the control block now), STALLED when the watchdog
-        finds an ACTIVE kernel stalled (``input_depth``: the input queue's, when already read)."""
+        finds an ACTIVE kernel stalled."""
         if ctl is None:
             ctl = self._control()
         try:
@@ -75,9 +73,7 @@ class Observation:
             # of the fault (receive, stats, a blocked send) closes the input side here.
             self._accepting = False
         elif state is Lifecycle.ACTIVE and self._watchdog.stall_timeout is not None:
-            if input_depth is None:
-                input_depth = self._queue_depths()[0]
-            state = self._watchdog.observe(ctl, state, self._sent, input_depth)
+            state = self._watchdog.observe(ctl, state, self._sent, self._queue_depths)
         return state
 
     def _stalled_error(self, call: str) -> KernelStalledError:
@@ -90,7 +86,8 @@ class Observation:
         return KernelStalledError(
             f"kernel {self.name} ({self.backend}): {call} gave up: the kernel handled nothing for "
             f"{self._watchdog.stalled_for():.3f} s with input waiting (input queue depth {depth}, "
-            f"{pending} message(s) sent and not handled; launch option stall_timeout={self._watchdog.stall_timeout:g} s)",
+            f"{pending} message(s) sent and not handled; "
+            f"launch option stall_timeout={self._watchdog.stall_timeout:g} s)",
             hint="a handler in an endless loop never returns: stop the kernel with "
             "terminate(drain=False); a handler slower than stall_timeout is not stuck: launch "
             "with a larger stall_timeout (None switches the watchdog off)",
@@ -127,7 +124,7 @@ class Observation:
         in_depth, out_depth = self._queue_depths()
         ctl = self._control()  # one read: lifecycle and counters from the same moment
         if lifecycle is None:
-            lifecycle = self._lifecycle_now(ctl, in_depth)
+            lifecycle = self._lifecycle_now(ctl)
         stats = stats_from_control(
             ctl,
             kernel=self.name,

@@ -2,14 +2,14 @@
 
 A kernel is **stalled** when it has input waiting (messages in its input queue, or messages sent and
 not yet handled) and none of the counters that move when it finishes messages (``processed``,
-``rejected``, ``emitted``, ``launches``) has moved for ``stall_timeout`` seconds. The heartbeat is deliberately not
-progress: on CUDA a service block beats it while a worker is stuck in an endless handler, so a
-moving heartbeat proves nothing about the messages.
+``rejected``, ``emitted``, ``launches``) has moved for ``stall_timeout`` seconds. The heartbeat is
+deliberately not progress: on CUDA a service block beats it while a worker is stuck in an endless
+handler, so a moving heartbeat proves nothing about the messages.
 
 There is no thread: every place the host already looks (``stats``, ``lifecycle``, a receive or a
 send waiting, ``terminate``) reads the control block and calls ``Watchdog.observe``, so a caller
-blocked in ``receive(timeout=None)`` polls it every millisecond at most (``Backoff``) and learns of a
-stall within ``stall_timeout`` plus that poll. The clock starts when the kernel was last seen to
+blocked in ``receive(timeout=None)`` polls it every millisecond at most (``Backoff``) and learns of
+a stall within ``stall_timeout`` plus that poll. The clock starts when the kernel was last seen to
 make progress, or at the first send after it was last seen idle (the host knows when input began
 to wait), never earlier: a host that looks rarely may learn of a stall late, never wrongly.
 
@@ -24,7 +24,7 @@ import math
 import numbers
 import threading
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 
@@ -102,7 +102,9 @@ class Watchdog:
                 if self._first_send is None:
                     self._first_send = now
 
-    def observe(self, ctl: np.ndarray, state: Lifecycle, sent: int, input_depth: int) -> Lifecycle:
+    def observe(
+        self, ctl: np.ndarray, state: Lifecycle, sent: int, depths: Callable[[], tuple[int, int]]
+    ) -> Lifecycle:
         """The lifecycle to report for ``state`` read from ``ctl``: STALLED for a stalled ACTIVE
         kernel, else ``state`` unchanged.
 
@@ -110,12 +112,14 @@ class Watchdog:
             ctl: the control block, read once (``ringgen.protocol.CONTROL_DTYPE``).
             state: the lifecycle the device reports in it.
             sent: messages the host has published to the input queue.
-            input_depth: messages waiting in the input queue now.
+            depths: the handle's ``_queue_depths`` (input, output), read only for the log record.
         """
         if self.stall_timeout is None or state is not Lifecycle.ACTIVE:
             return state
         mark = _handled_mark(ctl)
-        waiting = input_depth > 0 or sent > mark[0]
+        # Every message in the input queue is sent and not processed, so this one comparison
+        # covers both kinds of waiting input; no queue needs reading on a poll.
+        waiting = sent > mark[0]
         now = time.monotonic()
         with self._lock:
             if mark != self._mark or not waiting:
@@ -140,7 +144,7 @@ class Watchdog:
                 log.warning(
                     "kernel %s (%s) stalled: nothing handled for %.3f s with input waiting "
                     "(input queue depth %d, %d message(s) sent and not handled)",
-                    *(self.kernel, self.backend, idle, input_depth, max(0, sent - mark[0])),
+                    *(self.kernel, self.backend, idle, depths()[0], sent - mark[0]),
                     extra={"kernel": self.kernel},
                 )
         return Lifecycle.STALLED
