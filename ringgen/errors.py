@@ -133,6 +133,12 @@ class KernelTimeoutError(RinggenError, TimeoutError):
     """Raised when a kernel does not answer (a reply, a launch or a termination) within the timeout."""
 
 
+class KernelStalledError(KernelTimeoutError):
+    """Raised when a kernel with input waiting has handled nothing for its launch option
+    ``stall_timeout`` (docs/runtime.md, "Watchdog"): names the kernel, the time and the queue depth.
+    """
+
+
 class KernelFaultError(RinggenError, RuntimeError):
     """Raised when a kernel reports a fault that prevents it from continuing."""
 

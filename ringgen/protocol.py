@@ -21,6 +21,7 @@ import numpy as np
 __all__ = [
     "CACHE_LINE",
     "CONTROL_DTYPE",
+    "DEVICE_LIFECYCLE",
     "QUEUE_CTL_DTYPE",
     "Lifecycle",
     "Reason",
@@ -53,6 +54,12 @@ class Lifecycle(enum.IntEnum):
     TERMINATING = 3  # terminate requested, draining
     TERMINATED = 4  # drained and acknowledged; the host may free memory
     FAULTED = 5  # stopped on an unrecoverable error
+    STALLED = 6  # host only: ACTIVE with input waiting and nothing handled for stall_timeout
+
+
+#: The states a device writes to ``ControlBlock.state`` (rendered into C); STALLED is the host's
+#: verdict on an ACTIVE kernel (``ringgen.runtime.watchdog``) and never appears in device memory.
+DEVICE_LIFECYCLE = tuple(s for s in Lifecycle if s is not Lifecycle.STALLED)
 
 
 class Reason(enum.IntEnum):
@@ -161,7 +168,7 @@ def render_context() -> dict:
             }
             for n, fmt, c, cm, off in CONTROL_FIELDS
         ],
-        "lifecycle": [(s.name, int(s)) for s in Lifecycle],
+        "lifecycle": [(s.name, int(s)) for s in DEVICE_LIFECYCLE],
         "reasons": [(r.name, int(r)) for r in Reason],
         "statuses": [(s.name, int(s)) for s in Status],
     }

@@ -24,7 +24,8 @@ class AsyncMessaging(Generic[InT, OutT]):
     """``send_async``, ``receive_async`` and ``async for reply in handle`` of ``KernelHandle``.
 
     It relies on what ``KernelHandle`` defines: ``name``, ``backend``, ``format``, ``_try_push``,
-    ``_try_pop``, ``_drain_output``, ``_full_error`` and ``_require_output``.
+    ``_try_pop``, ``_drain_output``, ``_full_error``, ``_require_output``, ``_released``,
+    ``_watchdog`` and ``_stalled_error``.
     """
 
     async def send_async(self, message: InT, *, timeout: Optional[float] = None) -> None:
@@ -55,6 +56,8 @@ class AsyncMessaging(Generic[InT, OutT]):
             batch = self._try_pop(1)
             if batch is not None:
                 return self.format.to_objects(batch)[0]
+            if self._watchdog.stalled and not self._released:  # the watchdog (observing.py)
+                raise self._stalled_error("receive_async")
             if expired(deadline):
                 raise KernelTimeoutError(
                     f"kernel {self.name} ({self.backend}): no reply within {timeout:g} s"

@@ -60,6 +60,7 @@ import numpy as np
 from ..errors import (
     BuildError,
     KernelFaultError,
+    KernelStalledError,
     KernelTimeoutError,
     QueueClosedError,
     QueueFullError,
@@ -79,6 +80,7 @@ from .stats import KernelStats
 from .termination import STALL_TIMEOUT_S, STOP_NOW_GRACE_S, Termination
 from .trace import traced
 from .waiting import Backoff, check_timeout, deadline_after, expired, time_left
+from .watchdog import DEFAULT_STALL_TIMEOUT_S, Watchdog, take_stall_timeout
 
 __all__ = ["Backoff", "KernelHandle", "STALL_TIMEOUT_S", "STOP_NOW_GRACE_S", "deadline_after"]
 
@@ -172,6 +174,7 @@ class KernelHandle(
         #: The device's own words on why the kernel died (``_device_fault``), once seen; else None.
         self._device_error: Optional[str] = None
         self._device_checked_at = 0.0
+        self._watchdog = Watchdog(spec.name, self.backend, DEFAULT_STALL_TIMEOUT_S)  # open sets it
 
     # ----------------------------------------------------------------------------------- opening
 
@@ -183,9 +186,12 @@ class KernelHandle(
         Raises:
             KernelTimeoutError: the kernel did not become ACTIVE within ``launch_timeout``.
             KernelFaultError: it reported FAULTED while starting.
+            ValueError: the launch option ``stall_timeout`` (every backend's) is not None or > 0.
         """
         check_options(cls, spec.name, options)
+        stall = take_stall_timeout(spec.name, options)  # every backend's option, not its own
         handle = cls(spec, package_dir, **options)
+        handle._watchdog.stall_timeout = stall
         try:
             try:
                 handle._launch()
@@ -276,11 +282,13 @@ class KernelHandle(
 
     def _try_push(self, batch: Batch, *, observe: bool = False) -> int:
         with self._send_lock:
-            if observe and not self._released:
-                self._lifecycle_now()  # a faulted kernel never makes room: fail instead of waiting
+            # a faulted kernel never makes room, nor does a stalled one: fail instead of waiting
+            if observe and not self._released and self._lifecycle_now() is Lifecycle.STALLED:
+                raise self._stalled_error("send")
             self._check_sendable()
             n = self._push(batch)
             self._sent += n
+            self._watchdog.note_send(n)
             return n
 
     def _push_all(self, batch: Batch, *, block: bool, timeout: Optional[float]) -> int:
@@ -338,6 +346,7 @@ class KernelHandle(
 
         Raises:
             KernelTimeoutError: no reply within ``timeout``.
+            KernelStalledError: while waiting, the kernel was found STALLED (the watchdog).
             QueueClosedError: the kernel is terminated and every reply has been taken.
             KernelFaultError: the kernel stopped on a fault and no reply is left.
         """
@@ -402,7 +411,7 @@ class KernelHandle(
         while got.count < want:
             try:
                 batch = self._pop_wait(n - got.count, time_left(deadline))
-            except (QueueClosedError, KernelFaultError):
+            except (QueueClosedError, KernelFaultError, KernelStalledError):
                 if got.count:
                     break  # the caller gets what was taken; the next call raises
                 raise
@@ -461,6 +470,8 @@ class KernelHandle(
             batch = self._try_pop(max_n)
             if batch is not None:
                 return batch
+            if self._watchdog.stalled and not self._released:  # as _try_pop's look just found
+                raise self._stalled_error("receive")
         return None
 
     # ------------------------------------------------------------------------ describing

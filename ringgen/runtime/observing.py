@@ -5,7 +5,9 @@ Every observer reads the transport under the receive lock, and after termination
 snapshot instead (docs/runtime.md, "Threads"). A kernel can die on the device without writing
 FAULTED to its control block (a CUDA kernel that loses its context); every observer of the lifecycle
 also asks the backend (``_device_fault``), at most every ``DEVICE_FAULT_POLL_S`` seconds, so such a
-kernel is reported FAULTED within that time.
+kernel is reported FAULTED within that time. Every observer of an ACTIVE kernel also asks its
+``Watchdog`` (``ringgen.runtime.watchdog``), which reports STALLED for a kernel with input waiting
+that has handled nothing for the launch option ``stall_timeout``.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any, Optional
 import attrs
 import numpy as np
 
-from ..errors import KernelFaultError
+from ..errors import KernelFaultError, KernelStalledError
 from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
 from .logs import kernel_logger
 from .stats import KernelStats, stats_from_control
@@ -39,7 +41,7 @@ class Observation:
     It relies on what ``KernelHandle`` defines: ``name``, ``backend``, ``spec``, ``capacity``, the
     receive lock, ``_spill``, ``_spilled``, ``_sent``, ``_received``, ``_accepting``, ``_launched``,
     ``_released``, ``_final_stats``, ``_final_state``, ``_device_error``, ``_device_checked_at``,
-    ``_dead_letters_dropped`` and the transport hooks (``_control``, ``_queue_depths``,
+    ``_watchdog``, ``_dead_letters_dropped`` and the transport hooks (``_control``, ``_queue_depths``,
     ``_latency``, ``_read_state``, ``_device_fault``, ``_fault_detail``).
     """
 
@@ -54,10 +56,15 @@ class Observation:
             return self._lifecycle_now()
 
     def _lifecycle_now(self, ctl: Optional[np.ndarray] = None) -> Lifecycle:
-        """The lifecycle in ``ctl`` (default: the control block now)."""
+        """The lifecycle in ``ctl`` (default: the control block now), STALLED when the watchdog
+        finds an ACTIVE kernel stalled."""
+        if ctl is None:
+            ctl = self._control()
         try:
-            state = Lifecycle(int((self._control() if ctl is None else ctl)["state"]))
+            state = Lifecycle(int(ctl["state"]))
         except ValueError:
+            state = Lifecycle.FAULTED
+        if state is Lifecycle.STALLED:  # host only: a device never writes it
             state = Lifecycle.FAULTED
         if state not in _STOPPED and self._device_died():
             state = Lifecycle.FAULTED
@@ -65,7 +72,26 @@ class Observation:
             # Sends check this flag only, so the hot path reads no control block; every observer
             # of the fault (receive, stats, a blocked send) closes the input side here.
             self._accepting = False
+        elif state is Lifecycle.ACTIVE and self._watchdog.stall_timeout is not None:
+            state = self._watchdog.observe(ctl, state, self._sent, self._queue_depths)
         return state
+
+    def _stalled_error(self, call: str) -> KernelStalledError:
+        """What a ``call`` (receive, send) of a STALLED kernel raises."""
+        with self._recv_lock:
+            depth, pending = 0, 0
+            if not self._released:
+                depth = self._queue_depths()[0]
+                pending = max(0, self._sent - int(self._control()["processed"]))
+        return KernelStalledError(
+            f"kernel {self.name} ({self.backend}): {call} gave up: the kernel handled nothing for "
+            f"{self._watchdog.stalled_for():.3f} s with input waiting (input queue depth {depth}, "
+            f"{pending} message(s) sent and not handled; "
+            f"launch option stall_timeout={self._watchdog.stall_timeout:g} s)",
+            hint="a handler in an endless loop never returns: stop the kernel with "
+            "terminate(drain=False); a handler slower than stall_timeout is not stuck: launch "
+            "with a larger stall_timeout (None switches the watchdog off)",
+        )
 
     def _device_died(self) -> bool:
         """True once the backend reports that the device no longer runs the kernel.

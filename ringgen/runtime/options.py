@@ -9,7 +9,7 @@ from typing import Any, Mapping, Optional
 from ..errors import BuildError
 from ..kernel import KernelSpec
 
-__all__ = ["MAX_CAPACITY", "check_capacity", "check_options", "codec_for"]
+__all__ = ["COMMON_OPTIONS", "MAX_CAPACITY", "check_capacity", "check_options", "codec_for"]
 
 #: The most slots a queue may have (launch option ``capacity``): 2**30 slots of even 16 bytes are
 #: 16 GiB per queue, far past what a round trip needs, and far from any 32-bit slot-index overflow.
@@ -37,10 +37,17 @@ def check_capacity(spec: KernelSpec, capacity: Optional[int]) -> int:
     return cap
 
 
+#: Launch options every backend takes, handled by ``KernelHandle.open`` itself rather than by a
+#: backend's ``__init__``: ``stall_timeout`` (the watchdog, ``ringgen.runtime.watchdog``).
+COMMON_OPTIONS = ("stall_timeout",)
+
+
 def check_options(cls: type, kernel: str, options: Mapping[str, Any]) -> None:
-    """Reject launch options the backend does not take, listing the ones it does."""
+    """Reject launch options the backend does not take, listing the ones it does (its keyword-only
+    ``__init__`` parameters and ``COMMON_OPTIONS``)."""
     params = inspect.signature(cls.__init__).parameters
-    allowed = sorted(n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "codecs")
+    own = {n for n, p in params.items() if p.kind is p.KEYWORD_ONLY and n != "codecs"}
+    allowed = sorted(own | set(COMMON_OPTIONS))
     unknown = sorted(set(options) - set(allowed) - {"codecs"})
     if unknown:
         raise BuildError(

@@ -42,7 +42,9 @@ class KernelStats:
     Attributes:
         kernel: the kernel's name.
         backend: the backend running it ("cpu", "opencl", "cuda").
-        lifecycle: the kernel's state as the device last reported it.
+        lifecycle: the kernel's state as the device last reported it, or STALLED when the host's
+            watchdog finds an ACTIVE kernel with input waiting that handled nothing for the launch
+            option ``stall_timeout`` (docs/runtime.md, "Watchdog").
         processed: messages the handler ran on (faulted ones included).
         emitted: output messages the kernel published.
         rejected: rejected messages by ``Reason`` name, only the reasons that occurred.
@@ -161,10 +163,12 @@ def stats_from_control(
 
 def _lifecycle_of(code: int) -> Lifecycle:
     try:
-        return Lifecycle(code)
+        state = Lifecycle(code)
     except ValueError:
         # A value outside the enum means the control block was overwritten: report it as a fault.
         return Lifecycle.FAULTED
+    # STALLED is the host's verdict (ringgen.runtime.watchdog); a device never writes it.
+    return Lifecycle.FAULTED if state is Lifecycle.STALLED else state
 
 
 class LatencyRecorder:
