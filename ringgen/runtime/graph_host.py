@@ -397,6 +397,8 @@ class GraphHandle:
     def _combined(self, states: list[Lifecycle]) -> Lifecycle:
         if Lifecycle.FAULTED in states or isinstance(self._fault, KernelFaultError):
             return Lifecycle.FAULTED
+        if Lifecycle.STALLED in states:  # one stage stuck stalls the graph (min() would hide it)
+            return Lifecycle.STALLED
         if all(s is Lifecycle.TERMINATED for s in states):
             return Lifecycle.TERMINATED
         if self._terminating:
