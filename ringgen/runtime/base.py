@@ -121,6 +121,8 @@ class KernelHandle(
     #: How long ``open`` waits for the kernel to report ACTIVE before raising KernelTimeoutError.
     launch_timeout: ClassVar[float] = 30.0
 
+    free_poll_s: ClassVar[float] = 200e-6  #: how long a waiting receive polls before it sleeps
+
     def __init__(
         self,
         spec: KernelSpec,
@@ -464,7 +466,7 @@ class KernelHandle(
         if batch is not None or timeout == 0:
             return batch
         deadline = deadline_after(timeout)
-        backoff = Backoff()
+        backoff = Backoff(spin_time=self.free_poll_s)
         while not expired(deadline):
             backoff.wait(deadline)
             batch = self._try_pop(max_n)

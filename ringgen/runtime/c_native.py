@@ -33,21 +33,16 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import json
-import os
-import platform
 import platform
 import subprocess
 import sys
 import threading
-import time
 import weakref
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
 import numpy as np
 
-from .probes import DeviceInfo
-from ..toolchain import C_STRICT_FLAGS, find_c_compiler
 from .. import cachestore
 from ..errors import BackendUnavailableError, BuildError, KernelTimeoutError
 from ..kernel import KernelSpec
@@ -61,10 +56,12 @@ from ..protocol import (
     TERMINATE_STOP_NOW,
     Lifecycle,
 )
-from .logs import kernel_logger
+from ..toolchain import C_STRICT_FLAGS, find_c_compiler
 from .base import KernelHandle
 from .batches import BatchFormat, SlotBatches
 from .host_ring import RingConsumer, RingProducer
+from .logs import kernel_logger
+from .probes import DeviceInfo
 
 __all__ = ["CKernelHandle", "HANDLE_CLASS", "STRICT_FLAGS", "devices", "find_compiler", "probe"]
 
@@ -79,14 +76,6 @@ STRICT_FLAGS = C_STRICT_FLAGS + ("-D_DEFAULT_SOURCE", "-fPIC", "-shared", "-w")
 
 #: Slots the host copies before it publishes them, so copying overlaps the worker's processing.
 _PUBLISH_CHUNK = 16384
-
-#: A blocking receive polls without yielding for ``_POLL_S`` (0: the worker may share the host's core
-#: on a busy machine, and a host that spins keeps it from answering), then yields the core between
-#: polls (``os.sched_yield``, which also releases the GIL) until ``_YIELD_S``, then waits as every
-#: backend does (``Backoff``). The shared Backoff's free polls are ``time.sleep(0)``, which Linux's
-#: timer slack turns into ~50-80 us: longer than this backend's whole round trip.
-_POLL_S = 0.0
-_YIELD_S = 300e-6
 
 
 def find_compiler() -> Optional[str]:
@@ -177,6 +166,9 @@ class CKernelHandle(KernelHandle):
     """
 
     backend: ClassVar[str] = "c"
+    #: A reply usually comes within microseconds: a waiting receive polls, yielding the core between
+    #: polls (the worker may share it on a busy machine), for 500 µs before it sleeps.
+    free_poll_s: ClassVar[float] = 500e-6
     persistent: ClassVar[bool] = True
     measures_latency: ClassVar[bool] = False
     targets: ClassVar[tuple[str, ...]] = ("c",)
@@ -386,30 +378,6 @@ class CKernelHandle(KernelHandle):
         if self._outq is None:
             return self.format.empty()
         return self._outq.take(max_n)
-
-    def _pop_wait(self, max_n: int, timeout: Optional[float]):
-        # The base's wait, with a first phase of cheap polls: a reply usually comes within
-        # microseconds (see _POLL_S).
-        self._require_output()
-        batch = self._try_pop(max_n)
-        if batch is not None or timeout == 0:
-            return batch
-        clock = time.monotonic
-        start = clock()
-        end = start + (_YIELD_S if timeout is None else min(_YIELD_S, timeout))
-        while True:
-            now = clock()
-            if now >= end:
-                break
-            if now - start >= _POLL_S:
-                os.sched_yield()  # releases the GIL, and the core to anything runnable
-            batch = self._try_pop(max_n)
-            if batch is not None:
-                return batch
-        left = None if timeout is None else max(0.0, timeout - (clock() - start))
-        if left == 0.0:
-            return None
-        return super()._pop_wait(max_n, left)
 
     def _control(self) -> np.ndarray:
         return self._ctl_rec
