@@ -73,7 +73,7 @@ def replace_lost_context(device: int) -> bool:
     why = cuda_device.check_context(device)
     if why is None:
         return False
-    holders = sorted(h.name for h in list(_live[device]) if not h._released)
+    holders = resident(device)
     if holders:
         raise BackendUnavailableError(
             f"backend cuda: the CUDA context of device {device} was lost ({why}); kernel(s) "
