@@ -30,7 +30,16 @@ import attrs
 
 from .errors import BackendUnavailableError
 
-__all__ = ["CAPABILITIES", "TARGETS", "Target", "auto_order", "by_name", "names", "resolve"]
+__all__ = [
+    "CAPABILITIES",
+    "TARGETS",
+    "Target",
+    "auto_order",
+    "by_name",
+    "host_backends",
+    "names",
+    "resolve",
+]
 
 #: The capability words a row may hold (the table above says what each means).
 CAPABILITIES = frozenset({"resident", "relaunch", "bridged", "now", "device"})
@@ -169,6 +178,17 @@ def auto_order() -> tuple[Target, ...]:
     """The backends ``auto`` tries, in order (those with an ``auto_rank``, lowest first)."""
     ranked = [t for t in TARGETS if t.auto_rank is not None]
     return tuple(sorted(ranked, key=lambda t: t.auto_rank))
+
+
+def host_backends() -> tuple[Target, ...]:
+    """The launchable backends that run kernels in the host process (no ``device`` capability),
+    the ``cpu`` reference aside: today ``c``. The kernel generator and the contract tests run every
+    one of them, so a new host backend joins both by its row."""
+    return tuple(
+        t
+        for t in TARGETS
+        if t.loader is not None and "device" not in t.capabilities and t.name != "cpu"
+    )
 
 
 def resolve(spec: str) -> Any:

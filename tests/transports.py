@@ -6,7 +6,7 @@ Its own module, not conftest: probing the backends costs time that only these te
 import pytest
 
 from ringgen.runtime import available_backends
-from ringgen.targets import TARGETS
+from ringgen.targets import host_backends
 
 
 def _transports() -> list:
@@ -27,8 +27,7 @@ def _transports() -> list:
         pytest.param(
             row.name, {}, id=row.name, marks=needs(row.name, f"no {row.name} backend here")
         )
-        for row in TARGETS
-        if row.loader is not None and "device" not in row.capabilities and row.name != "cpu"
+        for row in host_backends()
     ]
 
 

@@ -213,13 +213,11 @@ def host_backend_runners(timeout: float = 30.0) -> tuple[list[Runner], dict[str,
     """A ``HostBackendRunner`` for every host backend of ``ringgen/targets.py`` whose probe passes
     here, and why the others are absent."""
     from ..errors import BackendUnavailableError
-    from ..targets import TARGETS, resolve
+    from ..targets import host_backends, resolve
 
     runners: list[Runner] = []
     absent: dict[str, str] = {}
-    for row in TARGETS:
-        if row.loader is None or "device" in row.capabilities or row.name == "cpu":
-            continue  # an accelerator has its own runner; cpu is the reference itself
+    for row in host_backends():  # an accelerator has its own runner; cpu is the reference itself
         try:
             if row.probe is not None:
                 resolve(row.probe)()
