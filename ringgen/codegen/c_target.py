@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Optional
 
-from ..toolchain import C_STRICT_FLAGS
 from .._version import __version__
 from .. import protocol
 from ..kernel import KernelSpec
 from ..protocol import OUTBOX_LIMIT  # re-exported: tests read c_target.OUTBOX_LIMIT
+from ..toolchain import C_STRICT_FLAGS
 from .body import emit_body
 from .options import EmitOptions
 from .dialect_c import C_DIALECT, CDialect

@@ -33,9 +33,9 @@ from typing import Optional
 
 import numpy as np
 
-from ..toolchain import find_c_compiler
 from .. import cachestore
 from ..layout import layout_of, type_dtype
+from ..toolchain import find_c_compiler
 from ..types import ArrayType, MessageType, ScalarType, StrType
 from .header import HEADER_DTYPE, HEADER_SIZE, HEADER_STRUCT, HEADER_USED, MAGIC
 from .shapes import _columnar_ok, _padding_mask
