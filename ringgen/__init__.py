@@ -18,6 +18,7 @@ from ._version import __version__
 _EXPORTS: dict[str, str] = {
     "Array": "ringgen.types",
     "BackendUnavailableError": "ringgen.errors",
+    "BarrierBrokenError": "ringgen.errors",
     "BuildError": "ringgen.errors",
     "DeadLetter": "ringgen.runtime",
     "EncodeError": "ringgen.errors",
@@ -41,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "atomic_cas": "ringgen.intrinsics",
     "atomic_max": "ringgen.intrinsics",
     "atomic_min": "ringgen.intrinsics",
+    "barrier": "ringgen.barriers",
+    "barrier_wait": "ringgen.intrinsics",
     "bool_": "ringgen.types",
     "decode": "ringgen.wire",
     "device": "ringgen.kernel",
@@ -106,8 +109,10 @@ _hooks.then = _then
 
 
 if TYPE_CHECKING:  # editors and type checkers see the real objects
+    from .barriers import barrier
     from .errors import (
         BackendUnavailableError,
+        BarrierBrokenError,
         BuildError,
         EncodeError,
         HandlerError,
@@ -122,7 +127,15 @@ if TYPE_CHECKING:  # editors and type checkers see the real objects
         ToolchainError,
         WireFormatError,
     )
-    from .intrinsics import atomic_add, atomic_cas, atomic_max, atomic_min, now, thread_id
+    from .intrinsics import (
+        atomic_add,
+        atomic_cas,
+        atomic_max,
+        atomic_min,
+        barrier_wait,
+        now,
+        thread_id,
+    )
     from .graphs import graph, pipeline
     from .kernel import Outbox, device, ring_kernel
     from .layout import dtype_of, layout_of

@@ -24,6 +24,7 @@ __all__ = [
     "QueueClosedError",
     "KernelTimeoutError",
     "KernelFaultError",
+    "BarrierBrokenError",
     "WireFormatError",
     "EncodeError",
     "format_diagnostic",
@@ -141,6 +142,12 @@ class KernelStalledError(KernelTimeoutError):
 
 class KernelFaultError(RinggenError, RuntimeError):
     """Raised when a kernel reports a fault that prevents it from continuing."""
+
+
+class BarrierBrokenError(KernelFaultError):
+    """Raised by ``receive`` when a kernel's handler left a barrier that can never complete (a party
+    terminated or faulted; docs/barriers.md): names the kernel, the barrier and the party at fault.
+    """
 
 
 class WireFormatError(RinggenError, ValueError):

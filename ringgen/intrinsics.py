@@ -21,6 +21,8 @@ from typing import Any, Callable, Optional
 import attrs
 import numpy as np
 
+from .barriers import Barrier, host_barrier
+
 __all__ = [
     "ATOMIC_OPS",
     "ATOMIC_TYPES",
@@ -34,6 +36,7 @@ __all__ = [
     "atomic_max_at",
     "atomic_min",
     "atomic_min_at",
+    "barrier_wait",
     "math_result_is_f32",
     "now",
     "set_thread_id",
@@ -197,6 +200,23 @@ def atomic_cas_at(obj: Any, field: str, index: Any, expected: Any, desired: Any)
     return _update(
         obj, field, index, lambda old: _like(old, desired) if old == _like(old, expected) else old
     )
+
+
+def barrier_wait(b: Any) -> None:
+    """``rg.barrier_wait(step)``: wait until every party of the declared barrier ``step`` has
+    reached it (docs/barriers.md). A statement at the top level of a handler.
+
+    In the reference backend this is the call itself: the process's host barrier of that name
+    (``ringgen.barriers.host_barrier``), shared by every kernel running on host threads.
+
+    Raises:
+        TypeError: ``b`` is not a barrier declared with ``rg.barrier``.
+        ringgen.barriers.BarrierBroken: the barrier is broken (the reference turns it into the
+            fault ``Reason.BARRIER_BROKEN``).
+    """
+    if not isinstance(b, Barrier):
+        raise TypeError(f"rg.barrier_wait takes a barrier declared with rg.barrier, not {b!r}")
+    host_barrier(b).wait()
 
 
 def thread_id() -> np.uint32:

@@ -67,7 +67,8 @@ class Reason(enum.IntEnum):
 
     1-7 come from validating a bridged message before the handler runs (docs/design.md §4);
     8-11 are handler faults raised by the generated body (see ``Status``); 12 is a handler the
-    host interrupted with a stop-now request.
+    host interrupted with a stop-now request; 13 a handler that waited on a barrier which can
+    never complete (a party terminated or faulted: docs/barriers.md).
     """
 
     NONE = 0
@@ -83,6 +84,7 @@ class Reason(enum.IntEnum):
     OUTBOX_OVERFLOW = 10  # a handler emitted more than its per-message limit
     RANGE_ERROR = 11  # e.g. a Str/List result longer than its bound
     STOPPED = 12  # the handler was interrupted by a stop-now request (terminate(drain=False))
+    BARRIER_BROKEN = 13  # rg.barrier_wait left a barrier that a party can never reach any more
 
 
 N_REASONS = 16
@@ -103,6 +105,7 @@ class Status(enum.IntEnum):
     FAULT_OUTBOX = -Reason.OUTBOX_OVERFLOW
     FAULT_RANGE = -Reason.RANGE_ERROR
     FAULT_STOPPED = -Reason.STOPPED
+    FAULT_BARRIER = -Reason.BARRIER_BROKEN
 
 
 def _line(*fields: tuple[str, str]) -> list:

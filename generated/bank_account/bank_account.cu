@@ -459,6 +459,7 @@ RG_FN rg_u64 rg_cuda_now(void)
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
 #define RG_REASON_STOPPED 12
+#define RG_REASON_BARRIER_BROKEN 13
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -468,6 +469,7 @@ RG_FN rg_u64 rg_cuda_now(void)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -804,6 +806,7 @@ RG_STATIC_ASSERT(sizeof(Receipt) == 32 && 32 % 16 == 0, rg_check_bank_account_ou
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 #endif
 
 /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
@@ -975,6 +978,9 @@ RG_FN void rg_bank_account_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_
         }
         if (stop != 0u && exited == workers && !moved) {
             rg_store_relaxed_u64(&ctl->output_stalls, rg__ld_acquire_gpu_u64(&sched->stalls));
+#ifdef RG_BARRIERS_LEAVE_bank_account
+            RG_BARRIERS_LEAVE_bank_account(); /* docs/barriers.md: the others must not wait for us */
+#endif
             rg_control_set_state(ctl, RG_LIFECYCLE_TERMINATED);
             return;
         }

@@ -465,6 +465,7 @@ RG_FN rg_u64 rg_cuda_now(void)
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
 #define RG_REASON_STOPPED 12
+#define RG_REASON_BARRIER_BROKEN 13
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -474,6 +475,7 @@ RG_FN rg_u64 rg_cuda_now(void)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -598,6 +600,7 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
 #define RG_REASON_STOPPED 12
+#define RG_REASON_BARRIER_BROKEN 13
 #endif
 
 #define RG_WIRE_MAGIC 0xDCF1u
@@ -1139,6 +1142,7 @@ RG_STATIC_ASSERT(sizeof(Summary) == 32 && 32 % 16 == 0, rg_check_list_reduce_out
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 #endif
 
 /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
@@ -1397,6 +1401,9 @@ RG_FN void rg_list_reduce_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_c
         }
         if (stop != 0u && exited == workers && !moved) {
             rg_store_relaxed_u64(&ctl->output_stalls, rg__ld_acquire_gpu_u64(&sched->stalls));
+#ifdef RG_BARRIERS_LEAVE_list_reduce
+            RG_BARRIERS_LEAVE_list_reduce(); /* docs/barriers.md: the others must not wait for us */
+#endif
             rg_control_set_state(ctl, RG_LIFECYCLE_TERMINATED);
             return;
         }

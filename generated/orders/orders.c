@@ -244,6 +244,7 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 #endif
 
 /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a

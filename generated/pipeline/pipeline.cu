@@ -467,6 +467,7 @@ RG_FN rg_u64 rg_cuda_now(void)
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
 #define RG_REASON_STOPPED 12
+#define RG_REASON_BARRIER_BROKEN 13
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -476,6 +477,7 @@ RG_FN rg_u64 rg_cuda_now(void)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -824,6 +826,7 @@ RG_STATIC_ASSERT(sizeof(Numbered) == 24 && 24 % 8 == 0, rg_check_over_limit_out_
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 #endif
 
 /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
@@ -1012,6 +1015,9 @@ RG_FN void rg_scale_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* ou
         }
         if (stop != 0u && exited == workers && !moved) {
             rg_store_relaxed_u64(&ctl->output_stalls, rg__ld_acquire_gpu_u64(&sched->stalls));
+#ifdef RG_BARRIERS_LEAVE_scale
+            RG_BARRIERS_LEAVE_scale(); /* docs/barriers.md: the others must not wait for us */
+#endif
             rg_control_set_state(ctl, RG_LIFECYCLE_TERMINATED);
             return;
         }
@@ -1283,6 +1289,9 @@ RG_FN void rg_arrival_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* 
         }
         if (stop != 0u && exited == workers && !moved) {
             rg_store_relaxed_u64(&ctl->output_stalls, rg__ld_acquire_gpu_u64(&sched->stalls));
+#ifdef RG_BARRIERS_LEAVE_arrival
+            RG_BARRIERS_LEAVE_arrival(); /* docs/barriers.md: the others must not wait for us */
+#endif
             rg_control_set_state(ctl, RG_LIFECYCLE_TERMINATED);
             return;
         }
@@ -1547,6 +1556,9 @@ RG_FN void rg_over_limit_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
         }
         if (stop != 0u && exited == workers && !moved) {
             rg_store_relaxed_u64(&ctl->output_stalls, rg__ld_acquire_gpu_u64(&sched->stalls));
+#ifdef RG_BARRIERS_LEAVE_over_limit
+            RG_BARRIERS_LEAVE_over_limit(); /* docs/barriers.md: the others must not wait for us */
+#endif
             rg_control_set_state(ctl, RG_LIFECYCLE_TERMINATED);
             return;
         }

@@ -100,6 +100,13 @@ def emit_program(program: ir.Program, *, debug: bool = False) -> str:
         statuses=statuses,
         stop_now=protocol.TERMINATE_STOP_NOW,
     )
+    barriers = sorted({b for fn in program.handlers for b in fn.barriers})
+    if barriers:
+        head += "\n" + render(
+            "common/barrier.c.j2",
+            barriers=[{"name": n, "parties": p} for n, p in barriers],
+            cache_line=protocol.CACHE_LINE,
+        )
     return head + "\n" + "\n".join(chunks)
 
 
@@ -144,7 +151,7 @@ class _FunctionPrinter(ExprPrinter):
             decls.append(
                 "    rg_u32 rg_polls = 0u; /* loop iterations, for the stop-request poll */"
             )
-        lines = [self.signature() + "\n{"]
+        lines = [self.signature(inner=bool(fn.barriers)) + "\n{"]
         if fn.kind == "handler":
             lines.append("    int rg_fault_code = 0; /* 0, or the first fault's negative status */")
             lines.append("    RG_PRIVATE int* rg_fault = &rg_fault_code;")
@@ -156,7 +163,31 @@ class _FunctionPrinter(ExprPrinter):
         lines.extend(body)
         lines.append("}")
         comment = self.comment()
-        return comment + "\n".join(lines) + "\n", self.faults
+        text = comment + "\n".join(lines) + "\n"
+        if fn.barriers:
+            text += self.barrier_wrapper()
+        return text, self.faults
+
+    def barrier_wrapper(self) -> str:
+        """The handler of a kernel that waits on barriers: its body (``rg_steps_<kernel>``), then
+        every barrier it waits on marked broken when it faults, since a party that left its step
+        early can never arrive (docs/barriers.md)."""
+        fn = self.fn
+        lines = [
+            f"/* kernel {fn.name}: a fault breaks every barrier it waits on, so the other parties",
+            " * leave with RG_STATUS_FAULT_BARRIER instead of waiting for it for ever. */",
+            self.signature() + "\n{",
+            f"    const int rg_status = rg_steps_{fn.name}(rg_in, rg_out, rg_state, rg_outbox, rg_stop);",
+            "    if (rg_status < 0) {",
+        ]
+        lines += [f"        rg_barrier_break_{name}();" for name, _ in fn.barriers]
+        lines += ["    }", "    return rg_status;", "}"]
+        breaks = " ".join(f"rg_barrier_break_{name}();" for name, _ in fn.barriers)
+        lines += [
+            f"/* The skeleton's exit: kernel {fn.name} will never arrive again. */",
+            f"#define RG_BARRIERS_LEAVE_{fn.name}() do {{ {breaks} }} while (0)",
+        ]
+        return "\n".join(lines) + "\n"
 
     def comment(self) -> str:
         fn = self.fn
@@ -168,15 +199,17 @@ class _FunctionPrinter(ExprPrinter):
             )
         return f"/* @rg.device {fn.name} ({where}) */\n"
 
-    def signature(self) -> str:
+    def signature(self, inner: bool = False) -> str:
+        """The C signature; ``inner`` names a barrier kernel's body ``rg_steps_<kernel>``."""
         fn = self.fn
         if fn.kind == "handler":
+            fname = f"rg_steps_{fn.name}" if inner else f"rg_handle_{fn.name}"
             in_t = c_type(fn.input)
             out_t = c_type(fn.output) if fn.output is not None and not fn.outbox else "void"
             st_t = c_type(fn.state) if fn.state is not None else "void"
             ob_t = f"rg_outbox_{fn.name}" if fn.outbox else "void"
             return (
-                f"RG_FN int rg_handle_{fn.name}(RG_PRIVATE const {in_t}* rg_in, "
+                f"RG_FN int {fname}(RG_PRIVATE const {in_t}* rg_in, "
                 f"RG_PRIVATE {out_t}* rg_out,\n    RG_GLOBAL {st_t}* rg_state, "
                 f"RG_PRIVATE {ob_t}* rg_outbox, RG_GLOBAL rg_u32* rg_stop)"
             )
@@ -255,6 +288,12 @@ class _FunctionPrinter(ExprPrinter):
         if self.can_fault(e):
             lines += self.check(ind)
         return lines
+
+    def stmt_BarrierWait(self, s: ir.BarrierWait, depth: int) -> list[str]:
+        """Arrive and wait (``templates/common/barrier.c.j2``); a broken barrier or a stop request
+        while waiting is the handler's fault."""
+        ind = "    " * depth
+        return [f"{ind}*rg_fault = rg_barrier_wait_{s.name}(rg_stop);"] + self.check(ind)
 
     def atomic(self, e: ir.Atomic, ind: str) -> tuple[list[str], str]:
         """Evaluate an atomic's operands and target index first, so a fault happens before it."""

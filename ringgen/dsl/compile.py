@@ -198,6 +198,7 @@ def _lower_kernel(spec: KernelSpec, compiler: Compiler) -> tuple[ir.Function, di
             input=MsgT(spec.input, spec.input.__name__),
             outbox=spec.outbox is not None,
             calls=tuple(sorted(lw.calls)),
+            barriers=tuple(sorted(lw.barriers.items())),
         ),
         lw.calls,
     )

@@ -251,6 +251,16 @@ class ExprStmt:
 
 
 @attrs.frozen
+class BarrierWait:
+    """``rg.barrier_wait(step)``: arrive at the declared barrier ``name`` of ``parties`` and wait for
+    the step to complete (docs/barriers.md); a statement at the top level of a handler."""
+
+    name: str
+    parties: int
+    line: int
+
+
+@attrs.frozen
 class If:
     cond: Expr
     then: tuple
@@ -331,7 +341,19 @@ class Emit:
 
 
 Stmt = Union[
-    Assign, ExprStmt, If, ForRange, ForEach, While, Break, Continue, Return, Emit, Append, Unpack
+    Assign,
+    ExprStmt,
+    BarrierWait,
+    If,
+    ForRange,
+    ForEach,
+    While,
+    Break,
+    Continue,
+    Return,
+    Emit,
+    Append,
+    Unpack,
 ]
 
 # ---------------------------------------------------------------- functions
@@ -366,6 +388,7 @@ class Function:
     input: Optional[Type] = None
     outbox: bool = False
     calls: tuple = ()
+    barriers: tuple = ()  # (name, parties) of every barrier the handler waits on, sorted
 
 
 @attrs.frozen

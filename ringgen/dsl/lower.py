@@ -126,6 +126,8 @@ class FunctionLowering(UnpackLowering):
             self.n_temps = 0
             self.safe_ranges: dict[str, tuple[int, int]] = {}
             self.item_views: set[str] = set()  # loop variables over a List of messages
+            self.barriers: dict[str, int] = {}  # barriers waited on: name -> parties
+            self.top_level = {id(s) for s in self.node.body}
             body = self.block(_strip_docstring(self.node.body))
             if self.seen == {k: v for k, v in self.pinned.items() if k in self.seen}:
                 break
@@ -170,6 +172,8 @@ class FunctionLowering(UnpackLowering):
             place = self.expr(v.func.value)
             if isinstance(place.type, ListT):
                 return self.append(node, v, place)
+        if isinstance(v, ast.Call) and self.is_barrier_wait(v):
+            return self.barrier_wait(node, v)
         if isinstance(v, ast.Call):
             e = self.expr(v, allow_atomic=True)
             if isinstance(e, (ir.Atomic, ir.CallDevice)):
@@ -177,6 +181,54 @@ class FunctionLowering(UnpackLowering):
         raise self.diag.error(
             node, "this expression has no effect", hint="assign its value to a local, or remove it"
         )
+
+    def is_barrier_wait(self, call: ast.Call) -> bool:
+        """True when ``call`` calls ``rg.barrier_wait`` (however it was imported)."""
+        f = call.func
+        if isinstance(f, ast.Name) and f.id not in self.params:
+            res = self.resolver.lookup(f.id)
+        elif isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name):
+            base = self.resolver.lookup(f.value.id)
+            res = self.resolver.attribute(base, f.attr) if base is not None else None
+        else:
+            return False
+        return res is not None and res.kind == "intrinsic" and res.name == "barrier_wait"
+
+    def barrier_wait(self, node: ast.Expr, call: ast.Call) -> ir.BarrierWait:
+        """``rg.barrier_wait(step)``: only at the top level of a handler, so that every call of
+        the handler arrives exactly once per step (a wait in a branch or a loop would arrive a
+        data-dependent number of times, and the step could never complete)."""
+        d = self.diag
+        if self.kernel is None:
+            raise d.error(
+                call,
+                "rg.barrier_wait can only be called in a @rg.ring_kernel handler, not in a "
+                "@rg.device function",
+                hint="wait in the handler, before or after calling the helper",
+            )
+        if id(node) not in self.top_level:
+            raise d.error(
+                call,
+                "rg.barrier_wait must be a statement at the top level of the handler, not inside "
+                "an if, a loop or a with",
+                hint="every party must arrive once per message: move the wait out of the block",
+            )
+        if len(call.args) != 1 or call.keywords:
+            raise d.error(call, "rg.barrier_wait takes one barrier: rg.barrier_wait(step)")
+        arg = call.args[0]
+        res = None
+        if isinstance(arg, ast.Name) and self.read_local(arg, probe=True) is None:
+            res = self.resolver.lookup(arg.id)
+        if res is None or res.kind != "barrier":
+            raise d.error(
+                arg,
+                "rg.barrier_wait takes a barrier declared at module level",
+                hint="declare it with step = rg.barrier('step', parties=N), then "
+                "rg.barrier_wait(step)",
+            )
+        b = res.value
+        self.barriers[b.name] = b.parties
+        return ir.BarrierWait(b.name, b.parties, self.line(node))
 
     def append(self, node, call: ast.Call, place: ir.Expr):
         if len(call.args) != 1 or call.keywords:

@@ -309,6 +309,12 @@ def _intrinsic(lw, node, name, allow_atomic) -> ir.Expr:
     if name in ("thread_id", "now"):
         _nargs(lw, node, f"rg.{name}", 0)
         return ir.Builtin(name, Scalar(u32 if name == "thread_id" else u64))
+    if name == "barrier_wait":
+        raise d.error(
+            node,
+            "rg.barrier_wait returns nothing: call it as a statement of its own",
+            hint="rg.barrier_wait(step) on its own line, at the top level of the handler",
+        )
     op = name[len("atomic_") :]
     if not allow_atomic:
         raise d.error(

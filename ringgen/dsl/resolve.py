@@ -16,6 +16,7 @@ import attrs
 import numpy as np
 
 from .. import intrinsics
+from ..barriers import Barrier
 from ..kernel import DeviceFunction, Outbox
 from ..schema import is_message_class
 from ..types import ScalarType
@@ -29,6 +30,7 @@ _INTRINSICS = {
     intrinsics.atomic_cas: "atomic_cas",
     intrinsics.thread_id: "thread_id",
     intrinsics.now: "now",
+    intrinsics.barrier_wait: "barrier_wait",
 }
 _MATH_FNS = {getattr(math, name): name for name in intrinsics.MATH_FUNCTIONS if hasattr(math, name)}
 _MATH_CONSTS = {"pi": math.pi, "e": math.e, "tau": math.tau, "inf": math.inf, "nan": math.nan}
@@ -38,7 +40,7 @@ _BUILTINS = {"range", "len", "min", "max", "abs"}
 @attrs.frozen
 class Resolved:
     """A resolved global. ``kind`` is one of: const, scalar_type, message, device, math_module,
-    rg_module, math_fn, intrinsic, builtin, other."""
+    rg_module, math_fn, intrinsic, builtin, barrier, other."""
 
     kind: str
     value: Any = attrs.field(eq=False)
@@ -78,7 +80,7 @@ class Resolver:
                 return Resolved("const", _MATH_CONSTS[attr], f"math.{attr}")
             return Resolved("other", getattr(math, attr, None), f"math.{attr}")
         if base.kind == "rg_module":
-            if attr in ("atomic_add", "atomic_min", "atomic_max", "atomic_cas", "thread_id", "now"):
+            if attr in _INTRINSICS.values():
                 return Resolved("intrinsic", None, attr)
             try:
                 value = getattr(base.value, attr)
@@ -102,6 +104,8 @@ def classify(obj: Any, name: str) -> Resolved:
         return Resolved("scalar_type", obj, name)
     if is_message_class(obj):
         return Resolved("message", obj, name)
+    if isinstance(obj, Barrier):
+        return Resolved("barrier", obj, name)
     if isinstance(obj, DeviceFunction):
         return Resolved("device", obj, name)
     if obj is math:

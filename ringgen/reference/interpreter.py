@@ -36,6 +36,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from .. import intrinsics
+from ..barriers import BarrierBroken, break_barriers
 from ..dsl import ir
 from ..kernel import DeviceFunction, KernelSpec
 from ..protocol import Reason
@@ -462,6 +463,22 @@ class ReferenceHandler:
         self.outbox_limit = spec.outbox_limit if outbox_limit is None else outbox_limit
         self.func = reference_function(spec.func, f"kernel {spec.name}", program.handlers[0])
         self._names = spec.param_names
+        #: Names of the barriers the handler waits on (docs/barriers.md).
+        self.barriers = tuple(name for name, _ in program.handlers[0].barriers)
+
+    def _run(self, kwargs: dict) -> Any:
+        """Call the rewritten handler; Python's errors become the faults the device reports."""
+        try:
+            with np.errstate(all="ignore"):
+                return self.func(**kwargs)
+        except IndexError as exc:
+            raise HandlerFault(Reason.INDEX_OUT_OF_RANGE, str(exc)) from None
+        except (OverflowError, ValueError) as exc:
+            raise HandlerFault(Reason.RANGE_ERROR, str(exc)) from None
+        except ZeroDivisionError as exc:
+            raise HandlerFault(Reason.DIVISION_BY_ZERO, str(exc)) from None
+        except BarrierBroken as exc:
+            raise HandlerFault(Reason.BARRIER_BROKEN, f"barrier broken: {exc}") from None
 
     def __call__(self, msg: Any, state: Any = None, outbox: Any = None) -> list:
         if isinstance(msg, Record):
@@ -477,14 +494,14 @@ class ReferenceHandler:
         if "outbox" in self._names:
             box = kwargs[self._names["outbox"]] = _CollectingOutbox(self.outbox_limit)
         try:
-            with np.errstate(all="ignore"):
-                result = self.func(**kwargs)
-        except IndexError as exc:
-            raise HandlerFault(Reason.INDEX_OUT_OF_RANGE, str(exc)) from None
-        except (OverflowError, ValueError) as exc:
-            raise HandlerFault(Reason.RANGE_ERROR, str(exc)) from None
-        except ZeroDivisionError as exc:
-            raise HandlerFault(Reason.DIVISION_BY_ZERO, str(exc)) from None
+            result = self._run(kwargs)
+        except HandlerFault as fault:
+            # A party that left its step early can never arrive: the others must not wait for it.
+            if self.barriers:
+                break_barriers(
+                    self.barriers, f"kernel {self.spec.name} faulted ({fault.reason.name})"
+                )
+            raise
         outs = box.items if box is not None else ([] if result is None else [result])
         if not self.raw:
             outs = [to_object(r) for r in outs]

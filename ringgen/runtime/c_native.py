@@ -44,6 +44,7 @@ from typing import Any, ClassVar, Optional
 import numpy as np
 
 from .. import cachestore
+from ..barriers import break_shared, declared_names, shared_words
 from ..errors import BackendUnavailableError, BuildError, KernelTimeoutError
 from ..kernel import KernelSpec
 from ..layout import layout_of
@@ -139,16 +140,35 @@ def _bytes(a: np.ndarray) -> np.ndarray:
     return a.reshape(-1).view(np.uint8)
 
 
-def _run_worker(fn: Any, args: tuple, done: threading.Event, errors: list) -> None:
+def _run_worker(
+    fn: Any, args: tuple, done: threading.Event, errors: list, barriers: tuple = (), name: str = ""
+) -> None:
     """The worker thread's body: one ctypes call (the GIL is released for all of it). Holds the
     buffers through ``args`` until the C loop has returned, so they outlive it whatever the handle
-    does; holds no reference to the handle, so a dropped handle can be collected."""
+    does; holds no reference to the handle, so a dropped handle can be collected. When the loop
+    returns, the kernel can never arrive at its ``barriers`` again: they are marked broken."""
     try:
         fn(*args)
     except BaseException as exc:  # pragma: no cover - ctypes raises nothing for a plain C call
         errors.append(repr(exc))
     finally:
+        if barriers:
+            break_shared(barriers, f"kernel {name} (c) left its loop")
         done.set()
+
+
+def _bind_barriers(lib: ctypes.CDLL) -> tuple:
+    """Point each barrier the library waits on (its exported ``rg_barrier_<name>_at``) at the
+    process's shared words, so every kernel of the process meets at one barrier; the names."""
+    names = []
+    for name in declared_names():
+        try:
+            at = ctypes.c_void_p.in_dll(lib, f"rg_barrier_{name}_at")
+        except ValueError:  # this library does not wait on it
+            continue
+        at.value = shared_words(name).ctypes.data
+        names.append(name)
+    return tuple(names)
 
 
 def _stop_orphan(ctl: np.ndarray) -> None:
@@ -355,13 +375,14 @@ class CKernelHandle(KernelHandle):
             cap,
             state.ctypes.data,
         )
+        barriers = _bind_barriers(lib)
         self._done = threading.Event()
         self._errors: list = []
         # The thread holds the buffers (and the library) until the C loop returns.
         keep = (lib, ctl, inq, outq, in_ring, out_ring, state)
         self._thread = threading.Thread(
             target=_run_worker,
-            args=(lib.rg_c_worker, args, self._done, self._errors),
+            args=(lib.rg_c_worker, args, self._done, self._errors, barriers, self.name),
             name=f"ringgen-c-{self.name}",
             daemon=True,
         )

@@ -35,6 +35,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
+from ..barriers import break_barriers
 from ..reference.records import HandlerFault, Record
 from ..reference.interpreter import new_state, reference_handler
 from ..errors import KernelTimeoutError, WireFormatError
@@ -232,6 +233,8 @@ def _run(w: _Worker) -> None:
                 except HandlerFault as exc:
                     in_handler = False
                     rejected[int(exc.reason)] += 1
+                    if exc.reason == Reason.BARRIER_BROKEN:
+                        log.warning("kernel %s (cpu): %s", w.name, exc, extra={"kernel": w.name})
                 processed += 1
             # Counters first, then the replies: a host that has a reply sees it counted.
             emitted += len(outputs)
@@ -265,6 +268,10 @@ def _run(w: _Worker) -> None:
         log.error("kernel %s (cpu) faulted: %s", w.name, w.error, extra={"kernel": w.name})
         final = Lifecycle.FAULTED
     finally:
+        # This party will never arrive again: the barriers it waits on can never complete.
+        barriers = getattr(w.step, "barriers", ())
+        if barriers:
+            break_barriers(barriers, f"kernel {w.name} left its loop ({final.name})")
         ctl["state"] = final
 
 

@@ -261,6 +261,7 @@ RG_FN int rg_emit_threshold_filter(RG_PRIVATE rg_outbox_threshold_filter* ob, RG
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 #endif
 
 /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
