@@ -332,6 +332,11 @@ def test_a_faulting_party_breaks_the_barrier(backend):
         assert _wait_for(lambda: broken(1)), b.stats()
         assert time.monotonic() - t0 < 5.0
         assert _wait_for(lambda: a.stats().rejected.get("INDEX_OUT_OF_RANGE", 0) == 1)
+        # receive reports it (once), instead of only timing out
+        with pytest.raises(rg.BarrierBrokenError, match="1 message.* broken barrier"):
+            b.receive(timeout=0.2)
+        with pytest.raises(rg.KernelTimeoutError):
+            b.receive(timeout=0.2)
         # Broken stays broken: the next step faults at once.
         b.send(bk.Go(step=2, index=0))
         assert _wait_for(lambda: broken(2)), b.stats()

@@ -58,6 +58,7 @@ from typing import Any, ClassVar, Iterable, Mapping, Optional, Union
 import numpy as np
 
 from ..errors import (
+    BarrierBrokenError,
     BuildError,
     KernelFaultError,
     KernelStalledError,
@@ -351,16 +352,34 @@ class KernelHandle(
             KernelStalledError: while waiting, the kernel was found STALLED (the watchdog).
             QueueClosedError: the kernel is terminated and every reply has been taken.
             KernelFaultError: the kernel stopped on a fault and no reply is left.
+            BarrierBrokenError: no reply within ``timeout``, and messages have faulted on a broken
+                barrier since the last such report (docs/barriers.md).
         """
         timeout = check_timeout(timeout, f"kernel {self.name}.receive")
         batch = self._pop_wait(1, timeout)
         if batch is None:
+            self._raise_barrier_broken()
             raise KernelTimeoutError(
                 f"kernel {self.name} ({self.backend}): no reply within {timeout:g} s "
                 f"(input queue depth {self._input_depth_safe()})",
                 hint="check stats().rejected: a faulted or filtered message produces no reply",
             )
         return self.format.to_objects(batch)[0]
+
+    def _raise_barrier_broken(self) -> None:
+        """Raise ``BarrierBrokenError`` when more messages faulted on a broken barrier than were
+        reported before (each fault is reported once)."""
+        n = self.stats().rejected.get("BARRIER_BROKEN", 0)
+        seen = getattr(self, "_barrier_breaks_reported", 0)
+        if n > seen:
+            self._barrier_breaks_reported = n
+            raise BarrierBrokenError(
+                f"kernel {self.name} ({self.backend}): {n - seen} message(s) faulted on a broken "
+                "barrier (BARRIER_BROKEN): a party terminated or faulted, so their step can never "
+                "complete",
+                hint="stats().rejected counts every reason; reset the barrier (step.reset()) once "
+                "every party has terminated",
+            )
 
     @traced("receive_batch")
     def receive_batch(
