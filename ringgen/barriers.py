@@ -109,8 +109,8 @@ def barrier(name: str, *, parties: int) -> Barrier:
         BuildError: the name is not a short identifier, ``parties`` is not an int from 1 to
             ``MAX_PARTIES``, or the name was declared before with another ``parties``.
     """
-    frame = inspect.stack()[1]
-    file, line = frame.filename, frame.lineno
+    caller = inspect.currentframe().f_back  # the declaring module (inspect.stack reads every file)
+    file, line = (caller.f_code.co_filename, caller.f_lineno) if caller else (None, None)
     if not isinstance(name, str) or not _NAME.match(name):
         raise BuildError(
             f"barrier name {name!r} must be a letter then letters, digits or '_' (at most 48)",
