@@ -37,6 +37,7 @@ __all__ = [
     "declared",
     "declared_names",
     "host_barrier",
+    "register_words",
     "shared_words",
 ]
 
@@ -89,8 +90,7 @@ class Barrier:
     def broken(self) -> Optional[str]:
         """Why the barrier is broken, or None."""
         why = host_barrier(self).broken
-        words = _WORDS.get(self.name)
-        if why is None and words is not None and int(words["broken"][0]):
+        if why is None and any(int(w["broken"][0]) for w in _native_words(self.name)):
             why = "a native party broke it"
         return why
 
@@ -204,8 +204,7 @@ class HostBarrier:
             self._count = 0
             self._generation += 1
             self._cond.notify_all()
-        words = _WORDS.get(self.declared.name)
-        if words is not None:
+        for words in _native_words(self.declared.name):
             words["count"] = 0
             words["broken"] = 0
             words["generation"] += 1
@@ -213,6 +212,25 @@ class HostBarrier:
 
 _HOST: dict[str, HostBarrier] = {}
 _WORDS: dict[str, np.ndarray] = {}
+#: Device-layout words of other backends (OpenCL's SVM, one per context), by barrier name.
+_REGISTERED: dict[str, list[np.ndarray]] = {}
+
+
+def _native_words(name: str) -> list[np.ndarray]:
+    """Every device-layout record of barrier ``name`` in this process: the ``c`` parties' shared
+    words and those registered by other backends."""
+    with _DECLARED_LOCK:
+        out = list(_REGISTERED.get(name, ()))
+        if name in _WORDS:
+            out.insert(0, _WORDS[name])
+        return out
+
+
+def register_words(name: str, words: np.ndarray) -> None:
+    """Make ``words`` (one ``BARRIER_DTYPE`` record in memory the host can write, e.g. OpenCL's
+    fine-grained SVM) part of barrier ``name``: ``reset()`` re-arms them, ``broken`` reads them."""
+    with _DECLARED_LOCK:
+        _REGISTERED.setdefault(name, []).append(words)
 
 
 def host_barrier(b: Barrier) -> HostBarrier:

@@ -66,3 +66,27 @@ def leave_a(m: Go) -> Went:
 def leave_b(m: Go) -> Went:
     rg.barrier_wait(leaving)
     return Went(step=m.step, count=0)
+
+
+stopping = rg.barrier("bk_stopping", parties=2)
+
+
+@rg.ring_kernel(ordered=True)
+def stop_a(m: Go) -> Went:
+    rg.barrier_wait(stopping)
+    return Went(step=m.step, count=0)
+
+
+@rg.ring_kernel(ordered=True)
+def stop_b(m: Go) -> Went:
+    rg.barrier_wait(stopping)
+    return Went(step=m.step, count=0)
+
+
+spread = rg.barrier("bk_spread", parties=2)
+
+
+@rg.ring_kernel
+def spread_a(m: Go) -> Went:
+    rg.barrier_wait(spread)
+    return Went(step=m.step, count=0)

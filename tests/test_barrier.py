@@ -147,8 +147,9 @@ def test_the_ir_names_the_barriers_and_the_body_breaks_them_on_a_fault():
 
     text = emit_program(program)
     assert text.count("RG_BAR_STORAGE(rg_barrier_t_lockstep);") == 1
-    assert "*rg_fault = rg_barrier_wait_t_lockstep(rg_stop);" in text
-    assert "rg_barrier_break_t_lockstep();" in text
+    arg = "RG_BAR_ARG(rg_barrier_t_lockstep)"
+    assert f"*rg_fault = rg_barrier_wait_t_lockstep(rg_stop {arg});" in text
+    assert "rg_barrier_break_t_lockstep(RG_BAR_ARG1(rg_barrier_t_lockstep));" in text
     assert "RG_FN int rg_steps_lock_a(" in text and "RG_FN int rg_handle_lock_a(" in text
 
 
@@ -200,8 +201,10 @@ def test_cuda_source_compiles_with_nvcc(tmp_path):
 
 
 def test_opencl_source_builds_on_pocl():
+    """The barrier storage is an argument: the persistent entry point of a waiting kernel takes one
+    more (the manifest says which), the relaunch one none; OpenCL 1.2 builds the relaunch ones."""
     cl = pytest.importorskip("pyopencl")
-    from ringgen.codegen.opencl import emit as emit_opencl
+    from ringgen.codegen.opencl import ENTRY_ARGS, abi, emit as emit_opencl
 
     try:
         devices = [d for p in cl.get_platforms() for d in p.get_devices()]
@@ -211,39 +214,55 @@ def test_opencl_source_builds_on_pocl():
         pytest.skip("no OpenCL device")
     ctx = cl.Context(devices[:1])
     ((name, text),) = emit_opencl(collect(bk.__file__)).items()
-    assert "RG_BAR_STORAGE(rg_barrier_bk_turns);" in text
+    entry = abi("turn_a", text)
+    assert entry["barriers"] == ["bk_turns"]
+    assert entry["entry_points"]["persistent"]["args"] == ENTRY_ARGS["persistent"] + 1
+    assert entry["entry_points"]["relaunch"]["args"] == ENTRY_ARGS["relaunch"]
     prg = cl.Program(ctx, text).build(options=["-cl-std=CL3.0"])
-    assert "rg_turn_a_persistent" in [k.function_name for k in prg.all_kernels()]
+    args = {k.function_name: k.num_args for k in prg.all_kernels()}
+    assert args["rg_turn_a_persistent"] == ENTRY_ARGS["persistent"] + 1
+    assert args["rg_turn_a_relaunch"] == ENTRY_ARGS["relaunch"]
+    prg = cl.Program(ctx, text).build(options=["-cl-std=CL1.2"])
+    assert "rg_turn_a_relaunch" in [k.function_name for k in prg.all_kernels()]
 
 
-def test_opencl_without_program_scope_storage_a_wait_faults_at_once():
-    """PoCL (3.0 without program-scope global variables) has nowhere to keep a barrier that
-    kernels share: a wait of more than one party is reported as BARRIER_BROKEN, not a hang."""
-    cl = pytest.importorskip("pyopencl")
-    host_barrier(bk.turns).reset()
+def test_opencl_relaunch_mode_refuses_a_barrier_kernel():
+    """Relaunch mode cannot keep a barrier (no forward progress between launches): refused at
+    launch, naming the kernel and the barrier."""
+    pytest.importorskip("pyopencl")
+    from ringgen.runtime.opencl.build import select_device
+
     try:
-        k = rg.launch(bk.turn_a, backend="opencl")
+        select_device(None)
     except rg.BackendUnavailableError as exc:
         pytest.skip(str(exc))
-    probe = "#ifndef __opencl_c_program_scope_global_variables\n#error none\n#endif\n"
-    try:
-        cl.Program(cl.Context([k.device_info.device]), probe + "__kernel void f(void) {}").build(
-            options=["-cl-std=CL3.0"]
-        )
-        has_storage = True
-    except cl.Error:
-        has_storage = False
-    with k:
-        if has_storage:
-            pytest.skip("this device keeps program-scope barriers: the cross-kernel tests apply")
-        k.send(bk.Go(step=0, index=0))
-        assert _wait_for(lambda: k.stats().rejected.get("BARRIER_BROKEN", 0) == 1), k.stats()
+    with pytest.raises(rg.BackendUnavailableError, match="turn_a waits on barrier 'bk_turns'"):
+        rg.launch(bk.turn_a, backend="opencl", mode="relaunch")
 
 
 def test_metal_skips_barrier_kernels_with_the_reason():
     # (the Metal shim runs what the Metal target emits: these kernels are not in it)
     reasons = skipped_kernels(_unit())
     assert "lock_a" in reasons and "no program-scope device memory" in reasons["lock_a"]
+
+
+def test_opencl_a_barrier_kernel_runs_one_work_item_per_group():
+    """PoCL runs a group's work-items one after the other, so two calls of one group could never
+    meet: a waiting kernel gets group_size 1 by default and refuses more, naming the barrier."""
+    pytest.importorskip("pyopencl")
+    from ringgen.runtime.opencl.build import select_device
+
+    try:
+        info = select_device(None)
+    except rg.BackendUnavailableError as exc:
+        pytest.skip(str(exc))
+    if not info.persistent:
+        pytest.skip(f"{info.label} cannot run persistent kernels")
+    with pytest.raises(ValueError, match="spread_a waits on barrier 'bk_spread'.*group_size=4"):
+        rg.launch(bk.spread_a, backend="opencl", group_size=4)
+    bk.spread.reset()
+    with rg.launch(bk.spread_a, backend="opencl") as k:
+        assert k.group_size == 1
 
 
 # ---------------------------------------------------------------- running on host backends
@@ -277,8 +296,8 @@ def test_lockstep_steps_agree_with_the_reference(backend):
         assert max(x["arrived"], y["arrived"]) <= min(x["left"], y["left"]), (x, y)
 
 
-#: Backends where kernels of one process meet at a barrier (OpenCL: see the PoCL test below).
-BACKENDS = ["cpu", "c"]
+#: Backends where kernels of one process meet at a barrier (OpenCL: persistent mode, e.g. PoCL).
+BACKENDS = ["cpu", "c", "opencl"]
 
 
 def _launch_pair(ka, kb, backend):
@@ -352,6 +371,27 @@ def test_a_terminated_party_breaks_the_barrier(backend):
         b.send(bk.Go(step=0, index=0))
         assert _wait_for(lambda: b.stats().rejected.get("BARRIER_BROKEN", 0) == 1), b.stats()
         assert time.monotonic() - t0 < 5.0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_party_stopped_while_waiting_breaks_the_barrier(backend):
+    """terminate(drain=False) reaches a party waiting alone: it leaves, the barrier is broken (the
+    host sees it, wherever the backend keeps the words), the other party's next wait faults at once,
+    and reset() re-arms it."""
+    bk.stopping.reset()
+    a, b = _launch_pair(bk.stop_a, bk.stop_b, backend)
+    with b:
+        a.send(bk.Go(step=0, index=0))
+        time.sleep(0.3)  # a waits alone
+        assert bk.stopping.broken is None
+        t0 = time.monotonic()
+        a.terminate(drain=False, timeout=10.0)
+        assert time.monotonic() - t0 < 10.0
+        assert _wait_for(lambda: bk.stopping.broken is not None), "not broken"
+        b.send(bk.Go(step=0, index=0))
+        assert _wait_for(lambda: b.stats().rejected.get("BARRIER_BROKEN", 0) == 1), b.stats()
+    bk.stopping.reset()
+    assert bk.stopping.broken is None
 
 
 # ---------------------------------------------------------------- CUDA: calls of one resident grid

@@ -110,6 +110,18 @@ def emit_program(program: ir.Program, *, debug: bool = False) -> str:
     return head + "\n" + "\n".join(chunks)
 
 
+def _barrier_params(fn: ir.Function) -> str:
+    """The barrier parameters of a waiting handler: ``RG_BAR_PARAM`` expands to a storage pointer
+    where the target passes barriers as kernel arguments (OpenCL), to nothing elsewhere
+    (``templates/common/barrier.c.j2``)."""
+    return "".join(f" RG_BAR_PARAM(rg_barrier_{name})" for name, _ in fn.barriers)
+
+
+def _barrier_args(fn: ir.Function) -> str:
+    """The arguments matching ``_barrier_params``."""
+    return "".join(f" RG_BAR_ARG(rg_barrier_{name})" for name, _ in fn.barriers)
+
+
 class _FunctionPrinter(ExprPrinter):
     """Prints one ``ir.Function``; collects hidden temporaries and whether it can fault."""
 
@@ -177,12 +189,16 @@ class _FunctionPrinter(ExprPrinter):
             f"/* kernel {fn.name}: a fault breaks every barrier it waits on, so the other parties",
             " * leave with RG_STATUS_FAULT_BARRIER instead of waiting for it for ever. */",
             self.signature() + "\n{",
-            f"    const int rg_status = rg_steps_{fn.name}(rg_in, rg_out, rg_state, rg_outbox, rg_stop);",
+            f"    const int rg_status = rg_steps_{fn.name}(rg_in, rg_out, rg_state, rg_outbox, "
+            f"rg_stop{_barrier_args(fn)});",
             "    if (rg_status < 0) {",
         ]
-        lines += [f"        rg_barrier_break_{name}();" for name, _ in fn.barriers]
+        breaks_each = [
+            f"rg_barrier_break_{name}(RG_BAR_ARG1(rg_barrier_{name}));" for name, _ in fn.barriers
+        ]
+        lines += [f"        {b}" for b in breaks_each]
         lines += ["    }", "    return rg_status;", "}"]
-        breaks = " ".join(f"rg_barrier_break_{name}();" for name, _ in fn.barriers)
+        breaks = " ".join(breaks_each)
         lines += [
             f"/* The skeleton's exit: kernel {fn.name} will never arrive again. */",
             f"#define RG_BARRIERS_LEAVE_{fn.name}() do {{ {breaks} }} while (0)",
@@ -211,7 +227,7 @@ class _FunctionPrinter(ExprPrinter):
             return (
                 f"RG_FN int {fname}(RG_PRIVATE const {in_t}* rg_in, "
                 f"RG_PRIVATE {out_t}* rg_out,\n    RG_GLOBAL {st_t}* rg_state, "
-                f"RG_PRIVATE {ob_t}* rg_outbox, RG_GLOBAL rg_u32* rg_stop)"
+                f"RG_PRIVATE {ob_t}* rg_outbox, RG_GLOBAL rg_u32* rg_stop{_barrier_params(fn)})"
             )
         params = []
         for p in fn.params:
@@ -293,7 +309,8 @@ class _FunctionPrinter(ExprPrinter):
         """Arrive and wait (``templates/common/barrier.c.j2``); a broken barrier or a stop request
         while waiting is the handler's fault."""
         ind = "    " * depth
-        return [f"{ind}*rg_fault = rg_barrier_wait_{s.name}(rg_stop);"] + self.check(ind)
+        arg = f" RG_BAR_ARG(rg_barrier_{s.name})"
+        return [f"{ind}*rg_fault = rg_barrier_wait_{s.name}(rg_stop{arg});"] + self.check(ind)
 
     def atomic(self, e: ir.Atomic, ind: str) -> tuple[list[str], str]:
         """Evaluate an atomic's operands and target index first, so a fault happens before it."""

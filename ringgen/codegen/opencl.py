@@ -35,6 +35,7 @@ __all__ = [
     "render_ring_h",
     "render_source",
     "source_name",
+    "waited_barriers",
 ]
 
 #: Output slots an Outbox handler may fill per message; one more emit is a FAULT_OUTBOX.
@@ -56,15 +57,37 @@ ENTRY_ARGS = {"persistent": 12, "relaunch": 7}
 
 
 def abi(kernel: str, source: str) -> dict:
-    """The manifest's ``abi.opencl`` of ``kernel``: entry points with their argument counts, and
-    whether ``source`` (the ``.cl`` text) calls ``rg.now()``, which OpenCL C cannot provide."""
-    return {
+    """The manifest's ``abi.opencl`` of ``kernel``: entry points with their argument counts,
+    whether ``source`` (the ``.cl`` text) calls ``rg.now()``, which OpenCL C cannot provide, and the
+    barriers the kernel waits on (when any): the persistent entry point takes one storage argument
+    per barrier, in this order, after the skeleton's own (docs/barriers.md)."""
+    barriers = waited_barriers(kernel, source)
+    out = {
         "entry_points": {
-            mode: {"name": name, "args": ENTRY_ARGS[mode]}
+            mode: {
+                "name": name,
+                "args": ENTRY_ARGS[mode] + (len(barriers) if mode == "persistent" else 0),
+            }
             for mode, name in entry_points(kernel).items()
         },
         "uses_now": calls_now(source),
     }
+    if barriers:
+        out["barriers"] = list(barriers)
+    return out
+
+
+def waited_barriers(kernel: str, source: str) -> tuple[str, ...]:
+    """The barriers ``kernel`` waits on, in argument order, read from the ``.cl`` text: the names
+    its ``RG_BARRIERS_LEAVE_<kernel>`` macro breaks (``ringgen.codegen.body``), () when none."""
+    found = re.search(
+        rf"^#define RG_BARRIERS_LEAVE_{re.escape(kernel)}\(\) do \{{(.*)\}} while \(0\)$",
+        source,
+        re.MULTILINE,
+    )
+    if found is None:
+        return ()
+    return tuple(re.findall(r"\brg_barrier_break_(\w+)\(", found.group(1)))
 
 
 def calls_now(source: str) -> bool:
@@ -85,9 +108,10 @@ def calls_now(source: str) -> bool:
     return re.search(rf"\b{token}\b", rest) is not None
 
 
-def kernel_context(spec: KernelSpec) -> dict:
-    """What the skeleton template needs to know about one ring kernel (nothing OpenCL-only)."""
-    return shared_kernel_context(spec)
+def kernel_context(spec: KernelSpec, barriers: tuple[str, ...] = ()) -> dict:
+    """What the skeleton template needs to know about one ring kernel: the shared facts, and the
+    names of the ``barriers`` it waits on (each one more argument of the persistent entry point)."""
+    return {**shared_kernel_context(spec), "barriers": list(barriers)}
 
 
 def render_source(
@@ -97,6 +121,7 @@ def render_source(
     body: str,
     codec: str = "",
     dialect: Optional[OpenclDialect] = None,
+    barriers: Optional[dict[str, tuple[str, ...]]] = None,
 ) -> str:
     """The ``.cl`` text for ``unit`` around a given header and handler body (pure; no disk access).
 
@@ -107,7 +132,10 @@ def render_source(
         codec: the bridged-message device codec (``ringgen.codegen.bridged_c.emit_device_codec``),
             "" when the build has no bridged message.
         dialect: the OpenCL dialect (default: OpenCL C 3.0).
+        barriers: per kernel name, the barriers its handler waits on (``ir.Function.barriers``'
+            names); a kernel not in it waits on none.
     """
+    barriers = barriers or {}
     dialect = dialect or OPENCL_DIALECT
     return render(
         "opencl/kernel.cl.j2",
@@ -120,7 +148,7 @@ def render_source(
         ring_h=render_ring_h(),
         codec=codec,
         body=body,
-        kernels=[kernel_context(k) for k in unit.kernels],
+        kernels=[kernel_context(k, barriers.get(k.name, ())) for k in unit.kernels],
         terminate_stop_now=protocol.TERMINATE_STOP_NOW,
     )
 
@@ -134,11 +162,18 @@ def emit(
     from .bridged_c import emit_device_codec
     from .header import render_header
 
+    if program is None:
+        from ..dsl import compile_program
+
+        program = compile_program(
+            unit.kernels, unit.device_functions, source_file=getattr(unit, "source_file", None)
+        )
     text = render_source(
         unit,
         header=render_header(unit),
         body=emit_body(unit, debug=debug, program=program),
         codec=emit_device_codec(unit),
+        barriers={fn.name: tuple(n for n, _ in fn.barriers) for fn in program.handlers},
     )
     return {source_name(unit): text}
 

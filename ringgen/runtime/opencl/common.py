@@ -149,6 +149,7 @@ class OpenclKernel(KernelHandle):
                 "directory (it holds the .cl source)"
             )
         self.device_info = device_info or select_device(None)
+        self._abi_cache: Optional[dict] = None
         self.limit = _outbox_limit(spec)
         self.group_size = self._pick_group_size(group_size)
         self.groups = self._pick_groups(groups)
@@ -156,7 +157,6 @@ class OpenclKernel(KernelHandle):
         self.in_slot = self.format.in_slot
         self.out_slot = self.format.out_slot if self.format.out_slot is not None else np.dtype("u1")
         self._program = None
-        self._abi_cache: Optional[dict] = None
 
     def _pick_cl_std(self, requested: Optional[str]) -> str:
         # OpenCL C 3.0 where the device has it (C11 atomics when it also offers acquire/release at
@@ -203,6 +203,16 @@ class OpenclKernel(KernelHandle):
                 raise ValueError(
                     f"kernel {self.name} is ordered: it runs one message at a time "
                     f"(group_size 1), got group_size={requested}"
+                )
+            return 1
+        waits = self._abi().get("barriers", ())
+        if waits:
+            # PoCL runs a group's work-items one after the other between barrier() calls, so a
+            # work-item waiting for a party of its own group would wait for ever: one per group.
+            if requested not in (None, 1):
+                raise ValueError(
+                    f"kernel {self.name} waits on barrier {waits[0]!r}: it runs one work-item per "
+                    f"group (group_size 1; use groups= for more parties), got group_size={requested}"
                 )
             return 1
         if requested is None:
@@ -256,6 +266,23 @@ class OpenclKernel(KernelHandle):
         """The compiled entry point of ``mode``, checked against the manifest's argument count."""
         entry = self._abi()["entry_points"][mode]
         return _entry(prg, entry["name"], entry["args"], self._source_path())
+
+    def _refuse_barriers(self) -> None:
+        """Refuse a kernel that waits on barriers outside persistent mode (docs/barriers.md).
+
+        Raises:
+            BackendUnavailableError: the kernel waits on a barrier; names the kernel and the barrier.
+        """
+        names = self._abi().get("barriers", ())
+        if names:
+            raise BackendUnavailableError(
+                f"kernel {self.name} waits on barrier {names[0]!r}, which OpenCL relaunch mode "
+                "cannot keep: each launch drains one batch and must complete before the next, and "
+                "OpenCL promises no forward progress between launches, so a party waiting for "
+                "another kernel's launch could wait for ever",
+                hint="launch it with mode='persistent' (a device with fine-grained SVM, e.g. PoCL), "
+                "or on backend='cpu' or 'c'",
+            )
 
     def _build(self):
         path = self._source_path()

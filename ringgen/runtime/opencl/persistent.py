@@ -26,6 +26,7 @@ from ...protocol import (
 )
 from ..dead_letters import DEAD_LETTER_CTL_DTYPE
 from ..host_ring import RingConsumer, RingProducer
+from .barrier_words import barrier_words
 from .common import _LINE, OpenclKernel, _bytes
 from .build import context_for
 
@@ -151,6 +152,8 @@ class OpenclPersistentKernel(OpenclKernel):
             np.uint64(dl_cap),
             cl.SVM(state),
             cl.SVM(groups),
+            # The barriers it waits on: storage every kernel of the process shares (docs/barriers.md).
+            *(cl.SVM(barrier_words(self._ctx, name)) for name in self._abi().get("barriers", ())),
         )
         self._event = cl.enqueue_nd_range_kernel(
             self._queue, kernel, (self.group_size * self.groups,), (self.group_size,)

@@ -62,6 +62,7 @@ class OpenclRelaunchKernel(OpenclKernel):
         # launches, so unlike the persistent transport they share state: one lock guards it.
         self._lock = threading.RLock()
 
+        self._refuse_barriers()
         self._ctx = context_for(self.device_info)
         prg = self._build()
         self._kernel = self._entry_point(prg, "relaunch")
