@@ -1,0 +1,317 @@
+"""Graphs fused into one device kernel (the ``shared_memory`` strategy, docs/graphs.md
+"Strategies") against the composition of their stages, each run alone on the cpu reference; their
+back-pressure, termination, faults and errors; the fused CUDA source compiled with nvcc; and, with
+``-m gpu``, the same on CUDA plus the per-hop latency and throughput measurements."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ringgen as rg
+from ringgen.build import collect
+from ringgen.codegen import graph_kernel
+from ringgen.errors import BuildError, QueueClosedError, QueueFullError
+from ringgen.graphs import fused_spec, stage_bounds
+from ringgen.protocol import Lifecycle
+from ringgen.runtime import available_backends
+from ringgen.testing import random_messages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import graph_hops as gh  # noqa: E402
+import graph_kernels as gk  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+_no_opencl = pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL")
+_gpu = [
+    pytest.mark.gpu,
+    pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA"),
+]
+#: (backend, launch options). PoCL runs a persistent kernel on one of its worker threads: a fused
+#: graph is one kernel, so persistent mode runs here (the host strategy's stages need one each).
+BACKENDS = [
+    pytest.param(("opencl", {"mode": "persistent"}), id="opencl-persistent", marks=_no_opencl),
+    pytest.param(("opencl", {"mode": "relaunch"}), id="opencl-relaunch", marks=_no_opencl),
+    pytest.param(("cuda", {}), id="cuda", marks=_gpu),
+]
+
+#: The graphs every backend runs, with whether replies keep the order of their requests (a kernel
+#: with an Outbox reserves output slots warp by warp, so only an ordered one keeps it).
+GRAPHS = {
+    "linear": (lambda: gk.three, True),
+    "optional": (lambda: gk.parse >> gk.odd_only >> gk.finish, True),
+    "fan_out_fan_in": (lambda: gk.fanned, False),
+    "outbox": (lambda: rg.pipeline(gk.parse, gk.repeat, gk.finish), False),
+    "ordered": (lambda: rg.pipeline(gk.parse, gk.repeat, gk.number), True),
+}
+
+
+def _launch(g, backend, **options):
+    name, extra = backend
+    return rg.launch(g, backend=name, strategy="shared_memory", **extra, **options)
+
+
+def _concat(chunks: list) -> np.ndarray:
+    chunks = [c for c in chunks if len(c)]
+    return np.concatenate(chunks) if chunks else np.zeros(0)
+
+
+def _drain(handle) -> np.ndarray:
+    """Every reply left after a terminate, in order."""
+    out = []
+    while True:
+        try:
+            out.append(handle.receive_batch(timeout=5.0))
+        except QueueClosedError:
+            return _concat(out)
+
+
+def _reference(g, messages: np.ndarray) -> np.ndarray:
+    """``g`` on the cpu reference (the host strategy composing the stages' Python handlers)."""
+    with rg.launch(g, backend="cpu", capacity=4096) as h:
+        h.send_batch(messages)
+        h.terminate()
+        return _drain(h)
+
+
+def _rows(arr: np.ndarray) -> list:
+    return sorted(tuple(int(v) for v in row) for row in arr.tolist())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("shape", sorted(GRAPHS))
+def test_a_fused_graph_equals_the_reference_composition(backend, shape):
+    make, in_order = GRAPHS[shape]
+    g = make()
+    msgs = random_messages(gk.Raw, 3000, seed=len(shape))
+    with _launch(g, backend, capacity=1024) as h:
+        h.send_batch(msgs, timeout=60.0)
+        h.terminate(timeout=30.0)
+        got = _drain(h)
+        final = h.stats()
+    want = _reference(g, msgs)
+    assert len(want) > 0
+    if in_order:
+        np.testing.assert_array_equal(got, want)
+    else:
+        assert _rows(got) == _rows(want)
+    assert final.strategy == "shared_memory" and final.lifecycle is Lifecycle.TERMINATED
+    assert final.stages[f"graph_{g.name or '_'.join(g.stages)}"].processed == len(msgs)
+    if shape == "ordered":
+        assert list(got["seq"]) == list(range(1, len(got) + 1))  # one state, in edge order
+        assert h.stage("number").state().n == len(got)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fault_in_a_stage_is_counted_and_the_graph_keeps_serving(backend):
+    msgs = random_messages(gk.Raw, 800, seed=6)
+    g = gk.parse >> gk.overflow >> gk.finish
+    with _launch(g, backend) as h:
+        h.send_batch(msgs)
+        h.terminate(timeout=30.0)
+        got = _drain(h)
+        (stats,) = h.stats().stages.values()
+    want = _reference(g, msgs)
+    assert set(stats.rejected) == {"OUTBOX_OVERFLOW"}
+    assert len(got) == len(want) == len(msgs) - stats.rejected["OUTBOX_OVERFLOW"] < len(msgs)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_bridged_exit(backend):
+    msgs = random_messages(gk.Raw, 200, seed=8)
+    g = gk.parse >> gk.twice >> gk.label
+    with _launch(g, backend) as h:
+        h.send_batch(msgs)
+        replies = [h.receive(timeout=10.0) for _ in range(len(msgs))]
+    want = [gk.Label(id=int(m["id"]), text="even") for m in msgs]  # twice makes y even
+    assert sorted((r.id, r.text) for r in replies) == [(w.id, w.text) for w in want]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_full_queue_stalls_the_sender_and_drops_nothing(backend):
+    msgs = random_messages(gk.Raw, 5000, seed=2)
+    with _launch(gk.three, backend, capacity=16) as h:
+        accepted = 0
+        idle_since = time.monotonic()
+        while time.monotonic() - idle_since < 1.0 and accepted < len(msgs):
+            n = h.send_batch(msgs[accepted:], block=False)
+            accepted += n
+            if n:
+                idle_since = time.monotonic()
+        assert accepted < len(msgs)  # nobody receives: back-pressure reaches the host
+        with pytest.raises(QueueFullError):
+            h.send(gk.Raw(id=-1, x=0), block=False)
+        h.terminate(timeout=30.0)
+        got = _drain(h)
+    assert list(got["id"]) == list(range(accepted))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_send_everything_then_receive_does_not_deadlock(backend):
+    msgs = random_messages(gk.Raw, 3000, seed=9)
+    with _launch(gk.three, backend, capacity=64) as h:
+        h.send_batch(msgs, timeout=60.0)
+        assert h.stats().spilled > 0
+        rest = h.receive_batch(max_n=5000, timeout=5.0)
+        h.terminate(timeout=30.0)
+        tail = _drain(h)
+    assert list(rest["id"]) + list(tail["id"]) == list(range(3000))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_terminate_stops_within_100_ms(backend):
+    with _launch(gk.three, backend, capacity=1024) as h:
+        h.send(gk.Raw(id=0, x=4))
+        assert h.receive(timeout=10.0).z == 40  # running
+        h.send_batch(random_messages(gk.Raw, 1000, seed=4))
+        t0 = time.perf_counter()
+        final = h.terminate(drain=False)
+        took = time.perf_counter() - t0
+    assert final.lifecycle is Lifecycle.TERMINATED
+    assert took < 0.1, f"stop-now took {took * 1e3:.1f} ms"
+    with _launch(gk.three, backend, capacity=1024) as h:
+        h.send_batch(random_messages(gk.Raw, 1000, seed=5))
+        while h.stats().stages[h.kernel.name].processed < 1000:
+            time.sleep(0.001)
+        t0 = time.perf_counter()
+        h.terminate()
+        took = time.perf_counter() - t0
+        assert len(_drain(h)) == 1000
+    assert took < 0.1, f"draining an idle graph took {took * 1e3:.1f} ms"
+
+
+@rg.ring_kernel(ordered=True)
+def count_mid(m: gk.Mid, st: gk.Counter) -> gk.Mid:
+    st.n = st.n + 1
+    return m
+
+
+def test_what_cannot_be_fused_is_refused_naming_why():
+    two_exits = rg.graph(gk.parse >> gk.twice, gk.parse >> gk.negate)
+    with pytest.raises(BuildError, match=r"2 exits \(twice, negate\)"):
+        graph_kernel.check_fits(two_exits)
+    two_states = rg.pipeline(gk.parse, count_mid, gk.number)
+    with pytest.raises(BuildError, match="stages count_mid, number each have an @rg.state"):
+        graph_kernel.check_fits(two_states)
+    rep2 = rg.ring_kernel(name="repeat2")(gk.repeat.__wrapped__)
+    rep3 = rg.ring_kernel(name="repeat3")(gk.repeat.__wrapped__)
+    big = rg.pipeline(gk.parse, gk.repeat, rep2, rep3, gk.finish)
+    with pytest.raises(BuildError, match=r"path holds \d+ bytes \(.*finish 1024.*than the 1024"):
+        graph_kernel.check_fits(big)
+    with pytest.raises(ValueError, match="runs on cuda, opencl, not on backend 'cpu'"):
+        rg.launch(gk.three, backend="cpu", strategy="shared_memory")
+    if "opencl" in available_backends():
+        with pytest.raises(ValueError, match="takes no edge_capacity"):
+            rg.launch(gk.three, backend="opencl", strategy="shared_memory", edge_capacity=4)
+
+
+def test_the_fused_bounds_follow_outboxes_and_fan_in():
+    assert stage_bounds(gk.fanned)["finish"] == (2, 2)
+    spec = fused_spec(gk.fanned)
+    assert (spec.outbox, spec.outbox_limit, spec.ordered) == (gk.Out, 2, False)
+    spec = fused_spec(rg.pipeline(gk.parse, gk.repeat, gk.number))
+    assert (spec.outbox_limit, spec.state, spec.ordered) == (4, gk.Counter, True)
+    spec = fused_spec(gk.three)
+    assert (spec.output, spec.outbox, spec.name) == (gk.Out, None, "graph_parse_twice_finish")
+
+
+_NVCC = shutil.which("nvcc")
+
+
+@pytest.mark.skipif(_NVCC is None, reason="no nvcc")
+@pytest.mark.parametrize("shape", sorted(GRAPHS) + ["bridged"])
+def test_the_fused_cuda_source_compiles_with_nvcc(tmp_path, shape):
+    g = (lambda: gk.parse >> gk.twice >> gk.label) if shape == "bridged" else GRAPHS[shape][0]
+    g = g()
+    source = graph_kernel.emit_fused(collect(gk), g, "cuda")
+    cu = tmp_path / "fused.cu"
+    cu.write_text(source)
+    run = subprocess.run(
+        [
+            _NVCC,
+            "-std=c++17",
+            "-O3",
+            "-arch=sm_90",
+            "-cubin",
+            "-o",
+            str(tmp_path / "f.cubin"),
+            str(cu),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert f"rg_graph_{g.name or '_'.join(g.stages)}_ring" in source
+
+
+# ---- measurements (-m gpu): printed, and asserted only loosely (the targets are in the docs)
+
+
+def _round_trips(g, n: int) -> float:
+    """Median seconds of one message sent into ``g`` and its reply received, over ``n``."""
+    with rg.launch(g, backend="cuda", strategy="shared_memory", capacity=1024) as h:
+        times = []
+        for i in range(n + 50):
+            t0 = time.perf_counter()
+            h.send(gh.Hop(id=i, v=0))
+            reply = h.receive(timeout=5.0)
+            times.append(time.perf_counter() - t0)
+            assert reply.id == i
+        return statistics.median(times[50:])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA")
+def test_measure_per_hop_latency_on_cuda():
+    one = _round_trips(gh.hops(1), 2000)
+    eight = _round_trips(gh.hops(8), 2000)
+    one_again = _round_trips(gh.hops(1), 2000)
+    per_hop = (eight - min(one, one_again)) / 7
+    print(
+        f"\nround trip: 1 stage {one * 1e6:.2f} us (again {one_again * 1e6:.2f}), "
+        f"8 stages {eight * 1e6:.2f} us; per hop {per_hop * 1e9:.0f} ns"
+    )
+    assert per_hop < 5e-6
+
+
+def _throughput(target, n: int, reps: int = 5) -> float:
+    """Messages per second through ``target`` (a kernel or a graph): a batch of ``n`` sent, then
+    every reply received; the median of ``reps`` after one warm-up."""
+    msgs = np.zeros(n, dtype=[("id", "<i8"), ("v", "<i8")])
+    msgs["id"] = np.arange(n)
+    msgs["v"] = np.random.default_rng(1).integers(-1000, 1000, n)
+    opts = {"strategy": "shared_memory"} if not isinstance(target, rg.RingKernel) else {}
+    with rg.launch(target, backend="cuda", capacity=1 << 17, **opts) as h:
+        rates = []
+        for _ in range(reps + 1):
+            t0 = time.perf_counter()
+            h.send_batch(msgs, timeout=30.0)
+            got = 0
+            while got < n:
+                got += len(h.receive_batch(timeout=10.0))
+            rates.append(n / (time.perf_counter() - t0))
+        return statistics.median(rates[1:])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA")
+def test_measure_four_stage_throughput_against_one_kernel_on_cuda():
+    single = _throughput(gh.hop0, 65536)
+    four = _throughput(gh.hops(4), 65536)
+    single_again = _throughput(gh.hop0, 65536)
+    print(
+        f"\n65,536 messages: single kernel {single / 1e6:.1f} M msg/s "
+        f"(again {single_again / 1e6:.1f}), 4-stage fused {four / 1e6:.1f} M msg/s, "
+        f"ratio {four / max(single, single_again):.2f}"
+    )
+    assert four > 0.3 * max(single, single_again)
