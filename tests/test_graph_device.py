@@ -20,6 +20,7 @@ from ringgen.build import collect
 from ringgen.codegen import graph_kernel
 from ringgen.errors import BuildError, QueueClosedError, QueueFullError
 from ringgen.graphs import fused_spec, stage_bounds
+from ringgen.kernel import RingKernel
 from ringgen.protocol import Lifecycle
 from ringgen.runtime import available_backends
 from ringgen.testing import random_messages
@@ -290,7 +291,7 @@ def _throughput(target, n: int, reps: int = 5) -> float:
     msgs = np.zeros(n, dtype=[("id", "<i8"), ("v", "<i8")])
     msgs["id"] = np.arange(n)
     msgs["v"] = np.random.default_rng(1).integers(-1000, 1000, n)
-    opts = {"strategy": "shared_memory"} if not isinstance(target, rg.RingKernel) else {}
+    opts = {"strategy": "shared_memory"} if not isinstance(target, RingKernel) else {}
     with rg.launch(target, backend="cuda", capacity=1 << 17, **opts) as h:
         rates = []
         for _ in range(reps + 1):

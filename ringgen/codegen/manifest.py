@@ -14,13 +14,15 @@ import hashlib
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Optional
 
 from .. import targets as registry
 from ..dsl import compile_program
 from ..errors import BuildError
+from ..graphs import fused_spec
 from ..layout import FieldLayout, MessageLayout, layout_of
 from ..types import describe_type
+from . import graph_kernel
 from .header import header_name
 from .targets import backend_emitter
 
@@ -266,13 +268,14 @@ def compute_manifest(
         ],
     }
     if unit.graphs:  # absent without graphs, so packages built before graphs stay byte-identical
-        manifest["graphs"] = [_graph(g) for g in unit.graphs]
+        manifest["graphs"] = [_graph(g, emitted) for g in unit.graphs]
     return manifest
 
 
-def _graph(g: Any) -> dict:
-    """One graph of kernels: its stages (producers first), edges, entry and exits."""
-    return {
+def _graph(g: Any, emitted: dict[str, "EmittedFile"]) -> dict:
+    """One graph of kernels: its stages (producers first), edges, entry and exits; and, when a
+    target that fuses graphs was built, its ``shared_memory`` form (``_fused``)."""
+    entry = {
         "name": g.name,
         "entry": g.entry,
         "exits": list(g.exits),
@@ -281,6 +284,30 @@ def _graph(g: Any) -> dict:
             {"producer": e.producer, "consumer": e.consumer, "message": e.message.__name__}
             for e in g.edges
         ],
+    }
+    fused = _fused(g, emitted)
+    if fused is not None:
+        entry["strategies"] = {graph_kernel.STRATEGY: fused}
+    return entry
+
+
+def _fused(g: Any, emitted: dict[str, "EmittedFile"]) -> Optional[dict]:
+    """The fused kernel's name, sources and abi per built target (the writer emitted the
+    sources: ``writer.emit_graphs``), or why it cannot be fused; None when no target that fuses
+    graphs was built."""
+    built = [t for t in graph_kernel.FUSED_TARGETS if any(f.target == t for f in emitted.values())]
+    if not built:
+        return None
+    try:
+        spec = fused_spec(g)
+        graph_kernel.check_fits(g)
+    except BuildError as exc:
+        return {"refused": exc.message}
+    sources = {t: graph_kernel.source_path(g.name, t) for t in built}
+    return {
+        "kernel": spec.name,
+        "sources": sources,
+        "abi": {t: graph_kernel.abi(g, t, emitted[path].text) for t, path in sources.items()},
     }
 
 
