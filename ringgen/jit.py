@@ -24,7 +24,7 @@ from . import cachestore
 from ._version import __version__
 from .build import collect
 from .codegen import cuda as cuda_codegen
-from .codegen import graph_kernel
+from .codegen import graph_kernel, graph_queue
 from .codegen.env import templates_dir
 from .codegen.options import EmitOptions
 from .codegen.targets import emitters, is_backend
@@ -367,29 +367,54 @@ def _fused_unit(graph: Graph) -> Any:
 
 
 def _launch_fused(graph: Graph, backend: str, strategy: str, **options: Any) -> FusedGraphHandle:
-    """Launch ``graph`` fused into one kernel (``ringgen.codegen.graph_kernel``) on ``backend``.
+    """Launch ``graph`` as one device kernel on ``backend``: fused (``shared_memory``:
+    ``ringgen.codegen.graph_kernel``) or as per-stage blocks (``atomic_queue``:
+    ``ringgen.codegen.graph_queue``, with ``workers`` worker blocks in all, by default
+    ``graph_queue.default_workers``).
 
     The package of the stages' module gives the codecs; the fused source is emitted here (the
     nvcc and OpenCL caches key on its text), so a graph need not be bound to a module variable.
 
     Raises:
-        ValueError: ``backend`` cannot run ``strategy``, or ``edge_capacity`` is given (a fused
-            graph's edges hold one message's outputs, a bound the types fix).
+        ValueError: ``backend`` cannot run ``strategy``, ``edge_capacity`` is given (an edge's
+            bound is fixed by the types and the strategy), or ``atomic_queue`` gets fewer
+            ``workers`` than stages.
+        BackendUnavailableError: the blocks cannot all be resident (naming the graph, its stages
+            and the strategy).
         BuildError: the graph cannot be fused (several exits, several stateful stages) or does
             not fit one thread (``graph_kernel.check_fits``).
     """
     check_strategy(graph, strategy, backend)
     if options.pop("edge_capacity", None) is not None:
         raise ValueError(
-            f"graph {graph.label}: strategy {strategy!r} takes no edge_capacity (an edge holds "
-            "what one entry message makes, a bound the stages' types fix)"
+            f"graph {graph.label}: strategy {strategy!r} takes no edge_capacity (its edges' bounds "
+            "are fixed by the stages' types and the strategy: docs/graphs.md, 'Strategies')"
         )
     unit = _fused_unit(graph)
-    spec = fused_spec(graph)
-    source = graph_kernel.emit_fused(unit, graph, backend, options=EmitOptions.from_env())
-    abi = graph_kernel.abi(graph, backend, source)
+    emit_options = EmitOptions.from_env()
+    if strategy == graph_queue.STRATEGY:
+        spec = graph_queue.launch_spec(graph)
+        source = graph_queue.emit(unit, graph, options=emit_options)
+        abi = graph_queue.abi(graph)
+        workers = options.setdefault("workers", graph_queue.default_workers(graph))
+        if not isinstance(workers, int) or workers < len(graph.stages):
+            raise ValueError(
+                f"graph {graph.label}: strategy {strategy!r} needs at least one worker block per "
+                f"stage ({len(graph.stages)}), got workers={workers!r}"
+            )
+    else:
+        spec = fused_spec(graph)
+        source = graph_kernel.emit_fused(unit, graph, backend, options=emit_options)
+        abi = graph_kernel.abi(graph, backend, source)
     package_dir, codecs = built_package(graph.spec(graph.entry))
-    kernel = open_fused(
-        backend, spec, str(package_dir), source=source, abi=abi, codecs=codecs, **options
-    )
+    try:
+        kernel = open_fused(
+            backend, spec, str(package_dir), source=source, abi=abi, codecs=codecs, **options
+        )
+    except BackendUnavailableError as exc:
+        raise BackendUnavailableError(
+            f"graph {graph.label} (stages {', '.join(graph.stages)}, strategy {strategy}): "
+            f"{exc.message}",
+            hint=exc.hint,
+        ) from None
     return FusedGraphHandle(graph, kernel, strategy=strategy)

@@ -52,10 +52,11 @@ FUSED_TARGETS = {"cuda": "cu", "opencl": "cl"}
 PATH_BUDGET = 1024
 
 
-def source_path(graph_name: str, target: str) -> str:
-    """Where ``ringgen build`` puts a fused graph's source in the package: ``graphs/<name>.<ext>``
-    (a folder of its own, so a loader looking for ``*.cl`` or ``<pkg>.cu`` never finds it)."""
-    return f"graphs/{graph_name}.{FUSED_TARGETS[target]}"
+def source_path(graph_name: str, target: str, strategy: str = STRATEGY) -> str:
+    """Where ``ringgen build`` puts a graph's device source in the package:
+    ``graphs/<name>.<strategy>.<ext>`` (a folder of its own, so a loader looking for ``*.cl`` or
+    ``<pkg>.cu`` never finds it)."""
+    return f"graphs/{graph_name}.{strategy}.{FUSED_TARGETS[target]}"
 
 
 def stage_contexts(graph: Graph) -> list[dict]:

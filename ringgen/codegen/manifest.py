@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any, Optional
 from .. import targets as registry
 from ..dsl import compile_program
 from ..errors import BuildError
-from ..graphs import fused_spec
 from ..layout import FieldLayout, MessageLayout, layout_of
 from ..types import describe_type
 from . import graph_kernel
+from .graph_strategies import STRATEGIES
 from .header import header_name
 from .targets import backend_emitter
 
@@ -285,30 +285,34 @@ def _graph(g: Any, emitted: dict[str, "EmittedFile"]) -> dict:
             for e in g.edges
         ],
     }
-    fused = _fused(g, emitted)
-    if fused is not None:
-        entry["strategies"] = {graph_kernel.STRATEGY: fused}
+    strategies = _strategies(g, emitted)
+    if strategies:
+        entry["strategies"] = strategies
     return entry
 
 
-def _fused(g: Any, emitted: dict[str, "EmittedFile"]) -> Optional[dict]:
-    """The fused kernel's name, sources and abi per built target (the writer emitted the
-    sources: ``writer.emit_graphs``), or why it cannot be fused; None when no target that fuses
-    graphs was built."""
-    built = [t for t in graph_kernel.FUSED_TARGETS if any(f.target == t for f in emitted.values())]
-    if not built:
-        return None
-    try:
-        spec = fused_spec(g)
-        graph_kernel.check_fits(g)
-    except BuildError as exc:
-        return {"refused": exc.message}
-    sources = {t: graph_kernel.source_path(g.name, t) for t in built}
-    return {
-        "kernel": spec.name,
-        "sources": sources,
-        "abi": {t: graph_kernel.abi(g, t, emitted[path].text) for t, path in sources.items()},
-    }
+def _strategies(g: Any, emitted: dict[str, "EmittedFile"]) -> dict:
+    """Per device strategy with a target that was built (``graph_strategies.STRATEGIES``): its
+    kernel's name, sources and abi per target (the writer emitted the sources:
+    ``writer.emit_graphs``), or why it refuses the graph. Empty when no such target was built."""
+    built = {f.target for f in emitted.values()}
+    out = {}
+    for name, strategy in STRATEGIES.items():
+        targets = [t for t in strategy.targets if t in built]
+        if not targets:
+            continue
+        try:
+            kernel = strategy.check(g)
+        except BuildError as exc:
+            out[name] = {"refused": exc.message}
+            continue
+        sources = {t: graph_kernel.source_path(g.name, t, name) for t in targets}
+        out[name] = {
+            "kernel": kernel,
+            "sources": sources,
+            "abi": {t: strategy.abi(g, t, emitted[path].text) for t, path in sources.items()},
+        }
+    return out
 
 
 def emit(

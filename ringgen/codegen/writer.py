@@ -34,7 +34,8 @@ from ..dsl import compile_program
 from .options import EmitOptions
 from .pyformat import format_python
 from .emitter import Emitter
-from .graph_kernel import FUSED_TARGETS, emit_fused, source_path
+from .graph_kernel import FUSED_TARGETS, source_path
+from .graph_strategies import STRATEGIES
 from .targets import emitters, resolve
 
 if TYPE_CHECKING:
@@ -146,17 +147,21 @@ def _add(files: dict[str, EmittedFile], target: str, name: str, text: str) -> No
 def emit_graphs(
     unit: "BuildUnit", targets: Iterable[str], options: Optional[EmitOptions] = None
 ) -> list[EmittedFile]:
-    """The source of each of ``unit``'s graphs fused into one kernel (the ``shared_memory``
-    strategy: ``ringgen.codegen.graph_kernel``), per target of ``targets`` that fuses graphs, at
-    ``graphs/<graph>.<ext>``. A graph that cannot be fused gets no file; the manifest says why."""
+    """The device sources of ``unit``'s graphs, per strategy (``graph_strategies.STRATEGIES``) and
+    per target of ``targets`` it has, at ``graphs/<graph>.<strategy>.<ext>``. A graph that a
+    strategy refuses gets no file for it; the manifest says why."""
+    wanted = set(targets)
     out = []
     for g in unit.graphs:
-        for target in targets:
-            try:
-                text = emit_fused(unit, g, target, options=options)
-            except BuildError:
-                continue  # recorded as "refused" in the manifest (manifest._fused)
-            out.append(EmittedFile(source_path(g.name, target), target, text))
+        for strategy in STRATEGIES.values():
+            for target in strategy.targets:
+                if target not in wanted:
+                    continue
+                try:
+                    text = strategy.emit(unit, g, target, options)
+                except BuildError:
+                    continue  # recorded as "refused" in the manifest (manifest._strategies)
+                out.append(EmittedFile(source_path(g.name, target, strategy.name), target, text))
     return out
 
 

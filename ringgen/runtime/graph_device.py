@@ -1,11 +1,13 @@
-"""A graph running as one fused device kernel: ``FusedGraphHandle`` (docs/graphs.md, "Strategies").
+"""A graph running as one device kernel: ``FusedGraphHandle`` (docs/graphs.md, "Strategies").
 
-The ``shared_memory`` strategy makes one ring kernel of a graph (``ringgen.graphs.fused_spec``:
-every stage's handler run per message, in one thread, producers first), so the host side is one
-``KernelHandle`` of the backend: its queues, spill, back-pressure, termination (drain, or stop
-now) and fault counting are the single kernel's. This module gives it the ``GraphHandle`` API:
-``receive(exit=)``, ``stage(name)``, ``stats()`` as ``GraphStats``. The backend halves that load a
-fused source instead of a package kernel are ``graph_cuda.py`` and ``graph_opencl.py``.
+Both device strategies make one ring kernel of a graph (``ringgen.graphs.fused_spec``): in
+``shared_memory`` every thread runs a message's whole path through the stages; in
+``atomic_queue`` (CUDA) the grid's blocks are split among the stages, with edges as rings in
+device memory. Either way the host side is one ``KernelHandle`` of the backend: its queues,
+spill, back-pressure, termination (drain, or stop now) and fault counting are the single kernel's.
+This module gives it the ``GraphHandle`` API: ``receive(exit=)``, ``stage(name)``, ``stats()`` as
+``GraphStats``. The backend halves that load a graph's source instead of a package kernel are
+``graph_cuda.py`` and ``graph_opencl.py``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .graph_edges import Chunk, GraphStats
 __all__ = ["DEVICE_STRATEGIES", "FusedGraphHandle", "check_strategy", "open_fused"]
 
 #: The device strategies this runtime has, and the backends each runs on.
-DEVICE_STRATEGIES = {"shared_memory": ("cuda", "opencl")}
+DEVICE_STRATEGIES = {"atomic_queue": ("cuda",), "shared_memory": ("cuda", "opencl")}
 #: Per backend, the function that launches a fused kernel (imported on use: it loads the driver).
 _OPENERS = {
     "cuda": "ringgen.runtime.graph_cuda:open_fused",
