@@ -382,8 +382,9 @@ def stage_bounds(g: Graph) -> dict[str, tuple[int, int]]:
 
 
 def fused_spec(g: Graph) -> KernelSpec:
-    """``g`` as one ring kernel: the composition of its stages' handlers, which a device strategy
-    runs per message (each thread a message's whole path through the stages).
+    """``g`` as one ring kernel: the composition of its stages' handlers, what a device strategy
+    launches (``shared_memory`` runs a message's whole path in one thread, ``atomic_queue`` each
+    stage on its own blocks; docs/graphs.md, "Strategies").
 
     Its input is the entry's; its output the exit's, through an Outbox of the exit's bound per
     entry message when that exceeds 1 (an Outbox or a fan-in on the way), else a return value; its

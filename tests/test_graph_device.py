@@ -1,7 +1,7 @@
-"""Graphs fused into one device kernel (the ``shared_memory`` strategy, docs/graphs.md
-"Strategies") against the composition of their stages, each run alone on the cpu reference; their
-back-pressure, termination, faults and errors; the fused CUDA source compiled with nvcc; and, with
-``-m gpu``, the same on CUDA plus the per-hop latency and throughput measurements."""
+"""Graphs as one device kernel (the ``shared_memory`` and ``atomic_queue`` strategies, docs/graphs.md
+"Strategies") against the same graph on the cpu reference; their back-pressure, termination,
+faults and errors; both strategies' CUDA sources compiled with nvcc; and, with ``-m gpu``, the same
+on CUDA for both strategies plus the per-hop latency and throughput measurements."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ import pytest
 import ringgen as rg
 from ringgen.build import collect
 from ringgen.codegen import graph_kernel, graph_queue
+from ringgen.codegen.graph_strategies import STRATEGIES
 from ringgen.errors import BuildError, QueueClosedError, QueueFullError
 from ringgen.graphs import fused_spec, stage_bounds
 from ringgen.kernel import RingKernel
@@ -227,8 +228,10 @@ def test_what_cannot_be_fused_is_refused_naming_why():
     rep2 = rg.ring_kernel(name="repeat2")(gk.repeat.__wrapped__)
     rep3 = rg.ring_kernel(name="repeat3")(gk.repeat.__wrapped__)
     big = rg.pipeline(gk.parse, gk.repeat, rep2, rep3, gk.finish)
-    with pytest.raises(BuildError, match=r"path holds \d+ bytes \(.*finish 1024.*than the 1024"):
+    with pytest.raises(BuildError, match=r"shared_memory .* path holds \d+ bytes \(.*finish 1024"):
         graph_kernel.check_fits(big)
+    with pytest.raises(BuildError, match=r"the atomic_queue strategy holds .*than the 1024 bytes"):
+        STRATEGIES["atomic_queue"].check(big)
     with pytest.raises(ValueError, match="runs on cuda, opencl, not on backend 'cpu'"):
         rg.launch(gk.three, backend="cpu", strategy="shared_memory")
     with pytest.raises(ValueError, match="'atomic_queue' runs on cuda, not on backend 'cpu'"):

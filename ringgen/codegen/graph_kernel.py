@@ -105,20 +105,23 @@ def compute_path_bytes(graph: Graph) -> dict[str, int]:
     return sizes
 
 
-def check_fits(graph: Graph) -> None:
-    """Raise unless a message's path through the fused stages fits one thread (``PATH_BUDGET``).
+def check_fits(graph: Graph, strategy: str = STRATEGY) -> None:
+    """Raise unless what one entry message makes along the stages fits one thread
+    (``PATH_BUDGET``): ``shared_memory`` holds the whole path in one thread, ``atomic_queue`` a
+    stage's share of it (checked against the same budget, so a graph runs under both or neither).
 
     Raises:
-        BuildError: the path holds more bytes; the message gives them per stage.
+        BuildError: the path holds more bytes; the message gives them per stage and names
+            ``strategy``.
     """
     sizes = compute_path_bytes(graph)
     total = sum(sizes.values())
     if total > PATH_BUDGET:
         parts = ", ".join(f"{name} {n}" for name, n in sizes.items() if n)
         raise BuildError(
-            f"graph {graph.label}: the {STRATEGY} strategy keeps a message's whole path through the "
-            f"stages in one thread, and this graph's path holds {total} bytes ({parts}), more "
-            f"than the {PATH_BUDGET} bytes of registers one of 256 threads has",
+            f"graph {graph.label}: the {strategy} strategy holds what one entry message makes "
+            f"along the stages in a thread, and this graph's path holds {total} bytes ({parts}), "
+            f"more than the {PATH_BUDGET} bytes of registers one of 256 threads has",
             file=graph.file,
             line=graph.line,
             hint="launch it with strategy='host', or lower the Outbox bounds (Outbox[Msg, N]) "

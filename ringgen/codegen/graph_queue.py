@@ -150,7 +150,7 @@ def emit(unit: "BuildUnit", graph: Graph, *, options: Optional["EmitOptions"] = 
             f"{unit.module}",
             hint="declare or import every stage in the module that declares the graph",
         )
-    check_fits(graph)
+    check_fits(graph, STRATEGY)
     spec = grid_spec(graph)
     fused = cuda.kernel_context(spec)
     stages, area = compute_layout(graph)

@@ -40,7 +40,7 @@ def _check_fused(graph: Graph) -> str:
 
 
 def _check_queue(graph: Graph) -> str:
-    graph_kernel.check_fits(graph)
+    graph_kernel.check_fits(graph, graph_queue.STRATEGY)
     return graph_queue.grid_spec(graph).name
 
 
