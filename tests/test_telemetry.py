@@ -1,0 +1,239 @@
+"""Kernel telemetry (issue 17, item 1): latency histograms recorded where the handler runs, read by
+the host while the kernel runs, as ``hdrhistogram`` objects in ``stats().telemetry``.
+
+A handler that spins a known time on ``rg.now()`` is reported within 10 % at p50 (cpu reference and
+c backend: both measure on the host clock); telemetry off records nothing; two kernels' histograms
+merge; the metrics page carries them; per-reason counts and depth samples come along."""
+
+from __future__ import annotations
+
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ringgen as rg
+from ringgen.errors import BuildError
+from ringgen.runtime import available_backends
+from ringgen.runtime.telemetry import (
+    BUCKETS,
+    SUB_BUCKETS,
+    TelemetryRecorder,
+    compute_bucket_bounds,
+    compute_bucket_index,
+    merge_histograms,
+    new_buffer,
+    read_telemetry,
+)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import runtime_kernels as rk  # noqa: E402
+import telemetry_kernels as tk  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+BACKENDS = [b for b in ("cpu", "c") if b in available_backends()]
+WAIT_NS = 200_000
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("RINGGEN_CACHE_DIR", str(tmp_path_factory.mktemp("ringgen-cache")))
+    yield
+    mp.undo()
+
+
+def _messages(backend: str) -> int:
+    # The c worker times 1 message in TELEMETRY_SAMPLE_EVERY: send enough for 8 timed ones.
+    if backend == "c":
+        from ringgen.runtime.c_native import TELEMETRY_SAMPLE_EVERY
+
+        return 8 * TELEMETRY_SAMPLE_EVERY
+    return 40
+
+
+def _run_waits(k, n: int, ns: int = WAIT_NS) -> np.ndarray:
+    """Send ``n`` waits of ``ns``; return the ``took`` of every reply."""
+    k.send_batch([tk.Wait(seq=i, ns=ns) for i in range(n)])
+    took = []
+    deadline = time.monotonic() + 120
+    while len(took) < n:
+        assert time.monotonic() < deadline, f"{len(took)} of {n} replies"
+        took += list(np.asarray(k.receive_batch(max_n=n - len(took), timeout=5.0))["took"])
+    return np.asarray(took)
+
+
+# ---- the buckets
+
+
+def test_every_value_falls_in_its_bucket_and_buckets_are_at_most_one_32nd_wide():
+    values = np.unique(
+        np.concatenate(
+            [
+                np.arange(0, 5000),
+                np.geomspace(5000, 2**41 - 1, 20000).astype(np.int64),
+                [2**41, 2**50],
+            ]
+        )
+    )
+    idx = compute_bucket_index(values)
+    assert idx.min() == 0 and idx.max() == BUCKETS - 1
+    assert np.all(np.diff(idx) >= 0), "buckets are ordered like their values"
+    low, width = compute_bucket_bounds(idx)
+    inside = values < 2**41
+    assert np.all(low[inside] <= values[inside])
+    assert np.all(values[inside] < low[inside] + width[inside])
+    big = values >= 2 * SUB_BUCKETS
+    assert np.all(width[big] * SUB_BUCKETS <= low[big])
+    # every bucket is reachable: the lowest value of each maps back to it
+    all_low, _ = compute_bucket_bounds(np.arange(BUCKETS))
+    assert np.array_equal(compute_bucket_index(all_low), np.arange(BUCKETS))
+
+
+def test_a_buffer_decodes_into_an_hdrhistogram_with_its_percentiles():
+    rec = TelemetryRecorder()
+    rec.record(np.full(100, 1_000_000), np.concatenate([np.full(90, 10_000), np.full(10, 50_000)]))
+    rec.sample_depths(3, 4)
+    t = rec.read(rejected={"DIVISION_BY_ZERO": 2}, queue_what="test")
+    assert t.handler_latency.get_total_count() == 100
+    assert abs(t.handler_latency.get_value_at_percentile(50) - 10_000) <= 10_000 / 32
+    assert abs(t.handler_latency.get_value_at_percentile(99) - 50_000) <= 50_000 / 32
+    assert abs(t.queue_latency.get_value_at_percentile(50) - 1_000_000) <= 1_000_000 / 32
+    assert list(t.depths["input"]) == [3] and list(t.depths["output"]) == [4]
+    assert t.rejected == {"DIVISION_BY_ZERO": 2}
+    assert set(t.percentiles_us()) == {"p50", "p90", "p99", "p99.9"}
+
+
+def test_a_buffer_of_another_layout_is_refused():
+    buf = new_buffer()
+    buf["buckets"] = 7
+    with pytest.raises(ValueError, match="buckets 7"):
+        read_telemetry(buf, rejected={}, clock="c", queue_what="q")
+
+
+def test_the_depth_ring_keeps_the_newest_samples_in_order():
+    rec = TelemetryRecorder()
+    for i in range(300):
+        rec.sample_depths(i, 0)
+    t = rec.read(rejected={}, queue_what="q")
+    assert list(t.depths["input"]) == list(range(44, 300))
+
+
+# ---- backends
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_handler_of_known_duration_is_reported_within_10_percent(backend):
+    n = _messages(backend)
+    with rg.launch(tk.wait, backend=backend, capacity=4096) as k:
+        took = _run_waits(k, n)
+        tele = k.stats().telemetry
+    assert took.min() >= WAIT_NS
+    handler = tele.handler_latency
+    assert handler.get_total_count() >= 8
+    p50 = handler.get_value_at_percentile(50)
+    assert abs(p50 - WAIT_NS) <= 0.10 * WAIT_NS, f"{backend}: handler p50 {p50} ns"
+    # queued behind the others: the later messages of the batch waited up to n handler times
+    queue = tele.queue_latency
+    assert queue.get_total_count() == handler.get_total_count()
+    assert queue.get_max_value() >= 0.5 * (n - 1) * WAIT_NS
+    assert len(tele.depths) >= 1 and tele.depths["input"].max() <= 4096
+    assert tele.clock == "host CLOCK_MONOTONIC"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_telemetry_off_records_nothing(backend):
+    with rg.launch(tk.wait, backend=backend, telemetry=False) as k:
+        _run_waits(k, 4, ns=1000)
+        assert k.stats().telemetry is None
+        if backend == "c":
+            assert k._tele is None and k._sent_at is None
+            assert not any(f.startswith("-DRG_C_TELEMETRY") for f in k._flags({}, "x.c"))
+        else:
+            assert k._worker.telemetry is None
+    assert k.stats().telemetry is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_option_must_be_a_bool(backend):
+    with pytest.raises(BuildError, match=r"kernel wait: launch option telemetry='yes'"):
+        rg.launch(tk.wait, backend=backend, telemetry="yes")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_faults_are_counted_by_reason_and_survive_termination(backend):
+    with rg.launch(rk.divide, backend=backend) as k:
+        msgs = [rk.Div(seq=i, a=7, b=i % 2, index=1, values=[1, 2, 3, 4]) for i in range(6)]
+        k.send_batch(msgs)
+        deadline = time.monotonic() + 30
+        while k.stats().processed < 6:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        assert k.stats().telemetry.rejected == {"DIVISION_BY_ZERO": 3}
+    final = k.stats().telemetry
+    assert final is not None and final.rejected == {"DIVISION_BY_ZERO": 3}
+
+
+def test_histograms_of_two_kernels_merge():
+    with rg.launch(tk.wait, backend="cpu") as a, rg.launch(tk.wait, backend="cpu") as b:
+        _run_waits(a, 10, ns=WAIT_NS)
+        _run_waits(b, 10, ns=4 * WAIT_NS)
+        ha = a.stats().telemetry.handler_latency
+        hb = b.stats().telemetry.handler_latency
+    merged = merge_histograms([ha, hb, None])
+    assert merged.get_total_count() == 20
+    assert merged.get_value_at_percentile(25) < 1.1 * WAIT_NS
+    assert merged.get_value_at_percentile(75) > 0.9 * 4 * WAIT_NS
+    ha.add(hb)  # the hdrhistogram objects merge with their own API too
+    assert ha.get_total_count() == 20
+
+
+def test_the_metrics_page_carries_both_histograms():
+    pytest.importorskip("prometheus_client")
+    from prometheus_client.parser import text_string_to_metric_families
+
+    port, srv = rg.serve_metrics(port=0)
+    try:
+        with rg.launch(tk.wait, backend="cpu") as k:
+            _run_waits(k, 10)
+            url = f"http://127.0.0.1:{port}/metrics"
+            text = urllib.request.urlopen(url, timeout=10).read().decode()
+    finally:
+        srv.close()
+    samples = {
+        (s.name, s.labels.get("quantile")): s.value
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.labels.get("kernel") == "wait"
+    }
+    for name in ("ringgen_handler_latency_seconds", "ringgen_queue_latency_seconds"):
+        for q in ("0.5", "0.9", "0.99", "0.999"):
+            assert (name, q) in samples
+        assert samples[(name + "_count", None)] == 10
+    assert abs(samples[("ringgen_handler_latency_seconds", "0.5")] - WAIT_NS * 1e-9) <= 2e-5
+
+
+def test_top_shows_the_handler_time_over_the_backend_latency():
+    from ringgen import top
+
+    page = "\n".join(
+        [
+            "# TYPE ringgen_latency_seconds summary",
+            'ringgen_latency_seconds{kernel="k",backend="cpu",instance="1",quantile="0.5"} 0.5',
+            'ringgen_latency_seconds{kernel="k",backend="cpu",instance="1",quantile="0.99"} 0.9',
+            "# TYPE ringgen_handler_latency_seconds summary",
+            'ringgen_handler_latency_seconds{kernel="k",backend="cpu",instance="1",quantile="0.5"}'
+            " 0.0002",
+            'ringgen_handler_latency_seconds{kernel="k",backend="cpu",instance="1",quantile="0.99"}'
+            " 0.0003",
+            'ringgen_latency_seconds{kernel="j",backend="cpu",instance="2",quantile="0.5"} 0.5',
+            "",
+        ]
+    )
+    rows = {r.kernel: r for r in top.parse(page)}
+    assert (rows["k"].p50_s, rows["k"].p99_s) == (0.0002, 0.0003)
+    assert rows["j"].p50_s == 0.5
