@@ -9,12 +9,17 @@ the pairs (the load of a shared machine drifts between rounds, and hits both of 
 
     .venv/bin/python bench/telemetry.py                    # c and cpu, bench/results/telemetry.json
     .venv/bin/python bench/telemetry.py --backends c --repeat 41
+    python3 bench/telemetry.py --backends cuda --out bench/results/h200   # on the GPU machine
+
+On cuda one kernel may be resident per device and process, so the two series are launched in
+turn, six launches each, alternating (``_sequential``); cpu and c keep both resident.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -28,7 +33,7 @@ from _common import RESULTS_DIR, Result, print_table, summarize, write_json  # n
 
 BATCH = 65536
 #: Rounds per series by backend (the cpu reference handles ~0.05 M msg/s, a round takes seconds).
-REPEATS = {"c": 41, "cpu": 5}
+REPEATS = {"c": 301, "cpu": 5, "cuda": 300}
 
 
 def _round(k, arr: np.ndarray) -> float:
@@ -40,8 +45,16 @@ def _round(k, arr: np.ndarray) -> float:
     return (time.perf_counter_ns() - t0) * 1e-9
 
 
-def measure(backend: str, repeat: int) -> list[Result]:
-    """Rows "<backend> telemetry on" and "... off": per-round seconds, medians, throughput."""
+def _requests(dtype: np.dtype) -> np.ndarray:
+    arr = np.zeros(BATCH, dtype=dtype)
+    arr["id"] = np.arange(BATCH)
+    arr["a"] = np.arange(BATCH, dtype=np.float32)
+    arr["b"] = 1.0
+    return arr
+
+
+def _concurrent(backend: str, repeat: int) -> tuple[dict, object]:
+    """Both kernels resident at once, their rounds alternating (cpu, c)."""
     import ringgen as rg
     from examples.vector_add import vector_add
 
@@ -50,11 +63,7 @@ def measure(backend: str, repeat: int) -> list[Result]:
         for on in (True, False)
     }
     try:
-        dtype = kernels[True].in_codec.dtype
-        arr = np.zeros(BATCH, dtype=dtype)
-        arr["id"] = np.arange(BATCH)
-        arr["a"] = np.arange(BATCH, dtype=np.float32)
-        arr["b"] = 1.0
+        arr = _requests(kernels[True].in_codec.dtype)
         times: dict = {True: [], False: []}
         for on in (True, False):  # warm-up, untimed
             _round(kernels[on], arr)
@@ -66,6 +75,36 @@ def measure(backend: str, repeat: int) -> list[Result]:
     finally:
         for k in kernels.values():
             k.terminate()
+    return times, tele
+
+
+def _sequential(backend: str, repeat: int, blocks: int = 6) -> tuple[dict, object]:
+    """One kernel resident at a time (cuda allows one per device and process): ``blocks`` launches
+    of each, alternating on and off, ``repeat // blocks`` rounds each after a warm-up round; the
+    rounds of the i-th on block pair with those of the i-th off block."""
+    import ringgen as rg
+    from examples.vector_add import vector_add
+
+    times: dict = {True: [], False: []}
+    tele = None
+    per_block = max(repeat // blocks, 1)
+    for b in range(blocks):
+        for on in (True, False) if b % 2 == 0 else (False, True):
+            with rg.launch(vector_add, backend=backend, capacity=BATCH, telemetry=on) as k:
+                arr = _requests(k.in_codec.dtype)
+                _round(k, arr)
+                times[on] += [_round(k, arr) for _ in range(per_block)]
+                if on:
+                    tele = k.stats().telemetry
+                else:
+                    assert k.stats().telemetry is None
+    return times, tele
+
+
+def measure(backend: str, repeat: int) -> list[Result]:
+    """Rows "<backend> telemetry on" and "... off": per-round seconds, medians, throughput."""
+    run = _sequential if backend == "cuda" else _concurrent
+    times, tele = run(backend, repeat)
     rows = []
     for on in (True, False):
         s = summarize(times[on])
@@ -90,8 +129,13 @@ def main() -> None:
     ap.add_argument("--backends", default="c,cpu")
     ap.add_argument("--repeat", type=int, default=0, help="rounds per series (0: per backend)")
     ap.add_argument("--out", default=str(RESULTS_DIR), help="folder of telemetry.json")
-    ap.add_argument("--device", default=os.environ.get("RINGGEN_BENCH_DEVICE", "host CPU"))
+    ap.add_argument("--device", default=os.environ.get("RINGGEN_BENCH_DEVICE"))
     args = ap.parse_args()
+    device = args.device or "host CPU (" + (platform.processor() or platform.machine()) + ")"
+    if args.device is None and "cuda" in args.backends.split(","):
+        from ringgen.runtime.cuda import device as cuda_device
+
+        device = cuda_device.device_info(0).name
     rows: list[Result] = []
     for backend in args.backends.split(","):
         rows += measure(backend, args.repeat or REPEATS.get(backend, 11))
@@ -104,7 +148,7 @@ def main() -> None:
                 f"rounds; {100 * r.extra['cost_of_medians']:+.1f} % from the medians)"
             )
     extra = {"batch": BATCH, "commit_env": os.environ.get("RINGGEN_COMMIT")}
-    print(write_json("telemetry", rows, args.device, extra, Path(args.out)))
+    print(write_json("telemetry", rows, device, extra, Path(args.out)))
 
 
 if __name__ == "__main__":
