@@ -128,19 +128,28 @@ def test_the_depth_ring_keeps_the_newest_samples_in_order():
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_handler_of_known_duration_is_reported_within_10_percent(backend):
+    # The cpu reference interprets the handler in Python: its call, argument conversion and reply
+    # take 10-30 us around the spin on a loaded machine, so its spin is 1 ms (3 % at most).
+    wait_ns = 5 * WAIT_NS if backend == "cpu" else WAIT_NS
     n = _messages(backend)
     with rg.launch(tk.wait, backend=backend, capacity=4096) as k:
-        took = _run_waits(k, n)
+        took = _run_waits(k, n, ns=wait_ns)
         tele = k.stats().telemetry
-    assert took.min() >= WAIT_NS
+    assert took.min() >= wait_ns
     handler = tele.handler_latency
-    assert handler.get_total_count() >= 8
+    assert handler.get_total_count() == n // tele.sample_every
     p50 = handler.get_value_at_percentile(50)
-    assert abs(p50 - WAIT_NS) <= 0.10 * WAIT_NS, f"{backend}: handler p50 {p50} ns"
+    # The spin is at least wait_ns; a thread preempted mid-spin (this machine's 2 cores are shared)
+    # spins longer, as the handler's own reading of rg.now() (`took`) shows: the oracle is the
+    # median of `took` over the timed messages, and the known duration bounds it from below.
+    timed = took[:: tele.sample_every]
+    expect = float(np.median(timed))
+    assert abs(p50 - expect) <= 0.10 * expect, f"{backend}: handler p50 {p50} ns, spun {expect}"
+    assert p50 >= 0.97 * wait_ns
     # queued behind the others: the later messages of the batch waited up to n handler times
     queue = tele.queue_latency
     assert queue.get_total_count() == handler.get_total_count()
-    assert queue.get_max_value() >= 0.5 * (n - 1) * WAIT_NS
+    assert queue.get_max_value() >= 0.5 * (n - 1) * wait_ns
     assert len(tele.depths) >= 1 and tele.depths["input"].max() <= 4096
     assert tele.clock == "host CLOCK_MONOTONIC"
 
@@ -180,14 +189,17 @@ def test_faults_are_counted_by_reason_and_survive_termination(backend):
 
 def test_histograms_of_two_kernels_merge():
     with rg.launch(tk.wait, backend="cpu") as a, rg.launch(tk.wait, backend="cpu") as b:
-        _run_waits(a, 10, ns=WAIT_NS)
-        _run_waits(b, 10, ns=4 * WAIT_NS)
+        _run_waits(a, 10, ns=5 * WAIT_NS)  # 1 ms and 4 ms: far apart, whatever the machine's load
+        _run_waits(b, 10, ns=20 * WAIT_NS)
         ha = a.stats().telemetry.handler_latency
         hb = b.stats().telemetry.handler_latency
     merged = merge_histograms([ha, hb, None])
     assert merged.get_total_count() == 20
-    assert merged.get_value_at_percentile(25) < 1.1 * WAIT_NS
-    assert merged.get_value_at_percentile(75) > 0.9 * 4 * WAIT_NS
+    values = {it.value_iterated_to for h in (ha, hb) for it in h.get_recorded_iterator()}
+    for v in values:
+        assert merged.get_count_at_value(v) == ha.get_count_at_value(v) + hb.get_count_at_value(v)
+    assert merged.get_min_value() == min(ha.get_min_value(), hb.get_min_value()) >= 5 * WAIT_NS
+    assert merged.get_max_value() == max(ha.get_max_value(), hb.get_max_value()) >= 20 * WAIT_NS
     ha.add(hb)  # the hdrhistogram objects merge with their own API too
     assert ha.get_total_count() == 20
 
@@ -202,6 +214,7 @@ def test_the_metrics_page_carries_both_histograms():
             _run_waits(k, 10)
             url = f"http://127.0.0.1:{port}/metrics"
             text = urllib.request.urlopen(url, timeout=10).read().decode()
+            p50_ns = k.stats().telemetry.handler_latency.get_value_at_percentile(50)
     finally:
         srv.close()
     samples = {
@@ -214,7 +227,8 @@ def test_the_metrics_page_carries_both_histograms():
         for q in ("0.5", "0.9", "0.99", "0.999"):
             assert (name, q) in samples
         assert samples[(name + "_count", None)] == 10
-    assert abs(samples[("ringgen_handler_latency_seconds", "0.5")] - WAIT_NS * 1e-9) <= 2e-5
+    assert samples[("ringgen_handler_latency_seconds", "0.5")] == pytest.approx(p50_ns * 1e-9)
+    assert samples[("ringgen_handler_latency_seconds", "0.5")] >= WAIT_NS * 1e-9
 
 
 def test_top_shows_the_handler_time_over_the_backend_latency():
@@ -332,11 +346,13 @@ def test_cuda_reports_a_handler_of_known_duration_within_10_percent(cuda):
         live = k.stats().telemetry  # read while the kernel is resident
     final = k.stats().telemetry
     assert took.min() >= WAIT_NS
+    expect = float(np.median(took[:: TELEMETRY["sample_every"]]))  # the handler's own timing
     for tele in (live, final):
         handler = tele.handler_latency
         assert handler.get_total_count() == 8
         p50 = handler.get_value_at_percentile(50)
         assert abs(p50 - WAIT_NS) <= 0.10 * WAIT_NS, f"cuda: handler p50 {p50} ns"
+        assert abs(p50 - expect) <= 0.10 * expect, f"cuda: handler p50 {p50} ns, spun {expect}"
         assert tele.clock == "device %globaltimer" and tele.sample_every == 256
         assert tele.queue_latency.get_total_count() == 0
 
