@@ -112,6 +112,7 @@ def measure(backend: str, repeat: int) -> list[Result]:
         extra = {"throughput_msg_s": BATCH / med, "median_s": med, "rounds": repeat}
         if on and tele is not None:
             extra["handler_p50_us"] = tele.percentiles_us("handler")["p50"]
+            extra["handler_timed"] = int(tele.handler_latency.get_total_count())
             extra["sample_every"] = tele.sample_every
         rows.append(Result(f"{backend} telemetry {'on' if on else 'off'}", BATCH, s, extra))
     on_rate = rows[0].extra["throughput_msg_s"]
