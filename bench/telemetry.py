@@ -53,13 +53,14 @@ def _requests(dtype: np.dtype) -> np.ndarray:
     return arr
 
 
-def _concurrent(backend: str, repeat: int) -> tuple[dict, object]:
-    """Both kernels resident at once, their rounds alternating (cpu, c)."""
+def _concurrent(backend: str, repeat: int, control: bool = False) -> tuple[dict, object]:
+    """Both kernels resident at once, their rounds alternating (cpu, c). ``control``: the "on"
+    kernel is launched without telemetry too (an A/A run: what the bench reads for no cost)."""
     import ringgen as rg
     from examples.vector_add import vector_add
 
     kernels = {
-        on: rg.launch(vector_add, backend=backend, capacity=BATCH, telemetry=on)
+        on: rg.launch(vector_add, backend=backend, capacity=BATCH, telemetry=on and not control)
         for on in (True, False)
     }
     try:
@@ -71,7 +72,7 @@ def _concurrent(backend: str, repeat: int) -> tuple[dict, object]:
             for on in (True, False) if i % 2 == 0 else (False, True):
                 times[on].append(_round(kernels[on], arr))
         tele = kernels[True].stats().telemetry
-        assert kernels[False].stats().telemetry is None
+        assert kernels[False].stats().telemetry is None and (tele is None) == control
     finally:
         for k in kernels.values():
             k.terminate()
@@ -101,10 +102,12 @@ def _sequential(backend: str, repeat: int, blocks: int = 6) -> tuple[dict, objec
     return times, tele
 
 
-def measure(backend: str, repeat: int) -> list[Result]:
+def measure(backend: str, repeat: int, control: bool = False) -> list[Result]:
     """Rows "<backend> telemetry on" and "... off": per-round seconds, medians, throughput."""
-    run = _sequential if backend == "cuda" else _concurrent
-    times, tele = run(backend, repeat)
+    if backend == "cuda":
+        times, tele = _sequential(backend, repeat)
+    else:
+        times, tele = _concurrent(backend, repeat, control)
     rows = []
     for on in (True, False):
         s = summarize(times[on])
@@ -114,7 +117,8 @@ def measure(backend: str, repeat: int) -> list[Result]:
             extra["handler_p50_us"] = tele.percentiles_us("handler")["p50"]
             extra["handler_timed"] = int(tele.handler_latency.get_total_count())
             extra["sample_every"] = tele.sample_every
-        rows.append(Result(f"{backend} telemetry {'on' if on else 'off'}", BATCH, s, extra))
+        name = "off (control)" if control and on else ("on" if on else "off")
+        rows.append(Result(f"{backend} telemetry {name}", BATCH, s, extra))
     on_rate = rows[0].extra["throughput_msg_s"]
     off_rate = rows[1].extra["throughput_msg_s"]
     rows[0].extra["cost_of_medians"] = 1.0 - on_rate / off_rate
@@ -130,6 +134,11 @@ def main() -> None:
     ap.add_argument("--backends", default="c,cpu")
     ap.add_argument("--repeat", type=int, default=0, help="rounds per series (0: per backend)")
     ap.add_argument("--out", default=str(RESULTS_DIR), help="folder of telemetry.json")
+    ap.add_argument(
+        "--control",
+        action="store_true",
+        help="A/A run: both series without telemetry (cpu, c), to read the bench's own bias",
+    )
     ap.add_argument("--device", default=os.environ.get("RINGGEN_BENCH_DEVICE"))
     args = ap.parse_args()
     device = args.device or "host CPU (" + (platform.processor() or platform.machine()) + ")"
@@ -139,7 +148,7 @@ def main() -> None:
         device = cuda_device.device_info(0).name
     rows: list[Result] = []
     for backend in args.backends.split(","):
-        rows += measure(backend, args.repeat or REPEATS.get(backend, 11))
+        rows += measure(backend, args.repeat or REPEATS.get(backend, 11), args.control)
     print_table(rows, title=f"telemetry on vs off, batch {BATCH}")
     for r in rows:
         if "cost_vs_off" in r.extra:
@@ -148,8 +157,13 @@ def main() -> None:
                 f"cost {100 * r.extra['cost_vs_off']:+.1f} % of throughput (median of paired "
                 f"rounds; {100 * r.extra['cost_of_medians']:+.1f} % from the medians)"
             )
-    extra = {"batch": BATCH, "commit_env": os.environ.get("RINGGEN_COMMIT")}
-    print(write_json("telemetry", rows, device, extra, Path(args.out)))
+    extra = {
+        "batch": BATCH,
+        "commit_env": os.environ.get("RINGGEN_COMMIT"),
+        "load_average": os.getloadavg(),  # a shared machine's load says how far to trust the cost
+    }
+    name = "telemetry-control" if args.control else "telemetry"
+    print(write_json(name, rows, device, extra, Path(args.out)))
 
 
 if __name__ == "__main__":
