@@ -163,8 +163,13 @@ class KernelCollector:
             _add_latency(latency, dict(zip(LABELS, labels)), stats.latency)
             tele = stats.telemetry
             if tele is not None:
-                _add_latency(handler_latency, dict(zip(LABELS, labels)), tele.handler_latency)
-                _add_latency(queue_latency, dict(zip(LABELS, labels)), tele.queue_latency)
+                try:
+                    _add_latency(handler_latency, dict(zip(LABELS, labels)), tele.handler_latency)
+                    _add_latency(queue_latency, dict(zip(LABELS, labels)), tele.queue_latency)
+                except ImportError as exc:  # hdrhistogram is optional: the page goes on without
+                    log.debug(
+                        "metrics: no telemetry histograms: %s", exc, extra={"kernel": stats.kernel}
+                    )
         yield from fam.values()
         yield latency
         yield handler_latency

@@ -19,6 +19,7 @@ p50/p90/p99/p99.9 through ``get_value_at_percentile``, merged across kernels wit
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Mapping, Optional
 
@@ -114,9 +115,19 @@ def compute_bucket_bounds(index: Any) -> tuple[np.ndarray, np.ndarray]:
 
 
 def empty_histogram() -> Any:
-    """An empty ``hdrhistogram.HdrHistogram`` of nanoseconds, as every decoded one is made."""
-    from hdrh.histogram import HdrHistogram
+    """An empty ``hdrhistogram.HdrHistogram`` of nanoseconds, as every decoded one is made.
 
+    Raises:
+        ImportError: the ``hdrhistogram`` package is not installed (it is optional: telemetry is
+            recorded without it, and only its decoding into histograms needs it).
+    """
+    try:
+        from hdrh.histogram import HdrHistogram
+    except ImportError as exc:
+        raise ImportError(
+            "the latency histograms of stats().telemetry need the hdrhistogram package "
+            "(pip install hdrhistogram, or the 'dev' or 'bench' extra of ringgen)"
+        ) from exc
     return HdrHistogram(_HDR_LOWEST, _HDR_HIGHEST, _HDR_DIGITS)
 
 
@@ -131,6 +142,15 @@ def _histogram_of(counts: np.ndarray) -> Any:
     return hist
 
 
+def _percentile_ns(counts: np.ndarray, percent: float) -> float:
+    """The midpoint of the bucket holding the ``percent``-th percentile of ``counts`` (non-empty)."""
+    cumulative = np.cumsum(counts)
+    rank = max(1, int(np.ceil(percent / 100.0 * cumulative[-1])))
+    index = int(np.searchsorted(cumulative, rank))
+    low, width = compute_bucket_bounds(index)
+    return float(low + width // 2)
+
+
 def merge_histograms(histograms: Any) -> Any:
     """One ``HdrHistogram`` holding every count of ``histograms`` (e.g. several kernels')."""
     merged = empty_histogram()
@@ -140,15 +160,20 @@ def merge_histograms(histograms: Any) -> Any:
     return merged
 
 
-@attrs.frozen(eq=False)
+@attrs.frozen(eq=False, slots=False)
 class Telemetry:
-    """One copy of a kernel's telemetry buffer, decoded (``KernelStats.telemetry``).
+    """One copy of a kernel's telemetry buffer (``KernelStats.telemetry``).
+
+    ``handler_latency`` and ``queue_latency`` are ``hdrhistogram.HdrHistogram`` objects of
+    nanoseconds, made from the bucket counts when first read (so ``stats()`` works, and costs
+    nothing more, where the optional ``hdrhistogram`` package is missing; reading them there raises
+    an ``ImportError`` that names it): the time each message spent in the handler, and the time
+    from the host publishing it to its handler starting (``queue_what`` says what is measured
+    where).
 
     Attributes:
-        handler_latency: an ``hdrhistogram.HdrHistogram`` of the time each message spent in the
-            handler, nanoseconds.
-        queue_latency: the same of the time from the host publishing a message to its handler
-            starting (``queue_what`` says what is measured where).
+        handler_counts, queue_counts: the raw bucket counts (``compute_bucket_bounds`` gives each
+            bucket's range).
         depths: the newest queue-depth samples, oldest first: a structured array of ``t_ns`` (the
             backend's clock), ``input`` and ``output``.
         rejected: rejections and faults by ``Reason`` name (the control block's per-reason counts).
@@ -157,19 +182,31 @@ class Telemetry:
         sample_every: 1 message in this many was timed (the histograms count the timed ones).
     """
 
-    handler_latency: Any
-    queue_latency: Any
+    handler_counts: np.ndarray
+    queue_counts: np.ndarray
     depths: np.ndarray
     rejected: Mapping[str, int]
     clock: str
     queue_what: str
     sample_every: int = 1
 
+    @functools.cached_property
+    def handler_latency(self) -> Any:
+        """The time in the handler: an ``hdrhistogram.HdrHistogram`` of nanoseconds."""
+        return _histogram_of(self.handler_counts)
+
+    @functools.cached_property
+    def queue_latency(self) -> Any:
+        """The time in the queue: an ``hdrhistogram.HdrHistogram`` of nanoseconds."""
+        return _histogram_of(self.queue_counts)
+
     def percentiles_us(self, which: str = "handler") -> dict:
-        """{"p50", "p90", "p99", "p99.9"} of ``which`` ("handler" or "queue") in microseconds."""
-        hist = self.handler_latency if which == "handler" else self.queue_latency
+        """{"p50", "p90", "p99", "p99.9"} of ``which`` ("handler" or "queue") in microseconds: the
+        midpoint of the bucket that holds each percentile (None without samples); computed from
+        the counts, so it needs no ``hdrhistogram``."""
+        counts = self.handler_counts if which == "handler" else self.queue_counts
         return {
-            name: hist.get_value_at_percentile(q) / 1e3
+            name: _percentile_ns(counts, q) / 1e3 if counts.any() else None
             for name, q in (("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9))
         }
 
@@ -181,8 +218,8 @@ class Telemetry:
             "sample_every": self.sample_every,
         }
         for which in ("handler", "queue"):
-            hist = self.handler_latency if which == "handler" else self.queue_latency
-            out[which] = {"count": int(hist.get_total_count()), **self.percentiles_us(which)}
+            counts = self.handler_counts if which == "handler" else self.queue_counts
+            out[which] = {"count": int(counts.sum()), **self.percentiles_us(which)}
         out["rejected"] = dict(self.rejected)
         out["depths"] = [
             (int(t), int(i), int(o))
@@ -233,8 +270,8 @@ def read_telemetry(
     depths["input"] = rec["depth_in"][order]
     depths["output"] = rec["depth_out"][order]
     return Telemetry(
-        handler_latency=_histogram_of(rec["handler"]),
-        queue_latency=_histogram_of(rec["queue"]),
+        handler_counts=np.array(rec["handler"]),
+        queue_counts=np.array(rec["queue"]),
         depths=depths,
         rejected=dict(rejected),
         clock=clock,
