@@ -397,3 +397,47 @@ def test_stats_work_without_hdrhistogram_and_as_dict_is_json(monkeypatch):
     monkeypatch.delitem(sys.modules, "hdrh.histogram")
     hist_p50 = tele.handler_latency.get_value_at_percentile(50) / 1e3
     assert abs(hist_p50 - p50) <= 0.01 * p50  # the same bucket midpoint, at 2 significant digits
+
+
+def test_the_c_worker_buckets_like_the_host(tmp_path):
+    """c_worker.c's own copy of the bucket function (the worker is plain C, not rendered from the
+    shared template) agrees with ``compute_bucket_index`` on every power of two and its neighbours.
+    """
+    import re
+    import subprocess
+
+    from ringgen.runtime.c_native import WORKER_SOURCE
+    from ringgen.toolchain import find_c_compiler
+
+    cc = find_c_compiler()
+    if cc is None:
+        pytest.skip("no C compiler")
+    worker = WORKER_SOURCE.read_text()
+    defines = re.findall(r"^#define RG_C_TELE_\w+ .*$", worker, re.M)
+    (function,) = re.findall(r"^static rg_u32 rg_c_tele_bucket\(.*?^}$", worker, re.M | re.S)
+    edges = [(1 << b) + d for b in range(64) for d in (-1, 0, 1)]
+    values = sorted({v for v in edges + list(range(200)) if 0 <= v < 1 << 63})
+    src = "\n".join(
+        [
+            "#include <stdio.h>",
+            "#include <stdint.h>",
+            "typedef uint32_t rg_u32; typedef uint64_t rg_u64;",
+            *defines,
+            function,
+            "int main(void) { unsigned long long v;",
+            '    while (scanf("%llu", &v) == 1) printf("%u\\n", rg_c_tele_bucket(v));',
+            "    return 0; }",
+        ]
+    )
+    (tmp_path / "w.c").write_text(src)
+    subprocess.run([cc, "-O1", "-o", str(tmp_path / "w"), str(tmp_path / "w.c")], check=True)
+    res = subprocess.run(
+        [str(tmp_path / "w")],
+        input="\n".join(map(str, values)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    got = [int(x) for x in res.stdout.split()]
+    assert got == compute_bucket_index(np.array(values, dtype=np.uint64).astype(np.int64)).tolist()
