@@ -2,7 +2,8 @@
 
 It reads the metrics page (Prometheus text format) over HTTP, once per ``interval``, and shows one
 row per kernel: lifecycle, messages handled per second (the change of ``processed`` between two
-reads), queue depths, p50 and p99 latency when the kernel measures it, handler faults and
+reads), queue depths, p50 and p99 latency when the kernel measures it (the time in the handler
+from its telemetry where it records one, else the backend's latency summary), handler faults and
 rejections. It needs nothing of the process but its endpoint, so it watches a process on this
 machine or, through a tunnel, on another. ``rich`` draws the table and ``prometheus-client`` parses
 the page (``pip install 'ringgen[top]'``).
@@ -52,6 +53,7 @@ class KernelRow:
     p50_s: Optional[float] = None
     p99_s: Optional[float] = None
     fault: Optional[str] = None
+    latency_rank: int = 0  # which of ``_LATENCIES`` p50_s and p99_s come from
 
     @property
     def key(self) -> Key:
@@ -91,6 +93,10 @@ def fetch(url: str, timeout: float = 5.0) -> str:
             f"cannot read {url}: {reason} (is a process serving rg.serve_metrics there?)"
         ) from None
 
+
+#: The latency summaries p50 and p99 are read from, by rank: the handler's time recorded by the
+#: kernel's telemetry (launch option ``telemetry``) over the backend's own latency summary.
+_LATENCIES = {"ringgen_latency_seconds": 1, "ringgen_handler_latency_seconds": 2}
 
 _COUNTERS = {
     "ringgen_messages_sent": "sent",
@@ -143,12 +149,16 @@ def parse(text: str) -> list[KernelRow]:
                 r.lifecycle = labels.get("state", "?")
             elif name == "ringgen_kernel_fault" and value >= 1:
                 r.fault = labels.get("fault")
-            elif name == "ringgen_latency_seconds":
+            elif name in _LATENCIES:
+                # The handler's time from telemetry wins over the backend's own latency summary.
                 q = labels.get("quantile")
-                if q == "0.5":
-                    r.p50_s = value
-                elif q == "0.99":
-                    r.p99_s = value
+                rank = _LATENCIES[name]
+                if q in ("0.5", "0.99") and rank >= r.latency_rank:
+                    r.latency_rank = rank
+                    if q == "0.5":
+                        r.p50_s = value
+                    else:
+                        r.p99_s = value
     return list(rows.values())
 
 

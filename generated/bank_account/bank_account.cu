@@ -781,6 +781,58 @@ RG_FN void rg__poll(rg_control* ctl, rg_queue_ctl* inq, rg_sched* sched)
     }
 }
 
+/* The telemetry buffer in device memory, set by the host through cuModuleGetGlobal (0: off). */
+extern "C" {
+__device__ rg_u64* rg_telemetry = 0;
+}
+#define RG_TELE_CLZ64(v) __clzll((long long)(v))
+#define RG_TELE_CLOCK() rg_cuda_now()
+#define RG_TELE_COUNT(p) atomicAdd((unsigned long long*)(p), 1ull)
+/* ---- telemetry (ringgen/runtime/telemetry.py; docs/observability.md, "Telemetry") ----
+ * One message in RG_TELE_SAMPLE_EVERY, by sequence number, is timed around its handler with the
+ * skeleton's RG_TELE_CLOCK() (nanoseconds) and counted with RG_TELE_COUNT into the handler histogram
+ * of the buffer the host points rg_telemetry at before the launch (0: telemetry off, nothing is
+ * timed, read or written). Buckets are log-linear: one per ns below 2 * 2^SUB_BITS, then 2^SUB_BITS
+ * per power of two, the last holding everything from 2^(MAX_MSB + 1) ns up
+ * (ringgen.runtime.telemetry.compute_bucket_index). The numbers are the manifest's abi telemetry,
+ * which the host checks against its own before it sets rg_telemetry. */
+#define RG_TELE_SUB_BITS 5u
+#define RG_TELE_MAX_MSB 40u
+#define RG_TELE_BUCKETS 1184u
+#define RG_TELE_SAMPLE_EVERY 256u
+/* the handler histogram's first count, in 64-bit words from the start of the buffer */
+#define RG_TELE_HANDLER_WORD 1192u
+
+RG_FN rg_u32 rg_tele_bucket(rg_u64 v)
+{
+    if (v < (2ull << RG_TELE_SUB_BITS)) {
+        return (rg_u32)v;
+    }
+    const rg_u32 msb = 63u - (rg_u32)RG_TELE_CLZ64(v);
+    if (msb > RG_TELE_MAX_MSB) {
+        return RG_TELE_BUCKETS - 1u;
+    }
+    const rg_u32 shift = msb - RG_TELE_SUB_BITS;
+    return ((shift + 1u) << RG_TELE_SUB_BITS) + (rg_u32)(v >> shift) - (1u << RG_TELE_SUB_BITS);
+}
+
+/* When message `seq` is timed: its start on RG_TELE_CLOCK(), else 0 (a clock never reads 0). */
+RG_FN rg_u64 rg_tele_begin(rg_u64 seq)
+{
+    if (rg_telemetry == 0 || (seq & (rg_u64)(RG_TELE_SAMPLE_EVERY - 1u)) != 0u) {
+        return 0u;
+    }
+    return RG_TELE_CLOCK();
+}
+
+/* Counts the handler time of a message rg_tele_begin timed (started != 0). */
+RG_FN void rg_tele_end(rg_u64 started)
+{
+    if (started != 0u) {
+        RG_TELE_COUNT(&rg_telemetry[RG_TELE_HANDLER_WORD + rg_tele_bucket(RG_TELE_CLOCK() - started)]);
+    }
+}
+
 /* ==== ring kernel bank_account: Transaction -> Receipt, ordered ==== */
 #define RG_bank_account_LIMIT 1
 /* Slot geometry (ringgen.codegen.cuda.check_slot_geometry proved it before this was written): every
@@ -866,7 +918,9 @@ RG_FN void rg_bank_account_one(bool active, rg_u64 seq, const Transaction* msg, 
         return;
     }
     Receipt out;
+    const rg_u64 timed = rg_tele_begin(seq);
     const int status = rg_handle_bank_account(msg, &out, state, 0, &sched->stop);
+    rg_tele_end(timed);
     if (status == RG_STATUS_OUTPUT) {
         rg__store_slot<16>(&out_ring[seq & out_mask], out);
         return;

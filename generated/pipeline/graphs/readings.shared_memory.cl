@@ -521,6 +521,7 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
 #define RG_REASON_STOPPED 12
+#define RG_REASON_BARRIER_BROKEN 13
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -530,6 +531,7 @@ RG_FN rg_u64 rg_atomic_cas_u64(RG_GLOBAL rg_u64* p, rg_u64 expected, rg_u64 desi
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -708,6 +710,7 @@ typedef struct rg_none {
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 #endif
 
 /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
@@ -1018,6 +1021,9 @@ void rg_graph_readings_persistent(__global rg_control* ctl,
     if (lid == 0u) {
         /* The last group out acknowledges: nothing runs after it. */
         if (rg_atomic_fetch_add_u64(&groups->exited, (rg_u64)1) + 1u == (rg_u64)get_num_groups(0)) {
+#ifdef RG_BARRIERS_LEAVE_graph_readings
+            RG_BARRIERS_LEAVE_graph_readings(); /* docs/barriers.md: the others must not wait for us */
+#endif
             rg_control_set_state(ctl, RG_LIFECYCLE_TERMINATED);
         }
     }

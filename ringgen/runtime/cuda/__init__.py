@@ -54,11 +54,13 @@ from ...kernel import KernelSpec
 from ...protocol import CACHE_LINE, CONTROL_DTYPE, CONTROL_SIZE, Lifecycle
 from ..base import KernelHandle
 from ..batches import SlotBatches
+from ..options import check_telemetry
 from ..waiting import check_timeout
 from . import build as cuda_build
 from . import device as cuda_device
 from .abi import outbox_slot, positional_class, read_abi, ring_stride
 from .faults import DeviceFaults, replace_lost_context, resident, track, untrack
+from .telemetry import DeviceTelemetry
 from .zero_copy import ZeroCopy
 from .queues import (
     CudaBatches,
@@ -112,7 +114,9 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         source: Optional[str] = None,
         defines: Sequence[str] = (),
         dead_letters: Union[bool, int] = False,
+        telemetry: bool = True,
     ) -> None:
+        self.telemetry_on = check_telemetry(spec.name, telemetry)
         super().__init__(
             spec, package_dir, codecs=codecs, capacity=capacity, dead_letters=dead_letters
         )
@@ -200,6 +204,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         )
         self._module = cuda_device.load_module(self.device, cubin)
         func = self._module.get_function(abi["entry_point"])
+        self._tele = DeviceTelemetry(self.name, abi.get("telemetry"), self.telemetry_on)
         block = abi["block"]
         workers = (
             1 if self.spec.ordered else (self.workers or min(DEFAULT_WORKERS, info.sm_count - 1))
@@ -271,6 +276,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             # is synchronous, so the launch below cannot overtake it).
             self._state_host[:] = self._initial_state().view(state_codec.dtype)
             drv.memcpy_htod(self._state_dev, self._state_host)
+        self._tele.attach(self._module, drv, self._device_zeros, self._pinned)
         self._ctl["state"] = int(Lifecycle.LAUNCHED)
         # Non-blocking streams: the kernel never waits for, or blocks, the legacy default stream.
         self._stream = drv.Stream(flags=1)
@@ -469,6 +475,17 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
 
     def _latency(self):
         return None
+
+    def _telemetry(self, ctl: np.ndarray):
+        tele = getattr(self, "_tele", None)
+        if tele is None or not tele.enabled or self._context_lost():
+            return None
+        try:
+            cuda_device.context(self.device)
+            return tele.read(ctl, cuda_device._drv(), self._copy_stream)
+        except Exception as exc:
+            self._driver_failed(exc, "reading its telemetry")
+            return None
 
     def _read_state(self) -> Any:
         """The state copied out of device memory; None once the context is lost (it cannot be read,
