@@ -160,8 +160,9 @@ def skipped_kernels(unit: "BuildUnit", program=None) -> dict[str, str]:
     for k in unit.kernels:
         if handlers[k.name].barriers:
             skipped[k.name] = (
-                "it waits on a barrier, and Metal has no program-scope device memory to keep one "
-                "in (docs/barriers.md)"
+                "it waits on a barrier: Metal promises no forward progress between the threads "
+                "of a dispatch, so a wait cannot spin, and splitting the handler into dispatches "
+                "at the wait is not built (docs/barriers.md)"
             )
             continue
         try:
