@@ -241,28 +241,59 @@ class RingConsumer(HostRing):
 
     def take(self, max_n: int) -> np.ndarray:
         """Copy up to ``max_n`` published slots out and free them (an empty array when none)."""
-        head = self.head
-        n = self._words[self._tail_at] - head
+        n = self._words[self._tail_at] - self.head
         if n > max_n:
             n = max_n
         if n <= 0:
             return self._empty
-        cap, size = self.cap, self.size
         out = np.empty(n, dtype=self.dtype)
+        return out[: self._copy_out(out, n)]
+
+    def take_into(self, dst: np.ndarray) -> int:
+        """Copy up to ``len(dst)`` published slots straight into ``dst`` and free them; returns how
+        many of ``dst``'s leading rows now hold replies (0 when none was ready).
+
+        ``dst`` is a 1-d array of this ring's slot dtype (a caller's ``out=``, or the one array a
+        whole batch is gathered in): the slots are copied once, ring to ``dst``, in at most two
+        slice copies (the second where the run wraps), with no array in between. A ``dst`` that is
+        not contiguous takes the copy through ``take``.
+        """
+        n = self._words[self._tail_at] - self.head
+        if n > len(dst):
+            n = len(dst)
+        if n <= 0:
+            return 0
+        if dst.dtype != self.dtype or dst.ndim != 1 or not dst.flags.c_contiguous:
+            got = self.take(n)
+            rows = np.dtype((np.void, self.size))
+            np.copyto(dst[: len(got)].view(rows), got.view(rows))
+            return len(got)
+        return self._copy_out(dst, n)
+
+    def _copy_out(self, out: np.ndarray, n: int) -> int:
+        """Copy the ``n`` slots from the head into ``out[:n]`` (contiguous, this ring's dtype), drop
+        the holes among them (``_kept``), publish the new head; returns the rows kept."""
+        head, cap, size = self.head, self.cap, self.size
+        # Raw byte copies: numpy copies structured arrays field by field, several times slower.
         if self.stride == size:
-            dst, ring, step = out.view(np.uint8), self._u8, size
+            dst, ring, step = out[:n].view(np.uint8), self._u8, size
         else:
-            dst, ring, step = out.view(np.uint8).reshape(n, size), self.rows, 1
+            dst, ring, step = out[:n].view(np.uint8).reshape(n, size), self.rows, 1
         at = head & (cap - 1)
         first = cap - at if n > cap - at else n
         dst[: first * step] = ring[at * step : (at + first) * step]
         if first < n:
             dst[first * step :] = ring[: (n - first) * step]
+        kept = n
         if self._holes:
-            out = self._kept(out, n)
+            rows = self._kept(out[:n], n)
+            kept = len(rows)
+            if kept < n:  # a compacted copy (boolean indexing): back to the front of out
+                void = np.dtype((np.void, size))
+                np.copyto(out[:kept].view(void), rows.view(void))
         self.head = head + n
         self._words[self._head_at] = head + n  # release: the copies above are complete
-        return out
+        return kept
 
     def _kept(self, out: np.ndarray, n: int) -> np.ndarray:
         """Which of the ``n`` slots copied from the head ``take`` returns, in a ring with holes

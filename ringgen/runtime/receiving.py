@@ -104,25 +104,57 @@ def check_out(kernel: str, out_codec: Any, out: Any) -> np.ndarray:
 class Gathered:
     """The replies one ``receive_batch`` call has taken so far, in order.
 
+    Where the replies are rows (a direct output message), they are gathered in one array: the
+    caller's ``out``, or, for a call that waits for more than one reply, one array of ``max_n`` rows
+    allocated here. ``room()`` hands the transport the rows still free in it, and a backend with
+    ``_pop_into`` copies the ring's slots straight there: one copy from the ring to the caller's
+    array, however many steps the replies come in.
+
     Args:
         fmt: the handle's ``BatchFormat``.
         out: the caller's array (checked by ``check_out``), or None.
+        max_n: the most replies the call takes (the length of the array allocated here).
+        min_n: the replies the call waits for (an array is allocated here only when over 1).
     """
 
-    __slots__ = ("count", "_format", "_out", "_parts")
+    __slots__ = ("count", "_format", "_out", "_own", "_parts", "_rows")
 
-    def __init__(self, fmt: BatchFormat, out: Optional[np.ndarray]) -> None:
+    def __init__(
+        self, fmt: BatchFormat, out: Optional[np.ndarray], max_n: int = 1, min_n: int = 1
+    ) -> None:
         self._format = fmt
-        self._out = out
         self._parts: list = []
         self.count = 0
+        # Rows of the slot dtype can be written by the transport itself; bridged slots need decoding.
+        direct = getattr(fmt, "out_slot", None) is not None and fmt.out_slot == getattr(
+            fmt.out_codec, "dtype", None
+        )
+        self._own = out is None and direct and min_n > 1
+        if self._own:
+            out = np.empty(max_n, dtype=fmt.out_slot)
+        self._out = out
+        self._rows = out if out is not None and direct and out.flags.c_contiguous else None
+
+    def room(self) -> Optional[np.ndarray]:
+        """The free rows of the array the replies are gathered in, for ``_pop_into`` (None when
+        they are not gathered in one, or it cannot take slots as they are)."""
+        if self._rows is None:
+            return None
+        return self._rows[self.count :]
 
     def add(self, batch: Batch) -> None:
         """Keep one batch the transport handed out (copied into ``out`` at once when there is one,
-        so the caller's array holds every reply taken even if a later step raises)."""
+        so the caller's array holds every reply taken even if a later step raises; nothing to copy
+        when the transport wrote it there already)."""
         k = len(batch)
+        if self._own and not _same_rows(self._out[self.count : self.count + k], batch):
+            # The transport has no _pop_into: keep its batches as they are (concatenated once).
+            self._parts = [self._out[: self.count]] if self.count else []
+            self._own, self._out, self._rows = False, None, None
         if self._out is not None:
-            copy_rows(self._out[self.count : self.count + k], self._format.to_array(batch))
+            dst = self._out[self.count : self.count + k]
+            if not _same_rows(dst, batch):
+                copy_rows(dst, self._format.to_array(batch))
         else:
             self._parts.append(batch)
         self.count += k
@@ -130,6 +162,12 @@ class Gathered:
     def result(self) -> Union[np.ndarray, list]:
         """What ``receive_batch`` returns: ``out[:count]``, or the format's array (list) of every
         reply taken; empty when none."""
+        if self._own:
+            if not self.count:
+                return self._format.empty()
+            rows = self._out[: self.count]
+            # A few replies in a large array: hand out their own copy, not the whole allocation.
+            return rows.copy() if 4 * self.count < len(self._out) else rows
         if self._out is not None:
             return self._out[: self.count]
         parts = self._parts
@@ -145,6 +183,16 @@ class Gathered:
             copy_rows(merged[at : at + len(part)], part)
             at += len(part)
         return self._format.to_array(merged)
+
+
+def _same_rows(dst: np.ndarray, batch: Any) -> bool:
+    """Whether ``batch`` is ``dst`` itself (rows ``_pop_into`` already wrote in place)."""
+    if not isinstance(batch, np.ndarray) or len(batch) != len(dst) or batch.dtype != dst.dtype:
+        return False
+    if not len(dst):
+        return True
+    a, b = dst.__array_interface__, batch.__array_interface__
+    return a["data"][0] == b["data"][0] and a["strides"] == b["strides"]
 
 
 def copy_rows(dst: np.ndarray, src: np.ndarray) -> None:
