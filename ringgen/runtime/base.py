@@ -389,11 +389,11 @@ class KernelHandle(
             min_n: return once this many are in (1 <= min_n <= max_n; default 1).
             out: a writable 1-d numpy array of the output message's dtype
                 (``rg.dtype_of(Reply)``), at least ``max_n`` long, to fill in place instead of
-                allocating; only for a direct output message.
+                allocating; for a bridged message its view rows, decoded columnar (no objects).
 
         Returns:
-            A numpy structured array of the output view dtype for a direct message (``out[:n]``,
-            a view of ``out``, when given), or a list of objects for a bridged one; empty when
+            ``out[:n]`` (a view of ``out``) when given; else a numpy structured array of the
+            output dtype for a direct message, or a list of objects for a bridged one; empty when
             nothing arrived in time.
 
         Raises:
@@ -401,7 +401,7 @@ class KernelHandle(
             KernelFaultError: the kernel stopped on a fault and no reply is left.
             ValueError: ``max_n``/``min_n`` are not ints >= 1 with min_n <= max_n, or ``out`` is
                 too short, not 1-d or read-only (naming the argument).
-            TypeError: ``out`` is not an array of the output dtype, or the output is bridged.
+            TypeError: ``out`` is not an array of the output (view) dtype.
         """
         timeout = check_timeout(timeout, f"kernel {self.name}.receive_batch")
         self._require_output()

@@ -69,19 +69,16 @@ def check_out(kernel: str, out_codec: Any, out: Any) -> np.ndarray:
     Returns:
         ``out`` itself.
 
+    For a bridged output message (one with a ``Str`` or ``List``), ``out`` holds its view rows
+    (``Str`` as ``{len, data}``, ``List`` as ``{len, items}``): the replies are decoded into it by
+    the columnar decoder, with no object per reply.
+
     Raises:
-        TypeError: the output message is bridged (its replies are objects, not rows), or ``out`` is
-            not a numpy array of the output message's dtype.
+        TypeError: ``out`` is not a numpy array of the output message's (view) dtype.
         ValueError: ``out`` is not 1-d, has no room at all, or is read-only.
     """
     call = f"kernel {kernel}.receive_batch"
     cls = out_codec.cls.__qualname__
-    if out_codec.bridged:
-        raise TypeError(
-            f"{call}: out= needs a direct output message, but {cls} is bridged (it has a Str or "
-            f"List field): receive_batch returns a list of {cls} objects, which no array holds; "
-            "call it without out="
-        )
     if not isinstance(out, np.ndarray):
         raise TypeError(
             f"{call}: out= must be a numpy structured array of {cls}'s dtype, got "
@@ -117,7 +114,7 @@ class Gathered:
         min_n: the replies the call waits for (an array is allocated here only when over 1).
     """
 
-    __slots__ = ("count", "_format", "_out", "_own", "_parts", "_rows")
+    __slots__ = ("count", "_format", "_out", "_own", "_owner", "_parts", "_rows")
 
     def __init__(
         self, fmt: BatchFormat, out: Optional[np.ndarray], max_n: int = 1, min_n: int = 1
@@ -125,15 +122,17 @@ class Gathered:
         self._format = fmt
         self._parts: list = []
         self.count = 0
-        # Rows of the slot dtype can be written by the transport itself; bridged slots need decoding.
-        direct = getattr(fmt, "out_slot", None) is not None and fmt.out_slot == getattr(
-            fmt.out_codec, "dtype", None
-        )
+        # A direct message's slots are its rows (``slot_dtype``), which the transport can write
+        # itself; bridged slots need decoding.
+        direct = getattr(fmt, "out_slot", None) is not None and not fmt.out_codec.bridged
         self._own = out is None and direct and min_n > 1
         if self._own:
             out = np.empty(max_n, dtype=fmt.out_slot)
         self._out = out
         self._rows = out if out is not None and direct and out.flags.c_contiguous else None
+        # What numpy records as the base of every view of the rows: a batch with this base is rows
+        # _pop_into wrote in place (found without reading addresses, which costs microseconds).
+        self._owner = None if self._rows is None else self._rows[:0].base
 
     def room(self) -> Optional[np.ndarray]:
         """The free rows of the array the replies are gathered in, for ``_pop_into`` (None when
@@ -147,17 +146,31 @@ class Gathered:
         so the caller's array holds every reply taken even if a later step raises; nothing to copy
         when the transport wrote it there already)."""
         k = len(batch)
-        if self._own and not _same_rows(self._out[self.count : self.count + k], batch):
+        in_place = self._owner is not None and getattr(batch, "base", None) is self._owner
+        if self._own and not in_place:
             # The transport has no _pop_into: keep its batches as they are (concatenated once).
             self._parts = [self._out[: self.count]] if self.count else []
-            self._own, self._out, self._rows = False, None, None
+            self._own, self._out, self._rows, self._owner = False, None, None, None
         if self._out is not None:
-            dst = self._out[self.count : self.count + k]
-            if not _same_rows(dst, batch):
-                copy_rows(dst, self._format.to_array(batch))
+            if not in_place:
+                self._fill(self._out[self.count : self.count + k], batch)
         else:
             self._parts.append(batch)
         self.count += k
+
+    def _fill(self, dst: np.ndarray, batch: Batch) -> None:
+        """Copy (a direct message) or decode (a bridged one: slots or objects) ``batch`` into
+        ``dst``, rows of the output message's view dtype."""
+        codec = self._format.out_codec
+        if not codec.bridged:
+            copy_rows(dst, self._format.to_array(batch))
+        elif isinstance(batch, np.ndarray):  # slots: one columnar decode
+            if dst.flags.c_contiguous:
+                codec.unpack_array(batch, len(batch), out=dst)
+            else:
+                copy_rows(dst, codec.unpack_array(batch, len(batch)))
+        else:  # objects (the reference backend)
+            copy_rows(dst, codec.to_array(self._format.to_objects(batch)))
 
     def result(self) -> Union[np.ndarray, list]:
         """What ``receive_batch`` returns: ``out[:count]``, or the format's array (list) of every
@@ -183,16 +196,6 @@ class Gathered:
             copy_rows(merged[at : at + len(part)], part)
             at += len(part)
         return self._format.to_array(merged)
-
-
-def _same_rows(dst: np.ndarray, batch: Any) -> bool:
-    """Whether ``batch`` is ``dst`` itself (rows ``_pop_into`` already wrote in place)."""
-    if not isinstance(batch, np.ndarray) or len(batch) != len(dst) or batch.dtype != dst.dtype:
-        return False
-    if not len(dst):
-        return True
-    a, b = dst.__array_interface__, batch.__array_interface__
-    return a["data"][0] == b["data"][0] and a["strides"] == b["strides"]
 
 
 def copy_rows(dst: np.ndarray, src: np.ndarray) -> None:
