@@ -186,7 +186,11 @@ def run(batches, quick: bool, capacity, backend: str = "c") -> list[Result]:
 def ratios(rows: list[Result], key: str) -> dict:
     """Each ringgen series' time over the copies', per batch size: ``key`` "p50" (the median call)
     or "min" (the fastest call: the cost itself, least disturbed by other load)."""
-    by = {(r.series, r.batch): r.seconds["p50"] if key == "p50" else r.extra["min_s"] for r in rows}
+    by = {
+        (r.series, r.batch): r.seconds["p50"] if key == "p50" else r.extra["min_s"]
+        for r in rows
+        if key == "p50" or "min_s" in r.extra  # the PyCUDA rows have no fastest call
+    }
     out = {}
     for batch in sorted({r.batch for r in rows}):
         base = by.get(("2 x copy, pinned", batch), by[("2 x np.copyto", batch)])

@@ -319,13 +319,17 @@ def _words_view(codec, n: int) -> np.ndarray:
     return view
 
 
-def _round_trip(k, view: np.ndarray, out=None):
+def _round_trip(k, view: np.ndarray, out=None, split=None):
     """send_batch the rows, then one receive_batch(min_n=n) for every reply: the replies (view rows
     in ``out`` when given: a direct message's rows, or a bridged one's decoded columnar; else
-    objects for a bridged reply)."""
+    objects for a bridged reply). ``split``, a list, gets (send_batch, receive_batch) seconds."""
     n = len(view)
+    t0 = time.perf_counter()
     k.send_batch(view, timeout=10.0)
+    t1 = time.perf_counter()
     got = k.receive_batch(n, timeout=10.0, min_n=n, out=out)
+    if split is not None:
+        split.append((t1 - t0, time.perf_counter() - t1))
     if len(got) != n:
         raise RuntimeError(f"{k.name}: {len(got)} of {n} replies after 10 s")
     return got
@@ -368,14 +372,15 @@ def bench_cuda(sizes: list[int], budget_s: float) -> list[dict]:
                     )
                     assert all(r.length == len(r.text) for r in objs[:100])
                     shape = f"Word (Str[32]) -> WordStat (Str[32], decoded to {form})"
-                times = []
+                times, split = [], []
                 deadline = time.perf_counter() + budget_s
                 while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 100):
                     t0 = time.perf_counter()
-                    _round_trip(k, view, out)
+                    _round_trip(k, view, out, split)
                     times.append(time.perf_counter() - t0)
                 arr = np.array(times)
                 med, p99 = float(np.median(arr)), float(np.percentile(arr, 99))
+                send_s, receive_s = np.median(np.array(split), axis=0)
                 rows.append(
                     {
                         "kernel": kernel.spec.name + ("" if form == "rows" else " (objects)"),
@@ -384,6 +389,8 @@ def bench_cuda(sizes: list[int], budget_s: float) -> list[dict]:
                         "median_s": med,
                         "p99_s": p99,
                         "msgs_per_s": n / med,
+                        "send_batch_p50_s": float(send_s),
+                        "receive_batch_p50_s": float(receive_s),
                         "in_slot_bytes": int(k.in_codec.slot_size),
                         "runs": len(times),
                         "rejected": dict(k.stats().rejected),
@@ -538,11 +545,15 @@ def main(argv=None) -> int:
             )
     if cuda:
         print("\nend to end on CUDA: send_batch (columnar encode) -> kernel -> receive_batch")
-        print(f"{'kernel':22} {'batch':>9} {'median':>11} {'p99':>11} {'M msg/s':>9}")
+        print(
+            f"{'kernel':22} {'batch':>9} {'median':>11} {'p99':>11} {'M msg/s':>9}"
+            f" {'send_batch':>11} {'receive':>11}"
+        )
         for r in cuda:
             print(
                 f"{r['kernel']:22} {r['batch']:>9} {r['median_s'] * 1e3:9.3f}ms "
                 f"{r['p99_s'] * 1e3:9.3f}ms {r['msgs_per_s'] / 1e6:9.2f}"
+                f" {r['send_batch_p50_s'] * 1e3:9.3f}ms {r['receive_batch_p50_s'] * 1e3:9.3f}ms"
             )
 
     stamp = dt.datetime.now(dt.timezone.utc)
