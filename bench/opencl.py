@@ -252,6 +252,9 @@ def main(argv=None) -> int:
         help="also measure persistent mode with this many resident groups (1: skip)",
     )
     ap.add_argument("--name", default="opencl", help="results file stem under bench/results/")
+    ap.add_argument(
+        "--out-dir", default=None, help="where to write the results (default bench/results)"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -284,8 +287,9 @@ def main(argv=None) -> int:
             "rounds": ROUNDS,
             "wall_s": round(time.perf_counter() - t0, 1),
         },
+        directory=args.out_dir,
     )
-    png = plot(args.name, rows, title)
+    png = plot(args.name, rows, title, directory=args.out_dir)
     print(f"\nwrote {path} and {png}")
     return 0
 
