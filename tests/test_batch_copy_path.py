@@ -89,13 +89,18 @@ def test_positional_take_into_drops_holes_in_place():
     assert list(dst["id"][:4]) == [0, 2, 3, 5] and q.holes_taken == 2 and q.head == 6
 
 
-def _fake_cuda(monkeypatch, capacity):
+def _fake_handle_of(kernel, monkeypatch, capacity):
+    """A CUDA handle whose mapped page and rings are numpy arrays (test_cuda_queues.py's)."""
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent))
-    from test_cuda_queues import _fake_handle  # the mapped page and rings as numpy arrays
+    from test_cuda_queues import _fake_handle
 
+    return _fake_handle(kernel, capacity=capacity)
+
+
+def _fake_cuda(monkeypatch, capacity):
     from examples.vector_add import AddRequest, vector_add
 
-    k, C = _fake_handle(vector_add, capacity=capacity)
+    k, C = _fake_handle_of(vector_add, monkeypatch, capacity)
 
     def no_take(max_n):
         raise AssertionError("receive_batch copied through take(), not straight into its array")
@@ -149,3 +154,50 @@ def test_a_whole_batch_without_out_is_gathered_in_one_array(monkeypatch):
     _kernel_replies(k, C, [6])
     few = k.receive_batch(8, timeout=0.05, min_n=8)
     assert list(few["id"]) == [106] and few.base is None
+
+
+def test_bridged_replies_are_decoded_straight_from_the_ring_into_out(monkeypatch):
+    """receive_batch(out=view rows) of a bridged reply: the columnar decoder reads the ring's
+    strided slots (both pieces of a wrapped run), no copy of them is taken; with a hole pending the
+    call takes the copying path and still returns the same rows."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from examples.word_stats import Word, WordStat, word_stats
+
+    k, C = _fake_handle_of(word_stats, monkeypatch, capacity=8)
+    out_tail = C._OUTQ_OFF // 8
+    texts = ["the", "unhappy", "", "naïve", "non-stop", "a", "x" * 32, "of", "an", "kernel"]
+
+    def reply(i):
+        t = texts[i % len(texts)]
+        return WordStat(id=i, text=t, length=len(t.encode()), is_stop_word=False, negated=False)
+
+    def kernel(seqs):
+        for s in seqs:
+            data = np.frombuffer(k.out_codec.pack(reply(s)), np.uint8)
+            k.outq.rows[s % k.outq.cap, : len(data)] = data
+        k._words[out_tail] = max(seqs) + 1
+
+    real_take = k.outq.take
+    monkeypatch.setattr(k.outq, "take", lambda n: pytest.fail("slots copied out of the ring"))
+    rows = np.zeros(10, dtype=k.out_codec.dtype)
+    for i in range(5):  # head to 5: the next run of 6 wraps after three slots
+        k.send(Word(id=i, text="w"))
+    kernel(range(5))
+    assert len(k.receive_batch(5, timeout=1.0, min_n=5, out=rows)) == 5
+    for i in range(6):
+        k.send(Word(id=i, text="w"))
+    kernel(range(5, 11))
+    got = k.receive_batch(6, timeout=1.0, min_n=6, out=rows)
+    assert np.shares_memory(got, rows) and len(got) == 6
+    assert k.out_codec.from_array(got) == [reply(i) for i in range(5, 11)]
+    assert k.outq.head == 11 and k._received == 11
+    # a hole pending: decode_into declines, the slots are copied out, then decoded into out
+    monkeypatch.setattr(k.outq, "take", real_take)
+    for i in range(3):
+        k.send(Word(id=i, text="w"))
+    k.outq.marks[12 % 8] = 13  # request 12 left no reply
+    k._words[C._SIDE_OFF // 8] = 1
+    kernel([11, 13])
+    got = k.receive_batch(3, timeout=0.5, min_n=2, out=rows)
+    assert k.out_codec.from_array(got) == [reply(11), reply(13)]
+    assert k.outq.holes_taken == 1

@@ -249,26 +249,60 @@ class RingConsumer(HostRing):
         out = np.empty(n, dtype=self.dtype)
         return out[: self._copy_out(out, n)]
 
-    def take_into(self, dst: np.ndarray) -> int:
+    def take_into(self, dst: np.ndarray) -> Optional[int]:
         """Copy up to ``len(dst)`` published slots straight into ``dst`` and free them; returns how
-        many of ``dst``'s leading rows now hold replies (0 when none was ready).
+        many of ``dst``'s leading rows now hold replies (0 when none was ready), or None when
+        ``dst`` does not hold this ring's slots (the caller then takes them with ``take``).
 
         ``dst`` is a 1-d array of this ring's slot dtype (a caller's ``out=``, or the one array a
         whole batch is gathered in): the slots are copied once, ring to ``dst``, in at most two
         slice copies (the second where the run wraps), with no array in between. A ``dst`` that is
         not contiguous takes the copy through ``take``.
         """
+        if dst.dtype != self.dtype or dst.ndim != 1:
+            return None
         n = self._words[self._tail_at] - self.head
         if n > len(dst):
             n = len(dst)
         if n <= 0:
             return 0
-        if dst.dtype != self.dtype or dst.ndim != 1 or not dst.flags.c_contiguous:
+        if not dst.flags.c_contiguous:
             got = self.take(n)
             rows = np.dtype((np.void, self.size))
             np.copyto(dst[: len(got)].view(rows), got.view(rows))
             return len(got)
         return self._copy_out(dst, n)
+
+    def decode_into(self, dst: np.ndarray, decode: Callable) -> Optional[int]:
+        """Decode up to ``len(dst)`` published slots straight from the ring into ``dst`` and free
+        them; returns how many (0 when none was ready), or None where holes may sit among them
+        (the caller then takes them with ``take``).
+
+        ``decode(slots, rows)`` decodes an ``(k, >= slot size)`` uint8 view of k ring slots into k
+        rows of ``dst``; it is called at most twice (the second where the run wraps), so a bridged
+        reply is read once, from the ring, with no copy of its slot in between. The slots are freed
+        even when ``decode`` raises (as ``take`` frees them before its caller decodes).
+        """
+        n = self._words[self._tail_at] - self.head
+        if n > len(dst):
+            n = len(dst)
+        if n <= 0:
+            return 0
+        if self._holes and self._holes_pending():
+            return None
+        head, done = self.head, 0
+        try:
+            for pos, k in segments(head, n, self.cap):
+                decode(self.rows[pos : pos + k], dst[done : done + k])
+                done += k
+        finally:
+            self.head = head + n
+            self._words[self._head_at] = head + n  # release: the reads above are complete
+        return n
+
+    def _holes_pending(self) -> bool:
+        """Whether a hole may sit among the published slots (``_holes`` rings override it)."""
+        return False
 
     def _copy_out(self, out: np.ndarray, n: int) -> int:
         """Copy the ``n`` slots from the head into ``out[:n]`` (contiguous, this ring's dtype), drop

@@ -129,7 +129,9 @@ class Gathered:
         if self._own:
             out = np.empty(max_n, dtype=fmt.out_slot)
         self._out = out
-        self._rows = out if out is not None and direct and out.flags.c_contiguous else None
+        # The transport may write (direct) or decode (bridged: PositionalOutput.take_into) the
+        # replies straight into the caller's rows.
+        self._rows = out if out is not None and out.flags.c_contiguous else None
         # What numpy records as the base of every view of the rows: a batch with this base is rows
         # _pop_into wrote in place (found without reading addresses, which costs microseconds).
         self._owner = None if self._rows is None else self._rows[:0].base

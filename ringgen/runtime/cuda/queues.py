@@ -281,6 +281,27 @@ class PositionalOutput(RingConsumer):
 
     _holes = True
 
+    def _holes_pending(self) -> bool:
+        return self._words[self._holes_at] > self.holes_taken
+
+    def take_into(self, dst: np.ndarray) -> Optional[int]:
+        """``RingConsumer.take_into``; for a bridged reply, ``dst`` may also be rows of its view
+        dtype (``receive_batch(out=)``): the slots are then decoded straight from the ring by the
+        columnar decoder (``decode_into``), or None where a hole may sit among them."""
+        codec = self._codec
+        if (
+            dst.dtype != self.dtype
+            and getattr(codec, "bridged", False)
+            and dst.dtype == codec.dtype
+        ):
+            if not dst.flags.c_contiguous:
+                return None
+            return self.decode_into(dst, self._decode_rows)
+        return super().take_into(dst)
+
+    def _decode_rows(self, slots: np.ndarray, rows: np.ndarray) -> None:
+        self._codec.unpack_array(slots, len(slots), out=rows)
+
     def _kept(self, out: np.ndarray, n: int) -> np.ndarray:
         """``take``'s copies without the holes among them (requests that left no reply)."""
         if self._words[self._holes_at] > self.holes_taken:
