@@ -201,3 +201,41 @@ def test_bridged_replies_are_decoded_straight_from_the_ring_into_out(monkeypatch
     got = k.receive_batch(3, timeout=0.5, min_n=2, out=rows)
     assert k.out_codec.from_array(got) == [reply(11), reply(13)]
     assert k.outq.holes_taken == 1
+
+
+def test_a_bridged_batch_is_published_piece_by_piece(monkeypatch):
+    """With publish_chunk, put_rows publishes each encoded piece before it encodes the next (the
+    kernel starts early), the slots hold what one encode_batch call writes, and a row that cannot
+    be encoded leaves the pieces before it published and counted, then raises."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from examples.word_stats import Word, word_stats
+    from ringgen.errors import EncodeError
+    from ringgen.runtime.cuda import queues as Q
+
+    monkeypatch.setattr(Q, "now_ticks", lambda: 99)
+    k, _ = _fake_handle_of(word_stats, monkeypatch, capacity=128)
+    k.inq.publish_chunk = 32
+    codec = k.in_codec
+    tails = []
+    real = k._encode_rows
+    monkeypatch.setattr(
+        k, "_encode_rows", lambda r, o, s: tails.append(k.inq.tail) or real(r, o, s)
+    )
+    rows = codec.to_array([Word(id=i, text="w" * (i % 33)) for i in range(100)])
+    assert k.send_batch(rows) == 100
+    assert tails == [0, 32, 64, 96] and k.inq.tail == 100 and k._sent == 100
+    want = codec.encode_batch(rows, timestamp=99)
+    ring = k.inq._u8.reshape(-1, k.inq.stride)[:100, : codec.slot_size]
+    for i in range(100):
+        total = int.from_bytes(want[i, 4:12].tobytes(), "little")
+        assert (ring[i, :total] == want[i, :total]).all(), i
+    k.outq.head = 100  # the replies were taken: room again
+    bad = codec.to_array([Word(id=i, text="ok") for i in range(90)])
+    bad["text"]["len"][70] = 40  # over Str[32]: in the third piece
+    with pytest.raises(EncodeError, match="text"):
+        k.send_batch(bad)
+    assert k.inq.tail == 164 and k._sent == 164  # two pieces published, and counted
+    bad["text"]["len"][5] = 40  # in the first piece: nothing published
+    with pytest.raises(EncodeError, match="text"):
+        k.send_batch(bad[:20])
+    assert k.inq.tail == 164 and k._sent == 164

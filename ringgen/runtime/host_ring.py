@@ -169,15 +169,34 @@ class RingProducer(HostRing):
     def put_rows(self, rows: np.ndarray, admit_head: int, encode: Callable) -> int:
         """Encode the prefix of ``rows`` that fits straight into the ring's slots and publish it;
         returns its length. ``encode(rows, out, sequence)`` fills ``out``, a strided ``(k, size)``
-        uint8 view of k slots: no batch of slots is built and copied."""
+        uint8 view of k slots: no batch of slots is built and copied.
+
+        With ``publish_chunk``, every ``publish_chunk`` rows are published as soon as they are
+        encoded, so the kernel decodes them while the host encodes the next. A row that cannot be
+        encoded raises before anything is published when it lies in the first piece; in a later
+        one, the pieces before it stay published and their count is returned (as when the ring is
+        full): the next call, which starts at the bad row, raises its error.
+        """
         n = min(len(rows), self.free(admit_head))
         if n <= 0:
             return 0
+        chunk = self.publish_chunk or n
         done = 0
-        for pos, k in segments(self.tail, n, self.cap):
-            encode(rows[done : done + k], self.rows[pos : pos + k], self.tail + done)
+        while done < n:
+            k = min(chunk, n - done)
+            tail, part = self.tail, 0
+            try:
+                for pos, m in segments(tail, k, self.cap):
+                    encode(
+                        rows[done + part : done + part + m], self.rows[pos : pos + m], tail + part
+                    )
+                    part += m
+            except Exception:
+                if done:
+                    return done
+                raise
             done += k
-        self._publish(self.tail + n)
+            self._publish(tail + k)
         return n
 
     def try_put_bytes(self, data: bytes, admit_head: int) -> bool:

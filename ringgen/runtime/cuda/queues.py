@@ -422,9 +422,12 @@ class CudaBatches(SlotBatches):
     Input: a batch of bridged messages stays view rows until ``_push`` encodes the prefix that fits
     straight into the mapped ring (``encode_batch(out=...)`` on the slots themselves), instead of
     encoding a slot array, copying it to bytes and copying that into the ring. A batch of raw slots
-    (``in_slot`` dtype) is still copied as it is. One difference a caller can see: a row that cannot
-    be encoded (a Str over its bound, ...) raises the same EncodeError, but when the batch is larger
-    than the free room, the rows of earlier, accepted prefixes have been published by then.
+    (``in_slot`` dtype) is still copied as it is. A large batch is encoded and published in pieces
+    of ``publish_chunk`` rows (``RingProducer.put_rows``), so the kernel decodes one while the host
+    encodes the next. One difference a caller can see: a row that cannot be encoded (a Str over its
+    bound, ...) raises the same EncodeError, but the pieces before it, and the rows of earlier,
+    accepted prefixes when the batch is larger than the free room, have been published (and
+    counted as sent) by then.
 
     Output: bridged replies are decoded to objects in one pass (``codec.decode`` per slot), not
     decoded, converted to view rows and converted back.
