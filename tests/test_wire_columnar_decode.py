@@ -124,3 +124,26 @@ def test_the_numpy_fallback_decodes_the_same_rows(monkeypatch):
 def decode_batch(cls, slots, out=None):
     """What the tests call: the codec's columnar decode."""
     return codec_for(cls).unpack_array(slots, out=out)
+
+
+@pytest.mark.skipif(not NATIVE, reason="no C compiler: the native helpers are not built")
+def test_a_large_batch_is_decoded_by_several_threads_in_row_order(monkeypatch):
+    from ringgen.wire import columnar_decode
+
+    monkeypatch.setattr(columnar_decode, "DECODE_THREADS", 3)
+    monkeypatch.setattr(columnar_decode, "PARALLEL_DECODE_ROWS", 16)
+    parts = []
+    real = native.decode_slots
+    monkeypatch.setattr(
+        native, "decode_slots", lambda c, lay, s, o: parts.append(len(o)) or real(c, lay, s, o)
+    )
+    objs = _stats(100)
+    slots = encode_batch(Stat, objs, timestamp=3)
+    rows = decode_batch(Stat, slots)
+    assert sorted(parts) == [33, 33, 34]
+    assert rows.tobytes() == objects_to_view(Stat, objs).tobytes()
+    slots[50, 0] ^= 1  # in the second part; and a later bad slot in the third
+    slots[90, 0] ^= 1
+    with pytest.raises(WireFormatError) as err:
+        decode_batch(Stat, slots)
+    assert "in slot 50 of the batch" in err.value.__notes__

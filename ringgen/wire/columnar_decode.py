@@ -10,6 +10,9 @@ from the objects.
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
+import threading
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -19,7 +22,26 @@ from ..layout import layout_of
 from . import native
 from .columnar import objects_to_view
 
-__all__ = ["decode_batch"]
+__all__ = ["DECODE_THREADS", "PARALLEL_DECODE_ROWS", "decode_batch"]
+
+#: Threads that decode one large batch natively (each its own range of rows: ctypes releases the
+#: GIL for the call), and the rows per thread below which the calling thread decodes it alone.
+DECODE_THREADS = min(8, os.cpu_count() or 1)
+PARALLEL_DECODE_ROWS = 8192
+
+_pool: Optional[concurrent.futures.ThreadPoolExecutor] = None
+_pool_lock = threading.Lock()
+
+
+def _decoder_pool() -> concurrent.futures.ThreadPoolExecutor:
+    """The process's decoder threads (created on first use)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = concurrent.futures.ThreadPoolExecutor(
+                max_workers=DECODE_THREADS, thread_name_prefix="ringgen-decode"
+            )
+        return _pool
 
 
 def decode_batch(
@@ -54,7 +76,7 @@ def decode_batch(
             f"{lay.name}: out must be {n} contiguous view rows of dtype {lay.dtype}, got "
             f"{out.dtype} {out.shape}"
         )
-    bad = native.decode_slots(cls, lay, rows, out)
+    bad = _decode_native(cls, lay, rows, out)
     if bad is None:
         return out
     if bad < 0:  # no native program: one object per slot, then the rows
@@ -68,6 +90,27 @@ def decode_batch(
         "per-message decoder accepts",
         hint="report this as a ringgen bug, with the slot's bytes",
     )
+
+
+def _decode_native(cls: type, lay: Any, rows: np.ndarray, out: np.ndarray) -> Optional[int]:
+    """``native.decode_slots`` over the batch, split into ranges decoded by several threads when
+    large; the first bad row in row order, None, or -1 (no native decoder)."""
+    n = len(out)
+    parts = min(DECODE_THREADS, n // PARALLEL_DECODE_ROWS)
+    if parts < 2:
+        return native.decode_slots(cls, lay, rows, out)
+    cuts = [n * i // parts for i in range(parts + 1)]
+    futures = [
+        _decoder_pool().submit(native.decode_slots, cls, lay, rows[a:b], out[a:b])
+        for a, b in zip(cuts, cuts[1:])
+    ]
+    results = [f.result() for f in futures]  # all waited for: no thread writes into out after
+    for a, bad in zip(cuts, results):
+        if bad == -1:
+            return -1
+        if bad is not None:
+            return a + bad
+    return None
 
 
 def _decode_one(decode: Any, rows: np.ndarray, i: int, size: int) -> Any:
