@@ -53,6 +53,8 @@ def check_counts(
 
 
 def _count(call: str, argument: str, value: Any) -> int:
+    if type(value) is int and value >= 1:  # the usual case, without the ABC checks below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{call}: {argument}={value!r} is not an int >= 1")
     return int(value)
