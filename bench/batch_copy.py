@@ -106,27 +106,74 @@ def _check(k, requests: np.ndarray, out: np.ndarray) -> None:
         raise SystemExit(f"batch {n}: wrong sums")
 
 
-def run(batches, quick: bool, capacity) -> list[Result]:
+def _cuda_calls(k, requests: np.ndarray, out: np.ndarray) -> dict:
+    """The CUDA run's extra series: the copies into and out of the mapped rings themselves (pinned
+    memory, as bench/cuda.py's ``host-copies``), and ``out=`` with the input published once, not
+    in pieces (``publish_chunk`` None)."""
+    src_in = requests.view(np.uint8)
+    ring_in, ring_out = k.inq._u8[: src_in.size], k.outq._u8[: out.nbytes]
+    sink = np.empty(out.nbytes, np.uint8)
+    np.copyto(sink, ring_out)
+
+    def pinned_copies() -> None:
+        np.copyto(ring_in, src_in)
+        np.copyto(sink, ring_out)
+
+    def whole_batch_out_unchunked() -> None:
+        chunk, k.inq.publish_chunk = k.inq.publish_chunk, None
+        try:
+            k.send_batch(requests)
+            if len(
+                k.receive_batch(len(requests), timeout=60.0, min_n=len(requests), out=out)
+            ) != len(requests):
+                raise SystemExit("replies missing")
+        finally:
+            k.inq.publish_chunk = chunk
+
+    return {"2 x copy, pinned": pinned_copies, "ringgen out= unchunked": whole_batch_out_unchunked}
+
+
+def _open(backend: str, cap: int):
+    """A vector_add handle on ``backend`` with queues of ``cap`` slots, and its codecs."""
+    if backend == "cuda":
+        import ringgen as rg
+        from examples import vector_add
+
+        k = rg.launch(vector_add.vector_add, backend="cuda", capacity=cap)
+        return k, {"AddRequest": k.in_codec, "AddResponse": k.out_codec}
     from ringgen.runtime.backends import load_backend
 
     pkg, unit, codecs = _build_package()
-    spec = unit.kernels[0]
-    handle_class = load_backend("c")
+    k = load_backend(backend).open(unit.kernels[0], str(pkg), codecs=codecs, capacity=cap)
+    return k, codecs
+
+
+def _open_dtypes() -> tuple:
+    """vector_add's request and reply dtypes."""
+    import ringgen as rg
+    from examples.vector_add import AddRequest, AddResponse
+
+    return rg.dtype_of(AddRequest), rg.dtype_of(AddResponse)
+
+
+def run(batches, quick: bool, capacity, backend: str = "c") -> list[Result]:
     rows = []
     for batch in batches:
-        cap = capacity or batch
+        cap = capacity or max(2, 1 << (batch - 1).bit_length())
+        k, codecs = _open(backend, cap)
         requests = _requests(codecs["AddRequest"].dtype, batch)
         out = np.zeros(batch, dtype=codecs["AddResponse"].dtype)
-        k = handle_class.open(spec, str(pkg), codecs=codecs, capacity=cap)
         try:
             _check(k, requests, out)
             calls, split = _calls(k, requests, out)
+            if backend == "cuda":
+                calls.update(_cuda_calls(k, requests, out))
             samples = _time_interleaved(calls, _repeats(batch, quick))
             stats = k.stats()
         finally:
             k.terminate(timeout=60.0)
         extra = {"capacity": cap, "spilled": stats.spilled, "bytes_each_way": requests.nbytes}
-        for s in SERIES:
+        for s in samples:
             best = {"min_s": float(samples[s].min())}
             if s == "ringgen out=":  # where the time goes: the send's copy, then the wait
                 sends, receives = np.array(split[1:]).T  # the first call is untimed
@@ -139,11 +186,17 @@ def run(batches, quick: bool, capacity) -> list[Result]:
 def ratios(rows: list[Result], key: str) -> dict:
     """Each ringgen series' time over the copies', per batch size: ``key`` "p50" (the median call)
     or "min" (the fastest call: the cost itself, least disturbed by other load)."""
-    by = {(r.series, r.batch): r.seconds["p50"] if key == "p50" else r.extra["min_s"] for r in rows}
+    by = {
+        (r.series, r.batch): r.seconds["p50"] if key == "p50" else r.extra["min_s"]
+        for r in rows
+        if key == "p50" or "min_s" in r.extra  # the PyCUDA rows have no fastest call
+    }
     out = {}
     for batch in sorted({r.batch for r in rows}):
-        base = by[("2 x np.copyto", batch)]
-        out[str(batch)] = {s: by[(s, batch)] / base for s in SERIES[:2]}
+        base = by.get(("2 x copy, pinned", batch), by[("2 x np.copyto", batch)])
+        out[str(batch)] = {
+            s: v / base for (s, b), v in by.items() if b == batch and s.startswith("ringgen")
+        }
     return out
 
 
@@ -153,17 +206,32 @@ def main(argv=None) -> int:
     ap.add_argument("--capacity", type=int, default=None, help="queue slots (default: the batch)")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions")
     ap.add_argument("--name", default="batch_copy", help="results file stem under bench/results/")
+    ap.add_argument(
+        "--backend",
+        default="c",
+        choices=("c", "cuda"),
+        help="cuda: also the copies into and out of the mapped rings and PyCUDA launch per batch",
+    )
     args = ap.parse_args(argv)
     from ringgen.runtime import available_backends
 
-    if "c" not in available_backends():
-        print("the c backend is not available here (no C compiler)")
+    if args.backend not in available_backends():
+        print(f"the {args.backend} backend is not available here")
         return 1
     t0 = time.perf_counter()
     load_before = os.getloadavg()
-    rows = run([int(b) for b in args.batches.split(",")], args.quick, args.capacity)
+    batches = [int(b) for b in args.batches.split(",")]
+    rows = run(batches, args.quick, args.capacity, args.backend)
     cpu = platform.processor() or platform.machine()
-    device = f"host CPU {cpu}, {os.cpu_count()} cores, backend c"
+    device = f"host CPU {cpu}, {os.cpu_count()} cores, backend {args.backend}"
+    if args.backend == "cuda":
+        import pycuda.driver as drv
+
+        from bench.cuda import bench_pycuda
+
+        device += f", {drv.Device(0).name()}"
+        in_dtype, out_dtype = _open_dtypes()
+        rows += bench_pycuda(in_dtype, out_dtype, batches, args.quick, np.random.default_rng(3))
     title = f"vector_add whole batch (send_batch + receive_batch(min_n=n)) vs 2 copies, {device}"
     print()
     print_table(rows, title)
@@ -173,7 +241,7 @@ def main(argv=None) -> int:
         for batch, per in table.items():
             print(
                 f"{key:>3} {int(batch):>9,}: "
-                + ", ".join(f"{s} / 2 x np.copyto = {r:.2f}" for s, r in per.items())
+                + ", ".join(f"{s} / the copies = {r:.2f}" for s, r in per.items())
             )
     for r in rows:
         if "send_p50_s" in r.extra:

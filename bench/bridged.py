@@ -15,10 +15,14 @@ each, CRC-32 included) from numpy columns, into a preallocated slot array, for b
 
 End to end on CUDA (when a CUDA device is present): the columnar view rows of a batch go through
 ``send_batch`` (columnar encode into the mapped input ring), the resident kernel (validate, decode,
-handler, reply) and ``receive_batch``, for ``examples/list_reduce`` (``Samples``: 16 floats of a
-``List[f32, 64]`` in, a direct ``Summary`` out) at batches 4,096 and 65,536, and
-``examples/word_stats`` (``Str[32]`` in, a bridged ``WordStat`` out, which ``receive_batch`` decodes
-into objects) at 4,096; reported as the median time per round trip and messages per second.
+handler, reply) and one ``receive_batch(n, min_n=n)``, for ``examples/list_reduce`` (``Samples``: 16
+floats of a ``List[f32, 64]`` in, a direct ``Summary`` out, received into a reused array) and
+``examples/word_stats`` (``Str[32]`` in, a bridged ``WordStat`` out, decoded columnar into view
+rows by ``receive_batch(out=)``, and at the smallest batch also into objects) at batches 4,096 and
+65,536; reported as the median time per round trip and messages per second.
+
+Columnar decode: ``codec.unpack_array`` of ``WordStat`` slots into view rows (one native call per batch),
+beside the per-object decoder's rate.
 
 The columnar encoder runs natively (``ringgen/wire/_native.c``) when a C compiler is present; set
 ``RINGGEN_NO_NATIVE=1`` to measure the numpy fallback. The JSON records which one ran
@@ -315,70 +319,121 @@ def _words_view(codec, n: int) -> np.ndarray:
     return view
 
 
-def _round_trip(k, view: np.ndarray) -> list:
-    """send_batch the rows, then receive_batch until every reply is in; the replies, in parts."""
+def _round_trip(k, view: np.ndarray, out=None, split=None):
+    """send_batch the rows, then one receive_batch(min_n=n) for every reply: the replies (view rows
+    in ``out`` when given: a direct message's rows, or a bridged one's decoded columnar; else
+    objects for a bridged reply). ``split``, a list, gets (send_batch, receive_batch) seconds."""
     n = len(view)
+    t0 = time.perf_counter()
     k.send_batch(view, timeout=10.0)
-    parts, got = [], 0
-    deadline = time.perf_counter() + 10.0
-    while got < n:
-        part = k.receive_batch(n - got, timeout=1.0)
-        parts.append(part)
-        got += len(part)
-        if time.perf_counter() > deadline:
-            raise RuntimeError(f"{k.name}: {got} of {n} replies after 10 s")
-    return parts
+    t1 = time.perf_counter()
+    got = k.receive_batch(n, timeout=10.0, min_n=n, out=out)
+    if split is not None:
+        split.append((t1 - t0, time.perf_counter() - t1))
+    if len(got) != n:
+        raise RuntimeError(f"{k.name}: {len(got)} of {n} replies after 10 s")
+    return got
 
 
 def bench_cuda(sizes: list[int], budget_s: float) -> list[dict]:
-    """End-to-end bridged throughput on CUDA (see the module docstring): one row per kernel and
-    batch size, each checked against numpy before it is timed."""
+    """End-to-end bridged throughput on CUDA (see the module docstring): one row per kernel, reply
+    form and batch size, each checked against numpy before it is timed."""
     from examples.list_reduce import list_reduce
     from examples.word_stats import word_stats
 
     rows = []
     rng = np.random.default_rng(7)
-    # word_stats replies are bridged: receive_batch decodes each one into an object in Python, which
-    # bounds that series far below the transport, so it runs at the smaller batch only.
-    for kernel, batches in ((list_reduce, sizes), (word_stats, sizes[:1])):
+    # (kernel, replies as, batches): word_stats's bridged replies as view rows decoded columnar
+    # (receive_batch(out=)) at every size, and as objects (one Python object per reply) at the
+    # smallest, for comparison.
+    cases = (
+        (list_reduce, "rows", sizes),
+        (word_stats, "rows", sizes),
+        (word_stats, "objects", sizes[:1]),
+    )
+    for kernel, form, batches in cases:
         with rg.launch(kernel, backend="cuda", capacity=1 << 17) as k:
             for n in batches:
+                out = np.zeros(n, dtype=k.out_codec.dtype) if form == "rows" else None
                 if kernel is list_reduce:
                     view = _samples_view(k.in_codec, n, rng)
-                    out = np.concatenate(_round_trip(k, view))
+                    got = _round_trip(k, view, out)
                     vals = view["values"]["items"][:, :16]
-                    assert (out["id"] == view["id"]).all() and (out["count"] == 16).all()
-                    assert np.allclose(out["total"], vals.sum(axis=1, dtype=np.float32), atol=1e-4)
-                    assert (out["highest"] == vals.max(axis=1)).all()
+                    assert (got["id"] == view["id"]).all() and (got["count"] == 16).all()
+                    assert np.allclose(got["total"], vals.sum(axis=1, dtype=np.float32), atol=1e-4)
+                    assert (got["highest"] == vals.max(axis=1)).all()
                     shape = "Samples (List[f32, 64], 16 items) -> Summary (direct)"
                 else:
                     view = _words_view(k.in_codec, n)
-                    out = [r for part in _round_trip(k, view) for r in part]
-                    assert [r.id for r in out] == list(range(n))
-                    assert all(r.length == len(r.text) for r in out[:100])
-                    shape = "Word (Str[32]) -> WordStat (Str[32], decoded to objects)"
-                times = []
+                    got = _round_trip(k, view, out)
+                    objs = k.out_codec.from_array(got[:100]) if form == "rows" else got
+                    assert list(got["id"] if form == "rows" else [r.id for r in got]) == list(
+                        range(n)
+                    )
+                    assert all(r.length == len(r.text) for r in objs[:100])
+                    shape = f"Word (Str[32]) -> WordStat (Str[32], decoded to {form})"
+                times, split = [], []
                 deadline = time.perf_counter() + budget_s
                 while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 100):
                     t0 = time.perf_counter()
-                    _round_trip(k, view)
+                    _round_trip(k, view, out, split)
                     times.append(time.perf_counter() - t0)
                 arr = np.array(times)
                 med, p99 = float(np.median(arr)), float(np.percentile(arr, 99))
+                send_s, receive_s = np.median(np.array(split), axis=0)
                 rows.append(
                     {
-                        "kernel": kernel.spec.name,
+                        "kernel": kernel.spec.name + ("" if form == "rows" else " (objects)"),
                         "shape": shape,
                         "batch": n,
                         "median_s": med,
                         "p99_s": p99,
                         "msgs_per_s": n / med,
+                        "send_batch_p50_s": float(send_s),
+                        "receive_batch_p50_s": float(receive_s),
                         "in_slot_bytes": int(k.in_codec.slot_size),
                         "runs": len(times),
                         "rejected": dict(k.stats().rejected),
                     }
                 )
-        print(f"cuda {kernel.spec.name}: done")
+        print(f"cuda {kernel.spec.name} ({form}): done")
+    return rows
+
+
+def bench_decode(sizes: list[int], budget_s: float) -> list[dict]:
+    """The columnar decoder alone: ``codec.unpack_array`` of ``WordStat`` slots (a bridged reply: 8-byte
+    id, a Str[32] word, two flags) into preallocated view rows, per batch size."""
+    from examples.word_stats import WordStat
+
+    codec = codec_for(WordStat)
+    rows = []
+    for n in sizes:
+        view = _words_view(codec, n)
+        view["length"] = view["text"]["len"]
+        slots = encode_batch(WordStat, view, timestamp=0)
+        out = np.zeros(n, dtype=codec.dtype)
+        codec.unpack_array(slots, out=out)
+        assert out.tobytes() == view.tobytes(), "decoded rows differ from the encoded ones"
+        times = []
+        deadline = time.perf_counter() + budget_s
+        while len(times) < 5 or (time.perf_counter() < deadline and len(times) < 200):
+            t0 = time.perf_counter()
+            codec.unpack_array(slots, out=out)
+            times.append(time.perf_counter() - t0)
+        med = float(np.median(times))
+        k = min(n, 20000)
+        t0 = time.perf_counter()
+        for i in range(k):
+            codec.decode(slots[i])
+        rows.append(
+            {
+                "batch": n,
+                "median_s": med,
+                "msgs_per_s": n / med,
+                "per_object_msgs_per_s": k / (time.perf_counter() - t0),
+                "runs": len(times),
+            }
+        )
     return rows
 
 
@@ -440,13 +495,16 @@ def main(argv=None) -> int:
         "--quick", action="store_true", help="fewer messages and batch sizes (a smoke run)"
     )
     ap.add_argument(
-        "--cuda-only", action="store_true", help="only the end-to-end CUDA series (GPU machine)"
+        "--cuda-only",
+        action="store_true",
+        help="only the end-to-end CUDA series and the columnar decoder (GPU machine)",
     )
     args = ap.parse_args(argv)
     n, repeats = (2000, 2) if args.quick else (20000, 5)
     sizes = BATCHES[:4] if args.quick else BATCHES
     objects = [] if args.cuda_only else bench_objects(n, repeats)
     columnar = [] if args.cuda_only else bench_columnar(sizes, 1.0 if args.quick else 4.0)
+    decoding = bench_decode(sizes, 1.0 if args.quick else 3.0)  # cheap: on the GPU machine too
     cuda = bench_cuda(CUDA_BATCHES, 1.0 if args.quick else 3.0) if cuda_present() else []
 
     print(f"\nobject API: encode + copy into a ring slot, {n} messages, best of {repeats}")
@@ -477,13 +535,25 @@ def main(argv=None) -> int:
             f"{r['batch']:>9} {r['median_s'] * 1e3:9.3f}ms {r['p99_s'] * 1e3:9.3f}ms "
             f"{r['msgs_per_s'] / 1e6:9.2f} {r['payload_gb_per_s']:13.3f} {r['object_api_msgs_per_s'] / 1e6:16.3f}"
         )
+    if decoding:
+        print(f"\ncolumnar decode: WordStat slots -> view rows ({backend} decoder)")
+        print(f"{'batch':>9} {'median':>11} {'M msg/s':>9} {'per-object M/s':>15}")
+        for r in decoding:
+            print(
+                f"{r['batch']:>9} {r['median_s'] * 1e3:9.3f}ms {r['msgs_per_s'] / 1e6:9.2f} "
+                f"{r['per_object_msgs_per_s'] / 1e6:15.3f}"
+            )
     if cuda:
         print("\nend to end on CUDA: send_batch (columnar encode) -> kernel -> receive_batch")
-        print(f"{'kernel':12} {'batch':>9} {'median':>11} {'p99':>11} {'M msg/s':>9}")
+        print(
+            f"{'kernel':22} {'batch':>9} {'median':>11} {'p99':>11} {'M msg/s':>9}"
+            f" {'send_batch':>11} {'receive':>11}"
+        )
         for r in cuda:
             print(
-                f"{r['kernel']:12} {r['batch']:>9} {r['median_s'] * 1e3:9.3f}ms "
+                f"{r['kernel']:22} {r['batch']:>9} {r['median_s'] * 1e3:9.3f}ms "
                 f"{r['p99_s'] * 1e3:9.3f}ms {r['msgs_per_s'] / 1e6:9.2f}"
+                f" {r['send_batch_p50_s'] * 1e3:9.3f}ms {r['receive_batch_p50_s'] * 1e3:9.3f}ms"
             )
 
     stamp = dt.datetime.now(dt.timezone.utc)
@@ -497,6 +567,7 @@ def main(argv=None) -> int:
         "columnar_backend": backend,
         "object_api": objects,
         "columnar": columnar,
+        "columnar_decode": decoding,
         "cuda": cuda,
     }
     out = ROOT / "bench" / "results"

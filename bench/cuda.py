@@ -4,6 +4,7 @@ Runs ``examples/vector_add`` (16-byte request, 16-byte reply) on the first CUDA 
 
 - ``ringgen``        the public API: ``send``/``receive`` for one message, ``send_batch`` +
                      ``receive_batch`` (copies into and out of the rings) for batches;
+- ``ringgen-out``    the same batches received into one reused array (``receive_batch(out=)``);
 - ``ringgen-generic`` one message through the generic host path (the specialised ``send``/
                      ``receive`` closures switched off), for comparison in the same process;
 - ``host-copies``   the two numpy copies the copying API cannot avoid (requests into pinned memory,
@@ -183,6 +184,16 @@ def bench_ringgen(spec, pkg, codecs, source, batches, quick, workers, rng) -> li
                     raise SystemExit(f"ringgen: {len(got)} of {b} replies within 10 s")
                 return got
 
+            sink = np.empty(b, dtype=out_dtype)
+
+            def batch_copy_out():
+                # The same into one array reused from call to call (receive_batch's out=).
+                k.send_batch(reqs, timeout=10.0)
+                got = k.receive_batch(b, timeout=10.0, min_n=b, out=sink)
+                if len(got) != b:
+                    raise SystemExit(f"ringgen: {len(got)} of {b} replies within 10 s")
+                return got
+
             # What the copying API must do at least: the requests' bytes into pinned memory and
             # the replies' bytes out of it (numpy copies, the same sizes), timed in this run.
             pinned_in = k.inq.slots[:b].view(np.uint8) if b <= len(k.inq.slots) else None
@@ -199,6 +210,12 @@ def bench_ringgen(spec, pkg, codecs, source, batches, quick, workers, rng) -> li
                 log.error("%s", exc)
                 continue
             rows.append(_report(Result(name, b, summarize(_time(batch_copy, _repeats(b, quick))))))
+            try:
+                _check(f"{name}-out batch {b}", reqs, batch_copy_out())
+                timed = summarize(_time(batch_copy_out, _repeats(b, quick)))
+                rows.append(_report(Result(name + "-out", b, timed)))
+            except WrongReplies as exc:
+                log.error("%s", exc)
             if pinned_in is not None and pinned_in.size >= max(src_bytes.size, sink_bytes.size):
                 rows.append(
                     _report(

@@ -79,10 +79,10 @@ SPIN_S = 150e-6
 SLEEP_S = 20e-6
 
 
-def _wait_replies(k, n: int) -> None:
+def _wait_replies(k, n: int, spin_s: float = SPIN_S) -> None:
     got = 0
     clock = time.perf_counter
-    spin_until = clock() + SPIN_S
+    spin_until = clock() + spin_s
     while got < n:
         part = k.receive_batch(max_n=n - got, timeout=0)
         got += len(part)
@@ -98,9 +98,12 @@ def _wait_replies(k, n: int) -> None:
 class _Ringgen:
     """One ringgen series (a mode): launches the kernel for a batch size, times round trips."""
 
-    def __init__(self, mode: str, device, package, group_size=None, groups=1) -> None:
+    def __init__(self, mode: str, device, package, group_size=None, groups=1, spin_s=None) -> None:
         self.mode = mode
         self.name = mode if groups == 1 else f"{mode} x{groups} groups"
+        if spin_s is not None:
+            self.name += f" spin {spin_s * 1e6:g} us"
+        self.spin_s = SPIN_S if spin_s is None else spin_s
         self.device = device
         self.group_size = group_size
         self.groups = groups
@@ -140,7 +143,7 @@ class _Ringgen:
 
             def round_trip(k=k, arr=arr, n=batch):
                 k.send_batch(arr)
-                _wait_replies(k, n)
+                _wait_replies(k, n, self.spin_s)
 
             samples = _common.time_calls(round_trip, repeat, warmup=2)
             stats = k.stats()
@@ -251,7 +254,16 @@ def main(argv=None) -> int:
         default=1,
         help="also measure persistent mode with this many resident groups (1: skip)",
     )
+    ap.add_argument(
+        "--spin-us",
+        type=float,
+        default=None,
+        help="also measure persistent mode with the host polling this long before it sleeps",
+    )
     ap.add_argument("--name", default="opencl", help="results file stem under bench/results/")
+    ap.add_argument(
+        "--out-dir", default=None, help="where to write the results (default bench/results)"
+    )
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
@@ -268,6 +280,9 @@ def main(argv=None) -> int:
     series = [_Ringgen(m, device, package, args.group_size) for m in modes]
     if "persistent" in modes and args.groups > 1:
         series.insert(1, _Ringgen("persistent", device, package, args.group_size, args.groups))
+    if "persistent" in modes and args.spin_us is not None:
+        spin = args.spin_us * 1e-6
+        series.insert(1, _Ringgen("persistent", device, package, args.group_size, spin_s=spin))
     if not args.no_baseline:
         series.append(_Baseline(device, max(batches)))
     rows = run(series, batches, args.quick)
@@ -284,8 +299,9 @@ def main(argv=None) -> int:
             "rounds": ROUNDS,
             "wall_s": round(time.perf_counter() - t0, 1),
         },
+        directory=args.out_dir,
     )
-    png = plot(args.name, rows, title)
+    png = plot(args.name, rows, title, directory=args.out_dir)
     print(f"\nwrote {path} and {png}")
     return 0
 

@@ -211,11 +211,24 @@ def test_a_read_only_out_is_refused(echo_cpu):
 
 
 @pytest.mark.parametrize("backend,options", BRIDGED)
-def test_out_is_refused_for_a_bridged_output(backend, options):
+def test_bridged_replies_are_decoded_into_view_rows_with_out(backend, options):
+    """out= of the view dtype: bridged replies decoded columnar, the same messages the objects
+    path returns, in the caller's array."""
     with rg.launch(rk.summarize, backend=backend, **options) as k:
-        out = np.zeros(10, dtype=rg.dtype_of(rk.Summary))
-        with pytest.raises(TypeError, match=r"summarize\.receive_batch: out= needs a direct.*"):
-            k.receive_batch(timeout=0, out=out)
+        named = [rk.Named(id=i, name=f"w{i % 7}", scores=list(range(i % 9))) for i in range(1_500)]
+        sender = threading.Thread(target=k.send_batch, args=(named,), daemon=True)
+        sender.start()
+        out = np.zeros(1_600, dtype=rg.dtype_of(rk.Summary))
+        rows = k.receive_batch(1_500, timeout=60, min_n=1_500, out=out)
+        sender.join(10)
+        assert len(rows) == 1_500 and np.shares_memory(rows, out)
+        got = k.out_codec.from_array(rows)
+        assert got == [
+            rk.Summary(id=i, name=f"w{i % 7}", total=sum(range(i % 9)), count=i % 9)
+            for i in range(1_500)
+        ]
+        with pytest.raises(TypeError, match=r"summarize\.receive_batch: out= has dtype"):
+            k.receive_batch(timeout=0, out=np.zeros(10, dtype=rg.dtype_of(rk.Seq)))
 
 
 @pytest.mark.parametrize("backend,options", [p for p in TRANSPORTS if p.id != "cpu"])

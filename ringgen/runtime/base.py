@@ -408,11 +408,11 @@ class KernelHandle(
             min_n: return once this many are in (1 <= min_n <= max_n; default 1).
             out: a writable 1-d numpy array of the output message's dtype
                 (``rg.dtype_of(Reply)``), at least ``max_n`` long, to fill in place instead of
-                allocating; only for a direct output message.
+                allocating; for a bridged message its view rows, decoded columnar (no objects).
 
         Returns:
-            A numpy structured array of the output view dtype for a direct message (``out[:n]``,
-            a view of ``out``, when given), or a list of objects for a bridged one; empty when
+            ``out[:n]`` (a view of ``out``) when given; else a numpy structured array of the
+            output dtype for a direct message, or a list of objects for a bridged one; empty when
             nothing arrived in time.
 
         Raises:
@@ -420,18 +420,18 @@ class KernelHandle(
             KernelFaultError: the kernel stopped on a fault and no reply is left.
             ValueError: ``max_n``/``min_n`` are not ints >= 1 with min_n <= max_n, or ``out`` is
                 too short, not 1-d or read-only (naming the argument).
-            TypeError: ``out`` is not an array of the output dtype, or the output is bridged.
+            TypeError: ``out`` is not an array of the output (view) dtype.
         """
         timeout = check_timeout(timeout, f"kernel {self.name}.receive_batch")
         self._require_output()
         if out is not None:
             check_out(self.name, self.out_codec, out)
         n, want = check_counts(self.name, self.capacity, max_n, min_n, out)
-        got = Gathered(self.format, out)
+        got = Gathered(self.format, out, n, want)
         deadline = deadline_after(timeout)
         while got.count < want:
             try:
-                batch = self._pop_wait(n - got.count, time_left(deadline))
+                batch = self._pop_wait(n - got.count, time_left(deadline), into=got.room())
             except (QueueClosedError, KernelFaultError, KernelStalledError):
                 if got.count:
                     break  # the caller gets what was taken; the next call raises
@@ -449,8 +449,9 @@ class KernelHandle(
                 hint="read its effect with state() or stats()",
             )
 
-    def _try_pop(self, max_n: int) -> Optional[Batch]:
-        """Up to ``max_n`` replies now, or None; raises when none can ever come."""
+    def _try_pop(self, max_n: int, into: Optional[np.ndarray] = None) -> Optional[Batch]:
+        """Up to ``max_n`` replies now, or None; raises when none can ever come. ``into``: where
+        ``_pop_into`` may copy them (``_pop_some``)."""
         with self._recv_lock:
             part = self._spill.take(max_n)
             if part is not None:
@@ -462,7 +463,7 @@ class KernelHandle(
                 raise QueueClosedError(
                     f"kernel {self.name} ({self.backend}) is terminated and every reply has been taken"
                 )
-            batch = self._pop(max_n)
+            batch = self._pop_some(max_n, into)
             if len(batch):
                 self._received += len(batch)
                 return batch
@@ -473,22 +474,33 @@ class KernelHandle(
                 return None
             if self._lifecycle_now() is not Lifecycle.FAULTED:
                 return None
-            batch = self._pop(max_n)
+            batch = self._pop_some(max_n, into)
             if len(batch):
                 self._received += len(batch)
                 return batch
             raise self._fault_error("stopped")
 
-    def _pop_wait(self, max_n: int, timeout: Optional[float]) -> Optional[Batch]:
+    def _pop_some(self, max_n: int, into: Optional[np.ndarray]) -> Batch:
+        """``_pop``, or ``_pop_into`` straight into ``into`` (rows of the output slot dtype) where
+        the backend has that path: then the batch is the view of ``into`` it wrote."""
+        if into is not None:
+            k = self._pop_into(into[:max_n])
+            if k is not None:
+                return into[:k]
+        return self._pop(max_n)
+
+    def _pop_wait(
+        self, max_n: int, timeout: Optional[float], into: Optional[np.ndarray] = None
+    ) -> Optional[Batch]:
         self._require_output()
-        batch = self._try_pop(max_n)
+        batch = self._try_pop(max_n, into)
         if batch is not None or timeout == 0:
             return batch
         deadline = deadline_after(timeout)
         backoff = Backoff(spin_time=self.free_poll_s)
         while not expired(deadline):
             backoff.wait(deadline)
-            batch = self._try_pop(max_n)
+            batch = self._try_pop(max_n, into)
             if batch is not None:
                 return batch
             if self._watchdog.stalled and not self._released:  # as _try_pop's look just found
@@ -529,6 +541,12 @@ class KernelHandle(
         """Take up to ``max_n`` replies from the output queue without blocking (an empty batch when
         none). Copies them out, then releases the slots with one store of the head. Called under the
         receive lock."""
+
+    def _pop_into(self, dst: np.ndarray) -> Optional[int]:
+        """Take up to ``len(dst)`` replies from the output queue without blocking, copying them
+        straight into ``dst`` (a 1-d array of the output slot dtype); return how many, or None where
+        this backend has no such path (then ``_pop`` is called). Called under the receive lock."""
+        return None
 
     @abc.abstractmethod
     def _control(self) -> np.ndarray:

@@ -439,6 +439,9 @@ class CKernelHandle(KernelHandle):
             return self.format.empty()
         return self._outq.take(max_n)
 
+    def _pop_into(self, dst: np.ndarray) -> Optional[int]:
+        return None if self._outq is None else self._outq.take_into(dst)
+
     def _control(self) -> np.ndarray:
         return self._ctl_rec
 

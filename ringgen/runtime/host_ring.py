@@ -169,15 +169,34 @@ class RingProducer(HostRing):
     def put_rows(self, rows: np.ndarray, admit_head: int, encode: Callable) -> int:
         """Encode the prefix of ``rows`` that fits straight into the ring's slots and publish it;
         returns its length. ``encode(rows, out, sequence)`` fills ``out``, a strided ``(k, size)``
-        uint8 view of k slots: no batch of slots is built and copied."""
+        uint8 view of k slots: no batch of slots is built and copied.
+
+        With ``publish_chunk``, every ``publish_chunk`` rows are published as soon as they are
+        encoded, so the kernel decodes them while the host encodes the next. A row that cannot be
+        encoded raises before anything is published when it lies in the first piece; in a later
+        one, the pieces before it stay published and their count is returned (as when the ring is
+        full): the next call, which starts at the bad row, raises its error.
+        """
         n = min(len(rows), self.free(admit_head))
         if n <= 0:
             return 0
+        chunk = self.publish_chunk or n
         done = 0
-        for pos, k in segments(self.tail, n, self.cap):
-            encode(rows[done : done + k], self.rows[pos : pos + k], self.tail + done)
+        while done < n:
+            k = min(chunk, n - done)
+            tail, part = self.tail, 0
+            try:
+                for pos, m in segments(tail, k, self.cap):
+                    encode(
+                        rows[done + part : done + part + m], self.rows[pos : pos + m], tail + part
+                    )
+                    part += m
+            except Exception:
+                if done:
+                    return done
+                raise
             done += k
-        self._publish(self.tail + n)
+            self._publish(tail + k)
         return n
 
     def try_put_bytes(self, data: bytes, admit_head: int) -> bool:
@@ -241,28 +260,93 @@ class RingConsumer(HostRing):
 
     def take(self, max_n: int) -> np.ndarray:
         """Copy up to ``max_n`` published slots out and free them (an empty array when none)."""
-        head = self.head
-        n = self._words[self._tail_at] - head
+        n = self._words[self._tail_at] - self.head
         if n > max_n:
             n = max_n
         if n <= 0:
             return self._empty
-        cap, size = self.cap, self.size
         out = np.empty(n, dtype=self.dtype)
+        return out[: self._copy_out(out, n)]
+
+    def take_into(self, dst: np.ndarray) -> Optional[int]:
+        """Copy up to ``len(dst)`` published slots straight into ``dst`` and free them; returns how
+        many of ``dst``'s leading rows now hold replies (0 when none was ready), or None when
+        ``dst`` does not hold this ring's slots (the caller then takes them with ``take``).
+
+        ``dst`` is a 1-d array of this ring's slot dtype (a caller's ``out=``, or the one array a
+        whole batch is gathered in): the slots are copied once, ring to ``dst``, in at most two
+        slice copies (the second where the run wraps), with no array in between. A ``dst`` that is
+        not contiguous takes the copy through ``take``.
+        """
+        if dst.dtype != self.dtype or dst.ndim != 1:
+            return None
+        n = self._words[self._tail_at] - self.head
+        if n > len(dst):
+            n = len(dst)
+        if n <= 0:
+            return 0
+        if not dst.flags.c_contiguous:
+            got = self.take(n)
+            rows = np.dtype((np.void, self.size))
+            np.copyto(dst[: len(got)].view(rows), got.view(rows))
+            return len(got)
+        return self._copy_out(dst, n)
+
+    def decode_into(self, dst: np.ndarray, decode: Callable) -> Optional[int]:
+        """Decode up to ``len(dst)`` published slots straight from the ring into ``dst`` and free
+        them; returns how many (0 when none was ready), or None where holes may sit among them
+        (the caller then takes them with ``take``).
+
+        ``decode(slots, rows)`` decodes an ``(k, >= slot size)`` uint8 view of k ring slots into k
+        rows of ``dst``; it is called at most twice (the second where the run wraps), so a bridged
+        reply is read once, from the ring, with no copy of its slot in between. The slots are freed
+        even when ``decode`` raises (as ``take`` frees them before its caller decodes).
+        """
+        n = self._words[self._tail_at] - self.head
+        if n > len(dst):
+            n = len(dst)
+        if n <= 0:
+            return 0
+        if self._holes and self._holes_pending():
+            return None
+        head, done = self.head, 0
+        try:
+            for pos, k in segments(head, n, self.cap):
+                decode(self.rows[pos : pos + k], dst[done : done + k])
+                done += k
+        finally:
+            self.head = head + n
+            self._words[self._head_at] = head + n  # release: the reads above are complete
+        return n
+
+    def _holes_pending(self) -> bool:
+        """Whether a hole may sit among the published slots (``_holes`` rings override it)."""
+        return False
+
+    def _copy_out(self, out: np.ndarray, n: int) -> int:
+        """Copy the ``n`` slots from the head into ``out[:n]`` (contiguous, this ring's dtype), drop
+        the holes among them (``_kept``), publish the new head; returns the rows kept."""
+        head, cap, size = self.head, self.cap, self.size
+        # Raw byte copies: numpy copies structured arrays field by field, several times slower.
         if self.stride == size:
-            dst, ring, step = out.view(np.uint8), self._u8, size
+            dst, ring, step = out[:n].view(np.uint8), self._u8, size
         else:
-            dst, ring, step = out.view(np.uint8).reshape(n, size), self.rows, 1
+            dst, ring, step = out[:n].view(np.uint8).reshape(n, size), self.rows, 1
         at = head & (cap - 1)
         first = cap - at if n > cap - at else n
         dst[: first * step] = ring[at * step : (at + first) * step]
         if first < n:
             dst[first * step :] = ring[: (n - first) * step]
+        kept = n
         if self._holes:
-            out = self._kept(out, n)
+            rows = self._kept(out[:n], n)
+            kept = len(rows)
+            if kept < n:  # a compacted copy (boolean indexing): back to the front of out
+                void = np.dtype((np.void, size))
+                np.copyto(out[:kept].view(void), rows.view(void))
         self.head = head + n
         self._words[self._head_at] = head + n  # release: the copies above are complete
-        return out
+        return kept
 
     def _kept(self, out: np.ndarray, n: int) -> np.ndarray:
         """Which of the ``n`` slots copied from the head ``take`` returns, in a ring with holes

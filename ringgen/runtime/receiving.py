@@ -53,6 +53,8 @@ def check_counts(
 
 
 def _count(call: str, argument: str, value: Any) -> int:
+    if type(value) is int and value >= 1:  # the usual case, without the ABC checks below
+        return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{call}: {argument}={value!r} is not an int >= 1")
     return int(value)
@@ -69,19 +71,16 @@ def check_out(kernel: str, out_codec: Any, out: Any) -> np.ndarray:
     Returns:
         ``out`` itself.
 
+    For a bridged output message (one with a ``Str`` or ``List``), ``out`` holds its view rows
+    (``Str`` as ``{len, data}``, ``List`` as ``{len, items}``): the replies are decoded into it by
+    the columnar decoder, with no object per reply.
+
     Raises:
-        TypeError: the output message is bridged (its replies are objects, not rows), or ``out`` is
-            not a numpy array of the output message's dtype.
+        TypeError: ``out`` is not a numpy array of the output message's (view) dtype.
         ValueError: ``out`` is not 1-d, has no room at all, or is read-only.
     """
     call = f"kernel {kernel}.receive_batch"
     cls = out_codec.cls.__qualname__
-    if out_codec.bridged:
-        raise TypeError(
-            f"{call}: out= needs a direct output message, but {cls} is bridged (it has a Str or "
-            f"List field): receive_batch returns a list of {cls} objects, which no array holds; "
-            "call it without out="
-        )
     if not isinstance(out, np.ndarray):
         raise TypeError(
             f"{call}: out= must be a numpy structured array of {cls}'s dtype, got "
@@ -104,32 +103,88 @@ def check_out(kernel: str, out_codec: Any, out: Any) -> np.ndarray:
 class Gathered:
     """The replies one ``receive_batch`` call has taken so far, in order.
 
+    Where the replies are rows (a direct output message), they are gathered in one array: the
+    caller's ``out``, or, for a call that waits for more than one reply, one array of ``max_n`` rows
+    allocated here. ``room()`` hands the transport the rows still free in it, and a backend with
+    ``_pop_into`` copies the ring's slots straight there: one copy from the ring to the caller's
+    array, however many steps the replies come in.
+
     Args:
         fmt: the handle's ``BatchFormat``.
         out: the caller's array (checked by ``check_out``), or None.
+        max_n: the most replies the call takes (the length of the array allocated here).
+        min_n: the replies the call waits for (an array is allocated here only when over 1).
     """
 
-    __slots__ = ("count", "_format", "_out", "_parts")
+    __slots__ = ("count", "_format", "_out", "_own", "_owner", "_parts", "_rows")
 
-    def __init__(self, fmt: BatchFormat, out: Optional[np.ndarray]) -> None:
+    def __init__(
+        self, fmt: BatchFormat, out: Optional[np.ndarray], max_n: int = 1, min_n: int = 1
+    ) -> None:
         self._format = fmt
-        self._out = out
         self._parts: list = []
         self.count = 0
+        # A direct message's slots are its rows (``slot_dtype``), which the transport can write
+        # itself; bridged slots need decoding.
+        direct = getattr(fmt, "out_slot", None) is not None and not fmt.out_codec.bridged
+        self._own = out is None and direct and min_n > 1
+        if self._own:
+            out = np.empty(max_n, dtype=fmt.out_slot)
+        self._out = out
+        # The transport may write (direct) or decode (bridged: PositionalOutput.take_into) the
+        # replies straight into the caller's rows.
+        self._rows = out if out is not None and out.flags.c_contiguous else None
+        # What numpy records as the base of every view of the rows: a batch with this base is rows
+        # _pop_into wrote in place (found without reading addresses, which costs microseconds).
+        self._owner = None if self._rows is None else self._rows[:0].base
+
+    def room(self) -> Optional[np.ndarray]:
+        """The free rows of the array the replies are gathered in, for ``_pop_into`` (None when
+        they are not gathered in one, or it cannot take slots as they are)."""
+        if self._rows is None:
+            return None
+        return self._rows[self.count :]
 
     def add(self, batch: Batch) -> None:
         """Keep one batch the transport handed out (copied into ``out`` at once when there is one,
-        so the caller's array holds every reply taken even if a later step raises)."""
+        so the caller's array holds every reply taken even if a later step raises; nothing to copy
+        when the transport wrote it there already)."""
         k = len(batch)
+        in_place = self._owner is not None and getattr(batch, "base", None) is self._owner
+        if self._own and not in_place:
+            # The transport has no _pop_into: keep its batches as they are (concatenated once).
+            self._parts = [self._out[: self.count]] if self.count else []
+            self._own, self._out, self._rows, self._owner = False, None, None, None
         if self._out is not None:
-            copy_rows(self._out[self.count : self.count + k], self._format.to_array(batch))
+            if not in_place:
+                self._fill(self._out[self.count : self.count + k], batch)
         else:
             self._parts.append(batch)
         self.count += k
 
+    def _fill(self, dst: np.ndarray, batch: Batch) -> None:
+        """Copy (a direct message) or decode (a bridged one: slots or objects) ``batch`` into
+        ``dst``, rows of the output message's view dtype."""
+        codec = self._format.out_codec
+        if not codec.bridged:
+            copy_rows(dst, self._format.to_array(batch))
+        elif isinstance(batch, np.ndarray):  # slots: one columnar decode
+            if dst.flags.c_contiguous:
+                codec.unpack_array(batch, len(batch), out=dst)
+            else:
+                copy_rows(dst, codec.unpack_array(batch, len(batch)))
+        else:  # objects (the reference backend)
+            copy_rows(dst, codec.to_array(self._format.to_objects(batch)))
+
     def result(self) -> Union[np.ndarray, list]:
         """What ``receive_batch`` returns: ``out[:count]``, or the format's array (list) of every
         reply taken; empty when none."""
+        if self._own:
+            if not self.count:
+                return self._format.empty()
+            rows = self._out[: self.count]
+            # A few replies in a large array: hand out their own copy, not the whole allocation.
+            return rows.copy() if 4 * self.count < len(self._out) else rows
         if self._out is not None:
             return self._out[: self.count]
         parts = self._parts

@@ -43,6 +43,8 @@ def check_timeout(timeout: object, call: str = "", argument: str = "timeout") ->
     """
     if timeout is None:
         return None
+    if type(timeout) in (float, int) and 0 <= timeout < math.inf:  # the usual case: no ABC check
+        return float(timeout)
     where = f"{call}: " if call else ""
     if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
         raise ValueError(

@@ -247,3 +247,116 @@ int64_t rg_encode_rows(const uint8_t *view, int64_t n, int64_t view_stride, uint
         }
     return 0;
 }
+
+/* ----------------------------------------------------------------------------- batch decoder */
+
+static inline int32_t get_i32(const uint8_t *s)
+{
+    int32_t v;
+    memcpy(&v, s, 4);
+    return v;
+}
+
+/*
+ * Decodes n slots into view rows: slot i (slots + i*slot_stride) -> row i (view + i*view_stride),
+ * with the same op program rg_encode_rows runs, read backwards. Every check the per-message decoder
+ * makes is made here: the header's magic, total size (header_size..slot_size), type id and payload
+ * CRC, then every member count, Array length, string header (UTF-8 form, within its bound, the
+ * UTF-16 length right or -1, valid UTF-8), List count and the payload's exact end. Each row is zeroed
+ * before it is filled (padding and the unused tail of a Str or List read as zeros).
+ *
+ * Returns 0, or -(row + 1) for the first slot that is not a well-formed message: the caller decodes
+ * that slot with the per-message decoder, which raises the error naming its field and offset.
+ */
+int64_t rg_decode_rows(const uint8_t *slots, int64_t n, int64_t slot_stride, int64_t slot_size,
+                       uint8_t *view, int64_t view_stride, int64_t view_size, const int64_t *ops,
+                       int64_t nops, const uint8_t *masks, int64_t header_size, uint32_t magic,
+                       uint32_t type_id, int64_t off_total, int64_t off_type, int64_t off_crc)
+{
+    for (int64_t i = 0; i < n; i++) {
+        const uint8_t *slot = slots + i * slot_stride;
+        uint8_t *row = view + i * view_stride;
+        uint32_t m, t, crc;
+        uint64_t total;
+        memcpy(&m, slot, 4);
+        memcpy(&total, slot + off_total, 8);
+        memcpy(&t, slot + off_type, 4);
+        memcpy(&crc, slot + off_crc, 4);
+        if (m != magic || total < (uint64_t)header_size || total > (uint64_t)slot_size ||
+            t != type_id)
+            return -(i + 1);
+        const uint8_t *pay = slot + header_size;
+        const int64_t end = (int64_t)total - header_size;
+        if (crc32_bytes(pay, end, 0) != crc) return -(i + 1);
+        memset(row, 0, (size_t)view_size);
+        int64_t pos = 0;
+        for (int64_t k = 0; k < nops; k++) {
+            const int64_t *op = ops + k * OP_WIDTH;
+            switch (op[0]) {
+            case OP_U8:
+                if (pos + 1 > end || pay[pos] != (uint8_t)op[1]) return -(i + 1);
+                pos++;
+                break;
+            case OP_I32:
+                if (pos + 4 > end || get_i32(pay + pos) != (int32_t)op[1]) return -(i + 1);
+                pos += 4;
+                break;
+            case OP_COPY:
+                if (pos + op[2] > end) return -(i + 1);
+                memcpy(row + op[1], pay + pos, (size_t)op[2]);
+                pos += op[2];
+                break;
+            case OP_MASKED: {
+                if (pos + op[2] > end) return -(i + 1);
+                const uint8_t *mk = masks + op[3];
+                for (int64_t j = 0; j < op[2]; j++)
+                    row[op[1] + j] = pay[pos + j] & mk[j];
+                pos += op[2];
+                break;
+            }
+            case OP_STR: {
+                if (pos + 4 > end) return -(i + 1);
+                int32_t first = get_i32(pay + pos);
+                if (first == 0) { /* the empty string: no UTF-16 length, no bytes */
+                    pos += 4;
+                    break;
+                }
+                if (first >= -1) return -(i + 1); /* null, or the UTF-16 form */
+                int64_t len = ~(int64_t)first;
+                if (len > op[3] || pos + 8 + len > end) return -(i + 1);
+                int32_t units = get_i32(pay + pos + 4);
+                int64_t have = utf16_units(pay + pos + 8, len);
+                if (have < 0 || (units != -1 && units != have)) return -(i + 1);
+                uint32_t ulen = (uint32_t)len;
+                memcpy(row + op[1], &ulen, 4);
+                memcpy(row + op[2], pay + pos + 8, (size_t)len);
+                pos += 8 + len;
+                break;
+            }
+            case OP_LIST: {
+                if (pos + 4 > end) return -(i + 1);
+                int32_t count = get_i32(pay + pos);
+                if (count < 0 || count > op[4]) return -(i + 1);
+                int64_t bytes = (int64_t)count * op[3];
+                if (pos + 4 + bytes > end) return -(i + 1);
+                uint32_t ucount = (uint32_t)count;
+                memcpy(row + op[1], &ucount, 4);
+                const uint8_t *src = pay + pos + 4;
+                if (op[5] < 0) {
+                    memcpy(row + op[2], src, (size_t)bytes);
+                } else {
+                    const uint8_t *mk = masks + op[5];
+                    for (int64_t j = 0; j < bytes; j++)
+                        row[op[2] + j] = src[j] & mk[j % op[3]];
+                }
+                pos += 4 + bytes;
+                break;
+            }
+            default:
+                return -(i + 1);
+            }
+        }
+        if (pos != end) return -(i + 1);
+    }
+    return 0;
+}

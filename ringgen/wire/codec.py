@@ -319,21 +319,37 @@ class BridgedCodec:
         """The slots of every view row, back to back (columnar: no Python loop per message)."""
         return self.encode_batch(arr).tobytes()
 
-    def unpack_array(self, buf: Any, n: Optional[int] = None) -> np.ndarray:
-        """View rows decoded from ``n`` consecutive slots (default: as many as ``buf`` holds).
+    def unpack_array(
+        self, buf: Any, n: Optional[int] = None, out: Optional[np.ndarray] = None
+    ) -> np.ndarray:
+        """View rows decoded from ``n`` consecutive slots (default: as many as ``buf`` holds), in
+        one call of the columnar decoder (``ringgen.wire.columnar_decode.decode_batch``).
+
+        Args:
+            buf: bytes holding whole slots back to back, an array of slot records
+                (``np.dtype((np.void, k))``, ``k >= slot_size``), or an ``(n, k)`` uint8 array.
+            n: how many slots to decode (default: all of them).
+            out: ``n`` contiguous view rows to fill instead of allocating.
 
         Raises:
             WireFormatError: a slot is malformed, or ``buf`` is shorter than ``n`` slots.
         """
-        view = memoryview(buf).cast("B")
-        if n is None:
-            n = len(view) // self.slot_size
-        if len(view) < n * self.slot_size:
-            raise WireFormatError(
-                f"{n} {self.name} slots need {n * self.slot_size} bytes, got {len(view)}"
-            )
-        s = self.slot_size
-        return self.to_array([self.decode(view[i * s : (i + 1) * s]) for i in range(n)])
+        from .columnar_decode import decode_batch
+
+        if isinstance(buf, np.ndarray):
+            slots = buf if n is None else buf[:n]
+            if n is not None and len(slots) < n:
+                raise WireFormatError(f"{n} {self.name} slots wanted, the array holds {len(buf)}")
+        else:
+            view = memoryview(buf).cast("B")
+            if n is None:
+                n = len(view) // self.slot_size
+            if len(view) < n * self.slot_size:
+                raise WireFormatError(
+                    f"{n} {self.name} slots need {n * self.slot_size} bytes, got {len(view)}"
+                )
+            slots = np.frombuffer(view, np.uint8, n * self.slot_size).reshape(n, self.slot_size)
+        return decode_batch(self.cls, slots, out=out, decode=self.decode)
 
 
 @functools.lru_cache(maxsize=None)

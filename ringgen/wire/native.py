@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -45,6 +45,7 @@ __all__ = [
     "NativeRowError",
     "Program",
     "crc32_rows",
+    "decode_slots",
     "encode_rows",
     "encode_view",
     "lib",
@@ -168,6 +169,9 @@ def load(cache_dir: Optional[Path] = None, cc: Optional[str] = None) -> Optional
     dll.rg_encode_rows.argtypes = [_P, _I, _I, _P, _I, _I, _P, _I, _P, _P, _I, _I, _I, _I]
     dll.rg_encode_rows.argtypes += [ctypes.c_uint64, _I]
     dll.rg_encode_rows.restype = _I
+    dll.rg_decode_rows.argtypes = [_P, _I, _I, _I, _P, _I, _I, _P, _I, _P, _I]
+    dll.rg_decode_rows.argtypes += [ctypes.c_uint32, ctypes.c_uint32, _I, _I, _I]
+    dll.rg_decode_rows.restype = _I
     dll.rg_init()
     log.debug("ringgen.wire: native helpers loaded from %s", path)
     return dll
@@ -373,3 +377,45 @@ def encode_view(cls, lay, view, out, fresh, sender, receiver, sequence, stamp) -
     except NativeRowError:
         return False
     return True
+
+
+_DECODE_OFFSETS = tuple(HEADER_DTYPE.fields[k][1] for k in ("total_size", "type_id", "payload_crc"))
+
+
+def decode_slots(cls: type, lay: Any, slots: np.ndarray, out: np.ndarray) -> Optional[int]:
+    """Decode every slot of ``slots`` into the view rows ``out`` with one native call.
+
+    Args:
+        slots: shape ``(n, k)`` uint8 with unit column stride, ``k >= lay.slot_size`` (a ring's
+            rows may be longer than a slot: the bytes past it are never read).
+        out: ``n`` view rows of ``lay.dtype``, contiguous.
+
+    Returns:
+        None when every row was decoded; the index of the first slot that is not a well-formed
+        message (the caller decodes it with the per-message decoder for the error); -1 when the
+        native helpers cannot do it (none built, a shape without a program).
+    """
+    dll = lib()
+    prog = program_for(cls) if dll is not None else None
+    if prog is None or slots.strides[1] != 1 or not out.flags.c_contiguous:
+        return -1
+    n = len(out)
+    if n == 0:
+        return None
+    rc = dll.rg_decode_rows(
+        _addr(slots),
+        n,
+        slots.strides[0],
+        lay.slot_size,
+        _addr(out),
+        out.strides[0],
+        lay.size,
+        prog.ops_ptr,
+        len(prog.ops),
+        prog.masks_ptr,
+        HEADER_SIZE,
+        MAGIC,
+        lay.type_id,
+        *_DECODE_OFFSETS,
+    )
+    return None if rc == 0 else -rc - 1

@@ -79,6 +79,10 @@ log = kernel_logger(__name__)
 #: against 2.10 with 32 and 1.86 with 131; bench/NOTES-cuda.md).
 DEFAULT_WORKERS = 16
 
+#: Slots of a large ``send_batch`` copied into the mapped ring before the tail is published (and
+#: the next piece copied while the kernel starts on that one).
+PUBLISH_CHUNK = 16384
+
 # Offsets of the host-shared words in the one mapped "control page".
 _CTL_OFF = 0
 _INQ_OFF = 4 * CACHE_LINE
@@ -234,6 +238,8 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         self.inq = InputRing(
             in_arr, in_dtype, cap, self._words, _INQ_OFF // 8, self.in_codec, stride=in_stride
         )
+        # A large batch is published in pieces: the kernel starts on the first while the host copies on.
+        self.inq.publish_chunk = PUBLISH_CHUNK
         marks, marks_dev = self._mapped(cap * 4)
         dead_dev = 0
         if self.dead_letter_capacity:
@@ -400,24 +406,24 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
                     break
         return super().receive(timeout)
 
-    def _pop_wait(self, max_n: int, timeout: Optional[float]):
+    def _pop_wait(self, max_n: int, timeout: Optional[float], into: Optional[np.ndarray] = None):
         """``KernelHandle._pop_wait`` (what ``receive`` and ``receive_batch`` wait in), polling the
         mapped output queue for up to a millisecond first: the base class's backoff waits longer
         than a batch's round trip."""
         self._require_output()
-        batch = self._try_pop(max_n)
+        batch = self._try_pop(max_n, into)
         if batch is not None or timeout == 0:
             return batch
         budget = 1e-3 if timeout is None else min(timeout, 1e-3)
         deadline_ns = time.perf_counter_ns() + int(budget * 1e9)
         while time.perf_counter_ns() < deadline_ns:
-            batch = self._try_pop(max_n)
+            batch = self._try_pop(max_n, into)
             if batch is not None:
                 return batch
         left = None if timeout is None else timeout - budget
         if left is not None and left <= 0:
             return None
-        return super()._pop_wait(max_n, left)
+        return super()._pop_wait(max_n, left, into)
 
     def _admit_head(self) -> int:
         """The lowest sequence number whose slots may still be in use: the host's output head for a
@@ -459,6 +465,11 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         if self.outq is None:
             return self.format.empty()
         return self.outq.take(max_n)
+
+    def _pop_into(self, dst: np.ndarray) -> Optional[int]:
+        if not isinstance(self.outq, PositionalOutput):
+            return None  # an Outbox's stamped slots are copied out by take
+        return self.outq.take_into(dst)
 
     def _control(self) -> np.ndarray:
         # `processed` first, then the rest: the kernel stores the counts by reason before it

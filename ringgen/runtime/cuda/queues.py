@@ -281,6 +281,27 @@ class PositionalOutput(RingConsumer):
 
     _holes = True
 
+    def _holes_pending(self) -> bool:
+        return self._words[self._holes_at] > self.holes_taken
+
+    def take_into(self, dst: np.ndarray) -> Optional[int]:
+        """``RingConsumer.take_into``; for a bridged reply, ``dst`` may also be rows of its view
+        dtype (``receive_batch(out=)``): the slots are then decoded straight from the ring by the
+        columnar decoder (``decode_into``), or None where a hole may sit among them."""
+        codec = self._codec
+        if (
+            dst.dtype != self.dtype
+            and getattr(codec, "bridged", False)
+            and dst.dtype == codec.dtype
+        ):
+            if not dst.flags.c_contiguous:
+                return None
+            return self.decode_into(dst, self._decode_rows)
+        return super().take_into(dst)
+
+    def _decode_rows(self, slots: np.ndarray, rows: np.ndarray) -> None:
+        self._codec.unpack_array(slots, len(slots), out=rows)
+
     def _kept(self, out: np.ndarray, n: int) -> np.ndarray:
         """``take``'s copies without the holes among them (requests that left no reply)."""
         if self._words[self._holes_at] > self.holes_taken:
@@ -401,9 +422,12 @@ class CudaBatches(SlotBatches):
     Input: a batch of bridged messages stays view rows until ``_push`` encodes the prefix that fits
     straight into the mapped ring (``encode_batch(out=...)`` on the slots themselves), instead of
     encoding a slot array, copying it to bytes and copying that into the ring. A batch of raw slots
-    (``in_slot`` dtype) is still copied as it is. One difference a caller can see: a row that cannot
-    be encoded (a Str over its bound, ...) raises the same EncodeError, but when the batch is larger
-    than the free room, the rows of earlier, accepted prefixes have been published by then.
+    (``in_slot`` dtype) is still copied as it is. A large batch is encoded and published in pieces
+    of ``publish_chunk`` rows (``RingProducer.put_rows``), so the kernel decodes one while the host
+    encodes the next. One difference a caller can see: a row that cannot be encoded (a Str over its
+    bound, ...) raises the same EncodeError, but the pieces before it, and the rows of earlier,
+    accepted prefixes when the batch is larger than the free room, have been published (and
+    counted as sent) by then.
 
     Output: bridged replies are decoded to objects in one pass (``codec.decode`` per slot), not
     decoded, converted to view rows and converted back.

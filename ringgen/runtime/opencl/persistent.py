@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
@@ -200,6 +200,9 @@ class OpenclPersistentKernel(OpenclKernel):
 
     def _pop(self, max_n: int) -> np.ndarray:
         return self._outq.take(max_n)
+
+    def _pop_into(self, dst: np.ndarray) -> Optional[int]:
+        return self._outq.take_into(dst)
 
     def _pop_dead_letters(self, max_n: int) -> np.ndarray:
         return self._dlq.take(max_n).view(np.uint8).reshape(-1, self.in_slot.itemsize)
