@@ -86,12 +86,22 @@ def _drain(handle) -> np.ndarray:
             return _concat(out)
 
 
-def _reference(g, messages: np.ndarray) -> np.ndarray:
-    """``g`` on the cpu reference (the host strategy composing the stages' Python handlers)."""
+def _reference(g, messages: np.ndarray, *, with_stats: bool = False):
+    """``g`` on the cpu reference (the host strategy composing the stages' Python handlers): its
+    replies, and with ``with_stats`` its final ``GraphStats`` too."""
     with rg.launch(g, backend="cpu", capacity=4096) as h:
         h.send_batch(messages)
         h.terminate()
-        return _drain(h)
+        got = _drain(h)
+        return (got, h.stats()) if with_stats else got
+
+
+def _counts(stats) -> tuple[dict, dict]:
+    """Per stage ``(processed, emitted, rejected)``, per edge ``forwarded``: what a device
+    strategy counts, to compare with the reference's."""
+    stages = {n: (s.processed, s.emitted, dict(s.rejected)) for n, s in stats.stages.items()}
+    edges = {(e.producer, e.consumer): e.forwarded for e in stats.edges}
+    return stages, edges
 
 
 def _rows(arr: np.ndarray) -> list:
@@ -109,14 +119,16 @@ def test_a_fused_graph_equals_the_reference_composition(backend, shape):
         h.terminate(timeout=30.0)
         got = _drain(h)
         final = h.stats()
-    want = _reference(g, msgs)
+    want, ref = _reference(g, msgs, with_stats=True)
     assert len(want) > 0
     if in_order:
         np.testing.assert_array_equal(got, want)
     else:
         assert _rows(got) == _rows(want)
     assert final.strategy == backend[1]["strategy"] and final.lifecycle is Lifecycle.TERMINATED
-    assert final.stages[f"graph_{g.name or '_'.join(g.stages)}"].processed == len(msgs)
+    assert final.stages[g.entry].processed == len(msgs)
+    assert _counts(final) == _counts(ref)
+    assert all(e.depth == 0 and e.capacity > 0 for e in final.edges)
     if shape == "ordered":
         assert list(got["seq"]) == list(range(1, len(got) + 1))  # one state, in edge order
         assert h.stage("number").state().n == len(got)
@@ -135,17 +147,44 @@ def test_many_messages_wrap_every_edge_and_arrive_once_in_order(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_fault_in_a_stage_is_counted_and_the_graph_keeps_serving(backend):
+    """The middle stage faults on the messages whose y is a multiple of 5: its own counters hold
+    exactly those faults, the other stages' none, and each edge forwards what the reference's does;
+    the counters are read while the kernel runs, then after terminate."""
     msgs = random_messages(gk.Raw, 800, seed=6)
     g = gk.parse >> gk.overflow >> gk.finish
+    want, ref = _reference(g, msgs, with_stats=True)
+    faults = ref.stages["overflow"].rejected.get("OUTBOX_OVERFLOW", 0)
     with _launch(g, backend) as h:
         h.send_batch(msgs)
+        live = _wait_for(
+            lambda: h.stats(), lambda st: st.stages["finish"].processed == len(msgs) - faults
+        )
         h.terminate(timeout=30.0)
         got = _drain(h)
-        (stats,) = h.stats().stages.values()
-    want = _reference(g, msgs)
-    assert set(stats.rejected) == {"OUTBOX_OVERFLOW"}
-    assert len(got) == len(want) == len(msgs) - stats.rejected["OUTBOX_OVERFLOW"] < len(msgs)
+        final = h.stats()
+    assert 0 < faults < len(msgs)
+    assert _counts(live) == _counts(final) == _counts(ref)
+    stages = final.stages
+    assert stages["overflow"].rejected == {"OUTBOX_OVERFLOW": faults}
+    assert stages["parse"].rejected == stages["finish"].rejected == {}
+    assert [stages[s].processed for s in g.stages] == [len(msgs), len(msgs), len(msgs) - faults]
+    assert stages["overflow"].emitted == len(msgs) - faults
+    edges = {(e.producer, e.consumer): e for e in final.edges}
+    assert edges[("parse", "overflow")].forwarded == len(msgs)
+    assert edges[("overflow", "finish")].forwarded == len(msgs) - faults
+    assert len(got) == len(want) == len(msgs) - faults
     np.testing.assert_array_equal(got, want)
+
+
+def _wait_for(read, done, timeout: float = 30.0):
+    """Poll ``read()`` until ``done`` holds for what it returns (or fail after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, f"not reached in {timeout} s: {value}"
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -203,7 +242,7 @@ def test_terminate_stops_within_100_ms(backend):
     assert took < 0.1, f"stop-now took {took * 1e3:.1f} ms"
     with _launch(gk.three, backend, capacity=1024) as h:
         h.send_batch(random_messages(gk.Raw, 1000, seed=5))
-        while h.stats().stages[h.kernel.name].processed < 1000:
+        while h.stats().stages["finish"].processed < 1000:
             time.sleep(0.001)
         t0 = time.perf_counter()
         h.terminate()

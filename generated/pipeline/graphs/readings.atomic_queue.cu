@@ -866,6 +866,62 @@ RG_FN int rg_handle_over_limit(RG_PRIVATE const Numbered* rg_in, RG_PRIVATE Numb
 }
 
 
+/* ---- graph counters: 58 words (ringgen.graphs.GraphCounters) ---- */
+#define RG_GRAPH_COUNTERS 58u
+#define RG_GC_scale 0u
+#define RG_GC_arrival 18u
+#define RG_GC_over_limit 36u
+#define RG_GE_scale__arrival 54u
+#define RG_GE_arrival__over_limit 56u
+#if defined(__CUDACC__)
+__device__ rg_u64 rg_graph_counts[RG_GRAPH_COUNTERS];
+#define RG_GRAPH_COUNTS(stop) (rg_graph_counts)
+
+/* Add v to *p: the lanes of the warp here together sum theirs, the first of them adds the sum. */
+RG_FN void rg_graph_add(rg_u64* p, rg_u32 v)
+{
+#if __CUDA_ARCH__ >= 800
+    const unsigned int lanes = __activemask();
+    const unsigned int sum = __reduce_add_sync(lanes, v);
+    if ((threadIdx.x & 31u) == (unsigned int)(__ffs(lanes) - 1) && sum != 0u) {
+        atomicAdd((unsigned long long*)p, (unsigned long long)sum);
+    }
+#else
+    if (v != 0u) {
+        atomicAdd((unsigned long long*)p, (unsigned long long)v);
+    }
+#endif
+}
+
+/* Count one fault of a stage (its first counter word at c) by reason (rare: no warp sum). */
+RG_FN void rg_graph_fault(rg_u64* c, int status)
+{
+    int reason = -status;
+    if (reason <= 0 || reason >= 16) {
+        reason = RG_REASON_NONE;
+    }
+    atomicAdd((unsigned long long*)&c[2 + reason], 1ull);
+}
+#else
+#define RG_GRAPH_COUNTS(stop) ((RG_GLOBAL rg_u64*)((RG_GLOBAL rg_u8*)(stop) - 0 + 384))
+
+RG_FN void rg_graph_add(RG_GLOBAL rg_u64* p, rg_u32 v)
+{
+    if (v != 0u) {
+        rg_atomic_fetch_add_u64(p, (rg_u64)v);
+    }
+}
+
+RG_FN void rg_graph_fault(RG_GLOBAL rg_u64* c, int status)
+{
+    int reason = -status;
+    if (reason <= 0 || reason >= 16) {
+        reason = RG_REASON_NONE;
+    }
+    rg_atomic_fetch_add_u64(&c[2 + reason], (rg_u64)1);
+}
+#endif
+
 /* ==== graph readings, atomic_queue: scale -> arrival -> over_limit ==== */
 /* Entry messages per edge ring: RG_AQ_CHUNKS chunks of RG_CHUNK. */
 #define RG_AQ_CHUNKS 8u
@@ -915,19 +971,27 @@ RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
     const rg_u64 seq = rg_aq_seq[threadIdx.x];
     (void)seq;
     int rg_fault = 0;
+    rg_u32 rg_calls = 0u;
+    rg_u32 rg_made = 0u;
+    rg_u32 rg_taken_arrival = 0u;
+
     int rg_status = RG_STATUS_NONE;
         {
             const rg_aq_slot_arrival rg_p = rg__load_slot<16>(&((const rg_aq_slot_arrival*)(rg_aq_area + RG_AQ_arrival_RING))[seq & RG_AQ_MASK]);
             if (rg_p.status < 0) {
                 rg_fault = rg_fault != 0 ? rg_fault : rg_p.status;
             }
+            rg_taken_arrival += (rg_u32)rg_p.n;
             for (rg_i32 rg_k = 0; rg_k < rg_p.n; ++rg_k) {
             {
                 Numbered rg_value;
+                rg_calls += 1u;
                 const int rg_st = rg_handle_over_limit(&rg_p.items[rg_k], &rg_value, 0, 0, rg_stop);
                 if (rg_st < 0) {
                     rg_fault = rg_fault != 0 ? rg_fault : rg_st;
+                    rg_graph_fault(rg_graph_counts + RG_GC_over_limit, rg_st);
                 } else if (rg_st == RG_STATUS_OUTPUT) {
+                    rg_made += 1u;
                                             *rg_out = rg_value;
                         rg_status = RG_STATUS_OUTPUT;
 
@@ -935,6 +999,10 @@ RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
             }
             }
         }
+    rg_graph_add(rg_graph_counts + RG_GC_over_limit, rg_calls);
+    rg_graph_add(rg_graph_counts + RG_GC_over_limit + 1u, rg_made);
+    rg_graph_add(rg_graph_counts + RG_GE_arrival__over_limit, rg_taken_arrival);
+
     if (rg_fault != 0) {
         return rg_fault;
     }
@@ -1295,14 +1363,17 @@ RG_FN bool rg_aq_room_scale(rg_sched* sched, rg_u8* area, rg_u64 chunk)
     rg_u32 spins = 0u;
     bool stalled = false;
     for (rg_u32 polls = 1u;; ++polls) {
-        bool room = true;
-        room = room && rg__ld_acquire_gpu_u64((rg_u64*)(area + RG_AQ_arrival_DONE) + (chunk & (RG_AQ_CHUNKS - 1u))) >= need;
-        if (room) {
+        const bool room_arrival = rg__ld_acquire_gpu_u64((rg_u64*)(area + RG_AQ_arrival_DONE) + (chunk & (RG_AQ_CHUNKS - 1u))) >= need;
+        if (room_arrival) {
             return true;
         }
         if (!stalled) {
+            /* once per wait: the kernel's stalls, and each edge whose consumer is behind */
             stalled = true;
             atomicAdd((unsigned long long*)&sched->stalls, 1ull);
+            if (!room_arrival) {
+                atomicAdd((unsigned long long*)&rg_graph_counts[RG_GE_scale__arrival + 1u], 1ull);
+            }
         }
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return false;
@@ -1320,14 +1391,17 @@ RG_FN bool rg_aq_room_arrival(rg_sched* sched, rg_u8* area, rg_u64 chunk)
     rg_u32 spins = 0u;
     bool stalled = false;
     for (rg_u32 polls = 1u;; ++polls) {
-        bool room = true;
-        room = room && rg__ld_acquire_gpu_u64(&sched->published) >= need;
-        if (room) {
+        const bool room_over_limit = rg__ld_acquire_gpu_u64(&sched->published) >= need;
+        if (room_over_limit) {
             return true;
         }
         if (!stalled) {
+            /* once per wait: the kernel's stalls, and each edge whose consumer is behind */
             stalled = true;
             atomicAdd((unsigned long long*)&sched->stalls, 1ull);
+            if (!room_over_limit) {
+                atomicAdd((unsigned long long*)&rg_graph_counts[RG_GE_arrival__over_limit + 1u], 1ull);
+            }
         }
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return false;
@@ -1343,19 +1417,28 @@ RG_FN void rg_aq_one_scale(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_ring,
     rg_aq_slot_scale rg_o;
     rg_o.n = 0;
     int rg_fault = 0;
+    rg_u32 rg_calls = 0u;
+    rg_u32 rg_made = 0u;
+
     const Sample rg_m0 = rg__load_slot<16>(&in_ring[seq & in_mask]);
             {
                 Scaled rg_value;
+                rg_calls += 1u;
                 const int rg_st = rg_handle_scale(&rg_m0, &rg_value, 0, 0, rg_stop);
                 if (rg_st < 0) {
                     rg_fault = rg_fault != 0 ? rg_fault : rg_st;
+                    rg_graph_fault(rg_graph_counts + RG_GC_scale, rg_st);
                 } else if (rg_st == RG_STATUS_OUTPUT) {
+                    rg_made += 1u;
                                             rg_o.items[rg_o.n] = rg_value;
                         rg_o.n += 1;
 
                 }
             }
     rg_o.status = rg_fault;
+    rg_graph_add(rg_graph_counts + RG_GC_scale, rg_calls);
+    rg_graph_add(rg_graph_counts + RG_GC_scale + 1u, rg_made);
+
     rg__store_slot<16>(&((rg_aq_slot_scale*)(rg_aq_area + RG_AQ_scale_RING))[seq & RG_AQ_MASK], rg_o);
 }
 
@@ -1366,18 +1449,26 @@ RG_FN void rg_aq_one_arrival(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_rin
     rg_aq_slot_arrival rg_o;
     rg_o.n = 0;
     int rg_fault = 0;
+    rg_u32 rg_calls = 0u;
+    rg_u32 rg_made = 0u;
+    rg_u32 rg_taken_scale = 0u;
+
         {
             const rg_aq_slot_scale rg_p = rg__load_slot<16>(&((const rg_aq_slot_scale*)(rg_aq_area + RG_AQ_scale_RING))[seq & RG_AQ_MASK]);
             if (rg_p.status < 0) {
                 rg_fault = rg_fault != 0 ? rg_fault : rg_p.status;
             }
+            rg_taken_scale += (rg_u32)rg_p.n;
             for (rg_i32 rg_k = 0; rg_k < rg_p.n; ++rg_k) {
             {
                 Numbered rg_value;
+                rg_calls += 1u;
                 const int rg_st = rg_handle_arrival(&rg_p.items[rg_k], &rg_value, rg_state, 0, rg_stop);
                 if (rg_st < 0) {
                     rg_fault = rg_fault != 0 ? rg_fault : rg_st;
+                    rg_graph_fault(rg_graph_counts + RG_GC_arrival, rg_st);
                 } else if (rg_st == RG_STATUS_OUTPUT) {
+                    rg_made += 1u;
                                             rg_o.items[rg_o.n] = rg_value;
                         rg_o.n += 1;
 
@@ -1386,6 +1477,10 @@ RG_FN void rg_aq_one_arrival(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_rin
             }
         }
     rg_o.status = rg_fault;
+    rg_graph_add(rg_graph_counts + RG_GC_arrival, rg_calls);
+    rg_graph_add(rg_graph_counts + RG_GC_arrival + 1u, rg_made);
+    rg_graph_add(rg_graph_counts + RG_GE_scale__arrival, rg_taken_scale);
+
     rg__store_slot<16>(&((rg_aq_slot_arrival*)(rg_aq_area + RG_AQ_arrival_RING))[seq & RG_AQ_MASK], rg_o);
 }
 
