@@ -131,7 +131,8 @@ def compute_layout(graph: Graph) -> tuple[list[dict], int]:
         at += _up(EDGE_CHUNKS * 8, _LINE)
         s["ring_at"] = at
         if not s["is_exit"]:
-            at += _up(EDGE_CHUNKS * _CHUNK * s["slot_bytes"], _LINE)
+            # stamped words: 8 bytes in the ring per 4 of the slot (templates/graph/atomic_queue.cu.j2)
+            at += _up(EDGE_CHUNKS * _CHUNK * 2 * s["slot_bytes"], _LINE)
     return stages, at
 
 
