@@ -20,9 +20,9 @@ from ringgen.build import collect
 from ringgen.codegen import graph_kernel, graph_queue
 from ringgen.codegen.graph_strategies import STRATEGIES
 from ringgen.errors import BuildError, QueueClosedError, QueueFullError
-from ringgen.graphs import fused_spec, stage_bounds
+from ringgen.graphs import counter_layout, fused_spec, stage_bounds
 from ringgen.kernel import RingKernel
-from ringgen.protocol import Lifecycle
+from ringgen.protocol import N_REASONS, Lifecycle
 from ringgen.runtime import available_backends
 from ringgen.testing import random_messages
 
@@ -288,6 +288,31 @@ def test_the_fused_bounds_follow_outboxes_and_fan_in():
     assert (spec.outbox_limit, spec.state, spec.ordered) == (4, gk.Counter, True)
     spec = fused_spec(gk.three)
     assert (spec.output, spec.outbox, spec.name) == (gk.Out, None, "graph_parse_twice_finish")
+
+
+def test_the_counter_layout_gives_each_stage_and_edge_its_own_words():
+    c = counter_layout(gk.fanned)
+    assert c.stages == ("parse", "twice", "negate", "finish")
+    assert c.STAGE_WORDS == 2 + N_REASONS and c.EDGE_WORDS == 2
+    starts = [c.stage_at(s) for s in c.stages] + [c.edge_at(p, q) for p, q in c.edges]
+    assert starts == sorted(set(starts)) and starts[0] == 0
+    assert c.edge_at(*c.edges[-1]) + c.EDGE_WORDS == c.total == 4 * c.STAGE_WORDS + 4 * 2
+    source = graph_kernel.emit_fused(collect(gk), gk.fanned, "opencl")
+    assert f"#define RG_GRAPH_COUNTERS {c.total}u" in source
+    assert f"#define RG_GC_finish {c.stage_at('finish')}u" in source
+
+
+def test_atomic_queue_edges_are_stamped_slots():
+    """A consumer waits on its own slot's stamped words (one round trip), never on a progress word
+    before loading the slot; a ring holds two bytes per byte of slot."""
+    source = graph_queue.emit(collect(gk), gk.three)
+    assert "rg_aq_take<RG_AQ_parse_WORDS>" in source and "rg_aq_take<RG_AQ_twice_WORDS>" in source
+    assert "rg_aq_put<RG_AQ_parse_WORDS>" in source and "rg_aq_put<RG_AQ_twice_WORDS>" in source
+    assert "RG_AQ_parse_DONE) + ((lo" not in source  # no wait on a producer's progress word
+    stages, _ = graph_queue.compute_layout(gk.three)
+    parse, twice = stages[0], stages[1]
+    ring = graph_queue.EDGE_CHUNKS * 1024 * 2 * parse["slot_bytes"]
+    assert twice["ticket_at"] - parse["ring_at"] == ring
 
 
 _NVCC = shutil.which("nvcc")
