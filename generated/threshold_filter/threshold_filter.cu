@@ -7,6 +7,10 @@
  *                             it broadcasts how far messages are available through device memory.
  *   block 0, warp 1, lane 0   the publisher: turns the blocks' per-chunk progress into the host-visible
  *                             output tail, input head and control-block counters.
+ *   block 0, warp 2           the latency lane (kernels with one): watches one stamped request slot
+ *                             that the host fills only when nothing else is outstanding, reads it in
+ *                             one instruction (message and stamp together), runs the handler itself
+ *                             and answers in a stamped reply slot: no ticket, barrier or publisher hop.
  *   blocks 1..G               workers: each claims a chunk of RG_CHUNK consecutive sequence numbers
  *                             with a ticket, reads those messages straight from mapped pinned memory
  *                             (one coalesced pass, 16-byte loads where the slot allows), runs the
@@ -604,8 +608,10 @@ typedef struct rg_sched {
     rg_u64 stalls;       /* workers: waits for room in the output queue */
     rg_u64 emitted;      /* workers (outbox kernels): replies written */
     rg_u32 stop;         /* poller: RG_TERMINATE_* once workers may leave */
-    rg_u32 exited;       /* workers: blocks that have left their loop */
-    rg_u8 _pad4[RG_CACHE_LINE - 40];
+    rg_u32 exited;       /* workers and the lane warp: loops left */
+    rg_u64 lane_done;    /* lane warp: lane messages handled (the publisher adds them to `processed`) */
+    rg_u64 lane_emitted; /* lane warp (positional kernels): lane replies written */
+    rg_u8 _pad4[RG_CACHE_LINE - 56];
     rg_u64 rejected[RG_N_REASONS]; /* workers: handler faults by Reason */
 } rg_sched;
 RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
@@ -802,6 +808,14 @@ typedef struct __align__(16) rg_threshold_filter_out_slot {
 RG_STATIC_ASSERT(sizeof(rg_threshold_filter_out_slot) == 32, rg_check_threshold_filter_out_slot_size);
 RG_STATIC_ASSERT(RG_OFFSETOF(rg_threshold_filter_out_slot, stamp) == 24, rg_check_threshold_filter_out_slot_stamp);
 RG_STATIC_ASSERT(alignof(rg_threshold_filter_out_slot) == 16 && sizeof(rg_threshold_filter_out_slot) % 16 == 0, rg_check_threshold_filter_out_slot_aligned);
+/* The latency lane (ringgen.codegen.cuda.LaneGeometry; ringgen.runtime.cuda.queues.LatencyLane): the
+ * request's 2 16-byte words at 0 (the message, its u64 stamp at 24); the reply at
+ * 128: up to 8 replies 24 bytes apart, then the word (stamp << 8 | count) at +192. */
+#define RG_threshold_filter_LANE_IN_WORDS 2u
+#define RG_threshold_filter_LANE_OUT_AT 128u
+#define RG_threshold_filter_LANE_OUT_WORD_AT 192u
+RG_STATIC_ASSERT(sizeof(Reading) <= 24 && 24 % 8 == 0 && 32 % 16 == 0, rg_check_threshold_filter_lane_in);
+RG_STATIC_ASSERT(sizeof(Alert) == 24 && 24 % 8 == 0 && 128 % 16 == 0 && 192 % 16 == 0, rg_check_threshold_filter_lane_out);
 /* Slot geometry (ringgen.codegen.cuda.check_slot_geometry proved it before this was written): every
  * load and store of a slot is aligned to its width. */
 RG_STATIC_ASSERT(sizeof(Reading) == 24 && 24 % 8 == 0, rg_check_threshold_filter_in_slot);
@@ -941,7 +955,85 @@ RG_FN void rg_threshold_filter_one(bool active, rg_u64 seq, const Reading* msg, 
     }
 }
 
-/* The publisher (block 0, warp 1, lane 0). */
+
+/* The latency lane (block 0, warp 2; docs/design.md §5). The host writes request n (n = 1, 2, ...)
+ * with its stamp last, and only when every earlier message has been answered, so this warp never
+ * races the workers (nor, for an ordered kernel, their state). Each poll is one warp instruction:
+ * lane i reads the request's 16-byte word i, so one PCIe read returns the message and its stamp
+ * together.
+ * The reply items are stored first, then the word (n << 8 | count) with a system-scope release. */
+RG_FN void rg_threshold_filter_lane(const uint4* lane_in, rg_u8* lane_out, rg_sched* sched, void* state)
+{
+    __shared__ uint4 s_msg[RG_threshold_filter_LANE_IN_WORDS];
+    const rg_u32 lane = threadIdx.x & 31u;
+    rg_u64 next = 1u;
+    rg_u32 spins = 0u;
+    rg_u32 polls = 0u;
+    bool draining = false;
+    for (;;) {
+        uint4 w = make_uint4(0u, 0u, 0u, 0u);
+        if (lane < RG_threshold_filter_LANE_IN_WORDS) {
+            w = __ldcv(lane_in + lane);
+        }
+        const rg_u64 mine = ((rg_u64)w.w << 32) | (rg_u64)w.z;
+        /* lane 1 holds the stamp; every lane learns the verdict in one vote */
+        if (__any_sync(0xffffffffu, lane == 1u && mine == next)) {
+            /* Message and stamp came in one read; the fence orders the handler's state loads
+             * after what the workers wrote before the host saw them done. */
+            rg__fence_acq_rel_gpu();
+            if (lane < RG_threshold_filter_LANE_IN_WORDS) {
+                s_msg[lane] = w;
+            }
+            __syncwarp();
+            if (lane == 0u) {
+                const Reading* msg = (const Reading*)s_msg;
+                rg_outbox_threshold_filter ob;
+                ob.n = 0u;
+                const int status = rg_handle_threshold_filter(msg, 0, state, &ob, &sched->stop);
+                if (status < 0) {
+                    rg_threshold_filter_fault(sched, status);
+                    ob.n = 0u;
+                }
+                for (rg_u32 j = 0u; j < ob.n; ++j) {
+                    rg__store_slot<8>((Alert*)(lane_out) + j, ob.items[j]);
+                }
+                const rg_u32 count = ob.n;
+                rg__st_release_sys_u64(lane_out + RG_threshold_filter_LANE_OUT_WORD_AT, (next << 8) | (rg_u64)count);
+                atomicAdd((unsigned long long*)&sched->emitted, (unsigned long long)count);
+                /* The counts above (and any fault's) before the one the publisher watches. */
+                rg__fence_acq_rel_gpu();
+                atomicAdd((unsigned long long*)&sched->lane_done, 1ull);
+            }
+            __syncwarp();
+            next += 1u;
+            spins = 0u;
+            continue;
+        }
+        if (draining) {
+            break;
+        }
+        polls += 1u;
+        if ((polls & 63u) == 0u) {
+            const rg_u32 stop = rg__ld_acquire_gpu_u32(&sched->stop); /* one request for the warp */
+            if (stop == RG_TERMINATE_ABORT) {
+                break;
+            }
+            if (stop == RG_TERMINATE_DRAIN) {
+                /* The host wrote its last request before its terminate request, which the poller
+                 * acquired before it released `stop`: one more look finds it. */
+                draining = true;
+                continue;
+            }
+        }
+        rg__backoff(&spins, RG_POLL_HOT);
+    }
+    if (lane == 0u) {
+        rg__fence_acq_rel_gpu();
+        atomicAdd(&sched->exited, 1u);
+    }
+}
+
+/* The publisher (block 0, warp 1, lane 0). `processed` counts the lane's messages too. */
 RG_FN void rg_threshold_filter_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* outq,
                               rg_cuda_side* side, rg_sched* sched, rg_u64* done, rg_u64 nc_mask,
                               rg_u32 workers)
@@ -950,6 +1042,7 @@ RG_FN void rg_threshold_filter_publish(rg_control* ctl, rg_queue_ctl* inq, rg_qu
     rg_u64 faults = 0;
     bool faults_due = false;
     rg_u64 holes_seen = 0;
+    rg_u64 lane_seen = 0;
     rg_u64 out_head = 0;
     rg_u32 spins = 0u;
     rg_u32 idle = 0u;
@@ -964,6 +1057,15 @@ RG_FN void rg_threshold_filter_publish(rg_control* ctl, rg_queue_ctl* inq, rg_qu
         }
         bool moved = false;
         bool flagged = false;
+        {
+            /* The lane's progress: a device word read with the chunks' (it needs no tail). */
+            const rg_u64 lane_now = rg__ld_relaxed_gpu_u64(&sched->lane_done);
+            if (lane_now != lane_seen) {
+                lane_seen = lane_now;
+                moved = true;
+                flagged = true;
+            }
+        }
         for (;;) {
             /* done[] holds absolute sequence numbers, so a value from an older lap is never > pub.
              * RG_SCAN chunks are read at once (independent relaxed loads share one L2 round trip);
@@ -1014,7 +1116,7 @@ RG_FN void rg_threshold_filter_publish(rg_control* ctl, rg_queue_ctl* inq, rg_qu
                     rg__fence_acq_rel_sys();
                 }
             }
-            rg_store_relaxed_u64(&ctl->processed, pub);
+            rg_store_relaxed_u64(&ctl->processed, pub + lane_seen);
             rg__st_release_gpu_u64(&sched->published, pub);
             spins = 0u;
             idle = 0u;
@@ -1153,13 +1255,16 @@ extern "C" __global__ void __launch_bounds__(RG_BLOCK, 1)
 rg_threshold_filter_ring(rg_control* ctl, rg_queue_ctl* inq, const Reading* in_ring, rg_u64 in_mask,
                      rg_queue_ctl* outq, rg_threshold_filter_out_slot* out_ring, rg_u64 out_mask,
                      rg_u32* hole_marks, rg_cuda_side* side, rg_sched* sched, rg_u64* done,
-                     rg_u64 nc_mask, void* state)
+                     rg_u64 nc_mask, rg_u8* lane, void* state)
 {
     if (blockIdx.x == 0u) {
         if (threadIdx.x == 0u) {
             rg__poll(ctl, inq, sched);
         } else if (threadIdx.x == 32u) {
-            rg_threshold_filter_publish(ctl, inq, outq, side, sched, done, nc_mask, gridDim.x - 1u);
+            /* the workers and, where there is one, the lane warp must have left before it stops */
+            rg_threshold_filter_publish(ctl, inq, outq, side, sched, done, nc_mask, gridDim.x - 1u + 1u);
+        } else if (threadIdx.x >= 64u && threadIdx.x < 96u) {
+            rg_threshold_filter_lane((const uint4*)lane, lane + RG_threshold_filter_LANE_OUT_AT, sched, state);
         }
         return;
     }

@@ -7,6 +7,10 @@
  *                             it broadcasts how far messages are available through device memory.
  *   block 0, warp 1, lane 0   the publisher: turns the blocks' per-chunk progress into the host-visible
  *                             output tail, input head and control-block counters.
+ *   block 0, warp 2           the latency lane (kernels with one): watches one stamped request slot
+ *                             that the host fills only when nothing else is outstanding, reads it in
+ *                             one instruction (message and stamp together), runs the handler itself
+ *                             and answers in a stamped reply slot: no ticket, barrier or publisher hop.
  *   blocks 1..G               workers: each claims a chunk of RG_CHUNK consecutive sequence numbers
  *                             with a ticket, reads those messages straight from mapped pinned memory
  *                             (one coalesced pass, 16-byte loads where the slot allows), runs the
@@ -1034,8 +1038,10 @@ typedef struct rg_sched {
     rg_u64 stalls;       /* workers: waits for room in the output queue */
     rg_u64 emitted;      /* workers (outbox kernels): replies written */
     rg_u32 stop;         /* poller: RG_TERMINATE_* once workers may leave */
-    rg_u32 exited;       /* workers: blocks that have left their loop */
-    rg_u8 _pad4[RG_CACHE_LINE - 40];
+    rg_u32 exited;       /* workers and the lane warp: loops left */
+    rg_u64 lane_done;    /* lane warp: lane messages handled (the publisher adds them to `processed`) */
+    rg_u64 lane_emitted; /* lane warp (positional kernels): lane replies written */
+    rg_u8 _pad4[RG_CACHE_LINE - 56];
     rg_u64 rejected[RG_N_REASONS]; /* workers: handler faults by Reason */
 } rg_sched;
 RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
@@ -1364,7 +1370,9 @@ RG_FN void rg_word_stats_one(bool active, rg_u64 seq, const Word* msg, rg_sched*
     *flag = 1;
 }
 
-/* The publisher (block 0, warp 1, lane 0). */
+
+
+/* The publisher (block 0, warp 1, lane 0). `processed` counts the lane's messages too. */
 RG_FN void rg_word_stats_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* outq,
                               rg_cuda_side* side, rg_sched* sched, rg_u64* done, rg_u64 nc_mask,
                               rg_u32 workers)
@@ -1373,6 +1381,8 @@ RG_FN void rg_word_stats_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
     rg_u64 faults = 0;
     bool faults_due = false;
     rg_u64 holes_seen = 0;
+    rg_u64 lane_seen = 0;
+    rg_u64 lane_emitted = 0;
     rg_u32 spins = 0u;
     rg_u32 idle = 0u;
     for (;;) {
@@ -1439,7 +1449,7 @@ RG_FN void rg_word_stats_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
 #else
             rg_queue_publish_tail(outq, pub);
 #endif
-            rg_store_relaxed_u64(&ctl->emitted, pub - holes);
+            rg_store_relaxed_u64(&ctl->emitted, pub - holes + lane_emitted);
             /* A system-scope release: the dead-letter marks of [.., pub), written before their
              * block's release of done[] (acquired above), reach the host with the head, also for a
              * kernel without an output tail to carry them. */
@@ -1457,7 +1467,7 @@ RG_FN void rg_word_stats_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
                     rg__fence_acq_rel_sys();
                 }
             }
-            rg_store_relaxed_u64(&ctl->processed, pub);
+            rg_store_relaxed_u64(&ctl->processed, pub + lane_seen);
             rg__st_release_gpu_u64(&sched->published, pub);
             spins = 0u;
             idle = 0u;
@@ -1591,12 +1601,13 @@ extern "C" __global__ void __launch_bounds__(RG_BLOCK, 1)
 rg_word_stats_ring(rg_control* ctl, rg_queue_ctl* inq, const rg_u8* in_ring, rg_u64 in_mask,
                      rg_queue_ctl* outq, rg_u8* out_ring, rg_u64 out_mask,
                      rg_u32* hole_marks, rg_cuda_side* side, rg_sched* sched, rg_u64* done,
-                     rg_u64 nc_mask, WordTotals* state, rg_u64* dead_marks)
+                     rg_u64 nc_mask, rg_u8* lane, WordTotals* state, rg_u64* dead_marks)
 {
     if (blockIdx.x == 0u) {
         if (threadIdx.x == 0u) {
             rg__poll(ctl, inq, sched);
         } else if (threadIdx.x == 32u) {
+            /* the workers and, where there is one, the lane warp must have left before it stops */
             rg_word_stats_publish(ctl, inq, outq, side, sched, done, nc_mask, gridDim.x - 1u);
         }
         return;
