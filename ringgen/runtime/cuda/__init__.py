@@ -59,6 +59,7 @@ from . import build as cuda_build
 from . import device as cuda_device
 from .abi import outbox_slot, positional_class, read_abi, ring_stride
 from .faults import DeviceFaults, replace_lost_context, resident, track, untrack
+from .lane import LatencyLane
 from .zero_copy import ZeroCopy
 from .queues import (
     CudaBatches,
@@ -130,6 +131,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         self._fast_take = None
         self._pinned: list[np.ndarray] = []
         self._dead: Optional[DeadMarks] = None  # the dead-letter marks, with dead_letters
+        self._lane: Optional[LatencyLane] = None  # the latency lane, where the kernel has one
         self._stream = None  # the kernel's stream, once launched (None again after release)
         self.compiled = False  # True when this launch ran nvcc (a cold cache)
 
@@ -255,6 +257,13 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             )
         else:
             self.outq = None
+        lane_dev = 0
+        if abi.get("lane"):
+            lane_arr, lane_dev = self._mapped(abi["lane"]["out_at"] + abi["lane"]["out_bytes"])
+            lane_arr[:] = 0  # no stamp yet: the lane warp waits for stamp 1
+            self._lane = LatencyLane(
+                lane_arr, abi["lane"], self.in_codec, self.out_codec, self.format.out_slot
+            )
         chunks = max(64, 1 << (2 * cap // abi["block"] // abi["items"]).bit_length())
         sched = self._device_zeros(abi["sched_bytes"])
         done = self._device_zeros(8 * chunks)
@@ -293,6 +302,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             sched,
             done,
             u64(chunks - 1),
+            u64(lane_dev),
             u64(state_dev),
             *extra,
             block=(block, 1, 1),
@@ -305,7 +315,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         log.debug("cuda kernel %s: grid %d x %d on %s", self.name, grid, block, info.name)
 
     def _setup_fast_paths(self) -> None:
-        """Bind the latency path's closures to the queues (after they exist)."""
+        """Bind the latency path's closures to the queues and the lane (after they exist)."""
         positional = self.outq if isinstance(self.outq, PositionalOutput) else None
         if not self.in_codec.bridged and hasattr(self.in_codec, "packer"):
             self._fast_cls = self.in_codec.cls
@@ -316,6 +326,12 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             self._fast_take = self.outq.fast_take_one(
                 self.out_codec, positional_class(self.out_codec)
             )
+        lane = self._lane
+        if lane is not None:
+            self._idle = self._idle_check()
+        if lane is not None and self._fast_put is not None and self._fast_take is not None:
+            self._fast_put = lane.fast_put_one(self._idle, self._fast_put)
+            self._fast_take = lane.fast_take_one(self._fast_take, positional_class(self.out_codec))
         self._send_acquire, self._send_release = self._send_lock.acquire, self._send_lock.release
         self._recv_acquire, self._recv_release = self._recv_lock.acquire, self._recv_lock.release
 
@@ -413,6 +429,20 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             return None
         return super()._pop_wait(max_n, left)
 
+    def _idle_check(self):
+        """A closure: True when nothing sent is outstanding, so the lane may take the next message
+        without overtaking one (every message handled and every reply taken)."""
+        inq, outq = self.inq, self.outq
+        if isinstance(outq, PositionalOutput):
+            return lambda: outq.head == inq.tail  # the head passes replies and holes alike
+        words, head_at = self._words, inq._head_at
+        stamps, mask = outq.slots["stamp"], outq.cap - 1
+
+        def idle() -> bool:
+            return words[head_at] == inq.tail and int(stamps[outq.head & mask]) != outq.head + 1
+
+        return idle
+
     def _admit_head(self) -> int:
         """The lowest sequence number whose slots may still be in use: the host's output head for a
         positional output (reply i reuses slot i), else the kernel's input head."""
@@ -423,6 +453,14 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
     # ------------------------------------------------------------------ transport hooks
 
     def _push(self, batch: np.ndarray) -> int:
+        lane = self._lane
+        if lane is not None and lane.busy():
+            if not lane.answered():
+                return 0  # nothing passes the lane's message: waits as for a full queue
+        elif lane is not None and len(batch) == 1 and batch.dtype == self.format.in_slot:
+            if self._idle():
+                lane.put_slot(batch[0])
+                return 1
         admit = self._admit_head()
         if self._dead is not None:
             # Dead letters are copied out of the input ring: harvest the marks below the kernel's
@@ -452,6 +490,13 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
     def _pop(self, max_n: int) -> np.ndarray:
         if self.outq is None:
             return self.format.empty()
+        lane = self._lane
+        if lane is not None and lane.busy():
+            replies = lane.take(max_n)  # the lane's answer is older than anything in the ring
+            if replies is None:
+                return self.format.empty()
+            if len(replies):
+                return replies
         return self.outq.take(max_n)
 
     def _control(self) -> np.ndarray:
@@ -465,6 +510,12 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
     def _queue_depths(self) -> tuple[int, int]:
         in_depth = self.inq.tail - self.inq.device_head()
         out_depth = self.outq.depth() if self.outq is not None else 0
+        lane = self._lane
+        if lane is not None and lane.busy():
+            if lane.answered():
+                out_depth += (lane.words[lane.word_at] & 0xFF) - lane.item
+            else:
+                in_depth += 1
         return in_depth, out_depth
 
     def _latency(self):
