@@ -635,6 +635,11 @@ def test_latency_lane_keeps_order_across_the_lane_and_the_rings(monkeypatch):
     _lane_answer(buf, g, 3, [(100, 2.0)], k.format.out_slot)
     batch = k.receive_batch(4, timeout=0)
     assert list(batch["id"]) == [100] and not lane.busy()
+    side = C._SIDE_OFF // 8  # the lane warp's counts, stored before each reply
+    k._words[side + C._SIDE_LANE_DONE], k._words[side + C._SIDE_LANE_EMITTED] = 3, 2
+    k._ctl["processed"], k._ctl["emitted"] = 1, 1  # the ring's, from the publisher
+    stats = k.stats()
+    assert (stats.processed, stats.emitted) == (4, 3)
 
 
 def test_latency_lane_hands_over_an_outbox_answer_one_reply_at_a_time():

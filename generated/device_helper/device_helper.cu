@@ -607,9 +607,8 @@ typedef struct rg_sched {
     rg_u64 emitted;      /* workers (outbox kernels): replies written */
     rg_u32 stop;         /* poller: RG_TERMINATE_* once workers may leave */
     rg_u32 exited;       /* workers and the lane warp: loops left */
-    rg_u64 lane_done;    /* lane warp: lane messages handled (the publisher adds them to `processed`) */
-    rg_u64 lane_emitted; /* lane warp (positional kernels): lane replies written */
-    rg_u8 _pad4[RG_CACHE_LINE - 56];
+    rg_u64 lane_done;    /* lane warp: lane messages handled (the publisher mirrors faults then) */
+    rg_u8 _pad4[RG_CACHE_LINE - 48];
     rg_u64 rejected[RG_N_REASONS]; /* workers: handler faults by Reason */
 } rg_sched;
 RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
@@ -617,7 +616,9 @@ RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
 /* Host-mapped words the CUDA skeleton adds to the shared protocol (device writes, host reads). */
 typedef struct rg_cuda_side {
     rg_u64 holes;        /* sequence numbers below the output tail that have no reply */
-    rg_u8 _pad0[RG_CACHE_LINE - 8];
+    rg_u64 lane_done;    /* lane messages handled: the host adds them to `processed` */
+    rg_u64 lane_emitted; /* their replies: the host adds them to `emitted` */
+    rg_u8 _pad0[RG_CACHE_LINE - 24];
 } rg_cuda_side;
 RG_STATIC_ASSERT(sizeof(rg_cuda_side) == 128, rg_check_side_size);
 
@@ -949,11 +950,13 @@ RG_FN void rg_device_helper_one(bool active, rg_u64 seq, const Point* msg, rg_sc
  * lane i reads the request's 16-byte word i, so one PCIe read returns the message and its stamp
  * together.
  * The reply items are stored first, then the word (n << 8 | count) with a system-scope release. */
-RG_FN void rg_device_helper_lane(const uint4* lane_in, rg_u8* lane_out, rg_sched* sched, void* state)
+RG_FN void rg_device_helper_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_side* side, rg_sched* sched,
+                            void* state)
 {
     __shared__ uint4 s_msg[RG_device_helper_LANE_IN_WORDS];
     const rg_u32 lane = threadIdx.x & 31u;
     rg_u64 next = 1u;
+    rg_u64 emitted = 0u;
     rg_u32 spins = 0u;
     rg_u32 polls = 0u;
     bool draining = false;
@@ -983,9 +986,13 @@ RG_FN void rg_device_helper_lane(const uint4* lane_in, rg_u8* lane_out, rg_sched
                 } else if (status < 0) {
                     rg_device_helper_fault(sched, status);
                 }
+                /* The host's counts go out with the reply (posted writes, ordered by the release):
+                 * a caller that has the reply sees the message counted. */
+                emitted += count;
+                rg_store_relaxed_u64(&side->lane_emitted, emitted);
+                rg_store_relaxed_u64(&side->lane_done, next);
                 rg__st_release_sys_u64(lane_out + RG_device_helper_LANE_OUT_WORD_AT, (next << 8) | (rg_u64)count);
-                atomicAdd((unsigned long long*)&sched->lane_emitted, (unsigned long long)count);
-                /* The counts above (and any fault's) before the one the publisher watches. */
+                /* A fault's counts before the word the publisher watches (it mirrors them then). */
                 rg__fence_acq_rel_gpu();
                 atomicAdd((unsigned long long*)&sched->lane_done, 1ull);
             }
@@ -1018,7 +1025,8 @@ RG_FN void rg_device_helper_lane(const uint4* lane_in, rg_u8* lane_out, rg_sched
     }
 }
 
-/* The publisher (block 0, warp 1, lane 0). `processed` counts the lane's messages too. */
+/* The publisher (block 0, warp 1, lane 0). The lane's messages are counted by the lane warp itself
+ * (rg_cuda_side); the publisher mirrors the fault counts when the lane moved. */
 RG_FN void rg_device_helper_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* outq,
                               rg_cuda_side* side, rg_sched* sched, rg_u64* done, rg_u64 nc_mask,
                               rg_u32 workers)
@@ -1028,7 +1036,6 @@ RG_FN void rg_device_helper_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue
     bool faults_due = false;
     rg_u64 holes_seen = 0;
     rg_u64 lane_seen = 0;
-    rg_u64 lane_emitted = 0;
     rg_u32 spins = 0u;
     rg_u32 idle = 0u;
     for (;;) {
@@ -1081,7 +1088,6 @@ RG_FN void rg_device_helper_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue
         }
         if (moved) {
             rg__fence_acq_rel_gpu();
-            lane_emitted = rg__ld_relaxed_gpu_u64(&sched->lane_emitted);
             /* A flagged wave counted holes or faults before its release of done[]: only then are
              * the counters worth an L2 round trip on the way to the tail. */
             if (flagged) {
@@ -1105,7 +1111,7 @@ RG_FN void rg_device_helper_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue
 #else
             rg_queue_publish_tail(outq, pub);
 #endif
-            rg_store_relaxed_u64(&ctl->emitted, pub - holes + lane_emitted);
+            rg_store_relaxed_u64(&ctl->emitted, pub - holes);
             rg_store_relaxed_u64(&inq->head, pub);
             /* The counts by reason go out before `processed`, fenced: a host that reads `processed`
              * first and the counts after it never sees a handled message missing from them. */
@@ -1120,7 +1126,7 @@ RG_FN void rg_device_helper_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue
                     rg__fence_acq_rel_sys();
                 }
             }
-            rg_store_relaxed_u64(&ctl->processed, pub + lane_seen);
+            rg_store_relaxed_u64(&ctl->processed, pub);
             rg__st_release_gpu_u64(&sched->published, pub);
             spins = 0u;
             idle = 0u;
@@ -1261,7 +1267,7 @@ rg_device_helper_ring(rg_control* ctl, rg_queue_ctl* inq, const Point* in_ring, 
             /* the workers and, where there is one, the lane warp must have left before it stops */
             rg_device_helper_publish(ctl, inq, outq, side, sched, done, nc_mask, gridDim.x - 1u + 1u);
         } else if (threadIdx.x >= 64u && threadIdx.x < 96u) {
-            rg_device_helper_lane((const uint4*)lane, lane + RG_device_helper_LANE_OUT_AT, sched, state);
+            rg_device_helper_lane((const uint4*)lane, lane + RG_device_helper_LANE_OUT_AT, side, sched, state);
         }
         return;
     }

@@ -1262,9 +1262,8 @@ typedef struct rg_sched {
     rg_u64 emitted;      /* workers (outbox kernels): replies written */
     rg_u32 stop;         /* poller: RG_TERMINATE_* once workers may leave */
     rg_u32 exited;       /* workers and the lane warp: loops left */
-    rg_u64 lane_done;    /* lane warp: lane messages handled (the publisher adds them to `processed`) */
-    rg_u64 lane_emitted; /* lane warp (positional kernels): lane replies written */
-    rg_u8 _pad4[RG_CACHE_LINE - 56];
+    rg_u64 lane_done;    /* lane warp: lane messages handled (the publisher mirrors faults then) */
+    rg_u8 _pad4[RG_CACHE_LINE - 48];
     rg_u64 rejected[RG_N_REASONS]; /* workers: handler faults by Reason */
 } rg_sched;
 RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
@@ -1272,7 +1271,9 @@ RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
 /* Host-mapped words the CUDA skeleton adds to the shared protocol (device writes, host reads). */
 typedef struct rg_cuda_side {
     rg_u64 holes;        /* sequence numbers below the output tail that have no reply */
-    rg_u8 _pad0[RG_CACHE_LINE - 8];
+    rg_u64 lane_done;    /* lane messages handled: the host adds them to `processed` */
+    rg_u64 lane_emitted; /* their replies: the host adds them to `emitted` */
+    rg_u8 _pad0[RG_CACHE_LINE - 24];
 } rg_cuda_side;
 RG_STATIC_ASSERT(sizeof(rg_cuda_side) == 128, rg_check_side_size);
 
@@ -1591,7 +1592,8 @@ RG_FN void rg_orders_one(bool active, rg_u64 seq, const Order* msg, rg_sched* sc
 
 
 
-/* The publisher (block 0, warp 1, lane 0). `processed` counts the lane's messages too. */
+/* The publisher (block 0, warp 1, lane 0). The lane's messages are counted by the lane warp itself
+ * (rg_cuda_side); the publisher mirrors the fault counts when the lane moved. */
 RG_FN void rg_orders_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* outq,
                               rg_cuda_side* side, rg_sched* sched, rg_u64* done, rg_u64 nc_mask,
                               rg_u32 workers)
@@ -1600,8 +1602,6 @@ RG_FN void rg_orders_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* o
     rg_u64 faults = 0;
     bool faults_due = false;
     rg_u64 holes_seen = 0;
-    rg_u64 lane_seen = 0;
-    rg_u64 lane_emitted = 0;
     rg_u32 spins = 0u;
     rg_u32 idle = 0u;
     for (;;) {
@@ -1668,7 +1668,7 @@ RG_FN void rg_orders_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* o
 #else
             rg_queue_publish_tail(outq, pub);
 #endif
-            rg_store_relaxed_u64(&ctl->emitted, pub - holes + lane_emitted);
+            rg_store_relaxed_u64(&ctl->emitted, pub - holes);
             /* A system-scope release: the dead-letter marks of [.., pub), written before their
              * block's release of done[] (acquired above), reach the host with the head, also for a
              * kernel without an output tail to carry them. */
@@ -1686,7 +1686,7 @@ RG_FN void rg_orders_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* o
                     rg__fence_acq_rel_sys();
                 }
             }
-            rg_store_relaxed_u64(&ctl->processed, pub + lane_seen);
+            rg_store_relaxed_u64(&ctl->processed, pub);
             rg__st_release_gpu_u64(&sched->published, pub);
             spins = 0u;
             idle = 0u;

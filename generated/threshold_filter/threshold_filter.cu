@@ -609,9 +609,8 @@ typedef struct rg_sched {
     rg_u64 emitted;      /* workers (outbox kernels): replies written */
     rg_u32 stop;         /* poller: RG_TERMINATE_* once workers may leave */
     rg_u32 exited;       /* workers and the lane warp: loops left */
-    rg_u64 lane_done;    /* lane warp: lane messages handled (the publisher adds them to `processed`) */
-    rg_u64 lane_emitted; /* lane warp (positional kernels): lane replies written */
-    rg_u8 _pad4[RG_CACHE_LINE - 56];
+    rg_u64 lane_done;    /* lane warp: lane messages handled (the publisher mirrors faults then) */
+    rg_u8 _pad4[RG_CACHE_LINE - 48];
     rg_u64 rejected[RG_N_REASONS]; /* workers: handler faults by Reason */
 } rg_sched;
 RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
@@ -619,7 +618,9 @@ RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
 /* Host-mapped words the CUDA skeleton adds to the shared protocol (device writes, host reads). */
 typedef struct rg_cuda_side {
     rg_u64 holes;        /* sequence numbers below the output tail that have no reply */
-    rg_u8 _pad0[RG_CACHE_LINE - 8];
+    rg_u64 lane_done;    /* lane messages handled: the host adds them to `processed` */
+    rg_u64 lane_emitted; /* their replies: the host adds them to `emitted` */
+    rg_u8 _pad0[RG_CACHE_LINE - 24];
 } rg_cuda_side;
 RG_STATIC_ASSERT(sizeof(rg_cuda_side) == 128, rg_check_side_size);
 
@@ -962,11 +963,13 @@ RG_FN void rg_threshold_filter_one(bool active, rg_u64 seq, const Reading* msg, 
  * lane i reads the request's 16-byte word i, so one PCIe read returns the message and its stamp
  * together.
  * The reply items are stored first, then the word (n << 8 | count) with a system-scope release. */
-RG_FN void rg_threshold_filter_lane(const uint4* lane_in, rg_u8* lane_out, rg_sched* sched, void* state)
+RG_FN void rg_threshold_filter_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_side* side, rg_sched* sched,
+                            void* state)
 {
     __shared__ uint4 s_msg[RG_threshold_filter_LANE_IN_WORDS];
     const rg_u32 lane = threadIdx.x & 31u;
     rg_u64 next = 1u;
+    rg_u64 emitted = 0u;
     rg_u32 spins = 0u;
     rg_u32 polls = 0u;
     bool draining = false;
@@ -998,9 +1001,13 @@ RG_FN void rg_threshold_filter_lane(const uint4* lane_in, rg_u8* lane_out, rg_sc
                     rg__store_slot<8>((Alert*)(lane_out) + j, ob.items[j]);
                 }
                 const rg_u32 count = ob.n;
+                /* The host's counts go out with the reply (posted writes, ordered by the release):
+                 * a caller that has the reply sees the message counted. */
+                emitted += count;
+                rg_store_relaxed_u64(&side->lane_emitted, emitted);
+                rg_store_relaxed_u64(&side->lane_done, next);
                 rg__st_release_sys_u64(lane_out + RG_threshold_filter_LANE_OUT_WORD_AT, (next << 8) | (rg_u64)count);
-                atomicAdd((unsigned long long*)&sched->emitted, (unsigned long long)count);
-                /* The counts above (and any fault's) before the one the publisher watches. */
+                /* A fault's counts before the word the publisher watches (it mirrors them then). */
                 rg__fence_acq_rel_gpu();
                 atomicAdd((unsigned long long*)&sched->lane_done, 1ull);
             }
@@ -1033,7 +1040,8 @@ RG_FN void rg_threshold_filter_lane(const uint4* lane_in, rg_u8* lane_out, rg_sc
     }
 }
 
-/* The publisher (block 0, warp 1, lane 0). `processed` counts the lane's messages too. */
+/* The publisher (block 0, warp 1, lane 0). The lane's messages are counted by the lane warp itself
+ * (rg_cuda_side); the publisher mirrors the fault counts when the lane moved. */
 RG_FN void rg_threshold_filter_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* outq,
                               rg_cuda_side* side, rg_sched* sched, rg_u64* done, rg_u64 nc_mask,
                               rg_u32 workers)
@@ -1116,7 +1124,7 @@ RG_FN void rg_threshold_filter_publish(rg_control* ctl, rg_queue_ctl* inq, rg_qu
                     rg__fence_acq_rel_sys();
                 }
             }
-            rg_store_relaxed_u64(&ctl->processed, pub + lane_seen);
+            rg_store_relaxed_u64(&ctl->processed, pub);
             rg__st_release_gpu_u64(&sched->published, pub);
             spins = 0u;
             idle = 0u;
@@ -1264,7 +1272,7 @@ rg_threshold_filter_ring(rg_control* ctl, rg_queue_ctl* inq, const Reading* in_r
             /* the workers and, where there is one, the lane warp must have left before it stops */
             rg_threshold_filter_publish(ctl, inq, outq, side, sched, done, nc_mask, gridDim.x - 1u + 1u);
         } else if (threadIdx.x >= 64u && threadIdx.x < 96u) {
-            rg_threshold_filter_lane((const uint4*)lane, lane + RG_threshold_filter_LANE_OUT_AT, sched, state);
+            rg_threshold_filter_lane((const uint4*)lane, lane + RG_threshold_filter_LANE_OUT_AT, side, sched, state);
         }
         return;
     }

@@ -84,6 +84,9 @@ _INQ_OFF = 4 * CACHE_LINE
 _OUTQ_OFF = 6 * CACHE_LINE
 _SIDE_OFF = 8 * CACHE_LINE
 _PAGE = 16 * CACHE_LINE
+# Words of rg_cuda_side (at _SIDE_OFF) after the hole count: the lane's messages and replies.
+_SIDE_LANE_DONE = 1
+_SIDE_LANE_EMITTED = 2
 
 
 def probe() -> None:
@@ -505,6 +508,10 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         processed = self._ctl["processed"][0]
         rec = self._ctl.copy()[0]
         rec["processed"] = processed
+        if self._lane is not None:
+            # The lane warp counts its own messages, stored before each reply (kernel.cu.j2).
+            rec["processed"] += self._words[_SIDE_OFF // 8 + _SIDE_LANE_DONE]
+            rec["emitted"] += self._words[_SIDE_OFF // 8 + _SIDE_LANE_EMITTED]
         return rec
 
     def _queue_depths(self) -> tuple[int, int]:
