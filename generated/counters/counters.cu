@@ -621,7 +621,7 @@ typedef struct rg_sched {
     rg_u64 emitted;      /* workers (outbox kernels): replies written */
     rg_u32 stop;         /* poller: RG_TERMINATE_* once workers may leave */
     rg_u32 exited;       /* workers and the lane warp: loops left */
-    rg_u64 lane_done;    /* lane warp: lane messages handled (the publisher mirrors faults then) */
+    rg_u64 lane_faults;  /* lane warp: lane messages that faulted (the publisher mirrors the counts) */
     rg_u8 _pad4[RG_CACHE_LINE - 48];
     rg_u64 rejected[RG_N_REASONS]; /* workers: handler faults by Reason */
 } rg_sched;
@@ -957,6 +957,7 @@ RG_FN void rg_counters_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_side*
                             Totals* state)
 {
     __shared__ uint4 s_msg[RG_counters_LANE_IN_WORDS];
+    __shared__ uint4 s_out[2]; /* the reply slot, written by lane 0, stored by lanes 0 and 1 */
     const rg_u32 lane = threadIdx.x & 31u;
     rg_u64 next = 1u;
     rg_u64 emitted = 0u;
@@ -978,28 +979,52 @@ RG_FN void rg_counters_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_side*
                 s_msg[lane] = w;
             }
             __syncwarp();
+            bool faulted = false;
             if (lane == 0u) {
                 const Sample* msg = (const Sample*)s_msg;
                 Ack out;
                 const int status = rg_handle_counters(msg, &out, state, 0, &sched->stop);
                 rg_u32 count = 0u;
                 if (status == RG_STATUS_OUTPUT) {
+#ifndef RG_LANE_RELEASE_REPLY
+                    union { Ack t; uint4 w; } u;
+                    u.w = make_uint4(0u, 0u, 0u, 0u);
+                    u.t = out;
+                    s_out[0] = u.w;
+#else
                     rg__store_slot<16>((Ack*)lane_out, out);
+#endif
                     count = 1u;
                 } else if (status < 0) {
                     rg_counters_fault(sched, status);
                 }
-                /* The host's counts go out with the reply (posted writes, ordered by the release):
-                 * a caller that has the reply sees the message counted. */
+                /* The host's counts go out before the reply: a caller that has the reply sees the
+                 * message counted. */
                 emitted += count;
                 rg_store_relaxed_u64(&side->lane_emitted, emitted);
                 rg_store_relaxed_u64(&side->lane_done, next);
-                rg__st_release_sys_u64(lane_out + RG_counters_LANE_OUT_WORD_AT, (next << 8) | (rg_u64)count);
-                /* A fault's counts before the word the publisher watches (it mirrors them then). */
-                rg__fence_acq_rel_gpu();
-                atomicAdd((unsigned long long*)&sched->lane_done, 1ull);
+                const rg_u64 word = (next << 8) | (rg_u64)count;
+#ifndef RG_LANE_RELEASE_REPLY
+                s_out[1] = make_uint4((rg_u32)word, (rg_u32)(word >> 32), 0u, 0u);
+#else
+                rg__st_release_sys_u64(lane_out + RG_counters_LANE_OUT_WORD_AT, word);
+#endif
+                faulted = status < 0;
             }
             __syncwarp();
+#ifndef RG_LANE_RELEASE_REPLY
+            /* The reply and its word in one warp instruction: lanes 0 and 1 write the slot's two
+             * 16-byte halves, one 32-byte sector, which reaches the host as one write (the read
+             * side's argument, reversed); no system-scope fence on the way. */
+            if (lane < 2u) {
+                __stcg((uint4*)lane_out + lane, s_out[lane]);
+            }
+#endif
+            if (lane == 0u && faulted) {
+                /* A fault's counts before the word the publisher watches (it mirrors them then). */
+                rg__fence_acq_rel_gpu();
+                atomicAdd((unsigned long long*)&sched->lane_faults, 1ull);
+            }
             next += 1u;
             spins = 0u;
             continue;
@@ -1053,8 +1078,8 @@ RG_FN void rg_counters_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl*
         bool moved = false;
         bool flagged = false;
         {
-            /* The lane's progress: a device word read with the chunks' (it needs no tail). */
-            const rg_u64 lane_now = rg__ld_relaxed_gpu_u64(&sched->lane_done);
+            /* The lane's faults: a device word read with the chunks' (the lane needs no tail). */
+            const rg_u64 lane_now = rg__ld_relaxed_gpu_u64(&sched->lane_faults);
             if (lane_now != lane_seen) {
                 lane_seen = lane_now;
                 moved = true;

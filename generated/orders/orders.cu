@@ -1262,7 +1262,7 @@ typedef struct rg_sched {
     rg_u64 emitted;      /* workers (outbox kernels): replies written */
     rg_u32 stop;         /* poller: RG_TERMINATE_* once workers may leave */
     rg_u32 exited;       /* workers and the lane warp: loops left */
-    rg_u64 lane_done;    /* lane warp: lane messages handled (the publisher mirrors faults then) */
+    rg_u64 lane_faults;  /* lane warp: lane messages that faulted (the publisher mirrors the counts) */
     rg_u8 _pad4[RG_CACHE_LINE - 48];
     rg_u64 rejected[RG_N_REASONS]; /* workers: handler faults by Reason */
 } rg_sched;

@@ -609,7 +609,7 @@ typedef struct rg_sched {
     rg_u64 emitted;      /* workers (outbox kernels): replies written */
     rg_u32 stop;         /* poller: RG_TERMINATE_* once workers may leave */
     rg_u32 exited;       /* workers and the lane warp: loops left */
-    rg_u64 lane_done;    /* lane warp: lane messages handled (the publisher mirrors faults then) */
+    rg_u64 lane_faults;  /* lane warp: lane messages that faulted (the publisher mirrors the counts) */
     rg_u8 _pad4[RG_CACHE_LINE - 48];
     rg_u64 rejected[RG_N_REASONS]; /* workers: handler faults by Reason */
 } rg_sched;
@@ -981,13 +981,11 @@ RG_FN void rg_threshold_filter_lane(const uint4* lane_in, rg_u8* lane_out, rg_cu
         const rg_u64 mine = ((rg_u64)w.w << 32) | (rg_u64)w.z;
         /* lane 1 holds the stamp; every lane learns the verdict in one vote */
         if (__any_sync(0xffffffffu, lane == 1u && mine == next)) {
-            /* Message and stamp came in one read; the fence orders the handler's state loads
-             * after what the workers wrote before the host saw them done. */
-            rg__fence_acq_rel_gpu();
             if (lane < RG_threshold_filter_LANE_IN_WORDS) {
                 s_msg[lane] = w;
             }
             __syncwarp();
+            bool faulted = false;
             if (lane == 0u) {
                 const Reading* msg = (const Reading*)s_msg;
                 rg_outbox_threshold_filter ob;
@@ -1001,17 +999,21 @@ RG_FN void rg_threshold_filter_lane(const uint4* lane_in, rg_u8* lane_out, rg_cu
                     rg__store_slot<8>((Alert*)(lane_out) + j, ob.items[j]);
                 }
                 const rg_u32 count = ob.n;
-                /* The host's counts go out with the reply (posted writes, ordered by the release):
-                 * a caller that has the reply sees the message counted. */
+                /* The host's counts go out before the reply: a caller that has the reply sees the
+                 * message counted. */
                 emitted += count;
                 rg_store_relaxed_u64(&side->lane_emitted, emitted);
                 rg_store_relaxed_u64(&side->lane_done, next);
-                rg__st_release_sys_u64(lane_out + RG_threshold_filter_LANE_OUT_WORD_AT, (next << 8) | (rg_u64)count);
-                /* A fault's counts before the word the publisher watches (it mirrors them then). */
-                rg__fence_acq_rel_gpu();
-                atomicAdd((unsigned long long*)&sched->lane_done, 1ull);
+                const rg_u64 word = (next << 8) | (rg_u64)count;
+                rg__st_release_sys_u64(lane_out + RG_threshold_filter_LANE_OUT_WORD_AT, word);
+                faulted = status < 0;
             }
             __syncwarp();
+            if (lane == 0u && faulted) {
+                /* A fault's counts before the word the publisher watches (it mirrors them then). */
+                rg__fence_acq_rel_gpu();
+                atomicAdd((unsigned long long*)&sched->lane_faults, 1ull);
+            }
             next += 1u;
             spins = 0u;
             continue;
@@ -1066,8 +1068,8 @@ RG_FN void rg_threshold_filter_publish(rg_control* ctl, rg_queue_ctl* inq, rg_qu
         bool moved = false;
         bool flagged = false;
         {
-            /* The lane's progress: a device word read with the chunks' (it needs no tail). */
-            const rg_u64 lane_now = rg__ld_relaxed_gpu_u64(&sched->lane_done);
+            /* The lane's faults: a device word read with the chunks' (the lane needs no tail). */
+            const rg_u64 lane_now = rg__ld_relaxed_gpu_u64(&sched->lane_faults);
             if (lane_now != lane_seen) {
                 lane_seen = lane_now;
                 moved = true;

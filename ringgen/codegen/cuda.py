@@ -139,6 +139,12 @@ class LaneGeometry:
         return self.in_bytes <= LANE_ONE_READ
 
     @property
+    def one_store(self) -> bool:
+        """True when the reply slot is one 32-byte sector holding one reply and its word: the
+        lane warp writes it with one instruction of two lanes instead of stores and a release."""
+        return self.out_items == 1 and self.out_bytes <= LANE_ONE_READ
+
+    @property
     def total_bytes(self) -> int:
         """Bytes of the mapped buffer holding both slots."""
         return self.out_at + self.out_bytes
