@@ -576,6 +576,10 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
 #ifndef RG_BLOCK
 #define RG_BLOCK 256
 #endif
+/* Reads of the latency lane's request slot in flight at once (each a PCIe round trip). */
+#ifndef RG_LANE_DEPTH
+#define RG_LANE_DEPTH 4
+#endif
 /* Messages per thread per wave: several independent loads in flight per thread hide PCIe latency. */
 #ifndef RG_ITEMS
 #define RG_ITEMS 4
@@ -908,14 +912,33 @@ RG_FN void rg_bank_account_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_s
     rg_u32 spins = 0u;
     rg_u32 polls = 0u;
     bool draining = false;
+    /* RG_LANE_DEPTH reads in flight: each one checked is issued again at once, so the slot is
+     * sampled every 1/RG_LANE_DEPTH of a PCIe round trip, not once per round trip. A read issued
+     * before a message was handled shows its stamp, never the next one, so stale reads are ignored. */
+    uint4 q[RG_LANE_DEPTH];
+#pragma unroll
+    for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+        q[d] = make_uint4(0u, 0u, 0u, 0u);
+        if (lane < RG_bank_account_LANE_IN_WORDS) {
+            q[d] = __ldcv(lane_in + lane);
+        }
+    }
     for (;;) {
         uint4 w = make_uint4(0u, 0u, 0u, 0u);
-        if (lane < RG_bank_account_LANE_IN_WORDS) {
-            w = __ldcv(lane_in + lane);
+        bool hit = false;
+#pragma unroll
+        for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+            if (!hit) {
+                w = q[d];
+                if (lane < RG_bank_account_LANE_IN_WORDS) {
+                    q[d] = __ldcv(lane_in + lane);
+                }
+                const rg_u64 mine = ((rg_u64)w.y << 32) | (rg_u64)w.x;
+                /* lane 1 holds the stamp; every lane learns the verdict in one vote */
+                hit = __any_sync(0xffffffffu, lane == 1u && mine == next);
+            }
         }
-        const rg_u64 mine = ((rg_u64)w.y << 32) | (rg_u64)w.x;
-        /* lane 1 holds the stamp; every lane learns the verdict in one vote */
-        if (__any_sync(0xffffffffu, lane == 1u && mine == next)) {
+        if (hit) {
             /* Message and stamp came in one read; the fence orders the handler's state loads
              * after what the workers wrote before the host saw them done. */
             rg__fence_acq_rel_gpu();

@@ -996,6 +996,10 @@ RG_FN rg_u32 rg_encode_WordStat(RG_PRIVATE const WordStat* in, RG_GLOBAL rg_u8* 
 #ifndef RG_BLOCK
 #define RG_BLOCK 256
 #endif
+/* Reads of the latency lane's request slot in flight at once (each a PCIe round trip). */
+#ifndef RG_LANE_DEPTH
+#define RG_LANE_DEPTH 4
+#endif
 /* Messages per thread per wave: several independent loads in flight per thread hide PCIe latency. */
 #ifndef RG_ITEMS
 #define RG_ITEMS 4

@@ -84,6 +84,7 @@ _INQ_OFF = 4 * CACHE_LINE
 _OUTQ_OFF = 6 * CACHE_LINE
 _SIDE_OFF = 8 * CACHE_LINE
 _PAGE = 16 * CACHE_LINE
+_INF = float("inf")
 # Words of rg_cuda_side (at _SIDE_OFF) after the hole count: the lane's messages and replies.
 _SIDE_LANE_DONE = 1
 _SIDE_LANE_EMITTED = 2
@@ -381,7 +382,8 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         A reply already there costs one read of the tail word, one ``unpack_from`` and one store of
         the head; otherwise the mapped output tail is polled for up to a millisecond before the base
         class's backoff (whose shortest sleep, 20 us, is longer than a round trip) takes over."""
-        timeout = check_timeout(timeout, f"kernel {self.name}.receive")
+        if timeout is not None and not (type(timeout) is float and 0.0 <= timeout < _INF):
+            timeout = check_timeout(timeout, f"kernel {self.name}.receive")  # else it is one
         take = self._fast_take
         if take is not None:
             self._recv_acquire()
