@@ -1,7 +1,7 @@
 """One message through ``send``/``receive`` on CUDA with the latency lane's reply written two ways,
 in one process: as one 32-byte store of two lanes (the default where the reply slot is one sector)
-and as stores plus a system-scope release of the word (``-DRG_LANE_RELEASE_REPLY``), with one read
-of the request slot in flight instead of RG_LANE_DEPTH (``-DRG_LANE_DEPTH=1``), then with the lane
+and as stores plus a system-scope release of the word (``-DRG_LANE_RELEASE_REPLY``), with four reads
+of the request slot in flight instead of one (``-DRG_LANE_DEPTH=4``), then with the lane
 off (the rings alone). Every reply is checked before timing.
 
     python bench/lane_variants.py [--n 20000]
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     for label, defines, lane_on in (
         ("one store", (), True),
         ("release", ("RG_LANE_RELEASE_REPLY",), True),
-        ("depth 1", ("RG_LANE_DEPTH=1",), True),
+        ("depth 4", ("RG_LANE_DEPTH=4",), True),
         ("rings", (), False),
     ):
         k = rg.launch(vector_add.vector_add, backend="cuda", defines=defines)

@@ -568,9 +568,11 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
 #ifndef RG_BLOCK
 #define RG_BLOCK 256
 #endif
-/* Reads of the latency lane's request slot in flight at once (each a PCIe round trip). */
+/* Reads of the latency lane's request slot in flight at once (each a PCIe round trip). One: on the
+ * H200, four in flight made a round trip slower (p50 7.9 against 4.6 us, bench/NOTES-cuda.md): every
+ * read of the line the host is about to write makes its store wait longer. */
 #ifndef RG_LANE_DEPTH
-#define RG_LANE_DEPTH 4
+#define RG_LANE_DEPTH 1
 #endif
 /* Messages per thread per wave: several independent loads in flight per thread hide PCIe latency. */
 #ifndef RG_ITEMS
@@ -940,9 +942,9 @@ RG_FN void rg_array_math_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_sid
     rg_u32 spins = 0u;
     rg_u32 polls = 0u;
     bool draining = false;
-    /* RG_LANE_DEPTH reads in flight: each one checked is issued again at once, so the slot is
-     * sampled every 1/RG_LANE_DEPTH of a PCIe round trip, not once per round trip. A read issued
-     * before a message was handled shows its stamp, never the next one, so stale reads are ignored. */
+    /* RG_LANE_DEPTH reads in flight: each one checked is issued again at once (the next read is on
+     * its way while this one is looked at). A read issued before a message was handled shows its
+     * stamp, never the next one, so stale reads are ignored. */
     uint4 q[RG_LANE_DEPTH];
 #pragma unroll
     for (int d = 0; d < RG_LANE_DEPTH; ++d) {

@@ -912,9 +912,11 @@ RG_FN rg_u32 rg_encode_Samples(RG_PRIVATE const Samples* in, RG_GLOBAL rg_u8* sl
 #ifndef RG_BLOCK
 #define RG_BLOCK 256
 #endif
-/* Reads of the latency lane's request slot in flight at once (each a PCIe round trip). */
+/* Reads of the latency lane's request slot in flight at once (each a PCIe round trip). One: on the
+ * H200, four in flight made a round trip slower (p50 7.9 against 4.6 us, bench/NOTES-cuda.md): every
+ * read of the line the host is about to write makes its store wait longer. */
 #ifndef RG_LANE_DEPTH
-#define RG_LANE_DEPTH 4
+#define RG_LANE_DEPTH 1
 #endif
 /* Messages per thread per wave: several independent loads in flight per thread hide PCIe latency. */
 #ifndef RG_ITEMS
