@@ -4,6 +4,7 @@ same arrays (its tail, hole marks and counts, or per-slot stamps), as it would w
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -640,12 +641,30 @@ def test_latency_lane_keeps_order_across_the_lane_and_the_rings(monkeypatch):
     k._ctl["processed"], k._ctl["emitted"] = 1, 1  # the ring's, from the publisher
     stats = k.stats()
     assert (stats.processed, stats.emitted) == (4, 3)
+    held, done = threading.Event(), threading.Event()
+
+    def receiver():  # holds the receive lock, as a receive deciding between lane and ring does
+        with k._recv_lock:
+            held.set()
+            done.wait(5.0)
+
+    t = threading.Thread(target=receiver)
+    t.start()
+    try:
+        assert held.wait(5.0)
+        monkeypatch.setattr(k, "_fast_cls", AddRequest)
+        k.send(AddRequest(id=11, a=0.0, b=0.0))  # idle, but the ring it is
+        assert k.inq.tail == 2 and lane.sent == 3
+    finally:
+        done.set()
+        t.join(5.0)
 
 
 def test_latency_lane_hands_over_an_outbox_answer_one_reply_at_a_time():
     """An Outbox answer holds up to the limit's replies: taken one by one (the receive closure) or
     as a batch (``take``), in order, the lane freed after the last; a stale word (an earlier
-    stamp) is never taken for the current message."""
+    stamp) is never taken for the current message; while the receive lock is held elsewhere the
+    message takes the ring."""
     import struct
 
     from ringgen.runtime.cuda.lane import LatencyLane
@@ -666,7 +685,10 @@ def test_latency_lane_hands_over_an_outbox_answer_one_reply_at_a_time():
     lane = LatencyLane(buf, g, In, _RepCodec, REP)
     dense = []
     take = lane.fast_take_one(lambda: dense.pop(0) if dense else None, lambda *v: v)
-    put = lane.fast_put_one(lambda: True, lambda m: "ring")
+    gate = threading.Lock()  # the handle's receive lock
+    put = lane.fast_put_one(lambda: True, lambda m: "ring", gate)
+    with gate:  # a receiver is deciding between the lane and the ring: the ring it is
+        assert put((0, 1.0, 2.0)) == "ring" and lane.sent == 0
     assert put((1, 1.0, 2.0)) is True and lane.sent == 1
     assert struct.unpack_from("<q2fQ", buf, 0) == (1, 1.0, 2.0, 1)
     assert put((2, 0.0, 0.0)) is False  # unanswered: the caller waits

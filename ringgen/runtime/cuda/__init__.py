@@ -262,7 +262,8 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         else:
             self.outq = None
         lane_dev = 0
-        if abi.get("lane"):
+        codecs_flat = all(hasattr(c, "packer") for c in (self.in_codec, self.out_codec))
+        if abi.get("lane") and codecs_flat:
             lane_arr, lane_dev = self._mapped(abi["lane"]["out_at"] + abi["lane"]["out_bytes"])
             lane_arr[:] = 0  # no stamp yet: the lane warp waits for stamp 1
             self._lane = LatencyLane(
@@ -334,7 +335,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         if lane is not None:
             self._idle = self._idle_check()
         if lane is not None and self._fast_put is not None and self._fast_take is not None:
-            self._fast_put = lane.fast_put_one(self._idle, self._fast_put)
+            self._fast_put = lane.fast_put_one(self._idle, self._fast_put, self._recv_lock)
             self._fast_take = lane.fast_take_one(self._fast_take, positional_class(self.out_codec))
         self._send_acquire, self._send_release = self._send_lock.acquire, self._send_lock.release
         self._recv_acquire, self._recv_release = self._recv_lock.acquire, self._recv_lock.release
@@ -463,9 +464,14 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             if not lane.answered():
                 return 0  # nothing passes the lane's message: waits as for a full queue
         elif lane is not None and len(batch) == 1 and batch.dtype == self.format.in_slot:
-            if self._idle():
-                lane.put_slot(batch[0])
-                return 1
+            # The receive lock, without waiting: see LatencyLane.fast_put_one's gate.
+            if self._recv_lock.acquire(False):
+                try:
+                    if self._idle():
+                        lane.put_slot(batch[0])
+                        return 1
+                finally:
+                    self._recv_lock.release()
         admit = self._admit_head()
         if self._dead is not None:
             # Dead letters are copied out of the input ring: harvest the marks below the kernel's

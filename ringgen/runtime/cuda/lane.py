@@ -51,6 +51,11 @@ class LatencyLane:
                 f"inside the {packer.size}-byte {in_codec.cls.__name__}"
             )
         fmt = packer.format if isinstance(packer.format, str) else packer.format.decode()
+        if not fmt.startswith("<"):
+            raise ValueError(
+                f"{in_codec.cls.__name__}: the lane packs little-endian without alignment ('<'), "
+                f"the codec's format is {fmt!r}"
+            )
         self._request = struct.Struct(fmt + (f"{pad}x" if pad else "") + "Q")
         self._in_size = packer.size
         self._stamp_at = g["in_stamp_at"]
@@ -164,11 +169,16 @@ class LatencyLane:
         return take_one
 
     def fast_put_one(
-        self, idle: Callable[[], bool], dense: Callable[[Any], Any]
+        self, idle: Callable[[], bool], dense: Callable[[Any], Any], gate: Any
     ) -> Callable[[Any], Any]:
         """The send closure of a kernel with a lane: into the lane when it is free and ``idle()``
         (nothing else outstanding), else ``dense(message)`` (the input ring's closure) once the
-        lane's message is answered; False (the caller waits, as for a full queue) before that."""
+        lane's message is answered; False (the caller waits, as for a full queue) before that.
+
+        ``gate`` is the handle's receive lock, taken without waiting around the idle check and the
+        write: a receiver holds it while it decides between the lane and the ring, so it never
+        finds the lane empty, then a reply in the ring that was sent after a lane message written
+        meanwhile. When a receiver holds it, the message takes the ring."""
         pack_into, flat, buf, words, word_at = (
             self._request.pack_into,
             self._flat,
@@ -177,17 +187,22 @@ class LatencyLane:
             self.word_at,
         )
         lane, error = self, (struct.error, OverflowError)
+        enter, leave = gate.acquire, gate.release
 
         def put_one(message: Any) -> Any:
             sent = lane.sent
             if sent == lane.taken:
-                if idle():
+                if enter(False):
                     try:
-                        pack_into(buf, 0, *flat(message), sent + 1)
-                    except error:
-                        return RETRY
-                    lane.sent = sent + 1
-                    return True
+                        if idle():
+                            try:
+                                pack_into(buf, 0, *flat(message), sent + 1)
+                            except error:
+                                return RETRY
+                            lane.sent = sent + 1
+                            return True
+                    finally:
+                        leave()
             elif words[word_at] >> 8 != sent:
                 return False
             return dense(message)

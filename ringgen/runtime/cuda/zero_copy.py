@@ -79,7 +79,10 @@ class ZeroCopy:
                     continue
             if self.outq.depth() >= want or polls & 1023 == 1023:
                 with self._recv_lock:
-                    view = self.outq.view(n)
+                    # Decided under the lock a lane write needs (LatencyLane.fast_put_one's gate).
+                    view = self.outq.view(n) if lane is None or not lane.busy() else None
+                if view is None:
+                    continue
                 if len(view) >= want or (len(view) and len(view) < n and self.outq.has_holes()):
                     return view
                 if deadline is not None and time.monotonic() >= deadline:
