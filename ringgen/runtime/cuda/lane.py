@@ -133,6 +133,17 @@ class LatencyLane:
         """Mark ``n`` replies of the answer as taken (after ``view``)."""
         self._consumed(self.item + n, self.words[self.word_at] & 0xFF)
 
+    def waiting(self) -> Callable[[], bool]:
+        """A closure: True while the lane holds a message the kernel has not answered (one word
+        read and two attribute reads; what ``receive`` spins on before it takes the lock)."""
+        words, word_at, lane = self.words, self.word_at, self
+
+        def waiting() -> bool:
+            sent = lane.sent
+            return sent != lane.taken and words[word_at] >> 8 != sent
+
+        return waiting
+
     def fast_take_one(
         self, dense: Callable[[], Any], cls: Optional[type] = None
     ) -> Callable[[], Any]:
