@@ -689,10 +689,13 @@ def test_latency_lane_hands_over_an_outbox_answer_one_reply_at_a_time():
     put = lane.fast_put_one(lambda: True, lambda m: "ring", gate)
     with gate:  # a receiver is deciding between the lane and the ring: the ring it is
         assert put((0, 1.0, 2.0)) == "ring" and lane.sent == 0
+    waiting = lane.waiting()
+    assert not waiting()  # nothing in the lane
     assert put((1, 1.0, 2.0)) is True and lane.sent == 1
     assert struct.unpack_from("<q2fQ", buf, 0) == (1, 1.0, 2.0, 1)
-    assert put((2, 0.0, 0.0)) is False  # unanswered: the caller waits
+    assert put((2, 0.0, 0.0)) is False and waiting()  # unanswered: the caller waits
     _lane_answer(buf, g, 1, [(10, 0.5), (11, 1.5)], REP)
+    assert not waiting()
     dense.append("ring reply")
     assert take() == (10, 0.5) and lane.busy() and lane.item == 1
     assert take() == (11, 1.5) and not lane.busy()

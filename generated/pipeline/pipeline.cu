@@ -1060,7 +1060,14 @@ RG_FN void rg_scale_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_side* si
             }
             if (stop == RG_TERMINATE_DRAIN) {
                 /* The host wrote its last request before its terminate request, which the poller
-                 * acquired before it released `stop`: one more look finds it. */
+                 * acquired before it released `stop`: one more look finds it, with reads issued
+                 * after the acquire above (those in flight may be older than the request). */
+#pragma unroll
+                for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+                    if (lane < RG_scale_LANE_IN_WORDS) {
+                        q[d] = __ldcv(lane_in + lane);
+                    }
+                }
                 draining = true;
                 continue;
             }
@@ -1451,7 +1458,14 @@ RG_FN void rg_arrival_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_side* 
             }
             if (stop == RG_TERMINATE_DRAIN) {
                 /* The host wrote its last request before its terminate request, which the poller
-                 * acquired before it released `stop`: one more look finds it. */
+                 * acquired before it released `stop`: one more look finds it, with reads issued
+                 * after the acquire above (those in flight may be older than the request). */
+#pragma unroll
+                for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+                    if (lane < RG_arrival_LANE_IN_WORDS) {
+                        q[d] = __ldcv(lane_in + lane);
+                    }
+                }
                 draining = true;
                 continue;
             }
@@ -1832,7 +1846,14 @@ RG_FN void rg_over_limit_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_sid
             }
             if (stop == RG_TERMINATE_DRAIN) {
                 /* The host wrote its last request before its terminate request, which the poller
-                 * acquired before it released `stop`: one more look finds it. */
+                 * acquired before it released `stop`: one more look finds it, with reads issued
+                 * after the acquire above (those in flight may be older than the request). */
+#pragma unroll
+                for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+                    if (lane < RG_over_limit_LANE_IN_WORDS) {
+                        q[d] = __ldcv(lane_in + lane);
+                    }
+                }
                 draining = true;
                 continue;
             }

@@ -980,7 +980,14 @@ RG_FN void rg_vector_add_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_sid
             }
             if (stop == RG_TERMINATE_DRAIN) {
                 /* The host wrote its last request before its terminate request, which the poller
-                 * acquired before it released `stop`: one more look finds it. */
+                 * acquired before it released `stop`: one more look finds it, with reads issued
+                 * after the acquire above (those in flight may be older than the request). */
+#pragma unroll
+                for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+                    if (lane < RG_vector_add_LANE_IN_WORDS) {
+                        q[d] = __ldcv(lane_in + lane);
+                    }
+                }
                 draining = true;
                 continue;
             }
