@@ -726,3 +726,22 @@ def test_lane_geometry_of_the_examples():
     assert outbox.out_word_at % 16 == 0 and outbox.out_word_at >= outbox.out_items * 8
     assert compute_lane(bank_account.bank_account.spec) is not None
     assert compute_lane(word_stats.word_stats.spec) is None
+
+
+def test_idle_check_of_an_outbox_kernel(page):
+    """An Outbox kernel is idle for the lane when the kernel's input head has reached the host's
+    tail and no reply waits at the output head (its stamp is not the head's)."""
+    from ringgen.runtime.cuda.lane import idle_check
+
+    _, words = page
+    inq = InputRing(np.zeros(4 * REQ.itemsize, np.uint8), REQ, 4, words, IN_CTL, _Codec)
+    slots = np.zeros(4, outbox_slot(REP, *compute_outbox_slot(REP.itemsize, bridged=False)))
+    outq = OutboxOutput(slots, words, OUT_CTL)
+    idle = idle_check(inq, outq)
+    assert idle()
+    assert inq.try_put_one((1, 1.0, 2.0), 0) and not idle()  # sent, not handled yet
+    words[IN_CTL + 16] = 1  # the kernel's input head: handled
+    assert idle()
+    slots[0] = ((5, 1.0), 1)  # ...with one reply the host has not taken
+    assert not idle()
+    assert len(outq.take(4)) == 1 and idle()

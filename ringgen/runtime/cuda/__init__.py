@@ -59,7 +59,7 @@ from . import build as cuda_build
 from . import device as cuda_device
 from .abi import outbox_slot, positional_class, read_abi, ring_stride
 from .faults import DeviceFaults, replace_lost_context, resident, track, untrack
-from .lane import LatencyLane
+from .lane import LatencyLane, idle_check
 from .zero_copy import ZeroCopy
 from .queues import (
     CudaBatches,
@@ -335,7 +335,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         lane = self._lane
         self._lane_waiting = None
         if lane is not None:
-            self._idle = self._idle_check()
+            self._idle = idle_check(self.inq, self.outq)
         if lane is not None and self._fast_put is not None and self._fast_take is not None:
             self._fast_put = lane.fast_put_one(self._idle, self._fast_put, self._recv_lock)
             self._fast_take = lane.fast_take_one(self._fast_take, positional_class(self.out_codec))
@@ -447,20 +447,6 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         if left is not None and left <= 0:
             return None
         return super()._pop_wait(max_n, left)
-
-    def _idle_check(self):
-        """A closure: True when nothing sent is outstanding, so the lane may take the next message
-        without overtaking one (every message handled and every reply taken)."""
-        inq, outq = self.inq, self.outq
-        if isinstance(outq, PositionalOutput):
-            return lambda: outq.head == inq.tail  # the head passes replies and holes alike
-        words, head_at = self._words, inq._head_at
-        stamps, mask = outq.slots["stamp"], outq.cap - 1
-
-        def idle() -> bool:
-            return words[head_at] == inq.tail and int(stamps[outq.head & mask]) != outq.head + 1
-
-        return idle
 
     def _admit_head(self) -> int:
         """The lowest sequence number whose slots may still be in use: the host's output head for a

@@ -14,9 +14,9 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .queues import RETRY
+from .queues import RETRY, PositionalOutput
 
-__all__ = ["LatencyLane"]
+__all__ = ["LatencyLane", "idle_check"]
 
 
 class LatencyLane:
@@ -219,3 +219,18 @@ class LatencyLane:
             return dense(message)
 
         return put_one
+
+
+def idle_check(inq: Any, outq: Any) -> Callable[[], bool]:
+    """A closure: True when nothing sent is outstanding, so the lane may take the next message
+    without overtaking one (every message handled and every reply taken). ``inq`` is the handle's
+    ``InputRing``, ``outq`` its ``PositionalOutput`` or ``OutboxOutput``."""
+    if isinstance(outq, PositionalOutput):
+        return lambda: outq.head == inq.tail  # the head passes replies and holes alike
+    words, head_at = inq._words, inq._head_at
+    stamps, mask = outq.slots["stamp"], outq.cap - 1
+
+    def idle() -> bool:
+        return words[head_at] == inq.tail and int(stamps[outq.head & mask]) != outq.head + 1
+
+    return idle
