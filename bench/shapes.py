@@ -7,7 +7,8 @@ Issue 14 asks that no kernel shape pays more than a few microseconds on the host
 percentiles come from an HdrHistogram (``bench/_common.summarize``).
 
 The same loop runs with the backend's specialised single-message closures switched off where a
-backend has them (``-generic`` rows), so the JSON also shows what the general path costs.
+backend has them (``-generic`` rows), so the JSON also shows what the general path costs, and on
+CUDA with the latency lane switched off (``-rings`` rows: the message through the rings alone).
 
     python bench/shapes.py --backend cuda            # bench/results/shapes-cuda.json
     python bench/shapes.py --backend opencl --quick
@@ -94,6 +95,18 @@ def measure(backend: str, repeat: int) -> list[Result]:
                     )
                 finally:
                     k._fast_cls, k._fast_take = fast
+            lane = getattr(k, "_lane", None)
+            if lane is not None:
+                # The same round trip with the latency lane off (the rings alone), in the same run.
+                k._lane = None
+                k._setup_fast_paths()
+                try:
+                    rows.append(
+                        Result(name + " -rings", 1, summarize(time_calls(one, repeat, 100)))
+                    )
+                finally:
+                    k._lane = lane
+                    k._setup_fast_paths()
             log.info("%s: p50 %.1f us", name, rows[-1].seconds["p50"] * 1e6)
     return rows
 

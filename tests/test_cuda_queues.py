@@ -4,6 +4,7 @@ same arrays (its tail, hole marks and counts, or per-slot stamps), as it would w
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -561,3 +562,186 @@ def test_dead_letters_are_copied_before_the_host_reuses_their_slots(monkeypatch,
     assert k.receive_dead_letters() == [] and k._dead_letters_dropped() == 0
     with pytest.raises(BuildError, match="vector_add.*bridged input"):
         _fake_handle(vector_add, dead_letters=True)
+
+
+def _with_lane(k):
+    """Give a fake handle the latency lane ``_launch`` gives it: the manifest's geometry over a
+    zeroed buffer (no GPU), and the lane's closures around the rings'."""
+    from ringgen.runtime.cuda.lane import LatencyLane
+
+    g = k._abi()["lane"]
+    buf = np.zeros(g["out_at"] + g["out_bytes"], np.uint8)
+    k._lane = LatencyLane(buf, g, k.in_codec, k.out_codec, k.format.out_slot)
+    k._setup_fast_paths()
+    return k._lane, buf, g
+
+
+def _lane_request(lane, buf, g):
+    """What the lane warp reads: the request slot's message bytes and its stamp."""
+    stamp = int(buf[g["in_stamp_at"] : g["in_stamp_at"] + 8].view("<u8")[0])
+    return bytes(buf[: lane._in_size]), stamp
+
+
+def _lane_answer(buf, g, stamp, replies, dtype):
+    """Play the lane warp: store the replies, then the word (stamp << 8 | count) last."""
+    at = g["out_at"]
+    for i, rep in enumerate(replies):
+        view = buf[at + i * g["out_item_stride"] : at + (i + 1) * g["out_item_stride"]]
+        view.view(dtype)[0] = rep
+    word = at + g["out_word_at"]
+    buf[word : word + 8].view("<u8")[0] = (stamp << 8) | len(replies)
+
+
+def test_latency_lane_keeps_order_across_the_lane_and_the_rings(monkeypatch):
+    """A lone message goes into the stamped lane slot (no ring tail moves); nothing is sent past
+    it until the kernel answers; its reply is received before the ring's, a lane message without a
+    reply (count 0) is skipped, and the lane is used again only once everything was taken."""
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    from examples.vector_add import AddRequest, AddResponse, vector_add
+    from ringgen.errors import KernelTimeoutError, QueueFullError
+
+    k, C = _fake_handle(vector_add)
+    lane, buf, g = _with_lane(k)
+    assert g["in_bytes"] == 32 and g["in_stamp_at"] == 16 and g["out_items"] == 1
+    k.send(AddRequest(id=7, a=1.0, b=2.0))
+    data, stamp = _lane_request(lane, buf, g)
+    assert stamp == 1 and k.inq.tail == 0 and k._words[C._INQ_OFF // 8] == 0
+    assert np.frombuffer(data, k.format.in_slot)[0]["id"] == 7
+    with pytest.raises(KernelTimeoutError):  # not answered yet, and nothing in the ring
+        k.receive(timeout=0)
+    with pytest.raises(QueueFullError):  # nothing passes the lane's message
+        k.send(AddRequest(id=8, a=0.0, b=0.0), block=False)
+    assert k._sent == 1 and k.stats().input_depth == 1
+    _lane_answer(buf, g, 1, [(70, 3.0)], k.format.out_slot)
+    k.send(AddRequest(id=8, a=0.5, b=0.5))  # answered: the next one takes the ring
+    assert k.inq.tail == 1 and k.inq.slots["id"][0] == 8 and lane.sent == 1
+    k.outq.slots[0] = (80, 1.0)
+    k._words[C._OUTQ_OFF // 8] = 1
+    assert k.receive(timeout=0) == AddResponse(id=70, sum=3.0)  # the lane's reply first
+    assert k.receive(timeout=0) == AddResponse(id=80, sum=1.0)
+    assert k._received == 2 and not lane.busy()
+    k.send(AddRequest(id=9, a=0.0, b=0.0))  # all taken: the lane again, stamp 2
+    assert _lane_request(lane, buf, g)[1] == 2 and k.inq.tail == 1
+    _lane_answer(buf, g, 2, [], k.format.out_slot)  # the handler returned no reply
+    with pytest.raises(KernelTimeoutError):
+        k.receive(timeout=0)
+    assert not lane.busy()
+    with pytest.raises(Exception) as fast:  # does not fit i64: nothing written or counted
+        k.send(AddRequest(id=2**70, a=0.0, b=0.0))
+    assert lane.sent == 2 and k._sent == 3 and fast.type is not KernelTimeoutError
+    monkeypatch.setattr(k, "_fast_cls", None)  # the generic path uses the lane as well
+    k.send(AddRequest(id=10, a=1.0, b=1.0))
+    data, stamp = _lane_request(lane, buf, g)
+    assert stamp == 3 and np.frombuffer(data, k.format.in_slot)[0]["id"] == 10
+    _lane_answer(buf, g, 3, [(100, 2.0)], k.format.out_slot)
+    batch = k.receive_batch(4, timeout=0)
+    assert list(batch["id"]) == [100] and not lane.busy()
+    side = C._SIDE_OFF // 8  # the lane warp's counts, stored before each reply
+    k._words[side + C._SIDE_LANE_DONE], k._words[side + C._SIDE_LANE_EMITTED] = 3, 2
+    k._ctl["processed"], k._ctl["emitted"] = 1, 1  # the ring's, from the publisher
+    stats = k.stats()
+    assert (stats.processed, stats.emitted) == (4, 3)
+    held, done = threading.Event(), threading.Event()
+
+    def receiver():  # holds the receive lock, as a receive deciding between lane and ring does
+        with k._recv_lock:
+            held.set()
+            done.wait(5.0)
+
+    t = threading.Thread(target=receiver)
+    t.start()
+    try:
+        assert held.wait(5.0)
+        monkeypatch.setattr(k, "_fast_cls", AddRequest)
+        k.send(AddRequest(id=11, a=0.0, b=0.0))  # idle, but the ring it is
+        assert k.inq.tail == 2 and lane.sent == 3
+    finally:
+        done.set()
+        t.join(5.0)
+
+
+def test_latency_lane_hands_over_an_outbox_answer_one_reply_at_a_time():
+    """An Outbox answer holds up to the limit's replies: taken one by one (the receive closure) or
+    as a batch (``take``), in order, the lane freed after the last; a stale word (an earlier
+    stamp) is never taken for the current message; while the receive lock is held elsewhere the
+    message takes the ring."""
+    import struct
+
+    from ringgen.runtime.cuda.lane import LatencyLane
+
+    class In(_Codec):
+        cls = tuple
+
+    g = {
+        "in_bytes": 32,
+        "in_stamp_at": 16,
+        "out_at": 128,
+        "out_items": 3,
+        "out_item_stride": 16,
+        "out_word_at": 48,
+        "out_bytes": 64,
+    }
+    buf = np.zeros(192, np.uint8)
+    lane = LatencyLane(buf, g, In, _RepCodec, REP)
+    dense = []
+    take = lane.fast_take_one(lambda: dense.pop(0) if dense else None, lambda *v: v)
+    gate = threading.Lock()  # the handle's receive lock
+    put = lane.fast_put_one(lambda: True, lambda m: "ring", gate)
+    with gate:  # a receiver is deciding between the lane and the ring: the ring it is
+        assert put((0, 1.0, 2.0)) == "ring" and lane.sent == 0
+    waiting = lane.waiting()
+    assert not waiting()  # nothing in the lane
+    assert put((1, 1.0, 2.0)) is True and lane.sent == 1
+    assert struct.unpack_from("<q2fQ", buf, 0) == (1, 1.0, 2.0, 1)
+    assert put((2, 0.0, 0.0)) is False and waiting()  # unanswered: the caller waits
+    _lane_answer(buf, g, 1, [(10, 0.5), (11, 1.5)], REP)
+    assert not waiting()
+    dense.append("ring reply")
+    assert take() == (10, 0.5) and lane.busy() and lane.item == 1
+    assert take() == (11, 1.5) and not lane.busy()
+    assert take() == "ring reply" and take() is None
+    assert put((3, 0.0, 0.0)) is True and lane.sent == 2
+    assert take() is None  # the word still says stamp 1
+    assert lane.take(8) is None
+    _lane_answer(buf, g, 2, [(20, 0.0), (21, 0.0), (22, 0.0)], REP)
+    assert list(lane.take(2)["id"]) == [20, 21] and lane.busy()
+    assert list(lane.take(2)["id"]) == [22] and not lane.busy()
+    assert put((2**70, 0.0, 0.0)) is not True and lane.sent == 2  # RETRY: nothing written
+
+
+def test_lane_geometry_of_the_examples():
+    """Every direct kernel with an output gets a lane whose request is read in one 32-byte read
+    where it fits; bridged kernels and kernels without output get none."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from examples import bank_account, threshold_filter, vector_add, word_stats
+    from ringgen.codegen.cuda import abi, compute_lane
+
+    lane = compute_lane(vector_add.vector_add.spec)
+    assert lane.one_read and lane.in_words == 2 and lane.out_at == 128
+    assert abi(vector_add.vector_add.spec)["lane"] == lane.as_abi()
+    outbox = compute_lane(threshold_filter.threshold_filter.spec)
+    assert outbox.out_items == threshold_filter.threshold_filter.spec.outbox_limit
+    assert outbox.out_word_at % 16 == 0 and outbox.out_word_at >= outbox.out_items * 8
+    assert compute_lane(bank_account.bank_account.spec) is not None
+    assert compute_lane(word_stats.word_stats.spec) is None
+
+
+def test_idle_check_of_an_outbox_kernel(page):
+    """An Outbox kernel is idle for the lane when the kernel's input head has reached the host's
+    tail and no reply waits at the output head (its stamp is not the head's)."""
+    from ringgen.runtime.cuda.lane import idle_check
+
+    _, words = page
+    inq = InputRing(np.zeros(4 * REQ.itemsize, np.uint8), REQ, 4, words, IN_CTL, _Codec)
+    slots = np.zeros(4, outbox_slot(REP, *compute_outbox_slot(REP.itemsize, bridged=False)))
+    outq = OutboxOutput(slots, words, OUT_CTL)
+    idle = idle_check(inq, outq)
+    assert idle()
+    assert inq.try_put_one((1, 1.0, 2.0), 0) and not idle()  # sent, not handled yet
+    words[IN_CTL + 16] = 1  # the kernel's input head: handled
+    assert idle()
+    slots[0] = ((5, 1.0), 1)  # ...with one reply the host has not taken
+    assert not idle()
+    assert len(outq.take(4)) == 1 and idle()

@@ -101,7 +101,9 @@ def test_out_is_filled_in_place_and_equals_the_returned_copy(backend, options):
         assert (out["seq"][n:] == -1).all()  # nothing past the replies is touched
         # max_n defaults to len(out); a timeout fills a prefix and returns it
         k.send_batch(_rows(5))
-        deadline = time.monotonic() + 30  # all 5 answered first, so a loaded machine cannot split them
+        deadline = (
+            time.monotonic() + 30
+        )  # all 5 answered first, so a loaded machine cannot split them
         while k.stats().emitted < 2 * n + 5 and time.monotonic() < deadline:
             time.sleep(0.001)
         part = k.receive_batch(timeout=0.2, min_n=len(out), out=out)

@@ -7,6 +7,10 @@
  *                             it broadcasts how far messages are available through device memory.
  *   block 0, warp 1, lane 0   the publisher: turns the blocks' per-chunk progress into the host-visible
  *                             output tail, input head and control-block counters.
+ *   block 0, warp 2           the latency lane (kernels with one): watches one stamped request slot
+ *                             that the host fills only when nothing else is outstanding, reads it in
+ *                             one instruction (message and stamp together), runs the handler itself
+ *                             and answers in a stamped reply slot: no ticket, barrier or publisher hop.
  *   blocks 1..G               workers: each claims a chunk of RG_CHUNK consecutive sequence numbers
  *                             with a ticket, reads those messages straight from mapped pinned memory
  *                             (one coalesced pass, 16-byte loads where the slot allows), runs the
@@ -1218,6 +1222,12 @@ RG_FN rg_u32 rg_encode_Invoice(RG_PRIVATE const Invoice* in, RG_GLOBAL rg_u8* sl
 #ifndef RG_BLOCK
 #define RG_BLOCK 256
 #endif
+/* Reads of the latency lane's request slot in flight at once (each a PCIe round trip). One: on the
+ * H200, four in flight made a round trip slower (p50 7.9 against 4.6 us, bench/NOTES-cuda.md): every
+ * read of the line the host is about to write makes its store wait longer. */
+#ifndef RG_LANE_DEPTH
+#define RG_LANE_DEPTH 1
+#endif
 /* Messages per thread per wave: several independent loads in flight per thread hide PCIe latency. */
 #ifndef RG_ITEMS
 #define RG_ITEMS 4
@@ -1260,8 +1270,9 @@ typedef struct rg_sched {
     rg_u64 stalls;       /* workers: waits for room in the output queue */
     rg_u64 emitted;      /* workers (outbox kernels): replies written */
     rg_u32 stop;         /* poller: RG_TERMINATE_* once workers may leave */
-    rg_u32 exited;       /* workers: blocks that have left their loop */
-    rg_u8 _pad4[RG_CACHE_LINE - 40];
+    rg_u32 exited;       /* workers and the lane warp: loops left */
+    rg_u64 lane_faults;  /* lane warp: lane messages that faulted (the publisher mirrors the counts) */
+    rg_u8 _pad4[RG_CACHE_LINE - 48];
     rg_u64 rejected[RG_N_REASONS]; /* workers: handler faults by Reason */
 } rg_sched;
 RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
@@ -1269,7 +1280,9 @@ RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
 /* Host-mapped words the CUDA skeleton adds to the shared protocol (device writes, host reads). */
 typedef struct rg_cuda_side {
     rg_u64 holes;        /* sequence numbers below the output tail that have no reply */
-    rg_u8 _pad0[RG_CACHE_LINE - 8];
+    rg_u64 lane_done;    /* lane messages handled: the host adds them to `processed` */
+    rg_u64 lane_emitted; /* their replies: the host adds them to `emitted` */
+    rg_u8 _pad0[RG_CACHE_LINE - 24];
 } rg_cuda_side;
 RG_STATIC_ASSERT(sizeof(rg_cuda_side) == 128, rg_check_side_size);
 
@@ -1641,7 +1654,10 @@ RG_FN void rg_orders_one(bool active, rg_u64 seq, const Order* msg, rg_sched* sc
     *flag = 1;
 }
 
-/* The publisher (block 0, warp 1, lane 0). */
+
+
+/* The publisher (block 0, warp 1, lane 0). The lane's messages are counted by the lane warp itself
+ * (rg_cuda_side); the publisher mirrors the fault counts when the lane moved. */
 RG_FN void rg_orders_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* outq,
                               rg_cuda_side* side, rg_sched* sched, rg_u64* done, rg_u64 nc_mask,
                               rg_u32 workers)
@@ -1871,12 +1887,13 @@ extern "C" __global__ void __launch_bounds__(RG_BLOCK, 1)
 rg_orders_ring(rg_control* ctl, rg_queue_ctl* inq, const rg_u8* in_ring, rg_u64 in_mask,
                      rg_queue_ctl* outq, rg_u8* out_ring, rg_u64 out_mask,
                      rg_u32* hole_marks, rg_cuda_side* side, rg_sched* sched, rg_u64* done,
-                     rg_u64 nc_mask, void* state, rg_u64* dead_marks)
+                     rg_u64 nc_mask, rg_u8* lane, void* state, rg_u64* dead_marks)
 {
     if (blockIdx.x == 0u) {
         if (threadIdx.x == 0u) {
             rg__poll(ctl, inq, sched);
         } else if (threadIdx.x == 32u) {
+            /* the workers and, where there is one, the lane warp must have left before it stops */
             rg_orders_publish(ctl, inq, outq, side, sched, done, nc_mask, gridDim.x - 1u);
         }
         return;

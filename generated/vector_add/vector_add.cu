@@ -7,6 +7,10 @@
  *                             it broadcasts how far messages are available through device memory.
  *   block 0, warp 1, lane 0   the publisher: turns the blocks' per-chunk progress into the host-visible
  *                             output tail, input head and control-block counters.
+ *   block 0, warp 2           the latency lane (kernels with one): watches one stamped request slot
+ *                             that the host fills only when nothing else is outstanding, reads it in
+ *                             one instruction (message and stamp together), runs the handler itself
+ *                             and answers in a stamped reply slot: no ticket, barrier or publisher hop.
  *   blocks 1..G               workers: each claims a chunk of RG_CHUNK consecutive sequence numbers
  *                             with a ticket, reads those messages straight from mapped pinned memory
  *                             (one coalesced pass, 16-byte loads where the slot allows), runs the
@@ -560,6 +564,12 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
 #ifndef RG_BLOCK
 #define RG_BLOCK 256
 #endif
+/* Reads of the latency lane's request slot in flight at once (each a PCIe round trip). One: on the
+ * H200, four in flight made a round trip slower (p50 7.9 against 4.6 us, bench/NOTES-cuda.md): every
+ * read of the line the host is about to write makes its store wait longer. */
+#ifndef RG_LANE_DEPTH
+#define RG_LANE_DEPTH 1
+#endif
 /* Messages per thread per wave: several independent loads in flight per thread hide PCIe latency. */
 #ifndef RG_ITEMS
 #define RG_ITEMS 4
@@ -602,8 +612,9 @@ typedef struct rg_sched {
     rg_u64 stalls;       /* workers: waits for room in the output queue */
     rg_u64 emitted;      /* workers (outbox kernels): replies written */
     rg_u32 stop;         /* poller: RG_TERMINATE_* once workers may leave */
-    rg_u32 exited;       /* workers: blocks that have left their loop */
-    rg_u8 _pad4[RG_CACHE_LINE - 40];
+    rg_u32 exited;       /* workers and the lane warp: loops left */
+    rg_u64 lane_faults;  /* lane warp: lane messages that faulted (the publisher mirrors the counts) */
+    rg_u8 _pad4[RG_CACHE_LINE - 48];
     rg_u64 rejected[RG_N_REASONS]; /* workers: handler faults by Reason */
 } rg_sched;
 RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
@@ -611,7 +622,9 @@ RG_STATIC_ASSERT(sizeof(rg_sched) == 768, rg_check_sched_size);
 /* Host-mapped words the CUDA skeleton adds to the shared protocol (device writes, host reads). */
 typedef struct rg_cuda_side {
     rg_u64 holes;        /* sequence numbers below the output tail that have no reply */
-    rg_u8 _pad0[RG_CACHE_LINE - 8];
+    rg_u64 lane_done;    /* lane messages handled: the host adds them to `processed` */
+    rg_u64 lane_emitted; /* their replies: the host adds them to `emitted` */
+    rg_u8 _pad0[RG_CACHE_LINE - 24];
 } rg_cuda_side;
 RG_STATIC_ASSERT(sizeof(rg_cuda_side) == 128, rg_check_side_size);
 
@@ -821,6 +834,14 @@ RG_FN void rg_tele_end(rg_u64 started)
 
 /* ==== ring kernel vector_add: AddRequest -> AddResponse ==== */
 #define RG_vector_add_LIMIT 1
+/* The latency lane (ringgen.codegen.cuda.LaneGeometry; ringgen.runtime.cuda.queues.LatencyLane): the
+ * request's 2 16-byte words at 0 (the message, its u64 stamp at 16); the reply at
+ * 128: up to 1 replies 16 bytes apart, then the word (stamp << 8 | count) at +16. */
+#define RG_vector_add_LANE_IN_WORDS 2u
+#define RG_vector_add_LANE_OUT_AT 128u
+#define RG_vector_add_LANE_OUT_WORD_AT 16u
+RG_STATIC_ASSERT(sizeof(AddRequest) <= 16 && 16 % 8 == 0 && 32 % 16 == 0, rg_check_vector_add_lane_in);
+RG_STATIC_ASSERT(sizeof(AddResponse) == 16 && 16 % 16 == 0 && 128 % 16 == 0 && 16 % 16 == 0, rg_check_vector_add_lane_out);
 /* Slot geometry (ringgen.codegen.cuda.check_slot_geometry proved it before this was written): every
  * load and store of a slot is aligned to its width. */
 RG_STATIC_ASSERT(sizeof(AddRequest) == 16 && 16 % 16 == 0, rg_check_vector_add_in_slot);
@@ -906,7 +927,138 @@ RG_FN void rg_vector_add_one(bool active, rg_u64 seq, const AddRequest* msg, rg_
     *flag = 1;
 }
 
-/* The publisher (block 0, warp 1, lane 0). */
+
+/* The latency lane (block 0, warp 2; docs/design.md §5). The host writes request n (n = 1, 2, ...)
+ * with its stamp last, and only when every earlier message has been answered, so this warp never
+ * races the workers (nor, for an ordered kernel, their state). Each poll is one warp instruction:
+ * lane i reads the request's 16-byte word i, so one PCIe read returns the message and its stamp
+ * together.
+ * The reply items are stored first, then the word (n << 8 | count) with a system-scope release. */
+RG_FN void rg_vector_add_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_side* side, rg_sched* sched,
+                            void* state)
+{
+    __shared__ uint4 s_msg[RG_vector_add_LANE_IN_WORDS];
+    __shared__ uint4 s_out[2]; /* the reply slot, written by lane 0, stored by lanes 0 and 1 */
+    const rg_u32 lane = threadIdx.x & 31u;
+    rg_u64 next = 1u;
+    rg_u64 emitted = 0u;
+    rg_u32 spins = 0u;
+    rg_u32 polls = 0u;
+    bool draining = false;
+    /* RG_LANE_DEPTH reads in flight: each one checked is issued again at once (the next read is on
+     * its way while this one is looked at). A read issued before a message was handled shows its
+     * stamp, never the next one, so stale reads are ignored. */
+    uint4 q[RG_LANE_DEPTH];
+#pragma unroll
+    for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+        q[d] = make_uint4(0u, 0u, 0u, 0u);
+        if (lane < RG_vector_add_LANE_IN_WORDS) {
+            q[d] = __ldcv(lane_in + lane);
+        }
+    }
+    for (;;) {
+        uint4 w = make_uint4(0u, 0u, 0u, 0u);
+        bool hit = false;
+#pragma unroll
+        for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+            if (!hit) {
+                w = q[d];
+                if (lane < RG_vector_add_LANE_IN_WORDS) {
+                    q[d] = __ldcv(lane_in + lane);
+                }
+                const rg_u64 mine = ((rg_u64)w.y << 32) | (rg_u64)w.x;
+                /* lane 1 holds the stamp; every lane learns the verdict in one vote */
+                hit = __any_sync(0xffffffffu, lane == 1u && mine == next);
+            }
+        }
+        if (hit) {
+            if (lane < RG_vector_add_LANE_IN_WORDS) {
+                s_msg[lane] = w;
+            }
+            __syncwarp();
+            bool faulted = false;
+            if (lane == 0u) {
+                const AddRequest* msg = (const AddRequest*)s_msg;
+                AddResponse out;
+                const int status = rg_handle_vector_add(msg, &out, state, 0, &sched->stop);
+                rg_u32 count = 0u;
+                if (status == RG_STATUS_OUTPUT) {
+#ifndef RG_LANE_RELEASE_REPLY
+                    union { AddResponse t; uint4 w; } u;
+                    u.w = make_uint4(0u, 0u, 0u, 0u);
+                    u.t = out;
+                    s_out[0] = u.w;
+#else
+                    rg__store_slot<16>((AddResponse*)lane_out, out);
+#endif
+                    count = 1u;
+                } else if (status < 0) {
+                    rg_vector_add_fault(sched, status);
+                }
+                /* The host's counts go out before the reply: a caller that has the reply sees the
+                 * message counted. */
+                emitted += count;
+                rg_store_relaxed_u64(&side->lane_emitted, emitted);
+                rg_store_relaxed_u64(&side->lane_done, next);
+                const rg_u64 word = (next << 8) | (rg_u64)count;
+#ifndef RG_LANE_RELEASE_REPLY
+                s_out[1] = make_uint4((rg_u32)word, (rg_u32)(word >> 32), 0u, 0u);
+#else
+                rg__st_release_sys_u64(lane_out + RG_vector_add_LANE_OUT_WORD_AT, word);
+#endif
+                faulted = status < 0;
+            }
+            __syncwarp();
+#ifndef RG_LANE_RELEASE_REPLY
+            /* The reply and its word in one warp instruction: lanes 0 and 1 write the slot's two
+             * 16-byte halves, one 32-byte sector, which reaches the host as one write (the read
+             * side's argument, reversed); no system-scope fence on the way. */
+            if (lane < 2u) {
+                __stcg((uint4*)lane_out + lane, s_out[lane]);
+            }
+#endif
+            if (lane == 0u && faulted) {
+                /* A fault's counts before the word the publisher watches (it mirrors them then). */
+                rg__fence_acq_rel_gpu();
+                atomicAdd((unsigned long long*)&sched->lane_faults, 1ull);
+            }
+            next += 1u;
+            spins = 0u;
+            continue;
+        }
+        if (draining) {
+            break;
+        }
+        polls += 1u;
+        if ((polls & 63u) == 0u) {
+            const rg_u32 stop = rg__ld_acquire_gpu_u32(&sched->stop); /* one request for the warp */
+            if (stop == RG_TERMINATE_ABORT) {
+                break;
+            }
+            if (stop == RG_TERMINATE_DRAIN) {
+                /* The host wrote its last request before its terminate request, which the poller
+                 * acquired before it released `stop`: one more look finds it, with reads issued
+                 * after the acquire above (those in flight may be older than the request). */
+#pragma unroll
+                for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+                    if (lane < RG_vector_add_LANE_IN_WORDS) {
+                        q[d] = __ldcv(lane_in + lane);
+                    }
+                }
+                draining = true;
+                continue;
+            }
+        }
+        rg__backoff(&spins, RG_POLL_HOT);
+    }
+    if (lane == 0u) {
+        rg__fence_acq_rel_gpu();
+        atomicAdd(&sched->exited, 1u);
+    }
+}
+
+/* The publisher (block 0, warp 1, lane 0). The lane's messages are counted by the lane warp itself
+ * (rg_cuda_side); the publisher mirrors the fault counts when the lane moved. */
 RG_FN void rg_vector_add_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ctl* outq,
                               rg_cuda_side* side, rg_sched* sched, rg_u64* done, rg_u64 nc_mask,
                               rg_u32 workers)
@@ -915,6 +1067,7 @@ RG_FN void rg_vector_add_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
     rg_u64 faults = 0;
     bool faults_due = false;
     rg_u64 holes_seen = 0;
+    rg_u64 lane_seen = 0;
     rg_u32 spins = 0u;
     rg_u32 idle = 0u;
     for (;;) {
@@ -928,6 +1081,15 @@ RG_FN void rg_vector_add_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
         }
         bool moved = false;
         bool flagged = false;
+        {
+            /* The lane's faults: a device word read with the chunks' (the lane needs no tail). */
+            const rg_u64 lane_now = rg__ld_relaxed_gpu_u64(&sched->lane_faults);
+            if (lane_now != lane_seen) {
+                lane_seen = lane_now;
+                moved = true;
+                flagged = true;
+            }
+        }
         for (;;) {
             /* done[] holds absolute sequence numbers, so a value from an older lap is never > pub.
              * RG_SCAN chunks are read at once (independent relaxed loads share one L2 round trip);
@@ -1131,13 +1293,16 @@ extern "C" __global__ void __launch_bounds__(RG_BLOCK, 1)
 rg_vector_add_ring(rg_control* ctl, rg_queue_ctl* inq, const AddRequest* in_ring, rg_u64 in_mask,
                      rg_queue_ctl* outq, AddResponse* out_ring, rg_u64 out_mask,
                      rg_u32* hole_marks, rg_cuda_side* side, rg_sched* sched, rg_u64* done,
-                     rg_u64 nc_mask, void* state)
+                     rg_u64 nc_mask, rg_u8* lane, void* state)
 {
     if (blockIdx.x == 0u) {
         if (threadIdx.x == 0u) {
             rg__poll(ctl, inq, sched);
         } else if (threadIdx.x == 32u) {
-            rg_vector_add_publish(ctl, inq, outq, side, sched, done, nc_mask, gridDim.x - 1u);
+            /* the workers and, where there is one, the lane warp must have left before it stops */
+            rg_vector_add_publish(ctl, inq, outq, side, sched, done, nc_mask, gridDim.x - 1u + 1u);
+        } else if (threadIdx.x >= 64u && threadIdx.x < 96u) {
+            rg_vector_add_lane((const uint4*)lane, lane + RG_vector_add_LANE_OUT_AT, side, sched, state);
         }
         return;
     }

@@ -41,9 +41,14 @@ __all__ = [
     "VECTOR_BYTES",
     "CudaEmitter",
     "FaultHook",
+    "LANE_IN_MAX",
+    "LANE_ONE_READ",
+    "LANE_OUT_MAX",
+    "LaneGeometry",
     "SlotGeometry",
     "access_width",
     "check_slot_geometry",
+    "compute_lane",
     "compute_outbox_slot",
     "emit",
     "entry_point",
@@ -81,6 +86,14 @@ TELEMETRY = {
     "sample_every": 256,
     "handler_word": 8 + _TELE_BUCKETS,
 }
+#: The latency lane (docs/design.md §5): a request slot that one warp reads in one instruction (32
+#: lanes x 16 bytes at most), a reply slot of at most LANE_OUT_MAX bytes, a reply count that fits the
+#: low byte of the reply's stamp word. A read of at most LANE_ONE_READ bytes (one 32-byte sector)
+#: returns the message and its stamp together; a longer slot is read again after its stamp is seen.
+LANE_IN_MAX = 32 * 16
+LANE_OUT_MAX = 4096
+LANE_ONE_READ = 32
+_LANE_COUNT_MAX = 255
 #: What the test-only fault hook (``FaultHook``) does on the device, by name.
 FAULT_KINDS = ("illegal", "misaligned", "trap")
 
@@ -113,6 +126,83 @@ class FaultHook:
     after: int = attrs.field(default=0, validator=attrs.validators.ge(0))
 
 
+@attrs.frozen
+class LaneGeometry:
+    """The latency lane of one kernel: one stamped request slot and one stamped reply slot, in one
+    mapped buffer, used by ``send`` only when nothing else is outstanding (docs/design.md §5).
+
+    Request (host -> device) at offset 0, ``in_bytes`` long: the input struct at 0, its u64 stamp
+    (the lane sequence number + 1) at ``in_stamp_at``, after the message, so a host that writes the
+    slot in offset order writes the stamp last. Reply (device -> host) at ``out_at``, on its own
+    cache line: up to ``out_items`` output structs ``out_item_stride`` bytes apart, then the u64 word
+    at ``out_word_at`` = ``stamp << 8 | count``, stored last with a system-scope release.
+    """
+
+    in_bytes: int
+    in_stamp_at: int
+    out_at: int
+    out_items: int
+    out_item_stride: int
+    out_word_at: int
+    out_bytes: int
+
+    @property
+    def in_words(self) -> int:
+        """16-byte words of the request slot (lanes of the warp that read it)."""
+        return self.in_bytes // VECTOR_BYTES
+
+    @property
+    def one_read(self) -> bool:
+        """True when one read returns the message and its stamp together (one 32-byte sector)."""
+        return self.in_bytes <= LANE_ONE_READ
+
+    @property
+    def one_store(self) -> bool:
+        """True when the reply slot is one 32-byte sector holding one reply and its word: the
+        lane warp writes it with one instruction of two lanes instead of stores and a release."""
+        return self.out_items == 1 and self.out_bytes <= LANE_ONE_READ
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of the mapped buffer holding both slots."""
+        return self.out_at + self.out_bytes
+
+    def as_abi(self) -> dict:
+        """The manifest's ``abi.cuda.lane``."""
+        return attrs.asdict(self)
+
+
+def compute_lane(spec: KernelSpec) -> Optional[LaneGeometry]:
+    """The latency lane of ``spec``, or None where it has none: a bridged input or output, no
+    output at all (nothing would tell the host that the message was handled), a request over
+    ``LANE_IN_MAX`` bytes, a reply slot over ``LANE_OUT_MAX`` or an Outbox limit over 255."""
+    out_cls = spec.outbox or spec.output
+    if out_cls is None:
+        return None
+    lin, lout = layout_of(spec.input), layout_of(out_cls)
+    if lin.is_bridged or lout.is_bridged:
+        return None
+    items = spec.outbox_limit if spec.uses_outbox else 1
+    if items > _LANE_COUNT_MAX:
+        return None
+    in_stamp_at = (lin.size + 7) // 8 * 8
+    in_bytes = (in_stamp_at + 8 + VECTOR_BYTES - 1) // VECTOR_BYTES * VECTOR_BYTES
+    word_at = (items * lout.size + VECTOR_BYTES - 1) // VECTOR_BYTES * VECTOR_BYTES
+    out_bytes = word_at + VECTOR_BYTES
+    if in_bytes > LANE_IN_MAX or out_bytes > LANE_OUT_MAX:
+        return None
+    line = protocol.CACHE_LINE
+    return LaneGeometry(
+        in_bytes=in_bytes,
+        in_stamp_at=in_stamp_at,
+        out_at=(in_bytes + line - 1) // line * line,
+        out_items=items,
+        out_item_stride=lout.size,
+        out_word_at=word_at,
+        out_bytes=out_bytes,
+    )
+
+
 def source_name(unit: "BuildUnit") -> str:
     """The emitted file's name: ``<name>.cu``."""
     return f"{unit.name}.cu"
@@ -128,7 +218,8 @@ def abi(spec: KernelSpec) -> dict:
     emitted grid and lay out its rings, as numbers (the runtime never imports this module).
 
     ``in_stride``/``out_stride``: bytes between two slots of the input and (positional) output ring;
-    ``out_slot``: an Outbox output slot's size and stamp offset (None without an Outbox).
+    ``out_slot``: an Outbox output slot's size and stamp offset (None without an Outbox);
+    ``lane``: the latency lane's geometry (``LaneGeometry.as_abi``; None where it has none).
     """
     inp = layout_of(spec.input)
     out_stride = out_slot = None
@@ -149,6 +240,7 @@ def abi(spec: KernelSpec) -> dict:
         "out_stride": out_stride,
         "out_slot": out_slot,
         "telemetry": dict(TELEMETRY),
+        "lane": lane.as_abi() if (lane := compute_lane(spec)) is not None else None,
     }
 
 
@@ -225,6 +317,23 @@ def _slot_geometries(spec: KernelSpec, ctx: dict) -> list[SlotGeometry]:
         )
     elif ctx["has_output"]:
         rings.append(SlotGeometry("output", ctx["out_slot_stride"], ctx["out_width"]))
+    lane = ctx["lane"]
+    if lane is not None:
+        # The request is read as whole 16-byte words; each reply item is stored with the output's
+        # width at a multiple of its size; the reply slot starts on its own line.
+        rings.append(
+            SlotGeometry("lane request", lane.in_bytes, VECTOR_BYTES, stamp_at=lane.in_stamp_at)
+        )
+        rings.append(SlotGeometry("lane reply item", lane.out_item_stride, ctx["out_width"]))
+        rings.append(
+            SlotGeometry(
+                "lane reply",
+                lane.out_bytes,
+                VECTOR_BYTES,
+                message_at=lane.out_at,
+                stamp_at=lane.out_word_at,
+            )
+        )
     return rings
 
 
@@ -253,6 +362,7 @@ def kernel_context(spec: KernelSpec, fault: Optional[FaultHook] = None) -> dict:
         stride, stamp_at = ctx["out_stride"] or ctx["out_slot_size"], None
     ctx["out_slot_stride"] = stride
     ctx["out_stamp_at"] = stamp_at
+    ctx["lane"] = compute_lane(spec)
     for geometry in _slot_geometries(spec, ctx):
         check_slot_geometry(spec.name, geometry)
     ctx["fault"] = fault

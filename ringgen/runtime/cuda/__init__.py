@@ -60,6 +60,7 @@ from . import build as cuda_build
 from . import device as cuda_device
 from .abi import outbox_slot, positional_class, read_abi, ring_stride
 from .faults import DeviceFaults, replace_lost_context, resident, track, untrack
+from .lane import LatencyLane, idle_check
 from .telemetry import DeviceTelemetry
 from .zero_copy import ZeroCopy
 from .queues import (
@@ -89,6 +90,10 @@ _INQ_OFF = 4 * CACHE_LINE
 _OUTQ_OFF = 6 * CACHE_LINE
 _SIDE_OFF = 8 * CACHE_LINE
 _PAGE = 16 * CACHE_LINE
+_INF = float("inf")
+# Words of rg_cuda_side (at _SIDE_OFF) after the hole count: the lane's messages and replies.
+_SIDE_LANE_DONE = 1
+_SIDE_LANE_EMITTED = 2
 
 
 def probe() -> None:
@@ -138,6 +143,8 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         self._fast_take = None
         self._pinned: list[np.ndarray] = []
         self._dead: Optional[DeadMarks] = None  # the dead-letter marks, with dead_letters
+        self._lane: Optional[LatencyLane] = None  # the latency lane, where the kernel has one
+        self._lane_waiting = None  # a closure: True while the lane's message is unanswered
         self._stream = None  # the kernel's stream, once launched (None again after release)
         self.compiled = False  # True when this launch ran nvcc (a cold cache)
 
@@ -266,6 +273,14 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             )
         else:
             self.outq = None
+        lane_dev = 0
+        codecs_flat = all(hasattr(c, "packer") for c in (self.in_codec, self.out_codec))
+        if abi.get("lane") and codecs_flat:
+            lane_arr, lane_dev = self._mapped(abi["lane"]["out_at"] + abi["lane"]["out_bytes"])
+            lane_arr[:] = 0  # no stamp yet: the lane warp waits for stamp 1
+            self._lane = LatencyLane(
+                lane_arr, abi["lane"], self.in_codec, self.out_codec, self.format.out_slot
+            )
         chunks = max(64, 1 << (2 * cap // abi["block"] // abi["items"]).bit_length())
         sched = self._device_zeros(abi["sched_bytes"])
         done = self._device_zeros(8 * chunks)
@@ -305,6 +320,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             sched,
             done,
             u64(chunks - 1),
+            u64(lane_dev),
             u64(state_dev),
             *extra,
             block=(block, 1, 1),
@@ -317,7 +333,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         log.debug("cuda kernel %s: grid %d x %d on %s", self.name, grid, block, info.name)
 
     def _setup_fast_paths(self) -> None:
-        """Bind the latency path's closures to the queues (after they exist)."""
+        """Bind the latency path's closures to the queues and the lane (after they exist)."""
         positional = self.outq if isinstance(self.outq, PositionalOutput) else None
         if not self.in_codec.bridged and hasattr(self.in_codec, "packer"):
             self._fast_cls = self.in_codec.cls
@@ -328,6 +344,14 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             self._fast_take = self.outq.fast_take_one(
                 self.out_codec, positional_class(self.out_codec)
             )
+        lane = self._lane
+        self._lane_waiting = None
+        if lane is not None:
+            self._idle = idle_check(self.inq, self.outq)
+        if lane is not None and self._fast_put is not None and self._fast_take is not None:
+            self._fast_put = lane.fast_put_one(self._idle, self._fast_put, self._recv_lock)
+            self._fast_take = lane.fast_take_one(self._fast_take, positional_class(self.out_codec))
+            self._lane_waiting = lane.waiting()
         self._send_acquire, self._send_release = self._send_lock.acquire, self._send_lock.release
         self._recv_acquire, self._recv_release = self._recv_lock.acquire, self._recv_lock.release
 
@@ -374,7 +398,8 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         A reply already there costs one read of the tail word, one ``unpack_from`` and one store of
         the head; otherwise the mapped output tail is polled for up to a millisecond before the base
         class's backoff (whose shortest sleep, 20 us, is longer than a round trip) takes over."""
-        timeout = check_timeout(timeout, f"kernel {self.name}.receive")
+        if timeout is not None and not (type(timeout) is float and 0.0 <= timeout < _INF):
+            timeout = check_timeout(timeout, f"kernel {self.name}.receive")  # else it is one
         take = self._fast_take
         if take is not None:
             self._recv_acquire()
@@ -390,7 +415,17 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             budget = 1e-3 if timeout is None else min(timeout, 1e-3)
             deadline_ns = time.perf_counter_ns() + int(budget * 1e9)
             polls = 0
+            waiting = self._lane_waiting
             while self._fast_take is not None and not self._spill.count:
+                if waiting is not None:
+                    # The lane's message is unanswered: spin on its reply word alone (one read,
+                    # no lock) until it changes, so the answer is seen within ~0.1 us.
+                    while waiting():
+                        polls += 1
+                        if polls & 63 == 0 and time.perf_counter_ns() > deadline_ns:
+                            break
+                    if polls & 63 == 0 and time.perf_counter_ns() > deadline_ns:
+                        break
                 self._recv_acquire()
                 try:
                     reply = (
@@ -435,6 +470,19 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
     # ------------------------------------------------------------------ transport hooks
 
     def _push(self, batch: np.ndarray) -> int:
+        lane = self._lane
+        if lane is not None and lane.busy():
+            if not lane.answered():
+                return 0  # nothing passes the lane's message: waits as for a full queue
+        elif lane is not None and len(batch) == 1 and batch.dtype == self.format.in_slot:
+            # The receive lock, without waiting: see LatencyLane.fast_put_one's gate.
+            if self._recv_lock.acquire(False):
+                try:
+                    if self._idle():
+                        lane.put_slot(batch[0])
+                        return 1
+                finally:
+                    self._recv_lock.release()
         admit = self._admit_head()
         if self._dead is not None:
             # Dead letters are copied out of the input ring: harvest the marks below the kernel's
@@ -464,11 +512,20 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
     def _pop(self, max_n: int) -> np.ndarray:
         if self.outq is None:
             return self.format.empty()
+        lane = self._lane
+        if lane is not None and lane.busy():
+            replies = lane.take(max_n)  # the lane's answer is older than anything in the ring
+            if replies is None:
+                return self.format.empty()
+            if len(replies):
+                return replies
         return self.outq.take(max_n)
 
     def _pop_into(self, dst: np.ndarray) -> Optional[int]:
         if not isinstance(self.outq, PositionalOutput):
             return None  # an Outbox's stamped slots are copied out by take
+        if self._lane is not None and self._lane.busy():
+            return None  # the lane's answer is older than the ring's replies: _pop takes it first
         return self.outq.take_into(dst)
 
     def _control(self) -> np.ndarray:
@@ -477,11 +534,21 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         processed = self._ctl["processed"][0]
         rec = self._ctl.copy()[0]
         rec["processed"] = processed
+        if self._lane is not None:
+            # The lane warp counts its own messages, stored before each reply (kernel.cu.j2).
+            rec["processed"] += self._words[_SIDE_OFF // 8 + _SIDE_LANE_DONE]
+            rec["emitted"] += self._words[_SIDE_OFF // 8 + _SIDE_LANE_EMITTED]
         return rec
 
     def _queue_depths(self) -> tuple[int, int]:
         in_depth = self.inq.tail - self.inq.device_head()
         out_depth = self.outq.depth() if self.outq is not None else 0
+        lane = self._lane
+        if lane is not None and lane.busy():
+            if lane.answered():
+                out_depth += (lane.words[lane.word_at] & 0xFF) - lane.item
+            else:
+                in_depth += 1
         return in_depth, out_depth
 
     def _latency(self):

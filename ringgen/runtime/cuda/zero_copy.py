@@ -2,7 +2,10 @@
 inputs or read replies in place (``reserve``/``commit``, ``receive_view``/``release``).
 
 A mixin of ``CudaKernelHandle``: it uses the handle's queues (``inq``, an ``InputRing``; ``outq``, a
-``PositionalOutput`` for a kernel returning one message), its locks and its counters.
+``PositionalOutput`` for a kernel returning one message), its latency lane (``_lane``), its locks and
+its counters. A message that ``send`` put into the lane comes first: ``reserve`` offers no slot
+until the kernel has answered it, and ``receive_view`` returns its reply (a view of the lane's
+reply slot) before the ring's.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class ZeroCopy:
         self._check_sendable()
         if self.in_codec.bridged:
             raise TypeError(f"kernel {self.name}: reserve() needs a direct input message")
+        lane = self._lane
+        if lane is not None and not lane.answered():
+            return self.inq.reserve(0, self._admit_head())  # nothing may pass the lane's message
         return self.inq.reserve(n, self._admit_head())
 
     def commit(self, n: int) -> None:
@@ -54,10 +60,29 @@ class ZeroCopy:
         want = max(1, min(int(min_n), n, self.capacity - (self.outq.head & (self.capacity - 1))))
         deadline = deadline_after(timeout, f"kernel {self.name}.receive_view")
         polls = 0
+        lane = self._lane
         while True:
+            if lane is not None and lane.busy():
+                with self._recv_lock:
+                    view = lane.view() if lane.busy() else None
+                if view is not None and len(view):
+                    return view
+                if view is None:
+                    polls += 1
+                    if deadline is not None and time.monotonic() >= deadline:
+                        return self.outq.slots[:0]
+                    if polls & 1023 == 0 and self._lifecycle_now() in (
+                        Lifecycle.TERMINATED,
+                        Lifecycle.FAULTED,
+                    ):
+                        return self.outq.slots[:0]
+                    continue
             if self.outq.depth() >= want or polls & 1023 == 1023:
                 with self._recv_lock:
-                    view = self.outq.view(n)
+                    # Decided under the lock a lane write needs (LatencyLane.fast_put_one's gate).
+                    view = self.outq.view(n) if lane is None or not lane.busy() else None
+                if view is None:
+                    continue
                 if len(view) >= want or (len(view) and len(view) < n and self.outq.has_holes()):
                     return view
                 if deadline is not None and time.monotonic() >= deadline:
@@ -69,5 +94,9 @@ class ZeroCopy:
     def release(self, n: int) -> None:
         """Hand the first ``n`` replies of the last ``receive_view`` back to the kernel."""
         with self._recv_lock:
-            self.outq.release(n)
+            lane = self._lane
+            if lane is not None and lane.busy():
+                lane.release(n)  # the view was the lane's reply
+            else:
+                self.outq.release(n)
             self._received += n

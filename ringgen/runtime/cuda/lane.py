@@ -1,0 +1,236 @@
+"""The host end of a CUDA kernel's latency lane (docs/design.md §5).
+
+A lone message does not need the rings' machinery (a ticket, a block barrier, the publisher's hop to
+the tail): ``send`` puts it, while nothing else is outstanding, into one stamped request slot that a
+dedicated warp reads in one instruction, and the warp answers in one stamped reply slot. On the host
+a message costs one ``pack_into`` into pinned memory and a reply a one-word poll, one ``unpack_from``.
+Batches and anything sent while earlier messages are outstanding use the rings (``queues``).
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from .queues import RETRY, PositionalOutput
+
+__all__ = ["LatencyLane", "idle_check"]
+
+
+class LatencyLane:
+    """The host end of a kernel's latency lane (docs/design.md §5; the device end is the lane warp of
+    ``templates/cuda/kernel.cu.j2``, the geometry ``abi.cuda.lane``).
+
+    One request slot: the input struct, then the u64 stamp ``n`` of the n-th lane message (n = 1, 2,
+    ...), written with one ``pack_into`` in offset order, so the stamp is stored last (x86 keeps
+    stores in order; the device reads message and stamp in one read). One reply slot on its own
+    cache line: up to ``out_items`` replies, then the word ``n << 8 | count`` that the device stores
+    last with a system-scope release; count 0 is a message without a reply (filtered or faulted).
+
+    The lane holds one message at a time, and the handle uses it only while nothing else is
+    outstanding (``idle``: every earlier message handled and its replies taken), so the order of
+    messages and replies across the lane and the rings needs no bookkeeping: a message sent while
+    the lane's is unanswered waits for that answer (``answered``), and replies are taken from the
+    lane first (``take``) while it holds any.
+
+    ``sent`` (the sender's) and ``taken`` (the receiver's) count lane messages; ``item`` is how many
+    replies of the current answer were taken already.
+    """
+
+    def __init__(
+        self, buf: np.ndarray, geometry: dict, in_codec: Any, out_codec: Any, out_slot: np.dtype
+    ) -> None:
+        g = geometry
+        packer = in_codec.packer
+        pad = g["in_stamp_at"] - packer.size
+        if pad < 0 or g["in_stamp_at"] + 8 > g["in_bytes"]:
+            raise ValueError(
+                f"lane request of {g['in_bytes']} bytes puts its stamp at {g['in_stamp_at']}, "
+                f"inside the {packer.size}-byte {in_codec.cls.__name__}"
+            )
+        fmt = packer.format if isinstance(packer.format, str) else packer.format.decode()
+        if not fmt.startswith("<"):
+            raise ValueError(
+                f"{in_codec.cls.__name__}: the lane packs little-endian without alignment ('<'), "
+                f"the codec's format is {fmt!r}"
+            )
+        self._request = struct.Struct(fmt + (f"{pad}x" if pad else "") + "Q")
+        self._in_size = packer.size
+        self._stamp_at = g["in_stamp_at"]
+        self._flat = in_codec.flat
+        self.buf = memoryview(buf)
+        self.words = memoryview(buf).cast("Q")
+        self.word_at = (g["out_at"] + g["out_word_at"]) // 8
+        self.out_at = g["out_at"]
+        self.stride = g["out_item_stride"]
+        self._unpack_from = out_codec.packer.unpack_from
+        self._from_flat = out_codec.from_flat
+        self.items = buf[self.out_at : self.out_at + g["out_items"] * self.stride].view(out_slot)
+        self.sent = 0
+        self.taken = 0
+        self.item = 0
+
+    def busy(self) -> bool:
+        """True while the lane holds a message whose replies are not all taken."""
+        return self.sent != self.taken
+
+    def answered(self) -> bool:
+        """True unless the lane's message waits for the kernel (then nothing may be sent past it)."""
+        return self.sent == self.taken or self.words[self.word_at] >> 8 == self.sent
+
+    def put(self, message: Any) -> Any:
+        """Write ``message`` into the request slot (the caller checked ``busy`` and idleness):
+        True, or ``RETRY`` when its values do not fit the struct (nothing written then)."""
+        stamp = self.sent + 1
+        try:
+            self._request.pack_into(self.buf, 0, *self._flat(message), stamp)
+        except (struct.error, OverflowError):
+            return RETRY
+        self.sent = stamp
+        return True
+
+    def put_slot(self, slot: np.ndarray) -> None:
+        """Write one already converted input slot (the generic path's batch of one): its bytes,
+        then the stamp word."""
+        self.buf[: self._in_size] = memoryview(np.ascontiguousarray(slot).view(np.uint8)).cast("B")
+        stamp = self.sent + 1
+        self.words[self._stamp_at // 8] = stamp
+        self.sent = stamp
+
+    def take(self, max_n: int) -> Optional[np.ndarray]:
+        """Copies of up to ``max_n`` replies of the lane's answer (possibly none: a message without
+        a reply), or None while the kernel has not answered."""
+        word = self.words[self.word_at]
+        if word >> 8 != self.sent:
+            return None
+        count, first = word & 0xFF, self.item
+        last = min(count, first + max(0, max_n))
+        out = self.items[first:last].copy()
+        self._consumed(last, count)
+        return out
+
+    def _consumed(self, upto: int, count: int) -> None:
+        if upto >= count:
+            self.taken, self.item = self.sent, 0
+        else:
+            self.item = upto
+
+    def view(self) -> Optional[np.ndarray]:
+        """A read-only view of the answer's replies not yet taken (``take``'s in place), or None
+        while the kernel has not answered; ``release`` hands them back."""
+        word = self.words[self.word_at]
+        if word >> 8 != self.sent:
+            return None
+        view = self.items[self.item : word & 0xFF]
+        view.flags.writeable = False
+        if not len(view):
+            self._consumed(0, 0)
+        return view
+
+    def release(self, n: int) -> None:
+        """Mark ``n`` replies of the answer as taken (after ``view``)."""
+        self._consumed(self.item + n, self.words[self.word_at] & 0xFF)
+
+    def waiting(self) -> Callable[[], bool]:
+        """A closure: True while the lane holds a message the kernel has not answered (one word
+        read and two attribute reads; what ``receive`` spins on before it takes the lock)."""
+        words, word_at, lane = self.words, self.word_at, self
+
+        def waiting() -> bool:
+            sent = lane.sent
+            return sent != lane.taken and words[word_at] >> 8 != sent
+
+        return waiting
+
+    def fast_take_one(
+        self, dense: Callable[[], Any], cls: Optional[type] = None
+    ) -> Callable[[], Any]:
+        """The receive closure of a kernel with a lane: the lane's next reply while it holds one,
+        else ``dense()`` (the output ring's closure). A reply costs one word read, one
+        ``unpack_from`` and a few attribute stores; ``cls`` as ``PositionalOutput.fast_take_one``.
+        """
+        words, word_at, buf, out_at, stride = (
+            self.words,
+            self.word_at,
+            self.buf,
+            self.out_at,
+            self.stride,
+        )
+        unpack_from, from_flat, lane = self._unpack_from, self._from_flat, self
+
+        def take_one() -> Any:
+            sent = lane.sent
+            if sent != lane.taken:
+                word = words[word_at]
+                if word >> 8 != sent:
+                    return None
+                i, count = lane.item, word & 0xFF
+                if i < count:
+                    values = unpack_from(buf, out_at + i * stride)
+                    if i + 1 == count:
+                        lane.taken, lane.item = sent, 0
+                    else:
+                        lane.item = i + 1
+                    return cls(*values) if cls is not None else from_flat(values, 0)
+                lane.taken, lane.item = sent, 0  # no reply: the next one is the ring's
+            return dense()
+
+        return take_one
+
+    def fast_put_one(
+        self, idle: Callable[[], bool], dense: Callable[[Any], Any], gate: Any
+    ) -> Callable[[Any], Any]:
+        """The send closure of a kernel with a lane: into the lane when it is free and ``idle()``
+        (nothing else outstanding), else ``dense(message)`` (the input ring's closure) once the
+        lane's message is answered; False (the caller waits, as for a full queue) before that.
+
+        ``gate`` is the handle's receive lock, taken without waiting around the idle check and the
+        write: a receiver holds it while it decides between the lane and the ring, so it never
+        finds the lane empty, then a reply in the ring that was sent after a lane message written
+        meanwhile. When a receiver holds it, the message takes the ring."""
+        pack_into, flat, buf, words, word_at = (
+            self._request.pack_into,
+            self._flat,
+            self.buf,
+            self.words,
+            self.word_at,
+        )
+        lane, error = self, (struct.error, OverflowError)
+        enter, leave = gate.acquire, gate.release
+
+        def put_one(message: Any) -> Any:
+            sent = lane.sent
+            if sent == lane.taken:
+                if enter(False):
+                    try:
+                        if idle():
+                            try:
+                                pack_into(buf, 0, *flat(message), sent + 1)
+                            except error:
+                                return RETRY
+                            lane.sent = sent + 1
+                            return True
+                    finally:
+                        leave()
+            elif words[word_at] >> 8 != sent:
+                return False
+            return dense(message)
+
+        return put_one
+
+
+def idle_check(inq: Any, outq: Any) -> Callable[[], bool]:
+    """A closure: True when nothing sent is outstanding, so the lane may take the next message
+    without overtaking one (every message handled and every reply taken). ``inq`` is the handle's
+    ``InputRing``, ``outq`` its ``PositionalOutput`` or ``OutboxOutput``."""
+    if isinstance(outq, PositionalOutput):
+        return lambda: outq.head == inq.tail  # the head passes replies and holes alike
+    words, head_at = inq._words, inq._head_at
+    stamps, mask = outq.slots["stamp"], outq.cap - 1
+
+    def idle() -> bool:
+        return words[head_at] == inq.tail and int(stamps[outq.head & mask]) != outq.head + 1
+
+    return idle
