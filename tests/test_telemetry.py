@@ -32,6 +32,7 @@ from ringgen.runtime.telemetry import (
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import runtime_kernels as rk  # noqa: E402
 import telemetry_kernels as tk  # noqa: E402
+import telemetry_work_kernels as twk  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -441,3 +442,129 @@ def test_the_c_worker_buckets_like_the_host(tmp_path):
     )
     got = [int(x) for x in res.stdout.split()]
     assert got == compute_bucket_index(np.array(values, dtype=np.uint64).astype(np.int64)).tolist()
+
+
+# ---- OpenCL (PoCL here): measured on the host, since OpenCL C has no clock
+
+
+def _opencl_modes() -> list:
+    from test_opencl_support import DEVICES
+
+    if not DEVICES:
+        return [pytest.param(m, marks=pytest.mark.skip(reason="no OpenCL device")) for m in OCL]
+    return list(OCL)
+
+
+OCL = ("persistent", "relaunch")
+#: The handler's target duration in the known-work test: long against the host's own overhead
+#: around send and receive (tens of us), short enough for 40 round trips on a loaded machine.
+WORK_NS = 2_000_000
+
+
+def _round_trips(k, n: int, steps: int, first_seq: int = 0) -> np.ndarray:
+    """``n`` works of ``steps`` sent one at a time; the perf_counter time of each send + receive."""
+    out = []
+    for i in range(n):
+        t0 = time.perf_counter_ns()
+        k.send(twk.Work(seq=first_seq + i, k=steps))
+        reply = k.receive(timeout=30.0)
+        out.append(time.perf_counter_ns() - t0)
+        assert reply.seq == first_seq + i
+    return np.asarray(out, dtype=np.float64)
+
+
+@pytest.mark.opencl
+@pytest.mark.parametrize("mode", _opencl_modes())
+def test_opencl_enqueue_to_reply_matches_the_round_trips_the_test_times(mode):
+    n = 41  # odd: both medians are one message's value (the round trips can be bimodal, with an
+    # idle poller's wake-up or without, and an even count's median lies between the modes)
+    with rg.launch(twk.work, backend="opencl", mode=mode, capacity=256) as k:
+        # Calibrate: the steps that make one message take about WORK_NS here, now. A batch keeps
+        # the handler busy back to back, so its time per message is the handler's.
+        steps, seq = 100_000, 0
+        for _ in range(2):
+            t0 = time.perf_counter_ns()
+            k.send_batch([twk.Work(seq=seq + i, k=steps) for i in range(8)])
+            got = 0
+            while got < 8:
+                got += len(k.receive_batch(max_n=8 - got, timeout=30.0))
+            seq += 8
+            steps = max(1000, int(steps * WORK_NS / ((time.perf_counter_ns() - t0) / 8)))
+        # The machine's load moves PoCL's speed by 2x within seconds: a series of round trips much
+        # shorter than WORK_NS (where the host's own tens of us would weigh) is measured again.
+        for _ in range(4):
+            before = k.stats().telemetry.queue_counts.copy()
+            rt = _round_trips(k, n, steps, first_seq=seq)
+            seq += n
+            tele = k.stats().telemetry
+            expect = float(np.median(rt))
+            if expect >= 0.75 * WORK_NS:
+                break
+            steps = int(steps * min(4.0, WORK_NS / expect))
+    counts = tele.queue_counts - before
+    assert counts.sum() == n  # every message is timed (the stamps are host-side, one per put)
+    low, width = compute_bucket_bounds(np.arange(BUCKETS))
+    p50_bucket = int(np.searchsorted(np.cumsum(counts), (n + 1) // 2))
+    p50 = float(low[p50_bucket] + width[p50_bucket] // 2)
+    print(f"{mode}: {steps} steps, timed p50 {expect / 1e6:.3f} ms, telemetry {p50 / 1e6:.3f} ms")
+    assert expect >= 0.5 * WORK_NS, f"{mode}: round trips of {expect} ns: calibration failed"
+    assert abs(p50 - expect) <= 0.10 * expect, f"{mode}: telemetry p50 {p50} ns, timed {expect}"
+    assert tele.queue_what.startswith("enqueue to reply")
+    assert tele.handler_counts.sum() == 0  # no device clock: no time in the handler
+    assert tele.clock == "host CLOCK_MONOTONIC" and tele.sample_every == 1
+    assert len(tele.depths) >= 1 and tele.depths["input"].max() <= 256
+
+
+@pytest.mark.opencl
+@pytest.mark.parametrize("mode", _opencl_modes())
+def test_opencl_telemetry_off_records_nothing(mode):
+    with rg.launch(twk.work, backend="opencl", mode=mode, telemetry=False) as k:
+        _round_trips(k, 3, 10)
+        assert k.stats().telemetry is None and k._timer is None
+    assert k.stats().telemetry is None
+
+
+@pytest.mark.opencl
+@pytest.mark.parametrize("mode", _opencl_modes())
+def test_opencl_counts_faults_by_reason_and_queues_behind_a_batch(mode):
+    with rg.launch(rk.divide, backend="opencl", mode=mode) as k:
+        k.send_batch([rk.Div(seq=i, a=7, b=i % 2, index=1, values=[1, 2, 3, 4]) for i in range(6)])
+        deadline = time.monotonic() + 30
+        while k.stats().processed < 6:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        got = 0
+        while got < 3:
+            assert time.monotonic() < deadline
+            got += len(k.receive_batch(max_n=3 - got, timeout=5.0))
+        tele = k.stats().telemetry
+        assert tele.rejected == {"DIVISION_BY_ZERO": 3}
+        assert tele.queue_counts.sum() == 6  # faulted messages complete too
+    final = k.stats().telemetry
+    assert final is not None and final.rejected == {"DIVISION_BY_ZERO": 3}
+
+
+def test_the_completion_timer_counts_runs_in_order():
+    from ringgen.runtime.telemetry import CompletionTimer
+
+    t = CompletionTimer()
+    now = t.stamp()
+    t.sent(3, now - 1_000_000)  # 3 messages sent 1 ms ago
+    t.sent(2, now - 10_000_000)  # 2 sent "10 ms ago" (stamps need not increase)
+    t.completed(4)  # the first run and one of the second
+    t.completed(2)  # going back is a no-op
+    counts = t.recorder.buffer["queue"]
+    assert counts.sum() == 4
+    low, width = compute_bucket_bounds(np.nonzero(counts)[0])
+    assert list(counts[np.nonzero(counts)[0]]) == [3, 1]
+    assert low[0] + width[0] > 1_000_000 and low[0] < 1_500_000  # noticed at once
+    assert low[1] + width[1] > 10_000_000
+    t.completed(99)  # more than was sent: only what was sent is counted
+    assert counts.sum() == 5
+    t.sent(1, t.stamp())
+    t.completed(6)
+    assert counts.sum() == 6
+    for _ in range(3):
+        t.sample_depths(1, 2)  # at most one per ms
+    assert int(t.recorder.buffer["depth_written"]) == 1
+    assert t.read(rejected={}).queue_what == CompletionTimer.WHAT

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 import weakref
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from ...protocol import (
 )
 from ..dead_letters import DEAD_LETTER_CTL_DTYPE
 from ..host_ring import RingConsumer, RingProducer
+from ..telemetry import Telemetry
 from .common import _LINE, OpenclKernel, _bytes
 from .build import context_for
 
@@ -193,10 +194,26 @@ class OpenclPersistentKernel(OpenclKernel):
     # ---- transport
 
     def _push(self, batch: np.ndarray) -> int:
-        return self._inq.put(batch, self._inq.device_head())
+        head = self._inq.device_head()
+        timer = self._timer
+        if timer is None:
+            return self._inq.put(batch, head)
+        stamp = timer.stamp()  # before the put publishes anything
+        n = self._inq.put(batch, head)
+        timer.sent(n, stamp)
+        timer.completed(head)
+        return n
 
     def _pop(self, max_n: int) -> np.ndarray:
-        return self._outq.take(max_n)
+        out = self._outq.take(max_n)
+        timer = self._timer
+        if timer is not None:
+            # The input head is released after the outputs are published (in input order): every
+            # message below it has its replies visible now.
+            timer.completed(self._inq.device_head())
+            if len(out) and timer.due():
+                timer.sample_depths(*self._queue_depths())
+        return out
 
     def _pop_dead_letters(self, max_n: int) -> np.ndarray:
         return self._dlq.take(max_n).view(np.uint8).reshape(-1, self.in_slot.itemsize)
@@ -206,6 +223,9 @@ class OpenclPersistentKernel(OpenclKernel):
 
     def _control(self) -> np.ndarray:
         return self._ctl_rec
+
+    def _telemetry(self, ctl: np.ndarray) -> Optional[Telemetry]:
+        return self._timer_read(ctl, self._inq.device_head())
 
     def _queue_depths(self) -> tuple[int, int]:
         return self._inq.tail - self._inq.device_head(), self._outq.depth()
