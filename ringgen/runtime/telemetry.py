@@ -74,7 +74,8 @@ TELEMETRY_DTYPE = np.dtype(
         ("sample_every", "<u4"),  # 1 in this many messages is timed
         ("pad0", "<u4"),
         ("depth_written", "<u8"),  # depth samples written so far (the ring holds the newest)
-        ("pad", "<u8", 4),  # to 64 bytes: the histograms start on a cache line
+        ("started", "<u8"),  # cuda: the device clock when the kernel started (0 elsewhere)
+        ("pad", "<u8", 3),  # to 64 bytes: the histograms start on a cache line
         ("queue", "<u8", (BUCKETS,)),
         ("handler", "<u8", (BUCKETS,)),
         ("depth_t", "<u8", (DEPTH_SLOTS,)),  # when (the backend's clock, ns)
