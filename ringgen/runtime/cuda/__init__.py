@@ -327,13 +327,21 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             stream=self._stream,
         )
         self._finished.record(self._stream)
-        self._tele.launched(self._starting, drv, self._copy_stream)
+        try:
+            self._tele.launched(self._starting, drv, self._copy_stream)
+        except Exception as exc:
+            if not cuda_device.is_driver_error(exc):
+                raise
+            # The grid died at its start: no clock offset (nothing is stamped); the fault itself
+            # is found and reported by the usual paths (DeviceFaults), as without telemetry.
+            log.debug("cuda kernel %s: no telemetry clock offset (%s)", self.name, exc)
         track(self)
         self._setup_fast_paths()
         log.debug("cuda kernel %s: grid %d x %d on %s", self.name, grid, block, info.name)
 
     def _starting(self) -> bool:
-        """The control block still reads LAUNCHED and the grid has not ended."""
+        """The control block still reads LAUNCHED and the grid has not ended (for a grid that died,
+        ``query`` raises the driver's error, which ``_launch`` handles)."""
         return int(self._ctl[0]["state"]) == int(Lifecycle.LAUNCHED) and not self._finished.query()
 
     def _setup_fast_paths(self) -> None:
