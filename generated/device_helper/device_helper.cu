@@ -709,14 +709,18 @@ RG_FN void rg_tele_started(void)
     }
 }
 
-/* The poller, at its poll number `polls`: every RG_TELE_DEPTH_EVERY-th poll, a queue-depth sample
- * (RG_TELE_CLOCK, messages published by the host and not yet finished) into the ring of samples.
- * The poller is the only writer: plain stores, the count last. */
-RG_FN void rg_tele_depth(rg_u64 polls, rg_u64 depth_in)
+/* The poller, at its poll number `polls` (a multiple of 64): whether a queue-depth sample is due,
+ * every RG_TELE_DEPTH_EVERY-th poll while telemetry is on. */
+RG_FN bool rg_tele_depth_due(rg_u64 polls)
 {
-    if (rg_telemetry == 0 || (polls & (rg_u64)(RG_TELE_DEPTH_EVERY - 1u)) != 0u) {
-        return;
-    }
+    return rg_telemetry != 0 && (polls & (rg_u64)(RG_TELE_DEPTH_EVERY - 1u)) == 0u;
+}
+
+/* The poller, when rg_tele_depth_due: a queue-depth sample (RG_TELE_CLOCK, messages published by
+ * the host and not yet finished) into the ring of samples. The poller is the only writer: plain
+ * stores, the count last. */
+RG_FN void rg_tele_depth(rg_u64 depth_in)
+{
     const rg_u64 w = rg_telemetry[RG_TELE_DEPTH_WRITTEN_WORD];
     const rg_u32 at = (rg_u32)(w & (rg_u64)(RG_TELE_DEPTH_SLOTS - 1u));
     rg_telemetry[RG_TELE_DEPTH_T_WORD + at] = RG_TELE_CLOCK();
@@ -835,7 +839,9 @@ RG_FN void rg__poll(rg_control* ctl, rg_queue_ctl* inq, rg_sched* sched)
         if ((beat & 63u) == 0u) {
             rg_store_relaxed_u64(&ctl->heartbeat, beat);
             rg_store_relaxed_u64(&ctl->idle_spins, idle);
-            rg_tele_depth(beat, tail - rg__ld_relaxed_gpu_u64(&sched->published));
+            if (rg_tele_depth_due(beat)) {
+                rg_tele_depth(tail - rg__ld_relaxed_gpu_u64(&sched->published));
+            }
         }
         if (tail != seen) {
             /* Hand the range to the workers: a release (max, since the frontier worker may have
