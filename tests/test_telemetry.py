@@ -757,3 +757,51 @@ def test_cuda_clock_offset_is_the_midpoint_of_the_launch_bracket(monkeypatch):
     monkeypatch.setattr("ringgen.runtime.cuda.telemetry.OFFSET_WAIT_S", 0.0)
     t2.launched(lambda: True, Drv, Stream())  # never ACTIVE: no offset, nothing stamped
     assert t2.offset_ns is None and "not measured" in queue_what(None)
+
+
+def test_cuda_attach_points_the_symbols_at_the_buffer_and_the_stamps():
+    """DeviceTelemetry.attach with a fake module and driver: on, the three symbols get the buffer,
+    the stamps (mapped memory, a power of two above capacity // sample_every entries) and their
+    mask; off, all 0, also for a package of the first layout that has no stamps symbols."""
+    from ringgen.codegen.cuda import TELEMETRY
+    from ringgen.runtime.cuda.telemetry import DeviceTelemetry
+
+    class Module:
+        def __init__(self):
+            self.set: dict = {}
+
+        def get_global(self, name):
+            return name, 8
+
+    class Drv:
+        def __init__(self, module):
+            self.module = module
+
+        @staticmethod
+        def pagelocked_zeros(n, dtype):
+            return np.zeros(n, dtype)
+
+        def memcpy_htod(self, dst, src):
+            if isinstance(dst, str):
+                self.module.set[dst] = int(np.asarray(src).reshape(-1)[0])
+
+    mapped = []
+
+    def map_(nbytes):
+        mapped.append(nbytes)
+        return np.zeros(nbytes, np.uint8), 0xABC000
+
+    module = Module()
+    t = DeviceTelemetry("k", dict(TELEMETRY), True)
+    t.attach(module, Drv(module), lambda n: 0x5000, [], map_, capacity=4096)
+    assert mapped == [8 * 32] and len(t.stamps) == 32 and t.stamp_mask == 31  # 4096 // 256 + 1
+    assert module.set == {
+        "rg_telemetry": 0x5000,
+        "rg_tele_stamps": 0xABC000,
+        "rg_tele_stamp_mask": 31,
+    }
+    old = {k: v for k, v in TELEMETRY.items() if k not in ("stamps_symbol", "stamp_mask_symbol")}
+    module = Module()
+    off = DeviceTelemetry("k", old, False)
+    off.attach(module, Drv(module), lambda n: 0x5000, [], map_, capacity=4096)
+    assert module.set == {"rg_telemetry": 0} and off.stamps is None

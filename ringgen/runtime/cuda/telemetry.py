@@ -158,11 +158,14 @@ class DeviceTelemetry:
             raw, stamps_pointer = mapped(8 * n)
             self.stamps = raw.view(np.uint64)
             self.stamp_mask = mask = n - 1
-        for name, value in (
-            (self.abi["symbol"], pointer),
-            (self.abi["stamps_symbol"], stamps_pointer),
-            (self.abi["stamp_mask_symbol"], mask),
+        for key, value in (
+            ("symbol", pointer),
+            ("stamps_symbol", stamps_pointer),
+            ("stamp_mask_symbol", mask),
         ):
+            name = self.abi.get(key)
+            if name is None:  # telemetry off on a package of the first layout (no stamps)
+                continue
             symbol, _size = module.get_global(name)
             drv.memcpy_htod(symbol, np.array([value], dtype=np.uint64))
 
