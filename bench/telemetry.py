@@ -9,10 +9,12 @@ the pairs (the load of a shared machine drifts between rounds, and hits both of 
 
     .venv/bin/python bench/telemetry.py                    # c and cpu, bench/results/telemetry.json
     .venv/bin/python bench/telemetry.py --backends c --repeat 41
+    .venv/bin/python bench/telemetry.py --backends opencl  # PoCL (persistent mode)
     python3 bench/telemetry.py --backends cuda --out bench/results/h200   # on the GPU machine
 
-On cuda one kernel may be resident per device and process, so the two series are launched in
-turn, six launches each, alternating (``_sequential``); cpu and c keep both resident.
+On cuda one kernel may be resident per device and process, and on PoCL a resident kernel holds a
+worker thread (of two on the development machine), so there the two series are launched in turn,
+six launches each, alternating (``_sequential``); cpu and c keep both resident.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from _common import RESULTS_DIR, Result, print_table, summarize, write_json  # n
 
 BATCH = 65536
 #: Rounds per series by backend (the cpu reference handles ~0.05 M msg/s, a round takes seconds).
-REPEATS = {"c": 301, "cpu": 5, "cuda": 300}
+REPEATS = {"c": 301, "cpu": 5, "cuda": 300, "opencl": 60}
+#: Backends whose two series run one kernel at a time (``_sequential``).
+SEQUENTIAL = ("cuda", "opencl")
 
 
 def _round(k, arr: np.ndarray) -> float:
@@ -79,10 +83,13 @@ def _concurrent(backend: str, repeat: int, control: bool = False) -> tuple[dict,
     return times, tele
 
 
-def _sequential(backend: str, repeat: int, blocks: int = 6) -> tuple[dict, object]:
+def _sequential(
+    backend: str, repeat: int, control: bool = False, blocks: int = 6
+) -> tuple[dict, object]:
     """One kernel resident at a time (cuda allows one per device and process): ``blocks`` launches
     of each, alternating on and off, ``repeat // blocks`` rounds each after a warm-up round; the
-    rounds of the i-th on block pair with those of the i-th off block."""
+    rounds of the i-th on block pair with those of the i-th off block. ``control``: the "on" blocks
+    run without telemetry too (an A/A run)."""
     import ringgen as rg
     from examples.vector_add import vector_add
 
@@ -91,11 +98,12 @@ def _sequential(backend: str, repeat: int, blocks: int = 6) -> tuple[dict, objec
     per_block = max(repeat // blocks, 1)
     for b in range(blocks):
         for on in (True, False) if b % 2 == 0 else (False, True):
-            with rg.launch(vector_add, backend=backend, capacity=BATCH, telemetry=on) as k:
+            tele_on = on and not control
+            with rg.launch(vector_add, backend=backend, capacity=BATCH, telemetry=tele_on) as k:
                 arr = _requests(k.in_codec.dtype)
                 _round(k, arr)
                 times[on] += [_round(k, arr) for _ in range(per_block)]
-                if on:
+                if tele_on:
                     tele = k.stats().telemetry
                 else:
                     assert k.stats().telemetry is None
@@ -104,8 +112,8 @@ def _sequential(backend: str, repeat: int, blocks: int = 6) -> tuple[dict, objec
 
 def measure(backend: str, repeat: int, control: bool = False) -> list[Result]:
     """Rows "<backend> telemetry on" and "... off": per-round seconds, medians, throughput."""
-    if backend == "cuda":
-        times, tele = _sequential(backend, repeat)
+    if backend in SEQUENTIAL:
+        times, tele = _sequential(backend, repeat, control)
     else:
         times, tele = _concurrent(backend, repeat, control)
     rows = []
@@ -115,7 +123,10 @@ def measure(backend: str, repeat: int, control: bool = False) -> list[Result]:
         extra = {"throughput_msg_s": BATCH / med, "median_s": med, "rounds": repeat}
         if on and tele is not None:
             extra["handler_p50_us"] = tele.percentiles_us("handler")["p50"]
-            extra["handler_timed"] = int(tele.handler_latency.get_total_count())
+            extra["handler_timed"] = int(tele.handler_counts.sum())
+            extra["queue_p50_us"] = tele.percentiles_us("queue")["p50"]
+            extra["queue_timed"] = int(tele.queue_counts.sum())
+            extra["queue_what"] = tele.queue_what
             extra["sample_every"] = tele.sample_every
         name = "off (control)" if control and on else ("on" if on else "off")
         rows.append(Result(f"{backend} telemetry {name}", BATCH, s, extra))
@@ -137,7 +148,7 @@ def main() -> None:
     ap.add_argument(
         "--control",
         action="store_true",
-        help="A/A run: both series without telemetry (cpu, c), to read the bench's own bias",
+        help="A/A run: both series without telemetry, to read the bench's own bias",
     )
     ap.add_argument("--device", default=os.environ.get("RINGGEN_BENCH_DEVICE"))
     args = ap.parse_args()
@@ -146,6 +157,11 @@ def main() -> None:
         from ringgen.runtime.cuda import device as cuda_device
 
         device = cuda_device.device_info(0).name
+    if args.device is None and "opencl" in args.backends.split(","):
+        from ringgen.runtime.opencl.build import select_device
+
+        device = select_device(None).label
+    load_before = os.getloadavg()
     rows: list[Result] = []
     for backend in args.backends.split(","):
         rows += measure(backend, args.repeat or REPEATS.get(backend, 11), args.control)
@@ -160,7 +176,9 @@ def main() -> None:
     extra = {
         "batch": BATCH,
         "commit_env": os.environ.get("RINGGEN_COMMIT"),
-        "load_average": os.getloadavg(),  # a shared machine's load says how far to trust the cost
+        # a shared machine's load says how far to trust the cost: before and after the run
+        "load_average_before": load_before,
+        "load_average": os.getloadavg(),
     }
     name = "telemetry-control" if args.control else "telemetry"
     print(write_json(name, rows, device, extra, Path(args.out)))

@@ -632,6 +632,120 @@ typedef struct rg_cuda_side {
 } rg_cuda_side;
 RG_STATIC_ASSERT(sizeof(rg_cuda_side) == 128, rg_check_side_size);
 
+/* The telemetry buffer in device memory and the host's publication stamps in mapped host memory,
+ * set by the host through cuModuleGetGlobal (0: off). The poller (device.cuh.j2) calls
+ * rg_tele_started and rg_tele_depth. */
+extern "C" {
+__device__ rg_u64* rg_telemetry = 0;
+__device__ rg_u64* rg_tele_stamps = 0;
+__device__ rg_u64 rg_tele_stamp_mask = 0;
+}
+#define RG_TELE_CLZ64(v) __clzll((long long)(v))
+#define RG_TELE_CLOCK() rg_cuda_now()
+#define RG_TELE_COUNT(p) atomicAdd((unsigned long long*)(p), 1ull)
+#define RG_TELE_FENCE() __threadfence()
+#define RG_TELE_LOAD_STAMP(p) (*(const volatile rg_u64*)(p))
+#define RG_TELE_CLEAR_STAMP(p) (*(volatile rg_u64*)(p) = 0u)
+/* ---- telemetry (ringgen/runtime/telemetry.py; docs/observability.md, "Telemetry") ----
+ * One message in RG_TELE_SAMPLE_EVERY, by sequence number, is timed around its handler with the
+ * skeleton's RG_TELE_CLOCK() (nanoseconds) and counted with RG_TELE_COUNT into the handler histogram
+ * of the buffer the host points rg_telemetry at before the launch (0: telemetry off, nothing is
+ * timed, read or written). Its time in the queue is its handler start minus the host's publication
+ * stamp, already moved onto RG_TELE_CLOCK by the host, which the host wrote into rg_tele_stamps
+ * (entry (seq / RG_TELE_SAMPLE_EVERY) & rg_tele_stamp_mask) before publishing the message; the
+ * kernel clears the entry after reading it, so a message the host did not stamp (0) is not counted
+ * there. Buckets are log-linear: one per ns below 2 * 2^SUB_BITS, then 2^SUB_BITS per power of two,
+ * the last holding everything from 2^(MAX_MSB + 1) ns up
+ * (ringgen.runtime.telemetry.compute_bucket_index). The numbers are the manifest's abi telemetry,
+ * which the host checks against its own before it sets rg_telemetry. The skeleton supplies
+ * RG_TELE_CLOCK, RG_TELE_CLZ64, RG_TELE_COUNT (an atomic increment), RG_TELE_FENCE (orders the
+ * depth sample before its count), RG_TELE_LOAD_STAMP and RG_TELE_CLEAR_STAMP (volatile accesses
+ * to host memory) and the globals rg_telemetry, rg_tele_stamps and rg_tele_stamp_mask. */
+#define RG_TELE_SUB_BITS 5u
+#define RG_TELE_MAX_MSB 40u
+#define RG_TELE_BUCKETS 1184u
+#define RG_TELE_SAMPLE_EVERY 256u
+/* where things are, in 64-bit words (32-bit for depth_in) from the start of the buffer */
+#define RG_TELE_HANDLER_WORD 1192u
+#define RG_TELE_QUEUE_WORD 8u
+#define RG_TELE_STARTED_WORD 4u
+#define RG_TELE_DEPTH_WRITTEN_WORD 3u
+#define RG_TELE_DEPTH_T_WORD 2376u
+#define RG_TELE_DEPTH_IN_WORD32 5264u
+#define RG_TELE_DEPTH_SLOTS 256u
+/* polls of the input tail between two queue-depth samples (a power of two) */
+#define RG_TELE_DEPTH_EVERY 1024u
+
+RG_FN rg_u32 rg_tele_bucket(rg_u64 v)
+{
+    if (v < (2ull << RG_TELE_SUB_BITS)) {
+        return (rg_u32)v;
+    }
+    const rg_u32 msb = 63u - (rg_u32)RG_TELE_CLZ64(v);
+    if (msb > RG_TELE_MAX_MSB) {
+        return RG_TELE_BUCKETS - 1u;
+    }
+    const rg_u32 shift = msb - RG_TELE_SUB_BITS;
+    return ((shift + 1u) << RG_TELE_SUB_BITS) + (rg_u32)(v >> shift) - (1u << RG_TELE_SUB_BITS);
+}
+
+/* When message `seq` is timed: its start on RG_TELE_CLOCK(), else 0 (a clock never reads 0). */
+RG_FN rg_u64 rg_tele_begin(rg_u64 seq)
+{
+    if (rg_telemetry == 0 || (seq & (rg_u64)(RG_TELE_SAMPLE_EVERY - 1u)) != 0u) {
+        return 0u;
+    }
+    return RG_TELE_CLOCK();
+}
+
+/* Counts the handler time of message `seq`, which rg_tele_begin timed (started != 0), and its time
+ * in the queue when the host stamped it. */
+RG_FN void rg_tele_end(rg_u64 seq, rg_u64 started)
+{
+    if (started != 0u) {
+        RG_TELE_COUNT(&rg_telemetry[RG_TELE_HANDLER_WORD + rg_tele_bucket(RG_TELE_CLOCK() - started)]);
+        if (rg_tele_stamps != 0) {
+            const rg_u64 at = (seq / (rg_u64)RG_TELE_SAMPLE_EVERY) & rg_tele_stamp_mask;
+            const rg_u64 sent = RG_TELE_LOAD_STAMP(&rg_tele_stamps[at]);
+            if (sent != 0u) {
+                RG_TELE_CLEAR_STAMP(&rg_tele_stamps[at]);
+                const rg_u64 queued = started > sent ? started - sent : 0u;
+                RG_TELE_COUNT(&rg_telemetry[RG_TELE_QUEUE_WORD + rg_tele_bucket(queued)]);
+            }
+        }
+    }
+}
+
+/* The poller, once before it reports ACTIVE: the device clock at the start, from which the host
+ * estimates the offset between its clock and RG_TELE_CLOCK. */
+RG_FN void rg_tele_started(void)
+{
+    if (rg_telemetry != 0) {
+        rg_telemetry[RG_TELE_STARTED_WORD] = RG_TELE_CLOCK();
+        RG_TELE_FENCE();
+    }
+}
+
+/* The poller, at its poll number `polls` (a multiple of 64): whether a queue-depth sample is due,
+ * every RG_TELE_DEPTH_EVERY-th poll while telemetry is on. */
+RG_FN bool rg_tele_depth_due(rg_u64 polls)
+{
+    return rg_telemetry != 0 && (polls & (rg_u64)(RG_TELE_DEPTH_EVERY - 1u)) == 0u;
+}
+
+/* The poller, when rg_tele_depth_due: a queue-depth sample (RG_TELE_CLOCK, messages published by
+ * the host and not yet finished) into the ring of samples. The poller is the only writer: plain
+ * stores, the count last. */
+RG_FN void rg_tele_depth(rg_u64 depth_in)
+{
+    const rg_u64 w = rg_telemetry[RG_TELE_DEPTH_WRITTEN_WORD];
+    const rg_u32 at = (rg_u32)(w & (rg_u64)(RG_TELE_DEPTH_SLOTS - 1u));
+    rg_telemetry[RG_TELE_DEPTH_T_WORD + at] = RG_TELE_CLOCK();
+    ((rg_u32*)rg_telemetry)[RG_TELE_DEPTH_IN_WORD32 + at] = (rg_u32)depth_in;
+    RG_TELE_FENCE();
+    rg_telemetry[RG_TELE_DEPTH_WRITTEN_WORD] = w + 1u;
+}
+
 /* ---- shared device helpers: slot copies, idle backoff, the poller ---- */
 /* Copy one slot through W-byte uncached loads (__ldcv: the ring is reused, so a line cached from the
  * previous lap must never be read again). W (16, 8, 4 or 1) is chosen by the generator
@@ -731,6 +845,7 @@ RG_FN void rg__poll(rg_control* ctl, rg_queue_ctl* inq, rg_sched* sched)
     rg_u64 beat = 0;
     rg_u64 idle = 0;
     rg_u32 spins = 0;
+    rg_tele_started();
     rg_control_set_state(ctl, RG_LIFECYCLE_ACTIVE);
     for (;;) {
         /* The request word first (relaxed), then the tail with acquire: both reads are in flight
@@ -741,6 +856,9 @@ RG_FN void rg__poll(rg_control* ctl, rg_queue_ctl* inq, rg_sched* sched)
         if ((beat & 63u) == 0u) {
             rg_store_relaxed_u64(&ctl->heartbeat, beat);
             rg_store_relaxed_u64(&ctl->idle_spins, idle);
+            if (rg_tele_depth_due(beat)) {
+                rg_tele_depth(tail - rg__ld_relaxed_gpu_u64(&sched->published));
+            }
         }
         if (tail != seen) {
             /* Hand the range to the workers: a release (max, since the frontier worker may have
@@ -781,58 +899,6 @@ RG_FN void rg__poll(rg_control* ctl, rg_queue_ctl* inq, rg_sched* sched)
 #ifdef RG_DIAG_POLL_SLOW
         __nanosleep(10000);
 #endif
-    }
-}
-
-/* The telemetry buffer in device memory, set by the host through cuModuleGetGlobal (0: off). */
-extern "C" {
-__device__ rg_u64* rg_telemetry = 0;
-}
-#define RG_TELE_CLZ64(v) __clzll((long long)(v))
-#define RG_TELE_CLOCK() rg_cuda_now()
-#define RG_TELE_COUNT(p) atomicAdd((unsigned long long*)(p), 1ull)
-/* ---- telemetry (ringgen/runtime/telemetry.py; docs/observability.md, "Telemetry") ----
- * One message in RG_TELE_SAMPLE_EVERY, by sequence number, is timed around its handler with the
- * skeleton's RG_TELE_CLOCK() (nanoseconds) and counted with RG_TELE_COUNT into the handler histogram
- * of the buffer the host points rg_telemetry at before the launch (0: telemetry off, nothing is
- * timed, read or written). Buckets are log-linear: one per ns below 2 * 2^SUB_BITS, then 2^SUB_BITS
- * per power of two, the last holding everything from 2^(MAX_MSB + 1) ns up
- * (ringgen.runtime.telemetry.compute_bucket_index). The numbers are the manifest's abi telemetry,
- * which the host checks against its own before it sets rg_telemetry. */
-#define RG_TELE_SUB_BITS 5u
-#define RG_TELE_MAX_MSB 40u
-#define RG_TELE_BUCKETS 1184u
-#define RG_TELE_SAMPLE_EVERY 256u
-/* the handler histogram's first count, in 64-bit words from the start of the buffer */
-#define RG_TELE_HANDLER_WORD 1192u
-
-RG_FN rg_u32 rg_tele_bucket(rg_u64 v)
-{
-    if (v < (2ull << RG_TELE_SUB_BITS)) {
-        return (rg_u32)v;
-    }
-    const rg_u32 msb = 63u - (rg_u32)RG_TELE_CLZ64(v);
-    if (msb > RG_TELE_MAX_MSB) {
-        return RG_TELE_BUCKETS - 1u;
-    }
-    const rg_u32 shift = msb - RG_TELE_SUB_BITS;
-    return ((shift + 1u) << RG_TELE_SUB_BITS) + (rg_u32)(v >> shift) - (1u << RG_TELE_SUB_BITS);
-}
-
-/* When message `seq` is timed: its start on RG_TELE_CLOCK(), else 0 (a clock never reads 0). */
-RG_FN rg_u64 rg_tele_begin(rg_u64 seq)
-{
-    if (rg_telemetry == 0 || (seq & (rg_u64)(RG_TELE_SAMPLE_EVERY - 1u)) != 0u) {
-        return 0u;
-    }
-    return RG_TELE_CLOCK();
-}
-
-/* Counts the handler time of a message rg_tele_begin timed (started != 0). */
-RG_FN void rg_tele_end(rg_u64 started)
-{
-    if (started != 0u) {
-        RG_TELE_COUNT(&rg_telemetry[RG_TELE_HANDLER_WORD + rg_tele_bucket(RG_TELE_CLOCK() - started)]);
     }
 }
 
@@ -974,7 +1040,7 @@ RG_FN void rg_threshold_filter_one(bool active, rg_u64 seq, const Reading* msg, 
     if (active) {
         const rg_u64 timed = rg_tele_begin(seq);
         const int status = rg_handle_threshold_filter(msg, 0, state, &ob, &sched->stop);
-        rg_tele_end(timed);
+        rg_tele_end(seq, timed);
         if (status < 0) {
             rg_threshold_filter_fault(sched, status);
             *flag = 1;

@@ -71,20 +71,33 @@ SIDE_BYTES = protocol.CACHE_LINE
 VECTOR_BYTES = 16
 #: The device telemetry (``templates/common/telemetry.c.j2``), written into the manifest as
 #: ``abi.cuda.telemetry``: the host compares it with its buffer layout (``ringgen.runtime.telemetry``)
-#: before it points the kernel's ``symbol`` at a buffer. Buckets: one per ns below 2 * 2**sub_bits,
-#: then 2**sub_bits per power of two up to 2**(max_msb + 1) ns; 1 message in ``sample_every`` is
-#: timed (its handler, on %globaltimer); the handler histogram starts at 64-bit word
-#: ``handler_word`` (after the 64-byte header and the queue histogram).
-_TELE_SUB_BITS, _TELE_MAX_MSB = 5, 40
+#: before it points the kernel's ``symbol`` at a buffer and ``stamps_symbol`` (with
+#: ``stamp_mask_symbol``) at its publication stamps. Buckets: one per ns below 2 * 2**sub_bits, then
+#: 2**sub_bits per power of two up to 2**(max_msb + 1) ns; 1 message in ``sample_every`` is timed
+#: (its handler, on %globaltimer, and its time in the queue when the host stamped it). Where things
+#: are, in 64-bit words: ``depth_written`` and ``started`` in the 64-byte header, the queue histogram
+#: from ``queue_word``, the handler histogram from ``handler_word``, the ``depth_slots`` sample times
+#: from ``depth_t_word``, their input depths from 32-bit word ``depth_in_word32``; the poller writes
+#: a depth sample every ``depth_every`` polls of the input tail.
+_TELE_SUB_BITS, _TELE_MAX_MSB, _TELE_DEPTH_SLOTS = 5, 40, 256
 _TELE_BUCKETS = (_TELE_MAX_MSB - _TELE_SUB_BITS + 2) << _TELE_SUB_BITS
 TELEMETRY = {
     "symbol": "rg_telemetry",
+    "stamps_symbol": "rg_tele_stamps",
+    "stamp_mask_symbol": "rg_tele_stamp_mask",
     "clock": "globaltimer",
     "sub_bits": _TELE_SUB_BITS,
     "max_msb": _TELE_MAX_MSB,
     "buckets": _TELE_BUCKETS,
     "sample_every": 256,
+    "depth_written_word": 3,
+    "started_word": 4,
+    "queue_word": 8,
     "handler_word": 8 + _TELE_BUCKETS,
+    "depth_t_word": 8 + 2 * _TELE_BUCKETS,
+    "depth_in_word32": 2 * (8 + 2 * _TELE_BUCKETS + _TELE_DEPTH_SLOTS),
+    "depth_slots": _TELE_DEPTH_SLOTS,
+    "depth_every": 1024,
 }
 #: The latency lane (docs/design.md §5): a request slot that one warp reads in one instruction (32
 #: lanes x 16 bytes at most), a reply slot of at most LANE_OUT_MAX bytes, a reply count that fits the

@@ -19,7 +19,9 @@ p50/p90/p99/p99.9 through ``get_value_at_percentile``, merged across kernels wit
 
 from __future__ import annotations
 
+import collections
 import functools
+import threading
 import time
 from typing import Any, Mapping, Optional
 
@@ -36,8 +38,10 @@ __all__ = [
     "SUB_BUCKETS",
     "TELEMETRY_DTYPE",
     "TELEMETRY_VERSION",
+    "CompletionTimer",
     "Telemetry",
     "TelemetryRecorder",
+    "bucket_of",
     "compute_bucket_bounds",
     "compute_bucket_index",
     "empty_histogram",
@@ -70,7 +74,8 @@ TELEMETRY_DTYPE = np.dtype(
         ("sample_every", "<u4"),  # 1 in this many messages is timed
         ("pad0", "<u4"),
         ("depth_written", "<u8"),  # depth samples written so far (the ring holds the newest)
-        ("pad", "<u8", 4),  # to 64 bytes: the histograms start on a cache line
+        ("started", "<u8"),  # cuda: the device clock when the kernel started (0 elsewhere)
+        ("pad", "<u8", 3),  # to 64 bytes: the histograms start on a cache line
         ("queue", "<u8", (BUCKETS,)),
         ("handler", "<u8", (BUCKETS,)),
         ("depth_t", "<u8", (DEPTH_SLOTS,)),  # when (the backend's clock, ns)
@@ -103,6 +108,16 @@ def compute_bucket_index(ns: Any) -> np.ndarray:
     top = (v >> shift.astype(np.uint64)).astype(np.int64)
     idx = np.where(big, (shift + 1) * SUB_BUCKETS + top - SUB_BUCKETS, v.astype(np.int64))
     return np.minimum(idx, BUCKETS - 1)
+
+
+def bucket_of(ns: int) -> int:
+    """``compute_bucket_index`` of one Python int, without numpy (a few hundred ns, not tens of us:
+    for writers on the host's own path, such as ``CompletionTimer``)."""
+    v = max(int(ns), 0)
+    if v < 2 * SUB_BUCKETS:
+        return v
+    shift = v.bit_length() - 1 - SUB_BITS
+    return min((shift + 1) * SUB_BUCKETS + (v >> shift) - SUB_BUCKETS, BUCKETS - 1)
 
 
 def compute_bucket_bounds(index: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -311,6 +326,86 @@ class TelemetryRecorder:
         return read_telemetry(
             self.buffer, rejected=rejected, clock="host CLOCK_MONOTONIC", queue_what=queue_what
         )
+
+
+class CompletionTimer:
+    """Telemetry measured on the host alone, for backends whose device has no clock (OpenCL): each
+    message's time from the host's publication stamp to the host's first notice that it was handled
+    and its replies published, counted into the queue histogram of a ``TelemetryRecorder`` (the
+    handler histogram stays empty), and queue-depth samples taken when the host looks.
+
+    The stamps never reach the device: ``sent`` keeps one (end sequence number, stamp) run per
+    ``put`` (a batch published by one call shares one stamp), and ``completed`` counts each run's
+    messages that the device has finished, all at one value (the notice time minus the run's stamp),
+    so the cost is per call and per notice, never per message, and every message is timed.
+    Messages complete in input order (sequence numbers), which both OpenCL transports guarantee.
+    Any thread may call any method.
+    """
+
+    #: What the queue histogram measures (``Telemetry.queue_what``).
+    WHAT = (
+        "enqueue to reply, on the host: the host's stamp before it publishes a message to the host's "
+        "first notice that the message was handled and its replies published (time in the queue + "
+        "in the handler + the host's notice delay; one host clock)"
+    )
+
+    def __init__(self, depth_interval_ns: int = 1_000_000) -> None:
+        self.recorder = TelemetryRecorder()
+        self._runs: collections.deque = collections.deque()  # (end sequence, stamp ns)
+        self._sent = 0
+        self._done = 0
+        self._depth_interval = depth_interval_ns
+        self._depth_at: Optional[int] = None
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def stamp() -> int:
+        """The clock of the stamps (``time.monotonic_ns``): read it before publishing."""
+        return time.monotonic_ns()
+
+    def sent(self, n: int, stamp: int) -> None:
+        """``n`` messages (the next sequence numbers) were published; ``stamp`` was read before."""
+        if n > 0:
+            with self._lock:
+                self._sent += n
+                self._runs.append((self._sent, stamp))
+
+    def completed(self, total: int) -> None:
+        """The first ``total`` messages (by sequence number) are handled, their replies published:
+        count the ones not counted before, at the time of this call."""
+        if total <= self._done:
+            return
+        with self._lock:
+            now = time.monotonic_ns()
+            total = min(total, self._sent)
+            hist = self.recorder.buffer["queue"]
+            runs = self._runs
+            while runs and self._done < total:
+                end, stamp = runs[0]
+                upto = min(end, total)
+                hist[bucket_of(now - stamp)] += upto - self._done
+                self._done = upto
+                if upto == end:
+                    runs.popleft()
+
+    def due(self) -> bool:
+        """Whether a queue-depth sample is due: at most one per ``depth_interval_ns`` (a busy
+        host's every pop is not worth one, nor the reading of the depths it takes)."""
+        at = self._depth_at
+        return at is None or time.monotonic_ns() - at >= self._depth_interval
+
+    def sample_depths(self, input_depth: int, output_depth: int) -> None:
+        """A queue-depth sample now, unless the last one is younger than ``depth_interval_ns``."""
+        with self._lock:
+            if not self.due():
+                return
+            self._depth_at = time.monotonic_ns()
+            self.recorder.sample_depths(input_depth, output_depth)
+
+    def read(self, *, rejected: Mapping[str, int]) -> Telemetry:
+        """The decoded snapshot: the queue histogram of enqueue-to-reply times (``WHAT``)."""
+        with self._lock:
+            return self.recorder.read(rejected=rejected, queue_what=self.WHAT)
 
 
 def rejected_by_reason(ctl: np.ndarray) -> dict:

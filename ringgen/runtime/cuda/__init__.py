@@ -44,7 +44,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -103,6 +103,24 @@ def probe() -> None:
         raise BackendUnavailableError(f"backend cuda: {info.name} cannot map host memory")
 
 
+def _stamped_put(
+    put: Callable[[Any], Any], inq: Any, tele: DeviceTelemetry
+) -> Callable[[Any], Any]:
+    """The one-message fast path with telemetry on: the timed messages (1 in ``sample_every`` by
+    sequence number) are stamped before ``put`` publishes them (a stamp for a message the ring then
+    refuses is overwritten when it is sent)."""
+    mask = tele.sample_every - 1
+    stamp = tele.stamp
+
+    def stamped(message: Any) -> Any:
+        tail = inq.tail
+        if tail & mask == 0:
+            stamp(tail, 1)
+        return put(message)
+
+    return stamped
+
+
 class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
     """A ring kernel resident on an NVIDIA GPU (see the module docstring)."""
 
@@ -126,6 +144,8 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         telemetry: bool = True,
     ) -> None:
         self.telemetry_on = check_telemetry(spec.name, telemetry)
+        # Nothing attached until the launch (no buffer, no stamps): the host paths stamp nothing.
+        self._tele = DeviceTelemetry(spec.name, None, False)
         super().__init__(
             spec, package_dir, codecs=codecs, capacity=capacity, dead_letters=dead_letters
         )
@@ -297,7 +317,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             # is synchronous, so the launch below cannot overtake it).
             self._state_host[:] = self._initial_state().view(state_codec.dtype)
             drv.memcpy_htod(self._state_dev, self._state_host)
-        self._tele.attach(self._module, drv, self._device_zeros, self._pinned)
+        self._tele.attach(self._module, drv, self._device_zeros, self._pinned, self._mapped, cap)
         self._ctl["state"] = int(Lifecycle.LAUNCHED)
         # Non-blocking streams: the kernel never waits for, or blocks, the legacy default stream.
         self._stream = drv.Stream(flags=1)
@@ -307,6 +327,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         # A bridged kernel takes the dead-letter marks last (0: launched without dead_letters); a
         # direct one has no such parameter.
         extra = (u64(dead_dev),) if self.in_codec.bridged else ()
+        self._tele.launching()
         func(
             u64(page_dev + _CTL_OFF),
             u64(page_dev + _INQ_OFF),
@@ -328,9 +349,22 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             stream=self._stream,
         )
         self._finished.record(self._stream)
+        try:
+            self._tele.launched(self._starting, drv, self._copy_stream)
+        except Exception as exc:
+            if not cuda_device.is_driver_error(exc):
+                raise
+            # The grid died at its start: no clock offset (nothing is stamped); the fault itself
+            # is found and reported by the usual paths (DeviceFaults), as without telemetry.
+            log.debug("cuda kernel %s: no telemetry clock offset (%s)", self.name, exc)
         track(self)
         self._setup_fast_paths()
         log.debug("cuda kernel %s: grid %d x %d on %s", self.name, grid, block, info.name)
+
+    def _starting(self) -> bool:
+        """The control block still reads LAUNCHED and the grid has not ended (for a grid that died,
+        ``query`` raises the driver's error, which ``_launch`` handles)."""
+        return int(self._ctl[0]["state"]) == int(Lifecycle.LAUNCHED) and not self._finished.query()
 
     def _setup_fast_paths(self) -> None:
         """Bind the latency path's closures to the queues and the lane (after they exist)."""
@@ -338,6 +372,8 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         if not self.in_codec.bridged and hasattr(self.in_codec, "packer"):
             self._fast_cls = self.in_codec.cls
             self._fast_put = self.inq.fast_put_one(positional)
+            if self._tele.stamps is not None:
+                self._fast_put = _stamped_put(self._fast_put, self.inq, self._tele)
         if positional is not None:
             self._fast_take = positional.fast_take_one(positional_class(self.out_codec))
         elif isinstance(self.outq, OutboxOutput) and not self.out_codec.bridged:
@@ -488,6 +524,9 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             # Dead letters are copied out of the input ring: harvest the marks below the kernel's
             # head before any slot is reused, and reuse none beyond what was harvested.
             admit = min(admit, self._dead.harvest(self.inq.device_head()))
+        if self._tele.stamps is not None:  # telemetry: stamp the timed messages this put publishes
+            tail = self.inq.tail
+            self._tele.stamp(tail, min(len(batch), self.capacity - (tail - admit)))
         if batch.dtype != self.format.in_slot:  # bridged view rows: encoded into the ring itself
             return self.inq.put_rows(batch, admit, self._encode_rows)
         return self.inq.put(batch, admit)

@@ -18,6 +18,8 @@ from ...kernel import KernelSpec
 from ...protocol import CACHE_LINE
 from ..base import KernelHandle
 from ..batches import BatchFormat, SlotBatches
+from ..options import check_telemetry
+from ..telemetry import CompletionTimer, Telemetry, rejected_by_reason
 from .build import DeviceInfo, build_program, select_device
 
 #: mode -> transport class; the package fills it when it imports both transports.
@@ -97,6 +99,9 @@ class OpenclKernel(KernelHandle):
         capacity: slots per queue (default: the kernel's declared capacity).
         dead_letters: True (or a power-of-two capacity) to get bridged inputs that fail validation
             back through ``receive_dead_letters`` (docs/runtime.md); default False.
+        telemetry: True (default) records ``stats().telemetry`` on the host (OpenCL C has no
+            clock): each message's enqueue-to-reply time (``CompletionTimer``), queue-depth samples
+            and per-reason counts; False records nothing.
     """
 
     backend: ClassVar[str] = "opencl"
@@ -139,7 +144,9 @@ class OpenclKernel(KernelHandle):
         groups: int = 1,
         cl_std: Optional[str] = None,
         dead_letters: bool | int = False,
+        telemetry: bool = True,
     ) -> None:
+        self._timer = CompletionTimer() if check_telemetry(spec.name, telemetry) else None
         super().__init__(
             spec, package_dir, codecs=codecs, capacity=capacity, dead_letters=dead_letters
         )
@@ -302,3 +309,13 @@ class OpenclKernel(KernelHandle):
 
     def _latency(self):
         return None
+
+    def _timer_read(self, ctl: np.ndarray, completed: int) -> Optional[Telemetry]:
+        """``stats().telemetry`` of either transport: ``completed`` messages, in input order, are
+        handled with their replies published (the transport's own count)."""
+        timer = self._timer
+        if timer is None:
+            return None
+        timer.completed(completed)
+        timer.sample_depths(*self._queue_depths())
+        return timer.read(rejected=rejected_by_reason(ctl))

@@ -27,6 +27,7 @@ from ...protocol import (
 from ..dead_letters import DEAD_LETTER_CTL_DTYPE
 from ..host_ring import RingConsumer, RingProducer
 from .barrier_words import barrier_words
+from ..telemetry import Telemetry
 from .common import _LINE, OpenclKernel, _bytes
 from .build import context_for
 
@@ -196,13 +197,35 @@ class OpenclPersistentKernel(OpenclKernel):
     # ---- transport
 
     def _push(self, batch: np.ndarray) -> int:
-        return self._inq.put(batch, self._inq.device_head())
+        head = self._inq.device_head()
+        timer = self._timer
+        if timer is None:
+            return self._inq.put(batch, head)
+        stamp = timer.stamp()  # before the put publishes anything
+        n = self._inq.put(batch, head)
+        timer.sent(n, stamp)
+        timer.completed(head)
+        return n
 
     def _pop(self, max_n: int) -> np.ndarray:
-        return self._outq.take(max_n)
+        out = self._outq.take(max_n)
+        timer = self._timer
+        if timer is not None:
+            # The input head is released after the outputs are published (in input order): every
+            # message below it has its replies visible now.
+            timer.completed(self._inq.device_head())
+            if len(out) and timer.due():
+                timer.sample_depths(*self._queue_depths())
+        return out
 
     def _pop_into(self, dst: np.ndarray) -> Optional[int]:
-        return self._outq.take_into(dst)
+        n = self._outq.take_into(dst)
+        timer = self._timer
+        if timer is not None:  # as in _pop: every message below the input head is answered now
+            timer.completed(self._inq.device_head())
+            if n and timer.due():
+                timer.sample_depths(*self._queue_depths())
+        return n
 
     def _pop_dead_letters(self, max_n: int) -> np.ndarray:
         return self._dlq.take(max_n).view(np.uint8).reshape(-1, self.in_slot.itemsize)
@@ -212,6 +235,9 @@ class OpenclPersistentKernel(OpenclKernel):
 
     def _control(self) -> np.ndarray:
         return self._ctl_rec
+
+    def _telemetry(self, ctl: np.ndarray) -> Optional[Telemetry]:
+        return self._timer_read(ctl, self._inq.device_head())
 
     def _queue_depths(self) -> tuple[int, int]:
         return self._inq.tail - self._inq.device_head(), self._outq.depth()

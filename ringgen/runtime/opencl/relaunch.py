@@ -7,7 +7,7 @@ buffer. The control block and the kernel state stay in device buffers between la
 from __future__ import annotations
 
 import threading
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Optional
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from ...layout import layout_of
 from ...protocol import CONTROL_DTYPE, TERMINATE_STOP_NOW, Lifecycle
 from ..batches import SpillBuffer
 from ..dead_letters import mark_dead_letters
+from ..telemetry import Telemetry
 from .common import OpenclKernel, _concat
 from .build import context_for
 
@@ -103,6 +104,7 @@ class OpenclRelaunchKernel(OpenclKernel):
         self._ready_n = 0
         self._emitted = 0
         self._terminating = False
+        self._completed = 0  # messages of reaped launches, in input order (telemetry)
 
     # ---- launching
 
@@ -191,6 +193,11 @@ class OpenclRelaunchKernel(OpenclKernel):
             if len(out):
                 self._ready.append(out)
                 self._ready_n += len(out)
+            self._completed += n
+            if self._timer is not None:
+                self._timer.completed(self._completed)  # the replies are the host's from now
+                if self._timer.due():
+                    self._timer.sample_depths(*self._queue_depths())
         self._pump()
 
     def _keep_dead_letters(self, ln: _Launch, dead: np.ndarray) -> None:
@@ -217,6 +224,8 @@ class OpenclRelaunchKernel(OpenclKernel):
         n = min(len(batch), self.capacity - self._pending_n)
         if n <= 0:
             return 0
+        if self._timer is not None:
+            self._timer.sent(n, self._timer.stamp())  # queued from now (nothing launches it yet)
         self._pending.append(np.array(batch[:n], copy=True))  # the caller may reuse its array
         self._pending_n += n
         self._pump()
@@ -266,6 +275,10 @@ class OpenclRelaunchKernel(OpenclKernel):
                 idle = not self._pending_n and not self._inflight
                 rec["state"] = int(Lifecycle.TERMINATED if idle else Lifecycle.TERMINATING)
             return rec[0]
+
+    def _telemetry(self, ctl: np.ndarray) -> Optional[Telemetry]:
+        with self._lock:
+            return self._timer_read(ctl, self._completed)
 
     def _queue_depths(self) -> tuple[int, int]:
         with self._lock:
