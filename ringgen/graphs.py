@@ -22,6 +22,7 @@ import attrs
 from .errors import BuildError
 from .kernel import KernelSpec, RingKernel
 from .naming import check_identifier_shape
+from .topics import TopicLinks, TopicSpec, collect_topics
 
 __all__ = ["Edge", "Graph", "graph", "named", "pipeline", "then"]
 
@@ -54,6 +55,7 @@ class Graph:
     module: str
     file: Optional[str]
     line: Optional[int]
+    topics: tuple[TopicSpec, ...] = ()
 
     @property
     def stages(self) -> tuple[str, ...]:
@@ -82,12 +84,16 @@ class Graph:
         raise KeyError(f"graph {self.label} has no stage {stage!r} (stages: {self.stages})")
 
     def producers(self, stage: str) -> tuple[str, ...]:
-        """The stages with an edge into ``stage``."""
-        return tuple(e.producer for e in self.edges if e.consumer == stage)
+        """The stages with an edge into ``stage``, then those publishing to a topic it subscribes to."""
+        direct = tuple(e.producer for e in self.edges if e.consumer == stage)
+        via = [p for t in self.topics if stage in t.subscribers for p in t.publishers]
+        return direct + tuple(p for p in dict.fromkeys(via) if p not in direct)
 
     def consumers(self, stage: str) -> tuple[str, ...]:
-        """The stages ``stage`` has an edge into."""
-        return tuple(e.consumer for e in self.edges if e.producer == stage)
+        """The stages ``stage`` has an edge into, then those subscribed to a topic it publishes to."""
+        direct = tuple(e.consumer for e in self.edges if e.producer == stage)
+        via = [c for t in self.topics if stage in t.publishers for c in t.subscribers]
+        return direct + tuple(c for c in dict.fromkeys(via) if c not in direct)
 
     def __rshift__(self, other: Any) -> "Graph":
         return then(self, other)
@@ -129,6 +135,14 @@ def _parts(parts: Iterable[Any], call: str) -> tuple[list[RingKernel], list[tupl
     kernels: list[RingKernel] = []
     edges: list[tuple[str, str]] = []
     for part in parts:
+        if isinstance(part, Graph) and part.topics:
+            raise BuildError(
+                f"{call}: graph {part.label} has topics ({', '.join(t.name for t in part.topics)}) "
+                "and cannot be a part of another graph",
+                file=part.file,
+                line=part.line,
+                hint="write every link of the graph in one rg.graph(...)",
+            )
         if isinstance(part, Graph):
             kernels += part.kernels
             edges += [(e.producer, e.consumer) for e in part.edges]
@@ -237,6 +251,7 @@ def _make(
     *,
     name: Optional[str],
     where: tuple[str, Optional[str], Optional[int]],
+    topics: tuple[TopicSpec, ...] = (),
 ) -> Graph:
     module, file, line = where
     if name is not None:
@@ -249,8 +264,18 @@ def _make(
     unique_pairs = list(dict.fromkeys(pairs))
     for p, c in unique_pairs:
         _check_edge(by_name[p].spec, by_name[c].spec, file, line)
-    order = _topological(list(by_name), unique_pairs, file, line)
-    sources = [n for n in order if all(c != n for _, c in unique_pairs)]
+    via_topics = [(p, c) for t in topics for p in t.publishers for c in t.subscribers]
+    order = _topological(list(by_name), unique_pairs + via_topics, file, line)
+    fed = {c for _, c in unique_pairs} | {c for t in topics for c in t.subscribers}
+    sources = [n for n in order if n not in fed]
+    if not sources:
+        raise BuildError(
+            "a graph has one entry (the stage the host sends into), but every stage is fed by an "
+            "edge or a topic",
+            file=file,
+            line=line,
+            hint="add a first stage the host sends into (it may publish to the topic)",
+        )
     if len(sources) != 1:
         raise BuildError(
             f"a graph has one entry (the stage the host sends into), but {', '.join(sources)} "
@@ -262,7 +287,8 @@ def _make(
     rank = {n: i for i, n in enumerate(order)}
     unique_pairs.sort(key=lambda pc: (rank[pc[0]], rank[pc[1]]))
     edges = tuple(Edge(p, c, by_name[p].spec.output) for p, c in unique_pairs)
-    exits = tuple(n for n in order if all(p != n for p, _ in unique_pairs))
+    feeding = {p for p, _ in unique_pairs} | {p for t in topics for p in t.publishers}
+    exits = tuple(n for n in order if n not in feeding)
     return Graph(
         kernels=tuple(by_name[n] for n in order),
         edges=edges,
@@ -272,6 +298,7 @@ def _make(
         module=module,
         file=file,
         line=line,
+        topics=tuple(topics),
     )
 
 
@@ -305,6 +332,10 @@ def graph(*parts: Part, name: Optional[str] = None) -> Graph:
 
         g = rg.graph(parse >> score, parse >> audit, score >> merge, audit >> merge)
 
+    A part may also be a topic's links (``parse >> scores``, ``scores >> [rank, audit]``,
+    ``rg.HOST >> scores``, ``scores >> rg.HOST``; ``ringgen.topics``): a publisher feeds every
+    subscriber of its topic.
+
     Args:
         parts: the kernels and edges of the graph.
         name: the graph's name (default: ``ringgen build`` uses the module variable's name).
@@ -322,8 +353,10 @@ def graph(*parts: Part, name: Optional[str] = None) -> Graph:
     where = _declared_at()
     if not parts:
         raise BuildError("rg.graph needs at least one stage", file=where[1], line=where[2])
-    kernels, pairs = _parts(parts, "rg.graph")
-    return _make(kernels, pairs, name=name, where=where)
+    links = [p for p in parts if isinstance(p, TopicLinks)]
+    kernels, pairs = _parts([p for p in parts if not isinstance(p, TopicLinks)], "rg.graph")
+    via, topics = collect_topics(links, where[1], where[2])
+    return _make(kernels + via, pairs, name=name, where=where, topics=tuple(topics))
 
 
 def _entry_of(part: Part) -> str:
