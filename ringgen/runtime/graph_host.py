@@ -197,9 +197,9 @@ class GraphHandle:
         if not isinstance(messages, (np.ndarray, list)):
             messages = list(messages)
         entry = self.handles[self.graph.entry]
-        messages = self._flow.stamp_sent(messages)
         with self._send_lock:
             self._check_sendable()
+            messages = self._flow.stamp_sent(messages)  # under the lock: stamps in send order
             done = entry.send_batch(messages, block=False)
             if done == len(messages) or not block:
                 return done
