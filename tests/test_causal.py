@@ -159,3 +159,28 @@ def test_a_reply_is_stamped_after_what_caused_it(backend):
     assert_causal(history)  # the clock condition on every hop
     sent = [e.stamp for e in history.events["host"] if e.kind == "send"]
     assert len(sent) == len(msgs) and min(int(s) for s in got) > max(sent)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_causal_subscriber_of_a_topic_with_three_publishers(backend):
+    """left, right and the host publish to one topic; merge takes it in stamp order."""
+    t = rg.topic("ticks", tk.Tick)
+    g = rg.graph(
+        tk.source >> tk.left,
+        tk.source >> tk.right,
+        [tk.left, tk.right, rg.HOST] >> t,
+        t >> tk.merge,
+    )
+    msgs = random_messages(tk.Tick, 1200, seed=13)
+    with _launch(g, backend) as h:
+        history = record(h)
+        for i in range(0, 1200, 300):
+            h.send_batch(msgs[i : i + 200])
+            h.publish_batch("ticks", msgs[i + 200 : i + 300])
+        h.terminate(timeout=120)
+        st = h.stats().topics["ticks"]
+    assert_causal(history, causal=["merge"])
+    delivered = [(e.sender, e.stamp) for e in history.deliveries["merge"]]
+    assert len(delivered) == 2 * 800 + 400 == st.published == st.subscribers["merge"].delivered
+    assert [s for _, s in delivered] == sorted(s for _, s in delivered)
+    assert {p for p, _ in delivered} == {"left", "right", "host"}

@@ -246,3 +246,50 @@ def test_kernel_subscribers_under_a_drop_policy_get_an_ordered_subset_counted(ba
         ids = out["id"].astype(np.int64)
         assert np.all(np.diff(ids) > 0)  # a subsequence, in order, nothing twice
         np.testing.assert_array_equal(out["x"], msgs["x"][ids] * 2 + 3)  # (x + 1) * 2 + 1
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_optional_and_outbox_publishers_publish_what_they_emit(backend):
+    scores = rg.topic("scores", tk.Tick)
+    g = rg.graph(
+        tk.source >> tk.evens,
+        tk.source >> tk.burst,
+        [tk.evens, tk.burst] >> scores,
+        scores >> tk.sub0,
+    )
+    msgs = random_messages(tk.Tick, 600, seed=8)
+    msgs["id"] = np.arange(600)
+    with _launch(g, backend) as h:
+        h.send_batch(msgs)
+        h.terminate(timeout=120)
+        got = _drain(h, "sub0")
+        st = h.stats().topics["scores"]
+    want_evens = {i for i in range(600) if i % 2 == 0}
+    want_burst = {i * 4 + k for i in range(600) for k in range(i % 3)}
+    by_src = {3: set(), 4: set()}
+    for i, s in zip(got["id"].tolist(), got["src"].tolist()):
+        by_src[s].add(i)
+    assert by_src == {3: want_evens, 4: want_burst}
+    assert len(got) == st.published == len(want_evens) + len(want_burst)
+    for s in (3, 4):  # FIFO per publisher
+        ids = got["id"][got["src"] == s]
+        assert np.all(np.diff(ids) > 0)
+
+
+@pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL")
+def test_a_topic_on_opencl_persistent():
+    """Persistent PoCL kernels hold a worker thread each: two stages fit the CI machine's two."""
+    scores = rg.topic("scores", tk.Tick)
+    g = rg.graph(tk.source >> scores, scores >> [tk.sub0, rg.HOST])
+    msgs = random_messages(tk.Tick, 1000, seed=10)
+    with rg.launch(g, backend="opencl", mode="persistent") as h:
+        sub = h.subscribe("scores")
+        h.send_batch(msgs)
+        seen = []
+        deadline = time.monotonic() + 60
+        while len(seen) < len(msgs) and time.monotonic() < deadline:
+            seen += [int(i) for i in sub.receive_batch(timeout=0.5)["id"]]
+        h.terminate(timeout=60)
+        out = _drain(h, "sub0")
+    assert seen == [int(i) for i in msgs["id"]]
+    np.testing.assert_array_equal(out["x"], (msgs["x"] + 1) * 2 + 1)

@@ -1,6 +1,8 @@
 """Kernels the topic and causal-order tests compose: integer messages carrying an ``rg.HLC`` stamp,
 so every backend agrees exactly; sixteen subscribers of one handler, each its own kernel."""
 
+from typing import Optional
+
 import ringgen as rg
 from ringgen.types import i32, i64
 
@@ -59,3 +61,16 @@ for _i in range(16):
 @rg.ring_kernel
 def plain_source(p: Plain) -> Plain:
     return Plain(id=p.id, x=p.x + 1)
+
+
+@rg.ring_kernel
+def evens(t: Tick) -> Optional[Tick]:
+    if t.id % 2 == 1:
+        return None
+    return Tick(id=t.id, x=t.x, src=3, stamp=t.stamp)
+
+
+@rg.ring_kernel
+def burst(t: Tick, out: rg.Outbox[Tick, 3]) -> None:
+    for i in range(t.id % 3):
+        out.emit(Tick(id=t.id * 4 + i, x=t.x, src=4, stamp=t.stamp))
