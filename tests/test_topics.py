@@ -293,3 +293,27 @@ def test_a_topic_on_opencl_persistent():
         out = _drain(h, "sub0")
     assert seen == [int(i) for i in msgs["id"]]
     np.testing.assert_array_equal(out["x"], (msgs["x"] + 1) * 2 + 1)
+
+
+@pytest.mark.parametrize("backend", [b for b in BACKENDS if b.id != "c"])  # c: no wire codec
+def test_bridged_messages_through_a_topic_are_stamped_and_iterable(backend):
+    notes = rg.topic("notes", tk.Note)
+    g = rg.graph(tk.note_source >> notes, notes >> [tk.note_sub, rg.HOST])
+    msgs = [tk.Note(id=i, text=f"n{i}" * (i % 4), stamp=0) for i in range(50)]
+    with _launch(g, backend) as h:
+        sub = h.subscribe("notes")
+        h.send_batch(msgs)
+        first = sub.receive(timeout=30)
+        h.terminate(timeout=60)
+        rest = list(sub)  # until the graph is terminated and the subscription read
+        out = []
+        while True:
+            try:
+                out += h.receive_batch(timeout=5.0, exit="note_sub")
+            except QueueClosedError:
+                break
+    seen = [first] + rest
+    assert [(m.id, m.text) for m in seen] == [(m.id, m.text) for m in msgs]
+    stamps = [int(m.stamp) for m in seen]
+    assert stamps == sorted(stamps) and len(set(stamps)) == 50 and stamps[0] > 0
+    assert [(m.id, m.text) for m in out] == [(m.id + 1000, m.text) for m in msgs]

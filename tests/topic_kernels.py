@@ -4,7 +4,7 @@ so every backend agrees exactly; sixteen subscribers of one handler, each its ow
 from typing import Optional
 
 import ringgen as rg
-from ringgen.types import i32, i64
+from ringgen.types import Str, i32, i64
 
 
 @rg.message
@@ -74,3 +74,20 @@ def evens(t: Tick) -> Optional[Tick]:
 def burst(t: Tick, out: rg.Outbox[Tick, 3]) -> None:
     for i in range(t.id % 3):
         out.emit(Tick(id=t.id * 4 + i, x=t.x, src=4, stamp=t.stamp))
+
+
+@rg.message
+class Note:
+    id: i64
+    text: Str[16]
+    stamp: rg.HLC
+
+
+@rg.ring_kernel
+def note_source(n: Note) -> Note:
+    return Note(id=n.id, text=n.text, stamp=n.stamp)
+
+
+@rg.ring_kernel
+def note_sub(n: Note) -> Note:
+    return Note(id=n.id + 1000, text=n.text, stamp=n.stamp)
