@@ -24,7 +24,17 @@ from .kernel import KernelSpec, RingKernel
 from .naming import check_identifier_shape
 from .topics import TopicLinks, TopicSpec, collect_topics
 
-__all__ = ["Edge", "Graph", "graph", "named", "pipeline", "then"]
+__all__ = [
+    "Edge",
+    "Graph",
+    "fused_name",
+    "fused_spec",
+    "graph",
+    "named",
+    "pipeline",
+    "stage_bounds",
+    "then",
+]
 
 
 @attrs.frozen
@@ -380,3 +390,84 @@ def then(left: Any, right: Any) -> Any:
 def named(g: Graph, name: str) -> Graph:
     """``g`` with the name ``name`` (how ``ringgen build`` names a graph after its variable)."""
     return attrs.evolve(g, name=name)
+
+
+# ---- fusing a graph into one kernel (the device strategies: docs/graphs.md, "Strategies") ----
+
+
+def fused_name(g: Graph) -> str:
+    """The name of the one ring kernel a device strategy makes of ``g``: ``graph_<name>`` (an
+    unnamed graph: ``graph_<stage>_<stage>...``), its entry point ``rg_graph_<name>_ring``."""
+    return "graph_" + (g.name or "_".join(g.stages))
+
+
+def stage_bounds(g: Graph) -> dict[str, tuple[int, int]]:
+    """Per stage, ``(inputs, outputs)``: the most messages it takes and gives for one message sent
+    into the entry (the entry takes 1; a stage takes what its producers give, summed over them; it
+    gives its inputs times its Outbox bound, or times 1 with a return value, 0 without output)."""
+    bounds: dict[str, tuple[int, int]] = {}
+    for k in g.kernels:
+        s = k.spec
+        n_in = 1 if s.name == g.entry else sum(bounds[p][1] for p in g.producers(s.name))
+        per = s.outbox_limit if s.uses_outbox else (1 if s.output is not None else 0)
+        bounds[s.name] = (n_in, n_in * per)
+    return bounds
+
+
+def fused_spec(g: Graph) -> KernelSpec:
+    """``g`` as one ring kernel: the composition of its stages' handlers, what a device strategy
+    launches (``shared_memory`` runs a message's whole path in one thread, ``atomic_queue`` each
+    stage on its own blocks; docs/graphs.md, "Strategies").
+
+    Its input is the entry's; its output the exit's, through an Outbox of the exit's bound per
+    entry message when that exceeds 1 (an Outbox or a fan-in on the way), else a return value; its
+    state the one stateful stage's; ordered when any stage is (then every message goes through the
+    whole graph in order, one at a time). The handler function and source are the entry's, so
+    errors point at a stage the user wrote.
+
+    Raises:
+        BuildError: the graph has several exits, or more than one stage with ``@rg.state``
+            (naming them): the fused kernel has one output queue and one state.
+    """
+    where = {"file": g.file, "line": g.line}
+    if len(g.exits) != 1:
+        raise BuildError(
+            f"graph {g.label}: a device strategy fuses the graph into one kernel with one output "
+            f"queue, but it has {len(g.exits)} exits ({', '.join(g.exits)})",
+            hint="launch it with strategy='host', or join the exits into one stage",
+            **where,
+        )
+    stateful = [k.spec.name for k in g.kernels if k.spec.state is not None]
+    if len(stateful) > 1:
+        raise BuildError(
+            f"graph {g.label}: a device strategy fuses the graph into one kernel with one state, "
+            f"but stages {', '.join(stateful)} each have an @rg.state",
+            hint="launch it with strategy='host', or keep the state in one stage",
+            **where,
+        )
+    entry = g.spec(g.entry)
+    exit_spec = g.spec(g.exits[0])
+    out_cls = exit_spec.outbox or exit_spec.output
+    n_out = stage_bounds(g)[exit_spec.name][1]
+    outbox = out_cls if out_cls is not None and n_out > 1 else None
+    state = next((k.spec.state for k in g.kernels if k.spec.state is not None), None)
+    params = {"input": entry.param_names.get("input", "msg")}
+    if state is not None:
+        params["state"] = "state"
+    if outbox is not None:
+        params["outbox"] = "out"
+    return KernelSpec(
+        name=fused_name(g),
+        func=entry.func,
+        input=entry.input,
+        output=out_cls,
+        may_skip=(out_cls is not None and n_out != 1) or any(k.spec.may_skip for k in g.kernels),
+        state=state,
+        outbox=outbox,
+        param_names=params,
+        capacity=entry.capacity,
+        ordered=any(k.spec.ordered for k in g.kernels),
+        source=entry.source,
+        pos=entry.pos,
+        outbox_limit=n_out if outbox is not None else 1,
+    )

@@ -24,15 +24,23 @@ from . import cachestore
 from ._version import __version__
 from .build import collect
 from .codegen import cuda as cuda_codegen
+from .codegen import graph_kernel, graph_queue
 from .codegen.env import templates_dir
 from .codegen.options import EmitOptions
 from .codegen.targets import emitters, is_backend
 from .codegen.writer import write_unit
 from .errors import BackendUnavailableError, BuildError, CacheError
-from .graphs import Graph
+from .graphs import Graph, fused_spec
 from .kernel import InT, OutT, RingKernel, kernel_spec_of
 from .runtime import KernelHandle, load_backend, open_kernel
 from .runtime.cache import load_codecs
+from .runtime.backends import resolve_backend
+from .runtime.graph_device import (
+    DEVICE_STRATEGIES,
+    FusedGraphHandle,
+    check_strategy,
+    open_fused,
+)
 from .runtime.graph_host import STRATEGIES, GraphHandle
 
 __all__ = [
@@ -283,20 +291,27 @@ def _launch_graph(graph: Graph, backend: str, **options: Any) -> GraphHandle:
 
     ``backend="auto"`` is decided by the entry stage (the first backend that runs it); every other
     stage must run there too. Options go to every stage, except ``strategy`` (how edges are
-    carried: ``"host"``, the one there is today) and ``edge_capacity`` (messages an edge holds;
-    default the consumer's queue capacity).
+    carried: ``"host"``, or a device strategy: ``_launch_fused``; default ``"shared_memory"`` on
+    CUDA, else ``"host"``) and ``edge_capacity`` (messages an edge holds; default the consumer's
+    queue capacity).
 
     Raises:
         ValueError: an unknown ``strategy``.
         BackendUnavailableError: a stage cannot run on the backend (naming the stage); the
             stages already launched are stopped.
     """
-    strategy = options.pop("strategy", "host")
-    if strategy not in STRATEGIES:
+    strategy = options.pop("strategy", None)
+    if strategy is None:
+        # The default (docs/graphs.md, "Strategies"): fused on CUDA, where a second resident
+        # kernel cannot start; host-forwarded elsewhere.
+        strategy = "shared_memory" if _resolves_to(backend) == "cuda" else "host"
+    if strategy not in STRATEGIES and strategy not in DEVICE_STRATEGIES:
         raise ValueError(
             f"graph {graph.label}: unknown strategy {strategy!r} (strategies: "
-            f"{', '.join(STRATEGIES)})"
+            f"{', '.join(STRATEGIES + tuple(DEVICE_STRATEGIES))})"
         )
+    if strategy in DEVICE_STRATEGIES:
+        return _launch_fused(graph, resolve_backend(backend), strategy, **options)
     edge_capacity = options.pop("edge_capacity", None)
     handles: dict[str, KernelHandle] = {}
     chosen = backend
@@ -323,3 +338,83 @@ def _launch_graph(graph: Graph, backend: str, **options: Any) -> GraphHandle:
                     "graph %s: stopping stage %s after a failed launch", graph.label, name
                 )
         raise
+
+
+def _resolves_to(backend: str) -> Optional[str]:
+    """The backend ``backend`` stands for, or None when there is none (the host strategy then
+    reports it, naming the stage that cannot run)."""
+    try:
+        return resolve_backend(backend)
+    except BackendUnavailableError:
+        return None
+
+
+def _fused_unit(graph: Graph) -> Any:
+    """The build holding every stage of ``graph``: its entry's module, else the graph's."""
+    for name in dict.fromkeys((graph.spec(graph.entry).module, graph.module)):
+        module = sys.modules.get(name)
+        if module is not None:
+            unit = collect(module)
+            if set(graph.stages) <= {k.name for k in unit.kernels}:
+                return unit
+    raise BuildError(
+        f"graph {graph.label}: no module declares or imports all its stages "
+        f"({', '.join(graph.stages)})",
+        file=graph.file,
+        line=graph.line,
+        hint="declare the graph in a module that imports every stage",
+    )
+
+
+def _launch_fused(graph: Graph, backend: str, strategy: str, **options: Any) -> FusedGraphHandle:
+    """Launch ``graph`` as one device kernel on ``backend``: fused (``shared_memory``:
+    ``ringgen.codegen.graph_kernel``) or as per-stage blocks (``atomic_queue``:
+    ``ringgen.codegen.graph_queue``, with ``workers`` worker blocks in all, by default
+    ``graph_queue.default_workers``).
+
+    The package of the stages' module gives the codecs; the fused source is emitted here (the
+    nvcc and OpenCL caches key on its text), so a graph need not be bound to a module variable.
+
+    Raises:
+        ValueError: ``backend`` cannot run ``strategy``, ``edge_capacity`` is given (an edge's
+            bound is fixed by the types and the strategy), or ``atomic_queue`` gets fewer
+            ``workers`` than stages.
+        BackendUnavailableError: the blocks cannot all be resident (naming the graph, its stages
+            and the strategy).
+        BuildError: the graph cannot be fused (several exits, several stateful stages) or does
+            not fit one thread (``graph_kernel.check_fits``).
+    """
+    check_strategy(graph, strategy, backend)
+    if options.pop("edge_capacity", None) is not None:
+        raise ValueError(
+            f"graph {graph.label}: strategy {strategy!r} takes no edge_capacity (its edges' bounds "
+            "are fixed by the stages' types and the strategy: docs/graphs.md, 'Strategies')"
+        )
+    unit = _fused_unit(graph)
+    emit_options = EmitOptions.from_env()
+    if strategy == graph_queue.STRATEGY:
+        spec = graph_queue.launch_spec(graph)
+        source = graph_queue.emit(unit, graph, options=emit_options)
+        abi = graph_queue.abi(graph)
+        workers = options.setdefault("workers", graph_queue.default_workers(graph))
+        if not isinstance(workers, int) or workers < len(graph.stages):
+            raise ValueError(
+                f"graph {graph.label}: strategy {strategy!r} needs at least one worker block per "
+                f"stage ({len(graph.stages)}), got workers={workers!r}"
+            )
+    else:
+        spec = fused_spec(graph)
+        source = graph_kernel.emit_fused(unit, graph, backend, options=emit_options)
+        abi = graph_kernel.abi(graph, backend, source)
+    package_dir, codecs = built_package(graph.spec(graph.entry))
+    try:
+        kernel = open_fused(
+            backend, spec, str(package_dir), source=source, abi=abi, codecs=codecs, **options
+        )
+    except BackendUnavailableError as exc:
+        raise BackendUnavailableError(
+            f"graph {graph.label} (stages {', '.join(graph.stages)}, strategy {strategy}): "
+            f"{exc.message}",
+            hint=exc.hint,
+        ) from None
+    return FusedGraphHandle(graph, kernel, strategy=strategy)

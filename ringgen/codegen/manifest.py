@@ -22,6 +22,8 @@ from ..dsl import compile_program
 from ..errors import BuildError
 from ..layout import FieldLayout, MessageLayout, layout_of
 from ..types import describe_type
+from . import graph_kernel
+from .graph_strategies import STRATEGIES
 from .header import header_name
 from .targets import backend_emitter
 
@@ -267,14 +269,15 @@ def compute_manifest(
         ],
     }
     if unit.graphs:  # absent without graphs, so packages built before graphs stay byte-identical
-        manifest["graphs"] = [_graph(g) for g in unit.graphs]
+        manifest["graphs"] = [_graph(g, emitted) for g in unit.graphs]
     return manifest
 
 
-def _graph(g: Any) -> dict:
+def _graph(g: Any, emitted: dict[str, "EmittedFile"]) -> dict:
     """One graph of kernels: its stages (producers first), edges, entry and exits; its topics,
-    causal stages and stamp fields when it has any (absent otherwise: older manifests stay)."""
-    out = {
+    causal stages and stamp fields when it has any (absent otherwise: older manifests stay); and,
+    when a target that fuses graphs was built, its device-strategy forms (``_strategies``)."""
+    entry = {
         "name": g.name,
         "entry": g.entry,
         "exits": list(g.exits),
@@ -284,8 +287,11 @@ def _graph(g: Any) -> dict:
             for e in g.edges
         ],
     }
-    out.update(_graph_ordering(g))
-    return out
+    entry.update(_graph_ordering(g))
+    strategies = _strategies(g, emitted)
+    if strategies:
+        entry["strategies"] = strategies
+    return entry
 
 
 def _graph_ordering(g: Any) -> dict:
@@ -316,6 +322,30 @@ def _graph_ordering(g: Any) -> dict:
                 stamps[cls.__name__] = field
     if stamps:
         out["stamps"] = dict(sorted(stamps.items()))
+    return out
+
+
+def _strategies(g: Any, emitted: dict[str, "EmittedFile"]) -> dict:
+    """Per device strategy with a target that was built (``graph_strategies.STRATEGIES``): its
+    kernel's name, sources and abi per target (the writer emitted the sources:
+    ``writer.emit_graphs``), or why it refuses the graph. Empty when no such target was built."""
+    built = {f.target for f in emitted.values()}
+    out = {}
+    for name, strategy in STRATEGIES.items():
+        targets = [t for t in strategy.targets if t in built]
+        if not targets:
+            continue
+        try:
+            kernel = strategy.check(g)
+        except BuildError as exc:
+            out[name] = {"refused": exc.message}
+            continue
+        sources = {t: graph_kernel.source_path(g.name, t, name) for t in targets}
+        out[name] = {
+            "kernel": kernel,
+            "sources": sources,
+            "abi": {t: strategy.abi(g, t, emitted[path].text) for t, path in sources.items()},
+        }
     return out
 
 

@@ -34,12 +34,21 @@ from ..dsl import compile_program
 from .options import EmitOptions
 from .pyformat import format_python
 from .emitter import Emitter
+from .graph_kernel import FUSED_TARGETS, source_path
+from .graph_strategies import STRATEGIES
 from .targets import emitters, resolve
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
 
-__all__ = ["EmittedFile", "emit_unit", "format_python", "write_unit", "write_units"]
+__all__ = [
+    "EmittedFile",
+    "emit_graphs",
+    "emit_unit",
+    "format_python",
+    "write_unit",
+    "write_units",
+]
 
 log = logging.getLogger(__name__)
 
@@ -94,13 +103,17 @@ def emit_unit(
     options = EmitOptions.from_env() if options is None else options
     names = list(emitters()) if targets is None else list(targets)
     funcs = {name: resolve(name) for name in names}
-    # Describers (the manifest) see every other file, so they run after all of them.
-    order = [n for n in names if not _wants_emitted(funcs[n])] + [
-        n for n in names if _wants_emitted(funcs[n])
-    ]
+    # Describers (the manifest) see every other file, so they run after all of them, the fused
+    # graphs' sources included.
+    describers = [n for n in names if _wants_emitted(funcs[n])]
+    order = [n for n in names if n not in describers] + [None] + describers
     files: dict[str, EmittedFile] = {}
     program = None
     for target in order:
+        if target is None:
+            for f in emit_graphs(unit, [n for n in names if n in FUSED_TARGETS], options):
+                _add(files, f.target, f.name, f.text)
+            continue
         func = funcs[target]
         log.debug("emitting target %s for %s", target, unit.name)
         if isinstance(func, Emitter):
@@ -115,16 +128,41 @@ def emit_unit(
                 kwargs["emitted"] = dict(files)
             out = func(unit, **kwargs)
         for name, text in sorted(out.items()):
-            _check_name(target, name)
-            if name in files:
-                raise BuildError(
-                    f"targets {files[name].target!r} and {target!r} both emit {name!r}",
-                    hint="give each target its own file names",
-                )
-            if name.endswith(".py"):
-                text = format_python(text, name)
-            files[name] = EmittedFile(name, target, text)
+            _add(files, target, name, text)
     return files
+
+
+def _add(files: dict[str, EmittedFile], target: str, name: str, text: str) -> None:
+    _check_name(target, name)
+    if name in files:
+        raise BuildError(
+            f"targets {files[name].target!r} and {target!r} both emit {name!r}",
+            hint="give each target its own file names",
+        )
+    if name.endswith(".py"):
+        text = format_python(text, name)
+    files[name] = EmittedFile(name, target, text)
+
+
+def emit_graphs(
+    unit: "BuildUnit", targets: Iterable[str], options: Optional[EmitOptions] = None
+) -> list[EmittedFile]:
+    """The device sources of ``unit``'s graphs, per strategy (``graph_strategies.STRATEGIES``) and
+    per target of ``targets`` it has, at ``graphs/<graph>.<strategy>.<ext>``. A graph that a
+    strategy refuses gets no file for it; the manifest says why."""
+    wanted = set(targets)
+    out = []
+    for g in unit.graphs:
+        for strategy in STRATEGIES.values():
+            for target in strategy.targets:
+                if target not in wanted:
+                    continue
+                try:
+                    text = strategy.emit(unit, g, target, options)
+                except BuildError:
+                    continue  # recorded as "refused" in the manifest (manifest._strategies)
+                out.append(EmittedFile(source_path(g.name, target, strategy.name), target, text))
+    return out
 
 
 @attrs.frozen

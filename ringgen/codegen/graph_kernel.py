@@ -1,0 +1,186 @@
+"""A graph of ring kernels as one device kernel: the decisions both device strategies' sources share.
+
+The ``shared_memory`` strategy (docs/graphs.md, "Strategies") fuses a graph's stages into one ring
+kernel: a handler ``rg_handle_graph_<name>`` that runs a message's whole path through the stages
+(``templates/graph/fused.c.j2``: each stage's handler, its outputs handed to its consumers in the
+order the stages run, so every edge is FIFO per producer), wrapped in the target's usual resident
+skeleton (``templates/cuda/kernel.cu.j2``, ``templates/opencl/kernel.cl.j2``) as if it were a
+kernel the user wrote. So the host side is the single-kernel runtime, unchanged.
+
+Here: which stage takes how many messages per entry message (``ringgen.graphs.stage_bounds``), what
+the fused kernel is (``ringgen.graphs.fused_spec``), whether a message's path fits what one thread
+holds (``check_fits``), and the source and manifest entries per target (``emit_fused``,
+``abi``). Pure: the writer and ``ringgen.jit`` write or load what it returns.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+import attrs
+
+from ..errors import BuildError
+from ..graphs import Graph, fused_spec, stage_bounds
+from ..layout import layout_of
+from . import cuda, opencl
+from .env import render
+
+if TYPE_CHECKING:
+    from ..build import BuildUnit
+    from .options import EmitOptions
+
+__all__ = [
+    "FUSED_TARGETS",
+    "PATH_BUDGET",
+    "STRATEGY",
+    "abi",
+    "check_fits",
+    "compute_path_bytes",
+    "emit_fused",
+    "source_path",
+    "stage_contexts",
+]
+
+#: The strategy this module emits (``rg.launch(graph, strategy=...)``).
+STRATEGY = "shared_memory"
+#: The targets a fused graph is emitted for, with the file suffix of each.
+FUSED_TARGETS = {"cuda": "cu", "opencl": "cl"}
+#: Bytes of messages one thread may hold along a message's path through the fused stages: the
+#: registers of one thread of a 256-thread CUDA block at full occupancy of its SM (65,536 32-bit
+#: registers / 256 threads = 256 registers = 1 KiB). Beyond it the path spills to local memory,
+#: and the fused kernel stops being the fast form the strategy promises.
+PATH_BUDGET = 1024
+
+
+def source_path(graph_name: str, target: str, strategy: str = STRATEGY) -> str:
+    """Where ``ringgen build`` puts a graph's device source in the package:
+    ``graphs/<name>.<strategy>.<ext>`` (a folder of its own, so a loader looking for ``*.cl`` or
+    ``<pkg>.cu`` never finds it)."""
+    return f"graphs/{graph_name}.{strategy}.{FUSED_TARGETS[target]}"
+
+
+def stage_contexts(graph: Graph) -> list[dict]:
+    """What ``templates/graph/fused.c.j2`` reads about each stage, producers first.
+
+    ``kind``: ``outbox`` (its emits go on), ``value`` (its return value, when it returns one) or
+    ``none`` (no output: an exit that only updates state); ``n_in``: the most messages it takes per
+    entry message (the size of its input buffer); ``consumers``: the stages it feeds.
+    """
+    bounds = stage_bounds(graph)
+    out = []
+    for k in graph.kernels:
+        s = k.spec
+        out_cls = s.outbox or s.output
+        out.append(
+            {
+                "name": s.name,
+                "in_type": layout_of(s.input).name,
+                "out_type": layout_of(out_cls).name if out_cls is not None else "rg_none",
+                "kind": "outbox" if s.uses_outbox else ("value" if out_cls is not None else "none"),
+                "limit": s.outbox_limit,
+                "n_in": bounds[s.name][0],
+                "stateful": s.state is not None,
+                "consumers": list(graph.consumers(s.name)),
+                "is_entry": s.name == graph.entry,
+                "is_exit": s.name in graph.exits,
+            }
+        )
+    return out
+
+
+def compute_path_bytes(graph: Graph) -> dict[str, int]:
+    """Bytes one thread holds per stage along a message's path: each stage's input buffer (the
+    entry's message is the skeleton's), an Outbox stage's outbox, and the fused output (its
+    Outbox, or its one return value)."""
+    spec = fused_spec(graph)
+    sizes: dict[str, int] = {}
+    for c, k in zip(stage_contexts(graph), graph.kernels):
+        s = k.spec
+        held = 0 if c["is_entry"] else c["n_in"] * layout_of(s.input).size
+        if s.uses_outbox:
+            held += s.outbox_limit * layout_of(s.outbox).size
+        sizes[s.name] = held
+    out_cls = spec.outbox or spec.output
+    sizes["(output)"] = spec.outbox_limit * layout_of(out_cls).size if out_cls else 0
+    return sizes
+
+
+def check_fits(graph: Graph, strategy: str = STRATEGY) -> None:
+    """Raise unless what one entry message makes along the stages fits one thread
+    (``PATH_BUDGET``): ``shared_memory`` holds the whole path in one thread, ``atomic_queue`` a
+    stage's share of it (checked against the same budget, so a graph runs under both or neither).
+
+    Raises:
+        BuildError: the path holds more bytes; the message gives them per stage and names
+            ``strategy``.
+    """
+    sizes = compute_path_bytes(graph)
+    total = sum(sizes.values())
+    if total > PATH_BUDGET:
+        parts = ", ".join(f"{name} {n}" for name, n in sizes.items() if n)
+        raise BuildError(
+            f"graph {graph.label}: the {strategy} strategy holds what one entry message makes "
+            f"along the stages in a thread, and this graph's path holds {total} bytes ({parts}), "
+            f"more than the {PATH_BUDGET} bytes of registers one of 256 threads has",
+            file=graph.file,
+            line=graph.line,
+            hint="launch it with strategy='host', or lower the Outbox bounds (Outbox[Msg, N]) "
+            "and fan-ins that multiply the messages per entry message",
+        )
+
+
+def _render_body(unit: "BuildUnit", graph: Graph, options: Optional["EmitOptions"]) -> str:
+    from .body import emit_body
+
+    stages = attrs.evolve(unit, kernels=tuple(k.spec for k in graph.kernels), graphs=())
+    spec = fused_spec(graph)
+    return render(
+        "graph/fused.c.j2",
+        graph=graph.label,
+        fused=cuda.kernel_context(spec),
+        stages=stage_contexts(graph),
+        stage_body=emit_body(stages, debug=options.debug_line_directives if options else None),
+    )
+
+
+def emit_fused(
+    unit: "BuildUnit", graph: Graph, target: str, *, options: Optional["EmitOptions"] = None
+) -> str:
+    """The source of ``graph`` fused into one ring kernel for ``target`` ("cuda" or "opencl").
+
+    Args:
+        unit: a build whose kernels include every stage (its header and codecs are used).
+        graph: the graph, with one exit and at most one stateful stage.
+
+    Raises:
+        BuildError: the graph cannot be fused (``fused_spec``), does not fit (``check_fits``), or
+            a stage is not in ``unit``.
+        ValueError: an unknown target.
+    """
+    if target not in FUSED_TARGETS:
+        raise ValueError(f"graph {graph.label}: no fused source for target {target!r}")
+    names = {k.name for k in unit.kernels}
+    missing = [s for s in graph.stages if s not in names]
+    if missing:
+        raise BuildError(
+            f"graph {graph.label}: stage(s) {', '.join(missing)} are not in the build of "
+            f"{unit.module}",
+            hint="declare or import every stage in the module that declares the graph",
+        )
+    check_fits(graph)
+    from .bridged_c import emit_device_codec
+    from .header import render_header
+
+    body = _render_body(unit, graph, options)
+    fused = attrs.evolve(unit, kernels=(fused_spec(graph),), graphs=())
+    renderer = cuda.render_source if target == "cuda" else opencl.render_source
+    return renderer(fused, header=render_header(unit), body=body, codec=emit_device_codec(unit))
+
+
+def abi(graph: Graph, target: str, source: str) -> dict[str, Any]:
+    """The fused kernel's ``abi`` for ``target``: what its loader needs, as a kernel's manifest
+    entry has it (``ringgen.codegen.cuda.abi``, ``ringgen.codegen.opencl.abi``)."""
+    spec = fused_spec(graph)
+    if target == "cuda":
+        return cuda.abi(spec)
+    return opencl.abi(spec.name, source)

@@ -1,0 +1,193 @@
+"""A graph running as one device kernel: ``FusedGraphHandle`` (docs/graphs.md, "Strategies").
+
+Both device strategies make one ring kernel of a graph (``ringgen.graphs.fused_spec``): in
+``shared_memory`` every thread runs a message's whole path through the stages; in
+``atomic_queue`` (CUDA) the grid's blocks are split among the stages, with edges as rings in
+device memory. Either way the host side is one ``KernelHandle`` of the backend: its queues,
+spill, back-pressure, termination (drain, or stop now) and fault counting are the single kernel's.
+This module gives it the ``GraphHandle`` API: ``receive(exit=)``, ``stage(name)``, ``stats()`` as
+``GraphStats``. The backend halves that load a graph's source instead of a package kernel are
+``graph_cuda.py`` and ``graph_opencl.py``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any, AsyncIterator, Optional
+
+from ..graphs import Graph
+from ..protocol import Lifecycle
+from .base import KernelHandle
+from .graph_edges import Chunk, GraphStats
+
+__all__ = ["DEVICE_STRATEGIES", "FusedGraphHandle", "check_strategy", "open_fused"]
+
+#: The device strategies this runtime has, and the backends each runs on.
+DEVICE_STRATEGIES = {"atomic_queue": ("cuda",), "shared_memory": ("cuda", "opencl")}
+#: Per backend, the function that launches a fused kernel (imported on use: it loads the driver).
+_OPENERS = {
+    "cuda": "ringgen.runtime.graph_cuda:open_fused",
+    "opencl": "ringgen.runtime.graph_opencl:open_fused",
+}
+
+
+def open_fused(
+    backend: str, spec: Any, package_dir: str, *, source: str, abi: Any, **options: Any
+) -> KernelHandle:
+    """Launch the fused kernel ``spec`` from its ``source`` and ``abi`` on ``backend`` (the
+    package at ``package_dir`` gives the stages' codecs), with that backend's launch options.
+
+    Raises:
+        ValueError: no backend by that name runs fused graphs.
+    """
+    if backend not in _OPENERS:
+        raise ValueError(f"kernel {spec.name}: backend {backend!r} runs no fused graph")
+    module, _, attr = _OPENERS[backend].partition(":")
+    opener = getattr(importlib.import_module(module), attr)
+    return opener(spec, package_dir, source=source, abi=abi, **options)
+
+
+def check_strategy(graph: Graph, strategy: Any, backend: str) -> None:
+    """Raise unless ``strategy`` is a device strategy that runs on ``backend``.
+
+    Raises:
+        ValueError: ``strategy`` is not one of ``DEVICE_STRATEGIES``, or ``backend`` cannot run it
+            (the message lists where it runs).
+    """
+    if strategy not in DEVICE_STRATEGIES:
+        raise ValueError(
+            f"graph {graph.label}: {strategy!r} is not a device strategy (device strategies: "
+            f"{', '.join(DEVICE_STRATEGIES)})"
+        )
+    if backend not in DEVICE_STRATEGIES[strategy]:
+        raise ValueError(
+            f"graph {graph.label}: strategy {strategy!r} runs on "
+            f"{', '.join(DEVICE_STRATEGIES[strategy])}, not on backend {backend!r}",
+        )
+
+
+class FusedGraphHandle:
+    """A launched graph fused into one device kernel: send into its entry, receive from its exit.
+
+    The calls, errors and lifecycle of ``GraphHandle``; each delegates to the one kernel
+    (``kernel``). ``stats().stages`` has one entry, the fused kernel's ``KernelStats`` (``processed``
+    counts entry messages through the whole graph; ``rejected`` the faults of every stage, by
+    reason). ``edges`` is empty: an edge is a buffer inside one thread's call, nothing waits on it
+    between two messages, and the fused kernel keeps no per-edge counters.
+    """
+
+    def __init__(self, graph: Graph, kernel: KernelHandle, *, strategy: str) -> None:
+        self.graph = graph
+        self.name = graph.label
+        self.kernel = kernel
+        self.strategy = strategy
+        self.backend = kernel.backend
+        self.handles = {s: kernel for s in graph.stages}
+
+    # ---- sending and receiving: the kernel's own
+
+    def send(self, message: Any, *, block: bool = True, timeout: Optional[float] = None) -> None:
+        """Publish one message into the entry (``KernelHandle.send``)."""
+        self.kernel.send(message, block=block, timeout=timeout)
+
+    def send_batch(
+        self, messages: Any, *, block: bool = True, timeout: Optional[float] = None
+    ) -> int:
+        """Publish many messages into the entry; returns how many were accepted
+        (``KernelHandle.send_batch``)."""
+        return self.kernel.send_batch(messages, block=block, timeout=timeout)
+
+    async def send_async(self, message: Any, *, timeout: Optional[float] = None) -> None:
+        """``send`` for asyncio (``KernelHandle.send_async``)."""
+        await self.kernel.send_async(message, timeout=timeout)
+
+    def _exit(self, exit: Optional[str]) -> None:
+        if exit is not None and exit not in self.graph.exits:
+            raise ValueError(
+                f"graph {self.name}: {exit!r} is not an exit (exits: {', '.join(self.graph.exits)})"
+            )
+
+    def receive(self, timeout: Optional[float] = None, *, exit: Optional[str] = None) -> Any:
+        """Take the next reply of the exit (``KernelHandle.receive``; ``exit`` may name it).
+
+        Raises:
+            ValueError: ``exit`` is not the exit.
+        """
+        self._exit(exit)
+        return self.kernel.receive(timeout=timeout)
+
+    def receive_batch(
+        self,
+        max_n: Optional[int] = None,
+        timeout: Optional[float] = 0.0,
+        *,
+        exit: Optional[str] = None,
+    ) -> Chunk:
+        """Take up to ``max_n`` replies of the exit (``KernelHandle.receive_batch``).
+
+        Raises:
+            ValueError: ``exit`` is not the exit.
+        """
+        self._exit(exit)
+        return self.kernel.receive_batch(max_n=max_n, timeout=timeout)
+
+    async def receive_async(
+        self, timeout: Optional[float] = None, *, exit: Optional[str] = None
+    ) -> Any:
+        """``receive`` for asyncio (``KernelHandle.receive_async``)."""
+        self._exit(exit)
+        return await self.kernel.receive_async(timeout=timeout)
+
+    def __aiter__(self) -> AsyncIterator[Any]:
+        """``async for reply in graph``: the exit's replies until it is terminated and drained."""
+        return self.kernel.__aiter__()
+
+    def stage(self, name: str) -> KernelHandle:
+        """The fused kernel, which runs stage ``name`` (its ``state()`` is the stateful stage's).
+
+        Raises:
+            KeyError: the graph has no such stage.
+        """
+        if name not in self.handles:
+            raise KeyError(
+                f"graph {self.name} has no stage {name!r} (stages: {', '.join(self.graph.stages)})"
+            )
+        return self.kernel
+
+    # ---- observing and stopping
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        """The fused kernel's lifecycle."""
+        return self.kernel.lifecycle
+
+    def stats(self) -> GraphStats:
+        """The fused kernel's ``KernelStats``, under its name (no per-edge counters: see the class)."""
+        st = self.kernel.stats()
+        return GraphStats(
+            graph=self.name,
+            backend=self.backend,
+            strategy=self.strategy,
+            lifecycle=st.lifecycle,
+            stages={self.kernel.name: st},
+            edges=(),
+            spilled=st.spilled,
+        )
+
+    def terminate(self, timeout: Optional[float] = None, *, drain: bool = True) -> GraphStats:
+        """Stop the fused kernel (``KernelHandle.terminate``: drain, or ``drain=False`` now);
+        returns the final ``GraphStats``."""
+        self.kernel.terminate(timeout=timeout, drain=drain)
+        return self.stats()
+
+    def __enter__(self) -> "FusedGraphHandle":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.kernel.__exit__(exc_type, exc, tb)
+
+    def __repr__(self) -> str:
+        return (
+            f"<FusedGraphHandle {self.name} ({self.strategy}) on {self.backend}: "
+            f"{self.lifecycle.name}>"
+        )
