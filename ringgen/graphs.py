@@ -19,6 +19,7 @@ from typing import Any, Iterable, Optional, Union
 
 import attrs
 
+from .causal import hlc_field
 from .errors import BuildError
 from .kernel import KernelSpec, RingKernel
 from .naming import check_identifier_shape
@@ -27,6 +28,7 @@ from .topics import TopicLinks, TopicSpec, collect_topics
 __all__ = [
     "Edge",
     "Graph",
+    "check_device_keeps",
     "fused_name",
     "fused_spec",
     "graph",
@@ -414,6 +416,63 @@ def stage_bounds(g: Graph) -> dict[str, tuple[int, int]]:
     return bounds
 
 
+def check_device_keeps(g: Graph) -> None:
+    """Raise unless a device strategy keeps what ``g``'s topics and orders promise
+    (docs/graphs.md, "Topics under each strategy").
+
+    A device strategy carries a topic as fan-out edges, one from each publisher to each subscriber
+    (``Graph.producers``/``consumers`` already list them): every subscriber gets every message,
+    FIFO per publisher, with the back-pressure of ``Block``. What it cannot keep is refused.
+
+    Raises:
+        BuildError: naming the graph and the topic or stage: a drop policy (a fused path has no
+            per-subscriber queue to drop from), the host publishing or subscribing (``rg.HOST``:
+            the fused kernel's only host queues are the entry's and the exit's), a stage declared
+            ``order="causal"`` (no merge on the device), or a message with an ``rg.HLC`` stamp (no
+            device code writes it yet).
+    """
+    hint = "launch it with strategy='host'"
+    for t in g.topics:
+        where = {"file": t.file or g.file, "line": t.line if t.file else g.line}
+        if t.policy.capacity is not None:
+            raise BuildError(
+                f"graph {g.label}: topic {t.name} has policy {t.policy.name}({t.policy.capacity}), "
+                "and a device strategy carries a topic as edges inside one kernel, with no "
+                "per-subscriber queue to drop from",
+                hint=hint + ", or give the topic the Block() policy",
+                **where,
+            )
+        if t.host_publishes or t.host_subscribes:
+            side = "publishes to" if t.host_publishes else "subscribes to"
+            raise BuildError(
+                f"graph {g.label}: the host {side} topic {t.name} (rg.HOST), and a device strategy "
+                "fuses the graph into one kernel whose only host queues are its entry's and its "
+                "exit's",
+                hint=hint + ", or make a kernel the topic's publisher and subscriber",
+                **where,
+            )
+    where = {"file": g.file, "line": g.line}
+    causal = [s for s in g.stages if g.spec(s).order == "causal"]
+    if causal:
+        raise BuildError(
+            f"graph {g.label}: stage(s) {', '.join(causal)} declare order='causal', and a device "
+            "strategy has no causal merge (it keeps FIFO per producer only)",
+            hint=hint,
+            **where,
+        )
+    for k in g.kernels:
+        for cls in (k.spec.input, k.spec.outbox or k.spec.output):
+            field = hlc_field(cls)
+            if field is not None:
+                raise BuildError(
+                    f"graph {g.label}: stage {k.spec.name}'s message {cls.__name__} has the "
+                    f"rg.HLC stamp {field}, and no device strategy writes the stamp yet (the "
+                    "host strategy stamps every hop)",
+                    hint=hint + ", or drop the rg.HLC field",
+                    **where,
+                )
+
+
 def fused_spec(g: Graph) -> KernelSpec:
     """``g`` as one ring kernel: the composition of its stages' handlers, what a device strategy
     launches (``shared_memory`` runs a message's whole path in one thread, ``atomic_queue`` each
@@ -425,10 +484,15 @@ def fused_spec(g: Graph) -> KernelSpec:
     whole graph in order, one at a time). The handler function and source are the entry's, so
     errors point at a stage the user wrote.
 
+    A topic is its fan-out edges, one from each publisher to each subscriber; what a device
+    strategy cannot keep of topics and orders is refused first (``check_device_keeps``).
+
     Raises:
         BuildError: the graph has several exits, or more than one stage with ``@rg.state``
-            (naming them): the fused kernel has one output queue and one state.
+            (naming them): the fused kernel has one output queue and one state; or
+            ``check_device_keeps`` refuses it.
     """
+    check_device_keeps(g)
     where = {"file": g.file, "line": g.line}
     if len(g.exits) != 1:
         raise BuildError(
