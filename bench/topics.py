@@ -1,25 +1,35 @@
 """Topic fan-out (issue 16): throughput per subscriber and added latency, 1, 4 and 16 subscribers.
 
-The graphs are the topic tests' kernels (tests/topic_kernels.py): ``source`` publishes every
-message to topic ``scores`` and each subscriber ``sub<i>`` handles every message. The baseline is
-what the same source does with one consumer and no topic: ``source >> sub0`` (one edge).
+**Host strategy** (``--strategy host``, the default): the topic tests' kernels
+(tests/topic_kernels.py, 24-byte stamped ``Tick``): ``source`` publishes every message to topic
+``scores`` and each subscriber ``sub<i>`` is an exit. The baseline is the same source with one
+consumer and no topic: ``source >> sub0`` (one edge).
 
-- **throughput**: ``--batch`` messages (65,536) sent in one ``send_batch``, then received from
-  every subscriber until each has them all; ``msgs/s per subscriber`` is batch / the median time
-  of that whole round, so 0.5x the baseline means each of N subscribers gets its copy at half the
-  rate one consumer gets its messages.
-- **latency**: one message sent, received from every subscriber; ``added`` is the median round
+**Device strategies** (``--strategy shared_memory|atomic_queue``, which keep a ``Block`` topic
+between kernels as fan-out edges and take graphs with one exit): tests/topic_device_kernels.py
+(16-byte unstamped ``Score``): ``publish`` >> topic ``scores`` >> ``dsub<i>`` >> ``gather``, every
+subscriber fanning in at ``gather``, the one exit, so the host receives N replies per message. The
+baseline is ``publish >> dsub0 >> gather``: the same three hops, no topic.
+
+- **throughput**: ``--batch`` messages (65,536) sent in one ``send_batch``, then received until
+  every subscriber's copy is back (N x batch replies at the one exit on a device strategy, batch
+  at each of N exits on the host); ``msgs/s per subscriber`` is batch / the median time of that
+  whole round, so 0.5x the baseline means each of N subscribers gets its copy at half the rate one
+  consumer gets its messages. On a device strategy the round includes the host receiving N times
+  as many replies as the baseline's.
+- **latency**: one message sent, every subscriber's reply received; ``added`` is the median round
   trip minus the baseline's.
 
 Each configuration is launched once per backend, warmed up, and repeated ``--repeat`` times.
 Usage::
 
     python bench/topics.py [--backends cpu,c,opencl-relaunch,opencl-persistent,cuda]
-                           [--strategy host] [--repeat 10] [--batch 65536]
+                           [--strategy host|shared_memory|atomic_queue] [--repeat 10]
+                           [--batch 65536]
 
 A backend or strategy that cannot run a configuration (CUDA refuses host-forwarded graphs; PoCL
-runs one persistent kernel per worker thread) is reported as refused, with the reason, not
-measured. ``--strategy`` is passed to ``rg.launch``: the device strategies run the same graphs.
+runs one persistent kernel per worker thread; atomic_queue runs on CUDA only) is reported as
+refused, with the reason, not measured.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests")]
 
 import ringgen as rg  # noqa: E402
 from ringgen.runtime.backends import available_backends  # noqa: E402
+import topic_device_kernels as dk  # noqa: E402
 import topic_kernels as tk  # noqa: E402
 from _common import Result, summarize, write_json  # noqa: E402
 
@@ -53,18 +64,25 @@ BACKENDS = {
 }
 
 
-def _graph(n: int):
-    """``n`` subscribers of one topic (0: the baseline, one plain edge to ``sub0``)."""
+def _graph(n: int, strategy: str):
+    """``n`` subscribers of one topic (0: the baseline, no topic) and the replies each exit gives
+    per message sent: the host strategy's exits are the subscribers, a device strategy's is
+    ``gather``, which gets one reply per subscriber."""
+    if strategy != "host":
+        if n == 0:
+            return rg.pipeline(dk.publish, dk.dsub0, dk.gather, name="dbaseline"), {"gather": 1}
+        return dk.fan(n), {"gather": n}
     if n == 0:
-        return rg.graph(tk.source >> tk.sub0, name="baseline")
+        return rg.graph(tk.source >> tk.sub0, name="baseline"), {"sub0": 1}
     scores = rg.topic("scores", tk.Tick)
-    return rg.graph(tk.source >> scores, scores >> tk.SUBSCRIBERS[:n], name=f"topic{n}")
+    g = rg.graph(tk.source >> scores, scores >> tk.SUBSCRIBERS[:n], name=f"topic{n}")
+    return g, {x: 1 for x in g.exits}
 
 
-def _round(h, msgs: np.ndarray, exits: list[str], timeout: float = 60.0) -> None:
-    """Send ``msgs`` and receive every copy at every exit (each must get them all)."""
+def _round(h, msgs: np.ndarray, per_msg: dict[str, int], timeout: float = 60.0) -> None:
+    """Send ``msgs`` and receive every reply at every exit (``per_msg[exit]`` per message)."""
     h.send_batch(msgs, timeout=timeout)
-    left = {x: len(msgs) for x in exits}
+    left = {x: k * len(msgs) for x, k in per_msg.items()}
     deadline = time.monotonic() + timeout
     while left:
         for x in list(left):
@@ -72,15 +90,14 @@ def _round(h, msgs: np.ndarray, exits: list[str], timeout: float = 60.0) -> None
             if left[x] <= 0:
                 del left[x]
         if time.monotonic() > deadline:
-            raise TimeoutError(f"subscribers {sorted(left)} short of {len(msgs)} replies")
+            raise TimeoutError(f"exits {sorted(left)} short of their replies to {len(msgs)}")
 
 
 def measure(name: str, n: int, strategy: str, repeat: int, batch: int) -> list[Result]:
     """Throughput and latency rows of ``n`` subscribers (0: the baseline) on backend ``name``."""
     backend, options = BACKENDS[name]
-    g = _graph(n)
-    exits = list(g.exits)
-    msgs = np.zeros(batch, dtype=rg.dtype_of(tk.Tick))
+    g, exits = _graph(n, strategy)
+    msgs = np.zeros(batch, dtype=rg.dtype_of(g.spec(g.entry).input))
     msgs["id"] = np.arange(batch)
     msgs["x"] = np.arange(batch) % 977
     series = f"{name} {'single consumer' if n == 0 else f'{n} subscribers'}"
@@ -107,7 +124,7 @@ def measure(name: str, n: int, strategy: str, repeat: int, batch: int) -> list[R
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backends", default="cpu,c,opencl-relaunch")
+    ap.add_argument("--backends", "--backend", default="cpu,c,opencl-relaunch")
     ap.add_argument("--strategy", default="host")
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--batch", type=int, default=65536)
@@ -125,7 +142,13 @@ def main() -> None:
         for n in (0,) + SUBSCRIBERS:
             try:
                 tput, lat = measure(name, n, args.strategy, args.repeat, args.batch)
-            except (rg.BackendUnavailableError, rg.KernelTimeoutError, TimeoutError) as exc:
+            except (
+                rg.BackendUnavailableError,
+                rg.BuildError,
+                rg.KernelTimeoutError,
+                TimeoutError,
+                ValueError,
+            ) as exc:
                 refused[f"{name} n={n}"] = str(exc).splitlines()[0]
                 continue
             rows += [tput, lat]
