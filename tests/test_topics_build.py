@@ -91,3 +91,62 @@ def test_inspect_shows_topics(module_file, tmp_path, capsys):
     assert ["alerts", "Tick", "drop_oldest(64)", "rank", "host"] in rows
     assert ["causal", "order:", "audit"] in rows
     assert ["stamps", "(rg.HLC):", "Tick.stamp"] in rows
+
+
+DEVICE_TOPICS = """
+import ringgen as rg
+from ringgen.types import i32, i64
+
+@rg.message
+class Score:
+    id: i64
+    x: i32
+
+@rg.ring_kernel
+def publish(s: Score) -> Score:
+    return Score(id=s.id, x=s.x + 1)
+
+@rg.ring_kernel
+def a(s: Score) -> Score:
+    return Score(id=s.id, x=s.x * 2)
+
+@rg.ring_kernel
+def b(s: Score) -> Score:
+    return Score(id=s.id, x=s.x * 3)
+
+@rg.ring_kernel
+def gather(s: Score) -> Score:
+    return s
+
+kept_topic = rg.topic("scores", Score)
+kept = rg.graph(publish >> kept_topic, kept_topic >> [a, b], a >> gather, b >> gather)
+dropping_topic = rg.topic("scores", Score, policy=rg.DropNewest(8))
+dropping = rg.graph(
+    publish >> dropping_topic, dropping_topic >> [a, b], a >> gather, b >> gather
+)
+"""
+
+
+def test_a_block_topic_graph_gets_device_sources_and_a_drop_policy_is_refused(
+    module_file, tmp_path
+):
+    unit = collect(module_file(DEVICE_TOPICS))
+    pkg = tmp_path / "out"
+    write_unit(unit, pkg, ("header", "serializers", "cuda", "opencl", "manifest"))
+    manifest = json.loads((pkg / unit.name / "manifest.json").read_text())
+    assert validate(manifest, load_schema()) == []
+    graphs = {g["name"]: g for g in manifest["graphs"]}
+    kept = graphs["kept"]["strategies"]
+    assert kept["shared_memory"]["kernel"] == kept["atomic_queue"]["kernel"] == "graph_kept"
+    for source in [
+        *kept["shared_memory"]["sources"].values(),
+        kept["atomic_queue"]["sources"]["cuda"],
+    ]:
+        assert "rg_handle_graph_kept" in (pkg / unit.name / source).read_text()
+    dropping = graphs["dropping"]["strategies"]
+    for strategy in ("shared_memory", "atomic_queue"):
+        assert set(dropping[strategy]) == {"refused"}
+        assert "graph dropping: topic scores has policy drop_newest(8)" in (
+            dropping[strategy]["refused"]
+        )
+    assert not list((pkg / unit.name / "graphs").glob("dropping.*"))
