@@ -23,6 +23,11 @@ def gather(s: Score) -> Score:
     return Score(id=s.id, x=s.x - 5, src=s.src)
 
 
+@rg.ring_kernel(ordered=True)
+def gather_in_order(s: Score) -> Score:
+    return Score(id=s.id, x=s.x - 5, src=s.src)
+
+
 def _subscriber(k: int):
     def handle(s: Score) -> Score:
         return Score(id=s.id, x=s.x * 3 + k, src=k + 1)
@@ -38,10 +43,10 @@ for _i in range(16):
     SUBSCRIBERS.append(globals()[f"dsub{_i}"])
 
 
-def fan(n_subs: int, **topic_options):
-    """``publish`` >> topic ``scores`` >> ``n_subs`` subscribers >> ``gather`` (named ``dfan<n>``)."""
+def fan(n_subs: int, last=gather, **topic_options):
+    """``publish`` >> topic ``scores`` >> ``n_subs`` subscribers >> ``last`` (named ``dfan<n>``)."""
     scores = rg.topic("scores", Score, **topic_options)
     subs = SUBSCRIBERS[:n_subs]
     return rg.graph(
-        publish >> scores, scores >> subs, *[s >> gather for s in subs], name=f"dfan{n_subs}"
+        publish >> scores, scores >> subs, *[s >> last for s in subs], name=f"dfan{n_subs}"
     )
