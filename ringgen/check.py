@@ -16,6 +16,10 @@ The sources of a backend are checked by the ``checker`` its row of ``ringgen.tar
 | ``.metal`` | ``ringgen.metal_shim.check_metal(path)``, when that module is present |
 | ``.py`` | Python's compiler |
 | ``manifest.json`` | ``schemas/manifest.schema.json`` |
+
+A graph's device sources (``graphs/<graph>.<strategy>.cu`` or ``.cl``, docs/graphs.md) are checked
+as the ``.cu`` and ``.cl`` above and named by their path in the package; a ``.cl`` whose stages
+call ``rg.now()`` is also reported as refused, as the package's own.
 """
 
 from __future__ import annotations
@@ -328,7 +332,9 @@ def check_package(pkg_dir: os.PathLike | str) -> list[CheckResult]:
         files = [f["path"] for f in data["files"]]
     except (json.JSONDecodeError, KeyError, TypeError):
         data, files = {}, sorted(
-            p.name for p in pkg.iterdir() if p.is_file() and p.name != "manifest.json"
+            p.relative_to(pkg).as_posix()
+            for p in [*pkg.iterdir(), *pkg.glob("graphs/*")]
+            if p.is_file() and p.name != "manifest.json"
         )
     results: list[CheckResult] = []
     for name in files:
@@ -336,7 +342,8 @@ def check_package(pkg_dir: os.PathLike | str) -> list[CheckResult]:
         if not path.is_file():
             results.append(CheckResult(name, "-", "failed", "listed in manifest.json but missing"))
             continue
-        results += check_file(path)
+        # Named by the path in the package: graphs/<graph>.<strategy>.cu, not its last part.
+        results += [attrs.evolve(r, file=name) for r in check_file(path)]
     results += check_file(manifest)
     return results + left_out_kernels(data)
 
@@ -362,6 +369,8 @@ def left_out_kernels(manifest: dict) -> list[CheckResult]:
 
 def refused_sources(pkg_dir: os.PathLike | str) -> list[tuple[str, str]]:
     """``(file, why)`` for each emitted source a backend will refuse to load although it was built:
-    today an OpenCL file whose kernels call ``rg.now()``."""
+    today an OpenCL file whose kernels call ``rg.now()`` (the package's, or a graph's under
+    ``graphs/``, named by its path in the package)."""
     pkg = Path(pkg_dir)
-    return [(p.name, NOW_NOTE) for p in sorted(pkg.glob("*.cl")) if calls_now(p.read_text())]
+    sources = [*sorted(pkg.glob("*.cl")), *sorted(pkg.glob("graphs/*.cl"))]
+    return [(p.relative_to(pkg).as_posix(), NOW_NOTE) for p in sources if calls_now(p.read_text())]

@@ -22,13 +22,18 @@ import attrs
 from .causal import hlc_field
 from .errors import BuildError
 from .kernel import KernelSpec, RingKernel
+from .protocol import N_REASONS
 from .naming import check_identifier_shape
 from .topics import TopicLinks, TopicSpec, collect_topics
 
 __all__ = [
+    "COUNTER_NAMES",
+    "EDGE_COUNTERS",
     "Edge",
     "Graph",
+    "GraphCounters",
     "check_device_keeps",
+    "counter_layout",
     "fused_name",
     "fused_spec",
     "graph",
@@ -73,6 +78,21 @@ class Graph:
     def stages(self) -> tuple[str, ...]:
         """The stage names, producers before consumers."""
         return tuple(k.spec.name for k in self.kernels)
+
+    @property
+    def all_edges(self) -> tuple[Edge, ...]:
+        """The edges, then each topic's ``(publisher, subscriber)`` pairs that are not an edge
+        already, as edges of the topic's class: what a device strategy carries (a topic is its
+        fan-out edges there; docs/graphs.md, "Topics under each strategy")."""
+        direct = {(e.producer, e.consumer) for e in self.edges}
+        via = {
+            (p, c): Edge(p, c, t.message)
+            for t in self.topics
+            for p in t.publishers
+            for c in t.subscribers
+            if (p, c) not in direct
+        }
+        return self.edges + tuple(via.values())
 
     @property
     def label(self) -> str:
@@ -534,4 +554,54 @@ def fused_spec(g: Graph) -> KernelSpec:
         source=entry.source,
         pos=entry.pos,
         outbox_limit=n_out if outbox is not None else 1,
+    )
+
+
+#: A stage's counters in a device strategy's counter array, in order; ``rejected`` is followed by
+#: one word per ``Reason`` (``protocol.N_REASONS`` in all, ``rejected[r]`` at ``rejected + r``).
+COUNTER_NAMES = ("processed", "emitted", "rejected")
+#: An edge's counters, in order: messages its consumer took off it, times its producer waited for
+#: room in it. What its producer put on it is the producer's ``emitted`` (every output of a stage
+#: goes on each of its edges), so an edge's depth is that minus ``taken``.
+EDGE_COUNTERS = ("taken", "stalls")
+
+
+@attrs.frozen
+class GraphCounters:
+    """Where a device strategy counts, per stage and per edge, in one array of 64-bit words that the
+    host reads while the kernel runs (docs/graphs.md, "Stats"). Shared by the emitters
+    (``ringgen.codegen``) and the runtime, which must agree on it.
+
+    Stage ``i`` (``stages[i]``) owns ``STAGE_WORDS`` words from ``i * STAGE_WORDS``: ``processed``
+    (handler calls, faulted ones included), ``emitted`` (outputs it handed on), then ``rejected``
+    by ``Reason``. Edge ``j`` (``edges[j]``, ``(producer, consumer)``) owns ``EDGE_WORDS`` words
+    from ``len(stages) * STAGE_WORDS + j * EDGE_WORDS``: ``EDGE_COUNTERS``.
+    """
+
+    stages: tuple[str, ...]
+    edges: tuple[tuple[str, str], ...]
+
+    STAGE_WORDS = 2 + N_REASONS
+    EDGE_WORDS = len(EDGE_COUNTERS)
+
+    def stage_at(self, stage: str) -> int:
+        """The first word of ``stage``'s counters."""
+        return self.stages.index(stage) * self.STAGE_WORDS
+
+    def edge_at(self, producer: str, consumer: str) -> int:
+        """The first word of the edge ``producer -> consumer``'s counters."""
+        j = self.edges.index((producer, consumer))
+        return len(self.stages) * self.STAGE_WORDS + j * self.EDGE_WORDS
+
+    @property
+    def total(self) -> int:
+        """Words in the array."""
+        return len(self.stages) * self.STAGE_WORDS + len(self.edges) * self.EDGE_WORDS
+
+
+def counter_layout(g: Graph) -> GraphCounters:
+    """The counter array of ``g`` under a device strategy: its stages producers first, its edges
+    in ``g.all_edges`` order (a topic's fan-out edges after the direct ones)."""
+    return GraphCounters(
+        stages=tuple(g.stages), edges=tuple((e.producer, e.consumer) for e in g.all_edges)
     )

@@ -30,7 +30,7 @@ from .codegen.options import EmitOptions
 from .codegen.targets import emitters, is_backend
 from .codegen.writer import write_unit
 from .errors import BackendUnavailableError, BuildError, CacheError
-from .graphs import Graph, fused_spec
+from .graphs import Graph, counter_layout, fused_spec
 from .kernel import InT, OutT, RingKernel, kernel_spec_of
 from .runtime import KernelHandle, load_backend, open_kernel
 from .runtime.cache import load_codecs
@@ -396,6 +396,7 @@ def _launch_fused(graph: Graph, backend: str, strategy: str, **options: Any) -> 
         spec = graph_queue.launch_spec(graph)
         source = graph_queue.emit(unit, graph, options=emit_options)
         abi = graph_queue.abi(graph)
+        capacity = graph_queue.edge_capacity(graph)
         workers = options.setdefault("workers", graph_queue.default_workers(graph))
         if not isinstance(workers, int) or workers < len(graph.stages):
             raise ValueError(
@@ -406,10 +407,18 @@ def _launch_fused(graph: Graph, backend: str, strategy: str, **options: Any) -> 
         spec = fused_spec(graph)
         source = graph_kernel.emit_fused(unit, graph, backend, options=emit_options)
         abi = graph_kernel.abi(graph, backend, source)
+        capacity = graph_kernel.edge_capacity(graph)
     package_dir, codecs = built_package(graph.spec(graph.entry))
     try:
         kernel = open_fused(
-            backend, spec, str(package_dir), source=source, abi=abi, codecs=codecs, **options
+            backend,
+            spec,
+            str(package_dir),
+            source=source,
+            abi=abi,
+            counters=counter_layout(graph).total,
+            codecs=codecs,
+            **options,
         )
     except BackendUnavailableError as exc:
         raise BackendUnavailableError(
@@ -417,4 +426,4 @@ def _launch_fused(graph: Graph, backend: str, strategy: str, **options: Any) -> 
             f"{exc.message}",
             hint=exc.hint,
         ) from None
-    return FusedGraphHandle(graph, kernel, strategy=strategy)
+    return FusedGraphHandle(graph, kernel, strategy=strategy, edge_capacity=capacity)

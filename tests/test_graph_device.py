@@ -20,9 +20,9 @@ from ringgen.build import collect
 from ringgen.codegen import graph_kernel, graph_queue
 from ringgen.codegen.graph_strategies import STRATEGIES
 from ringgen.errors import BuildError, QueueClosedError, QueueFullError
-from ringgen.graphs import fused_spec, stage_bounds
+from ringgen.graphs import counter_layout, fused_spec, stage_bounds
 from ringgen.kernel import RingKernel
-from ringgen.protocol import Lifecycle
+from ringgen.protocol import N_REASONS, Lifecycle
 from ringgen.runtime import available_backends
 from ringgen.testing import random_messages
 
@@ -86,12 +86,22 @@ def _drain(handle) -> np.ndarray:
             return _concat(out)
 
 
-def _reference(g, messages: np.ndarray) -> np.ndarray:
-    """``g`` on the cpu reference (the host strategy composing the stages' Python handlers)."""
+def _reference(g, messages: np.ndarray, *, with_stats: bool = False):
+    """``g`` on the cpu reference (the host strategy composing the stages' Python handlers): its
+    replies, and with ``with_stats`` its final ``GraphStats`` too."""
     with rg.launch(g, backend="cpu", capacity=4096) as h:
         h.send_batch(messages)
         h.terminate()
-        return _drain(h)
+        got = _drain(h)
+        return (got, h.stats()) if with_stats else got
+
+
+def _counts(stats) -> tuple[dict, dict]:
+    """Per stage ``(processed, emitted, rejected)``, per edge ``forwarded``: what a device
+    strategy counts, to compare with the reference's."""
+    stages = {n: (s.processed, s.emitted, dict(s.rejected)) for n, s in stats.stages.items()}
+    edges = {(e.producer, e.consumer): e.forwarded for e in stats.edges}
+    return stages, edges
 
 
 def _rows(arr: np.ndarray) -> list:
@@ -109,14 +119,16 @@ def test_a_fused_graph_equals_the_reference_composition(backend, shape):
         h.terminate(timeout=30.0)
         got = _drain(h)
         final = h.stats()
-    want = _reference(g, msgs)
+    want, ref = _reference(g, msgs, with_stats=True)
     assert len(want) > 0
     if in_order:
         np.testing.assert_array_equal(got, want)
     else:
         assert _rows(got) == _rows(want)
     assert final.strategy == backend[1]["strategy"] and final.lifecycle is Lifecycle.TERMINATED
-    assert final.stages[f"graph_{g.name or '_'.join(g.stages)}"].processed == len(msgs)
+    assert final.stages[g.entry].processed == len(msgs)
+    assert _counts(final) == _counts(ref)
+    assert all(e.depth == 0 and e.capacity > 0 for e in final.edges)
     if shape == "ordered":
         assert list(got["seq"]) == list(range(1, len(got) + 1))  # one state, in edge order
         assert h.stage("number").state().n == len(got)
@@ -135,17 +147,44 @@ def test_many_messages_wrap_every_edge_and_arrive_once_in_order(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_fault_in_a_stage_is_counted_and_the_graph_keeps_serving(backend):
+    """The middle stage faults on the messages whose y is a multiple of 5: its own counters hold
+    exactly those faults, the other stages' none, and each edge forwards what the reference's does;
+    the counters are read while the kernel runs, then after terminate."""
     msgs = random_messages(gk.Raw, 800, seed=6)
     g = gk.parse >> gk.overflow >> gk.finish
+    want, ref = _reference(g, msgs, with_stats=True)
+    faults = ref.stages["overflow"].rejected.get("OUTBOX_OVERFLOW", 0)
     with _launch(g, backend) as h:
         h.send_batch(msgs)
+        live = _wait_for(
+            lambda: h.stats(), lambda st: st.stages["finish"].processed == len(msgs) - faults
+        )
         h.terminate(timeout=30.0)
         got = _drain(h)
-        (stats,) = h.stats().stages.values()
-    want = _reference(g, msgs)
-    assert set(stats.rejected) == {"OUTBOX_OVERFLOW"}
-    assert len(got) == len(want) == len(msgs) - stats.rejected["OUTBOX_OVERFLOW"] < len(msgs)
+        final = h.stats()
+    assert 0 < faults < len(msgs)
+    assert _counts(live) == _counts(final) == _counts(ref)
+    stages = final.stages
+    assert stages["overflow"].rejected == {"OUTBOX_OVERFLOW": faults}
+    assert stages["parse"].rejected == stages["finish"].rejected == {}
+    assert [stages[s].processed for s in g.stages] == [len(msgs), len(msgs), len(msgs) - faults]
+    assert stages["overflow"].emitted == len(msgs) - faults
+    edges = {(e.producer, e.consumer): e for e in final.edges}
+    assert edges[("parse", "overflow")].forwarded == len(msgs)
+    assert edges[("overflow", "finish")].forwarded == len(msgs) - faults
+    assert len(got) == len(want) == len(msgs) - faults
     np.testing.assert_array_equal(got, want)
+
+
+def _wait_for(read, done, timeout: float = 30.0):
+    """Poll ``read()`` until ``done`` holds for what it returns (or fail after ``timeout`` s)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = read()
+        if done(value):
+            return value
+        assert time.monotonic() < deadline, f"not reached in {timeout} s: {value}"
+        time.sleep(0.01)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -203,7 +242,7 @@ def test_terminate_stops_within_100_ms(backend):
     assert took < 0.1, f"stop-now took {took * 1e3:.1f} ms"
     with _launch(gk.three, backend, capacity=1024) as h:
         h.send_batch(random_messages(gk.Raw, 1000, seed=5))
-        while h.stats().stages[h.kernel.name].processed < 1000:
+        while h.stats().stages["finish"].processed < 1000:
             time.sleep(0.001)
         t0 = time.perf_counter()
         h.terminate()
@@ -249,6 +288,31 @@ def test_the_fused_bounds_follow_outboxes_and_fan_in():
     assert (spec.outbox_limit, spec.state, spec.ordered) == (4, gk.Counter, True)
     spec = fused_spec(gk.three)
     assert (spec.output, spec.outbox, spec.name) == (gk.Out, None, "graph_parse_twice_finish")
+
+
+def test_the_counter_layout_gives_each_stage_and_edge_its_own_words():
+    c = counter_layout(gk.fanned)
+    assert c.stages == ("parse", "twice", "negate", "finish")
+    assert c.STAGE_WORDS == 2 + N_REASONS and c.EDGE_WORDS == 2
+    starts = [c.stage_at(s) for s in c.stages] + [c.edge_at(p, q) for p, q in c.edges]
+    assert starts == sorted(set(starts)) and starts[0] == 0
+    assert c.edge_at(*c.edges[-1]) + c.EDGE_WORDS == c.total == 4 * c.STAGE_WORDS + 4 * 2
+    source = graph_kernel.emit_fused(collect(gk), gk.fanned, "opencl")
+    assert f"#define RG_GRAPH_COUNTERS {c.total}u" in source
+    assert f"#define RG_GC_finish {c.stage_at('finish')}u" in source
+
+
+def test_atomic_queue_edges_are_stamped_slots():
+    """A consumer waits on its own slot's stamped words (one round trip), never on a progress word
+    before loading the slot; a ring holds two bytes per byte of slot."""
+    source = graph_queue.emit(collect(gk), gk.three)
+    assert "rg_aq_take<RG_AQ_parse_WORDS>" in source and "rg_aq_take<RG_AQ_twice_WORDS>" in source
+    assert "rg_aq_put<RG_AQ_parse_WORDS>" in source and "rg_aq_put<RG_AQ_twice_WORDS>" in source
+    assert "RG_AQ_parse_DONE) + ((lo" not in source  # no wait on a producer's progress word
+    stages, _ = graph_queue.compute_layout(gk.three)
+    parse, twice = stages[0], stages[1]
+    ring = graph_queue.EDGE_CHUNKS * 1024 * 2 * parse["slot_bytes"]
+    assert twice["ticket_at"] - parse["ring_at"] == ring
 
 
 _NVCC = shutil.which("nvcc")

@@ -86,7 +86,13 @@ def test_a_block_topic_on_a_device_strategy_equals_the_reference_composition(bac
     got, final = _run(g, name, msgs, capacity=1024, **options)
     want, _ = _run(g, "cpu", msgs, capacity=4096)
     assert final.strategy == options["strategy"]
-    assert final.stages[f"graph_dfan{n_subs}"].processed == len(msgs)
+    assert final.stages["publish"].processed == final.stages["dsub0"].processed == len(msgs)
+    assert final.stages["gather"].processed == n_subs * len(msgs)
+    # a topic is its fan-out edges, each counted: publish >> dsub<k>, then dsub<k> >> gather
+    forwarded = {(e.producer, e.consumer): e.forwarded for e in final.edges}
+    subs = [f"dsub{k}" for k in range(n_subs)]
+    assert list(forwarded) == [(s, "gather") for s in subs] + [("publish", s) for s in subs]
+    assert set(forwarded.values()) == {len(msgs)}
     assert len(want) == n_subs * len(msgs)
     assert _rows(got) == _rows(want)
     # every subscriber got every message, exactly once

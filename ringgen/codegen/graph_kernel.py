@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import attrs
 
+from .. import protocol
 from ..errors import BuildError
-from ..graphs import Graph, fused_spec, stage_bounds
+from ..graphs import Graph, counter_layout, fused_spec, stage_bounds
 from ..layout import layout_of
 from . import cuda, opencl
 from .env import render
@@ -36,6 +37,8 @@ __all__ = [
     "abi",
     "check_fits",
     "compute_path_bytes",
+    "counter_context",
+    "edge_capacity",
     "emit_fused",
     "source_path",
     "stage_contexts",
@@ -67,6 +70,7 @@ def stage_contexts(graph: Graph) -> list[dict]:
     entry message (the size of its input buffer); ``consumers``: the stages it feeds.
     """
     bounds = stage_bounds(graph)
+    counters = counter_layout(graph)
     out = []
     for k in graph.kernels:
         s = k.spec
@@ -83,9 +87,36 @@ def stage_contexts(graph: Graph) -> list[dict]:
                 "consumers": list(graph.consumers(s.name)),
                 "is_entry": s.name == graph.entry,
                 "is_exit": s.name in graph.exits,
+                "counters_at": counters.stage_at(s.name),
             }
         )
     return out
+
+
+def edge_capacity(graph: Graph) -> dict[tuple[str, str], int]:
+    """Per edge, the most messages it holds: its consumer's input buffer takes what its producer
+    makes for one entry message (``stage_bounds``)."""
+    bounds = stage_bounds(graph)
+    return {(e.producer, e.consumer): bounds[e.producer][1] for e in graph.all_edges}
+
+
+def counter_context(graph: Graph) -> dict[str, Any]:
+    """What ``templates/graph/counters.c.j2`` reads besides the stages: the array's size, where
+    the OpenCL handler finds it (the words after the control block, reached from the terminate
+    word its ``rg_stop`` points at), the reasons, and each edge's first word."""
+    counters = counter_layout(graph)
+    return {
+        "counters": {
+            "total": counters.total,
+            "ctl_stop_at": protocol.CONTROL_DTYPE.fields["terminate"][1],
+            "ctl_bytes": protocol.CONTROL_SIZE,
+            "n_reasons": protocol.N_REASONS,
+        },
+        "edges": [
+            {"producer": p, "consumer": c, "counters_at": counters.edge_at(p, c)}
+            for p, c in counters.edges
+        ],
+    }
 
 
 def compute_path_bytes(graph: Graph) -> dict[str, int]:
@@ -140,6 +171,7 @@ def _render_body(unit: "BuildUnit", graph: Graph, options: Optional["EmitOptions
         fused=cuda.kernel_context(spec),
         stages=stage_contexts(graph),
         stage_body=emit_body(stages, debug=options.debug_line_directives if options else None),
+        **counter_context(graph),
     )
 
 

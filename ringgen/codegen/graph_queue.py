@@ -26,7 +26,7 @@ from ..kernel import KernelSpec
 from ..layout import layout_of
 from . import cuda
 from .env import render
-from .graph_kernel import check_fits, stage_contexts
+from .graph_kernel import check_fits, counter_context, stage_contexts
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
@@ -38,6 +38,7 @@ __all__ = [
     "abi",
     "compute_layout",
     "default_workers",
+    "edge_capacity",
     "emit",
     "entry_point",
     "grid_spec",
@@ -91,6 +92,16 @@ def default_workers(graph: Graph) -> int:
     return ordered + (unordered * max(2, 16 // unordered) if unordered else 0)
 
 
+def edge_capacity(graph: Graph) -> dict[tuple[str, str], int]:
+    """Per edge, the most messages it holds: its producer's ring, ``EDGE_CHUNKS`` chunks of entry
+    messages, each slot up to what the producer makes for one (``stage_bounds``)."""
+    bounds = stage_bounds(graph)
+    return {
+        (e.producer, e.consumer): EDGE_CHUNKS * _CHUNK * max(1, bounds[e.producer][1])
+        for e in graph.all_edges
+    }
+
+
 def _slot_bytes(n_out: int, out_size: int) -> int:
     return (16 + n_out * out_size + 15) // 16 * 16
 
@@ -120,7 +131,8 @@ def compute_layout(graph: Graph) -> tuple[list[dict], int]:
         at += _up(EDGE_CHUNKS * 8, _LINE)
         s["ring_at"] = at
         if not s["is_exit"]:
-            at += _up(EDGE_CHUNKS * _CHUNK * s["slot_bytes"], _LINE)
+            # stamped words: 8 bytes in the ring per 4 of the slot (templates/graph/atomic_queue.cu.j2)
+            at += _up(EDGE_CHUNKS * _CHUNK * 2 * s["slot_bytes"], _LINE)
     return stages, at
 
 
@@ -173,6 +185,7 @@ def emit(unit: "BuildUnit", graph: Graph, *, options: Optional["EmitOptions"] = 
         exit=exit_ctx,
         aq=aq,
         out_slot=_out_slot(fused),
+        **counter_context(graph),
     )
     sub = attrs.evolve(unit, kernels=tuple(k.spec for k in graph.kernels), graphs=())
     handler = render(

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Mapping, Optional
 
+import numpy as np
+
 from .cuda import CudaKernelHandle
+from .cuda import device as cuda_device
 
 __all__ = ["FusedCudaKernel", "open_fused"]
 
@@ -18,10 +21,48 @@ class FusedCudaKernel(CudaKernelHandle):
     ``open_fused`` makes a subclass per launch whose ``fused_source`` (the ``.cu`` text) and
     ``fused_abi`` (its ``abi.cuda``, from ``ringgen.codegen.graph_kernel``) are set; the launch
     options are ``CudaKernelHandle``'s.
+
+    ``graph_counts()`` reads the graph's counters (``ringgen.graphs.GraphCounters``: the module's
+    ``__device__`` array ``rg_graph_counts``, ``fused_counters`` words) while the grid runs.
     """
 
     fused_source: ClassVar[str] = ""
     fused_abi: ClassVar[Mapping[str, Any]] = {}
+    fused_counters: ClassVar[int] = 0
+
+    def _launch_on_device(self, drv: Any) -> None:
+        # Pinned before the launch (pinning while a grid is resident can hang the driver).
+        self._counts_host = drv.pagelocked_zeros(max(1, self.fused_counters), np.uint64)
+        self._counts_last = np.zeros(self.fused_counters, np.uint64)
+        self._counts_dev = None
+        super()._launch_on_device(drv)
+        self._pinned.append(self._counts_host)
+        self._counts_dev, _ = self._module.get_global("rg_graph_counts")
+        # A module is loaded once per process, so its array still holds an earlier launch's counts:
+        # those are the base. Read now, while no message can have arrived (open() has not returned).
+        self._counts_base = self._copy_counts().copy()
+
+    def _copy_counts(self) -> np.ndarray:
+        drv = cuda_device._drv()
+        cuda_device.context(self.device)
+        drv.memcpy_dtoh_async(self._counts_host, self._counts_dev, stream=self._copy_stream)
+        self._copy_stream.synchronize()
+        return self._counts_host[: self.fused_counters]
+
+    def graph_counts(self) -> np.ndarray:
+        """The graph's counters now (a copy); the last ones read once the grid is gone or its
+        context lost."""
+        if self._counts_dev is None or self._module is None or self._context_lost():
+            return self._counts_last.copy()
+        try:
+            self._counts_last = self._copy_counts() - self._counts_base
+        except Exception as exc:
+            self._driver_failed(exc, "reading its graph counters")
+        return self._counts_last.copy()
+
+    def _free(self) -> None:
+        self.graph_counts()  # the final counts, before the memory goes
+        super()._free()
 
     def _read_source(self) -> tuple[str, str]:
         return self.fused_source, f"<fused graph {self.name}>"
@@ -31,13 +72,25 @@ class FusedCudaKernel(CudaKernelHandle):
 
 
 def open_fused(
-    spec: Any, package_dir: Optional[str], *, source: str, abi: Mapping[str, Any], **options: Any
+    spec: Any,
+    package_dir: Optional[str],
+    *,
+    source: str,
+    abi: Mapping[str, Any],
+    counters: int,
+    **options: Any,
 ) -> CudaKernelHandle:
     """Launch the fused kernel ``spec`` (``ringgen.graphs.fused_spec``) from ``source`` and ``abi``
-    with the CUDA launch options (``CudaKernelHandle``), and wait until it is ACTIVE."""
+    with the CUDA launch options (``CudaKernelHandle``), and wait until it is ACTIVE; its source
+    counts in ``counters`` words (``ringgen.graphs.GraphCounters.total``)."""
     cls = type(
         "FusedCudaKernel",
         (FusedCudaKernel,),
-        {"fused_source": source, "fused_abi": dict(abi), "__module__": __name__},
+        {
+            "fused_source": source,
+            "fused_abi": dict(abi),
+            "fused_counters": counters,
+            "__module__": __name__,
+        },
     )
     return cls.open(spec, package_dir, **options)

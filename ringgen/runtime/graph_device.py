@@ -13,12 +13,16 @@ This module gives it the ``GraphHandle`` API: ``receive(exit=)``, ``stage(name)`
 from __future__ import annotations
 
 import importlib
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Mapping, Optional
 
-from ..graphs import Graph
-from ..protocol import Lifecycle
+import attrs
+import numpy as np
+
+from ..graphs import Graph, counter_layout
+from ..protocol import N_REASONS, Lifecycle
 from .base import KernelHandle
-from .graph_edges import Chunk, GraphStats
+from .graph_edges import Chunk, EdgeStats, GraphStats
+from .stats import KernelStats, _reason_name
 
 __all__ = ["DEVICE_STRATEGIES", "FusedGraphHandle", "check_strategy", "open_fused"]
 
@@ -70,19 +74,28 @@ class FusedGraphHandle:
     """A launched graph fused into one device kernel: send into its entry, receive from its exit.
 
     The calls, errors and lifecycle of ``GraphHandle``; each delegates to the one kernel
-    (``kernel``). ``stats().stages`` has one entry, the fused kernel's ``KernelStats`` (``processed``
-    counts entry messages through the whole graph; ``rejected`` the faults of every stage, by
-    reason). ``edges`` is empty: an edge is a buffer inside one thread's call, nothing waits on it
-    between two messages, and the fused kernel keeps no per-edge counters.
+    (``kernel``). ``stats()`` is the host strategy's shape, read from the counters the kernel keeps
+    per stage and per edge (``ringgen.graphs.GraphCounters``; ``kernel.graph_counts()``) while it
+    runs: see ``stats``. ``edge_capacity`` gives each edge's bound, ``(producer, consumer) ->
+    messages`` (what the strategy's source holds; 0 when not given).
     """
 
-    def __init__(self, graph: Graph, kernel: KernelHandle, *, strategy: str) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        kernel: KernelHandle,
+        *,
+        strategy: str,
+        edge_capacity: Optional[Mapping[tuple[str, str], int]] = None,
+    ) -> None:
         self.graph = graph
         self.name = graph.label
         self.kernel = kernel
         self.strategy = strategy
         self.backend = kernel.backend
         self.handles = {s: kernel for s in graph.stages}
+        self.counters = counter_layout(graph)
+        self.edge_capacity = dict(edge_capacity or {})
 
     # ---- sending and receiving: the kernel's own
 
@@ -162,16 +175,86 @@ class FusedGraphHandle:
         return self.kernel.lifecycle
 
     def stats(self) -> GraphStats:
-        """The fused kernel's ``KernelStats``, under its name (no per-edge counters: see the class)."""
+        """The graph's ``GraphStats``: per stage a ``KernelStats``, per edge an ``EdgeStats``.
+
+        A stage's ``processed`` (its handler's calls, faulted ones included), ``emitted`` (outputs
+        it handed on) and ``rejected`` (its faults by reason) are its own, counted on the device.
+        Where the host is at one end, a field is the kernel's: the entry's ``input_depth``,
+        ``sent``, ``unprocessed`` and ``dead_letters_dropped``; the exit's ``output_depth``,
+        ``output_stalls``, ``received``, ``spilled`` and ``latency``. An inner stage's
+        ``input_depth`` is what its input edges hold, its ``output_depth`` and ``received`` the
+        most any output edge holds and has forwarded, its ``output_stalls`` its edges' stalls, its
+        ``sent`` what its input edges passed. Lifecycle, heartbeat, idle polls, launches, capacity
+        and fault are the one kernel's, in every stage.
+
+        An edge's ``forwarded`` is what its consumer took, ``depth`` what its producer put on it
+        and the consumer has not taken yet, ``stalls`` the producer's waits for room in it
+        (``atomic_queue``). Under ``shared_memory`` an edge is a buffer inside one call that every
+        output of its producer goes through: it forwards exactly its producer's ``emitted`` and
+        holds nothing between calls.
+        """
         st = self.kernel.stats()
+        raw = self.kernel.graph_counts()
+        c = self.counters
+        messages = {(e.producer, e.consumer): e.message.__name__ for e in self.graph.all_edges}
+        edges = []
+        for p, q in c.edges:
+            passed = int(raw[c.stage_at(p) + 1])
+            if self.strategy == "shared_memory":
+                taken, stalls = passed, 0
+            else:
+                at = c.edge_at(p, q)
+                taken, stalls = (int(v) for v in raw[at : at + c.EDGE_WORDS])
+            edges.append(
+                EdgeStats(
+                    producer=p,
+                    consumer=q,
+                    message=messages[(p, q)],
+                    capacity=self.edge_capacity.get((p, q), 0),
+                    depth=max(0, passed - taken),
+                    forwarded=taken,
+                    stalls=stalls,
+                )
+            )
+        stages = {s: self._stage_stats(s, st, raw, edges) for s in c.stages}
         return GraphStats(
             graph=self.name,
             backend=self.backend,
             strategy=self.strategy,
             lifecycle=st.lifecycle,
-            stages={self.kernel.name: st},
-            edges=(),
+            stages=stages,
+            edges=tuple(edges),
             spilled=st.spilled,
+        )
+
+    def _stage_stats(
+        self, stage: str, st: KernelStats, raw: np.ndarray, edges: list[EdgeStats]
+    ) -> KernelStats:
+        """Stage ``stage``'s ``KernelStats`` from the kernel's ``st`` and the counters ``raw``
+        (which fields are whose: ``stats``)."""
+        at = self.counters.stage_at(stage)
+        rejected = {
+            _reason_name(r): int(n) for r, n in enumerate(raw[at + 2 : at + 2 + N_REASONS]) if n
+        }
+        ins = [e for e in edges if e.consumer == stage]
+        outs = [e for e in edges if e.producer == stage]
+        is_entry = stage == self.graph.entry
+        is_exit = stage in self.graph.exits
+        return attrs.evolve(
+            st,
+            kernel=stage,
+            processed=int(raw[at]),
+            emitted=int(raw[at + 1]),
+            rejected=rejected,
+            input_depth=st.input_depth if is_entry else sum(e.depth for e in ins),
+            output_depth=(st.output_depth if is_exit else max((e.depth for e in outs), default=0)),
+            output_stalls=st.output_stalls if is_exit else sum(e.stalls for e in outs),
+            sent=st.sent if is_entry else sum(e.forwarded + e.depth for e in ins),
+            received=st.received if is_exit else max((e.forwarded for e in outs), default=0),
+            dead_letters_dropped=st.dead_letters_dropped if is_entry else 0,
+            spilled=st.spilled if is_exit else 0,
+            unprocessed=st.unprocessed if is_entry else 0,
+            latency=st.latency if is_exit else None,
         )
 
     def terminate(self, timeout: Optional[float] = None, *, drain: bool = True) -> GraphStats:

@@ -30,6 +30,8 @@ class EdgeStats:
         capacity: the most messages it holds between the two queues.
         depth: messages it holds now (taken from the producer, not yet in the consumer's queue).
         forwarded: messages it has put into the consumer's input queue.
+        stalls: times its producer waited for room in it (the ``atomic_queue`` strategy counts
+            them; 0 elsewhere).
     """
 
     producer: str
@@ -38,6 +40,7 @@ class EdgeStats:
     capacity: int
     depth: int
     forwarded: int
+    stalls: int = 0
 
 
 @attrs.frozen

@@ -8,7 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Optional
 
+import numpy as np
+
 from ..errors import BackendUnavailableError
+from ..protocol import CONTROL_SIZE
 from .opencl import OpenclPersistentKernel, OpenclRelaunchKernel
 from .opencl.build import build_program, select_device
 
@@ -17,10 +20,18 @@ __all__ = ["FusedOpenclPersistent", "FusedOpenclRelaunch", "open_fused"]
 
 class _FusedSource:
     """Replaces where an OpenCL transport reads its source and ABI (a mixin before the transport);
-    ``open_fused`` sets ``fused_source`` and ``fused_abi`` on a subclass per launch."""
+    ``open_fused`` sets ``fused_source``, ``fused_abi`` and ``fused_counters`` on a subclass per
+    launch. The graph's counters (``ringgen.graphs.GraphCounters``, ``fused_counters`` words) follow
+    the control block in its allocation, where the handler finds them from its ``rg_stop``;
+    ``graph_counts()`` reads them."""
 
     fused_source: ClassVar[str] = ""
     fused_abi: ClassVar[Mapping[str, Any]] = {}
+    fused_counters: ClassVar[int] = 0
+    _counts_last: Optional[np.ndarray] = None
+
+    def _counts_bytes(self) -> int:
+        return CONTROL_SIZE + 8 * self.fused_counters
 
     def _abi(self) -> dict:
         return dict(self.fused_abi)
@@ -42,22 +53,85 @@ class _FusedSource:
 
 
 class FusedOpenclPersistent(_FusedSource, OpenclPersistentKernel):
-    """A graph fused into one persistent OpenCL kernel."""
+    """A graph fused into one persistent OpenCL kernel; its counters are in the control block's SVM
+    allocation, which the host reads as it reads the control block."""
+
+    _counts: Optional[np.ndarray] = None
+
+    def _svm(self, nbytes: int) -> np.ndarray:
+        # The first allocation of a launch is the control block: grown by the counters.
+        if self._counts is not None or nbytes != CONTROL_SIZE:
+            return super()._svm(nbytes)
+        whole = super()._svm(self._counts_bytes())
+        self._counts = whole[CONTROL_SIZE:].view(np.uint64)
+        return whole[:CONTROL_SIZE]
+
+    def graph_counts(self) -> np.ndarray:
+        """The graph's counters now (a copy); the last ones once the kernel's memory is freed."""
+        if self._counts is None:
+            return np.zeros(self.fused_counters, np.uint64)
+        return self._counts.copy()
+
+    def _release(self) -> None:
+        counts = self.graph_counts()
+        self._counts = None
+        super()._release()
+        self._counts = counts  # a plain array now: the SVM is gone
 
 
 class FusedOpenclRelaunch(_FusedSource, OpenclRelaunchKernel):
-    """A graph fused into one OpenCL kernel, relaunched per batch."""
+    """A graph fused into one OpenCL kernel, relaunched per batch; its counters stay in the control
+    block's device buffer between launches and are copied out when read."""
+
+    def _launch(self) -> None:
+        import pyopencl as cl
+
+        super()._launch()
+        whole = np.zeros(self._counts_bytes(), np.uint8)
+        whole[:CONTROL_SIZE] = self._ctl_host.view(np.uint8)
+        grown = cl.Buffer(
+            self._ctx, cl.mem_flags.READ_WRITE | cl.mem_flags.COPY_HOST_PTR, hostbuf=whole
+        )
+        self._ctl_buf.release()
+        self._ctl_buf = grown
+        self._counts_last = np.zeros(self.fused_counters, np.uint64)
+
+    def graph_counts(self) -> np.ndarray:
+        """The graph's counters after the launches finished so far (a copy)."""
+        import pyopencl as cl
+
+        with self._lock:
+            if getattr(self, "_ctl_buf", None) is not None and self.fused_counters:
+                self._reap()
+                counts = np.empty(self.fused_counters, np.uint64)
+                cl.enqueue_copy(
+                    self._queue, counts, self._ctl_buf, src_offset=CONTROL_SIZE, is_blocking=True
+                )
+                self._counts_last = counts
+            return self._counts_last.copy()
+
+    def _release(self) -> None:
+        if getattr(self, "_ctl_buf", None) is not None:
+            self.graph_counts()
+        super()._release()
 
 
 _FUSED = {"persistent": FusedOpenclPersistent, "relaunch": FusedOpenclRelaunch}
 
 
 def open_fused(
-    spec: Any, package_dir: Optional[str], *, source: str, abi: Mapping[str, Any], **options: Any
+    spec: Any,
+    package_dir: Optional[str],
+    *,
+    source: str,
+    abi: Mapping[str, Any],
+    counters: int,
+    **options: Any,
 ):
     """Launch the fused kernel ``spec`` from ``source`` and ``abi`` on OpenCL: ``mode`` and
     ``device`` as ``OpenclKernel.open`` takes them (persistent where the device supports it), the
-    other options the transport's.
+    other options the transport's; its source counts in ``counters`` words
+    (``ringgen.graphs.GraphCounters.total``).
 
     Raises:
         ValueError: an unknown ``mode``.
@@ -79,6 +153,11 @@ def open_fused(
     cls = type(
         _FUSED[mode].__name__,
         (_FUSED[mode],),
-        {"fused_source": source, "fused_abi": dict(abi), "__module__": __name__},
+        {
+            "fused_source": source,
+            "fused_abi": dict(abi),
+            "fused_counters": counters,
+            "__module__": __name__,
+        },
     )
     return cls.open(spec, package_dir, device_info=info, **options)

@@ -866,6 +866,62 @@ RG_FN int rg_handle_over_limit(RG_PRIVATE const Numbered* rg_in, RG_PRIVATE Numb
 }
 
 
+/* ---- graph counters: 58 words (ringgen.graphs.GraphCounters) ---- */
+#define RG_GRAPH_COUNTERS 58u
+#define RG_GC_scale 0u
+#define RG_GC_arrival 18u
+#define RG_GC_over_limit 36u
+#define RG_GE_scale__arrival 54u
+#define RG_GE_arrival__over_limit 56u
+#if defined(__CUDACC__)
+__device__ rg_u64 rg_graph_counts[RG_GRAPH_COUNTERS];
+#define RG_GRAPH_COUNTS(stop) (rg_graph_counts)
+
+/* Add v to *p: the lanes of the warp here together sum theirs, the first of them adds the sum. */
+RG_FN void rg_graph_add(rg_u64* p, rg_u32 v)
+{
+#if __CUDA_ARCH__ >= 800
+    const unsigned int lanes = __activemask();
+    const unsigned int sum = __reduce_add_sync(lanes, v);
+    if ((threadIdx.x & 31u) == (unsigned int)(__ffs(lanes) - 1) && sum != 0u) {
+        atomicAdd((unsigned long long*)p, (unsigned long long)sum);
+    }
+#else
+    if (v != 0u) {
+        atomicAdd((unsigned long long*)p, (unsigned long long)v);
+    }
+#endif
+}
+
+/* Count one fault of a stage (its first counter word at c) by reason (rare: no warp sum). */
+RG_FN void rg_graph_fault(rg_u64* c, int status)
+{
+    int reason = -status;
+    if (reason <= 0 || reason >= 16) {
+        reason = RG_REASON_NONE;
+    }
+    atomicAdd((unsigned long long*)&c[2 + reason], 1ull);
+}
+#else
+#define RG_GRAPH_COUNTS(stop) ((RG_GLOBAL rg_u64*)((RG_GLOBAL rg_u8*)(stop) - 0 + 384))
+
+RG_FN void rg_graph_add(RG_GLOBAL rg_u64* p, rg_u32 v)
+{
+    if (v != 0u) {
+        rg_atomic_fetch_add_u64(p, (rg_u64)v);
+    }
+}
+
+RG_FN void rg_graph_fault(RG_GLOBAL rg_u64* c, int status)
+{
+    int reason = -status;
+    if (reason <= 0 || reason >= 16) {
+        reason = RG_REASON_NONE;
+    }
+    rg_atomic_fetch_add_u64(&c[2 + reason], (rg_u64)1);
+}
+#endif
+
 /* ==== graph readings, atomic_queue: scale -> arrival -> over_limit ==== */
 /* Entry messages per edge ring: RG_AQ_CHUNKS chunks of RG_CHUNK. */
 #define RG_AQ_CHUNKS 8u
@@ -874,7 +930,9 @@ RG_FN int rg_handle_over_limit(RG_PRIVATE const Numbered* rg_in, RG_PRIVATE Numb
 #define RG_AQ_scale_TICKET 0u
 #define RG_AQ_scale_DONE 128u
 #define RG_AQ_scale_RING 256u
-/* slot i: what scale made for entry message i (n of at most 1) and the first fault's status */
+/* slot i: what scale made for entry message i (n of at most 1) and the first fault's
+ * status; in the ring as RG_AQ_scale_WORDS stamped words (rg_aq_put) */
+#define RG_AQ_scale_WORDS 8
 typedef struct __align__(16) rg_aq_slot_scale {
     rg_i32 n;
     rg_i32 status;
@@ -883,10 +941,12 @@ typedef struct __align__(16) rg_aq_slot_scale {
 } rg_aq_slot_scale;
 RG_STATIC_ASSERT(sizeof(rg_aq_slot_scale) == 32, rg_check_aq_slot_scale);
 /* stage arrival: one block, messages in order; its ticket, progress per chunk and edge ring in the area after rg_sched */
-#define RG_AQ_arrival_TICKET 262400u
-#define RG_AQ_arrival_DONE 262528u
-#define RG_AQ_arrival_RING 262656u
-/* slot i: what arrival made for entry message i (n of at most 1) and the first fault's status */
+#define RG_AQ_arrival_TICKET 524544u
+#define RG_AQ_arrival_DONE 524672u
+#define RG_AQ_arrival_RING 524800u
+/* slot i: what arrival made for entry message i (n of at most 1) and the first fault's
+ * status; in the ring as RG_AQ_arrival_WORDS stamped words (rg_aq_put) */
+#define RG_AQ_arrival_WORDS 12
 typedef struct __align__(16) rg_aq_slot_arrival {
     rg_i32 n;
     rg_i32 status;
@@ -895,9 +955,57 @@ typedef struct __align__(16) rg_aq_slot_arrival {
 } rg_aq_slot_arrival;
 RG_STATIC_ASSERT(sizeof(rg_aq_slot_arrival) == 48, rg_check_aq_slot_arrival);
 /* stage over_limit: a share of blocks; its ticket, progress per chunk in the area after rg_sched */
-#define RG_AQ_over_limit_TICKET 655872u
-#define RG_AQ_over_limit_DONE 656000u
-#define RG_AQ_BYTES 656128u
+#define RG_AQ_over_limit_TICKET 1311232u
+#define RG_AQ_over_limit_DONE 1311360u
+#define RG_AQ_BYTES 1311488u
+
+/* An edge slot in the ring, as stamped words: each 8-byte word holds 4 bytes of the slot and the
+ * stamp (rg_u32)(seq + 1) of the entry message it is for. A word is stored and loaded whole (the
+ * two words of a 16-byte access each are), so a consumer that finds every word of its slot stamped
+ * for its message has all of it: one round of 16-byte loads in flight together, and no progress
+ * word to wait on before it. A word from an earlier lap has another stamp; the ring starts zeroed
+ * (stamp 0, no message's). N: the slot's 4-byte words, a multiple of 4 (slots are 16-byte words). */
+template <int N>
+RG_FN void rg_aq_put(rg_u64* dst, rg_u32 stamp, const rg_u32* w)
+{
+    static_assert(N % 4 == 0, "rg_aq_put: a slot is whole 16-byte words");
+    const rg_u64 hi = (rg_u64)stamp << 32;
+#pragma unroll
+    for (int k = 0; k < N; k += 2) {
+        asm volatile("st.volatile.global.v2.u64 [%0], {" "%1, %2};"
+                     :: "l"(dst + k), "l"(hi | w[k]), "l"(hi | w[k + 1]) : "memory");
+    }
+}
+
+/* Wait until every word of the slot at src is stamped `stamp` and copy its 4-byte halves to w;
+ * false when the grid is to stop (*stop set: a drain stop comes only once every accepted message
+ * has been published, so then no slot is still awaited). */
+template <int N>
+RG_FN bool rg_aq_take(const rg_u64* src, rg_u32 stamp, rg_u32* w, RG_GLOBAL rg_u32* stop)
+{
+    static_assert(N % 4 == 0, "rg_aq_take: a slot is whole 16-byte words");
+    rg_u32 spins = 0u;
+    for (rg_u32 polls = 1u;; ++polls) {
+        bool whole = true;
+#pragma unroll
+        for (int k = 0; k < N; k += 2) {
+            rg_u64 a;
+            rg_u64 b;
+            asm volatile("ld.volatile.global.v2.u64 {" "%0, %1}, [%2];"
+                         : "=l"(a), "=l"(b) : "l"(src + k) : "memory");
+            w[k] = (rg_u32)a;
+            w[k + 1] = (rg_u32)b;
+            whole = whole && (rg_u32)(a >> 32) == stamp && (rg_u32)(b >> 32) == stamp;
+        }
+        if (whole) {
+            return true;
+        }
+        if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(stop) != 0u) {
+            return false;
+        }
+        rg__backoff(&spins, RG_WORKER_HOT);
+    }
+}
 
 /* Which entry message each thread's rg_handle_graph_readings call is for, and where the area is
  * (set by the exit's blocks before they call rg_graph_readings_one). */
@@ -915,19 +1023,33 @@ RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
     const rg_u64 seq = rg_aq_seq[threadIdx.x];
     (void)seq;
     int rg_fault = 0;
+    rg_u32 rg_calls = 0u;
+    rg_u32 rg_made = 0u;
+    rg_u32 rg_taken_arrival = 0u;
+
     int rg_status = RG_STATUS_NONE;
         {
-            const rg_aq_slot_arrival rg_p = rg__load_slot<16>(&((const rg_aq_slot_arrival*)(rg_aq_area + RG_AQ_arrival_RING))[seq & RG_AQ_MASK]);
+            union { rg_aq_slot_arrival s; rg_u32 w[RG_AQ_arrival_WORDS]; } rg_pu;
+            if (!rg_aq_take<RG_AQ_arrival_WORDS>((const rg_u64*)(rg_aq_area + RG_AQ_arrival_RING) + (seq & RG_AQ_MASK) * RG_AQ_arrival_WORDS,
+                                             (rg_u32)(seq + 1u), rg_pu.w, rg_stop)) {
+                rg_pu.s.n = 0;       /* the grid is stopping now: nothing came */
+                rg_pu.s.status = 0;
+            }
+            const rg_aq_slot_arrival& rg_p = rg_pu.s;
             if (rg_p.status < 0) {
                 rg_fault = rg_fault != 0 ? rg_fault : rg_p.status;
             }
+            rg_taken_arrival += (rg_u32)rg_p.n;
             for (rg_i32 rg_k = 0; rg_k < rg_p.n; ++rg_k) {
             {
                 Numbered rg_value;
+                rg_calls += 1u;
                 const int rg_st = rg_handle_over_limit(&rg_p.items[rg_k], &rg_value, 0, 0, rg_stop);
                 if (rg_st < 0) {
                     rg_fault = rg_fault != 0 ? rg_fault : rg_st;
+                    rg_graph_fault(rg_graph_counts + RG_GC_over_limit, rg_st);
                 } else if (rg_st == RG_STATUS_OUTPUT) {
+                    rg_made += 1u;
                                             *rg_out = rg_value;
                         rg_status = RG_STATUS_OUTPUT;
 
@@ -935,6 +1057,10 @@ RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
             }
             }
         }
+    rg_graph_add(rg_graph_counts + RG_GC_over_limit, rg_calls);
+    rg_graph_add(rg_graph_counts + RG_GC_over_limit + 1u, rg_made);
+    rg_graph_add(rg_graph_counts + RG_GE_arrival__over_limit, rg_taken_arrival);
+
     if (rg_fault != 0) {
         return rg_fault;
     }
@@ -1223,6 +1349,8 @@ RG_FN rg_u64 rg_aq_ready_scale(rg_sched* sched, rg_u8* area, rg_u64 lo, rg_u64 e
 {
     rg_u32 spins = 0u;
     for (rg_u32 polls = 1u;; ++polls) {
+        /* Every stage: the entry messages accepted so far (a later stage's threads then wait on
+         * their own slots, rg_aq_take). */
         const rg_u64 a = rg__ld_acquire_gpu_u64(&sched->avail);
         if (a > lo) {
             return a < end ? a : end;
@@ -1238,19 +1366,11 @@ RG_FN rg_u64 rg_aq_ready_arrival(rg_sched* sched, rg_u8* area, rg_u64 lo, rg_u64
 {
     rg_u32 spins = 0u;
     for (rg_u32 polls = 1u;; ++polls) {
-        /* A value from an older lap of a progress word is at most lo: not ready. */
-        rg_u64 hi = end;
-        bool ready = true;
-        {
-            const rg_u64 d = rg__ld_acquire_gpu_u64((rg_u64*)(area + RG_AQ_scale_DONE) + ((lo / RG_CHUNK) & (RG_AQ_CHUNKS - 1u)));
-            if (d <= lo) {
-                ready = false;
-            } else if (d < hi) {
-                hi = d;
-            }
-        }
-        if (ready) {
-            return hi;
+        /* Every stage: the entry messages accepted so far (a later stage's threads then wait on
+         * their own slots, rg_aq_take). */
+        const rg_u64 a = rg__ld_acquire_gpu_u64(&sched->avail);
+        if (a > lo) {
+            return a < end ? a : end;
         }
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return 0u;
@@ -1263,19 +1383,11 @@ RG_FN rg_u64 rg_aq_ready_over_limit(rg_sched* sched, rg_u8* area, rg_u64 lo, rg_
 {
     rg_u32 spins = 0u;
     for (rg_u32 polls = 1u;; ++polls) {
-        /* A value from an older lap of a progress word is at most lo: not ready. */
-        rg_u64 hi = end;
-        bool ready = true;
-        {
-            const rg_u64 d = rg__ld_acquire_gpu_u64((rg_u64*)(area + RG_AQ_arrival_DONE) + ((lo / RG_CHUNK) & (RG_AQ_CHUNKS - 1u)));
-            if (d <= lo) {
-                ready = false;
-            } else if (d < hi) {
-                hi = d;
-            }
-        }
-        if (ready) {
-            return hi;
+        /* Every stage: the entry messages accepted so far (a later stage's threads then wait on
+         * their own slots, rg_aq_take). */
+        const rg_u64 a = rg__ld_acquire_gpu_u64(&sched->avail);
+        if (a > lo) {
+            return a < end ? a : end;
         }
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return 0u;
@@ -1295,14 +1407,17 @@ RG_FN bool rg_aq_room_scale(rg_sched* sched, rg_u8* area, rg_u64 chunk)
     rg_u32 spins = 0u;
     bool stalled = false;
     for (rg_u32 polls = 1u;; ++polls) {
-        bool room = true;
-        room = room && rg__ld_acquire_gpu_u64((rg_u64*)(area + RG_AQ_arrival_DONE) + (chunk & (RG_AQ_CHUNKS - 1u))) >= need;
-        if (room) {
+        const bool room_arrival = rg__ld_acquire_gpu_u64((rg_u64*)(area + RG_AQ_arrival_DONE) + (chunk & (RG_AQ_CHUNKS - 1u))) >= need;
+        if (room_arrival) {
             return true;
         }
         if (!stalled) {
+            /* once per wait: the kernel's stalls, and each edge whose consumer is behind */
             stalled = true;
             atomicAdd((unsigned long long*)&sched->stalls, 1ull);
+            if (!room_arrival) {
+                atomicAdd((unsigned long long*)&rg_graph_counts[RG_GE_scale__arrival + 1u], 1ull);
+            }
         }
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return false;
@@ -1320,14 +1435,17 @@ RG_FN bool rg_aq_room_arrival(rg_sched* sched, rg_u8* area, rg_u64 chunk)
     rg_u32 spins = 0u;
     bool stalled = false;
     for (rg_u32 polls = 1u;; ++polls) {
-        bool room = true;
-        room = room && rg__ld_acquire_gpu_u64(&sched->published) >= need;
-        if (room) {
+        const bool room_over_limit = rg__ld_acquire_gpu_u64(&sched->published) >= need;
+        if (room_over_limit) {
             return true;
         }
         if (!stalled) {
+            /* once per wait: the kernel's stalls, and each edge whose consumer is behind */
             stalled = true;
             atomicAdd((unsigned long long*)&sched->stalls, 1ull);
+            if (!room_over_limit) {
+                atomicAdd((unsigned long long*)&rg_graph_counts[RG_GE_arrival__over_limit + 1u], 1ull);
+            }
         }
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return false;
@@ -1343,20 +1461,36 @@ RG_FN void rg_aq_one_scale(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_ring,
     rg_aq_slot_scale rg_o;
     rg_o.n = 0;
     int rg_fault = 0;
+    rg_u32 rg_calls = 0u;
+    rg_u32 rg_made = 0u;
+
     const Sample rg_m0 = rg__load_slot<16>(&in_ring[seq & in_mask]);
             {
                 Scaled rg_value;
+                rg_calls += 1u;
                 const int rg_st = rg_handle_scale(&rg_m0, &rg_value, 0, 0, rg_stop);
                 if (rg_st < 0) {
                     rg_fault = rg_fault != 0 ? rg_fault : rg_st;
+                    rg_graph_fault(rg_graph_counts + RG_GC_scale, rg_st);
                 } else if (rg_st == RG_STATUS_OUTPUT) {
+                    rg_made += 1u;
                                             rg_o.items[rg_o.n] = rg_value;
                         rg_o.n += 1;
 
                 }
             }
     rg_o.status = rg_fault;
-    rg__store_slot<16>(&((rg_aq_slot_scale*)(rg_aq_area + RG_AQ_scale_RING))[seq & RG_AQ_MASK], rg_o);
+    rg_graph_add(rg_graph_counts + RG_GC_scale, rg_calls);
+    rg_graph_add(rg_graph_counts + RG_GC_scale + 1u, rg_made);
+
+    union { rg_aq_slot_scale s; rg_u32 w[RG_AQ_scale_WORDS]; } rg_u;
+#pragma unroll
+    for (int k = 0; k < RG_AQ_scale_WORDS; ++k) {
+        rg_u.w[k] = 0u;
+    }
+    rg_u.s = rg_o;
+    rg_aq_put<RG_AQ_scale_WORDS>((rg_u64*)(rg_aq_area + RG_AQ_scale_RING) + (seq & RG_AQ_MASK) * RG_AQ_scale_WORDS,
+                                    (rg_u32)(seq + 1u), rg_u.w);
 }
 
 /* Entry message seq through stage arrival: its slot of the ring. */
@@ -1366,18 +1500,32 @@ RG_FN void rg_aq_one_arrival(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_rin
     rg_aq_slot_arrival rg_o;
     rg_o.n = 0;
     int rg_fault = 0;
+    rg_u32 rg_calls = 0u;
+    rg_u32 rg_made = 0u;
+    rg_u32 rg_taken_scale = 0u;
+
         {
-            const rg_aq_slot_scale rg_p = rg__load_slot<16>(&((const rg_aq_slot_scale*)(rg_aq_area + RG_AQ_scale_RING))[seq & RG_AQ_MASK]);
+            union { rg_aq_slot_scale s; rg_u32 w[RG_AQ_scale_WORDS]; } rg_pu;
+            if (!rg_aq_take<RG_AQ_scale_WORDS>((const rg_u64*)(rg_aq_area + RG_AQ_scale_RING) + (seq & RG_AQ_MASK) * RG_AQ_scale_WORDS,
+                                             (rg_u32)(seq + 1u), rg_pu.w, rg_stop)) {
+                rg_pu.s.n = 0;       /* the grid is stopping now: nothing came */
+                rg_pu.s.status = 0;
+            }
+            const rg_aq_slot_scale& rg_p = rg_pu.s;
             if (rg_p.status < 0) {
                 rg_fault = rg_fault != 0 ? rg_fault : rg_p.status;
             }
+            rg_taken_scale += (rg_u32)rg_p.n;
             for (rg_i32 rg_k = 0; rg_k < rg_p.n; ++rg_k) {
             {
                 Numbered rg_value;
+                rg_calls += 1u;
                 const int rg_st = rg_handle_arrival(&rg_p.items[rg_k], &rg_value, rg_state, 0, rg_stop);
                 if (rg_st < 0) {
                     rg_fault = rg_fault != 0 ? rg_fault : rg_st;
+                    rg_graph_fault(rg_graph_counts + RG_GC_arrival, rg_st);
                 } else if (rg_st == RG_STATUS_OUTPUT) {
+                    rg_made += 1u;
                                             rg_o.items[rg_o.n] = rg_value;
                         rg_o.n += 1;
 
@@ -1386,7 +1534,18 @@ RG_FN void rg_aq_one_arrival(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_rin
             }
         }
     rg_o.status = rg_fault;
-    rg__store_slot<16>(&((rg_aq_slot_arrival*)(rg_aq_area + RG_AQ_arrival_RING))[seq & RG_AQ_MASK], rg_o);
+    rg_graph_add(rg_graph_counts + RG_GC_arrival, rg_calls);
+    rg_graph_add(rg_graph_counts + RG_GC_arrival + 1u, rg_made);
+    rg_graph_add(rg_graph_counts + RG_GE_scale__arrival, rg_taken_scale);
+
+    union { rg_aq_slot_arrival s; rg_u32 w[RG_AQ_arrival_WORDS]; } rg_u;
+#pragma unroll
+    for (int k = 0; k < RG_AQ_arrival_WORDS; ++k) {
+        rg_u.w[k] = 0u;
+    }
+    rg_u.s = rg_o;
+    rg_aq_put<RG_AQ_arrival_WORDS>((rg_u64*)(rg_aq_area + RG_AQ_arrival_RING) + (seq & RG_AQ_MASK) * RG_AQ_arrival_WORDS,
+                                    (rg_u32)(seq + 1u), rg_u.w);
 }
 
 /* A stage's block loop: claim a chunk, wait for room (not the exit: the host's output queue is the

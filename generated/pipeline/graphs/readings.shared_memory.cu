@@ -866,12 +866,69 @@ RG_FN int rg_handle_over_limit(RG_PRIVATE const Numbered* rg_in, RG_PRIVATE Numb
 }
 
 
+/* ---- graph counters: 58 words (ringgen.graphs.GraphCounters) ---- */
+#define RG_GRAPH_COUNTERS 58u
+#define RG_GC_scale 0u
+#define RG_GC_arrival 18u
+#define RG_GC_over_limit 36u
+#define RG_GE_scale__arrival 54u
+#define RG_GE_arrival__over_limit 56u
+#if defined(__CUDACC__)
+__device__ rg_u64 rg_graph_counts[RG_GRAPH_COUNTERS];
+#define RG_GRAPH_COUNTS(stop) (rg_graph_counts)
+
+/* Add v to *p: the lanes of the warp here together sum theirs, the first of them adds the sum. */
+RG_FN void rg_graph_add(rg_u64* p, rg_u32 v)
+{
+#if __CUDA_ARCH__ >= 800
+    const unsigned int lanes = __activemask();
+    const unsigned int sum = __reduce_add_sync(lanes, v);
+    if ((threadIdx.x & 31u) == (unsigned int)(__ffs(lanes) - 1) && sum != 0u) {
+        atomicAdd((unsigned long long*)p, (unsigned long long)sum);
+    }
+#else
+    if (v != 0u) {
+        atomicAdd((unsigned long long*)p, (unsigned long long)v);
+    }
+#endif
+}
+
+/* Count one fault of a stage (its first counter word at c) by reason (rare: no warp sum). */
+RG_FN void rg_graph_fault(rg_u64* c, int status)
+{
+    int reason = -status;
+    if (reason <= 0 || reason >= 16) {
+        reason = RG_REASON_NONE;
+    }
+    atomicAdd((unsigned long long*)&c[2 + reason], 1ull);
+}
+#else
+#define RG_GRAPH_COUNTS(stop) ((RG_GLOBAL rg_u64*)((RG_GLOBAL rg_u8*)(stop) - 0 + 384))
+
+RG_FN void rg_graph_add(RG_GLOBAL rg_u64* p, rg_u32 v)
+{
+    if (v != 0u) {
+        rg_atomic_fetch_add_u64(p, (rg_u64)v);
+    }
+}
+
+RG_FN void rg_graph_fault(RG_GLOBAL rg_u64* c, int status)
+{
+    int reason = -status;
+    if (reason <= 0 || reason >= 16) {
+        reason = RG_REASON_NONE;
+    }
+    rg_atomic_fetch_add_u64(&c[2 + reason], (rg_u64)1);
+}
+#endif
+
 /* ==== graph readings fused: scale -> arrival -> over_limit ====
  * One call runs one entry message through every stage, producers first. A stage's outputs are
  * appended to each consumer's input buffer in the order they are made, so every edge is FIFO per
  * producer; a buffer holds the most its stage can take per entry message, so nothing is dropped.
  * A fault in any stage drops every output of this entry message and returns the fault, which the
- * skeleton counts by reason. */
+ * skeleton counts by reason. Each stage's calls, outputs and faults by reason are counted in the
+ * graph's counters (an edge passes exactly its producer's outputs: the host reads them there). */
 RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
     RG_PRIVATE Numbered* rg_out,
     RG_GLOBAL Arrivals* rg_state,
@@ -879,7 +936,14 @@ RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
     RG_GLOBAL rg_u32* rg_stop)
 {
     int rg_fault = 0;
+    RG_GLOBAL rg_u64* rg_gc = RG_GRAPH_COUNTS(rg_stop);
     int rg_status = RG_STATUS_NONE;
+    rg_u32 rg_calls_scale = 0u;
+    rg_u32 rg_made_scale = 0u;
+    rg_u32 rg_calls_arrival = 0u;
+    rg_u32 rg_made_arrival = 0u;
+    rg_u32 rg_calls_over_limit = 0u;
+    rg_u32 rg_made_over_limit = 0u;
     Scaled rg_in_arrival[1];
     rg_u32 rg_n_arrival = 0u;
     Numbered rg_in_over_limit[1];
@@ -887,14 +951,17 @@ RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
     /* stage scale: Sample -> Scaled */
     for (rg_u32 rg_i = 0u; rg_i < 1u; ++rg_i) {
         RG_PRIVATE const Sample* rg_m = rg_in;
+        rg_calls_scale += 1u;
         Scaled rg_value;
         const int rg_st = rg_handle_scale(rg_m, &rg_value, 0, 0, rg_stop);
         if (rg_st < 0) {
             rg_fault = rg_fault != 0 ? rg_fault : rg_st;
+            rg_graph_fault(rg_gc + RG_GC_scale, rg_st);
             continue;
         }
         if (rg_st == RG_STATUS_OUTPUT) {
             RG_PRIVATE const Scaled* rg_v = &rg_value;
+            rg_made_scale += 1u;
             rg_in_arrival[rg_n_arrival] = *rg_v;
             rg_n_arrival += 1u;
         }
@@ -902,14 +969,17 @@ RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
     /* stage arrival: Scaled -> Numbered */
     for (rg_u32 rg_i = 0u; rg_i < rg_n_arrival; ++rg_i) {
         RG_PRIVATE const Scaled* rg_m = &rg_in_arrival[rg_i];
+        rg_calls_arrival += 1u;
         Numbered rg_value;
         const int rg_st = rg_handle_arrival(rg_m, &rg_value, rg_state, 0, rg_stop);
         if (rg_st < 0) {
             rg_fault = rg_fault != 0 ? rg_fault : rg_st;
+            rg_graph_fault(rg_gc + RG_GC_arrival, rg_st);
             continue;
         }
         if (rg_st == RG_STATUS_OUTPUT) {
             RG_PRIVATE const Numbered* rg_v = &rg_value;
+            rg_made_arrival += 1u;
             rg_in_over_limit[rg_n_over_limit] = *rg_v;
             rg_n_over_limit += 1u;
         }
@@ -917,18 +987,27 @@ RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
     /* stage over_limit: Numbered -> Numbered */
     for (rg_u32 rg_i = 0u; rg_i < rg_n_over_limit; ++rg_i) {
         RG_PRIVATE const Numbered* rg_m = &rg_in_over_limit[rg_i];
+        rg_calls_over_limit += 1u;
         Numbered rg_value;
         const int rg_st = rg_handle_over_limit(rg_m, &rg_value, 0, 0, rg_stop);
         if (rg_st < 0) {
             rg_fault = rg_fault != 0 ? rg_fault : rg_st;
+            rg_graph_fault(rg_gc + RG_GC_over_limit, rg_st);
             continue;
         }
         if (rg_st == RG_STATUS_OUTPUT) {
             RG_PRIVATE const Numbered* rg_v = &rg_value;
+            rg_made_over_limit += 1u;
             *rg_out = *rg_v;
             rg_status = RG_STATUS_OUTPUT;
         }
     }
+    rg_graph_add(rg_gc + RG_GC_scale, rg_calls_scale);
+    rg_graph_add(rg_gc + RG_GC_scale + 1u, rg_made_scale);
+    rg_graph_add(rg_gc + RG_GC_arrival, rg_calls_arrival);
+    rg_graph_add(rg_gc + RG_GC_arrival + 1u, rg_made_arrival);
+    rg_graph_add(rg_gc + RG_GC_over_limit, rg_calls_over_limit);
+    rg_graph_add(rg_gc + RG_GC_over_limit + 1u, rg_made_over_limit);
     if (rg_fault != 0) {
         return rg_fault;
     }
