@@ -19,9 +19,14 @@ _EXPORTS: dict[str, str] = {
     "Array": "ringgen.types",
     "BackendUnavailableError": "ringgen.errors",
     "BarrierBrokenError": "ringgen.errors",
+    "Block": "ringgen.topics",
     "BuildError": "ringgen.errors",
     "DeadLetter": "ringgen.runtime",
+    "DropNewest": "ringgen.topics",
+    "DropOldest": "ringgen.topics",
     "EncodeError": "ringgen.errors",
+    "HLC": "ringgen.types",
+    "HOST": "ringgen.topics",
     "HandlerError": "ringgen.errors",
     "KernelFaultError": "ringgen.errors",
     "KernelHandle": "ringgen.runtime",
@@ -66,6 +71,7 @@ _EXPORTS: dict[str, str] = {
     "spec_of": "ringgen.schema",
     "state": "ringgen.schema",
     "thread_id": "ringgen.intrinsics",
+    "topic": "ringgen.topics",
     "u16": "ringgen.types",
     "u32": "ringgen.types",
     "u64": "ringgen.types",
@@ -143,7 +149,9 @@ if TYPE_CHECKING:  # editors and type checkers see the real objects
     from .runtime import DeadLetter, KernelHandle, KernelStats
     from .runtime.metrics import serve_metrics
     from .schema import message, spec_of, state
+    from .topics import HOST, Block, DropNewest, DropOldest, topic
     from .types import (
+        HLC,
         Array,
         List,
         Str,

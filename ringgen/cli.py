@@ -467,6 +467,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
             )
         for g in man.get("graphs", []):
             out += ["", graph_block(g, {k["name"]: k for k in man["kernels"]})]
+            out += _ordering_lines(g)
         out += ["", "files"]
         out.append(
             format_table(["file", "target"], [[f["path"], f["target"]] for f in man["files"]])
@@ -476,6 +477,34 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 # ---- check -------------------------------------------------------------------------------------
+
+
+def _ordering_lines(g: dict) -> list[str]:
+    """Lines for a graph's topics, causal stages and stamp fields (none when it has none)."""
+    out: list[str] = []
+    if g.get("topics"):
+        out += [""]
+        out.append(
+            format_table(
+                ["topic", "message", "policy", "publishers", "subscribers"],
+                [
+                    [
+                        t["name"],
+                        t["message"],
+                        t["policy"] + (f"({t['capacity']})" if t["capacity"] else ""),
+                        ", ".join(t["publishers"] + (["host"] if t["host_publishes"] else [])),
+                        ", ".join(t["subscribers"] + (["host"] if t["host_subscribes"] else [])),
+                    ]
+                    for t in g["topics"]
+                ],
+            )
+        )
+    if g.get("causal"):
+        out += ["", f"  causal order: {', '.join(g['causal'])}"]
+    if g.get("stamps"):
+        stamps = ", ".join(f"{cls}.{field}" for cls, field in g["stamps"].items())
+        out += [f"  stamps (rg.HLC): {stamps}"]
+    return out
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

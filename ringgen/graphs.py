@@ -19,10 +19,12 @@ from typing import Any, Iterable, Optional, Union
 
 import attrs
 
+from .causal import hlc_field
 from .errors import BuildError
 from .kernel import KernelSpec, RingKernel
 from .protocol import N_REASONS
 from .naming import check_identifier_shape
+from .topics import TopicLinks, TopicSpec, collect_topics
 
 __all__ = [
     "COUNTER_NAMES",
@@ -30,6 +32,7 @@ __all__ = [
     "Edge",
     "Graph",
     "GraphCounters",
+    "check_device_keeps",
     "counter_layout",
     "fused_name",
     "fused_spec",
@@ -69,11 +72,27 @@ class Graph:
     module: str
     file: Optional[str]
     line: Optional[int]
+    topics: tuple[TopicSpec, ...] = ()
 
     @property
     def stages(self) -> tuple[str, ...]:
         """The stage names, producers before consumers."""
         return tuple(k.spec.name for k in self.kernels)
+
+    @property
+    def all_edges(self) -> tuple[Edge, ...]:
+        """The edges, then each topic's ``(publisher, subscriber)`` pairs that are not an edge
+        already, as edges of the topic's class: what a device strategy carries (a topic is its
+        fan-out edges there; docs/graphs.md, "Topics under each strategy")."""
+        direct = {(e.producer, e.consumer) for e in self.edges}
+        via = {
+            (p, c): Edge(p, c, t.message)
+            for t in self.topics
+            for p in t.publishers
+            for c in t.subscribers
+            if (p, c) not in direct
+        }
+        return self.edges + tuple(via.values())
 
     @property
     def label(self) -> str:
@@ -97,12 +116,16 @@ class Graph:
         raise KeyError(f"graph {self.label} has no stage {stage!r} (stages: {self.stages})")
 
     def producers(self, stage: str) -> tuple[str, ...]:
-        """The stages with an edge into ``stage``."""
-        return tuple(e.producer for e in self.edges if e.consumer == stage)
+        """The stages with an edge into ``stage``, then those publishing to a topic it subscribes to."""
+        direct = tuple(e.producer for e in self.edges if e.consumer == stage)
+        via = [p for t in self.topics if stage in t.subscribers for p in t.publishers]
+        return direct + tuple(p for p in dict.fromkeys(via) if p not in direct)
 
     def consumers(self, stage: str) -> tuple[str, ...]:
-        """The stages ``stage`` has an edge into."""
-        return tuple(e.consumer for e in self.edges if e.producer == stage)
+        """The stages ``stage`` has an edge into, then those subscribed to a topic it publishes to."""
+        direct = tuple(e.consumer for e in self.edges if e.producer == stage)
+        via = [c for t in self.topics if stage in t.publishers for c in t.subscribers]
+        return direct + tuple(c for c in dict.fromkeys(via) if c not in direct)
 
     def __rshift__(self, other: Any) -> "Graph":
         return then(self, other)
@@ -144,6 +167,14 @@ def _parts(parts: Iterable[Any], call: str) -> tuple[list[RingKernel], list[tupl
     kernels: list[RingKernel] = []
     edges: list[tuple[str, str]] = []
     for part in parts:
+        if isinstance(part, Graph) and part.topics:
+            raise BuildError(
+                f"{call}: graph {part.label} has topics ({', '.join(t.name for t in part.topics)}) "
+                "and cannot be a part of another graph",
+                file=part.file,
+                line=part.line,
+                hint="write every link of the graph in one rg.graph(...)",
+            )
         if isinstance(part, Graph):
             kernels += part.kernels
             edges += [(e.producer, e.consumer) for e in part.edges]
@@ -252,6 +283,7 @@ def _make(
     *,
     name: Optional[str],
     where: tuple[str, Optional[str], Optional[int]],
+    topics: tuple[TopicSpec, ...] = (),
 ) -> Graph:
     module, file, line = where
     if name is not None:
@@ -264,8 +296,18 @@ def _make(
     unique_pairs = list(dict.fromkeys(pairs))
     for p, c in unique_pairs:
         _check_edge(by_name[p].spec, by_name[c].spec, file, line)
-    order = _topological(list(by_name), unique_pairs, file, line)
-    sources = [n for n in order if all(c != n for _, c in unique_pairs)]
+    via_topics = [(p, c) for t in topics for p in t.publishers for c in t.subscribers]
+    order = _topological(list(by_name), unique_pairs + via_topics, file, line)
+    fed = {c for _, c in unique_pairs} | {c for t in topics for c in t.subscribers}
+    sources = [n for n in order if n not in fed]
+    if not sources:
+        raise BuildError(
+            "a graph has one entry (the stage the host sends into), but every stage is fed by an "
+            "edge or a topic",
+            file=file,
+            line=line,
+            hint="add a first stage the host sends into (it may publish to the topic)",
+        )
     if len(sources) != 1:
         raise BuildError(
             f"a graph has one entry (the stage the host sends into), but {', '.join(sources)} "
@@ -277,7 +319,8 @@ def _make(
     rank = {n: i for i, n in enumerate(order)}
     unique_pairs.sort(key=lambda pc: (rank[pc[0]], rank[pc[1]]))
     edges = tuple(Edge(p, c, by_name[p].spec.output) for p, c in unique_pairs)
-    exits = tuple(n for n in order if all(p != n for p, _ in unique_pairs))
+    feeding = {p for p, _ in unique_pairs} | {p for t in topics for p in t.publishers}
+    exits = tuple(n for n in order if n not in feeding)
     return Graph(
         kernels=tuple(by_name[n] for n in order),
         edges=edges,
@@ -287,6 +330,7 @@ def _make(
         module=module,
         file=file,
         line=line,
+        topics=tuple(topics),
     )
 
 
@@ -320,6 +364,10 @@ def graph(*parts: Part, name: Optional[str] = None) -> Graph:
 
         g = rg.graph(parse >> score, parse >> audit, score >> merge, audit >> merge)
 
+    A part may also be a topic's links (``parse >> scores``, ``scores >> [rank, audit]``,
+    ``rg.HOST >> scores``, ``scores >> rg.HOST``; ``ringgen.topics``): a publisher feeds every
+    subscriber of its topic.
+
     Args:
         parts: the kernels and edges of the graph.
         name: the graph's name (default: ``ringgen build`` uses the module variable's name).
@@ -337,8 +385,10 @@ def graph(*parts: Part, name: Optional[str] = None) -> Graph:
     where = _declared_at()
     if not parts:
         raise BuildError("rg.graph needs at least one stage", file=where[1], line=where[2])
-    kernels, pairs = _parts(parts, "rg.graph")
-    return _make(kernels, pairs, name=name, where=where)
+    links = [p for p in parts if isinstance(p, TopicLinks)]
+    kernels, pairs = _parts([p for p in parts if not isinstance(p, TopicLinks)], "rg.graph")
+    via, topics = collect_topics(links, where[1], where[2])
+    return _make(kernels + via, pairs, name=name, where=where, topics=tuple(topics))
 
 
 def _entry_of(part: Part) -> str:
@@ -386,6 +436,63 @@ def stage_bounds(g: Graph) -> dict[str, tuple[int, int]]:
     return bounds
 
 
+def check_device_keeps(g: Graph) -> None:
+    """Raise unless a device strategy keeps what ``g``'s topics and orders promise
+    (docs/graphs.md, "Topics under each strategy").
+
+    A device strategy carries a topic as fan-out edges, one from each publisher to each subscriber
+    (``Graph.producers``/``consumers`` already list them): every subscriber gets every message,
+    FIFO per publisher, with the back-pressure of ``Block``. What it cannot keep is refused.
+
+    Raises:
+        BuildError: naming the graph and the topic or stage: a drop policy (a fused path has no
+            per-subscriber queue to drop from), the host publishing or subscribing (``rg.HOST``:
+            the fused kernel's only host queues are the entry's and the exit's), a stage declared
+            ``order="causal"`` (no merge on the device), or a message with an ``rg.HLC`` stamp (no
+            device code writes it yet).
+    """
+    hint = "launch it with strategy='host'"
+    for t in g.topics:
+        where = {"file": t.file or g.file, "line": t.line if t.file else g.line}
+        if t.policy.capacity is not None:
+            raise BuildError(
+                f"graph {g.label}: topic {t.name} has policy {t.policy.name}({t.policy.capacity}), "
+                "and a device strategy carries a topic as edges inside one kernel, with no "
+                "per-subscriber queue to drop from",
+                hint=hint + ", or give the topic the Block() policy",
+                **where,
+            )
+        if t.host_publishes or t.host_subscribes:
+            side = "publishes to" if t.host_publishes else "subscribes to"
+            raise BuildError(
+                f"graph {g.label}: the host {side} topic {t.name} (rg.HOST), and a device strategy "
+                "fuses the graph into one kernel whose only host queues are its entry's and its "
+                "exit's",
+                hint=hint + ", or make a kernel the topic's publisher and subscriber",
+                **where,
+            )
+    where = {"file": g.file, "line": g.line}
+    causal = [s for s in g.stages if g.spec(s).order == "causal"]
+    if causal:
+        raise BuildError(
+            f"graph {g.label}: stage(s) {', '.join(causal)} declare order='causal', and a device "
+            "strategy has no causal merge (it keeps FIFO per producer only)",
+            hint=hint,
+            **where,
+        )
+    for k in g.kernels:
+        for cls in (k.spec.input, k.spec.outbox or k.spec.output):
+            field = hlc_field(cls)
+            if field is not None:
+                raise BuildError(
+                    f"graph {g.label}: stage {k.spec.name}'s message {cls.__name__} has the "
+                    f"rg.HLC stamp {field}, and no device strategy writes the stamp yet (the "
+                    "host strategy stamps every hop)",
+                    hint=hint + ", or drop the rg.HLC field",
+                    **where,
+                )
+
+
 def fused_spec(g: Graph) -> KernelSpec:
     """``g`` as one ring kernel: the composition of its stages' handlers, what a device strategy
     launches (``shared_memory`` runs a message's whole path in one thread, ``atomic_queue`` each
@@ -397,10 +504,15 @@ def fused_spec(g: Graph) -> KernelSpec:
     whole graph in order, one at a time). The handler function and source are the entry's, so
     errors point at a stage the user wrote.
 
+    A topic is its fan-out edges, one from each publisher to each subscriber; what a device
+    strategy cannot keep of topics and orders is refused first (``check_device_keeps``).
+
     Raises:
         BuildError: the graph has several exits, or more than one stage with ``@rg.state``
-            (naming them): the fused kernel has one output queue and one state.
+            (naming them): the fused kernel has one output queue and one state; or
+            ``check_device_keeps`` refuses it.
     """
+    check_device_keeps(g)
     where = {"file": g.file, "line": g.line}
     if len(g.exits) != 1:
         raise BuildError(
@@ -489,7 +601,7 @@ class GraphCounters:
 
 def counter_layout(g: Graph) -> GraphCounters:
     """The counter array of ``g`` under a device strategy: its stages producers first, its edges
-    in ``g.edges`` order."""
+    in ``g.all_edges`` order (a topic's fan-out edges after the direct ones)."""
     return GraphCounters(
-        stages=tuple(g.stages), edges=tuple((e.producer, e.consumer) for e in g.edges)
+        stages=tuple(g.stages), edges=tuple((e.producer, e.consumer) for e in g.all_edges)
     )

@@ -19,6 +19,7 @@ from typing import Any, Callable, Generic, Optional, Protocol, TypeVar, overload
 import attrs
 
 from . import _hooks
+from .causal import hlc_field
 from .errors import HandlerError
 from .naming import check_identifier_shape, reserved_by
 from .protocol import OUTBOX_LIMIT
@@ -187,6 +188,7 @@ class KernelSpec:
     source: SourceInfo = attrs.field(eq=False)
     pos: SourcePos = attrs.field(eq=False)
     outbox_limit: int = 1
+    order: str = "fifo"
 
     @property
     def uses_outbox(self) -> bool:
@@ -198,7 +200,7 @@ class KernelSpec:
 
 
 def _declare_kernel(
-    func: Callable, *, name: Optional[str], capacity: int, ordered: bool
+    func: Callable, *, name: Optional[str], capacity: int, ordered: bool, order: str = "fifo"
 ) -> KernelSpec:
     info = _source_of(func)
     node = _func_node(info)
@@ -350,8 +352,31 @@ def _declare_kernel(
         source=info,
         pos=_pos(info, node),
         outbox_limit=outbox_limit,
+        order=order,
     )
+    _check_order(spec, info, node)
     return spec
+
+
+#: The values of ``@rg.ring_kernel(order=...)``: ``fifo`` (each producer's order) and ``causal``.
+ORDERS = ("fifo", "causal")
+
+
+def _check_order(spec: KernelSpec, info: Any, node: Any) -> None:
+    if spec.order not in ORDERS:
+        raise _error(
+            info,
+            node,
+            f"kernel {spec.name}: order={spec.order!r} is not one of {', '.join(ORDERS)}",
+        )
+    if spec.order == "causal" and hlc_field(spec.input) is None:
+        raise _error(
+            info,
+            node,
+            f"kernel {spec.name}: order='causal' needs a stamp on its input, but message class "
+            f"{spec.input.__module__}.{spec.input.__qualname__} has no rg.HLC field",
+            hint=f"declare a field `stamp: rg.HLC` in {spec.input.__name__}",
+        )
 
 
 class RingKernel(Generic[InT, OutT]):
@@ -494,6 +519,7 @@ def ring_kernel(
     name: Optional[str] = None,
     capacity: int = DEFAULT_CAPACITY,
     ordered: bool = False,
+    order: str = "fifo",
 ) -> _KernelDecorator: ...
 
 
@@ -503,6 +529,7 @@ def ring_kernel(
     name: Optional[str] = None,
     capacity: int = DEFAULT_CAPACITY,
     ordered: bool = False,
+    order: str = "fifo",
 ) -> Any:
     """Declare a ring kernel from a typed handler.
 
@@ -511,13 +538,18 @@ def ring_kernel(
         capacity: slots in the input and output queues (a power of two).
         ordered: process one message at a time in arrival order (actor semantics); allows plain
             writes to state fields.
+        order: ``"fifo"`` (default: each producer's messages in its order, producers interleaved
+            as they come) or ``"causal"`` (in a graph, messages from several producers in their
+            hybrid-logical-clock order; the input class needs an ``rg.HLC`` field; docs/graphs.md).
 
     Raises:
         HandlerError: an annotation is missing or wrong, or an option is invalid.
     """
 
     def wrap(f: Callable[..., Any]) -> RingKernel[Any, Any]:
-        return RingKernel(_declare_kernel(f, name=name, capacity=capacity, ordered=ordered))
+        return RingKernel(
+            _declare_kernel(f, name=name, capacity=capacity, ordered=ordered, order=order)
+        )
 
     return wrap(func) if func is not None else wrap
 

@@ -17,6 +17,7 @@ __all__ = [
     "Array",
     "ArrayType",
     "FieldType",
+    "HLC",
     "List",
     "ListType",
     "MessageType",
@@ -116,6 +117,11 @@ u64 = ScalarType("u64", 8, "uint", np.uint64, "Q")
 f32 = ScalarType("f32", 4, "float", np.float32, "f")
 f64 = ScalarType("f64", 8, "float", np.float64, "d")
 bool_ = ScalarType("bool_", 1, "bool", np.bool_, "?")
+
+#: A hybrid logical clock stamp (``stamp: rg.HLC``): a ``u64`` field the runtime fills on every hop of
+#: a graph (ringgen.causal; docs/graphs.md, "Ordering guarantees"). It is laid out, encoded and
+#: generated exactly as ``u64`` (it compares equal to it); the runtime tells it apart by identity.
+HLC = ScalarType("u64", 8, "uint", np.uint64, "Q")
 
 SCALARS: dict[str, ScalarType] = {
     t.name: t for t in (i8, i16, i32, i64, u8, u16, u32, u64, f32, f64, bool_)

@@ -24,7 +24,16 @@ from ringgen.layout import layout_of
 from ringgen.types import Array, List, Str, bool_, f32, f64, i8, i32, u8, u16, u64
 from ringgen.wire import Header, HeaderFlag, codec_for
 from ringgen.wire.codec import decode_reference, encode_reference
-from ringgen.wire.header import HEADER_FIELDS, HEADER_SIZE, datetime_from_ticks, ticks_from_datetime
+from ringgen.wire.header import (
+    HEADER_FIELDS,
+    HEADER_HLC,
+    HEADER_SIZE,
+    HEADER_USED,
+    datetime_from_ticks,
+    read_hlc,
+    ticks_from_datetime,
+    write_hlc,
+)
 
 
 @rg.message
@@ -223,3 +232,18 @@ def test_direct_message_bytes_are_its_c_struct():
         rg.decode(GPt, data[:7])
     with pytest.raises(rg.RinggenError, match="direct message"):
         rg.encode(GPt(1, 2), sender=3)
+
+
+def test_the_hlc_word_sits_in_the_reserved_tail_zero_until_stamped():
+    assert HEADER_HLC[:3] == ("hlc", "Q", 56)
+    assert HEADER_USED <= 56 and all(
+        off + 8 <= 56 for _, code, off, _ in HEADER_FIELDS if code == "Q"
+    )
+    data = bytearray(rg.encode(GWord("hi"), sender=1, receiver=2, sequence=3))
+    assert read_hlc(data) == 0 and data[HEADER_USED:HEADER_SIZE] == bytes(HEADER_SIZE - HEADER_USED)
+    write_hlc(data, 0x0123_4567_89AB_CDEF)
+    assert data[56:64] == bytes.fromhex("efcdab8967452301")  # little-endian u64 at 56
+    assert read_hlc(data) == 0x0123_4567_89AB_CDEF
+    assert rg.decode(GWord, bytes(data)) == GWord("hi")  # decoders do not check the word
+    with pytest.raises(rg.EncodeError, match="hlc=-1 is outside"):
+        write_hlc(data, -1)

@@ -97,7 +97,7 @@ def edge_capacity(graph: Graph) -> dict[tuple[str, str], int]:
     """Per edge, the most messages it holds: its consumer's input buffer takes what its producer
     makes for one entry message (``stage_bounds``)."""
     bounds = stage_bounds(graph)
-    return {(e.producer, e.consumer): bounds[e.producer][1] for e in graph.edges}
+    return {(e.producer, e.consumer): bounds[e.producer][1] for e in graph.all_edges}
 
 
 def counter_context(graph: Graph) -> dict[str, Any]:

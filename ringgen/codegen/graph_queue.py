@@ -98,7 +98,7 @@ def edge_capacity(graph: Graph) -> dict[tuple[str, str], int]:
     bounds = stage_bounds(graph)
     return {
         (e.producer, e.consumer): EDGE_CHUNKS * _CHUNK * max(1, bounds[e.producer][1])
-        for e in graph.edges
+        for e in graph.all_edges
     }
 
 

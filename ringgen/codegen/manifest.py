@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import targets as registry
+from ..causal import hlc_field
 from ..dsl import compile_program
 from ..errors import BuildError
 from ..layout import FieldLayout, MessageLayout, layout_of
@@ -273,8 +274,9 @@ def compute_manifest(
 
 
 def _graph(g: Any, emitted: dict[str, "EmittedFile"]) -> dict:
-    """One graph of kernels: its stages (producers first), edges, entry and exits; and, when a
-    target that fuses graphs was built, its ``shared_memory`` form (``_fused``)."""
+    """One graph of kernels: its stages (producers first), edges, entry and exits; its topics,
+    causal stages and stamp fields when it has any (absent otherwise: older manifests stay); and,
+    when a target that fuses graphs was built, its device-strategy forms (``_strategies``)."""
     entry = {
         "name": g.name,
         "entry": g.entry,
@@ -285,10 +287,42 @@ def _graph(g: Any, emitted: dict[str, "EmittedFile"]) -> dict:
             for e in g.edges
         ],
     }
+    entry.update(_graph_ordering(g))
     strategies = _strategies(g, emitted)
     if strategies:
         entry["strategies"] = strategies
     return entry
+
+
+def _graph_ordering(g: Any) -> dict:
+    """The ``topics``, ``causal`` and ``stamps`` keys of a graph's entry (those it has)."""
+    out: dict[str, Any] = {}
+    if g.topics:
+        out["topics"] = [
+            {
+                "name": t.name,
+                "message": t.message.__name__,
+                "policy": t.policy.name,
+                "capacity": t.policy.capacity,
+                "publishers": list(t.publishers),
+                "subscribers": list(t.subscribers),
+                "host_publishes": t.host_publishes,
+                "host_subscribes": t.host_subscribes,
+            }
+            for t in g.topics
+        ]
+    causal = [s for s in g.stages if g.spec(s).order == "causal"]
+    if causal:
+        out["causal"] = causal
+    stamps = {}
+    for k in g.kernels:
+        for cls in (k.spec.input, k.spec.output):
+            field = hlc_field(cls)
+            if field is not None:
+                stamps[cls.__name__] = field
+    if stamps:
+        out["stamps"] = dict(sorted(stamps.items()))
+    return out
 
 
 def _strategies(g: Any, emitted: dict[str, "EmittedFile"]) -> dict:

@@ -196,7 +196,7 @@ class FusedGraphHandle:
         st = self.kernel.stats()
         raw = self.kernel.graph_counts()
         c = self.counters
-        messages = {(e.producer, e.consumer): e.message.__name__ for e in self.graph.edges}
+        messages = {(e.producer, e.consumer): e.message.__name__ for e in self.graph.all_edges}
         edges = []
         for p, q in c.edges:
             passed = int(raw[c.stage_at(p) + 1])

@@ -56,6 +56,8 @@ class GraphStats:
         stages: stage name -> ``KernelStats``, producers first.
         edges: ``EdgeStats`` per edge.
         spilled: replies of the exits moved into the graph's spill (they count until received).
+        topics: topic name -> ``topic_host.TopicStats`` (published; per subscriber delivered and
+            dropped).
     """
 
     graph: str
@@ -65,6 +67,7 @@ class GraphStats:
     stages: Mapping[str, KernelStats]
     edges: tuple[EdgeStats, ...]
     spilled: int
+    topics: Mapping[str, object] = attrs.field(factory=dict)
 
 
 class _Edge:

@@ -26,6 +26,7 @@ from .base import KernelHandle
 from .graph_edges import Chunk, EdgeStats, GraphStats, _Edge, _Spill
 from .logs import kernel_logger
 from .stats import KernelStats
+from .topic_host import Flow, Subscription
 from .waiting import Backoff, check_timeout, deadline_after, expired
 
 __all__ = ["EdgeStats", "GraphHandle", "GraphStats", "STRATEGIES"]
@@ -83,13 +84,19 @@ class GraphHandle:
             )
             for e in graph.edges
         ]
-        self._out_edges = {s: [e for e in self._edges if e.producer == s] for s in graph.stages}
-        self._in_edges = {s: [e for e in self._edges if e.consumer == s] for s in graph.stages}
+        # topics, stamps and causal merges (topic_host.py) decide each stage's outlets and inlets
+        self._flow = Flow(graph, self.handles, self._edges, edge_capacity)
+        self._edges, self._out_edges, self._in_edges = (
+            self._flow.edges,
+            self._flow.out_edges,
+            self._flow.in_edges,
+        )
         self._spills = {x: _Spill() for x in graph.exits}
         self._send_lock = threading.Lock()
         self._term_lock = threading.Lock()
         # stages whose replies are all forwarded (terminated and empty); written by the forwarder
         self._finished: set[str] = set()
+        self._flow.finished = self._finished.__contains__
         self._fault: Optional[BaseException] = None
         self._terminating = False
         self._terminated = False
@@ -97,7 +104,7 @@ class GraphHandle:
         self._forwarder = threading.Thread(
             target=self._forward_loop, name=f"ringgen-graph-{self.name}", daemon=True
         )
-        if self._edges:
+        if self._flow.needs_forwarder:
             self._forwarder.start()
 
     # ------------------------------------------------------------------------------ forwarding
@@ -117,6 +124,7 @@ class GraphHandle:
                 self._finished.add(stage)  # terminated, and every reply has been forwarded
                 continue
             if len(chunk):
+                chunk = self._flow.stamp(stage, chunk)
                 for e in outs:
                     e.put(chunk)
                 moved += len(chunk)
@@ -127,6 +135,7 @@ class GraphHandle:
                 except QueueClosedError:
                     if not self._terminating:
                         raise
+        moved += self._flow.push(self._terminating)
         return moved
 
     def _forward_loop(self) -> None:
@@ -190,6 +199,7 @@ class GraphHandle:
         entry = self.handles[self.graph.entry]
         with self._send_lock:
             self._check_sendable()
+            messages = self._flow.stamp_sent(messages)  # under the lock: stamps in send order
             done = entry.send_batch(messages, block=False)
             if done == len(messages) or not block:
                 return done
@@ -234,7 +244,7 @@ class GraphHandle:
                     spill.chunks.append(chunk)
                     spill.total += len(chunk)
                     moved += len(chunk)
-        return moved
+        return moved + self._flow.relieve_host()
 
     # ------------------------------------------------------------------------------- receiving
 
@@ -258,9 +268,9 @@ class GraphHandle:
         with spill.lock:
             part = spill.take(max_n)
             if part is not None:
-                return part
+                return self._flow.received(stage, part)
             chunk = self.handles[stage].receive_batch(max_n=max_n, timeout=0)
-            return chunk if len(chunk) else None
+            return self._flow.received(stage, chunk) if len(chunk) else None
 
     def _wait_take(self, stage: str, max_n: int, timeout: Optional[float]) -> Optional[Chunk]:
         deadline = deadline_after(timeout)
@@ -373,6 +383,21 @@ class GraphHandle:
                 return
             yield reply
 
+    def publish(self, topic: str, message: Any, **kw: Any) -> None:
+        """The host publishes one message to ``topic`` (``rg.HOST >> topic``); as ``publish_batch``."""
+        if self.publish_batch(topic, [message], **kw) < 1:
+            raise QueueFullError(f"graph {self.name}: topic {topic} has a full subscriber")
+
+    def publish_batch(self, topic: str, messages: Any, **kw: Any) -> int:
+        """The host publishes to ``topic`` (``block``, ``timeout`` as ``send_batch``); returns how
+        many were accepted (``Flow.publish_batch`` in topic_host.py lists the errors)."""
+        return self._flow.publish_batch(topic, messages, check=self._check_sendable, **kw)
+
+    def subscribe(self, topic: str) -> Subscription:
+        """The host's subscription to ``topic`` (``topic >> rg.HOST``): ``receive``,
+        ``receive_batch``, iteration."""
+        return self._flow.subscription(topic, self._raise_fault)
+
     def stage(self, name: str) -> KernelHandle:
         """The running ``KernelHandle`` of stage ``name`` (for its ``state()`` or ``stats()``).
 
@@ -420,6 +445,7 @@ class GraphHandle:
             stages=stages,
             edges=edges,
             spilled=sum(sp.total for sp in self._spills.values()),
+            topics=self._flow.stats(),
         )
 
     # ----------------------------------------------------------------------------- terminating
@@ -455,6 +481,7 @@ class GraphHandle:
             self._stop.set()
             if self._forwarder.is_alive():
                 self._forwarder.join()
+            self._flow.close()
             for stage in self.graph.stages:
                 try:
                     self.handles[stage].terminate(drain=False)

@@ -3,7 +3,8 @@
 Packed and little-endian, as the seed lays it out: magic ``0xDCF1`` (u32 at 0), total message size
 (u64 at 4), timestamp in .NET UTC ticks (u64 at 12), sender (u32 at 20), receiver (u32 at 24), then
 228 reserved bytes. ringgen uses a prefix of the reserved area (type id, sequence number, payload
-CRC32, flags, reason) and keeps the rest zero.
+CRC32, flags, reason) and keeps the rest zero, but for one word a graph may stamp: ``HEADER_HLC``,
+the message's hybrid logical clock (u64 at 56; ringgen.causal), zero when unstamped.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "HEADER_CHECKS",
     "HEADER_DTYPE",
     "HEADER_FIELDS",
+    "HEADER_HLC",
     "HEADER_SIZE",
     "HEADER_STRUCT",
     "HEADER_USED",
@@ -35,7 +37,9 @@ __all__ = [
     "TICKS_AT_UNIX_EPOCH",
     "datetime_from_ticks",
     "now_ticks",
+    "read_hlc",
     "ticks_from_datetime",
+    "write_hlc",
 ]
 
 MAGIC = 0xDCF1
@@ -83,6 +87,36 @@ assert [f[2] for f in HEADER_FIELDS] == [
     struct.calcsize("<" + "".join(g[1] for g in HEADER_FIELDS[:i]))
     for i in range(len(HEADER_FIELDS))
 ], "HEADER_FIELDS offsets must match the packed struct"
+
+
+#: The reserved-tail word a graph stamps a bridged message's hybrid logical clock into (name, struct
+#: code, offset, meaning): after ``HEADER_USED``, 8-aligned (52..55 stay zero) so that a device can
+#: read and write it as one u64. It is not in ``HEADER_FIELDS``: an encoder leaves it zero ("no
+#: stamp") and a decoder does not check it; the hops of a graph that carry bridged messages between
+#: stages on the device set it (docs/graphs.md, "Ordering guarantees").
+HEADER_HLC: tuple[str, str, int, str] = (
+    "hlc",
+    "Q",
+    56,
+    "hybrid logical clock: 48-bit microseconds since 2026-01-01 UTC, 16-bit counter; 0 = none",
+)
+
+assert HEADER_HLC[2] >= HEADER_USED and HEADER_HLC[2] % 8 == 0 and HEADER_HLC[2] + 8 <= HEADER_SIZE
+
+
+def read_hlc(data: Any, offset: int = 0) -> int:
+    """The HLC stamp in the header of the bridged message at ``offset`` of ``data`` (0: none)."""
+    return struct.unpack_from("<Q", data, offset + HEADER_HLC[2])[0]
+
+
+def write_hlc(data: Any, stamp: int, offset: int = 0) -> None:
+    """Stamp the header of the bridged message at ``offset`` of the writable buffer ``data``.
+
+    Raises:
+        EncodeError: ``stamp`` is not an integer in the u64 range.
+    """
+    check_header_values("write_hlc", hlc=stamp)
+    struct.pack_into("<Q", data, offset + HEADER_HLC[2], int(stamp))
 
 
 #: The checks every decoder makes on a bridged message's header, in this order; the first that fails
@@ -166,7 +200,7 @@ def check_header_values(what: str, rows: int = 1, **values: Any) -> None:
     Raises:
         EncodeError: a value is not an integer or is outside its field's range, naming the field.
     """
-    codes = {name: code for name, code, _, _ in HEADER_FIELDS}
+    codes = {name: code for name, code, _, _ in HEADER_FIELDS + (HEADER_HLC,)}
     for name, value in values.items():
         if value is None:
             continue

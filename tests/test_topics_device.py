@@ -1,0 +1,225 @@
+"""Topics on the device strategies (docs/graphs.md, "Topics under each strategy"): a Block topic whose
+publishers and subscribers are all kernels is fan-out edges, so its graph fused on PoCL (persistent
+and relaunch) equals the cpu reference's composition for 1, 4 and 16 subscribers fanning in at a final
+stage; what a device strategy cannot keep is refused, naming the graph, the topic and why; the fused
+CUDA sources of a 16-subscriber graph compile with nvcc; and, with ``-m gpu``, the same on CUDA for
+both strategies."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import ringgen as rg
+from ringgen.build import collect
+from ringgen.codegen import graph_kernel, graph_queue
+from ringgen.codegen.graph_strategies import STRATEGIES
+from ringgen.errors import BuildError, QueueClosedError
+from ringgen.graphs import check_device_keeps, fused_spec
+from ringgen.runtime import available_backends
+from ringgen.testing import random_messages
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import topic_device_kernels as dk  # noqa: E402
+import topic_kernels as tk  # noqa: E402
+
+pytestmark = pytest.mark.timeout(300)
+
+_no_opencl = pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL")
+_gpu = [
+    pytest.mark.gpu,
+    pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA"),
+]
+#: (backend, launch options with the strategy); atomic_queue is CUDA's only
+BACKENDS = [
+    pytest.param(
+        ("opencl", {"mode": "persistent", "strategy": "shared_memory"}),
+        id="opencl-persistent",
+        marks=_no_opencl,
+    ),
+    pytest.param(
+        ("opencl", {"mode": "relaunch", "strategy": "shared_memory"}),
+        id="opencl-relaunch",
+        marks=_no_opencl,
+    ),
+    pytest.param(("cuda", {"strategy": "shared_memory"}), id="cuda-shared_memory", marks=_gpu),
+    pytest.param(("cuda", {"strategy": "atomic_queue"}), id="cuda-atomic_queue", marks=_gpu),
+]
+
+
+def _drain(handle) -> np.ndarray:
+    """Every reply left after a terminate, in order."""
+    out = []
+    while True:
+        try:
+            part = handle.receive_batch(timeout=5.0)
+        except QueueClosedError:
+            break
+        if len(part):
+            out.append(part)
+    return np.concatenate(out) if out else np.zeros(0, dtype=rg.dtype_of(dk.Score))
+
+
+def _run(g, backend: str, msgs: np.ndarray, **options) -> tuple[np.ndarray, object]:
+    with rg.launch(g, backend=backend, **options) as h:
+        h.send_batch(msgs, timeout=120.0)
+        h.terminate(timeout=120.0)
+        return _drain(h), h.stats()
+
+
+def _rows(arr: np.ndarray) -> list:
+    return sorted(tuple(int(v) for v in row) for row in arr.tolist())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n_subs", [1, 4, 16])
+def test_a_block_topic_on_a_device_strategy_equals_the_reference_composition(backend, n_subs):
+    name, options = backend
+    g = dk.fan(n_subs)
+    msgs = random_messages(dk.Score, 2000, seed=n_subs)
+    got, final = _run(g, name, msgs, capacity=1024, **options)
+    want, _ = _run(g, "cpu", msgs, capacity=4096)
+    assert final.strategy == options["strategy"]
+    assert final.stages["publish"].processed == final.stages["dsub0"].processed == len(msgs)
+    assert final.stages["gather"].processed == n_subs * len(msgs)
+    # a topic is its fan-out edges, each counted: publish >> dsub<k>, then dsub<k> >> gather
+    forwarded = {(e.producer, e.consumer): e.forwarded for e in final.edges}
+    subs = [f"dsub{k}" for k in range(n_subs)]
+    assert list(forwarded) == [(s, "gather") for s in subs] + [("publish", s) for s in subs]
+    assert set(forwarded.values()) == {len(msgs)}
+    assert len(want) == n_subs * len(msgs)
+    assert _rows(got) == _rows(want)
+    # every subscriber got every message, exactly once
+    per_sub = Counter(int(s) for s in got["src"])
+    assert per_sub == {k + 1: len(msgs) for k in range(n_subs)}
+    for k in range(n_subs):
+        assert sorted(got["id"][got["src"] == k + 1].tolist()) == sorted(msgs["id"].tolist())
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_subscriber_gets_the_publishers_messages_in_order(backend):
+    """FIFO per publisher: with an ordered final stage the fused kernel takes one message at a
+    time, so each subscriber's replies come back in the order the messages were sent."""
+    name, options = backend
+    msgs = random_messages(dk.Score, 3000, seed=7)
+    msgs["id"] = np.arange(len(msgs))
+    got, _ = _run(dk.fan(4, last=dk.gather_in_order), name, msgs, capacity=1024, **options)
+    for k in range(4):
+        assert got["id"][got["src"] == k + 1].tolist() == list(range(len(msgs)))
+    if options["strategy"] == "shared_memory":  # one thread runs a message's whole path
+        assert got["src"][:8].tolist() == [1, 2, 3, 4, 1, 2, 3, 4]
+
+
+def test_a_block_topic_is_its_fan_out_edges():
+    g = dk.fan(4)
+    check_device_keeps(g)
+    assert g.consumers("publish") == ("dsub0", "dsub1", "dsub2", "dsub3")
+    spec = fused_spec(g)
+    assert (spec.input, spec.outbox, spec.outbox_limit) == (dk.Score, dk.Score, 4)
+    for strategy in STRATEGIES.values():
+        assert strategy.check(g) == "graph_dfan4"
+
+
+def _refused(g, match: str) -> BuildError:
+    """Both strategies refuse ``g`` with a message matching ``match``."""
+    for strategy in STRATEGIES.values():
+        with pytest.raises(BuildError, match=match):
+            strategy.check(g)
+    with pytest.raises(BuildError, match=match) as err:
+        fused_spec(g)
+    return err.value
+
+
+@pytest.mark.parametrize(
+    "policy, shown",
+    [(rg.DropOldest(8), r"drop_oldest\(8\)"), (rg.DropNewest(3), r"drop_newest\(3\)")],
+)
+def test_a_drop_policy_is_refused_naming_graph_topic_and_why(policy, shown):
+    g = dk.fan(4, policy=policy)
+    err = _refused(g, rf"graph dfan4: topic scores has policy {shown}.*no per-subscriber queue")
+    assert err.file.endswith("topic_device_kernels.py")  # where the topic is declared
+    assert "rg.topic(" in Path(err.file).read_text().splitlines()[err.line - 1]
+    assert "strategy='host'" in err.hint and "Block()" in err.hint
+
+
+def test_the_host_publishing_or_subscribing_is_refused():
+    scores = rg.topic("scores", dk.Score)
+    subs = dk.SUBSCRIBERS[:2]
+    hosted = rg.graph(
+        dk.publish >> scores, rg.HOST >> scores, scores >> subs, *[s >> dk.gather for s in subs]
+    )
+    _refused(hosted, r"the host publishes to topic scores \(rg.HOST\)")
+    scores = rg.topic("scores", dk.Score)
+    watched = rg.graph(
+        dk.publish >> scores, scores >> subs, scores >> rg.HOST, *[s >> dk.gather for s in subs]
+    )
+    _refused(watched, r"the host subscribes to topic scores \(rg.HOST\)")
+
+
+def test_a_causal_stage_and_a_stamp_are_refused():
+    causal = rg.graph(tk.source >> tk.left, tk.source >> tk.right, tk.left >> tk.merge)
+    causal = rg.graph(causal, tk.right >> tk.merge, name="causal_fan_in")
+    _refused(causal, r"graph causal_fan_in: stage\(s\) merge declare order='causal'")
+    stamped = rg.pipeline(tk.source, tk.join, name="stamped")
+    _refused(stamped, r"graph stamped: stage source's message Tick has the rg.HLC stamp stamp")
+
+
+def test_a_refused_topic_graph_runs_on_the_host_strategy_and_a_device_launch_names_why():
+    g = dk.fan(4, policy=rg.DropOldest(8))
+    msgs = random_messages(dk.Score, 100, seed=3)
+    got, final = _run(g, "cpu", msgs)
+    assert final.strategy == "host" and len(got) == 4 * len(msgs)
+    if "opencl" in available_backends():
+        with pytest.raises(BuildError, match="topic scores has policy drop_oldest"):
+            rg.launch(g, backend="opencl", strategy="shared_memory")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA")
+def test_on_cuda_the_default_launch_of_a_refused_topic_graph_names_the_topic():
+    """The default on CUDA is ``shared_memory`` (the host strategy cannot start a second kernel
+    there), so a drop-policy topic graph is refused naming the topic, before any kernel starts."""
+    with pytest.raises(BuildError, match="graph dfan4: topic scores has policy drop_newest"):
+        rg.launch(dk.fan(4, policy=rg.DropNewest(4096)), backend="cuda")
+    msgs = random_messages(dk.Score, 300, seed=5)
+    got, final = _run(dk.fan(4), "cuda", msgs)
+    assert final.strategy == "shared_memory" and len(got) == 4 * len(msgs)
+
+
+_NVCC = shutil.which("nvcc")
+
+
+@pytest.mark.skipif(_NVCC is None, reason="no nvcc")
+@pytest.mark.parametrize("strategy", ["shared_memory", "atomic_queue"])
+def test_the_fused_cuda_source_of_a_16_subscriber_topic_compiles_with_nvcc(tmp_path, strategy):
+    g = dk.fan(16)
+    if strategy == "atomic_queue":
+        source = graph_queue.emit(collect(dk), g)
+        assert graph_queue.entry_point(g) in source
+    else:
+        source = graph_kernel.emit_fused(collect(dk), g, "cuda")
+    assert "rg_graph_dfan16_ring" in source
+    cu = tmp_path / "fused.cu"
+    cu.write_text(source)
+    run = subprocess.run(
+        [
+            _NVCC,
+            "-std=c++17",
+            "-O3",
+            "-arch=sm_90",
+            "-cubin",
+            "-o",
+            str(tmp_path / "f.cubin"),
+            str(cu),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]

@@ -1,0 +1,52 @@
+"""Kernels the device-strategy topic tests compose: an unstamped integer message (a device strategy
+refuses ``rg.HLC`` stamps), a publisher, sixteen subscribers that each leave their mark, and a final
+stage the subscribers fan in at (a device strategy fuses a graph with one exit)."""
+
+import ringgen as rg
+from ringgen.types import i32, i64
+
+
+@rg.message
+class Score:
+    id: i64
+    x: i32
+    src: i32
+
+
+@rg.ring_kernel
+def publish(s: Score) -> Score:
+    return Score(id=s.id, x=s.x % 1000 + 1, src=0)
+
+
+@rg.ring_kernel
+def gather(s: Score) -> Score:
+    return Score(id=s.id, x=s.x - 5, src=s.src)
+
+
+@rg.ring_kernel(ordered=True)
+def gather_in_order(s: Score) -> Score:
+    return Score(id=s.id, x=s.x - 5, src=s.src)
+
+
+def _subscriber(k: int):
+    def handle(s: Score) -> Score:
+        return Score(id=s.id, x=s.x * 3 + k, src=k + 1)
+
+    return handle
+
+
+#: sixteen subscribers, each its own kernel (src = its number + 1, so the final stage's replies say
+#: which subscriber each came through), bound to module variables so that the build collects them
+SUBSCRIBERS = []
+for _i in range(16):
+    globals()[f"dsub{_i}"] = rg.ring_kernel(name=f"dsub{_i}")(_subscriber(_i))
+    SUBSCRIBERS.append(globals()[f"dsub{_i}"])
+
+
+def fan(n_subs: int, last=gather, **topic_options):
+    """``publish`` >> topic ``scores`` >> ``n_subs`` subscribers >> ``last`` (named ``dfan<n>``)."""
+    scores = rg.topic("scores", Score, **topic_options)
+    subs = SUBSCRIBERS[:n_subs]
+    return rg.graph(
+        publish >> scores, scores >> subs, *[s >> last for s in subs], name=f"dfan{n_subs}"
+    )
