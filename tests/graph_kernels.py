@@ -146,3 +146,9 @@ def hop3(h: Hop, st: Counter) -> Hop:
 #: The soak's pipeline: the first and last stages number what they receive, so the exit shows any
 #: loss, duplicate or reordering on either edge.
 soak = rg.pipeline(hop1, hop2, hop3)
+
+#: More graphs for the Metal graph driver (tests/test_metal_graph.py): an Outbox and an ordered
+#: stage, an Optional stage, and a stage whose second emit faults.
+outboxed = rg.pipeline(parse, repeat, number)
+filtered = rg.pipeline(parse, odd_only, finish)
+faulty = rg.pipeline(parse, overflow, finish)

@@ -56,6 +56,7 @@ __all__ = [
     "load_graph",
     "reference_graph",
     "run_graph",
+    "run_graph_metal",
 ]
 
 #: The stage shapes a generated graph draws from.
@@ -322,6 +323,22 @@ def run_graph(
         for s, st_ in stats.stages.items()
     }
     return GraphRun(f"{backend}/{strategy}", exits, rejected, states)
+
+
+def run_graph_metal(executor, graph: Graph, messages: np.ndarray, *, workers: int = 1) -> GraphRun:
+    """Run ``graph`` through a ``MetalGraphExecutor`` (the emitted graph driver on the shim) over
+    ``messages``: what each exit published, each stage's faults and each stateful stage's state.
+
+    Raises:
+        KeyError: the driver left the graph out (``executor.skipped`` says why).
+        KernelTimeoutError: the graph stopped moving with messages queued.
+    """
+    run = executor.run(graph.name, messages, workers=workers)
+    rejected = {
+        s: {r: int(n) for r, n in enumerate(ctl["rejected"]) if n}
+        for s, ctl in run.controls.items()
+    }
+    return GraphRun(f"metal-shim/{workers}", dict(run.exits), rejected, dict(run.states))
 
 
 def graph_strategies(backend: str) -> tuple[str, ...]:
