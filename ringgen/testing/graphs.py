@@ -167,8 +167,8 @@ def graph_modules(
 
     Stage 0 is the entry. Each later stage is fed by one earlier stage and, when others emit the
     same class, sometimes by those too (fan-in); two stages fed by one make a fan-out. A stage's
-    output class is a fresh one or, a third of the time, one an earlier stage already emits (which
-    is what makes fan-in possible).
+    output class is a fresh one or, half of the time, one an earlier stage already emits (which is
+    what makes fan-in possible).
 
     Args:
         stages: how many stages, at least and at most.
@@ -187,14 +187,15 @@ def graph_modules(
             # half the time the previous stage: long chains, not only stars around the entry
             p = draw(st.one_of(st.just(k - 1), st.integers(0, k - 1)))
             same = [q for q in range(k) if q != p and outs[q] == outs[p]]
-            extra = draw(st.lists(st.sampled_from(same), unique=True, max_size=2)) if same else []
+            # two thirds of the time a second producer of the same class, when there is one
+            extra = [draw(st.sampled_from(same))] if same and draw(st.integers(0, 2)) else []
             fed_by = tuple(sorted([p] + extra))
             producers.append(fed_by)
             ins.append(outs[p])
         fan_in_free = len(producers[k]) <= 1 and all(clean[q] for q in producers[k])
         clean.append(fan_in_free)
         earlier = sorted(set(outs) - {ins[k]})  # a stage's output class is not its input class
-        if earlier and draw(st.integers(0, 2)) == 0:
+        if earlier and draw(st.booleans()):
             outs.append(draw(st.sampled_from(earlier)))
         else:
             types.append(draw(_message(f"Msg{len(types)}", profile)))
