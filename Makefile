@@ -13,13 +13,14 @@ STAMP := $(VENV)/.ringgen-setup
 # Every module in examples/ declares messages and kernels, except the package marker and the demo.
 EXAMPLES := $(sort $(filter-out examples/__init__.py examples/demo.py,$(wildcard examples/*.py)))
 
-.PHONY: help setup opencl-platform generate check test demo format bench
+.PHONY: help setup opencl-platform generate check test soak demo format bench
 
 help:
 	@echo "make setup     create .venv, install ringgen (editable, extras dev+opencl), ensure PoCL"
 	@echo "make generate  rebuild generated/ from every module in examples/"
 	@echo "make check     compile every generated package with the toolchains present"
 	@echo "make test      pytest -m 'not gpu' (includes the stale generated/ check)"
+	@echo "make soak      the graph soaks alone: 10,000,000 messages on PoCL and c (add gpu: 100,000,000)"
 	@echo "make demo      build the examples and run each kernel on the best backend present"
 	@echo "make format    black over the Python sources"
 	@echo "make bench     run the benchmarks in bench/"
@@ -59,6 +60,12 @@ check: setup
 # temporary folder and fails, telling you to run `make generate` and commit, when generated/ differs.
 test: setup
 	$(PY) -m pytest -m "not gpu" -q
+
+# The graph soaks (tests/test_graph_soak.py) alone; `make test` runs them too (under 3 minutes here).
+# SOAK_MARK="gpu and soak" runs the 100,000,000-message GPU soak on a CUDA machine.
+SOAK_MARK ?= soak and not gpu
+soak: setup
+	$(PY) -m pytest -m "$(SOAK_MARK)" -q -s tests/test_graph_soak.py
 
 demo: setup generate
 	$(PY) examples/demo.py

@@ -99,3 +99,56 @@ def label(m: Mid) -> Label:
     if m.y % 2 == 0:
         return Label(id=m.id, text="even")
     return Label(id=m.id, text="odd")
+
+
+@rg.ring_kernel
+def slow(m: Mid) -> Mid:
+    # a slow middle stage: its queues and edges fill while the stages around it wait
+    acc = m.y
+    for i in range(400):
+        acc = (acc * 7 + i) % 1000003
+    return Mid(id=m.id, y=m.y + acc - acc)
+
+
+@rg.ring_kernel
+def stamp(m: Mid) -> Out:
+    return Out(id=m.id, z=i64(m.y), seq=0)
+
+
+slowed = rg.pipeline(parse, slow, stamp)
+
+
+@rg.message
+class Hop:
+    id: i64
+    s1: i64
+    v: i64
+    s3: i64
+
+
+@rg.ring_kernel(ordered=True)
+def hop1(r: Raw, st: Counter) -> Hop:
+    st.n = st.n + 1  # this stage's own sequence: what it received, in order
+    return Hop(id=r.id, s1=st.n, v=i64(r.x), s3=0)
+
+
+@rg.ring_kernel
+def hop2(h: Hop) -> Hop:
+    return Hop(id=h.id, s1=h.s1, v=h.v * 3 + 1, s3=0)
+
+
+@rg.ring_kernel(ordered=True)
+def hop3(h: Hop, st: Counter) -> Hop:
+    st.n = st.n + 1
+    return Hop(id=h.id, s1=h.s1, v=h.v, s3=st.n)
+
+
+#: The soak's pipeline: the first and last stages number what they receive, so the exit shows any
+#: loss, duplicate or reordering on either edge.
+soak = rg.pipeline(hop1, hop2, hop3)
+
+#: More graphs for the Metal graph driver (tests/test_metal_graph.py): an Outbox and an ordered
+#: stage, an Optional stage, and a stage whose second emit faults.
+outboxed = rg.pipeline(parse, repeat, number)
+filtered = rg.pipeline(parse, odd_only, finish)
+faulty = rg.pipeline(parse, overflow, finish)
