@@ -172,11 +172,15 @@ def _device(backend: str) -> str:
 
 
 def _strategies(backend: str, wanted: str) -> list[str]:
+    """The strategies asked for, else every one the backend runs: the host's (not on CUDA: one
+    resident kernel per device and process) and the device strategies that list the backend."""
+    from ringgen.runtime.graph_device import DEVICE_STRATEGIES
     from ringgen.runtime.graph_host import STRATEGIES
 
     if wanted:
         return [s for s in wanted.split(",") if s]
-    return list(STRATEGIES)
+    host = [s for s in STRATEGIES if backend != "cuda"]
+    return host + [s for s, backends in DEVICE_STRATEGIES.items() if backend in backends]
 
 
 def per_hop(rows: list[Result]) -> dict:

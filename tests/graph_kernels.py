@@ -147,6 +147,17 @@ def hop3(h: Hop, st: Counter) -> Hop:
 #: loss, duplicate or reordering on either edge.
 soak = rg.pipeline(hop1, hop2, hop3)
 
+
+@rg.ring_kernel
+def hop0(r: Raw) -> Hop:
+    return Hop(id=r.id, s1=r.id + 1, v=i64(r.x), s3=0)  # ids are sent 0, 1, ...: s1 as hop1's
+
+
+#: The soak on the device strategies, which take one stateful stage (docs/graphs.md): the first
+#: stage derives its number from the id instead, so the exit still shows any loss, duplicate or
+#: reordering.
+soak_device = rg.pipeline(hop0, hop2, hop3)
+
 #: More graphs for the Metal graph driver (tests/test_metal_graph.py): an Outbox and an ordered
 #: stage, an Optional stage, and a stage whose second emit faults.
 outboxed = rg.pipeline(parse, repeat, number)

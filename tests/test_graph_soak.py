@@ -25,6 +25,7 @@ import ringgen as rg
 from ringgen.errors import BackendUnavailableError
 from ringgen.layout import layout_of
 from ringgen.runtime import available_backends
+from ringgen.runtime.graph_device import DEVICE_STRATEGIES
 from ringgen.runtime.graph_host import STRATEGIES
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -83,9 +84,9 @@ def soak(h, n: int, *, stall_s: float = 60.0) -> dict:
     return {"messages": n, "seconds": seconds, "per_s": n / seconds}
 
 
-def _run(backend: str, n: int, strategy: str, **options) -> dict:
+def _run(backend: str, n: int, strategy: str, graph=gk.soak, **options) -> dict:
     try:
-        h = rg.launch(gk.soak, backend=backend, strategy=strategy, **options)
+        h = rg.launch(graph, backend=backend, strategy=strategy, **options)
     except BackendUnavailableError as exc:
         if strategy == "host":
             raise
@@ -122,6 +123,5 @@ def test_ten_million_messages_through_three_stages_on_c(strategy):
 @pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA")
 @pytest.mark.parametrize("strategy", ["atomic_queue", "shared_memory"])
 def test_hundred_million_messages_through_three_stages_on_the_gpu(strategy):
-    if strategy not in STRATEGIES:
-        pytest.skip(f"this build has no {strategy} strategy (strategies: {STRATEGIES})")
-    _run("cuda", GPU_MESSAGES, strategy, capacity=65536)
+    assert "cuda" in DEVICE_STRATEGIES[strategy]
+    _run("cuda", GPU_MESSAGES, strategy, graph=gk.soak_device, capacity=65536)

@@ -210,4 +210,7 @@ def abi(graph: Graph) -> dict[str, Any]:
     out = cuda.abi(launch_spec(graph))
     out["entry_point"] = entry_point(graph)
     out["sched_bytes"] = cuda.SCHED_BYTES + compute_layout(graph)[1]
+    # No latency lane: the grid's block 0 runs the poller and the publisher only, so the host must
+    # send every message through the ring (the loader passes a null lane pointer).
+    out["lane"] = None
     return out
