@@ -435,6 +435,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
 #define RG_REASON_STOPPED 12
+#define RG_REASON_BARRIER_BROKEN 13
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -444,6 +445,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -566,6 +568,7 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
 #define RG_REASON_STOPPED 12
+#define RG_REASON_BARRIER_BROKEN 13
 #endif
 
 #define RG_WIRE_MAGIC 0xDCF1u

@@ -336,6 +336,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_REASON_OUTBOX_OVERFLOW 10
 #define RG_REASON_RANGE_ERROR 11
 #define RG_REASON_STOPPED 12
+#define RG_REASON_BARRIER_BROKEN 13
 
 /* Status: what a handler returns (negative = fault, -status is the Reason) */
 #define RG_STATUS_NONE (0)
@@ -345,6 +346,7 @@ RG_FN rg_u64 rg_atomic_add_u64(RG_GLOBAL rg_u64* p, rg_u64 v)
 #define RG_STATUS_FAULT_OUTBOX (-10)
 #define RG_STATUS_FAULT_RANGE (-11)
 #define RG_STATUS_FAULT_STOPPED (-12)
+#define RG_STATUS_FAULT_BARRIER (-13)
 
 /* One queue's counters. */
 typedef struct rg_queue_ctl {
@@ -564,6 +566,7 @@ struct rg_context {
     #define RG_STATUS_FAULT_OUTBOX (-10)
     #define RG_STATUS_FAULT_RANGE (-11)
     #define RG_STATUS_FAULT_STOPPED (-12)
+    #define RG_STATUS_FAULT_BARRIER (-13)
     #endif
 
     /* Handler loops poll the host's stop-now request once every RG_STOP_POLL_MASK + 1 iterations, so a
