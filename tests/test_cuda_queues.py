@@ -609,14 +609,17 @@ def test_latency_lane_keeps_order_across_the_lane_and_the_rings(monkeypatch):
     assert np.frombuffer(data, k.format.in_slot)[0]["id"] == 7
     with pytest.raises(KernelTimeoutError):  # not answered yet, and nothing in the ring
         k.receive(timeout=0)
-    with pytest.raises(QueueFullError):  # nothing passes the lane's message
-        k.send(AddRequest(id=8, a=0.0, b=0.0), block=False)
     assert k._sent == 1 and k.stats().input_depth == 1
-    _lane_answer(buf, g, 1, [(70, 3.0)], k.format.out_slot)
-    k.send(AddRequest(id=8, a=0.5, b=0.5))  # answered: the next one takes the ring
+    # Not answered yet: the next message takes the ring at once (vector_add is not ordered; the
+    # kernel may handle it first), and its reply, though published first, waits for the lane's.
+    k.send(AddRequest(id=8, a=0.5, b=0.5), block=False)
     assert k.inq.tail == 1 and k.inq.slots["id"][0] == 8 and lane.sent == 1
     k.outq.slots[0] = (80, 1.0)
     k._words[C._OUTQ_OFF // 8] = 1
+    with pytest.raises(KernelTimeoutError):  # the ring's reply is there, the lane's is not
+        k.receive(timeout=0)
+    assert len(k.receive_batch(4, timeout=0, out=np.zeros(4, k.format.out_slot))) == 0
+    _lane_answer(buf, g, 1, [(70, 3.0)], k.format.out_slot)
     assert k.receive(timeout=0) == AddResponse(id=70, sum=3.0)  # the lane's reply first
     assert k.receive(timeout=0) == AddResponse(id=80, sum=1.0)
     assert k._received == 2 and not lane.busy()
@@ -693,7 +696,11 @@ def test_latency_lane_hands_over_an_outbox_answer_one_reply_at_a_time():
     assert not waiting()  # nothing in the lane
     assert put((1, 1.0, 2.0)) is True and lane.sent == 1
     assert struct.unpack_from("<q2fQ", buf, 0) == (1, 1.0, 2.0, 1)
-    assert put((2, 0.0, 0.0)) is False and waiting()  # unanswered: the caller waits
+    assert put((2, 0.0, 0.0)) == "ring" and waiting()  # unanswered: past it, into the ring
+    ordered = LatencyLane(np.zeros(192, np.uint8), g, In, _RepCodec, REP, overtake=False)
+    put_ordered = ordered.fast_put_one(lambda: True, lambda m: "ring", gate)
+    assert put_ordered((1, 1.0, 2.0)) is True and not ordered.passable()
+    assert put_ordered((2, 0.0, 0.0)) is False  # an ordered kernel's next one waits for the answer
     _lane_answer(buf, g, 1, [(10, 0.5), (11, 1.5)], REP)
     assert not waiting()
     dense.append("ring reply")

@@ -113,7 +113,10 @@ def test_a_blocked_receive_raises_stalled_within_the_bound(backend, options):
         assert STALL <= took <= BOUND
         text = str(err.value)
         assert "kernel spin" in text and "handled nothing for" in text
-        assert "input queue depth" in text and "2 message(s) sent and not handled" in text
+        # On CUDA the second may be handled by another worker block (or, sent while the first
+        # waits in the latency lane, go past it into the ring); its reply still waits behind it.
+        unhandled = "1 message(s)" if backend == "cuda" else "2 message(s)"
+        assert "input queue depth" in text and f"{unhandled} sent and not handled" in text
         assert "terminate(drain=False)" in text and "stall_timeout" in text
         assert isinstance(err.value, KernelTimeoutError)  # a caller catching timeouts catches it
         with pytest.raises(KernelStalledError):

@@ -3,7 +3,7 @@
 Policy (docs/runtime.md, "Lifecycle and termination"):
 
 - ``terminate()`` drains: the kernel handles every message already accepted, for as long as it makes
-  progress (heartbeat, processed, emitted or launch count moving, or replies coming out); it gives up
+  progress (processed, emitted or launch count moving, or replies coming out); it gives up
   only after ``stall_timeout`` seconds without any, or at the caller's ``timeout``.
 - ``terminate(drain=False)`` stops now: the request is polled by every wait of the resident loop and
   by every loop of a handler, so the kernel leaves within milliseconds even with a full output
@@ -41,7 +41,7 @@ log = kernel_logger(__name__)
 _STOPPED = (Lifecycle.TERMINATED, Lifecycle.FAULTED)
 
 #: Default ``stall_timeout`` of ``terminate``: how long a draining kernel may show no progress at all
-#: (heartbeat, processed and emitted counts frozen, no reply coming out) before terminate gives up.
+#: (processed, emitted and launch counts frozen, no reply coming out) before terminate gives up.
 #: Seconds, not milliseconds: a relaunch-mode kernel shows progress once per launch (up to
 #: ``capacity`` messages), and a slow handler must not be mistaken for a stuck one.
 STALL_TIMEOUT_S = 5.0
@@ -83,7 +83,7 @@ class Termination:
                 count is ``stats().unprocessed``), also while its output queue is full or a handler
                 is in a loop; it returns within milliseconds and the handle is freed.
             stall_timeout: while draining, give up after this many seconds without any progress
-                (None: never). Progress is the heartbeat, the processed or emitted count moving,
+                (None: never). Progress is the processed, emitted or launch count moving,
                 or a reply coming out.
 
         Raises:
@@ -253,5 +253,6 @@ class Termination:
 
 def _progress_mark(ctl: np.ndarray) -> tuple[int, ...]:
     """The control-block counters that move while a kernel makes progress (compared between polls
-    by ``terminate``; any change counts)."""
-    return tuple(int(ctl[f]) for f in ("heartbeat", "processed", "emitted", "launches"))
+    by ``terminate``; any change counts). Not the heartbeat: on CUDA the poller beats it while a
+    worker is stuck in an endless handler, so it would hide that stall (as for the watchdog)."""
+    return tuple(int(ctl[f]) for f in ("processed", "emitted", "launches"))

@@ -299,7 +299,12 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             lane_arr, lane_dev = self._mapped(abi["lane"]["out_at"] + abi["lane"]["out_bytes"])
             lane_arr[:] = 0  # no stamp yet: the lane warp waits for stamp 1
             self._lane = LatencyLane(
-                lane_arr, abi["lane"], self.in_codec, self.out_codec, self.format.out_slot
+                lane_arr,
+                abi["lane"],
+                self.in_codec,
+                self.out_codec,
+                self.format.out_slot,
+                overtake=not self.spec.ordered,  # an ordered kernel's messages wait for the lane's
             )
         chunks = max(64, 1 << (2 * cap // abi["block"] // abi["items"]).bit_length())
         sched = self._device_zeros(abi["sched_bytes"])
@@ -508,8 +513,8 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
     def _push(self, batch: np.ndarray) -> int:
         lane = self._lane
         if lane is not None and lane.busy():
-            if not lane.answered():
-                return 0  # nothing passes the lane's message: waits as for a full queue
+            if not lane.passable():
+                return 0  # an ordered kernel's next message waits for the lane's answer
         elif lane is not None and len(batch) == 1 and batch.dtype == self.format.in_slot:
             # The receive lock, without waiting: see LatencyLane.fast_put_one's gate.
             if self._recv_lock.acquire(False):

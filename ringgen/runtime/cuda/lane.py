@@ -31,18 +31,28 @@ class LatencyLane:
 
     The lane holds one message at a time, and the handle uses it only while nothing else is
     outstanding (``idle``: every earlier message handled and its replies taken), so the order of
-    messages and replies across the lane and the rings needs no bookkeeping: a message sent while
-    the lane's is unanswered waits for that answer (``answered``), and replies are taken from the
-    lane first (``take``) while it holds any.
+    replies across the lane and the rings needs no bookkeeping: replies are taken from the lane
+    first (``take``) while it holds any. A message sent while the lane's is unanswered goes into
+    the ring (``overtake``): the kernel may handle it first, as its worker blocks handle the ring's
+    messages in any order, but its reply is taken after the lane's. An ordered kernel's messages
+    must be handled one at a time in order, so there (``overtake`` False) it waits for the lane's
+    answer (``answered``), as for a full queue.
 
     ``sent`` (the sender's) and ``taken`` (the receiver's) count lane messages; ``item`` is how many
     replies of the current answer were taken already.
     """
 
     def __init__(
-        self, buf: np.ndarray, geometry: dict, in_codec: Any, out_codec: Any, out_slot: np.dtype
+        self,
+        buf: np.ndarray,
+        geometry: dict,
+        in_codec: Any,
+        out_codec: Any,
+        out_slot: np.dtype,
+        overtake: bool = True,
     ) -> None:
         g = geometry
+        self.overtake = overtake
         packer = in_codec.packer
         pad = g["in_stamp_at"] - packer.size
         if pad < 0 or g["in_stamp_at"] + 8 > g["in_bytes"]:
@@ -77,8 +87,13 @@ class LatencyLane:
         return self.sent != self.taken
 
     def answered(self) -> bool:
-        """True unless the lane's message waits for the kernel (then nothing may be sent past it)."""
+        """True unless the lane's message waits for the kernel."""
         return self.sent == self.taken or self.words[self.word_at] >> 8 == self.sent
+
+    def passable(self) -> bool:
+        """True when a message may go into the ring now: the lane's is answered, or the kernel
+        is not ordered (``overtake``)."""
+        return self.overtake or self.answered()
 
     def put(self, message: Any) -> Any:
         """Write ``message`` into the request slot (the caller checked ``busy`` and idleness):
@@ -183,8 +198,9 @@ class LatencyLane:
         self, idle: Callable[[], bool], dense: Callable[[Any], Any], gate: Any
     ) -> Callable[[Any], Any]:
         """The send closure of a kernel with a lane: into the lane when it is free and ``idle()``
-        (nothing else outstanding), else ``dense(message)`` (the input ring's closure) once the
-        lane's message is answered; False (the caller waits, as for a full queue) before that.
+        (nothing else outstanding), else ``dense(message)`` (the input ring's closure); for an
+        ordered kernel only once the lane's message is answered, False (the caller waits, as for a
+        full queue) before that.
 
         ``gate`` is the handle's receive lock, taken without waiting around the idle check and the
         write: a receiver holds it while it decides between the lane and the ring, so it never
@@ -197,7 +213,7 @@ class LatencyLane:
             self.words,
             self.word_at,
         )
-        lane, error = self, (struct.error, OverflowError)
+        lane, error, overtake = self, (struct.error, OverflowError), self.overtake
         enter, leave = gate.acquire, gate.release
 
         def put_one(message: Any) -> Any:
@@ -214,7 +230,7 @@ class LatencyLane:
                             return True
                     finally:
                         leave()
-            elif words[word_at] >> 8 != sent:
+            elif not overtake and words[word_at] >> 8 != sent:
                 return False
             return dense(message)
 
