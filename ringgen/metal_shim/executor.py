@@ -100,9 +100,24 @@ def build_executor(
         metal_path=str(metal_path),
         kernels=[kernel_context(k) for k in emitted],
     )
+    lib = build_driver(driver, text, metal_path, exe, werror, workdir, "the shim executor")
+    return MetalExecutor(lib, emitted, metal_path)
+
+
+def build_driver(
+    driver: str, text: str, metal_path: Path, exe: str, werror: bool, workdir: Path, what: str
+) -> Path:
+    """Compile a generated C++ driver of the Metal source ``metal_path`` (whose text is ``text``)
+    into a shared library in ``workdir``, once per content (the file name carries a hash of the
+    source, the driver, the compiler and ``werror``); returns its path.
+
+    Raises:
+        ToolchainError: the compiler took over 600 s or rejected the driver (``what`` names it).
+    """
     tag = hashlib.sha256((text + driver + exe + str(werror)).encode()).hexdigest()[:16]
-    src = workdir / f"{metal_path.stem}_driver_{tag}.cpp"
-    lib = workdir / f"lib{metal_path.stem}_metal_{tag}.so"
+    stem = f"{metal_path.stem}_{what.split()[-1]}_{tag}"
+    src = workdir / f"{stem}.cpp"
+    lib = workdir / f"lib{stem}.so"
     src.write_text(driver)
     if not lib.exists():
         flags = [f for f in shim_flags() if f not in ("-x", "c++")]
@@ -113,14 +128,13 @@ def build_executor(
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         except subprocess.TimeoutExpired:
             raise ToolchainError(
-                f"{exe} took over 600 s to build the executor of {metal_path.name}"
+                f"{exe} took over 600 s to build {what} of {metal_path.name}"
             ) from None
         if proc.returncode != 0:
             raise ToolchainError(
-                f"{exe} rejected the Metal shim executor for {metal_path.name}:\n"
-                f"{proc.stderr.strip()}"
+                f"{exe} rejected {what} of {metal_path.name}:\n{proc.stderr.strip()}"
             )
-    return MetalExecutor(lib, emitted, metal_path)
+    return lib
 
 
 class MetalExecutor:

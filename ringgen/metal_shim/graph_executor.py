@@ -9,8 +9,6 @@ faults by reason) and final state. The graph tests compare that with the referen
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Optional
 
@@ -22,8 +20,8 @@ from ..errors import KernelTimeoutError, ToolchainError
 from ..layout import layout_of
 from ..protocol import CONTROL_DTYPE
 from ..reference import records
-from . import available_compilers, shim_flags
-from .executor import slot_dtype
+from . import available_compilers
+from .executor import build_driver, slot_dtype
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
@@ -61,26 +59,7 @@ def build_graph_executor(
         raise ToolchainError("no C++ compiler (g++ or clang++) to build the Metal graph driver")
     driver = emit_graph_driver(unit, str(metal_path), metal_path.name)
     text = metal_path.read_text()
-    tag = hashlib.sha256((text + driver + exe + str(werror)).encode()).hexdigest()[:16]
-    src = workdir / f"{metal_path.stem}_graphs_{tag}.cpp"
-    lib = workdir / f"lib{metal_path.stem}_graphs_{tag}.so"
-    src.write_text(driver)
-    if not lib.exists():
-        flags = [f for f in shim_flags() if f not in ("-x", "c++")]
-        if not werror:
-            flags.append("-Wno-error")
-        cmd = [exe, *flags, "-O1", "-shared", "-fPIC", "-pthread", str(src), "-o", str(lib)]
-        try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-        except subprocess.TimeoutExpired:
-            raise ToolchainError(
-                f"{exe} took over 600 s to build the graph driver of {metal_path.name}"
-            ) from None
-        if proc.returncode != 0:
-            raise ToolchainError(
-                f"{exe} rejected the Metal graph driver for {metal_path.name}:\n"
-                f"{proc.stderr.strip()}"
-            )
+    lib = build_driver(driver, text, metal_path, exe, werror, workdir, "the graph driver")
     return MetalGraphExecutor(lib, unit)
 
 
