@@ -19,6 +19,8 @@ Capabilities are words from ``CAPABILITIES``:
 | ``bridged`` | kernels with bridged messages (``Str``, ``List``) run: the target has a wire codec |
 | ``now`` | ``rg.now()`` works (OpenCL C has no device clock) |
 | ``device`` | kernels run on an accelerator (a GPU, or an OpenCL device), not in the host process |
+| ``fused_graph`` | a graph runs fused into one kernel (``strategy="shared_memory"``; ``graph_opener``) |
+| ``grid_graph`` | a graph runs on the blocks of one grid with edge rings in device memory (``strategy="atomic_queue"``) |
 """
 
 from __future__ import annotations
@@ -36,13 +38,16 @@ __all__ = [
     "Target",
     "auto_order",
     "by_name",
+    "with_capability",
     "host_backends",
     "names",
     "resolve",
 ]
 
 #: The capability words a row may hold (the table above says what each means).
-CAPABILITIES = frozenset({"resident", "relaunch", "bridged", "now", "device"})
+CAPABILITIES = frozenset(
+    {"resident", "relaunch", "bridged", "now", "device", "fused_graph", "grid_graph"}
+)
 
 
 @attrs.frozen
@@ -65,6 +70,8 @@ class Target:
         checker: ``"module:function"`` that checks its source file (``ringgen check``), None
             without one.
         capabilities: words from ``CAPABILITIES``.
+        graph_opener: ``"module:function"`` that launches a graph's fused kernel from its source
+            and abi (``ringgen.runtime.graph_device.open_fused``), None where no graph runs fused.
     """
 
     name: str
@@ -77,6 +84,7 @@ class Target:
     auto_rank: Optional[int]
     checker: Optional[str]
     capabilities: frozenset = attrs.field(converter=frozenset)
+    graph_opener: Optional[str] = None
 
     def __attrs_post_init__(self) -> None:
         unknown = sorted(set(self.capabilities) - CAPABILITIES)
@@ -124,7 +132,8 @@ TARGETS: tuple[Target, ...] = (
         "pocl-binary-distribution, or your vendor's ICD)",
         auto_rank=2,
         checker="ringgen.check:check_opencl_source",
-        capabilities={"resident", "relaunch", "bridged", "device"},
+        capabilities={"resident", "relaunch", "bridged", "device", "fused_graph"},
+        graph_opener="ringgen.runtime.graph_opencl:open_fused",
     ),
     Target(
         name="cuda",
@@ -137,7 +146,8 @@ TARGETS: tuple[Target, ...] = (
         "and driver",
         auto_rank=1,
         checker="ringgen.check:check_cuda_source",
-        capabilities={"resident", "bridged", "now", "device"},
+        capabilities={"resident", "bridged", "now", "device", "fused_graph", "grid_graph"},
+        graph_opener="ringgen.runtime.graph_cuda:open_fused",
     ),
     Target(
         name="cpu",
@@ -178,6 +188,11 @@ def auto_order() -> tuple[Target, ...]:
     """The backends ``auto`` tries, in order (those with an ``auto_rank``, lowest first)."""
     ranked = [t for t in TARGETS if t.auto_rank is not None]
     return tuple(sorted(ranked, key=lambda t: t.auto_rank))
+
+
+def with_capability(word: str) -> tuple[Target, ...]:
+    """The backends whose row holds the capability ``word``, in table order."""
+    return tuple(t for t in TARGETS if word in t.capabilities)
 
 
 def host_backends() -> tuple[Target, ...]:

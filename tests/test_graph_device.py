@@ -271,7 +271,7 @@ def test_what_cannot_be_fused_is_refused_naming_why():
         graph_kernel.check_fits(big)
     with pytest.raises(BuildError, match=r"the atomic_queue strategy holds .*than the 1024 bytes"):
         STRATEGIES["atomic_queue"].check(big)
-    with pytest.raises(ValueError, match="runs on cuda, opencl, not on backend 'cpu'"):
+    with pytest.raises(ValueError, match="runs on opencl, cuda, not on backend 'cpu'"):
         rg.launch(gk.three, backend="cpu", strategy="shared_memory")
     with pytest.raises(ValueError, match="'atomic_queue' runs on cuda, not on backend 'cpu'"):
         rg.launch(gk.three, backend="cpu", strategy="atomic_queue")

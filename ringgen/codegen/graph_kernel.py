@@ -23,6 +23,7 @@ from .. import protocol
 from ..errors import BuildError
 from ..graphs import Graph, counter_layout, fused_spec, stage_bounds
 from ..layout import layout_of
+from ..targets import with_capability
 from . import cuda, opencl
 from .env import render
 
@@ -46,8 +47,9 @@ __all__ = [
 
 #: The strategy this module emits (``rg.launch(graph, strategy=...)``).
 STRATEGY = "shared_memory"
-#: The targets a fused graph is emitted for, with the file suffix of each.
-FUSED_TARGETS = {"cuda": "cu", "opencl": "cl"}
+#: The targets a fused graph is emitted for (``fused_graph`` in ``ringgen/targets.py``), with the
+#: file suffix of each.
+FUSED_TARGETS = {t.name: t.suffix.lstrip(".") for t in with_capability("fused_graph")}
 #: Bytes of messages one thread may hold along a message's path through the fused stages: the
 #: registers of one thread of a 256-thread CUDA block at full occupancy of its SM (65,536 32-bit
 #: registers / 256 threads = 256 registers = 1 KiB). Beyond it the path spills to local memory,

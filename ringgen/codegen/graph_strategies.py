@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import attrs
 
 from ..graphs import Graph
+from ..targets import with_capability
 from . import graph_kernel, graph_queue
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ STRATEGIES = {
     ),
     graph_queue.STRATEGY: GraphStrategy(
         graph_queue.STRATEGY,
-        ("cuda",),
+        tuple(t.name for t in with_capability("grid_graph")),
         lambda unit, graph, target, options: graph_queue.emit(unit, graph, options=options),
         _check_queue,
         lambda graph, target, source: graph_queue.abi(graph),

@@ -12,7 +12,6 @@ This module gives it the ``GraphHandle`` API: ``receive(exit=)``, ``stage(name)`
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, AsyncIterator, Mapping, Optional
 
 import attrs
@@ -20,18 +19,17 @@ import numpy as np
 
 from ..graphs import Graph, counter_layout
 from ..protocol import N_REASONS, Lifecycle
+from ..targets import by_name, resolve, with_capability
 from .base import KernelHandle
 from .graph_edges import Chunk, EdgeStats, GraphStats
 from .stats import KernelStats, _reason_name
 
 __all__ = ["DEVICE_STRATEGIES", "FusedGraphHandle", "check_strategy", "open_fused"]
 
-#: The device strategies this runtime has, and the backends each runs on.
-DEVICE_STRATEGIES = {"atomic_queue": ("cuda",), "shared_memory": ("cuda", "opencl")}
-#: Per backend, the function that launches a fused kernel (imported on use: it loads the driver).
-_OPENERS = {
-    "cuda": "ringgen.runtime.graph_cuda:open_fused",
-    "opencl": "ringgen.runtime.graph_opencl:open_fused",
+#: The device strategies, and the backends each runs on (their rows in ``ringgen/targets.py``).
+DEVICE_STRATEGIES = {
+    "atomic_queue": tuple(t.name for t in with_capability("grid_graph")),
+    "shared_memory": tuple(t.name for t in with_capability("fused_graph")),
 }
 
 
@@ -44,11 +42,10 @@ def open_fused(
     Raises:
         ValueError: no backend by that name runs fused graphs.
     """
-    if backend not in _OPENERS:
+    opener = by_name(backend).graph_opener
+    if opener is None:
         raise ValueError(f"kernel {spec.name}: backend {backend!r} runs no fused graph")
-    module, _, attr = _OPENERS[backend].partition(":")
-    opener = getattr(importlib.import_module(module), attr)
-    return opener(spec, package_dir, source=source, abi=abi, **options)
+    return resolve(opener)(spec, package_dir, source=source, abi=abi, **options)
 
 
 def check_strategy(graph: Graph, strategy: Any, backend: str) -> None:

@@ -1991,7 +1991,7 @@ extern "C" __global__ void __launch_bounds__(RG_BLOCK, 1)
 rg_graph_readings_aq(rg_control* ctl, rg_queue_ctl* inq, const Sample* in_ring, rg_u64 in_mask,
                      rg_queue_ctl* outq, Numbered* out_ring, rg_u64 out_mask,
                      rg_u32* hole_marks, rg_cuda_side* side, rg_sched* sched, rg_u64* done,
-                     rg_u64 nc_mask, Arrivals* state)
+                     rg_u64 nc_mask, rg_u8* lane, Arrivals* state)
 {
     if (blockIdx.x == 0u) {
         if (threadIdx.x == 0u) {
