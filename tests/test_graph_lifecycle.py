@@ -96,7 +96,12 @@ def test_a_full_edge_stalls_its_producer_and_never_drops(param):
     # the producer's output queue filled (8) behind its full edge: it could emit no more, so it
     # stalled (a persistent kernel counts output_stalls; in relaunch mode the host launches it
     # only over as many messages as its output has room for)
-    assert max(held) == 8, f"the producer's output queue held at most {max(held)} of 8"
+    # (the 1 ms sampler can miss a full queue that a native stage fills and the forwarder empties
+    # within a millisecond; the worker's stall counter cannot)
+    stalls = stats.stages["parse"].output_stalls
+    assert (
+        max(held) == 8 or stalls > 0
+    ), f"the producer's output queue held at most {max(held)} of 8 and it never stalled"
     assert [e.forwarded for e in stats.edges] == [n, n]
 
 
