@@ -118,6 +118,20 @@ def stamp(m: Mid) -> Out:
 slowed = rg.pipeline(parse, slow, stamp)
 
 
+@rg.ring_kernel
+def slow_native(m: Mid) -> Mid:
+    # `slow` for native backends, where its 400 steps take about a microsecond: about 100 us
+    acc = m.y
+    for i in range(100000):
+        acc = (acc * 7 + i) % 1000003
+    return Mid(
+        id=m.id, y=m.y if acc != -7 else m.y + 1
+    )  # acc is never -7: a use the compiler keeps
+
+
+slowed_native = rg.pipeline(parse, slow_native, stamp)
+
+
 @rg.message
 class Hop:
     id: i64

@@ -66,11 +66,14 @@ def _receive(h, n: int, timeout: float = 60.0) -> np.ndarray:
 
 @pytest.mark.parametrize("param", graph_backends.backend_params(3))
 def test_a_full_edge_stalls_its_producer_and_never_drops(param):
+    # Native stages run `slow` in about a microsecond, so its edges hardly ever fill there: the
+    # c backend gets `slow_native` (about 100 us a message) instead.
     n = 300
+    graph = gk.slowed_native if param[0] == "c" else gk.slowed
     msgs = random_messages(gk.Raw, n, seed=21)
     depths: list[int] = []
     held: list[int] = []  # the producer's replies waiting in its output queue
-    with _launch(gk.slowed, param, capacity=8, edge_capacity=4) as h:
+    with _launch(graph, param, capacity=8, edge_capacity=4) as h:
         stop = threading.Event()
 
         def watch():
