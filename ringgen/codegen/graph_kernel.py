@@ -37,6 +37,7 @@ __all__ = [
     "STRATEGY",
     "abi",
     "check_fits",
+    "check_stages_built",
     "compute_path_bytes",
     "counter_context",
     "edge_capacity",
@@ -177,6 +178,19 @@ def _render_body(unit: "BuildUnit", graph: Graph, options: Optional["EmitOptions
     )
 
 
+def check_stages_built(unit: "BuildUnit", graph: Graph) -> None:
+    """Raise ``BuildError`` naming the stages of ``graph`` that ``unit`` does not build (a device
+    strategy's source is rendered from the build's kernels)."""
+    names = {k.name for k in unit.kernels}
+    missing = [s for s in graph.stages if s not in names]
+    if missing:
+        raise BuildError(
+            f"graph {graph.label}: stage(s) {', '.join(missing)} are not in the build of "
+            f"{unit.module}",
+            hint="declare or import every stage in the module that declares the graph",
+        )
+
+
 def emit_fused(
     unit: "BuildUnit", graph: Graph, target: str, *, options: Optional["EmitOptions"] = None
 ) -> str:
@@ -193,14 +207,7 @@ def emit_fused(
     """
     if target not in FUSED_TARGETS:
         raise ValueError(f"graph {graph.label}: no fused source for target {target!r}")
-    names = {k.name for k in unit.kernels}
-    missing = [s for s in graph.stages if s not in names]
-    if missing:
-        raise BuildError(
-            f"graph {graph.label}: stage(s) {', '.join(missing)} are not in the build of "
-            f"{unit.module}",
-            hint="declare or import every stage in the module that declares the graph",
-        )
+    check_stages_built(unit, graph)
     check_fits(graph)
     from .bridged_c import emit_device_codec
     from .header import render_header

@@ -26,7 +26,7 @@ from ..kernel import KernelSpec
 from ..layout import layout_of
 from . import cuda
 from .env import render
-from .graph_kernel import check_fits, counter_context, stage_contexts
+from .graph_kernel import check_fits, check_stages_built, counter_context, stage_contexts
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
@@ -154,14 +154,7 @@ def emit(unit: "BuildUnit", graph: Graph, *, options: Optional["EmitOptions"] = 
     from .bridged_c import emit_device_codec
     from .header import render_header
 
-    names = {k.name for k in unit.kernels}
-    missing = [s for s in graph.stages if s not in names]
-    if missing:
-        raise BuildError(
-            f"graph {graph.label}: stage(s) {', '.join(missing)} are not in the build of "
-            f"{unit.module}",
-            hint="declare or import every stage in the module that declares the graph",
-        )
+    check_stages_built(unit, graph)
     check_fits(graph, STRATEGY)
     spec = grid_spec(graph)
     fused = cuda.kernel_context(spec)
