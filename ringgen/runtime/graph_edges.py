@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Mapping, Optional, Union
+from typing import Callable, Mapping, Optional, Union
 
 import attrs
 import numpy as np
@@ -14,7 +14,7 @@ from ..protocol import Lifecycle
 from .base import KernelHandle
 from .stats import KernelStats
 
-__all__ = ["Chunk", "EdgeStats", "GraphStats"]
+__all__ = ["Chunk", "EdgeStats", "GraphStats", "push_chunks"]
 
 #: What an edge or a spill holds: a batch of replies (an array, or objects for bridged messages).
 Chunk = Union[np.ndarray, list]
@@ -70,6 +70,28 @@ class GraphStats:
     topics: Mapping[str, object] = attrs.field(factory=dict)
 
 
+def push_chunks(
+    chunks: collections.deque, consumer: KernelHandle, took: Callable[[int], None]
+) -> int:
+    """Send the oldest chunks of ``chunks`` into ``consumer``'s input queue, as many messages as fit
+    now (a chunk that fits in part stays with its rest at the front); returns how many, and tells
+    ``took`` the same number, also when the consumer closes midway (the counts stay true)."""
+    moved = 0
+    try:
+        while chunks:
+            chunk = chunks[0]
+            n = consumer.send_batch(chunk, block=False)
+            moved += n
+            if n < len(chunk):
+                if n:
+                    chunks[0] = chunk[n:]
+                break
+            chunks.popleft()
+    finally:
+        took(moved)
+    return moved
+
+
 class _Edge:
     """A bounded FIFO of reply chunks between two stages; only the forwarder changes it."""
 
@@ -93,21 +115,11 @@ class _Edge:
 
     def push_into(self, consumer: KernelHandle) -> int:
         """Move what fits into ``consumer``'s input queue, oldest first; returns how many."""
-        moved = 0
-        try:
-            while self.chunks:
-                chunk = self.chunks[0]
-                n = consumer.send_batch(chunk, block=False)
-                moved += n
-                if n < len(chunk):
-                    if n:
-                        self.chunks[0] = chunk[n:]
-                    break
-                self.chunks.popleft()
-        finally:  # a consumer that closes midway leaves the counts true
-            self.depth -= moved
-            self.forwarded += moved
-        return moved
+        return push_chunks(self.chunks, consumer, self._took)
+
+    def _took(self, n: int) -> None:
+        self.depth -= n
+        self.forwarded += n
 
 
 class _Spill:

@@ -36,6 +36,7 @@ from ..graphs import Graph
 from ..topics import Block, DropNewest, TopicSpec
 from .base import KernelHandle
 from .causal import CausalMerge, Stream
+from .graph_edges import push_chunks
 from .waiting import Backoff, check_timeout, deadline_after, expired
 
 __all__ = ["Flow", "SubscriberStats", "Subscription", "TopicStats"]
@@ -142,19 +143,11 @@ class _SubscriberQueue:
         return part
 
     def push_fifo(self, consumer: KernelHandle) -> int:
-        moved = 0
-        while self.fifo:
-            chunk = self.fifo[0]
-            n = consumer.send_batch(chunk, block=False)
-            moved += n
-            if n < len(chunk):
-                if n:
-                    self.fifo[0] = chunk[n:]
-                break
-            self.fifo.popleft()
-        self.depth -= moved
-        self.delivered += moved
-        return moved
+        return push_chunks(self.fifo, consumer, self._delivered)
+
+    def _delivered(self, n: int) -> None:
+        self.depth -= n
+        self.delivered += n
 
     def stats(self) -> SubscriberStats:
         return SubscriberStats(self.delivered, self.dropped, self.depth, self.capacity)
