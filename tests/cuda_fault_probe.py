@@ -71,6 +71,10 @@ def main(kind: str) -> dict:
     result["fault"] = stats.fault
     result["send"] = _outcome(lambda: k.send(fk.Ping(id=99, x=0.0, k=0), timeout=1.0))
     result["receive"] = _outcome(lambda: str(k.receive(timeout=1.0)))
+    # A reply the device published before the driver stopped the grid is delivered first (an
+    # illegal store does not stop its thread at once: the latency lane may answer the faulting
+    # message itself); the receive after it must raise.
+    result["receive_again"] = _outcome(lambda: str(k.receive(timeout=1.0)))
     result["launch_while_live"] = _outcome(
         lambda: rg.launch(fk.ping, backend="cuda", capacity=64).terminate().lifecycle.name
     )

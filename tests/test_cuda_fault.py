@@ -24,6 +24,9 @@ import pytest
 pytestmark = [pytest.mark.gpu, pytest.mark.timeout(600)]
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from cuda_fault_probe import AFTER  # noqa: E402  (the message on which the probe's kernel dies)
+
 #: The driver's error for each kind of fault (the trap's name is whatever the driver says).
 EXPECTED = {
     "illegal": "CUDA_ERROR_ILLEGAL_ADDRESS: an illegal memory access was encountered",
@@ -75,9 +78,16 @@ def test_a_dead_kernel_is_faulted_named_and_the_next_launch_says_so(gpu, kind):
     lag = r["fault_s"] - (r["driver_s"] if r["driver_s"] is not None else 0.0)
     assert lag < 0.050, f"FAULTED {lag * 1e3:.1f} ms after the driver reported the error"
     assert r["fault_s"] < 1.0, f"FAULTED {r['fault_s'] * 1e3:.1f} ms after the send"
-    for op in ("send", "receive"):
-        cls, message = r[op]
-        assert cls == "KernelFaultError" and fault in message, (op, r[op])
+    cls, message = r["send"]
+    assert cls == "KernelFaultError" and fault in message, r["send"]
+    # receive raises once no reply is left (KernelHandle.receive); a reply the device published
+    # before the driver stopped the grid comes first (only the faulting message's own: an illegal
+    # store does not stop its thread at once, seen on the H200 through the latency lane).
+    cls, message = r["receive"]
+    if cls == "ok":
+        assert message.startswith(f"Ping(id={AFTER},"), r["receive"]
+        cls, message = r["receive_again"]
+    assert cls == "KernelFaultError" and fault in message, (r["receive"], r["receive_again"])
     cls, message = r["launch_while_live"]
     assert cls == "BackendUnavailableError", r["launch_while_live"]
     assert f"was lost ({fault}" in message and "kernel(s) ping launched in it" in message
