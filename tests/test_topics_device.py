@@ -103,6 +103,26 @@ def test_a_block_topic_on_a_device_strategy_equals_the_reference_composition(bac
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("n_subs", [1, 16])
+def test_subscribers_that_keep_a_share_each_run_on_every_message(backend, n_subs):
+    """The fan-out bench's device-kept series (bench/topics.py): each of ``n_subs`` subscribers
+    runs on every message and keeps the ids that are its number modulo ``n_subs``, so the one exit
+    gets exactly one reply per message, from the subscriber the id names."""
+    name, options = backend
+    g = dk.share_fan(n_subs)
+    msgs = random_messages(dk.Score, 2000, seed=n_subs + 100)
+    msgs["id"] = np.arange(len(msgs))
+    msgs["src"] = n_subs
+    got, final = _run(g, name, msgs, capacity=1024, **options)
+    want, _ = _run(g, "cpu", msgs, capacity=4096)
+    assert len(got) == len(msgs) and _rows(got) == _rows(want)
+    assert (got["src"] == got["id"] % n_subs + 1).all()
+    assert sorted(got["id"].tolist()) == list(range(len(msgs)))
+    for k in range(n_subs):
+        assert final.stages[f"share{k}"].processed == len(msgs)  # every message, every subscriber
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_each_subscriber_gets_the_publishers_messages_in_order(backend):
     """FIFO per publisher: with an ordered final stage the fused kernel takes one message at a
     time, so each subscriber's replies come back in the order the messages were sent."""

@@ -2,6 +2,8 @@
 refuses ``rg.HLC`` stamps), a publisher, sixteen subscribers that each leave their mark, and a final
 stage the subscribers fan in at (a device strategy fuses a graph with one exit)."""
 
+from typing import Optional
+
 import ringgen as rg
 from ringgen.types import i32, i64
 
@@ -49,4 +51,43 @@ def fan(n_subs: int, last=gather, **topic_options):
     subs = SUBSCRIBERS[:n_subs]
     return rg.graph(
         publish >> scores, scores >> subs, *[s >> last for s in subs], name=f"dfan{n_subs}"
+    )
+
+
+# ---- the fan-out bench's "kept on the device" series (bench/topics.py): every subscriber runs on
+# every message the topic carries, and keeps for the host only its share of them, so the host takes
+# one reply per message whatever the number of subscribers (the publisher passes the count in src).
+
+
+@rg.ring_kernel
+def share_publish(s: Score) -> Score:
+    return Score(id=s.id, x=s.x % 1000 + 1, src=s.src)
+
+
+def _sharing_subscriber(k: int):
+    def handle(s: Score) -> Optional[Score]:
+        if s.id % i64(s.src) == i64(k):
+            return Score(id=s.id, x=s.x * 3 + k, src=k + 1)
+        return None
+
+    return handle
+
+
+#: sixteen subscribers; ``share<k>`` of ``n`` keeps the messages whose id is k modulo n
+SHARING = []
+for _i in range(16):
+    globals()[f"share{_i}"] = rg.ring_kernel(name=f"share{_i}")(_sharing_subscriber(_i))
+    SHARING.append(globals()[f"share{_i}"])
+
+
+def share_fan(n_subs: int):
+    """``share_publish`` >> topic ``shared`` >> ``n_subs`` sharing subscribers >> ``gather``
+    (named ``dshare<n>``); send messages with ``src = n_subs``."""
+    shared = rg.topic("shared", Score)
+    subs = SHARING[:n_subs]
+    return rg.graph(
+        share_publish >> shared,
+        shared >> subs,
+        *[s >> gather for s in subs],
+        name=f"dshare{n_subs}",
     )
