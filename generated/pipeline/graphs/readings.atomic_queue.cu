@@ -605,8 +605,12 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
  * about RG_POLL_HOT PCIe round trips (~1 us each), so a message that follows another within tens of
  * milliseconds never waits on a sleep; after that it sleeps at most RG_SLEEP_MAX_NS. */
 #define RG_POLL_HOT 65536u
+#ifndef RG_WORKER_HOT
 #define RG_WORKER_HOT 4096u
+#endif
+#ifndef RG_SLEEP_MAX_NS
 #define RG_SLEEP_MAX_NS 20000u
+#endif
 
 /* terminate request values (rg_control.terminate, written by the host) */
 #define RG_TERMINATE_DRAIN 1u
@@ -1101,6 +1105,28 @@ RG_STATIC_ASSERT(sizeof(rg_aq_slot_arrival) == 48, rg_check_aq_slot_arrival);
 #define RG_AQ_over_limit_DONE 1311360u
 #define RG_AQ_BYTES 1311488u
 
+/* The knobs of a hop's waits, each a -D at compile time (CudaKernelHandle(defines=...)): the
+ * defaults are the skeleton's; bench/graph.py --variants measures the others (bench/NOTES-graph.md).
+ *   RG_AQ_HOT       polls before a stage's wait for entry messages (avail) or for room starts to
+ *                   sleep (rg__backoff, at most RG_SLEEP_MAX_NS a sleep);
+ *   RG_AQ_TAKE_HOT  the same for a consumer thread's wait on its slot; ~0u: it never sleeps there
+ *                   (the message is accepted, so its producer is working on it or about to);
+ *   RG_AQ_SCOPE_GPU the stamped words stored and polled as .relaxed.gpu rather than .volatile;
+ *   RG_AQ_COUNT_AFTER_PUT  a stage's counts added after its slot's stores rather than before. */
+#ifndef RG_AQ_HOT
+#define RG_AQ_HOT RG_WORKER_HOT
+#endif
+#ifndef RG_AQ_TAKE_HOT
+#define RG_AQ_TAKE_HOT RG_AQ_HOT
+#endif
+#if defined(RG_AQ_SCOPE_GPU)
+#define RG_AQ_ST_V2 "st.relaxed.gpu.global.v2.u64"
+#define RG_AQ_LD_V2 "ld.relaxed.gpu.global.v2.u64"
+#else
+#define RG_AQ_ST_V2 "st.volatile.global.v2.u64"
+#define RG_AQ_LD_V2 "ld.volatile.global.v2.u64"
+#endif
+
 /* An edge slot in the ring, as stamped words: each 8-byte word holds 4 bytes of the slot and the
  * stamp (rg_u32)(seq + 1) of the entry message it is for. A word is stored and loaded whole (the
  * two words of a 16-byte access each are), so a consumer that finds every word of its slot stamped
@@ -1114,7 +1140,7 @@ RG_FN void rg_aq_put(rg_u64* dst, rg_u32 stamp, const rg_u32* w)
     const rg_u64 hi = (rg_u64)stamp << 32;
 #pragma unroll
     for (int k = 0; k < N; k += 2) {
-        asm volatile("st.volatile.global.v2.u64 [%0], {" "%1, %2};"
+        asm volatile(RG_AQ_ST_V2 " [%0], {" "%1, %2};"
                      :: "l"(dst + k), "l"(hi | w[k]), "l"(hi | w[k + 1]) : "memory");
     }
 }
@@ -1133,7 +1159,7 @@ RG_FN bool rg_aq_take(const rg_u64* src, rg_u32 stamp, rg_u32* w, RG_GLOBAL rg_u
         for (int k = 0; k < N; k += 2) {
             rg_u64 a;
             rg_u64 b;
-            asm volatile("ld.volatile.global.v2.u64 {" "%0, %1}, [%2];"
+            asm volatile(RG_AQ_LD_V2 " {" "%0, %1}, [%2];"
                          : "=l"(a), "=l"(b) : "l"(src + k) : "memory");
             w[k] = (rg_u32)a;
             w[k + 1] = (rg_u32)b;
@@ -1145,7 +1171,7 @@ RG_FN bool rg_aq_take(const rg_u64* src, rg_u32 stamp, rg_u32* w, RG_GLOBAL rg_u
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(stop) != 0u) {
             return false;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_TAKE_HOT);
     }
 }
 
@@ -1632,7 +1658,7 @@ RG_FN rg_u64 rg_aq_ready_scale(rg_sched* sched, rg_u8* area, rg_u64 lo, rg_u64 e
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return 0u;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_HOT);
     }
 }
 
@@ -1649,7 +1675,7 @@ RG_FN rg_u64 rg_aq_ready_arrival(rg_sched* sched, rg_u8* area, rg_u64 lo, rg_u64
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return 0u;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_HOT);
     }
 }
 
@@ -1666,7 +1692,7 @@ RG_FN rg_u64 rg_aq_ready_over_limit(rg_sched* sched, rg_u8* area, rg_u64 lo, rg_
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return 0u;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_HOT);
     }
 }
 
@@ -1696,7 +1722,7 @@ RG_FN bool rg_aq_room_scale(rg_sched* sched, rg_u8* area, rg_u64 chunk)
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return false;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_HOT);
     }
 }
 
@@ -1724,7 +1750,7 @@ RG_FN bool rg_aq_room_arrival(rg_sched* sched, rg_u8* area, rg_u64 chunk)
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return false;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_HOT);
     }
 }
 
@@ -1754,9 +1780,11 @@ RG_FN void rg_aq_one_scale(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_ring,
                 }
             }
     rg_o.status = rg_fault;
+#if !defined(RG_AQ_COUNT_AFTER_PUT)
     rg_graph_add(rg_graph_counts + RG_GC_scale, rg_calls);
     rg_graph_add(rg_graph_counts + RG_GC_scale + 1u, rg_made);
 
+#endif
     union { rg_aq_slot_scale s; rg_u32 w[RG_AQ_scale_WORDS]; } rg_u;
 #pragma unroll
     for (int k = 0; k < RG_AQ_scale_WORDS; ++k) {
@@ -1765,6 +1793,11 @@ RG_FN void rg_aq_one_scale(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_ring,
     rg_u.s = rg_o;
     rg_aq_put<RG_AQ_scale_WORDS>((rg_u64*)(rg_aq_area + RG_AQ_scale_RING) + (seq & RG_AQ_MASK) * RG_AQ_scale_WORDS,
                                     (rg_u32)(seq + 1u), rg_u.w);
+#if defined(RG_AQ_COUNT_AFTER_PUT)
+    rg_graph_add(rg_graph_counts + RG_GC_scale, rg_calls);
+    rg_graph_add(rg_graph_counts + RG_GC_scale + 1u, rg_made);
+
+#endif
 }
 
 /* Entry message seq through stage arrival: its slot of the ring. */
@@ -1808,10 +1841,12 @@ RG_FN void rg_aq_one_arrival(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_rin
             }
         }
     rg_o.status = rg_fault;
+#if !defined(RG_AQ_COUNT_AFTER_PUT)
     rg_graph_add(rg_graph_counts + RG_GC_arrival, rg_calls);
     rg_graph_add(rg_graph_counts + RG_GC_arrival + 1u, rg_made);
     rg_graph_add(rg_graph_counts + RG_GE_scale__arrival, rg_taken_scale);
 
+#endif
     union { rg_aq_slot_arrival s; rg_u32 w[RG_AQ_arrival_WORDS]; } rg_u;
 #pragma unroll
     for (int k = 0; k < RG_AQ_arrival_WORDS; ++k) {
@@ -1820,6 +1855,12 @@ RG_FN void rg_aq_one_arrival(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_rin
     rg_u.s = rg_o;
     rg_aq_put<RG_AQ_arrival_WORDS>((rg_u64*)(rg_aq_area + RG_AQ_arrival_RING) + (seq & RG_AQ_MASK) * RG_AQ_arrival_WORDS,
                                     (rg_u32)(seq + 1u), rg_u.w);
+#if defined(RG_AQ_COUNT_AFTER_PUT)
+    rg_graph_add(rg_graph_counts + RG_GC_arrival, rg_calls);
+    rg_graph_add(rg_graph_counts + RG_GC_arrival + 1u, rg_made);
+    rg_graph_add(rg_graph_counts + RG_GE_scale__arrival, rg_taken_scale);
+
+#endif
 }
 
 /* A stage's block loop: claim a chunk, wait for room (not the exit: the host's output queue is the
