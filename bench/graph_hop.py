@@ -1,0 +1,303 @@
+"""The parts of bench/graph.py that measure what a hop costs (issue 15's targets; docs/graphs.md,
+"bench/graph.py"):
+
+- **paired per hop**: the 1-stage and the 8-stage graph of a strategy launched alternately (launch
+  one, time a block of round trips, terminate, launch the other; on CUDA one kernel is resident at
+  a time), each pair giving ``(p50(8) - p50(1)) / 7``; reported as the median over pairs with the
+  least and the most (``paired_per_hop``). Two launches far apart in time see different machines
+  (clocks, other jobs, where the grid's blocks land): pairing puts each difference between two
+  neighbours.
+- **the zero-copy series** (CUDA's ``reserve``/``commit`` + ``receive_view``/``release``), on the
+  graph and on the host round trip alike (``GraphZeroCopy``, ``HostZeroCopy``).
+- **atomic_queue's hop variants**: the knobs of ``templates/graph/atomic_queue.cu.j2`` as ``-D``
+  defines (``HOP_VARIANTS``), and ``precompile``, which fills the nvcc cache in parallel first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+log = logging.getLogger("ringgen.bench.graph")
+
+#: atomic_queue's hop variants: name -> ``-D`` defines (templates/graph/atomic_queue.cu.j2 and
+#: templates/cuda/kernel.cu.j2 say what each knob does). "default" is what ships.
+HOP_VARIANTS: dict[str, tuple[str, ...]] = {
+    "default": (),
+    # every wait of the grid hot 256 times longer before it sleeps
+    "hot": ("RG_WORKER_HOT=1048576u",),
+    # a sleeping wait wakes within 1 us rather than 20 us
+    "short-sleep": ("RG_SLEEP_MAX_NS=1000u",),
+    # a consumer thread never sleeps on its slot (its message is accepted: its producer is working)
+    "take-spin": ("RG_AQ_TAKE_HOT=0xffffffffu",),
+    # the stamped slot words stored and polled as .relaxed.gpu, not .volatile (system scope)
+    "gpu-scope": ("RG_AQ_SCOPE_GPU",),
+    # a stage's counter atomics after its slot's stores, not before them
+    "count-after": ("RG_AQ_COUNT_AFTER_PUT",),
+    "all": (
+        "RG_WORKER_HOT=1048576u",
+        "RG_SLEEP_MAX_NS=1000u",
+        "RG_AQ_TAKE_HOT=0xffffffffu",
+        "RG_AQ_SCOPE_GPU",
+        "RG_AQ_COUNT_AFTER_PUT",
+    ),
+}
+
+
+def check_variants(names: Sequence[str]) -> list[str]:
+    """``names`` checked against ``HOP_VARIANTS``.
+
+    Raises:
+        SystemExit: a name is no variant (the message lists them).
+    """
+    bad = [n for n in names if n not in HOP_VARIANTS]
+    if bad:
+        raise SystemExit(
+            f"unknown hop variant(s) {', '.join(bad)} (variants: {', '.join(HOP_VARIANTS)})"
+        )
+    return list(names)
+
+
+# --------------------------------------------------------------------------- paired per hop
+
+
+def pair_per_hop(p50_one: float, p50_eight: float) -> float:
+    """One pair's added latency per hop, ``(p50(8 stages) - p50(1 stage)) / 7``, in seconds."""
+    return (p50_eight - p50_one) / 7
+
+
+def paired_per_hop(pairs: Sequence[tuple[float, float]]) -> dict:
+    """The per-hop summary of ``pairs`` of ``(p50 of the 1-stage block, p50 of the 8-stage block)``
+    in seconds: ``per_hop_s`` the median over pairs of ``pair_per_hop``, ``min_s``/``max_s`` their
+    spread, ``pairs`` each pair's figure, and the medians of the two round trips.
+
+    Raises:
+        ValueError: no pairs.
+    """
+    if not pairs:
+        raise ValueError("paired_per_hop() needs at least one pair")
+    hops = [pair_per_hop(one, eight) for one, eight in pairs]
+    return {
+        "per_hop_s": float(np.median(hops)),
+        "min_s": min(hops),
+        "max_s": max(hops),
+        "pairs": len(hops),
+        "pair_per_hop_s": hops,
+        "one_stage_p50_s": float(np.median([one for one, _ in pairs])),
+        "eight_stage_p50_s": float(np.median([eight for _, eight in pairs])),
+    }
+
+
+def measure_pairs(
+    make: Callable[[int], Any],
+    batch: int,
+    block: int,
+    n_pairs: int,
+    measure: Callable[[Any, int, int], np.ndarray],
+) -> dict:
+    """Alternate the 1-stage and the 8-stage series ``make(length)`` ``n_pairs`` times (the first
+    of a pair alternates too, so neither length always runs first), each launched, checked and
+    timed for ``block`` round trips of ``batch`` messages by ``measure(series, batch, block)``
+    (which terminates it), and summarize the pairs (``paired_per_hop``)."""
+    pairs = []
+    for i in range(n_pairs):
+        p50 = {}
+        for length in (1, 8) if i % 2 == 0 else (8, 1):
+            samples = measure(make(length), batch, block)
+            p50[length] = float(np.percentile(samples, 50))
+        pairs.append((p50[1], p50[8]))
+        log.info(
+            "  pair %d: 1 stage %.2f us, 8 stages %.2f us: %.0f ns per hop",
+            i + 1,
+            p50[1] * 1e6,
+            p50[8] * 1e6,
+            pair_per_hop(p50[1], p50[8]) * 1e9,
+        )
+    return paired_per_hop(pairs)
+
+
+# --------------------------------------------------------------------------- zero copy
+
+
+def zc_capacity(length: int, batch_ring: int) -> int:
+    """The ring capacity of a zero-copy series of ``length`` stages, on the graph and the host
+    round trip alike: ``max(2, length)`` blocks of ``batch_ring`` slots (a power of two at least
+    the batch). The host round trip reserves the next pass's block while it holds the last pass's
+    replies (a reply keeps its request's slot until released: two blocks), and with ``length``
+    blocks its first pass always lands in block 0, which keeps the pattern written there once."""
+    return max(2, length) * batch_ring
+
+
+def _deadline_check(deadline: float, what: str, got: int, n: int) -> None:
+    if time.monotonic() > deadline:
+        raise SystemExit(f"{what}: only {got} of {n} replies in time")
+
+
+class _ZeroCopy:
+    """What both zero-copy series share: the launch, the ring filled with the batch's pattern
+    once (``prepare``), and the last pass's replies taken as views and released."""
+
+    api = "zc"
+    timeout = 60.0
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.handle: Any = None
+        self.capacity = 0
+        self.batch = 0
+
+    def ring_capacity(self, batch_ring: int) -> int:
+        return zc_capacity(self.length, batch_ring)
+
+    def prepare(self, arr: np.ndarray) -> None:
+        """Write ``arr`` into every block of the input ring (a ``reserve`` of the whole ring,
+        never committed), so that a round trip commits its block without a copy, as bench/cuda.py's
+        ``ringgen-zc`` series does.
+
+        Raises:
+            SystemExit: the ring is not whole and empty, or the batch does not divide it.
+        """
+        n = len(arr)
+        view = self.handle.reserve(self.capacity)
+        if len(view) != self.capacity or self.capacity % n:
+            raise SystemExit(
+                f"{self.name}: reserve({self.capacity}) gave {len(view)} slots for batches of {n}"
+            )
+        for start in range(0, self.capacity, n):
+            view[start : start + n] = arr
+        self.batch = n
+
+    def _commit_block(self) -> None:
+        view = self.handle.reserve(self.batch)
+        if len(view) != self.batch:
+            raise SystemExit(f"{self.name}: reserve({self.batch}) gave {len(view)}")
+        self.handle.commit(self.batch)
+
+    def _views(self, n: int, into: Optional[np.ndarray]) -> None:
+        """Take ``n`` replies as views, copy them into ``into`` (when given), release them."""
+        h, got = self.handle, 0
+        deadline = time.monotonic() + self.timeout
+        while got < n:
+            view = h.receive_view(n - got, timeout=1.0, min_n=n - got)
+            k = len(view)
+            if into is not None:
+                into[got : got + k] = view
+            h.release(k)
+            got += k
+            if got < n:
+                _deadline_check(deadline, self.name, got, n)
+
+    def _last(self, check: bool) -> Optional[np.ndarray]:
+        out = np.empty(self.batch, self.dtype) if check else None
+        self._views(self.batch, out)
+        return out
+
+    def close(self) -> dict:
+        self.handle.terminate(timeout=self.timeout)
+        return {"api": "zero-copy", "capacity": self.capacity}
+
+
+class GraphZeroCopy(_ZeroCopy):
+    """An L-stage graph, fed and drained with the zero-copy API: a round trip commits a block of
+    the pre-filled ring and takes the exit's replies as views (no host copy at all)."""
+
+    def __init__(self, backend: str, strategy: str, length: int, options: dict) -> None:
+        super().__init__(length)
+        self.backend, self.strategy, self.options = backend, strategy, options
+        self.name = f"{length}-stage graph/{strategy} zc"
+
+    def open(self, capacity: int, dtype: np.dtype) -> None:
+        import graph_stages as gs
+
+        import ringgen as rg
+
+        g = rg.pipeline(*gs.STAGES[: self.length], name=f"bench{self.length}")
+        self.capacity, self.dtype = capacity, dtype
+        self.handle = rg.launch(
+            g, backend=self.backend, strategy=self.strategy, capacity=capacity, **self.options
+        )
+
+    def round_trip(self, arr: np.ndarray, check: bool = False) -> Optional[np.ndarray]:
+        self._commit_block()
+        return self._last(check)
+
+
+class HostZeroCopy(_ZeroCopy):
+    """The L stages with the host between them, with the zero-copy API: one resident stage (CUDA
+    runs one resident kernel per process), its block committed from the pre-filled ring, then
+    L - 1 times its replies taken as views and written into the next pass's reserved input view
+    (one numpy copy per hop: what a user of the zero-copy API must do), and the last pass's
+    replies taken as views, as on the graph."""
+
+    def __init__(self, backend: str, length: int, options: dict) -> None:
+        super().__init__(length)
+        self.backend, self.options = backend, options
+        self.name = f"{length}-stage host round trip zc"
+
+    def open(self, capacity: int, dtype: np.dtype) -> None:
+        import graph_stages as gs
+
+        import ringgen as rg
+
+        self.capacity, self.dtype = capacity, dtype
+        self.handle = rg.launch(
+            gs.STAGES[0], backend=self.backend, capacity=capacity, **self.options
+        )
+
+    def round_trip(self, arr: np.ndarray, check: bool = False) -> Optional[np.ndarray]:
+        h, n = self.handle, self.batch
+        self._commit_block()
+        for _ in range(1, self.length):
+            nxt = h.reserve(n)
+            if len(nxt) != n:
+                raise SystemExit(f"{self.name}: reserve({n}) for the next pass gave {len(nxt)}")
+            self._views(n, nxt)
+            h.commit(n)
+        return self._last(check)
+
+
+# --------------------------------------------------------------------------- nvcc ahead of time
+
+
+def fused_source(strategy: str, length: int) -> str:
+    """The CUDA source ``rg.launch`` compiles for the bench's ``length``-stage pipeline under a
+    device ``strategy`` (as ``ringgen.jit`` emits it)."""
+    import graph_stages as gs
+
+    import ringgen as rg
+    from ringgen.codegen import graph_kernel, graph_queue
+    from ringgen.codegen.options import EmitOptions
+    from ringgen.jit import _fused_unit
+
+    g = rg.pipeline(*gs.STAGES[:length], name=f"bench{length}")
+    unit, options = _fused_unit(g), EmitOptions.from_env()
+    if strategy == graph_queue.STRATEGY:
+        return graph_queue.emit(unit, g, options=options)
+    return graph_kernel.emit_fused(unit, g, "cuda", options=options)
+
+
+def precompile(
+    jobs: Sequence[tuple[str, int, tuple[str, ...]]], arch: str, workers: int = 8
+) -> float:
+    """Compile each ``(strategy, length, defines)`` of ``jobs`` into the nvcc cache for ``arch``,
+    ``workers`` at once, with the options a launch uses (so launches find their cubins); returns
+    the seconds taken. A source whose key a launch does not match only costs that launch a compile.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ringgen.runtime.cuda.build import DEFAULT_OPTIONS, compile_cubin
+
+    t0 = time.perf_counter()
+    sources = {(s, n): fused_source(s, n) for s, n, _ in jobs}
+
+    def one(job: tuple[str, int, tuple[str, ...]]) -> None:
+        s, n, defines = job
+        options = DEFAULT_OPTIONS + tuple(f"-D{d}" for d in defines)
+        compile_cubin(sources[(s, n)], arch, options=options, what=f"bench{n} {s} {defines}")
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, jobs))
+    return time.perf_counter() - t0
