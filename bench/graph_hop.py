@@ -301,3 +301,51 @@ def precompile(
     with ThreadPoolExecutor(max_workers=workers) as pool:
         list(pool.map(one, jobs))
     return time.perf_counter() - t0
+
+
+# --------------------------------------------------------------------------- summary
+
+
+def summary_lines(docs: Sequence[dict]) -> list[str]:
+    """One table of what bench/graph.py's JSON documents ``docs`` hold about a hop: each paired
+    per-hop figure (strategy or variant, batch, median, least, most, the two round trips) and each
+    ratio (API, strategy, throughput, x the single kernel, x the host round trip)."""
+    lines = [
+        f"{'paired per hop':<40} {'median':>9} {'min':>9} {'max':>9} {'pairs':>5} "
+        f"{'1 stage':>9} {'8 stages':>9}"
+    ]
+    for doc in docs:
+        for key, c in doc.get("paired_per_hop", {}).items():
+            lines.append(
+                f"{key:<40} {c['per_hop_s'] * 1e9:7.0f}ns {c['min_s'] * 1e9:7.0f}ns "
+                f"{c['max_s'] * 1e9:7.0f}ns {c['pairs']:>5} {c['one_stage_p50_s'] * 1e6:7.2f}us "
+                f"{c['eight_stage_p50_s'] * 1e6:7.2f}us"
+            )
+    lines.append(
+        f"{'ratio (stages, batch, api, strategy)':<40} {'M msg/s':>9} {'x single':>9} {'x host':>9}"
+    )
+    for doc in docs:
+        for api, cells in doc.get("ratios", {}).items():
+            for strategy, c in cells.items():
+                key = f"{doc['ratio_length']} @ {doc['ratio_batch']}, {api}, {strategy}"
+                single = c.get("vs_single_kernel", float("nan"))
+                host = c.get("vs_host_round_trip", float("nan"))
+                lines.append(f"{key:<40} {c['msgs_per_s'] / 1e6:9.1f} {single:8.2f}x {host:8.2f}x")
+    for doc in docs:
+        for key, why in doc.get("refused", {}).items():
+            lines.append(f"refused: {key}: {why}")
+    return lines
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    found = []
+    for p in sys.argv[1:]:
+        try:
+            with open(p, encoding="utf-8") as f:
+                found.append(json.load(f))
+        except (OSError, ValueError) as exc:
+            print(f"{p}: not read ({exc})")
+    print("\n".join(summary_lines(found)))
