@@ -27,23 +27,27 @@ log = logging.getLogger("ringgen.bench.graph")
 #: templates/cuda/kernel.cu.j2 say what each knob does). "default" is what ships.
 HOP_VARIANTS: dict[str, tuple[str, ...]] = {
     "default": (),
-    # every wait of the grid hot 256 times longer before it sleeps
-    "hot": ("RG_WORKER_HOT=1048576u",),
-    # a sleeping wait wakes within 1 us rather than 20 us
-    "short-sleep": ("RG_SLEEP_MAX_NS=1000u",),
-    # a consumer thread never sleeps on its slot (its message is accepted: its producer is working)
-    "take-spin": ("RG_AQ_TAKE_HOT=0xffffffffu",),
+    # a consumer thread keeps two polls of its slot in flight, 150 ns apart (half the wait for the
+    # next poll once the stamp has landed, if an L2 round trip is ~300 ns or more)
+    "poll2": ("RG_AQ_POLL_STAGGER_NS=150",),
     # the stamped slot words stored and polled as .relaxed.gpu, not .volatile (system scope)
     "gpu-scope": ("RG_AQ_SCOPE_GPU",),
-    # a stage's counter atomics after its slot's stores, not before them
-    "count-after": ("RG_AQ_COUNT_AFTER_PUT",),
     "all": (
         "RG_WORKER_HOT=1048576u",
         "RG_SLEEP_MAX_NS=1000u",
         "RG_AQ_TAKE_HOT=0xffffffffu",
         "RG_AQ_SCOPE_GPU",
         "RG_AQ_COUNT_AFTER_PUT",
+        "RG_AQ_POLL_STAGGER_NS=150",
     ),
+    # a consumer thread never sleeps on its slot (its message is accepted: its producer is working)
+    "take-spin": ("RG_AQ_TAKE_HOT=0xffffffffu",),
+    # a stage's counter atomics after its slot's stores, not before them
+    "count-after": ("RG_AQ_COUNT_AFTER_PUT",),
+    # every wait of the grid hot 256 times longer before it sleeps
+    "hot": ("RG_WORKER_HOT=1048576u",),
+    # a sleeping wait wakes within 1 us rather than 20 us
+    "short-sleep": ("RG_SLEEP_MAX_NS=1000u",),
 }
 
 

@@ -11,7 +11,7 @@ set -u
 OUT=${OUT:-/tmp/hop-out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-VARIANTS=default,hot,short-sleep,take-spin,gpu-scope,count-after,all
+VARIANTS=default,poll2,gpu-scope,all,take-spin,count-after,hot,short-sleep
 start=$SECONDS
 declare -A RC
 

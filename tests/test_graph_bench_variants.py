@@ -46,17 +46,24 @@ def test_the_knobs_reach_the_code_they_name(sources):
     """The source reads each knob where the template says (so a -D is not silently ignored), the
     defaults keep the skeleton's values, and a variant's PTX differs from the default's."""
     src = sources[8]
-    for knob in ("RG_AQ_HOT", "RG_AQ_TAKE_HOT", "RG_AQ_SCOPE_GPU", "RG_AQ_COUNT_AFTER_PUT"):
+    for knob in (
+        "RG_AQ_HOT",
+        "RG_AQ_TAKE_HOT",
+        "RG_AQ_SCOPE_GPU",
+        "RG_AQ_COUNT_AFTER_PUT",
+        "RG_AQ_POLL_STAGGER_NS",
+    ):
         assert knob in src, knob
     assert "#ifndef RG_WORKER_HOT\n#define RG_WORKER_HOT 4096u" in src
     assert "#ifndef RG_SLEEP_MAX_NS\n#define RG_SLEEP_MAX_NS 20000u" in src
-    assert src.count("rg__backoff(&spins, RG_AQ_TAKE_HOT)") == 1
+    assert src.count("rg__backoff(&spins, RG_AQ_TAKE_HOT)") == 2  # rg_aq_take, both polls
     ptx = {
         v: _compile(src, graph_hop.HOP_VARIANTS[v], f"bench8 {v}", output="obj")
-        for v in ("default", "gpu-scope", "take-spin")
+        for v in ("default", "gpu-scope", "take-spin", "poll2")
     }
     assert ptx["gpu-scope"] != ptx["default"]
     assert ptx["take-spin"] != ptx["default"]
+    assert ptx["poll2"] != ptx["default"]
 
 
 def test_the_shared_memory_source_of_the_bench_compiles_with_the_worker_knobs():

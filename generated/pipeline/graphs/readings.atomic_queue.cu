@@ -1112,7 +1112,9 @@ RG_STATIC_ASSERT(sizeof(rg_aq_slot_arrival) == 48, rg_check_aq_slot_arrival);
  *   RG_AQ_TAKE_HOT  the same for a consumer thread's wait on its slot; ~0u: it never sleeps there
  *                   (the message is accepted, so its producer is working on it or about to);
  *   RG_AQ_SCOPE_GPU the stamped words stored and polled as .relaxed.gpu rather than .volatile;
- *   RG_AQ_COUNT_AFTER_PUT  a stage's counts added after its slot's stores rather than before. */
+ *   RG_AQ_COUNT_AFTER_PUT  a stage's counts added after its slot's stores rather than before;
+ *   RG_AQ_POLL_STAGGER_NS  a consumer thread keeps two polls of its slot in flight, this many ns
+ *                   apart (rg_aq_take). */
 #ifndef RG_AQ_HOT
 #define RG_AQ_HOT RG_WORKER_HOT
 #endif
@@ -1145,6 +1147,37 @@ RG_FN void rg_aq_put(rg_u64* dst, rg_u32 stamp, const rg_u32* w)
     }
 }
 
+#if defined(RG_AQ_POLL_STAGGER_NS)
+/* One poll of a slot: its words' loads issued into x (not waited for: rg_aq_whole waits). */
+template <int N>
+RG_FN void rg_aq_poll(const rg_u64* src, rg_u64* x)
+{
+#pragma unroll
+    for (int k = 0; k < N; k += 2) {
+        asm volatile(RG_AQ_LD_V2 " {" "%0, %1}, [%2];"
+                     : "=l"(x[k]), "=l"(x[k + 1]) : "l"(src + k) : "memory");
+    }
+}
+
+/* Whether the poll x found every word stamped `stamp`; then its 4-byte halves go to w. */
+template <int N>
+RG_FN bool rg_aq_whole(const rg_u64* x, rg_u32 stamp, rg_u32* w)
+{
+    bool whole = true;
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+        whole = whole && (rg_u32)(x[k] >> 32) == stamp;
+    }
+    if (whole) {
+#pragma unroll
+        for (int k = 0; k < N; ++k) {
+            w[k] = (rg_u32)x[k];
+        }
+    }
+    return whole;
+}
+#endif
+
 /* Wait until every word of the slot at src is stamped `stamp` and copy its 4-byte halves to w;
  * false when the grid is to stop (*stop set: a drain stop comes only once every accepted message
  * has been published, so then no slot is still awaited). */
@@ -1153,6 +1186,30 @@ RG_FN bool rg_aq_take(const rg_u64* src, rg_u32 stamp, rg_u32* w, RG_GLOBAL rg_u
 {
     static_assert(N % 4 == 0, "rg_aq_take: a slot is whole 16-byte words");
     rg_u32 spins = 0u;
+#if defined(RG_AQ_POLL_STAGGER_NS)
+    /* Two polls in flight, the second issued RG_AQ_POLL_STAGGER_NS after the first: each is
+     * reissued as soon as it has been checked, so the slot is sampled twice per L2 round trip and
+     * a stamp that lands just after a poll left waits about half as long for the next. */
+    rg_u64 x[N];
+    rg_u64 y[N];
+    rg_aq_poll<N>(src, x);
+    __nanosleep(RG_AQ_POLL_STAGGER_NS);
+    rg_aq_poll<N>(src, y);
+    for (rg_u32 polls = 1u;; ++polls) {
+        if (rg_aq_whole<N>(x, stamp, w)) {
+            return true;
+        }
+        rg_aq_poll<N>(src, x);
+        if (rg_aq_whole<N>(y, stamp, w)) {
+            return true;
+        }
+        rg_aq_poll<N>(src, y);
+        if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(stop) != 0u) {
+            return false;
+        }
+        rg__backoff(&spins, RG_AQ_TAKE_HOT);
+    }
+#else
     for (rg_u32 polls = 1u;; ++polls) {
         bool whole = true;
 #pragma unroll
@@ -1173,6 +1230,7 @@ RG_FN bool rg_aq_take(const rg_u64* src, rg_u32 stamp, rg_u32* w, RG_GLOBAL rg_u
         }
         rg__backoff(&spins, RG_AQ_TAKE_HOT);
     }
+#endif
 }
 
 /* Which entry message each thread's rg_handle_graph_readings call is for, and where the area is
