@@ -127,6 +127,7 @@ class _GraphSeries(_CopySeries):
         self.backend, self.strategy, self.length, self.options = backend, strategy, length, options
         self.name = f"{length}-stage graph/{strategy}"
         self.handle = None
+        self.trace = None  # the hop trace read at close (an atomic_queue grid with RG_AQ_TRACE)
 
     def open(self, capacity: int, dtype: np.dtype) -> None:
         import graph_stages as gs
@@ -145,6 +146,9 @@ class _GraphSeries(_CopySeries):
     def close(self) -> dict:
         stats = self.handle.stats()
         self.handle.terminate(timeout=TIMEOUT_S)
+        # the hop trace of an atomic_queue grid built with RG_AQ_TRACE (bench/graph_hop.py)
+        read = getattr(getattr(self.handle, "kernel", None), "hop_trace", None)
+        self.trace = read() if read is not None else None
         return {"spilled": stats.spilled}
 
 
@@ -390,9 +394,12 @@ def main(argv=None) -> int:
     if args.backend == "cuda":
         jobs = {(s, n, ()) for s in strategies for n in (*lengths, *((1, 8) if args.pairs else ()))}
         jobs |= {("atomic_queue", n, graph_hop.HOP_VARIANTS[v]) for v in variants for n in (1, 8)}
+        import pycuda.driver as drv
+
         from ringgen.runtime.cuda import device as cuda_device
 
         took = graph_hop.precompile(sorted(jobs), cuda_device.device_info(0).arch)
+        doc["sm_clock_khz"] = drv.Device(0).get_attribute(drv.device_attribute.CLOCK_RATE)
         doc["precompile_s"] = round(took, 1)
         log.info("compiled %d graph sources in %.1f s", len(jobs), took)
 
@@ -426,14 +433,20 @@ def main(argv=None) -> int:
         key = f"graph/atomic_queue[{variant}] batch 1"
         log.info("%s: %s", key, " ".join(graph_hop.HOP_VARIANTS[variant]) or "(no defines)")
         opts = {**options, "defines": graph_hop.HOP_VARIANTS[variant]}
+        made: list = []
+
+        def make(n: int, o: dict = opts, made: list = made) -> _GraphSeries:
+            made.append(_GraphSeries(args.backend, "atomic_queue", n, o))
+            return made[-1]
+
         paired[key] = graph_hop.measure_pairs(
-            lambda n, o=opts: _GraphSeries(args.backend, "atomic_queue", n, o),
-            1,
-            _block(1, args.quick),
-            args.pairs or 5,
-            timed,
+            make, 1, _block(1, args.quick), args.pairs or 5, timed
         )
         paired[key]["defines"] = list(graph_hop.HOP_VARIANTS[variant])
+        traces = [s.trace for s in made if s.length == 8 and getattr(s, "trace", None) is not None]
+        if traces:
+            total = np.sum(np.stack(traces), axis=0, dtype=np.uint64)
+            paired[key]["trace"] = graph_hop.trace_summary(total, 8, doc["sm_clock_khz"])
         save()
 
     # 3. the sweep: every length, batch, series and API

@@ -27,6 +27,9 @@ log = logging.getLogger("ringgen.bench.graph")
 #: templates/cuda/kernel.cu.j2 say what each knob does). "default" is what ships.
 HOP_VARIANTS: dict[str, tuple[str, ...]] = {
     "default": (),
+    # a diagnostic, not a candidate: each stage's takes timed on the device (rg_aq_trace;
+    # trace_summary), which also shows what the trace itself costs a hop
+    "trace": ("RG_AQ_TRACE",),
     # a consumer thread keeps two polls of its slot in flight, 150 ns apart (half the wait for the
     # next poll once the stamp has landed, if an L2 round trip is ~300 ns or more)
     "poll2": ("RG_AQ_POLL_STAGGER_NS=150",),
@@ -121,6 +124,39 @@ def measure_pairs(
             pair_per_hop(p50[1], p50[8]) * 1e9,
         )
     return paired_per_hop(pairs)
+
+
+def trace_summary(words: np.ndarray, stages: int, sm_khz: float) -> list[dict]:
+    """What the hop trace ``words`` (``FusedCudaKernel.hop_trace``, summed over launches; per
+    stage 8 words: takes, polls, SM cycles waiting, ns from the producer's stores to the take's end,
+    SM cycles from the take's end to the own slot's stores, how many of those) says per stage of a
+    ``stages``-stage pipeline that takes an input (all but the entry), with SM cycles turned into ns
+    at ``sm_khz`` (the device's clock rate; the clock it ran at may be lower):
+
+    ``hop_ns`` the mean time from a producer's stores to its consumer's take seeing them
+    (%globaltimer, on two SMs: the hop itself); ``cycles_per_poll`` and ``ns_per_poll`` one poll of a
+    slot (its loads' L2 round trip, while nothing sleeps); ``polls_per_take``; ``wait_ns`` the mean
+    wait in the take (from the stage's start on the entry message: upstream stages included);
+    ``handle_ns`` from the end of the take to the stores of its own slot (handler and packing)."""
+    w = np.asarray(words, dtype=np.uint64).reshape(-1, 8)
+    ns_per_cycle = 1e6 / sm_khz
+    out = []
+    for ix in range(1, min(stages, len(w))):
+        takes, polls, wait, hop, handle, handles = (int(x) for x in w[ix][:6])
+        if not takes:
+            continue
+        cell = {
+            "stage": ix + 1,
+            "takes": takes,
+            "hop_ns": hop / takes,
+            "polls_per_take": polls / takes,
+            "cycles_per_poll": wait / polls if polls else None,
+            "ns_per_poll": wait / polls * ns_per_cycle if polls else None,
+            "wait_ns": wait / takes * ns_per_cycle,
+            "handle_ns": handle / handles * ns_per_cycle if handles else None,
+        }
+        out.append(cell)
+    return out
 
 
 # --------------------------------------------------------------------------- zero copy
@@ -325,6 +361,14 @@ def summary_lines(docs: Sequence[dict]) -> list[str]:
                 f"{c['max_s'] * 1e9:7.0f}ns {c['pairs']:>5} {c['one_stage_p50_s'] * 1e6:7.2f}us "
                 f"{c['eight_stage_p50_s'] * 1e6:7.2f}us"
             )
+            for t in c.get("trace", ()):
+                poll = "-" if t["cycles_per_poll"] is None else f"{t['cycles_per_poll']:.0f}"
+                handle = "-" if t["handle_ns"] is None else f"{t['handle_ns']:.0f}"
+                lines.append(
+                    f"  trace stage {t['stage']}: hop {t['hop_ns']:.0f} ns, poll {poll} cycles, "
+                    f"{t['polls_per_take']:.1f} polls a take, handle {handle} ns, "
+                    f"{t['takes']} takes"
+                )
     lines.append(
         f"{'ratio (stages, batch, api, strategy)':<40} {'M msg/s':>9} {'x single':>9} {'x host':>9}"
     )

@@ -207,3 +207,33 @@ def test_every_hop_variant_is_a_list_of_defines():
         assert all(d and " " not in d for d in defines), name
     with pytest.raises(SystemExit, match="unknown hop variant"):
         graph_hop.check_variants(["default", "nope"])
+
+
+def test_trace_summary_turns_the_trace_words_into_per_stage_figures():
+    words = np.zeros(64 * 8, np.uint64)
+    w = words.reshape(64, 8)
+    w[0] = [9, 9, 9, 9, 9, 9, 0, 0]  # the entry takes nothing: left out even if set
+    w[1] = [10, 40, 8000, 6000, 1500, 10, 0, 0]  # 10 takes, 4 polls each, 200 cycles a poll
+    w[2] = [10, 20, 2000, 9000, 0, 0, 0, 0]  # the exit: takes, no slot of its own to store
+    got = graph_hop.trace_summary(words, 3, sm_khz=2_000_000)  # 2 GHz: 0.5 ns a cycle
+    assert [t["stage"] for t in got] == [2, 3]
+    s2, s3 = got
+    assert s2["hop_ns"] == 600 and s2["polls_per_take"] == 4
+    assert s2["cycles_per_poll"] == 200 and s2["ns_per_poll"] == 100
+    assert s2["wait_ns"] == 400 and s2["handle_ns"] == 75
+    assert s3["hop_ns"] == 900 and s3["handle_ns"] is None
+    line = [
+        x
+        for x in graph_hop.summary_lines([{"paired_per_hop": {"v": _cell(got)}}])
+        if "stage 2" in x
+    ]
+    assert line == [
+        "  trace stage 2: hop 600 ns, poll 200 cycles, 4.0 polls a take, handle 75 ns, 10 takes"
+    ]
+
+
+def _cell(trace):
+    return {
+        **graph_hop.paired_per_hop([(10e-6, 17e-6)]),
+        "trace": trace,
+    }

@@ -70,3 +70,18 @@ def test_the_shared_memory_source_of_the_bench_compiles_with_the_worker_knobs():
     src = graph_hop.fused_source("shared_memory", 8)
     cubin = _compile(src, ("RG_WORKER_HOT=1048576u", "RG_SLEEP_MAX_NS=1000u"), "bench8 sm")
     assert cubin[:4] == b"\x7fELF"
+
+
+def test_the_hop_trace_is_the_size_the_host_reads(sources):
+    """The trace array the template declares under RG_AQ_TRACE holds TRACE_WORDS words (the host
+    copies exactly that many bytes), and every take and put of the 8-stage source is traced."""
+    import re
+
+    from ringgen.runtime.graph_cuda import TRACE_DEFINE, TRACE_WORDS
+
+    src = sources[8]
+    stages = int(re.search(r"#define RG_AQ_TRACE_MAX_STAGES (\d+)u", src).group(1))
+    words = int(re.search(r"#define RG_AQ_TRACE_WORDS (\d+)u", src).group(1))
+    assert stages * words == TRACE_WORDS and TRACE_DEFINE in graph_hop.HOP_VARIANTS["trace"]
+    assert src.count("rg_aq_trace_take(RG_AQ_IX_") == 7  # stages 2..8 each take one input
+    assert src.count("rg_aq_trace_put(RG_AQ_IX_") == 6  # stages 2..7 store a slot

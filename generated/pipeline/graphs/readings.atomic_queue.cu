@@ -1073,6 +1073,7 @@ RG_FN void rg_graph_fault(RG_GLOBAL rg_u64* c, int status)
 #define RG_AQ_CHUNKS 8u
 #define RG_AQ_MASK ((rg_u64)RG_AQ_CHUNKS * RG_CHUNK - 1u)
 /* stage scale: a share of blocks; its ticket, progress per chunk and edge ring in the area after rg_sched */
+#define RG_AQ_IX_scale 0u
 #define RG_AQ_scale_TICKET 0u
 #define RG_AQ_scale_DONE 128u
 #define RG_AQ_scale_RING 256u
@@ -1087,6 +1088,7 @@ typedef struct __align__(16) rg_aq_slot_scale {
 } rg_aq_slot_scale;
 RG_STATIC_ASSERT(sizeof(rg_aq_slot_scale) == 32, rg_check_aq_slot_scale);
 /* stage arrival: one block, messages in order; its ticket, progress per chunk and edge ring in the area after rg_sched */
+#define RG_AQ_IX_arrival 1u
 #define RG_AQ_arrival_TICKET 524544u
 #define RG_AQ_arrival_DONE 524672u
 #define RG_AQ_arrival_RING 524800u
@@ -1101,6 +1103,7 @@ typedef struct __align__(16) rg_aq_slot_arrival {
 } rg_aq_slot_arrival;
 RG_STATIC_ASSERT(sizeof(rg_aq_slot_arrival) == 48, rg_check_aq_slot_arrival);
 /* stage over_limit: a share of blocks; its ticket, progress per chunk in the area after rg_sched */
+#define RG_AQ_IX_over_limit 2u
 #define RG_AQ_over_limit_TICKET 1311232u
 #define RG_AQ_over_limit_DONE 1311360u
 #define RG_AQ_BYTES 1311488u
@@ -1114,7 +1117,8 @@ RG_STATIC_ASSERT(sizeof(rg_aq_slot_arrival) == 48, rg_check_aq_slot_arrival);
  *   RG_AQ_SCOPE_GPU the stamped words stored and polled as .relaxed.gpu rather than .volatile;
  *   RG_AQ_COUNT_AFTER_PUT  a stage's counts added after its slot's stores rather than before;
  *   RG_AQ_POLL_STAGGER_NS  a consumer thread keeps two polls of its slot in flight, this many ns
- *                   apart (rg_aq_take). */
+ *                   apart (rg_aq_take);
+ *   RG_AQ_TRACE     a diagnostic: what each stage's takes cost (rg_aq_trace, below). */
 #ifndef RG_AQ_HOT
 #define RG_AQ_HOT RG_WORKER_HOT
 #endif
@@ -1127,6 +1131,57 @@ RG_STATIC_ASSERT(sizeof(rg_aq_slot_arrival) == 48, rg_check_aq_slot_arrival);
 #else
 #define RG_AQ_ST_V2 "st.volatile.global.v2.u64"
 #define RG_AQ_LD_V2 "ld.volatile.global.v2.u64"
+#endif
+#if defined(RG_AQ_TRACE)
+/* The hop trace (-DRG_AQ_TRACE: bench/graph.py's "trace" variant; FusedCudaKernel.hop_trace reads
+ * it after the grid): per stage, RG_AQ_TRACE_WORDS words summed over its takes of its inputs:
+ * [0] takes, [1] their polls, [2] SM cycles waiting in rg_aq_take, [3] ns from the producer's
+ * stores to the end of the take (%globaltimer; the producer writes its time into the slot's _pad),
+ * [4] SM cycles from the end of the take to the stores of its own slot, [5] how many [4] sums. */
+#define RG_AQ_TRACE_MAX_STAGES 64u
+#define RG_AQ_TRACE_WORDS 8u
+__device__ rg_u64 rg_aq_trace[RG_AQ_TRACE_MAX_STAGES * RG_AQ_TRACE_WORDS];
+__shared__ rg_u32 rg_aq_trace_polls[RG_BLOCK];
+__shared__ long long rg_aq_trace_end[RG_BLOCK];
+#define RG_AQ_TRACE_TOOK(polls) (rg_aq_trace_polls[threadIdx.x] = (polls))
+
+RG_FN rg_u64 rg_aq_globaltimer(void)
+{
+    rg_u64 t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+RG_FN rg_u64* rg_aq_trace_of(rg_u32 ix)
+{
+    return rg_aq_trace + (ix % RG_AQ_TRACE_MAX_STAGES) * RG_AQ_TRACE_WORDS;
+}
+
+/* A take of stage ix ended: count it, its polls, its wait since c0, and its slot's time since the
+ * producer's stores (put_ns, from the slot's _pad). */
+RG_FN void rg_aq_trace_take(rg_u32 ix, long long c0, const rg_u8* pad)
+{
+    const rg_u64 now = rg_aq_globaltimer();
+    const long long c1 = clock64();
+    rg_u64 put_ns;
+    memcpy(&put_ns, pad, sizeof(put_ns));
+    rg_u64* t = rg_aq_trace_of(ix);
+    atomicAdd((unsigned long long*)&t[0], 1ull);
+    atomicAdd((unsigned long long*)&t[1], (unsigned long long)rg_aq_trace_polls[threadIdx.x]);
+    atomicAdd((unsigned long long*)&t[2], (unsigned long long)(c1 - c0));
+    atomicAdd((unsigned long long*)&t[3], (unsigned long long)(now > put_ns ? now - put_ns : 0u));
+    rg_aq_trace_end[threadIdx.x] = c1;
+}
+
+/* Stage ix is about to store its slot (not the entry: it took nothing): the cycles since its take. */
+RG_FN void rg_aq_trace_put(rg_u32 ix)
+{
+    rg_u64* t = rg_aq_trace_of(ix);
+    atomicAdd((unsigned long long*)&t[4], (unsigned long long)(clock64() - rg_aq_trace_end[threadIdx.x]));
+    atomicAdd((unsigned long long*)&t[5], 1ull);
+}
+#else
+#define RG_AQ_TRACE_TOOK(polls) ((void)0)
 #endif
 
 /* An edge slot in the ring, as stamped words: each 8-byte word holds 4 bytes of the slot and the
@@ -1197,10 +1252,12 @@ RG_FN bool rg_aq_take(const rg_u64* src, rg_u32 stamp, rg_u32* w, RG_GLOBAL rg_u
     rg_aq_poll<N>(src, y);
     for (rg_u32 polls = 1u;; ++polls) {
         if (rg_aq_whole<N>(x, stamp, w)) {
+            RG_AQ_TRACE_TOOK(polls);
             return true;
         }
         rg_aq_poll<N>(src, x);
         if (rg_aq_whole<N>(y, stamp, w)) {
+            RG_AQ_TRACE_TOOK(polls);
             return true;
         }
         rg_aq_poll<N>(src, y);
@@ -1223,6 +1280,7 @@ RG_FN bool rg_aq_take(const rg_u64* src, rg_u32 stamp, rg_u32* w, RG_GLOBAL rg_u
             whole = whole && (rg_u32)(a >> 32) == stamp && (rg_u32)(b >> 32) == stamp;
         }
         if (whole) {
+            RG_AQ_TRACE_TOOK(polls);
             return true;
         }
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(stop) != 0u) {
@@ -1256,11 +1314,19 @@ RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
     int rg_status = RG_STATUS_NONE;
         {
             union { rg_aq_slot_arrival s; rg_u32 w[RG_AQ_arrival_WORDS]; } rg_pu;
+#if defined(RG_AQ_TRACE)
+            const long long rg_c0 = clock64();
+#endif
             if (!rg_aq_take<RG_AQ_arrival_WORDS>((const rg_u64*)(rg_aq_area + RG_AQ_arrival_RING) + (seq & RG_AQ_MASK) * RG_AQ_arrival_WORDS,
                                              (rg_u32)(seq + 1u), rg_pu.w, rg_stop)) {
                 rg_pu.s.n = 0;       /* the grid is stopping now: nothing came */
                 rg_pu.s.status = 0;
             }
+#if defined(RG_AQ_TRACE)
+            else {
+                rg_aq_trace_take(RG_AQ_IX_over_limit, rg_c0, rg_pu.s._pad);
+            }
+#endif
             const rg_aq_slot_arrival& rg_p = rg_pu.s;
             if (rg_p.status < 0) {
                 rg_fault = rg_fault != 0 ? rg_fault : rg_p.status;
@@ -1849,6 +1915,12 @@ RG_FN void rg_aq_one_scale(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_ring,
         rg_u.w[k] = 0u;
     }
     rg_u.s = rg_o;
+#if defined(RG_AQ_TRACE)
+    {
+        const rg_u64 rg_put_ns = rg_aq_globaltimer();
+        memcpy(rg_u.s._pad, &rg_put_ns, sizeof(rg_put_ns));
+    }
+#endif
     rg_aq_put<RG_AQ_scale_WORDS>((rg_u64*)(rg_aq_area + RG_AQ_scale_RING) + (seq & RG_AQ_MASK) * RG_AQ_scale_WORDS,
                                     (rg_u32)(seq + 1u), rg_u.w);
 #if defined(RG_AQ_COUNT_AFTER_PUT)
@@ -1871,11 +1943,19 @@ RG_FN void rg_aq_one_arrival(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_rin
 
         {
             union { rg_aq_slot_scale s; rg_u32 w[RG_AQ_scale_WORDS]; } rg_pu;
+#if defined(RG_AQ_TRACE)
+            const long long rg_c0 = clock64();
+#endif
             if (!rg_aq_take<RG_AQ_scale_WORDS>((const rg_u64*)(rg_aq_area + RG_AQ_scale_RING) + (seq & RG_AQ_MASK) * RG_AQ_scale_WORDS,
                                              (rg_u32)(seq + 1u), rg_pu.w, rg_stop)) {
                 rg_pu.s.n = 0;       /* the grid is stopping now: nothing came */
                 rg_pu.s.status = 0;
             }
+#if defined(RG_AQ_TRACE)
+            else {
+                rg_aq_trace_take(RG_AQ_IX_arrival, rg_c0, rg_pu.s._pad);
+            }
+#endif
             const rg_aq_slot_scale& rg_p = rg_pu.s;
             if (rg_p.status < 0) {
                 rg_fault = rg_fault != 0 ? rg_fault : rg_p.status;
@@ -1911,6 +1991,13 @@ RG_FN void rg_aq_one_arrival(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_rin
         rg_u.w[k] = 0u;
     }
     rg_u.s = rg_o;
+#if defined(RG_AQ_TRACE)
+    rg_aq_trace_put(RG_AQ_IX_arrival);
+    {
+        const rg_u64 rg_put_ns = rg_aq_globaltimer();
+        memcpy(rg_u.s._pad, &rg_put_ns, sizeof(rg_put_ns));
+    }
+#endif
     rg_aq_put<RG_AQ_arrival_WORDS>((rg_u64*)(rg_aq_area + RG_AQ_arrival_RING) + (seq & RG_AQ_MASK) * RG_AQ_arrival_WORDS,
                                     (rg_u32)(seq + 1u), rg_u.w);
 #if defined(RG_AQ_COUNT_AFTER_PUT)
