@@ -237,3 +237,27 @@ def _cell(trace):
         **graph_hop.paired_per_hop([(10e-6, 17e-6)]),
         "trace": trace,
     }
+
+
+@pytest.mark.parametrize("strategy", ["atomic_queue", "shared_memory"])
+def test_precompiled_sources_are_the_ones_a_launch_compiles(monkeypatch, strategy):
+    """graph_hop.precompile fills the nvcc cache under the key a launch looks up: the source it
+    emits must be the one rg.launch hands the CUDA loader, byte for byte."""
+    import ringgen.jit as jit
+
+    seen = {}
+
+    class Captured(Exception):
+        pass
+
+    def capture(backend, spec, package_dir, *, source, **options):
+        seen.update(source=source, backend=backend, defines=options.get("defines"))
+        raise Captured
+
+    monkeypatch.setattr(jit, "open_fused", capture)
+    monkeypatch.setattr(jit, "resolve_backend", lambda backend: backend)
+    g = rg.pipeline(*gs.STAGES[:8], name="bench8")
+    with pytest.raises(Captured):
+        rg.launch(g, backend="cuda", strategy=strategy, defines=("RG_AQ_TRACE",))
+    assert seen["backend"] == "cuda" and seen["defines"] == ("RG_AQ_TRACE",)
+    assert seen["source"] == graph_hop.fused_source(strategy, 8)
