@@ -60,7 +60,15 @@ class FusedCudaKernel(CudaKernelHandle):
         self._counts_base = self._copy_counts().copy()
         if self._trace_host is not None:
             self._pinned.append(self._trace_host)
-            self._trace_dev, size = self._module.get_global("rg_aq_trace")
+            try:
+                self._trace_dev, size = self._module.get_global("rg_aq_trace")
+            except Exception as exc:  # a source without the trace (the shared_memory strategy)
+                if not cuda_device.is_driver_error(exc):
+                    raise
+                log.warning(
+                    "kernel %s: %s given, but its source has no hop trace", self.name, TRACE_DEFINE
+                )
+                return
             if size != self._trace_host.nbytes:  # a diagnostic: never worth failing a launch
                 log.warning(
                     "kernel %s: its rg_aq_trace holds %d bytes, not %d: no hop trace",
