@@ -79,7 +79,8 @@ def pair_per_hop(p50_one: float, p50_eight: float) -> float:
 def paired_per_hop(pairs: Sequence[tuple[float, float]]) -> dict:
     """The per-hop summary of ``pairs`` of ``(p50 of the 1-stage block, p50 of the 8-stage block)``
     in seconds: ``per_hop_s`` the median over pairs of ``pair_per_hop``, ``min_s``/``max_s`` their
-    spread, ``pairs`` each pair's figure, and the medians of the two round trips.
+    spread, ``pairs`` how many, ``pair_per_hop_s`` each pair's figure, and the medians of the two
+    round trips (``one_stage_p50_s``, ``eight_stage_p50_s``).
 
     Raises:
         ValueError: no pairs.
@@ -108,7 +109,8 @@ def measure_pairs(
     """Alternate the 1-stage and the 8-stage series ``make(length)`` ``n_pairs`` times (the first
     of a pair alternates too, so neither length always runs first), each launched, checked and
     timed for ``block`` round trips of ``batch`` messages by ``measure(series, batch, block)``
-    (which terminates it), and summarize the pairs (``paired_per_hop``)."""
+    (which terminates it), and summarize the pairs (``paired_per_hop``; a block's p50 is its
+    median round trip)."""
     pairs = []
     for i in range(n_pairs):
         p50 = {}
