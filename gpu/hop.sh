@@ -4,7 +4,7 @@
 # timeouts below, each with 3 s of grace, 5 s of nvidia-smi, 8 s of summary):
 #   1. the paired per-hop figure of both strategies (1 and 8 stages launched alternately, 5 pairs)
 #      at batch 1 and 4,096                                                     (<= 36 s)
-#   2. the 4-stage ratios at 65,536, copying and zero-copy APIs side by side    (<= 28 s)
+#   2. the 4-stage ratios at 65,536 (and 4,096), copying and zero-copy APIs    (<= 28 s)
 #   3. atomic_queue's hop variants (-D defines), 5 pairs each at batch 1, and the
 #      hop trace of the "trace" variant (per stage: hop ns, cycles a poll)        (<= 62 s)
 # Each step writes $OUT/<step>.json (rewritten after each measurement, so a step cut short by its
@@ -34,7 +34,7 @@ timeout 5 nvidia-smi --query-gpu=name,clocks.sm,clocks.max.sm,temperature.gpu,po
     --format=csv >"$OUT/nvidia-smi.txt" 2>&1
 
 step hop-paired 36 --lengths "" --pairs 5 --pair-batches 1,4096
-step hop-ratio 28 --lengths 1,4 --batches 65536 --pairs 0 --apis copy,zc
+step hop-ratio 28 --lengths 1,4 --batches 4096,65536 --pairs 0 --apis copy,zc
 step hop-variants 62 --lengths "" --strategies atomic_queue --pairs 5 --pair-batches "" \
     --variants "$VARIANTS"
 

@@ -85,3 +85,12 @@ def test_the_hop_trace_is_the_size_the_host_reads(sources):
     assert stages * words == TRACE_WORDS and TRACE_DEFINE in graph_hop.HOP_VARIANTS["trace"]
     assert src.count("rg_aq_trace_take(RG_AQ_IX_") == 7  # stages 2..8 each take one input
     assert src.count("rg_aq_trace_put(RG_AQ_IX_") == 6  # stages 2..7 store a slot
+
+
+def test_every_knob_at_once_compiles_on_the_example_graph():
+    """The committed example graph (generated/pipeline: an ordered stage with state, an Optional
+    exit) built with every define of every variant, the trace included."""
+    src = (ROOT / "generated" / "pipeline" / "graphs" / "readings.atomic_queue.cu").read_text()
+    defines = sorted({d for ds in graph_hop.HOP_VARIANTS.values() for d in ds})
+    assert "RG_AQ_TRACE" in defines and "RG_AQ_POLL_STAGGER_NS=150" in defines
+    assert _compile(src, defines, "readings, every knob")[:4] == b"\x7fELF"
