@@ -482,6 +482,7 @@ def main(argv=None) -> int:
     print()
     if rows:
         print_table(rows, title, long=True)
+    if per_hop(rows):
         print("\nper-hop latency, (p50(8 stages) - p50(1 stage)) / 7, one launch each:")
         for kind, per_batch in per_hop(rows).items():
             cells = ", ".join(f"batch {b}: {v * 1e6:.2f} us" for b, v in per_batch.items())
