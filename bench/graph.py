@@ -291,7 +291,8 @@ def _block(batch: int, quick: bool) -> int:
 
 def _print_summary(doc: dict) -> None:
     """The paired per-hop figures, the variants and the ratios: the table printed last."""
-    print("\nper-hop latency, paired: median over pairs of (p50(8) - p50(1)) / 7 [min, max]:")
+    if doc.get("paired_per_hop"):
+        print("\nper-hop latency, paired: median over pairs of (p50(8) - p50(1)) / 7 [min, max]:")
     for key, cell in doc.get("paired_per_hop", {}).items():
         print(
             f"  {key:<34} {cell['per_hop_s'] * 1e9:8.0f} ns  [{cell['min_s'] * 1e9:.0f}, "
