@@ -587,8 +587,12 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
  * about RG_POLL_HOT PCIe round trips (~1 us each), so a message that follows another within tens of
  * milliseconds never waits on a sleep; after that it sleeps at most RG_SLEEP_MAX_NS. */
 #define RG_POLL_HOT 65536u
+#ifndef RG_WORKER_HOT
 #define RG_WORKER_HOT 4096u
+#endif
+#ifndef RG_SLEEP_MAX_NS
 #define RG_SLEEP_MAX_NS 20000u
+#endif
 
 /* terminate request values (rg_control.terminate, written by the host) */
 #define RG_TERMINATE_DRAIN 1u

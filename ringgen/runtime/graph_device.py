@@ -6,7 +6,8 @@ Both device strategies make one ring kernel of a graph (``ringgen.graphs.fused_s
 device memory. Either way the host side is one ``KernelHandle`` of the backend: its queues,
 spill, back-pressure, termination (drain, or stop now) and fault counting are the single kernel's.
 This module gives it the ``GraphHandle`` API: ``receive(exit=)``, ``stage(name)``, ``stats()`` as
-``GraphStats``. The backend halves that load a graph's source instead of a package kernel are
+``GraphStats``, and, where the kernel has them (CUDA), its zero-copy calls ``reserve``/``commit``
+and ``receive_view``/``release``. The backend halves that load a graph's source instead of a package kernel are
 ``graph_cuda.py`` and ``graph_opencl.py``.
 """
 
@@ -151,6 +152,60 @@ class FusedGraphHandle:
     def __aiter__(self) -> AsyncIterator[Any]:
         """``async for reply in graph``: the exit's replies until it is terminated and drained."""
         return self.kernel.__aiter__()
+
+    # ---- zero copy: the kernel's own, where its backend offers it (CUDA)
+
+    def _zero_copy(self, call: str) -> Any:
+        """The kernel's zero-copy method ``call``.
+
+        Raises:
+            TypeError: the kernel's backend has no zero-copy API.
+        """
+        method = getattr(self.kernel, call, None)
+        if method is None:
+            raise TypeError(
+                f"graph {self.name}: {call}() is the zero-copy API of CUDA kernels; this graph "
+                f"runs on {self.backend!r} ({self.strategy}), whose send_batch and receive_batch "
+                "copy"
+            )
+        return method
+
+    def reserve(self, n: int) -> np.ndarray:
+        """A writable view of up to ``n`` free slots of the entry's input ring (contiguous,
+        possibly fewer, possibly empty): fill it, then ``commit(k)`` the first k
+        (``CudaKernelHandle.reserve``; direct entry messages only).
+
+        Raises:
+            TypeError: the backend has no zero-copy API, or the entry's message is bridged.
+        """
+        return self._zero_copy("reserve")(n)
+
+    def commit(self, n: int) -> None:
+        """Publish the first ``n`` slots of the last ``reserve`` view into the entry."""
+        self._zero_copy("commit")(n)
+
+    def receive_view(
+        self,
+        max_n: Optional[int] = None,
+        timeout: Optional[float] = 0.0,
+        *,
+        min_n: int = 1,
+        exit: Optional[str] = None,
+    ) -> np.ndarray:
+        """A read-only view of up to ``max_n`` of the exit's replies in its output ring (in order),
+        valid until ``release(len(view))``; waits until ``min_n`` are ready or ``timeout`` passes
+        (``CudaKernelHandle.receive_view``).
+
+        Raises:
+            TypeError: the backend has no zero-copy API, or the exit returns no direct message.
+            ValueError: ``exit`` is not the exit.
+        """
+        self._exit(exit)
+        return self._zero_copy("receive_view")(max_n, timeout, min_n=min_n)
+
+    def release(self, n: int) -> None:
+        """Hand the first ``n`` replies of the last ``receive_view`` back to the kernel."""
+        self._zero_copy("release")(n)
 
     def stage(self, name: str) -> KernelHandle:
         """The fused kernel, which runs stage ``name`` (its ``state()`` is the stateful stage's).

@@ -605,8 +605,12 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
  * about RG_POLL_HOT PCIe round trips (~1 us each), so a message that follows another within tens of
  * milliseconds never waits on a sleep; after that it sleeps at most RG_SLEEP_MAX_NS. */
 #define RG_POLL_HOT 65536u
+#ifndef RG_WORKER_HOT
 #define RG_WORKER_HOT 4096u
+#endif
+#ifndef RG_SLEEP_MAX_NS
 #define RG_SLEEP_MAX_NS 20000u
+#endif
 
 /* terminate request values (rg_control.terminate, written by the host) */
 #define RG_TERMINATE_DRAIN 1u
@@ -1069,6 +1073,7 @@ RG_FN void rg_graph_fault(RG_GLOBAL rg_u64* c, int status)
 #define RG_AQ_CHUNKS 8u
 #define RG_AQ_MASK ((rg_u64)RG_AQ_CHUNKS * RG_CHUNK - 1u)
 /* stage scale: a share of blocks; its ticket, progress per chunk and edge ring in the area after rg_sched */
+#define RG_AQ_IX_scale 0u
 #define RG_AQ_scale_TICKET 0u
 #define RG_AQ_scale_DONE 128u
 #define RG_AQ_scale_RING 256u
@@ -1083,6 +1088,7 @@ typedef struct __align__(16) rg_aq_slot_scale {
 } rg_aq_slot_scale;
 RG_STATIC_ASSERT(sizeof(rg_aq_slot_scale) == 32, rg_check_aq_slot_scale);
 /* stage arrival: one block, messages in order; its ticket, progress per chunk and edge ring in the area after rg_sched */
+#define RG_AQ_IX_arrival 1u
 #define RG_AQ_arrival_TICKET 524544u
 #define RG_AQ_arrival_DONE 524672u
 #define RG_AQ_arrival_RING 524800u
@@ -1097,9 +1103,86 @@ typedef struct __align__(16) rg_aq_slot_arrival {
 } rg_aq_slot_arrival;
 RG_STATIC_ASSERT(sizeof(rg_aq_slot_arrival) == 48, rg_check_aq_slot_arrival);
 /* stage over_limit: a share of blocks; its ticket, progress per chunk in the area after rg_sched */
+#define RG_AQ_IX_over_limit 2u
 #define RG_AQ_over_limit_TICKET 1311232u
 #define RG_AQ_over_limit_DONE 1311360u
 #define RG_AQ_BYTES 1311488u
+
+/* The knobs of a hop's waits, each a -D at compile time (CudaKernelHandle(defines=...)): the
+ * defaults are the skeleton's; bench/graph.py --variants measures the others (bench/NOTES-graph.md).
+ *   RG_AQ_HOT       polls before a stage's wait for entry messages (avail) or for room starts to
+ *                   sleep (rg__backoff, at most RG_SLEEP_MAX_NS a sleep);
+ *   RG_AQ_TAKE_HOT  the same for a consumer thread's wait on its slot; ~0u: it never sleeps there
+ *                   (the message is accepted, so its producer is working on it or about to);
+ *   RG_AQ_SCOPE_GPU the stamped words stored and polled as .relaxed.gpu rather than .volatile;
+ *   RG_AQ_COUNT_AFTER_PUT  a stage's counts added after its slot's stores rather than before;
+ *   RG_AQ_POLL_STAGGER_NS  a consumer thread keeps two polls of its slot in flight, this many ns
+ *                   apart (rg_aq_take);
+ *   RG_AQ_TRACE     a diagnostic: what each stage's takes cost (rg_aq_trace, below). */
+#ifndef RG_AQ_HOT
+#define RG_AQ_HOT RG_WORKER_HOT
+#endif
+#ifndef RG_AQ_TAKE_HOT
+#define RG_AQ_TAKE_HOT RG_AQ_HOT
+#endif
+#if defined(RG_AQ_SCOPE_GPU)
+#define RG_AQ_ST_V2 "st.relaxed.gpu.global.v2.u64"
+#define RG_AQ_LD_V2 "ld.relaxed.gpu.global.v2.u64"
+#else
+#define RG_AQ_ST_V2 "st.volatile.global.v2.u64"
+#define RG_AQ_LD_V2 "ld.volatile.global.v2.u64"
+#endif
+#if defined(RG_AQ_TRACE)
+/* The hop trace (-DRG_AQ_TRACE: bench/graph.py's "trace" variant; FusedCudaKernel.hop_trace reads
+ * it after the grid): per stage, RG_AQ_TRACE_WORDS words summed over its takes of its inputs:
+ * [0] takes, [1] their polls, [2] SM cycles waiting in rg_aq_take, [3] ns from the producer's
+ * stores to the end of the take (%globaltimer; the producer writes its time into the slot's _pad),
+ * [4] SM cycles from the end of the take to the stores of its own slot, [5] how many [4] sums. */
+#define RG_AQ_TRACE_MAX_STAGES 64u
+#define RG_AQ_TRACE_WORDS 8u
+__device__ rg_u64 rg_aq_trace[RG_AQ_TRACE_MAX_STAGES * RG_AQ_TRACE_WORDS];
+__shared__ rg_u32 rg_aq_trace_polls[RG_BLOCK];
+__shared__ long long rg_aq_trace_end[RG_BLOCK];
+#define RG_AQ_TRACE_TOOK(polls) (rg_aq_trace_polls[threadIdx.x] = (polls))
+
+RG_FN rg_u64 rg_aq_globaltimer(void)
+{
+    rg_u64 t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+RG_FN rg_u64* rg_aq_trace_of(rg_u32 ix)
+{
+    return rg_aq_trace + (ix % RG_AQ_TRACE_MAX_STAGES) * RG_AQ_TRACE_WORDS;
+}
+
+/* A take of stage ix ended: count it, its polls, its wait since c0, and its slot's time since the
+ * producer's stores (put_ns, from the slot's _pad). */
+RG_FN void rg_aq_trace_take(rg_u32 ix, long long c0, const rg_u8* pad)
+{
+    const rg_u64 now = rg_aq_globaltimer();
+    const long long c1 = clock64();
+    rg_u64 put_ns;
+    memcpy(&put_ns, pad, sizeof(put_ns));
+    rg_u64* t = rg_aq_trace_of(ix);
+    atomicAdd((unsigned long long*)&t[0], 1ull);
+    atomicAdd((unsigned long long*)&t[1], (unsigned long long)rg_aq_trace_polls[threadIdx.x]);
+    atomicAdd((unsigned long long*)&t[2], (unsigned long long)(c1 - c0));
+    atomicAdd((unsigned long long*)&t[3], (unsigned long long)(now > put_ns ? now - put_ns : 0u));
+    rg_aq_trace_end[threadIdx.x] = c1;
+}
+
+/* Stage ix is about to store its slot (not the entry: it took nothing): the cycles since its take. */
+RG_FN void rg_aq_trace_put(rg_u32 ix)
+{
+    rg_u64* t = rg_aq_trace_of(ix);
+    atomicAdd((unsigned long long*)&t[4], (unsigned long long)(clock64() - rg_aq_trace_end[threadIdx.x]));
+    atomicAdd((unsigned long long*)&t[5], 1ull);
+}
+#else
+#define RG_AQ_TRACE_TOOK(polls) ((void)0)
+#endif
 
 /* An edge slot in the ring, as stamped words: each 8-byte word holds 4 bytes of the slot and the
  * stamp (rg_u32)(seq + 1) of the entry message it is for. A word is stored and loaded whole (the
@@ -1114,10 +1197,41 @@ RG_FN void rg_aq_put(rg_u64* dst, rg_u32 stamp, const rg_u32* w)
     const rg_u64 hi = (rg_u64)stamp << 32;
 #pragma unroll
     for (int k = 0; k < N; k += 2) {
-        asm volatile("st.volatile.global.v2.u64 [%0], {" "%1, %2};"
+        asm volatile(RG_AQ_ST_V2 " [%0], {" "%1, %2};"
                      :: "l"(dst + k), "l"(hi | w[k]), "l"(hi | w[k + 1]) : "memory");
     }
 }
+
+#if defined(RG_AQ_POLL_STAGGER_NS)
+/* One poll of a slot: its words' loads issued into x (not waited for: rg_aq_whole waits). */
+template <int N>
+RG_FN void rg_aq_poll(const rg_u64* src, rg_u64* x)
+{
+#pragma unroll
+    for (int k = 0; k < N; k += 2) {
+        asm volatile(RG_AQ_LD_V2 " {" "%0, %1}, [%2];"
+                     : "=l"(x[k]), "=l"(x[k + 1]) : "l"(src + k) : "memory");
+    }
+}
+
+/* Whether the poll x found every word stamped `stamp`; then its 4-byte halves go to w. */
+template <int N>
+RG_FN bool rg_aq_whole(const rg_u64* x, rg_u32 stamp, rg_u32* w)
+{
+    bool whole = true;
+#pragma unroll
+    for (int k = 0; k < N; ++k) {
+        whole = whole && (rg_u32)(x[k] >> 32) == stamp;
+    }
+    if (whole) {
+#pragma unroll
+        for (int k = 0; k < N; ++k) {
+            w[k] = (rg_u32)x[k];
+        }
+    }
+    return whole;
+}
+#endif
 
 /* Wait until every word of the slot at src is stamped `stamp` and copy its 4-byte halves to w;
  * false when the grid is to stop (*stop set: a drain stop comes only once every accepted message
@@ -1127,26 +1241,54 @@ RG_FN bool rg_aq_take(const rg_u64* src, rg_u32 stamp, rg_u32* w, RG_GLOBAL rg_u
 {
     static_assert(N % 4 == 0, "rg_aq_take: a slot is whole 16-byte words");
     rg_u32 spins = 0u;
+#if defined(RG_AQ_POLL_STAGGER_NS)
+    /* Two polls in flight, the second issued RG_AQ_POLL_STAGGER_NS after the first: each is
+     * reissued as soon as it has been checked, so the slot is sampled twice per L2 round trip and
+     * a stamp that lands just after a poll left waits about half as long for the next. */
+    rg_u64 x[N];
+    rg_u64 y[N];
+    rg_aq_poll<N>(src, x);
+    __nanosleep(RG_AQ_POLL_STAGGER_NS);
+    rg_aq_poll<N>(src, y);
+    for (rg_u32 polls = 1u;; ++polls) {
+        if (rg_aq_whole<N>(x, stamp, w)) {
+            RG_AQ_TRACE_TOOK(polls);
+            return true;
+        }
+        rg_aq_poll<N>(src, x);
+        if (rg_aq_whole<N>(y, stamp, w)) {
+            RG_AQ_TRACE_TOOK(polls);
+            return true;
+        }
+        rg_aq_poll<N>(src, y);
+        if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(stop) != 0u) {
+            return false;
+        }
+        rg__backoff(&spins, RG_AQ_TAKE_HOT);
+    }
+#else
     for (rg_u32 polls = 1u;; ++polls) {
         bool whole = true;
 #pragma unroll
         for (int k = 0; k < N; k += 2) {
             rg_u64 a;
             rg_u64 b;
-            asm volatile("ld.volatile.global.v2.u64 {" "%0, %1}, [%2];"
+            asm volatile(RG_AQ_LD_V2 " {" "%0, %1}, [%2];"
                          : "=l"(a), "=l"(b) : "l"(src + k) : "memory");
             w[k] = (rg_u32)a;
             w[k + 1] = (rg_u32)b;
             whole = whole && (rg_u32)(a >> 32) == stamp && (rg_u32)(b >> 32) == stamp;
         }
         if (whole) {
+            RG_AQ_TRACE_TOOK(polls);
             return true;
         }
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(stop) != 0u) {
             return false;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_TAKE_HOT);
     }
+#endif
 }
 
 /* Which entry message each thread's rg_handle_graph_readings call is for, and where the area is
@@ -1172,11 +1314,19 @@ RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
     int rg_status = RG_STATUS_NONE;
         {
             union { rg_aq_slot_arrival s; rg_u32 w[RG_AQ_arrival_WORDS]; } rg_pu;
+#if defined(RG_AQ_TRACE)
+            const long long rg_c0 = clock64();
+#endif
             if (!rg_aq_take<RG_AQ_arrival_WORDS>((const rg_u64*)(rg_aq_area + RG_AQ_arrival_RING) + (seq & RG_AQ_MASK) * RG_AQ_arrival_WORDS,
                                              (rg_u32)(seq + 1u), rg_pu.w, rg_stop)) {
                 rg_pu.s.n = 0;       /* the grid is stopping now: nothing came */
                 rg_pu.s.status = 0;
             }
+#if defined(RG_AQ_TRACE)
+            else {
+                rg_aq_trace_take(RG_AQ_IX_over_limit, rg_c0, rg_pu.s._pad);
+            }
+#endif
             const rg_aq_slot_arrival& rg_p = rg_pu.s;
             if (rg_p.status < 0) {
                 rg_fault = rg_fault != 0 ? rg_fault : rg_p.status;
@@ -1632,7 +1782,7 @@ RG_FN rg_u64 rg_aq_ready_scale(rg_sched* sched, rg_u8* area, rg_u64 lo, rg_u64 e
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return 0u;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_HOT);
     }
 }
 
@@ -1649,7 +1799,7 @@ RG_FN rg_u64 rg_aq_ready_arrival(rg_sched* sched, rg_u8* area, rg_u64 lo, rg_u64
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return 0u;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_HOT);
     }
 }
 
@@ -1666,7 +1816,7 @@ RG_FN rg_u64 rg_aq_ready_over_limit(rg_sched* sched, rg_u8* area, rg_u64 lo, rg_
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return 0u;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_HOT);
     }
 }
 
@@ -1696,7 +1846,7 @@ RG_FN bool rg_aq_room_scale(rg_sched* sched, rg_u8* area, rg_u64 chunk)
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return false;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_HOT);
     }
 }
 
@@ -1724,7 +1874,7 @@ RG_FN bool rg_aq_room_arrival(rg_sched* sched, rg_u8* area, rg_u64 chunk)
         if ((polls & 63u) == 0u && rg__ld_acquire_gpu_u32(&sched->stop) != 0u) {
             return false;
         }
-        rg__backoff(&spins, RG_WORKER_HOT);
+        rg__backoff(&spins, RG_AQ_HOT);
     }
 }
 
@@ -1754,17 +1904,30 @@ RG_FN void rg_aq_one_scale(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_ring,
                 }
             }
     rg_o.status = rg_fault;
+#if !defined(RG_AQ_COUNT_AFTER_PUT)
     rg_graph_add(rg_graph_counts + RG_GC_scale, rg_calls);
     rg_graph_add(rg_graph_counts + RG_GC_scale + 1u, rg_made);
 
+#endif
     union { rg_aq_slot_scale s; rg_u32 w[RG_AQ_scale_WORDS]; } rg_u;
 #pragma unroll
     for (int k = 0; k < RG_AQ_scale_WORDS; ++k) {
         rg_u.w[k] = 0u;
     }
     rg_u.s = rg_o;
+#if defined(RG_AQ_TRACE)
+    {
+        const rg_u64 rg_put_ns = rg_aq_globaltimer();
+        memcpy(rg_u.s._pad, &rg_put_ns, sizeof(rg_put_ns));
+    }
+#endif
     rg_aq_put<RG_AQ_scale_WORDS>((rg_u64*)(rg_aq_area + RG_AQ_scale_RING) + (seq & RG_AQ_MASK) * RG_AQ_scale_WORDS,
                                     (rg_u32)(seq + 1u), rg_u.w);
+#if defined(RG_AQ_COUNT_AFTER_PUT)
+    rg_graph_add(rg_graph_counts + RG_GC_scale, rg_calls);
+    rg_graph_add(rg_graph_counts + RG_GC_scale + 1u, rg_made);
+
+#endif
 }
 
 /* Entry message seq through stage arrival: its slot of the ring. */
@@ -1780,11 +1943,19 @@ RG_FN void rg_aq_one_arrival(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_rin
 
         {
             union { rg_aq_slot_scale s; rg_u32 w[RG_AQ_scale_WORDS]; } rg_pu;
+#if defined(RG_AQ_TRACE)
+            const long long rg_c0 = clock64();
+#endif
             if (!rg_aq_take<RG_AQ_scale_WORDS>((const rg_u64*)(rg_aq_area + RG_AQ_scale_RING) + (seq & RG_AQ_MASK) * RG_AQ_scale_WORDS,
                                              (rg_u32)(seq + 1u), rg_pu.w, rg_stop)) {
                 rg_pu.s.n = 0;       /* the grid is stopping now: nothing came */
                 rg_pu.s.status = 0;
             }
+#if defined(RG_AQ_TRACE)
+            else {
+                rg_aq_trace_take(RG_AQ_IX_arrival, rg_c0, rg_pu.s._pad);
+            }
+#endif
             const rg_aq_slot_scale& rg_p = rg_pu.s;
             if (rg_p.status < 0) {
                 rg_fault = rg_fault != 0 ? rg_fault : rg_p.status;
@@ -1808,18 +1979,33 @@ RG_FN void rg_aq_one_arrival(rg_u64 seq, rg_u8* rg_aq_area, const Sample* in_rin
             }
         }
     rg_o.status = rg_fault;
+#if !defined(RG_AQ_COUNT_AFTER_PUT)
     rg_graph_add(rg_graph_counts + RG_GC_arrival, rg_calls);
     rg_graph_add(rg_graph_counts + RG_GC_arrival + 1u, rg_made);
     rg_graph_add(rg_graph_counts + RG_GE_scale__arrival, rg_taken_scale);
 
+#endif
     union { rg_aq_slot_arrival s; rg_u32 w[RG_AQ_arrival_WORDS]; } rg_u;
 #pragma unroll
     for (int k = 0; k < RG_AQ_arrival_WORDS; ++k) {
         rg_u.w[k] = 0u;
     }
     rg_u.s = rg_o;
+#if defined(RG_AQ_TRACE)
+    rg_aq_trace_put(RG_AQ_IX_arrival);
+    {
+        const rg_u64 rg_put_ns = rg_aq_globaltimer();
+        memcpy(rg_u.s._pad, &rg_put_ns, sizeof(rg_put_ns));
+    }
+#endif
     rg_aq_put<RG_AQ_arrival_WORDS>((rg_u64*)(rg_aq_area + RG_AQ_arrival_RING) + (seq & RG_AQ_MASK) * RG_AQ_arrival_WORDS,
                                     (rg_u32)(seq + 1u), rg_u.w);
+#if defined(RG_AQ_COUNT_AFTER_PUT)
+    rg_graph_add(rg_graph_counts + RG_GC_arrival, rg_calls);
+    rg_graph_add(rg_graph_counts + RG_GC_arrival + 1u, rg_made);
+    rg_graph_add(rg_graph_counts + RG_GE_scale__arrival, rg_taken_scale);
+
+#endif
 }
 
 /* A stage's block loop: claim a chunk, wait for room (not the exit: the host's output queue is the
