@@ -276,6 +276,8 @@ def main(argv=None) -> int:
         print(f"{device.label}: no fine-grained SVM with atomics; skipping persistent mode")
         modes.remove("persistent")
     t0 = time.perf_counter()
+    # The CI machine is shared: the load average beside every figure says how quiet it was.
+    load_before = os.getloadavg()
     package = _build_package()
     series = [_Ringgen(m, device, package, args.group_size) for m in modes]
     if "persistent" in modes and args.groups > 1:
@@ -286,9 +288,11 @@ def main(argv=None) -> int:
     if not args.no_baseline:
         series.append(_Baseline(device, max(batches)))
     rows = run(series, batches, args.quick)
+    load_after = os.getloadavg()
     title = f"vector_add round trip, 16-byte messages, {device.label}"
     print()
     print_table(rows, title)
+    print(f"load average before {load_before}, after {load_after}")
     path = write_json(
         args.name,
         rows,
@@ -297,6 +301,8 @@ def main(argv=None) -> int:
             "message_bytes": 16,
             "quick": args.quick,
             "rounds": ROUNDS,
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in load_after],
             "wall_s": round(time.perf_counter() - t0, 1),
         },
         directory=args.out_dir,
