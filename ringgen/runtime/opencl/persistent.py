@@ -81,6 +81,11 @@ class OpenclPersistentKernel(OpenclKernel):
     """
 
     persistent: ClassVar[bool] = True
+    #: A waiting receive polls without yielding, then sleeps: the resident group is a PoCL worker
+    #: thread that never sleeps, and where it shares this thread's core (another process busy on
+    #: the other one), each ``sched_yield`` gave it the core for a whole time slice (3-4 ms a round
+    #: trip on the 2-core CI machine against 0.3 ms with plain polls and sleeps; NOTES-opencl.md).
+    free_poll_yields: ClassVar[bool] = False
 
     def _svm(self, nbytes: int) -> np.ndarray:
         import pyopencl as cl
