@@ -822,14 +822,22 @@ RG_FN void rg_put_scale(RG_GLOBAL Scaled* ring, rg_u64 slot,
 /* Resident loop: `groups` work-groups of RG_GROUP_SIZE work-items (an ordered=True kernel runs one
  * group of one work-item, so one message at a time in arrival order).
  *
- * Per iteration, work-item 0 of a group claims up to RG_GROUP_SIZE queued messages (a compare-exchange
- * on the shared claim counter) and broadcasts the range through local memory; every work-item runs
- * the handler on one message; work-item 0 then waits for its range's turn to reserve output slots,
- * so ranges reserve in input order and outputs are never reordered, whatever each handler emitted;
- * the work-items write their outputs in parallel with other groups; and work-item 0 publishes the
- * output tail and the input head once the ranges before it have. Every iteration ends with
- * barrier(): PoCL compiles a work-group into loops over work-items between barriers, and a loop
- * without one would never let work-item 0 out of the poll. */
+ * Per iteration, work-item 0 of a group claims up to RG_GROUP_SIZE * RG_<k>_LANE queued messages (a
+ * compare-exchange on the shared claim counter) and broadcasts the range through local memory; each
+ * work-item runs the handler on its RG_<k>_LANE consecutive messages of the range, one after the
+ * other; work-item 0 then waits for its range's turn to reserve output slots, so ranges reserve in
+ * input order and outputs are never reordered, whatever each handler emitted; the work-items write
+ * their outputs in parallel with other groups; and work-item 0 publishes the output tail and the
+ * input head once the ranges before it have. Every iteration ends with barrier(): PoCL compiles a
+ * work-group into loops over work-items between barriers, and a loop without one would never let
+ * work-item 0 out of the poll.
+ *
+ * Direct outputs (at most one direct struct per message): a lone group is the only one to reserve
+ * output slots, so it claims no more than the room the output queue has and each work-item writes
+ * message i's output straight into slot s_dout + i; work-item 0 closes the holes of messages that
+ * produced nothing before it publishes. That skips the private copy of every output, which PoCL
+ * keeps in memory across the barriers (300 -> ~100 us for 65,536 messages on the 2-core CI machine;
+ * bench/NOTES-opencl.md). Two or more groups, or a full output queue, take the staged path. */
 #if RG_C11_ATOMICS /* without C11 atomics a host-shared queue cannot be polled: relaunch only */
 __kernel __attribute__((reqd_work_group_size(RG_GROUP_SIZE, 1, 1)))
 void rg_scale_persistent(__global rg_control* ctl,
@@ -1109,14 +1117,22 @@ RG_FN void rg_put_arrival(RG_GLOBAL Numbered* ring, rg_u64 slot,
 /* Resident loop: `groups` work-groups of RG_GROUP_SIZE work-items (an ordered=True kernel runs one
  * group of one work-item, so one message at a time in arrival order).
  *
- * Per iteration, work-item 0 of a group claims up to RG_GROUP_SIZE queued messages (a compare-exchange
- * on the shared claim counter) and broadcasts the range through local memory; every work-item runs
- * the handler on one message; work-item 0 then waits for its range's turn to reserve output slots,
- * so ranges reserve in input order and outputs are never reordered, whatever each handler emitted;
- * the work-items write their outputs in parallel with other groups; and work-item 0 publishes the
- * output tail and the input head once the ranges before it have. Every iteration ends with
- * barrier(): PoCL compiles a work-group into loops over work-items between barriers, and a loop
- * without one would never let work-item 0 out of the poll. */
+ * Per iteration, work-item 0 of a group claims up to RG_GROUP_SIZE * RG_<k>_LANE queued messages (a
+ * compare-exchange on the shared claim counter) and broadcasts the range through local memory; each
+ * work-item runs the handler on its RG_<k>_LANE consecutive messages of the range, one after the
+ * other; work-item 0 then waits for its range's turn to reserve output slots, so ranges reserve in
+ * input order and outputs are never reordered, whatever each handler emitted; the work-items write
+ * their outputs in parallel with other groups; and work-item 0 publishes the output tail and the
+ * input head once the ranges before it have. Every iteration ends with barrier(): PoCL compiles a
+ * work-group into loops over work-items between barriers, and a loop without one would never let
+ * work-item 0 out of the poll.
+ *
+ * Direct outputs (at most one direct struct per message): a lone group is the only one to reserve
+ * output slots, so it claims no more than the room the output queue has and each work-item writes
+ * message i's output straight into slot s_dout + i; work-item 0 closes the holes of messages that
+ * produced nothing before it publishes. That skips the private copy of every output, which PoCL
+ * keeps in memory across the barriers (300 -> ~100 us for 65,536 messages on the 2-core CI machine;
+ * bench/NOTES-opencl.md). Two or more groups, or a full output queue, take the staged path. */
 #if RG_C11_ATOMICS /* without C11 atomics a host-shared queue cannot be polled: relaunch only */
 __kernel __attribute__((reqd_work_group_size(RG_GROUP_SIZE, 1, 1)))
 void rg_arrival_persistent(__global rg_control* ctl,
@@ -1396,14 +1412,22 @@ RG_FN void rg_put_over_limit(RG_GLOBAL Numbered* ring, rg_u64 slot,
 /* Resident loop: `groups` work-groups of RG_GROUP_SIZE work-items (an ordered=True kernel runs one
  * group of one work-item, so one message at a time in arrival order).
  *
- * Per iteration, work-item 0 of a group claims up to RG_GROUP_SIZE queued messages (a compare-exchange
- * on the shared claim counter) and broadcasts the range through local memory; every work-item runs
- * the handler on one message; work-item 0 then waits for its range's turn to reserve output slots,
- * so ranges reserve in input order and outputs are never reordered, whatever each handler emitted;
- * the work-items write their outputs in parallel with other groups; and work-item 0 publishes the
- * output tail and the input head once the ranges before it have. Every iteration ends with
- * barrier(): PoCL compiles a work-group into loops over work-items between barriers, and a loop
- * without one would never let work-item 0 out of the poll. */
+ * Per iteration, work-item 0 of a group claims up to RG_GROUP_SIZE * RG_<k>_LANE queued messages (a
+ * compare-exchange on the shared claim counter) and broadcasts the range through local memory; each
+ * work-item runs the handler on its RG_<k>_LANE consecutive messages of the range, one after the
+ * other; work-item 0 then waits for its range's turn to reserve output slots, so ranges reserve in
+ * input order and outputs are never reordered, whatever each handler emitted; the work-items write
+ * their outputs in parallel with other groups; and work-item 0 publishes the output tail and the
+ * input head once the ranges before it have. Every iteration ends with barrier(): PoCL compiles a
+ * work-group into loops over work-items between barriers, and a loop without one would never let
+ * work-item 0 out of the poll.
+ *
+ * Direct outputs (at most one direct struct per message): a lone group is the only one to reserve
+ * output slots, so it claims no more than the room the output queue has and each work-item writes
+ * message i's output straight into slot s_dout + i; work-item 0 closes the holes of messages that
+ * produced nothing before it publishes. That skips the private copy of every output, which PoCL
+ * keeps in memory across the barriers (300 -> ~100 us for 65,536 messages on the 2-core CI machine;
+ * bench/NOTES-opencl.md). Two or more groups, or a full output queue, take the staged path. */
 #if RG_C11_ATOMICS /* without C11 atomics a host-shared queue cannot be polled: relaunch only */
 __kernel __attribute__((reqd_work_group_size(RG_GROUP_SIZE, 1, 1)))
 void rg_over_limit_persistent(__global rg_control* ctl,
