@@ -1,7 +1,8 @@
 """OpenCL backend benchmark: ringgen's persistent and relaunch modes against one launch per batch.
 
-Round trip = host send -> handler -> host receive, measured on the host (the host busy-polls for
-``SPIN_S`` and then sleeps ``SLEEP_S`` between polls), for 16-byte messages
+Round trip = host send -> handler -> host receive, measured on the host through the public API
+(``send_batch``, then ``receive_batch(n, min_n=n, out=...)``: one call that waits for the whole
+batch, polling and then sleeping as the handle's ``free_poll_s`` says), for 16-byte messages
 (examples/vector_add.py: AddRequest {i64 id; f32 a; f32 b}) at batch sizes 1, 64, 4096, 65536 and
 1,048,576. The baseline is what a PyOpenCL user would write without ringgen: a kernel launch per batch
 with a copy in and a copy out, buffers allocated once. All three run side by side in one process,
@@ -72,29 +73,6 @@ def _requests(dtype: np.dtype, n: int) -> np.ndarray:
     return arr
 
 
-#: How long the host polls for replies (yielding the core between polls) before it starts sleeping
-#: between polls. Polling gives the lowest latency, but on a machine with few cores a host that spins
-#: steals the core the resident kernel needs (PoCL runs the work-group on a worker thread).
-SPIN_S = 150e-6
-SLEEP_S = 20e-6
-
-
-def _wait_replies(k, n: int, spin_s: float = SPIN_S) -> None:
-    got = 0
-    clock = time.perf_counter
-    spin_until = clock() + spin_s
-    while got < n:
-        part = k.receive_batch(max_n=n - got, timeout=0)
-        got += len(part)
-        if not len(part):
-            # Yield between polls: where the kernel's worker thread shares this core (a busy
-            # machine), spinning without yielding would keep it from ever producing the reply.
-            if clock() > spin_until:
-                time.sleep(SLEEP_S)
-            else:
-                os.sched_yield()
-
-
 class _Ringgen:
     """One ringgen series (a mode): launches the kernel for a batch size, times round trips."""
 
@@ -103,7 +81,7 @@ class _Ringgen:
         self.name = mode if groups == 1 else f"{mode} x{groups} groups"
         if spin_s is not None:
             self.name += f" spin {spin_s * 1e6:g} us"
-        self.spin_s = SPIN_S if spin_s is None else spin_s
+        self.spin_s = spin_s  # None: the handle's own free_poll_s
         self.device = device
         self.group_size = group_size
         self.groups = groups
@@ -141,9 +119,14 @@ class _Ringgen:
             if not np.array_equal(np.concatenate(parts), arr["a"] + arr["b"]):
                 raise SystemExit(f"{self.mode} batch {batch}: wrong results")
 
-            def round_trip(k=k, arr=arr, n=batch):
+            if self.spin_s is not None:
+                k.free_poll_s = self.spin_s
+            out = np.empty(batch, dtype=k.out_codec.dtype)
+
+            def round_trip(k=k, arr=arr, n=batch, out=out):
                 k.send_batch(arr)
-                _wait_replies(k, n, self.spin_s)
+                if len(k.receive_batch(n, timeout=10.0, min_n=n, out=out)) != n:
+                    raise SystemExit(f"{self.mode} batch {n}: replies missing after 10 s")
 
             samples = _common.time_calls(round_trip, repeat, warmup=2)
             stats = k.stats()
@@ -276,6 +259,8 @@ def main(argv=None) -> int:
         print(f"{device.label}: no fine-grained SVM with atomics; skipping persistent mode")
         modes.remove("persistent")
     t0 = time.perf_counter()
+    # The CI machine is shared: the load average beside every figure says how quiet it was.
+    load_before = os.getloadavg()
     package = _build_package()
     series = [_Ringgen(m, device, package, args.group_size) for m in modes]
     if "persistent" in modes and args.groups > 1:
@@ -286,9 +271,11 @@ def main(argv=None) -> int:
     if not args.no_baseline:
         series.append(_Baseline(device, max(batches)))
     rows = run(series, batches, args.quick)
+    load_after = os.getloadavg()
     title = f"vector_add round trip, 16-byte messages, {device.label}"
     print()
     print_table(rows, title)
+    print(f"load average before {load_before}, after {load_after}")
     path = write_json(
         args.name,
         rows,
@@ -297,6 +284,8 @@ def main(argv=None) -> int:
             "message_bytes": 16,
             "quick": args.quick,
             "rounds": ROUNDS,
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in load_after],
             "wall_s": round(time.perf_counter() - t0, 1),
         },
         directory=args.out_dir,

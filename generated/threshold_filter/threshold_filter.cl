@@ -618,10 +618,25 @@ RG_FN void rg_control_reject(RG_GLOBAL rg_control* c, int status)
 #ifndef RG_GROUP_SIZE
 #define RG_GROUP_SIZE 64
 #endif
+/* Messages each work-item of a resident group takes per iteration, one after the other in a plain
+ * loop: at most RG_LANE_MAX, and no more than fit RG_LANE_BYTES of outputs held in private memory
+ * (RG_LANE_ITEMS below). PoCL runs a group's work-items as a loop between barriers, and one message
+ * per work-item per iteration cost ~5 ns a message on the 2-core CI machine against ~1 ns for a
+ * plain loop (bench/NOTES-opencl.md). */
+#ifndef RG_LANE_MAX
+#define RG_LANE_MAX 16u
+#endif
+#ifndef RG_LANE_BYTES
+#define RG_LANE_BYTES 1024u
+#endif
+#if RG_LANE_MAX > 32
+#error "RG_LANE_MAX: a work-item marks its messages' outputs in one 32-bit mask"
+#endif
+#define RG_LANE_ITEMS(out_bytes) \
+    (RG_LANE_BYTES / (out_bytes) >= RG_LANE_MAX ? RG_LANE_MAX \
+     : (RG_LANE_BYTES / (out_bytes) >= 1u ? RG_LANE_BYTES / (out_bytes) : 1u))
 /* How many polls of an empty queue before the resident loop takes a turn (heartbeat, idle count). */
 #define RG_POLL_SPINS 4096u
-/* s_dslot of a message that gets no dead-letter slot (valid, or the queue was full). */
-#define RG_NO_SLOT 0xFFFFFFFFu
 /* The terminate word's "stop now" request (ringgen.protocol.TERMINATE_STOP_NOW): leave at once, even
  * with messages queued or a full output queue. A dropped handle's finalizer writes it, since no host
  * will ever drain that output queue again; 1 (drain) stops only once the input queue is empty. */
@@ -673,6 +688,8 @@ typedef struct rg_none {
 
 /* ==== ring kernel threshold_filter: Reading -> Alert (outbox, at most 8 per message) ==== */
 #define RG_threshold_filter_LIMIT 8
+/* Messages a work-item of the resident loop takes per iteration. */
+#define RG_threshold_filter_LANE RG_LANE_ITEMS(RG_threshold_filter_LIMIT * (rg_u32)sizeof(Alert))
 
 /* The outbox collects a message's outputs in private memory; the skeleton publishes them in order. */
 typedef struct rg_outbox_threshold_filter {
@@ -797,14 +814,22 @@ RG_FN void rg_put_threshold_filter(RG_GLOBAL Alert* ring, rg_u64 slot,
 /* Resident loop: `groups` work-groups of RG_GROUP_SIZE work-items (an ordered=True kernel runs one
  * group of one work-item, so one message at a time in arrival order).
  *
- * Per iteration, work-item 0 of a group claims up to RG_GROUP_SIZE queued messages (a compare-exchange
- * on the shared claim counter) and broadcasts the range through local memory; every work-item runs
- * the handler on one message; work-item 0 then waits for its range's turn to reserve output slots,
- * so ranges reserve in input order and outputs are never reordered, whatever each handler emitted;
- * the work-items write their outputs in parallel with other groups; and work-item 0 publishes the
- * output tail and the input head once the ranges before it have. Every iteration ends with
- * barrier(): PoCL compiles a work-group into loops over work-items between barriers, and a loop
- * without one would never let work-item 0 out of the poll. */
+ * Per iteration, work-item 0 of a group claims up to RG_GROUP_SIZE * RG_<k>_LANE queued messages (a
+ * compare-exchange on the shared claim counter) and broadcasts the range through local memory; each
+ * work-item runs the handler on its RG_<k>_LANE consecutive messages of the range, one after the
+ * other; work-item 0 then waits for its range's turn to reserve output slots, so ranges reserve in
+ * input order and outputs are never reordered, whatever each handler emitted; the work-items write
+ * their outputs in parallel with other groups; and work-item 0 publishes the output tail and the
+ * input head once the ranges before it have. Every iteration ends with barrier(): PoCL compiles a
+ * work-group into loops over work-items between barriers, and a loop without one would never let
+ * work-item 0 out of the poll.
+ *
+ * Direct outputs (at most one direct struct per message): a lone group is the only one to reserve
+ * output slots, so it claims no more than the room the output queue has and each work-item writes
+ * message i's output straight into slot s_dout + i; work-item 0 closes the holes of messages that
+ * produced nothing before it publishes. That skips the private copy of every output, which PoCL
+ * keeps in memory across the barriers (300 -> ~100 us for 65,536 messages on the 2-core CI machine;
+ * bench/NOTES-opencl.md). Two or more groups, or a full output queue, take the staged path. */
 #if RG_C11_ATOMICS /* without C11 atomics a host-shared queue cannot be polled: relaunch only */
 __kernel __attribute__((reqd_work_group_size(RG_GROUP_SIZE, 1, 1)))
 void rg_threshold_filter_persistent(__global rg_control* ctl,
@@ -821,12 +846,17 @@ void rg_threshold_filter_persistent(__global rg_control* ctl,
     __local rg_u64 s_obase;
     __local int s_stop;
     __local rg_u32 s_total;
-    __local rg_u32 s_count[RG_GROUP_SIZE];
-    __local rg_u32 s_offset[RG_GROUP_SIZE];
+    __local rg_u32 s_count[RG_GROUP_SIZE];  /* outputs of each work-item's messages */
+    __local rg_u32 s_offset[RG_GROUP_SIZE]; /* where they start, from s_obase */
     (void)dlq;
     (void)dl_ring;
     (void)dl_capacity;
     const rg_u32 lid = (rg_u32)get_local_id(0);
+    /* A claim: up to RG_<k>_LANE messages for each work-item, and never more outputs than the output
+     * queue holds (the host checks group_size * LIMIT <= its capacity). */
+    const rg_u64 out_room = out_capacity / (rg_u64)RG_threshold_filter_LIMIT;
+    const rg_u64 max_claim = (rg_u64)RG_GROUP_SIZE * RG_threshold_filter_LANE < out_room
+                                 ? (rg_u64)RG_GROUP_SIZE * RG_threshold_filter_LANE : out_room;
 
     if (lid == 0u && get_group_id(0) == 0u) {
         rg_control_count(&ctl->launches, (rg_u64)1);
@@ -848,7 +878,7 @@ void rg_threshold_filter_persistent(__global rg_control* ctl,
                 const rg_u64 tail = rg_queue_acquire_tail(inq);
                 if (tail != claim) {
                     const rg_u64 avail = tail - claim;
-                    n = avail < (rg_u64)RG_GROUP_SIZE ? avail : (rg_u64)RG_GROUP_SIZE;
+                    n = avail < max_claim ? avail : max_claim;
                     if (rg_groups_claim(groups, claim, claim + n)) {
                         break;
                     }
@@ -883,18 +913,27 @@ void rg_threshold_filter_persistent(__global rg_control* ctl,
             break;
         }
         const rg_u64 n = s_n;
-        Alert outs[RG_threshold_filter_LIMIT];
-        rg_u32 count = 0u;
-        rg_u32 dead = 0u;
-        const rg_u64 islot = (s_head + lid) & (in_capacity - 1u);
-        if ((rg_u64)lid < n) {
-            count = rg_take_threshold_filter(ctl, in_ring, islot, outs, state, &dead);
+        /* This work-item's messages: [first, first + m) of the claimed range, taken in order. */
+        const rg_u64 first = (rg_u64)lid * RG_threshold_filter_LANE;
+        const rg_u32 m = n > first ? (rg_u32)(n - first < (rg_u64)RG_threshold_filter_LANE
+                                                  ? n - first : (rg_u64)RG_threshold_filter_LANE)
+                                   : 0u;
+        Alert outs[RG_threshold_filter_LANE * RG_threshold_filter_LIMIT];
+        rg_u32 counts[RG_threshold_filter_LANE];
+        rg_u32 lane_total = 0u;
+        for (rg_u32 j = 0u; j < m; ++j) {
+            rg_u32 dead = 0u;
+            const rg_u64 islot = (s_head + first + j) & (in_capacity - 1u);
+            counts[j] = rg_take_threshold_filter(ctl, in_ring, islot, &outs[j * RG_threshold_filter_LIMIT], state,
+                                      &dead);
+            lane_total += counts[j];
+            (void)dead;
         }
-        s_count[lid] = count;
+        s_count[lid] = lane_total;
         barrier(CLK_LOCAL_MEM_FENCE);
         if (lid == 0u && n != 0u) {
             rg_u32 total = 0u;
-            for (rg_u32 i = 0u; i < (rg_u32)n; ++i) {
+            for (rg_u32 i = 0u; i < (rg_u32)RG_GROUP_SIZE; ++i) {
                 s_offset[i] = total;
                 total += s_count[i];
             }
@@ -923,10 +962,11 @@ void rg_threshold_filter_persistent(__global rg_control* ctl,
         if (s_stop) {
             break;
         }
-        if ((rg_u64)lid < n) {
-            const rg_u64 at = s_obase + (rg_u64)s_offset[lid];
-            for (rg_u32 j = 0u; j < count; ++j) {
-                rg_put_threshold_filter(out_ring, (at + j) & (out_capacity - 1u), &outs[j]);
+        rg_u64 at = s_obase + (rg_u64)s_offset[lid];
+        for (rg_u32 j = 0u; j < m; ++j) {
+            for (rg_u32 c = 0u; c < counts[j]; ++c) {
+                rg_put_threshold_filter(out_ring, at & (out_capacity - 1u), &outs[j * RG_threshold_filter_LIMIT + c]);
+                at += 1u;
             }
         }
         /* Every work-item's slot stores are ordered before work-item 0's release of the tail. */

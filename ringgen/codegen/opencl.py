@@ -109,9 +109,19 @@ def calls_now(source: str) -> bool:
 
 
 def kernel_context(spec: KernelSpec, barriers: tuple[str, ...] = ()) -> dict:
-    """What the skeleton template needs to know about one ring kernel: the shared facts, and the
-    names of the ``barriers`` it waits on (each one more argument of the persistent entry point)."""
-    return {**shared_kernel_context(spec), "barriers": list(barriers)}
+    """What the skeleton template needs to know about one ring kernel: the shared facts, the
+    names of the ``barriers`` it waits on (each one more argument of the persistent entry point),
+    and ``direct_out``: whether the resident loop may write each message's output straight into its
+    output slot (at most one direct struct per message, so a slot's place is the message's own
+    place in the claimed range, less the holes the loop closes afterwards)."""
+    ctx = shared_kernel_context(spec)
+    direct_out = (
+        ctx["has_output"]
+        and not ctx["out_bridged"]
+        and not ctx["uses_outbox"]
+        and ctx["limit"] == 1
+    )
+    return {**ctx, "barriers": list(barriers), "direct_out": direct_out}
 
 
 def render_source(

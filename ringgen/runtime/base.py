@@ -123,6 +123,8 @@ class KernelHandle(
     launch_timeout: ClassVar[float] = 30.0
 
     free_poll_s: ClassVar[float] = 200e-6  #: how long a waiting receive polls before it sleeps
+    #: Whether those polls yield the CPU (``Backoff``'s ``yields``).
+    free_poll_yields: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -497,7 +499,7 @@ class KernelHandle(
         if batch is not None or timeout == 0:
             return batch
         deadline = deadline_after(timeout)
-        backoff = Backoff(spin_time=self.free_poll_s)
+        backoff = Backoff(spin_time=self.free_poll_s, yields=self.free_poll_yields)
         while not expired(deadline):
             backoff.wait(deadline)
             batch = self._try_pop(max_n, into)

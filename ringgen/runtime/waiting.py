@@ -97,12 +97,17 @@ class Backoff:
     double, so a long wait costs almost no CPU.
     """
 
-    __slots__ = ("spin_time", "sleep", "min_sleep", "max_sleep", "_spin_until")
+    __slots__ = ("spin_time", "sleep", "min_sleep", "max_sleep", "yields", "_spin_until")
 
     def __init__(
-        self, spin_time: float = 200e-6, min_sleep: float = 20e-6, max_sleep: float = 1e-3
+        self,
+        spin_time: float = 200e-6,
+        min_sleep: float = 20e-6,
+        max_sleep: float = 1e-3,
+        yields: bool = True,
     ) -> None:
         self.spin_time = spin_time
+        self.yields = yields
         self.min_sleep = min_sleep
         self.max_sleep = max_sleep
         self.reset()
@@ -130,11 +135,15 @@ class Backoff:
 
         A free poll is ``os.sched_yield()`` (about 1 µs, and it lets other threads run), not
         ``time.sleep(0)``: that costs 60-100 µs on Linux (the timer slack; measured 76 µs p50 on the
-        2-core CI machine), which made every wait at least one such sleep long."""
+        2-core CI machine), which made every wait at least one such sleep long. With ``yields``
+        False a free poll returns at once: where the thread that answers is a CPU thread that never
+        sleeps (a resident PoCL kernel), a yield on its core hands it the core for a whole time
+        slice (3-4 ms measured on the 2-core CI machine under load; bench/NOTES-opencl.md), while
+        a sleep keeps this thread first in line when it wakes."""
         s = self.next_sleep(deadline)
         if s > 0.0:
             time.sleep(s)
-        else:
+        elif self.yields:
             _yield()
 
     async def wait_async(self, deadline: Optional[float] = None) -> None:

@@ -81,6 +81,15 @@ class OpenclPersistentKernel(OpenclKernel):
     """
 
     persistent: ClassVar[bool] = True
+    #: A waiting receive polls without yielding, then sleeps: the resident group is a PoCL worker
+    #: thread that never sleeps, and where it shares this thread's core (another process busy on
+    #: the other one), each ``sched_yield`` gave it the core for a whole time slice (3-4 ms a round
+    #: trip on the 2-core CI machine against 0.3 ms with plain polls and sleeps; NOTES-opencl.md).
+    free_poll_yields: ClassVar[bool] = False
+    #: ... and for 50 us, not 200: a reply on a quiet machine comes within that (10-40 us for 1 to
+    #: 4,096 messages, and a large batch's replies stream in), and under load a thread that sleeps
+    #: sooner is scheduled sooner (4,096: 200 vs 362 us p50 at load average 1.4; NOTES-opencl.md).
+    free_poll_s: ClassVar[float] = 50e-6
 
     def _svm(self, nbytes: int) -> np.ndarray:
         import pyopencl as cl
