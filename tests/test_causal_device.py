@@ -29,6 +29,7 @@ from ringgen.testing.history import assert_causal, record
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import causal_device_kernels as ck  # noqa: E402
+import topic_kernels as tk  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -143,6 +144,31 @@ def test_an_unstamped_hop_between_stamped_stages_keeps_the_chain_rising(backend)
     assert (got["x"] == msgs["x"][got["id"]] + 1).all() and (got["src"] == 9).all()
     assert (got["stamp"] > np.array(sent, dtype=np.uint64)[got["id"]] + 1).all()
     assert (np.diff(got["stamp"].astype(np.int64)) > 0).all()
+    assert_causal(history)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_bridged_stamped_message_sent_one_by_one_is_stamped_every_hop(backend):
+    """A bridged message (a Str) carries its stamp in its rg.HLC field; send() and receive() of
+    single objects stamp and receive as send_batch and receive_batch do."""
+    name, options = backend
+    g = rg.pipeline(tk.note_source, tk.note_sub, name="notes")
+    msgs = [tk.Note(id=i, text=f"note {i}", stamp=99) for i in range(40)]
+    with rg.launch(g, backend=name, strategy="shared_memory", capacity=256, **options) as h:
+        history = record(h)
+        for m in msgs[:10]:
+            h.send(m, timeout=60.0)
+        h.send_batch(msgs[10:], timeout=60.0)
+        got = [h.receive(timeout=60.0) for _ in range(10)]
+        while len(got) < len(msgs):
+            got += list(h.receive_batch(timeout=5.0))
+        clock = h._flow.clock.now
+    sent = [m.stamp for m in msgs]  # stamped in place by the host's clock
+    assert sent == sorted(set(sent)) and 99 not in sent
+    assert [(r.id, r.text) for r in got] == [(m.id + 1000, m.text) for m in msgs]
+    assert all(r.stamp > s + 1 for r, s in zip(got, sent))  # two hops above the host's stamp
+    assert all(a.stamp < b.stamp for a, b in zip(got, got[1:]))
+    assert clock >= got[-1].stamp
     assert_causal(history)
 
 
