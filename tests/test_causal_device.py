@@ -214,12 +214,15 @@ def test_a_stamped_graph_behind_an_unstamped_entry_is_refused_naming_both():
 @pytest.mark.gpu
 @pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA")
 def test_on_cuda_the_default_strategy_runs_a_causal_graph():
-    """CUDA's default strategy is shared_memory: a causal graph now runs there by default."""
+    """CUDA's default strategy is shared_memory: a causal graph now runs there by default;
+    atomic_queue refuses it at launch, naming the stage, before any kernel starts."""
     msgs = _messages(300, seed=8)
     got, history, _, _ = _run(ck.two_paths(), "cuda", msgs, 100)
     assert (got["src"] == 0).sum() == len(msgs)
     assert (np.diff(got["stamp"].astype(np.int64)) > 0).all()
     assert_causal(history)
+    with pytest.raises(BuildError, match=r"stage\(s\) merge declare order='causal'"):
+        rg.launch(ck.two_paths(), backend="cuda", strategy="atomic_queue")
 
 
 _NVCC = shutil.which("nvcc")
