@@ -250,3 +250,52 @@ def test_the_fused_cuda_source_of_a_stamped_causal_graph_compiles_with_nvcc(tmp_
         timeout=240,
     )
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+class _ZeroCopyKernel:
+    """Stands in for a CUDA kernel's zero-copy calls: the input ring is an array, committed
+    slots are kept, and receive_view hands back what a test puts in ``replies``."""
+
+    backend = "cuda"
+
+    def __init__(self) -> None:
+        self.ring = np.zeros(8, dtype=rg.dtype_of(ck.Hop))
+        self.committed: list = []
+        self.replies = np.zeros(0, dtype=rg.dtype_of(ck.Hop))
+
+    def reserve(self, n: int) -> np.ndarray:
+        return self.ring[:n]
+
+    def commit(self, n: int) -> None:
+        self.committed.append(self.ring[:n].copy())
+
+    def receive_view(self, max_n, timeout, *, min_n=1) -> np.ndarray:
+        view = self.replies.view()
+        view.flags.writeable = False
+        return view
+
+
+def test_zero_copy_commits_are_stamped_and_viewed_replies_received():
+    """reserve/commit (CUDA's zero-copy send) stamp the committed slots in place with the host's
+    clock; receive_view's replies advance it (receive rule), as send_batch/receive_batch do."""
+    from ringgen.runtime.graph_device import FusedGraphHandle
+
+    kernel = _ZeroCopyKernel()
+    h = FusedGraphHandle(ck.two_paths(), kernel, strategy="shared_memory")
+    history = record(h)
+    view = h.reserve(5)
+    view["id"] = np.arange(5)
+    view["stamp"] = 3  # replaced
+    h.commit(3)
+    first = kernel.committed[0]["stamp"]
+    assert len(first) == 3 and (np.diff(first.astype(np.int64)) == 1).all() and first[0] > 3
+    assert (view["stamp"][3:] == 3).all()  # not committed: not stamped
+    far = int(first[-1]) + (10_000_000 << 16)  # a reply stamped 10 s ahead of the host's clock
+    kernel.replies = np.zeros(2, dtype=rg.dtype_of(ck.Hop))
+    kernel.replies["stamp"] = [far - 1, far]
+    h.receive_view(2)
+    assert h._flow.clock.now == far + 1
+    h.reserve(2)
+    h.commit(2)
+    assert int(kernel.committed[1]["stamp"][0]) == far + 2  # the next send is above the reply
+    assert_causal(history)

@@ -112,6 +112,9 @@ class FusedGraphHandle:
     def send(self, message: Any, *, block: bool = True, timeout: Optional[float] = None) -> None:
         """Publish one message into the entry (``KernelHandle.send``), stamped by the host's
         clock when its class has an ``rg.HLC`` field."""
+        if self._flow.entry_field is None:
+            self.kernel.send(message, block=block, timeout=timeout)
+            return
         with self._send_lock:
             self._flow.stamp_sent([message])
             self.kernel.send(message, block=block, timeout=timeout)
@@ -219,9 +222,11 @@ class FusedGraphHandle:
         """Publish the first ``n`` slots of the last ``reserve`` view into the entry (stamped in
         place first, when the entry's message has an ``rg.HLC`` field)."""
         commit = self._zero_copy("commit")
+        if self._flow.entry_field is None or self._reserved is None or n <= 0:
+            commit(n)
+            return
         with self._send_lock:
-            if self._reserved is not None and n > 0:
-                self._flow.stamp_sent(self._reserved[:n], in_place=True)
+            self._flow.stamp_sent(self._reserved[:n], in_place=True)
             commit(n)
 
     def receive_view(
