@@ -12,10 +12,13 @@ the physical part (the clock then runs a microsecond ahead of ``pt`` until ``pt`
 keeps every stamp unique and increasing. If event ``e`` happens before ``f`` (same clock earlier,
 or a message sent by ``e`` and received before ``f``), then ``stamp(e) < stamp(f)``.
 
-A message carries its stamp in a field declared ``stamp: rg.HLC`` (any name), or, for bridged
-messages on device strategies, in the header's ``hlc`` word (ringgen/wire/header.py).
+A message carries its stamp in a field declared ``stamp: rg.HLC`` (any name); the bridged header
+reserves a word for it too (``hlc``, ringgen/wire/header.py), which no strategy writes yet.
 ``ringgen.runtime.topic_host`` applies the rules on every hop of the host strategy;
-``ringgen.runtime.causal`` merges a fan-in in stamp order.
+``ringgen.runtime.causal`` merges a fan-in in stamp order. On the ``shared_memory`` device
+strategy the fused kernel applies them without ``pt`` (``templates/graph/fused.c.j2``: receive
+``t = max(t, m) + 1``, send ``t = t + 1``): its stamps follow the physical clock through the
+stamp the host writes into the entry's message (``ringgen.runtime.causal.HostStamps``).
 """
 
 from __future__ import annotations

@@ -37,9 +37,11 @@ __all__ = [
     "fused_name",
     "fused_spec",
     "graph",
+    "is_stamped",
     "named",
     "pipeline",
     "stage_bounds",
+    "stamp_fields",
     "then",
 ]
 
@@ -436,20 +438,33 @@ def stage_bounds(g: Graph) -> dict[str, tuple[int, int]]:
     return bounds
 
 
-def check_device_keeps(g: Graph) -> None:
-    """Raise unless a device strategy keeps what ``g``'s topics and orders promise
-    (docs/graphs.md, "Topics under each strategy").
+def stamp_fields(g: Graph) -> dict[str, tuple[Optional[str], Optional[str]]]:
+    """Per stage, the ``rg.HLC`` field of its input class and of its output class (or None): where
+    a device strategy reads and writes the stamps of ``g``'s messages (``ringgen.causal``)."""
+    return {
+        k.spec.name: (hlc_field(k.spec.input), hlc_field(k.spec.outbox or k.spec.output))
+        for k in g.kernels
+    }
+
+
+def check_device_keeps(g: Graph, strategy: str = "shared_memory") -> None:
+    """Raise unless device strategy ``strategy`` keeps what ``g``'s topics and orders promise
+    (docs/graphs.md, "Topics under each strategy" and "Causal order").
 
     A device strategy carries a topic as fan-out edges, one from each publisher to each subscriber
     (``Graph.producers``/``consumers`` already list them): every subscriber gets every message,
-    FIFO per publisher, with the back-pressure of ``Block``. What it cannot keep is refused.
+    FIFO per publisher, with the back-pressure of ``Block``. ``shared_memory`` keeps causal order
+    and stamps ``rg.HLC`` fields (its kernel is then ordered: ``fused_spec``); ``atomic_queue``
+    keeps neither. What a strategy cannot keep is refused.
 
     Raises:
         BuildError: naming the graph and the topic or stage: a drop policy (a fused path has no
             per-subscriber queue to drop from), the host publishing or subscribing (``rg.HOST``:
-            the fused kernel's only host queues are the entry's and the exit's), a stage declared
-            ``order="causal"`` (no merge on the device), or a message with an ``rg.HLC`` stamp (no
-            device code writes it yet).
+            the fused kernel's only host queues are the entry's and the exit's); under
+            ``shared_memory`` a stamped message behind an unstamped entry (the device has no
+            physical clock: its stamps start from the entry's); under any other strategy a stage
+            declared ``order="causal"`` or a message with an ``rg.HLC`` stamp (its stages run side
+            by side on their own blocks).
     """
     hint = "launch it with strategy='host'"
     for t in g.topics:
@@ -472,25 +487,57 @@ def check_device_keeps(g: Graph) -> None:
                 **where,
             )
     where = {"file": g.file, "line": g.line}
-    causal = [s for s in g.stages if g.spec(s).order == "causal"]
-    if causal:
+    fields = stamp_fields(g)
+    stamped = [(k.spec, cls, f) for k in g.kernels for cls, f in _stamped_classes(k.spec)]
+    if strategy != "shared_memory":
+        hint = "launch it with strategy='shared_memory' (CUDA, OpenCL) or strategy='host'"
+        causal = [s for s in g.stages if g.spec(s).order == "causal"]
+        if causal:
+            raise BuildError(
+                f"graph {g.label}: stage(s) {', '.join(causal)} declare order='causal', and the "
+                f"{strategy} strategy runs its stages side by side on their own blocks, so nothing "
+                "orders what a stage takes from one producer against what it takes from another "
+                "(it keeps FIFO per producer only)",
+                hint=hint,
+                **where,
+            )
+        if stamped:
+            spec, cls, field = stamped[0]
+            raise BuildError(
+                f"graph {g.label}: stage {spec.name}'s message {cls.__name__} has the rg.HLC "
+                f"stamp {field}, and the {strategy} strategy runs its stages side by side on their "
+                "own blocks, so a stage's clock would be written by many threads at once (no "
+                "device clock rule is kept there)",
+                hint=hint + ", or drop the rg.HLC field",
+                **where,
+            )
+        return
+    if stamped and fields[g.entry][0] is None:
+        spec, cls, field = stamped[0]
         raise BuildError(
-            f"graph {g.label}: stage(s) {', '.join(causal)} declare order='causal', and a device "
-            "strategy has no causal merge (it keeps FIFO per producer only)",
-            hint=hint,
+            f"graph {g.label}: stage {spec.name}'s message {cls.__name__} has the rg.HLC stamp "
+            f"{field}, but the entry {g.entry}'s input {g.spec(g.entry).input.__name__} has none: "
+            "a device strategy has no physical clock, so its stamps start from the stamp the "
+            "host writes into the entry's message",
+            hint=hint + f", or give {g.spec(g.entry).input.__name__} an rg.HLC field",
             **where,
         )
-    for k in g.kernels:
-        for cls in (k.spec.input, k.spec.outbox or k.spec.output):
-            field = hlc_field(cls)
-            if field is not None:
-                raise BuildError(
-                    f"graph {g.label}: stage {k.spec.name}'s message {cls.__name__} has the "
-                    f"rg.HLC stamp {field}, and no device strategy writes the stamp yet (the "
-                    "host strategy stamps every hop)",
-                    hint=hint + ", or drop the rg.HLC field",
-                    **where,
-                )
+
+
+def _stamped_classes(spec: KernelSpec) -> list[tuple[type, str]]:
+    """The message classes of ``spec`` (input, then output) that have an ``rg.HLC`` field."""
+    out = []
+    for cls in (spec.input, spec.outbox or spec.output):
+        field = hlc_field(cls)
+        if field is not None:
+            out.append((cls, field))
+    return out
+
+
+def is_stamped(g: Graph) -> bool:
+    """True when a message of ``g`` carries an ``rg.HLC`` stamp (a device strategy then stamps
+    every hop, one message at a time)."""
+    return any(_stamped_classes(k.spec) for k in g.kernels)
 
 
 def fused_spec(g: Graph) -> KernelSpec:
@@ -500,9 +547,11 @@ def fused_spec(g: Graph) -> KernelSpec:
 
     Its input is the entry's; its output the exit's, through an Outbox of the exit's bound per
     entry message when that exceeds 1 (an Outbox or a fan-in on the way), else a return value; its
-    state the one stateful stage's; ordered when any stage is (then every message goes through the
-    whole graph in order, one at a time). The handler function and source are the entry's, so
-    errors point at a stage the user wrote.
+    state the one stateful stage's; ordered (every message goes through the whole graph in order,
+    one at a time) when any stage is ordered or declared ``order="causal"``, or a message carries
+    an ``rg.HLC`` stamp (each stage's clock is then one word that one thread at a time advances:
+    docs/graphs.md, "Causal order"). The handler function and source are the entry's, so errors
+    point at a stage the user wrote.
 
     A topic is its fan-out edges, one from each publisher to each subscriber; what a device
     strategy cannot keep of topics and orders is refused first (``check_device_keeps``).
@@ -550,7 +599,7 @@ def fused_spec(g: Graph) -> KernelSpec:
         outbox=outbox,
         param_names=params,
         capacity=entry.capacity,
-        ordered=any(k.spec.ordered for k in g.kernels),
+        ordered=any(k.spec.ordered or k.spec.order == "causal" for k in g.kernels) or is_stamped(g),
         source=entry.source,
         pos=entry.pos,
         outbox_limit=n_out if outbox is not None else 1,
@@ -575,11 +624,16 @@ class GraphCounters:
     Stage ``i`` (``stages[i]``) owns ``STAGE_WORDS`` words from ``i * STAGE_WORDS``: ``processed``
     (handler calls, faulted ones included), ``emitted`` (outputs it handed on), then ``rejected``
     by ``Reason``. Edge ``j`` (``edges[j]``, ``(producer, consumer)``) owns ``EDGE_WORDS`` words
-    from ``len(stages) * STAGE_WORDS + j * EDGE_WORDS``: ``EDGE_COUNTERS``.
+    from ``len(stages) * STAGE_WORDS + j * EDGE_WORDS``: ``EDGE_COUNTERS``. Then one word per stage
+    of ``clocks``: that stage's hybrid logical clock (``shared_memory`` with ``rg.HLC`` stamps:
+    the stages whose output is stamped), which the fused kernel keeps there because the host
+    already allocates, zeroes and keeps this array for the kernel's lifetime on every backend
+    (relaunches included).
     """
 
     stages: tuple[str, ...]
     edges: tuple[tuple[str, str], ...]
+    clocks: tuple[str, ...] = ()
 
     STAGE_WORDS = 2 + N_REASONS
     EDGE_WORDS = len(EDGE_COUNTERS)
@@ -593,15 +647,31 @@ class GraphCounters:
         j = self.edges.index((producer, consumer))
         return len(self.stages) * self.STAGE_WORDS + j * self.EDGE_WORDS
 
+    def clock_at(self, stage: str) -> int:
+        """The word of ``stage``'s clock."""
+        return (
+            len(self.stages) * self.STAGE_WORDS
+            + len(self.edges) * self.EDGE_WORDS
+            + self.clocks.index(stage)
+        )
+
     @property
     def total(self) -> int:
         """Words in the array."""
-        return len(self.stages) * self.STAGE_WORDS + len(self.edges) * self.EDGE_WORDS
+        return (
+            len(self.stages) * self.STAGE_WORDS
+            + len(self.edges) * self.EDGE_WORDS
+            + len(self.clocks)
+        )
 
 
 def counter_layout(g: Graph) -> GraphCounters:
     """The counter array of ``g`` under a device strategy: its stages producers first, its edges
-    in ``g.all_edges`` order (a topic's fan-out edges after the direct ones)."""
+    in ``g.all_edges`` order (a topic's fan-out edges after the direct ones), then the clocks of
+    the stages whose output carries an ``rg.HLC`` stamp."""
+    fields = stamp_fields(g)
     return GraphCounters(
-        stages=tuple(g.stages), edges=tuple((e.producer, e.consumer) for e in g.all_edges)
+        stages=tuple(g.stages),
+        edges=tuple((e.producer, e.consumer) for e in g.all_edges),
+        clocks=tuple(s for s in g.stages if fields[s][1] is not None),
     )

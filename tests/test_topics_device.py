@@ -182,12 +182,23 @@ def test_the_host_publishing_or_subscribing_is_refused():
     _refused(watched, r"the host subscribes to topic scores \(rg.HOST\)")
 
 
-def test_a_causal_stage_and_a_stamp_are_refused():
+def test_a_causal_stage_and_a_stamp_are_refused_by_atomic_queue_and_kept_by_shared_memory():
+    """shared_memory keeps causal order and stamps (tests/test_causal_device.py runs them);
+    atomic_queue runs its stages side by side and refuses both, naming the stage."""
     causal = rg.graph(tk.source >> tk.left, tk.source >> tk.right, tk.left >> tk.merge)
     causal = rg.graph(causal, tk.right >> tk.merge, name="causal_fan_in")
-    _refused(causal, r"graph causal_fan_in: stage\(s\) merge declare order='causal'")
     stamped = rg.pipeline(tk.source, tk.join, name="stamped")
-    _refused(stamped, r"graph stamped: stage source's message Tick has the rg.HLC stamp stamp")
+    queue = STRATEGIES["atomic_queue"]
+    with pytest.raises(BuildError, match=r"graph causal_fan_in: stage\(s\) merge declare "):
+        queue.check(causal)
+    with pytest.raises(BuildError, match=r"graph stamped: stage source's message Tick has the "):
+        queue.check(stamped)
+    for g in (causal, stamped):
+        with pytest.raises(BuildError, match="side by side on their own blocks"):
+            check_device_keeps(g, "atomic_queue")
+        check_device_keeps(g)
+        assert STRATEGIES["shared_memory"].check(g) == fused_spec(g).name
+        assert fused_spec(g).ordered
 
 
 def test_a_refused_topic_graph_runs_on_the_host_strategy_and_a_device_launch_names_why():

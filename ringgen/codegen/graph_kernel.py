@@ -21,7 +21,14 @@ import attrs
 
 from .. import protocol
 from ..errors import BuildError
-from ..graphs import Graph, counter_layout, fused_spec, stage_bounds
+from ..graphs import (
+    Graph,
+    check_device_keeps,
+    counter_layout,
+    fused_spec,
+    stage_bounds,
+    stamp_fields,
+)
 from ..layout import layout_of
 from ..targets import with_capability
 from . import cuda, opencl
@@ -70,10 +77,13 @@ def stage_contexts(graph: Graph) -> list[dict]:
 
     ``kind``: ``outbox`` (its emits go on), ``value`` (its return value, when it returns one) or
     ``none`` (no output: an exit that only updates state); ``n_in``: the most messages it takes per
-    entry message (the size of its input buffer); ``consumers``: the stages it feeds.
+    entry message (the size of its input buffer); ``consumers``: the stages it feeds;
+    ``in_stamp``/``out_stamp``: the ``rg.HLC`` field of its input and output class, or None;
+    ``clock_at``: the counter word of its clock (a stage with a stamped output), or None.
     """
     bounds = stage_bounds(graph)
     counters = counter_layout(graph)
+    fields = stamp_fields(graph)
     out = []
     for k in graph.kernels:
         s = k.spec
@@ -91,6 +101,9 @@ def stage_contexts(graph: Graph) -> list[dict]:
                 "is_entry": s.name == graph.entry,
                 "is_exit": s.name in graph.exits,
                 "counters_at": counters.stage_at(s.name),
+                "in_stamp": fields[s.name][0],
+                "out_stamp": fields[s.name][1],
+                "clock_at": counters.clock_at(s.name) if s.name in counters.clocks else None,
             }
         )
     return out
@@ -140,14 +153,18 @@ def compute_path_bytes(graph: Graph) -> dict[str, int]:
 
 
 def check_fits(graph: Graph, strategy: str = STRATEGY) -> None:
-    """Raise unless what one entry message makes along the stages fits one thread
-    (``PATH_BUDGET``): ``shared_memory`` holds the whole path in one thread, ``atomic_queue`` a
-    stage's share of it (checked against the same budget, so a graph runs under both or neither).
+    """Raise unless ``strategy`` keeps what ``graph``'s topics and orders promise
+    (``ringgen.graphs.check_device_keeps``: ``atomic_queue`` refuses causal stages and stamps,
+    ``shared_memory`` keeps them) and what one entry message makes along the stages fits one
+    thread (``PATH_BUDGET``): ``shared_memory`` holds the whole path in one thread,
+    ``atomic_queue`` a stage's share of it (checked against the same budget, so a graph runs
+    under both or neither). Both strategies' sources and checks call it first.
 
     Raises:
-        BuildError: the path holds more bytes; the message gives them per stage and names
-            ``strategy``.
+        BuildError: ``check_device_keeps`` refuses the graph under ``strategy``; or the path holds
+            more bytes (the message gives them per stage and names ``strategy``).
     """
+    check_device_keeps(graph, strategy)
     sizes = compute_path_bytes(graph)
     total = sum(sizes.values())
     if total > PATH_BUDGET:
@@ -173,6 +190,7 @@ def _render_body(unit: "BuildUnit", graph: Graph, options: Optional["EmitOptions
         graph=graph.label,
         fused=cuda.kernel_context(spec),
         stages=stage_contexts(graph),
+        entry_stamp=stamp_fields(graph)[graph.entry][0],
         stage_body=emit_body(stages, debug=options.debug_line_directives if options else None),
         **counter_context(graph),
     )

@@ -14,18 +14,23 @@ Cost: a message waits for the slowest silent producer's clock to pass its stamp.
 clock follows the physical clock, so the wait is at most the time for the physical clock to pass
 the stamp (about a microsecond on one host) plus the forwarder's pass; the merge itself is one
 ``searchsorted`` per delivered batch, never per message.
+
+On the ``shared_memory`` device strategy the stages stamp on the device and a causal stage's
+inputs come in the thread's program order (docs/graphs.md, "Causal order"); ``HostStamps`` is then
+the host's end: it stamps what the host sends and receives what it takes.
 """
 
 from __future__ import annotations
 
 import collections
+import threading
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from ..causal import read_stamps
+from ..causal import HybridClock, read_stamps, write_stamps
 
-__all__ = ["CausalMerge", "Stream"]
+__all__ = ["CausalMerge", "HostStamps", "Stream"]
 
 
 class Stream:
@@ -113,3 +118,63 @@ class CausalMerge:
                 moved += took
             if took < len(part):
                 return moved
+
+
+class HostStamps:
+    """The host's end of a graph's stamps when the device stamps every hop between its stages
+    (``shared_memory``; docs/graphs.md, "Causal order").
+
+    The host's clock stamps what the host sends into the entry (send rule; whatever the caller
+    wrote into the stamp is replaced) and takes the stamps of what it receives from the exit
+    (receive rule), as ``topic_host.Flow`` does on the host strategy. ``history``, when set
+    (``ringgen.testing.history.record``), records what the host sees: its sends, and for each
+    reply the exit's send and the host's receive. Thread-safe (one lock).
+
+    Args:
+        entry_field: the ``rg.HLC`` field of the entry's input class, or None.
+        exit_field: that of the exit's output class, or None.
+        exit: the exit stage's name; ``host``: the host's name in a history.
+    """
+
+    def __init__(
+        self, entry_field: Optional[str], exit_field: Optional[str], exit: str, host: str
+    ) -> None:
+        self.clock = HybridClock(host)
+        self.entry_field = entry_field
+        self.exit_field = exit_field
+        self.exit = exit
+        self.host = host
+        self.lock = threading.Lock()
+        #: a ``ringgen.testing.history.History`` recording the host's stamped hops, or None
+        self.history: Any = None
+
+    def stamp_sent(self, messages: Any, *, in_place: bool = False) -> Any:
+        """Stamp a batch the host sends into the entry (a structured array, copied unless
+        ``in_place``, or a list of objects, stamped in place); returns it."""
+        field = self.entry_field
+        if field is None or not len(messages):
+            return messages
+        if isinstance(messages, np.ndarray) and not in_place:
+            messages = messages.copy()
+        with self.lock:
+            first = self.clock.send(len(messages))
+            messages = write_stamps(messages, field, first)
+            if self.history is not None:
+                for t in range(first, first + len(messages)):
+                    self.history.send(self.host, t)
+        return messages
+
+    def received(self, part: Any) -> Any:
+        """The host took ``part`` (a batch) from the exit: its clock receives the largest stamp;
+        returns ``part``."""
+        field = self.exit_field
+        if field is None or part is None or not len(part):
+            return part
+        stamps = read_stamps(part, field)
+        with self.lock:
+            self.clock.receive(int(stamps.max()))
+            if self.history is not None:
+                for t in stamps:
+                    self.history.send(self.exit, int(t))
+                    self.history.recv(self.host, self.exit, int(t))
+        return part

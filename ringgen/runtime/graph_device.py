@@ -8,22 +8,27 @@ spill, back-pressure, termination (drain, or stop now) and fault counting are th
 This module gives it the ``GraphHandle`` API: ``receive(exit=)``, ``stage(name)``, ``stats()`` as
 ``GraphStats``, and, where the kernel has them (CUDA), its zero-copy calls ``reserve``/``commit``
 and ``receive_view``/``release``. The backend halves that load a graph's source instead of a package kernel are
-``graph_cuda.py`` and ``graph_opencl.py``.
+``graph_cuda.py`` and ``graph_opencl.py``. Where the entry's or the exit's message carries an
+``rg.HLC`` stamp, the host's clock stamps what it sends and receives what it takes
+(``ringgen.runtime.causal.HostStamps``); the device stamps every hop between.
 """
 
 from __future__ import annotations
 
+import threading
 from typing import Any, AsyncIterator, Mapping, Optional
 
 import attrs
 import numpy as np
 
-from ..graphs import Graph, counter_layout
+from ..graphs import Graph, counter_layout, stamp_fields
 from ..protocol import N_REASONS, Lifecycle
 from ..targets import by_name, resolve, with_capability
 from .base import KernelHandle
+from .causal import HostStamps
 from .graph_edges import Chunk, EdgeStats, GraphStats
 from .stats import KernelStats, _reason_name
+from .topic_host import HOST
 
 __all__ = ["DEVICE_STRATEGIES", "FusedGraphHandle", "check_strategy", "open_fused"]
 
@@ -75,7 +80,8 @@ class FusedGraphHandle:
     (``kernel``). ``stats()`` is the host strategy's shape, read from the counters the kernel keeps
     per stage and per edge (``ringgen.graphs.GraphCounters``; ``kernel.graph_counts()``) while it
     runs: see ``stats``. ``edge_capacity`` gives each edge's bound, ``(producer, consumer) ->
-    messages`` (what the strategy's source holds; 0 when not given).
+    messages`` (what the strategy's source holds; 0 when not given). ``_flow`` is the host's end
+    of the stamps (``HostStamps``; what ``ringgen.testing.history.record`` records into).
     """
 
     def __init__(
@@ -94,22 +100,42 @@ class FusedGraphHandle:
         self.handles = {s: kernel for s in graph.stages}
         self.counters = counter_layout(graph)
         self.edge_capacity = dict(edge_capacity or {})
+        exit_ = graph.exits[0] if len(graph.exits) == 1 else graph.entry
+        fields = stamp_fields(graph)
+        self._flow = HostStamps(fields[graph.entry][0], fields[exit_][1], exit_, HOST)
+        # stamps are taken and sent under one lock, so they reach the entry in stamp order
+        self._send_lock = threading.Lock()
+        self._reserved: Optional[np.ndarray] = None
 
     # ---- sending and receiving: the kernel's own
 
     def send(self, message: Any, *, block: bool = True, timeout: Optional[float] = None) -> None:
-        """Publish one message into the entry (``KernelHandle.send``)."""
-        self.kernel.send(message, block=block, timeout=timeout)
+        """Publish one message into the entry (``KernelHandle.send``), stamped by the host's
+        clock when its class has an ``rg.HLC`` field."""
+        if self._flow.entry_field is None:
+            self.kernel.send(message, block=block, timeout=timeout)
+            return
+        with self._send_lock:
+            self._flow.stamp_sent([message])
+            self.kernel.send(message, block=block, timeout=timeout)
 
     def send_batch(
         self, messages: Any, *, block: bool = True, timeout: Optional[float] = None
     ) -> int:
         """Publish many messages into the entry; returns how many were accepted
-        (``KernelHandle.send_batch``)."""
-        return self.kernel.send_batch(messages, block=block, timeout=timeout)
+        (``KernelHandle.send_batch``). Stamped messages get the host clock's next stamps (an
+        array is copied; objects are stamped in place)."""
+        if self._flow.entry_field is None:
+            return self.kernel.send_batch(messages, block=block, timeout=timeout)
+        if not isinstance(messages, (np.ndarray, list)):
+            messages = list(messages)
+        with self._send_lock:
+            messages = self._flow.stamp_sent(messages)
+            return self.kernel.send_batch(messages, block=block, timeout=timeout)
 
     async def send_async(self, message: Any, *, timeout: Optional[float] = None) -> None:
-        """``send`` for asyncio (``KernelHandle.send_async``)."""
+        """``send`` for asyncio (``KernelHandle.send_async``), stamped as ``send``."""
+        self._flow.stamp_sent([message])
         await self.kernel.send_async(message, timeout=timeout)
 
     def _exit(self, exit: Optional[str]) -> None:
@@ -125,7 +151,9 @@ class FusedGraphHandle:
             ValueError: ``exit`` is not the exit.
         """
         self._exit(exit)
-        return self.kernel.receive(timeout=timeout)
+        reply = self.kernel.receive(timeout=timeout)
+        self._flow.received([reply])
+        return reply
 
     def receive_batch(
         self,
@@ -140,18 +168,27 @@ class FusedGraphHandle:
             ValueError: ``exit`` is not the exit.
         """
         self._exit(exit)
-        return self.kernel.receive_batch(max_n=max_n, timeout=timeout)
+        return self._flow.received(self.kernel.receive_batch(max_n=max_n, timeout=timeout))
 
     async def receive_async(
         self, timeout: Optional[float] = None, *, exit: Optional[str] = None
     ) -> Any:
         """``receive`` for asyncio (``KernelHandle.receive_async``)."""
         self._exit(exit)
-        return await self.kernel.receive_async(timeout=timeout)
+        reply = await self.kernel.receive_async(timeout=timeout)
+        self._flow.received([reply])
+        return reply
 
     def __aiter__(self) -> AsyncIterator[Any]:
         """``async for reply in graph``: the exit's replies until it is terminated and drained."""
-        return self.kernel.__aiter__()
+        if self._flow.exit_field is None:
+            return self.kernel.__aiter__()
+        return self._stamped_replies()
+
+    async def _stamped_replies(self) -> AsyncIterator[Any]:
+        async for reply in self.kernel.__aiter__():
+            self._flow.received([reply])
+            yield reply
 
     # ---- zero copy: the kernel's own, where its backend offers it (CUDA)
 
@@ -178,11 +215,19 @@ class FusedGraphHandle:
         Raises:
             TypeError: the backend has no zero-copy API, or the entry's message is bridged.
         """
-        return self._zero_copy("reserve")(n)
+        self._reserved = self._zero_copy("reserve")(n)
+        return self._reserved
 
     def commit(self, n: int) -> None:
-        """Publish the first ``n`` slots of the last ``reserve`` view into the entry."""
-        self._zero_copy("commit")(n)
+        """Publish the first ``n`` slots of the last ``reserve`` view into the entry (stamped in
+        place first, when the entry's message has an ``rg.HLC`` field)."""
+        commit = self._zero_copy("commit")
+        if self._flow.entry_field is None or self._reserved is None or n <= 0:
+            commit(n)
+            return
+        with self._send_lock:
+            self._flow.stamp_sent(self._reserved[:n], in_place=True)
+            commit(n)
 
     def receive_view(
         self,
@@ -201,7 +246,7 @@ class FusedGraphHandle:
             ValueError: ``exit`` is not the exit.
         """
         self._exit(exit)
-        return self._zero_copy("receive_view")(max_n, timeout, min_n=min_n)
+        return self._flow.received(self._zero_copy("receive_view")(max_n, timeout, min_n=min_n))
 
     def release(self, n: int) -> None:
         """Hand the first ``n`` replies of the last ``receive_view`` back to the kernel."""

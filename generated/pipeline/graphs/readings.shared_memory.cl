@@ -843,7 +843,14 @@ RG_FN void rg_graph_fault(RG_GLOBAL rg_u64* c, int status)
  * producer; a buffer holds the most its stage can take per entry message, so nothing is dropped.
  * A fault in any stage drops every output of this entry message and returns the fault, which the
  * skeleton counts by reason. Each stage's calls, outputs and faults by reason are counted in the
- * graph's counters (an edge passes exactly its producer's outputs: the host reads them there). */
+ * graph's counters (an edge passes exactly its producer's outputs: the host reads them there).
+ *
+ * Causal order within one call: the stages run in the graph's topological order and each appends
+ * its outputs, in emit order, to its consumers' buffers, so a fan-in stage takes its inputs in the
+ * order this thread produced them: one thread's program order, a linearization of happens-before
+ * (a message sent because of another was produced after it, here). A stage declared
+ * order="causal" needs nothing more: the fused kernel is then ordered, so every stage handles what
+ * one entry message made before anything the next one makes (ringgen.graphs.fused_spec). */
 RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
     RG_PRIVATE Numbered* rg_out,
     RG_GLOBAL Arrivals* rg_state,
