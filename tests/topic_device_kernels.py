@@ -1,5 +1,5 @@
-"""Kernels the device-strategy topic tests compose: an unstamped integer message (a device strategy
-refuses ``rg.HLC`` stamps), a publisher, sixteen subscribers that each leave their mark, and a final
+"""Kernels the device-strategy topic tests compose: an unstamped integer message (the fan-out
+measured here carries no ``rg.HLC`` stamp, which would make the fused kernel ordered), a publisher, sixteen subscribers that each leave their mark, and a final
 stage the subscribers fan in at (a device strategy fuses a graph with one exit)."""
 
 from typing import Optional

@@ -199,8 +199,8 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         others = resident(self.device)
         if others:
             # Measured on the H200 (driver 580): a second launch while a ring kernel is resident
-            # hangs in its allocations (pinned memory and the legacy stream wait for the running
-            # grid), so it is refused instead of hanging (docs/cuda.md, "Limits").
+            # hangs in its module load (cuModuleLoadData waits for the running grid, with lazy
+            # and with eager loading), so it is refused instead of hanging (docs/cuda.md, "Limits").
             raise BackendUnavailableError(
                 f"kernel {self.name} (cuda): kernel(s) {', '.join(others)} already resident on "
                 f"CUDA device {self.device} in this process; one resident CUDA kernel per device "
