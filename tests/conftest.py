@@ -64,6 +64,16 @@ def _nvcc():
 
 
 requires_nvcc = pytest.mark.skipif(_nvcc() is None, reason="nvcc not found")
+
+
+def nvcc_compiles(source: str, what: str) -> None:
+    """Compile CUDA ``source`` to an sm_90 cubin with the runtime's own nvcc call and options
+    (``runtime/cuda/build.nvcc_compile``); a rejection fails the test with nvcc's log."""
+    from ringgen.runtime.cuda import build as cuda_build
+
+    cuda_build.nvcc_compile(source, cuda_build.DEFAULT_OPTIONS, "sm_90", what=what, timeout=240)
+
+
 requires_opencl = pytest.mark.skipif(not have_opencl(), reason="no OpenCL platform")
 
 

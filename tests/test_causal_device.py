@@ -8,8 +8,6 @@ what it does not keep, naming the stage; the CUDA sources compile with nvcc."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -28,6 +26,7 @@ from ringgen.testing import random_messages
 from ringgen.testing.history import assert_causal, record
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import nvcc_compiles, requires_nvcc  # noqa: E402
 import causal_device_kernels as ck  # noqa: E402
 import topic_kernels as tk  # noqa: E402
 
@@ -225,31 +224,11 @@ def test_on_cuda_the_default_strategy_runs_a_causal_graph():
         rg.launch(ck.two_paths(), backend="cuda", strategy="atomic_queue")
 
 
-_NVCC = shutil.which("nvcc")
-
-
-@pytest.mark.skipif(_NVCC is None, reason="no nvcc")
+@requires_nvcc
 def test_the_fused_cuda_source_of_a_stamped_causal_graph_compiles_with_nvcc(tmp_path):
     source = graph_kernel.emit_fused(collect(ck), ck.with_burst(), "cuda")
     assert "rg_clk[" in source and "rg_graph_with_burst_ring" in source
-    cu = tmp_path / "fused.cu"
-    cu.write_text(source)
-    run = subprocess.run(
-        [
-            _NVCC,
-            "-std=c++17",
-            "-O3",
-            "-arch=sm_90",
-            "-cubin",
-            "-o",
-            str(tmp_path / "f.cubin"),
-            str(cu),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    nvcc_compiles(source, "the fused graph source")
 
 
 class _ZeroCopyKernel:

@@ -5,9 +5,7 @@ on CUDA for both strategies plus the per-hop latency and throughput measurements
 
 from __future__ import annotations
 
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +25,7 @@ from ringgen.runtime import available_backends
 from ringgen.testing import random_messages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import nvcc_compiles, requires_nvcc  # noqa: E402
 import graph_hops as gh  # noqa: E402
 import graph_kernels as gk  # noqa: E402
 
@@ -315,10 +314,7 @@ def test_atomic_queue_edges_are_stamped_slots():
     assert twice["ticket_at"] - parse["ring_at"] == ring
 
 
-_NVCC = shutil.which("nvcc")
-
-
-@pytest.mark.skipif(_NVCC is None, reason="no nvcc")
+@requires_nvcc
 @pytest.mark.parametrize("strategy", ["shared_memory", "atomic_queue"])
 @pytest.mark.parametrize("shape", sorted(GRAPHS) + ["bridged"])
 def test_the_fused_cuda_source_compiles_with_nvcc(tmp_path, shape, strategy):
@@ -329,24 +325,7 @@ def test_the_fused_cuda_source_compiles_with_nvcc(tmp_path, shape, strategy):
         assert graph_queue.entry_point(g) in source
     else:
         source = graph_kernel.emit_fused(collect(gk), g, "cuda")
-    cu = tmp_path / "fused.cu"
-    cu.write_text(source)
-    run = subprocess.run(
-        [
-            _NVCC,
-            "-std=c++17",
-            "-O3",
-            "-arch=sm_90",
-            "-cubin",
-            "-o",
-            str(tmp_path / "f.cubin"),
-            str(cu),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    nvcc_compiles(source, "the fused graph source")
     assert f"rg_graph_{g.name or '_'.join(g.stages)}_ring" in source
 
 

@@ -7,8 +7,6 @@ both strategies."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -26,6 +24,7 @@ from ringgen.runtime import available_backends
 from ringgen.testing import random_messages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import nvcc_compiles, requires_nvcc  # noqa: E402
 import topic_device_kernels as dk  # noqa: E402
 import topic_kernels as tk  # noqa: E402
 
@@ -223,10 +222,7 @@ def test_on_cuda_the_default_launch_of_a_refused_topic_graph_names_the_topic():
     assert final.strategy == "shared_memory" and len(got) == 4 * len(msgs)
 
 
-_NVCC = shutil.which("nvcc")
-
-
-@pytest.mark.skipif(_NVCC is None, reason="no nvcc")
+@requires_nvcc
 @pytest.mark.parametrize("strategy", ["shared_memory", "atomic_queue"])
 def test_the_fused_cuda_source_of_a_16_subscriber_topic_compiles_with_nvcc(tmp_path, strategy):
     g = dk.fan(16)
@@ -236,21 +232,4 @@ def test_the_fused_cuda_source_of_a_16_subscriber_topic_compiles_with_nvcc(tmp_p
     else:
         source = graph_kernel.emit_fused(collect(dk), g, "cuda")
     assert "rg_graph_dfan16_ring" in source
-    cu = tmp_path / "fused.cu"
-    cu.write_text(source)
-    run = subprocess.run(
-        [
-            _NVCC,
-            "-std=c++17",
-            "-O3",
-            "-arch=sm_90",
-            "-cubin",
-            "-o",
-            str(tmp_path / "f.cubin"),
-            str(cu),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
+    nvcc_compiles(source, "the fused graph source")
