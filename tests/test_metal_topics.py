@@ -54,15 +54,22 @@ def _graph(unit, name):
 @pytest.fixture(scope="module")
 def fans(tmp_path_factory):
     """(unit, executor) of topic_device_kernels with the fan graphs of 1, 4 and 16 subscribers."""
-    return _build(dk, [dk.fan(n) for n in FANS], tmp_path_factory.mktemp("metal_topics"))
+    scores = rg.topic("scores", dk.Score)
+    exits = rg.graph(dk.publish >> scores, scores >> dk.SUBSCRIBERS[:3], name="subscriber_exits")
+    graphs = [dk.fan(n) for n in FANS] + [exits]
+    return _build(dk, graphs, tmp_path_factory.mktemp("metal_topics"))
 
 
 @pytest.fixture(scope="module")
 def causal(tmp_path_factory):
     """(unit, executor) of causal_device_kernels with its two causal fan-ins and a pipeline whose
     middle hop carries no stamp."""
-    graphs = [ck.two_paths(), ck.with_burst(), rg.pipeline(ck.source, ck.strip, ck.restamp)]
-    graphs[2] = named(graphs[2], "unstamped_hop")
+    graphs = [
+        ck.two_paths(),
+        ck.with_burst(),
+        rg.pipeline(ck.source, ck.strip, ck.restamp, name="unstamped_hop"),
+        rg.pipeline(ck.bare_source, ck.source, name="unstamped_entry"),
+    ]
     return _build(ck, graphs, tmp_path_factory.mktemp("metal_causal"))
 
 
@@ -99,6 +106,19 @@ def test_a_block_topic_on_the_shim_equals_the_reference(fans, n_subs):
     # gather's 1,024 slots hold back the subscribers (a pass takes at most a queue's worth), so
     # its n_subs x 3,000 inputs took as many passes at least, and none was dropped
     assert ex.run(g.name, msgs).passes >= -(-n_subs * len(msgs) // 1024)
+
+
+def test_subscribers_as_exits_each_get_every_message_in_order(fans):
+    unit, ex = fans
+    g = _graph(unit, "subscriber_exits")
+    assert g.exits == ("dsub0", "dsub1", "dsub2")
+    msgs = random_messages(dk.Score, 2000, seed=11)
+    msgs["id"] = np.arange(len(msgs))
+    want = reference_graph(g, msgs)
+    got = run_graph_metal(ex, g, msgs)
+    assert compare_graph_runs(g, want, got) is None, compare_graph_runs(g, want, got)
+    for x in g.exits:
+        assert got.exits[x]["id"].tolist() == list(range(len(msgs))), x
 
 
 def test_a_block_topic_on_parallel_dispatches_gives_the_same_multiset(fans):
@@ -257,3 +277,19 @@ def test_an_unstamped_hop_between_stamped_stages_keeps_the_chain_rising(causal):
     assert (got["stamp"] > run.sent["stamp"] + 1).all()
     assert (np.diff(got["stamp"].astype(np.int64)) > 0).all()
     assert (run.sent["stamp"][1:] > got["stamp"][:-1]).all()  # the host received each reply
+
+
+def test_a_stamped_graph_behind_an_unstamped_entry_is_stamped_from_the_host_clock(causal):
+    """bare_source takes an unstamped Bare: it receives it as the host's stamp for that entry
+    message (the driver runs on the host, with a physical clock), so source's stamps still rise."""
+    unit, ex = causal
+    assert "unstamped_entry" not in skipped_graphs(unit)
+    msgs = np.zeros(150, dtype=rg.dtype_of(ck.Bare))
+    msgs["id"] = np.arange(len(msgs))
+    run = ex.run("unstamped_entry", msgs)
+    got = run.exits["source"]
+    assert got["id"].tolist() == list(range(len(msgs)))
+    assert (got["seen_source"] > 0).all() and (got["stamp"] > got["seen_source"]).all()
+    assert (np.diff(got["seen_source"].astype(np.int64)) > 0).all()
+    assert (got["seen_source"][1:] > got["stamp"][:-1]).all()
+    assert run.clock > int(got["stamp"].max())
