@@ -3,7 +3,9 @@
 ``build_graph_executor`` compiles ``<name>.metal`` with the shim and the graph driver of
 ``ringgen.codegen.metal_graph`` into a shared library; ``MetalGraphExecutor.run`` hands it a batch
 of entry messages and gets back what each exit published, each stage's control block (its counters,
-faults by reason) and final state. The graph tests compare that with the reference composition.
+faults by reason) and final state, and for an ordered graph (a causal stage or an ``rg.HLC`` stamp)
+the entry messages as the host's clock stamped them and that clock's final value. The graph tests
+compare that with the reference composition.
 """
 
 from __future__ import annotations
@@ -34,12 +36,15 @@ __all__ = ["MetalGraphExecutor", "MetalGraphRun", "build_graph_executor"]
 class MetalGraphRun:
     """What one graph run produced: exit name -> its output slots in publication order; stage name
     -> its final control block (a ``CONTROL_DTYPE`` record) and final state (stateful stages);
-    the passes over the stages it took."""
+    the passes over the stages it took; the entry messages as sent (an ordered graph's stamped by
+    the host's clock, in send order) and the host's clock after the run (0 unless ordered)."""
 
     exits: Mapping[str, np.ndarray]
     controls: Mapping[str, np.void]
     states: Mapping[str, np.ndarray]
     passes: int
+    sent: np.ndarray
+    clock: int
 
 
 def build_graph_executor(
@@ -104,7 +109,8 @@ class MetalGraphExecutor:
         """
         g = self.graphs[graph]
         entry = g.spec(g.entry)
-        messages = np.ascontiguousarray(messages, dtype=slot_dtype(entry.input))
+        # a copy: an ordered graph's host clock stamps the messages in place as it sends them
+        messages = np.array(messages, dtype=slot_dtype(entry.input), order="C", copy=True)
         bound = _out_bound(g, len(messages))
         exits = [np.zeros(max(1, bound[x]), slot_dtype(g.spec(x).output)) for x in g.exits]
         caps = (ctypes.c_uint * len(exits))(*[bound[x] for x in g.exits])
@@ -123,6 +129,7 @@ class MetalGraphExecutor:
             return None if a is None else a.ctypes.data
 
         exit_ptrs = (ctypes.c_void_p * len(exits))(*[ptr(a) for a in exits])
+        clock = ctypes.c_uint64(0)
         fn = getattr(self._lib, f"rg_metal_graph_{graph}")
         fn.restype = ctypes.c_int
         passes = fn(
@@ -135,6 +142,7 @@ class MetalGraphExecutor:
             voids(*[ptr(c) for c in controls]),
             ctypes.c_uint(workers),
             ctypes.c_uint(max_idle),
+            ctypes.byref(clock),
         )
         if passes < 0:
             why = "an exit's buffer overflowed" if passes == -2 else "it stopped moving"
@@ -146,4 +154,6 @@ class MetalGraphExecutor:
             controls={s: controls[i][0] for i, s in enumerate(g.stages)},
             states=states,
             passes=passes,
+            sent=messages,
+            clock=int(clock.value),
         )
