@@ -15,7 +15,7 @@ from .cuda import device as cuda_device
 
 __all__ = ["FusedCudaKernel", "TRACE_DEFINE", "TRACE_WORDS", "open_fused"]
 
-log = logging.getLogger("ringgen.runtime.graph_cuda")
+log = logging.getLogger(__name__)
 
 #: The define that builds the atomic_queue grid with its hop trace (``rg_aq_trace``,
 #: templates/graph/atomic_queue.cu.j2), and the trace's words: 64 stages of 8.
