@@ -472,9 +472,10 @@ def check_device_keeps(g: Graph, strategy: str = "shared_memory") -> None:
             per-subscriber queue to drop from), the host publishing or subscribing (``rg.HOST``:
             the fused kernel's only host queues are the entry's and the exit's); under
             ``shared_memory`` a stamped message behind an unstamped entry (the device has no
-            physical clock: its stamps start from the entry's); under any other strategy a stage
-            declared ``order="causal"`` or a message with an ``rg.HLC`` stamp (its stages run side
-            by side on their own blocks).
+            physical clock: its stamps start from the entry's); under any other strategy several
+            exits or several ``@rg.state`` stages (its exit's blocks reply through one kernel's
+            output protocol and state), a stage declared ``order="causal"`` or a message with an
+            ``rg.HLC`` stamp (its stages run side by side on their own blocks).
     """
     hint = "launch it with strategy='host'"
     for t in g.topics:
