@@ -61,7 +61,7 @@ def narrow(m: Mid) -> Small:
 
 @rg.ring_kernel
 def widen(m: Mid, out: rg.Outbox[Wide, 3]) -> None:
-    for j in range(m.v % 3):
+    for j in range((m.v // 3) % 3):
         out.emit(Wide(id=m.id, a=f64(m.v) * 0.5 + f64(j), k=i32(j), flag=u8(m.v % 200)))
 
 
@@ -117,3 +117,13 @@ def keep(m: Mid, st: Tally) -> None:
 
 # two exits, one without output (it only keeps its state): one tagged reply per entry message
 sunk = rg.graph(tally >> spread_side, tally >> keep, name="sunk")
+
+
+@rg.ring_kernel
+def burst(m: Mid, out: rg.Outbox[Wide, 1]) -> None:
+    for j in range((m.v // 3) % 3):  # two emits are one past the bound: a fault in this stage
+        out.emit(Wide(id=m.id, a=f64(j), k=m.v, flag=u8(1)))
+
+
+# two exits, one of which faults on some entry messages
+faulted = rg.graph(split >> narrow, split >> burst, name="faulted")

@@ -168,6 +168,23 @@ def test_sending_without_receiving_splits_every_exit_in_order(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_a_fault_in_one_exit_drops_that_entry_messages_replies_at_every_exit(backend):
+    """docs/graphs.md, "Faults": each stage's counts are the reference's; the other exit loses
+    exactly the replies to the entry messages that faulted."""
+    g = ek.faulted
+    msgs = random_messages(ek.Raw, 3000, seed=5)
+    got, final, _ = _run(g, lambda: _launch(g, backend, capacity=1024), msgs)
+    want, ref, _ = _reference(g, msgs)
+    assert _counts(final) == _counts(ref)
+    faults = sum(ref.stages["burst"].rejected.values())
+    assert faults > 0
+    assert _rows(got["burst"]) == _rows(want["burst"])
+    narrow = _rows(got["narrow"])
+    assert set(narrow) <= set(_rows(want["narrow"]))
+    assert len(want["narrow"]) - len(narrow) == faults
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_receiving_from_several_exits_names_the_exit(backend):
     g = ek.sunk
     with _launch(g, backend, capacity=64) as h:
