@@ -15,6 +15,7 @@ different kernels of one name. docs/graphs.md describes the API and where graphs
 from __future__ import annotations
 
 import sys
+import threading
 import weakref
 from typing import Any, Iterable, Optional, Union
 
@@ -598,6 +599,7 @@ class FusedParts:
 
 
 _PARTS: "weakref.WeakKeyDictionary[Graph, FusedParts]" = weakref.WeakKeyDictionary()
+_PARTS_LOCK = threading.Lock()  # one set of classes per graph, also when two threads launch it
 
 
 def _annotation(t: Any) -> Any:
@@ -732,13 +734,14 @@ def fused_parts(g: Graph) -> FusedParts:
         BuildError: with several exits, an exit's reply is bridged or carries an ``rg.HLC`` stamp
             (naming the graph, the exit and why).
     """
-    parts = _PARTS.get(g)
-    if parts is None:
-        exit_class, words = _exit_class(g)
-        state_cls, at, pairs = _state_class(g)
-        parts = FusedParts(exit_class, words, state_cls, at, pairs)
-        _PARTS[g] = parts
-    return parts
+    with _PARTS_LOCK:
+        parts = _PARTS.get(g)
+        if parts is None:
+            exit_class, words = _exit_class(g)
+            state_cls, at, pairs = _state_class(g)
+            parts = FusedParts(exit_class, words, state_cls, at, pairs)
+            _PARTS[g] = parts
+        return parts
 
 
 def fused_spec(g: Graph) -> KernelSpec:
