@@ -16,7 +16,7 @@ import pytest
 
 import ringgen as rg
 from ringgen.build import collect
-from ringgen.codegen import graph_kernel
+from ringgen.codegen import graph_kernel, graph_queue
 from ringgen.codegen.graph_strategies import STRATEGIES
 from ringgen.errors import BuildError, KernelTimeoutError, QueueClosedError
 from ringgen.graphs import fused_parts, fused_spec
@@ -231,6 +231,8 @@ def test_atomic_queue_refuses_several_exits_and_states_naming_why():
         STRATEGIES["atomic_queue"].check(ek.tallied)
     for g in (ek.forked, ek.trident, ek.tallied, ek.both, ek.sunk):
         assert STRATEGIES["shared_memory"].check(g) == fused_spec(g).name
+        with pytest.raises(BuildError, match="atomic_queue"):  # what rg.launch emits
+            graph_queue.emit(collect(ek), g)
 
 
 @pytest.mark.parametrize("backend", [p for p in BACKENDS if p.id == "cuda"])
