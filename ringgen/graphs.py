@@ -15,6 +15,8 @@ different kernels of one name. docs/graphs.md describes the API and where graphs
 from __future__ import annotations
 
 import sys
+import threading
+import weakref
 from typing import Any, Iterable, Optional, Union
 
 import attrs
@@ -22,22 +24,31 @@ import attrs
 from .causal import hlc_field
 from .errors import BuildError
 from .kernel import KernelSpec, RingKernel
+from .layout import layout_of
 from .protocol import N_REASONS
+from .schema import message, spec_of
+from .schema import state as state_class
+from .types import ArrayType, MessageType, u8, u32, u64
 from .naming import check_identifier_shape
 from .topics import TopicLinks, TopicSpec, collect_topics
 
 __all__ = [
     "COUNTER_NAMES",
     "EDGE_COUNTERS",
+    "EXIT_PAYLOAD",
+    "EXIT_TAG",
     "Edge",
+    "FusedParts",
     "Graph",
     "GraphCounters",
     "check_device_keeps",
     "counter_layout",
     "fused_name",
+    "fused_parts",
     "fused_spec",
     "graph",
     "is_stamped",
+    "made_by_fusing",
     "named",
     "pipeline",
     "stage_bounds",
@@ -462,9 +473,10 @@ def check_device_keeps(g: Graph, strategy: str = "shared_memory") -> None:
             per-subscriber queue to drop from), the host publishing or subscribing (``rg.HOST``:
             the fused kernel's only host queues are the entry's and the exit's); under
             ``shared_memory`` a stamped message behind an unstamped entry (the device has no
-            physical clock: its stamps start from the entry's); under any other strategy a stage
-            declared ``order="causal"`` or a message with an ``rg.HLC`` stamp (its stages run side
-            by side on their own blocks).
+            physical clock: its stamps start from the entry's); under any other strategy several
+            exits or several ``@rg.state`` stages (its exit's blocks reply through one kernel's
+            output protocol and state), a stage declared ``order="causal"`` or a message with an
+            ``rg.HLC`` stamp (its stages run side by side on their own blocks).
     """
     hint = "launch it with strategy='host'"
     for t in g.topics:
@@ -491,6 +503,23 @@ def check_device_keeps(g: Graph, strategy: str = "shared_memory") -> None:
     stamped = [(k.spec, cls, f) for k in g.kernels for cls, f in _stamped_classes(k.spec)]
     if strategy != "shared_memory":
         hint = "launch it with strategy='shared_memory' (CUDA, OpenCL) or strategy='host'"
+        if len(g.exits) != 1:
+            raise BuildError(
+                f"graph {g.label}: the {strategy} strategy sends replies to the host from the "
+                f"exit stage's blocks through one output queue, but the graph has {len(g.exits)} "
+                f"exits ({', '.join(g.exits)})",
+                hint=hint,
+                **where,
+            )
+        stateful = [k.spec.name for k in g.kernels if k.spec.state is not None]
+        if len(stateful) > 1:
+            raise BuildError(
+                f"graph {g.label}: the {strategy} strategy launches one kernel with one state "
+                f"buffer, and stages {', '.join(stateful)} each have an @rg.state (their stages "
+                "run on blocks of their own, which do not share a fused state)",
+                hint=hint,
+                **where,
+            )
         causal = [s for s in g.stages if g.spec(s).order == "causal"]
         if causal:
             raise BuildError(
@@ -540,50 +569,218 @@ def is_stamped(g: Graph) -> bool:
     return any(_stamped_classes(k.spec) for k in g.kernels)
 
 
+#: The fields of the tagged reply a fused graph with several exits sends to the host
+#: (``FusedParts.exit_class``): the exit's index in ``Graph.exits``, then the exit's message as
+#: 64-bit words (every scalar is at most 8 bytes, so the payload is aligned for any message).
+EXIT_TAG, EXIT_PAYLOAD = "exit_index", "payload"
+
+
+@attrs.frozen(eq=False)
+class FusedParts:
+    """What fusing ``g`` into one kernel adds besides its stages (``fused_parts``), shared by the
+    fused source (``ringgen.codegen.graph_kernel``) and its host side
+    (``ringgen.runtime.graph_device``).
+
+    ``exit_class``: with several exits, the one message class the fused kernel outputs: the exit's
+    index in ``g.exits`` (``EXIT_TAG``) and its reply's bytes (``EXIT_PAYLOAD``, ``payload_words``
+    64-bit words, the largest exit message's size rounded up); None with one exit (the exit's own
+    class goes out, untagged). ``state_class``: with several ``@rg.state`` stages, one state class
+    holding each stage's fields in turn (``s<i>_<field>``, padded so that stage ``i``'s fields sit
+    at ``state_at[stage]`` exactly as in its own struct: its handler gets a pointer there); None
+    with at most one (that stage's class is the kernel's state). ``state_fields[stage]`` pairs
+    each field of the stage's state with its field in ``state_class``.
+    """
+
+    exit_class: Optional[type]
+    payload_words: int
+    state_class: Optional[type]
+    state_at: dict[str, int]
+    state_fields: dict[str, tuple[tuple[str, str], ...]]
+
+
+_PARTS: "weakref.WeakKeyDictionary[Graph, FusedParts]" = weakref.WeakKeyDictionary()
+_PARTS_LOCK = threading.Lock()  # one set of classes per graph, also when two threads launch it
+
+
+def _annotation(t: Any) -> Any:
+    """A resolved field type written back as the annotation that declares it."""
+    if isinstance(t, MessageType):
+        return t.cls
+    if isinstance(t, ArrayType):
+        return ArrayType(_annotation(t.elem), t.length)
+    return t
+
+
+def _declare_class(name: str, fields: dict[str, tuple[Any, Any]], kind: Any) -> type:
+    """A ``@rg.message``/``@rg.state`` class named ``name`` of ``fields`` (name -> (annotation,
+    default)), in that order (codecs build objects positionally, so every field has a default)."""
+    ns: dict[str, Any] = {"__annotations__": {}, "__module__": __name__, "__qualname__": name}
+    for fname, (ann, default) in fields.items():
+        ns["__annotations__"][fname] = ann
+        ns[fname] = attrs.field(default=default)
+    return kind(type(name, (), ns))
+
+
+def _zero_default(g: Graph, stage: str, field: Any) -> Any:
+    """``field``'s default, or the zero a state field without one starts from (as device memory
+    does), so that every field of the fused state has a default.
+
+    Raises:
+        BuildError: a nested message field without a default (its zero is no scalar).
+    """
+    if field.default is not attrs.NOTHING:
+        return field.default
+    t = field.type
+    if isinstance(t, ArrayType):
+        t = t.elem
+    if isinstance(t, MessageType):
+        raise BuildError(
+            f"graph {g.label}: stage {stage}'s state field {field.name} holds a message "
+            f"{t.cls.__name__} without a default, and the fused state of several stateful stages "
+            "gives every field of each stage's state its default",
+            hint=f"give {field.name} a default, or launch the graph with strategy='host'",
+            file=g.file,
+            line=g.line,
+        )
+    return False if t.name == "bool_" else 0
+
+
+def _exit_class(g: Graph) -> tuple[Optional[type], int]:
+    where = {"file": g.file, "line": g.line}
+    if len(g.exits) == 1:
+        return None, 0
+    size = 0
+    for x in g.exits:
+        spec = g.spec(x)
+        cls = spec.outbox or spec.output
+        if cls is None:
+            continue
+        lay = layout_of(cls)
+        if lay.is_bridged:
+            raise BuildError(
+                f"graph {g.label}: exit {x} replies {cls.__name__}, which is bridged (it has Str "
+                "or List fields), and a fused graph with several exits sends every exit's replies "
+                "through one queue of fixed-size slots tagged with their exit",
+                hint="launch it with strategy='host', or give the exit a direct message",
+                **where,
+            )
+        if hlc_field(cls) is not None:
+            raise BuildError(
+                f"graph {g.label}: exit {x}'s reply {cls.__name__} carries the rg.HLC stamp "
+                f"{hlc_field(cls)}, and the host side of a fused graph stamps the replies of one "
+                "exit only",
+                hint="launch it with strategy='host', or keep the stamps off the exits' replies",
+                **where,
+            )
+        size = max(size, lay.size)
+    words = max(1, -(-size // 8))
+    cls = _declare_class(
+        f"{fused_name(g)}_exits",
+        {EXIT_TAG: (u32, 0), EXIT_PAYLOAD: (ArrayType(u64, words), 0)},
+        message,
+    )
+    return cls, words
+
+
+def _state_class(g: Graph) -> tuple[Optional[type], dict, dict]:
+    stateful = [k.spec for k in g.kernels if k.spec.state is not None]
+    if len(stateful) <= 1:
+        return None, {s.name: 0 for s in stateful}, {}
+    fields: dict[str, tuple[Any, Any]] = {}
+    at: dict[str, int] = {}
+    pairs: dict[str, tuple[tuple[str, str], ...]] = {}
+    offset = 0
+    for i, spec in enumerate(stateful):
+        lay = layout_of(spec.state)
+        pad = -offset % lay.align
+        if pad:
+            fields[f"s{i}_pad"] = (ArrayType(u8, pad), 0)
+        offset += pad
+        at[spec.name] = offset
+        for f in spec_of(spec.state).fields:
+            fields[f"s{i}_{f.name}"] = (_annotation(f.type), _zero_default(g, spec.name, f))
+        end = max(fl.offset + fl.size for fl in lay.fields)
+        if lay.size > end:  # the struct's tail padding, so the next stage's offset is the C one
+            fields[f"s{i}_tail"] = (ArrayType(u8, lay.size - end), 0)
+        offset += lay.size
+        pairs[spec.name] = tuple((f.name, f"s{i}_{f.name}") for f in spec_of(spec.state).fields)
+    cls = _declare_class(f"{fused_name(g)}_state", fields, state_class)
+    placed = {f.name: f.offset for f in layout_of(cls).fields}
+    for spec in stateful:
+        own = {f.name: f.offset for f in layout_of(spec.state).fields}
+        moved = [s for s, f in pairs[spec.name] if placed[f] - at[spec.name] != own[s]]
+        if moved:
+            raise BuildError(
+                f"graph {g.label}: stage {spec.name}'s state {spec.state.__name__} does not keep "
+                f"its layout inside the fused state (fields {', '.join(moved)})",
+                hint="launch it with strategy='host'",
+                file=g.file,
+                line=g.line,
+            )
+    return cls, at, pairs
+
+
+def made_by_fusing(cls: type) -> bool:
+    """True when ``cls`` is a class ``fused_parts`` declared (a tagged exit reply or a fused
+    state): it is in no generated package, so its codec comes from its layout."""
+    return cls.__module__ == __name__
+
+
+def fused_parts(g: Graph) -> FusedParts:
+    """The tagged exit class and the fused state class of ``g`` (``FusedParts``), made once per
+    graph object, so that every caller (emitter, loader, host handle) sees the same classes.
+
+    Raises:
+        BuildError: with several exits, an exit's reply is bridged or carries an ``rg.HLC`` stamp
+            (naming the graph, the exit and why).
+    """
+    with _PARTS_LOCK:
+        parts = _PARTS.get(g)
+        if parts is None:
+            exit_class, words = _exit_class(g)
+            state_cls, at, pairs = _state_class(g)
+            parts = FusedParts(exit_class, words, state_cls, at, pairs)
+            _PARTS[g] = parts
+        return parts
+
+
 def fused_spec(g: Graph) -> KernelSpec:
     """``g`` as one ring kernel: the composition of its stages' handlers, what a device strategy
     launches (``shared_memory`` runs a message's whole path in one thread, ``atomic_queue`` each
     stage on its own blocks; docs/graphs.md, "Strategies").
 
-    Its input is the entry's; its output the exit's, through an Outbox of the exit's bound per
-    entry message when that exceeds 1 (an Outbox or a fan-in on the way), else a return value; its
-    state the one stateful stage's; ordered (every message goes through the whole graph in order,
-    one at a time) when any stage is ordered or declared ``order="causal"``, or a message carries
-    an ``rg.HLC`` stamp (each stage's clock is then one word that one thread at a time advances:
-    docs/graphs.md, "Causal order"). The handler function and source are the entry's, so errors
-    point at a stage the user wrote.
+    Its input is the entry's; its output the exit's (with several exits, ``FusedParts.exit_class``:
+    each reply tagged with its exit), through an Outbox of the exits' bound per entry message when
+    that exceeds 1 (an Outbox or a fan-in on the way, or several exits), else a return value; its
+    state the one stateful stage's (with several, ``FusedParts.state_class``: each stage's state
+    in turn); ordered (every message goes through the whole graph in order, one at a time) when
+    any stage is ordered or declared ``order="causal"``, or a message carries an ``rg.HLC`` stamp
+    (each stage's clock is then one word that one thread at a time advances: docs/graphs.md,
+    "Causal order"). The handler function and source are the entry's, so errors point at a stage
+    the user wrote.
 
     A topic is its fan-out edges, one from each publisher to each subscriber; what a device
     strategy cannot keep of topics and orders is refused first (``check_device_keeps``).
 
     Raises:
-        BuildError: the graph has several exits, or more than one stage with ``@rg.state``
-            (naming them): the fused kernel has one output queue and one state; or
-            ``check_device_keeps`` refuses it.
+        BuildError: ``check_device_keeps`` or ``fused_parts`` refuses the graph.
     """
     check_device_keeps(g)
-    where = {"file": g.file, "line": g.line}
-    if len(g.exits) != 1:
-        raise BuildError(
-            f"graph {g.label}: a device strategy fuses the graph into one kernel with one output "
-            f"queue, but it has {len(g.exits)} exits ({', '.join(g.exits)})",
-            hint="launch it with strategy='host', or join the exits into one stage",
-            **where,
-        )
-    stateful = [k.spec.name for k in g.kernels if k.spec.state is not None]
-    if len(stateful) > 1:
-        raise BuildError(
-            f"graph {g.label}: a device strategy fuses the graph into one kernel with one state, "
-            f"but stages {', '.join(stateful)} each have an @rg.state",
-            hint="launch it with strategy='host', or keep the state in one stage",
-            **where,
-        )
+    parts = fused_parts(g)
     entry = g.spec(g.entry)
-    exit_spec = g.spec(g.exits[0])
-    out_cls = exit_spec.outbox or exit_spec.output
-    n_out = stage_bounds(g)[exit_spec.name][1]
+    bounds = stage_bounds(g)
+    if parts.exit_class is not None:
+        out_cls: Optional[type] = parts.exit_class
+        n_out = sum(bounds[x][1] for x in g.exits)
+    else:
+        exit_spec = g.spec(g.exits[0])
+        out_cls = exit_spec.outbox or exit_spec.output
+        n_out = bounds[exit_spec.name][1]
     outbox = out_cls if out_cls is not None and n_out > 1 else None
-    state = next((k.spec.state for k in g.kernels if k.spec.state is not None), None)
+    if parts.state_class is not None:
+        state = parts.state_class
+    else:
+        state = next((k.spec.state for k in g.kernels if k.spec.state is not None), None)
     params = {"input": entry.param_names.get("input", "msg")}
     if state is not None:
         params["state"] = "state"

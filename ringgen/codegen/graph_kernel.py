@@ -22,9 +22,12 @@ import attrs
 from .. import protocol
 from ..errors import BuildError
 from ..graphs import (
+    EXIT_PAYLOAD,
+    EXIT_TAG,
     Graph,
     check_device_keeps,
     counter_layout,
+    fused_parts,
     fused_spec,
     stage_bounds,
     stamp_fields,
@@ -79,15 +82,28 @@ def stage_contexts(graph: Graph) -> list[dict]:
     ``none`` (no output: an exit that only updates state); ``n_in``: the most messages it takes per
     entry message (the size of its input buffer); ``consumers``: the stages it feeds;
     ``in_stamp``/``out_stamp``: the ``rg.HLC`` field of its input and output class, or None;
-    ``clock_at``: the counter word of its clock (a stage with a stamped output), or None.
+    ``clock_at``: the counter word of its clock (a stage with a stamped output), or None;
+    ``state_arg``: the expression its handler gets as its state (``0`` without one; with several
+    stateful stages a pointer to its part of the fused state, ``FusedParts.state_at``);
+    ``exit_index``: its index in ``graph.exits`` (the tag of its replies), or None.
     """
     bounds = stage_bounds(graph)
     counters = counter_layout(graph)
     fields = stamp_fields(graph)
+    parts = fused_parts(graph)
     out = []
     for k in graph.kernels:
         s = k.spec
         out_cls = s.outbox or s.output
+        if s.state is None:
+            state_arg = "0"
+        elif parts.state_class is None:
+            state_arg = "rg_state"
+        else:
+            state_arg = (
+                f"(RG_GLOBAL {layout_of(s.state).name}*)((RG_GLOBAL rg_u8*)rg_state + "
+                f"{parts.state_at[s.name]}u)"
+            )
         out.append(
             {
                 "name": s.name,
@@ -104,6 +120,8 @@ def stage_contexts(graph: Graph) -> list[dict]:
                 "in_stamp": fields[s.name][0],
                 "out_stamp": fields[s.name][1],
                 "clock_at": counters.clock_at(s.name) if s.name in counters.clocks else None,
+                "state_arg": state_arg,
+                "exit_index": graph.exits.index(s.name) if s.name in graph.exits else None,
             }
         )
     return out
@@ -185,11 +203,17 @@ def _render_body(unit: "BuildUnit", graph: Graph, options: Optional["EmitOptions
 
     stages = attrs.evolve(unit, kernels=tuple(k.spec for k in graph.kernels), graphs=())
     spec = fused_spec(graph)
+    parts = fused_parts(graph)
     return render(
         "graph/fused.c.j2",
         graph=graph.label,
         fused=cuda.kernel_context(spec),
         stages=stage_contexts(graph),
+        tagged=(
+            {"tag": EXIT_TAG, "payload": EXIT_PAYLOAD, "words": parts.payload_words}
+            if parts.exit_class is not None
+            else None
+        ),
         entry_stamp=stamp_fields(graph)[graph.entry][0],
         stage_body=emit_body(stages, debug=options.debug_line_directives if options else None),
         **counter_context(graph),
@@ -231,9 +255,34 @@ def emit_fused(
     from .header import render_header
 
     body = _render_body(unit, graph, options)
+    unit = _with_fused_classes(unit, graph)
     fused = attrs.evolve(unit, kernels=(fused_spec(graph),), graphs=())
     renderer = cuda.render_source if target == "cuda" else opencl.render_source
     return renderer(fused, header=render_header(unit), body=body, codec=emit_device_codec(unit))
+
+
+def _with_fused_classes(unit: "BuildUnit", graph: Graph) -> "BuildUnit":
+    """``unit`` with the classes fusing ``graph`` adds (``FusedParts``: the tagged exit class, the
+    fused state class) after its own messages, so the header declares and checks them too.
+
+    Raises:
+        BuildError: a message of the build has the name of one of them (naming both).
+    """
+    parts = fused_parts(graph)
+    extra = [c for c in (parts.exit_class, parts.state_class) if c is not None]
+    names = {m.name for m in unit.messages}
+    for cls in extra:
+        if cls.__name__ in names:
+            raise BuildError(
+                f"graph {graph.label}: the fused kernel declares the struct {cls.__name__}, and "
+                f"module {unit.module} has a message of that name",
+                file=graph.file,
+                line=graph.line,
+                hint="rename the message, or give the graph another name=",
+            )
+    if not extra:
+        return unit
+    return attrs.evolve(unit, messages=unit.messages + tuple(layout_of(c) for c in extra))
 
 
 def abi(graph: Graph, target: str, source: str) -> dict[str, Any]:

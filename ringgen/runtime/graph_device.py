@@ -11,26 +11,53 @@ and ``receive_view``/``release``. The backend halves that load a graph's source 
 ``graph_cuda.py`` and ``graph_opencl.py``. Where the entry's or the exit's message carries an
 ``rg.HLC`` stamp, the host's clock stamps what it sends and receives what it takes
 (``ringgen.runtime.causal.HostStamps``); the device stamps every hop between.
+
+A graph with several exits sends every exit's replies through the kernel's one output queue,
+each tagged with its exit (``ringgen.graphs.FusedParts``); ``ExitDemux`` splits them into one
+spill per exit, which ``receive(exit=)`` and ``receive_batch(exit=)`` read, FIFO per exit. A graph
+with several ``@rg.state`` stages keeps them in one fused state; ``stage(name)`` is then a
+``FusedStage``, whose ``state()`` is that stage's own.
 """
 
 from __future__ import annotations
 
+import collections
 import threading
 from typing import Any, AsyncIterator, Mapping, Optional
 
 import attrs
 import numpy as np
 
-from ..graphs import Graph, counter_layout, stamp_fields
+from ..errors import KernelTimeoutError, QueueClosedError
+from ..graphs import (
+    EXIT_PAYLOAD,
+    EXIT_TAG,
+    FusedParts,
+    Graph,
+    counter_layout,
+    fused_parts,
+    made_by_fusing,
+    stamp_fields,
+)
+from ..layout import layout_of
 from ..protocol import N_REASONS, Lifecycle
 from ..targets import by_name, resolve, with_capability
+from ..wire.direct_codec import direct_codec
 from .base import KernelHandle
 from .causal import HostStamps
 from .graph_edges import Chunk, EdgeStats, GraphStats
 from .stats import KernelStats, _reason_name
 from .topic_host import HOST
+from .waiting import Backoff, check_timeout, deadline_after, expired
 
-__all__ = ["DEVICE_STRATEGIES", "FusedGraphHandle", "check_strategy", "open_fused"]
+__all__ = [
+    "DEVICE_STRATEGIES",
+    "ExitDemux",
+    "FusedGraphHandle",
+    "FusedStage",
+    "check_strategy",
+    "open_fused",
+]
 
 #: The device strategies, and the backends each runs on (their rows in ``ringgen/targets.py``).
 DEVICE_STRATEGIES = {
@@ -51,7 +78,122 @@ def open_fused(
     opener = by_name(backend).graph_opener
     if opener is None:
         raise ValueError(f"kernel {spec.name}: backend {backend!r} runs no fused graph")
+    # The classes fusing adds (the tagged exit reply, the fused state: ringgen.graphs.FusedParts)
+    # are in no package: their codecs come from their layouts.
+    made = [c for c in (spec.output, spec.state) if c is not None]
+    made = [c for c in made if made_by_fusing(c)]
+    if made:
+        codecs = dict(options.pop("codecs", None) or {})
+        codecs.update((c.__name__, direct_codec(c)) for c in made)
+        options["codecs"] = codecs
     return resolve(opener)(spec, package_dir, source=source, abi=abi, **options)
+
+
+class ExitDemux:
+    """The replies of a fused graph with several exits, split by exit: each reply the kernel's
+    one output queue gives is tagged with its exit (``EXIT_TAG``, its index in ``graph.exits``)
+    and carries the exit's message in its payload (``EXIT_PAYLOAD``); ``split`` appends each
+    exit's rows, as an array of the exit message's dtype, to that exit's spill, in the order the
+    queue gave them, so every exit is FIFO as the queue is. Thread-safe (``lock``).
+
+    ``received[exit]`` counts the replies handed to the user, ``spilled[exit]`` those split off
+    while another exit was received from (they wait for a later receive of their own exit: the
+    spill rule per exit), ``pending(exit)`` those waiting in the exit's spill now. Each exit's rows have its message codec's dtype (``codecs``), as a kernel's
+    ``receive_batch`` gives them.
+
+    Raises:
+        ValueError: a codec's dtype is not the size of its message's layout (a stale package).
+    """
+
+    def __init__(self, graph: Graph, parts: FusedParts, codecs: Mapping[str, Any]) -> None:
+        self.graph = graph
+        self.exits = graph.exits
+        self.dtypes: dict[str, Optional[np.dtype]] = {}
+        for x in self.exits:
+            spec = graph.spec(x)
+            cls = spec.outbox or spec.output
+            # the dtype a kernel's receive_batch gives (its codec's), laid out as the device's
+            self.dtypes[x] = codecs[cls.__name__].dtype if cls is not None else None
+            if cls is not None and self.dtypes[x].itemsize != layout_of(cls).size:
+                raise ValueError(
+                    f"graph {graph.label}: exit {x}'s codec of {cls.__name__} holds "
+                    f"{self.dtypes[x].itemsize} bytes, its layout {layout_of(cls).size}: "
+                    "rebuild the package"
+                )
+        self.words = parts.payload_words
+        self.lock = threading.Lock()
+        self.spills: dict[str, collections.deque] = {x: collections.deque() for x in self.exits}
+        self.received = dict.fromkeys(self.exits, 0)
+        self.spilled = dict.fromkeys(self.exits, 0)
+        self._pending = dict.fromkeys(self.exits, 0)
+
+    def split(self, rows: np.ndarray, asked: str) -> None:
+        """Append each exit's replies among ``rows`` (tagged replies, in queue order) to its
+        spill; those of exits other than ``asked`` (the one being received from) count in their
+        ``spilled``. Call with ``lock`` held."""
+        if not len(rows):
+            return
+        tags = rows[EXIT_TAG]
+        data = np.ascontiguousarray(rows[EXIT_PAYLOAD]).view(np.uint8)
+        data = data.reshape(len(rows), 8 * self.words)
+        for i, x in enumerate(self.exits):
+            dtype = self.dtypes[x]
+            if dtype is None:
+                continue
+            mine = data[tags == i, : dtype.itemsize]
+            if len(mine):
+                self.spills[x].append(np.ascontiguousarray(mine).view(dtype).reshape(-1))
+                self._pending[x] += len(mine)
+                if x != asked:
+                    self.spilled[x] += len(mine)
+
+    def take(self, exit: str, n: int) -> Optional[np.ndarray]:
+        """Up to ``n`` of ``exit``'s spilled replies, oldest first, or None. Call with ``lock``
+        held."""
+        spill = self.spills[exit]
+        if not spill:
+            return None
+        chunk = spill[0]
+        if len(chunk) <= n:
+            spill.popleft()
+        else:
+            spill[0] = chunk[n:]
+            chunk = chunk[:n]
+        self._pending[exit] -= len(chunk)
+        self.received[exit] += len(chunk)
+        return chunk
+
+    def pending(self, exit: str) -> int:
+        """Replies of ``exit`` split off and not taken yet."""
+        return self._pending[exit]
+
+
+class FusedStage:
+    """Stage ``name`` of a fused graph whose stages keep several states (``FusedParts
+    .state_class``): the fused kernel's ``KernelHandle`` in every call but ``state()``, which is
+    this stage's own ``@rg.state`` object (None for a stage without one), read out of the fused
+    state, as the host strategy's ``stage(name).state()`` is the stage's kernel's."""
+
+    def __init__(self, kernel: KernelHandle, stage: str, cls: Optional[type], pairs: Any) -> None:
+        self._kernel = kernel
+        self._stage = stage
+        self._cls = cls
+        self._pairs = tuple(pairs)
+
+    def state(self) -> Any:
+        """A copy of this stage's state now (after termination, as the kernel left it)."""
+        if self._cls is None:
+            return None
+        whole = self._kernel.state()
+        if whole is None:
+            return None
+        return self._cls(**{own: getattr(whole, fused) for own, fused in self._pairs})
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kernel, name)
+
+    def __repr__(self) -> str:
+        return f"<FusedStage {self._stage} of {self._kernel!r}>"
 
 
 def check_strategy(graph: Graph, strategy: Any, backend: str) -> None:
@@ -97,12 +239,25 @@ class FusedGraphHandle:
         self.kernel = kernel
         self.strategy = strategy
         self.backend = kernel.backend
-        self.handles = {s: kernel for s in graph.stages}
         self.counters = counter_layout(graph)
         self.edge_capacity = dict(edge_capacity or {})
+        parts = fused_parts(graph)
+        if parts.state_class is None:
+            self.handles: dict[str, Any] = {s: kernel for s in graph.stages}
+        else:
+            self.handles = {
+                s: FusedStage(kernel, s, graph.spec(s).state, parts.state_fields.get(s, ()))
+                for s in graph.stages
+            }
+        # several exits: one tagged output queue, split per exit on the host
+        self._demux = (
+            ExitDemux(graph, parts, kernel.codecs) if parts.exit_class is not None else None
+        )
         exit_ = graph.exits[0] if len(graph.exits) == 1 else graph.entry
         fields = stamp_fields(graph)
-        self._flow = HostStamps(fields[graph.entry][0], fields[exit_][1], exit_, HOST)
+        # replies of several exits carry no stamp (fused_parts refuses it)
+        exit_field = fields[exit_][1] if self._demux is None else None
+        self._flow = HostStamps(fields[graph.entry][0], exit_field, exit_, HOST)
         # stamps are taken and sent under one lock, so they reach the entry in stamp order
         self._send_lock = threading.Lock()
         self._reserved: Optional[np.ndarray] = None
@@ -138,19 +293,81 @@ class FusedGraphHandle:
         self._flow.stamp_sent([message])
         await self.kernel.send_async(message, timeout=timeout)
 
-    def _exit(self, exit: Optional[str]) -> None:
+    def _exit(self, exit: Optional[str]) -> Optional[str]:
+        """The exit ``exit`` names: with one exit it may be None; with several it must be given
+        (the host strategy's rule: a ``ValueError`` listing them)."""
         if exit is not None and exit not in self.graph.exits:
             raise ValueError(
                 f"graph {self.name}: {exit!r} is not an exit (exits: {', '.join(self.graph.exits)})"
             )
+        if exit is None and self._demux is not None:
+            raise ValueError(
+                f"graph {self.name} has {len(self.graph.exits)} exits "
+                f"({', '.join(self.graph.exits)}): pass exit=NAME to say which to receive from"
+            )
+        return exit
 
-    def receive(self, timeout: Optional[float] = None, *, exit: Optional[str] = None) -> Any:
-        """Take the next reply of the exit (``KernelHandle.receive``; ``exit`` may name it).
+    def _take_exit(self, exit: str, max_n: int) -> Optional[np.ndarray]:
+        """Up to ``max_n`` replies of ``exit`` ready now (its spill first, then whatever the
+        kernel's output queue holds, split per exit), or None.
 
         Raises:
-            ValueError: ``exit`` is not the exit.
+            QueueClosedError: ``exit`` has no output, or the kernel is terminated and every
+                reply of ``exit`` has been taken.
+            KernelFaultError: the kernel stopped on a fault and no reply is left.
         """
-        self._exit(exit)
+        demux = self._demux
+        if demux.dtypes[exit] is None:
+            raise QueueClosedError(
+                f"graph {self.name}: exit {exit} has no output (its handler returns None and "
+                "takes no Outbox); there is nothing to receive",
+                hint="read its effect with stage(name).state() or stats()",
+            )
+        with demux.lock:
+            part = demux.take(exit, max_n)
+            if part is not None:
+                return part
+            try:
+                rows = self.kernel.receive_batch(timeout=0)
+            except QueueClosedError:
+                raise QueueClosedError(
+                    f"graph {self.name}: exit {exit} is terminated and every reply has been taken",
+                ) from None
+            demux.split(rows, exit)
+            return demux.take(exit, max_n)
+
+    def _wait_exit(self, exit: str, max_n: int, timeout: Optional[float]) -> Optional[np.ndarray]:
+        deadline = deadline_after(timeout)
+        backoff = Backoff()
+        while True:
+            part = self._take_exit(exit, max_n)
+            if part is not None or expired(deadline):
+                return part
+            backoff.wait(deadline)
+
+    def _first(self, exit: str, part: np.ndarray) -> Any:
+        spec = self.graph.spec(exit)
+        return self.kernel.codecs[(spec.outbox or spec.output).__name__].from_array(part[:1])[0]
+
+    def receive(self, timeout: Optional[float] = None, *, exit: Optional[str] = None) -> Any:
+        """Take the next reply of the exit (``KernelHandle.receive``; ``exit`` names it, and must
+        when the graph has several: their replies are split per exit, FIFO per exit).
+
+        Raises:
+            ValueError: ``exit`` is not an exit, or is missing with several exits.
+            KernelTimeoutError: no reply of ``exit`` within ``timeout`` (several exits).
+            QueueClosedError: the exit is terminated and every reply has been taken.
+        """
+        exit = self._exit(exit)
+        if self._demux is not None:
+            timeout = check_timeout(timeout, f"graph {self.name}.receive")
+            part = self._wait_exit(exit, 1, timeout)
+            if part is None:
+                raise KernelTimeoutError(
+                    f"graph {self.name}: no reply from {exit} within {timeout:g} s",
+                    hint="check stats(): a rejected or filtered message produces no reply",
+                )
+            return self._first(exit, part)
         reply = self.kernel.receive(timeout=timeout)
         self._flow.received([reply])
         return reply
@@ -162,25 +379,54 @@ class FusedGraphHandle:
         *,
         exit: Optional[str] = None,
     ) -> Chunk:
-        """Take up to ``max_n`` replies of the exit (``KernelHandle.receive_batch``).
+        """Take up to ``max_n`` replies of the exit (``KernelHandle.receive_batch``; with several
+        exits, ``exit`` names which: a structured array of its message's dtype, empty when none
+        came within ``timeout``).
 
         Raises:
-            ValueError: ``exit`` is not the exit.
+            ValueError: ``exit`` is not an exit, or is missing with several exits; ``max_n`` < 1.
         """
-        self._exit(exit)
+        exit = self._exit(exit)
+        if self._demux is not None:
+            timeout = check_timeout(timeout, f"graph {self.name}.receive_batch")
+            n = self.kernel.capacity if max_n is None else int(max_n)
+            if n < 1:
+                raise ValueError(
+                    f"graph {self.name}: receive_batch max_n must be >= 1, got {max_n!r}"
+                )
+            part = self._wait_exit(exit, n, timeout)
+            return np.zeros(0, self._demux.dtypes[exit]) if part is None else part
         return self._flow.received(self.kernel.receive_batch(max_n=max_n, timeout=timeout))
 
     async def receive_async(
         self, timeout: Optional[float] = None, *, exit: Optional[str] = None
     ) -> Any:
-        """``receive`` for asyncio (``KernelHandle.receive_async``)."""
-        self._exit(exit)
+        """``receive`` for asyncio (``KernelHandle.receive_async``; with several exits it polls
+        the exit's spill and the output queue without blocking the event loop)."""
+        exit = self._exit(exit)
+        if self._demux is not None:
+            deadline = deadline_after(timeout, f"graph {self.name}.receive_async")
+            backoff = Backoff()
+            while True:
+                part = self._take_exit(exit, 1)
+                if part is not None:
+                    return self._first(exit, part)
+                if expired(deadline):
+                    raise KernelTimeoutError(
+                        f"graph {self.name}: no reply from {exit} within {timeout:g} s"
+                    )
+                await backoff.wait_async(deadline)
         reply = await self.kernel.receive_async(timeout=timeout)
         self._flow.received([reply])
         return reply
 
     def __aiter__(self) -> AsyncIterator[Any]:
-        """``async for reply in graph``: the exit's replies until it is terminated and drained."""
+        """``async for reply in graph``: the exit's replies until it is terminated and drained.
+
+        Raises:
+            ValueError: the graph has several exits (as on the host strategy: receive_async(exit=)).
+        """
+        self._exit(None)
         if self._flow.exit_field is None:
             return self.kernel.__aiter__()
         return self._stamped_replies()
@@ -242,18 +488,26 @@ class FusedGraphHandle:
         (``CudaKernelHandle.receive_view``).
 
         Raises:
-            TypeError: the backend has no zero-copy API, or the exit returns no direct message.
+            TypeError: the backend has no zero-copy API, the exit returns no direct message, or
+                the graph has several exits (their replies share one ring, tagged).
             ValueError: ``exit`` is not the exit.
         """
         self._exit(exit)
+        if self._demux is not None:
+            raise TypeError(
+                f"graph {self.name}: receive_view() reads one exit's replies in place, and this "
+                f"graph's {len(self.graph.exits)} exits share one output ring, tagged per exit; "
+                "use receive_batch(exit=...)"
+            )
         return self._flow.received(self._zero_copy("receive_view")(max_n, timeout, min_n=min_n))
 
     def release(self, n: int) -> None:
         """Hand the first ``n`` replies of the last ``receive_view`` back to the kernel."""
         self._zero_copy("release")(n)
 
-    def stage(self, name: str) -> KernelHandle:
-        """The fused kernel, which runs stage ``name`` (its ``state()`` is the stateful stage's).
+    def stage(self, name: str) -> Any:
+        """The fused kernel, which runs stage ``name`` (its ``state()`` is the stateful stage's;
+        with several stateful stages a ``FusedStage``, whose ``state()`` is stage ``name``'s).
 
         Raises:
             KeyError: the graph has no such stage.
@@ -262,7 +516,7 @@ class FusedGraphHandle:
             raise KeyError(
                 f"graph {self.name} has no stage {name!r} (stages: {', '.join(self.graph.stages)})"
             )
-        return self.kernel
+        return self.handles[name]
 
     # ---- observing and stopping
 
@@ -282,7 +536,11 @@ class FusedGraphHandle:
         ``input_depth`` is what its input edges hold, its ``output_depth`` and ``received`` the
         most any output edge holds and has forwarded, its ``output_stalls`` its edges' stalls, its
         ``sent`` what its input edges passed. Lifecycle, heartbeat, idle polls, launches, capacity
-        and fault are the one kernel's, in every stage.
+        and fault are the one kernel's, in every stage. With several exits each exit's
+        ``received`` and ``spilled`` are its own (``ExitDemux``: its replies handed out, and those
+        split off while another exit was received from), its ``output_depth``, ``output_stalls``
+        and ``latency`` the shared output queue's; ``GraphStats.spilled`` is the kernel's own
+        spill (tagged replies moved aside during a blocking send) plus every exit's.
 
         An edge's ``forwarded`` is what its consumer took, ``depth`` what its producer put on it
         and the consumer has not taken yet, ``stalls`` the producer's waits for room in it
@@ -314,6 +572,10 @@ class FusedGraphHandle:
                 )
             )
         stages = {s: self._stage_stats(s, st, raw, edges) for s in c.stages}
+        spilled = st.spilled
+        if self._demux is not None:
+            with self._demux.lock:
+                spilled += sum(self._demux.spilled.values())
         return GraphStats(
             graph=self.name,
             backend=self.backend,
@@ -321,7 +583,7 @@ class FusedGraphHandle:
             lifecycle=st.lifecycle,
             stages=stages,
             edges=tuple(edges),
-            spilled=st.spilled,
+            spilled=spilled,
         )
 
     def _stage_stats(
@@ -337,6 +599,13 @@ class FusedGraphHandle:
         outs = [e for e in edges if e.producer == stage]
         is_entry = stage == self.graph.entry
         is_exit = stage in self.graph.exits
+        if is_exit and self._demux is not None:
+            # several exits: what the host took and holds of this exit's replies is counted per
+            # exit as they are split; the output queue, its stalls and latency are shared
+            with self._demux.lock:
+                st = attrs.evolve(
+                    st, received=self._demux.received[stage], spilled=self._demux.spilled[stage]
+                )
         return attrs.evolve(
             st,
             kernel=stage,
