@@ -93,7 +93,10 @@ def test_million_messages_slow_consumer_lose_nothing_duplicate_nothing():
         assert k.receive_batch(timeout=0.05).size == 0  # nothing extra
         st = k.stats()
         assert (st.sent, st.processed, st.emitted, st.received) == (n, n, n, n)
-        assert st.output_stalls > 0  # the slow consumer did make the kernel wait
+        # The slow consumer backed the replies up: the kernel waited on its full output queue, or
+        # the producer, finding the input queue full, moved replies into the spill first (the
+        # anti-deadlock rule of send_batch); which one happens is a race between the two threads.
+        assert st.output_stalls > 0 or st.spilled > 0, (st.output_stalls, st.spilled)
         assert st.rejected == {}
 
 
