@@ -66,6 +66,32 @@ def _nvcc():
 requires_nvcc = pytest.mark.skipif(_nvcc() is None, reason="nvcc not found")
 
 
+def device_strategy_backends(strategies=("shared_memory", "atomic_queue")) -> list:
+    """``(backend, launch options)`` params that run graphs on the device strategies: PoCL's
+    persistent and relaunch modes with ``shared_memory`` (a fused graph is one kernel, so persistent
+    PoCL runs it on one of its worker threads), and CUDA (``gpu``) with each of ``strategies``
+    (``atomic_queue`` is CUDA's only)."""
+    from ringgen.runtime import available_backends
+
+    no_opencl = pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL")
+    gpu = [
+        pytest.mark.gpu,
+        pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA"),
+    ]
+    params = [
+        pytest.param(
+            ("opencl", {"mode": mode, "strategy": "shared_memory"}),
+            id=f"opencl-{mode}",
+            marks=no_opencl,
+        )
+        for mode in ("persistent", "relaunch")
+    ]
+    params += [
+        pytest.param(("cuda", {"strategy": s}), id=f"cuda-{s}", marks=gpu) for s in strategies
+    ]
+    return params
+
+
 def nvcc_compiles(source: str, what: str) -> None:
     """Compile CUDA ``source`` to an sm_90 cubin with the runtime's own nvcc call and options
     (``runtime/cuda/build.nvcc_compile``); a rejection fails the test with nvcc's log."""

@@ -26,22 +26,13 @@ from ringgen.testing import random_messages
 from ringgen.testing.history import assert_causal, record
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import nvcc_compiles, requires_nvcc  # noqa: E402
+from conftest import device_strategy_backends, nvcc_compiles, requires_nvcc  # noqa: E402
 import causal_device_kernels as ck  # noqa: E402
 import topic_kernels as tk  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
-_no_opencl = pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL")
-_gpu = [
-    pytest.mark.gpu,
-    pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA"),
-]
-BACKENDS = [
-    pytest.param(("opencl", {"mode": "persistent"}), id="opencl-persistent", marks=_no_opencl),
-    pytest.param(("opencl", {"mode": "relaunch"}), id="opencl-relaunch", marks=_no_opencl),
-    pytest.param(("cuda", {}), id="cuda", marks=_gpu),
-]
+BACKENDS = device_strategy_backends(["shared_memory"])
 GRAPHS = [pytest.param(ck.two_paths, id="two_paths"), pytest.param(ck.with_burst, id="with_burst")]
 
 
@@ -87,7 +78,7 @@ def test_a_causal_fan_in_on_shared_memory_equals_the_reference_and_keeps_causal_
     name, options = backend
     g = make()
     msgs = _messages(600, seed=21)
-    got, history, clock, sent = _run(g, name, msgs, 150, strategy="shared_memory", **options)
+    got, history, clock, sent = _run(g, name, msgs, 150, **options)
     want, _, _, _ = _run(g, "cpu", msgs, 150)
     assert len(want) > len(msgs) and _values(got) == _values(want)
 
@@ -138,7 +129,7 @@ def test_an_unstamped_hop_between_stamped_stages_keeps_the_chain_rising(backend)
     name, options = backend
     g = rg.pipeline(ck.source, ck.strip, ck.restamp, name="unstamped_hop")
     msgs = _messages(200, seed=4)
-    got, history, _, sent = _run(g, name, msgs, 50, strategy="shared_memory", **options)
+    got, history, _, sent = _run(g, name, msgs, 50, **options)
     assert sorted(got["id"].tolist()) == list(range(len(msgs)))
     assert (got["x"] == msgs["x"][got["id"]] + 1).all() and (got["src"] == 9).all()
     assert (got["stamp"] > np.array(sent, dtype=np.uint64)[got["id"]] + 1).all()
@@ -153,7 +144,7 @@ def test_a_bridged_stamped_message_sent_one_by_one_is_stamped_every_hop(backend)
     name, options = backend
     g = rg.pipeline(tk.note_source, tk.note_sub, name="notes")
     msgs = [tk.Note(id=i, text=f"note {i}", stamp=99) for i in range(40)]
-    with rg.launch(g, backend=name, strategy="shared_memory", capacity=256, **options) as h:
+    with rg.launch(g, backend=name, capacity=256, **options) as h:
         history = record(h)
         for m in msgs[:10]:
             h.send(m, timeout=60.0)

@@ -25,34 +25,16 @@ from ringgen.runtime import available_backends
 from ringgen.testing import random_messages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import nvcc_compiles, requires_nvcc  # noqa: E402
+from conftest import device_strategy_backends, nvcc_compiles, requires_nvcc  # noqa: E402
 import graph_hops as gh  # noqa: E402
 import graph_kernels as gk  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
-_no_opencl = pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL")
-_gpu = [
-    pytest.mark.gpu,
-    pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA"),
-]
 #: (backend, launch options with the strategy). PoCL runs a persistent kernel on one of its worker
 #: threads: a fused graph is one kernel, so persistent mode runs here (the host strategy's stages
 #: need one each). atomic_queue is CUDA's only.
-BACKENDS = [
-    pytest.param(
-        ("opencl", {"mode": "persistent", "strategy": "shared_memory"}),
-        id="opencl-persistent",
-        marks=_no_opencl,
-    ),
-    pytest.param(
-        ("opencl", {"mode": "relaunch", "strategy": "shared_memory"}),
-        id="opencl-relaunch",
-        marks=_no_opencl,
-    ),
-    pytest.param(("cuda", {"strategy": "shared_memory"}), id="cuda-shared_memory", marks=_gpu),
-    pytest.param(("cuda", {"strategy": "atomic_queue"}), id="cuda-atomic_queue", marks=_gpu),
-]
+BACKENDS = device_strategy_backends()
 
 #: The graphs every backend runs, with whether replies keep the order of their requests (a kernel
 #: with an Outbox reserves output slots warp by warp, so only an ordered one keeps it).

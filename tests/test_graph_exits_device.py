@@ -25,31 +25,15 @@ from ringgen.runtime import available_backends
 from ringgen.testing import random_messages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from conftest import device_strategy_backends  # noqa: E402
 import exits_kernels as ek  # noqa: E402
 import graph_kernels as gk  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
-_no_opencl = pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL")
-_gpu = [
-    pytest.mark.gpu,
-    pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA"),
-]
 #: (backend, launch options). A fused graph is one kernel, so persistent PoCL runs it on one of
 #: its worker threads.
-BACKENDS = [
-    pytest.param(
-        ("opencl", {"mode": "persistent", "strategy": "shared_memory"}),
-        id="opencl-persistent",
-        marks=_no_opencl,
-    ),
-    pytest.param(
-        ("opencl", {"mode": "relaunch", "strategy": "shared_memory"}),
-        id="opencl-relaunch",
-        marks=_no_opencl,
-    ),
-    pytest.param(("cuda", {"strategy": "shared_memory"}), id="cuda", marks=_gpu),
-]
+BACKENDS = device_strategy_backends(["shared_memory"])
 
 #: The graphs, with whether each exit's replies keep the order of their requests (an unordered
 #: fused kernel with an Outbox reserves output slots warp by warp; an ordered one runs one entry
@@ -235,7 +219,7 @@ def test_atomic_queue_refuses_several_exits_and_states_naming_why():
             graph_queue.emit(collect(ek), g)
 
 
-@pytest.mark.parametrize("backend", [p for p in BACKENDS if p.id == "cuda"])
+@pytest.mark.parametrize("backend", [p for p in BACKENDS if p.id == "cuda-shared_memory"])
 def test_atomic_queue_refuses_them_at_launch_on_cuda(backend):
     for g in (ek.forked, ek.tallied):
         with pytest.raises(BuildError, match="atomic_queue"):

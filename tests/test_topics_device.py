@@ -24,32 +24,14 @@ from ringgen.runtime import available_backends
 from ringgen.testing import random_messages
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from conftest import nvcc_compiles, requires_nvcc  # noqa: E402
+from conftest import device_strategy_backends, nvcc_compiles, requires_nvcc  # noqa: E402
 import topic_device_kernels as dk  # noqa: E402
 import topic_kernels as tk  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
-_no_opencl = pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL")
-_gpu = [
-    pytest.mark.gpu,
-    pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA"),
-]
 #: (backend, launch options with the strategy); atomic_queue is CUDA's only
-BACKENDS = [
-    pytest.param(
-        ("opencl", {"mode": "persistent", "strategy": "shared_memory"}),
-        id="opencl-persistent",
-        marks=_no_opencl,
-    ),
-    pytest.param(
-        ("opencl", {"mode": "relaunch", "strategy": "shared_memory"}),
-        id="opencl-relaunch",
-        marks=_no_opencl,
-    ),
-    pytest.param(("cuda", {"strategy": "shared_memory"}), id="cuda-shared_memory", marks=_gpu),
-    pytest.param(("cuda", {"strategy": "atomic_queue"}), id="cuda-atomic_queue", marks=_gpu),
-]
+BACKENDS = device_strategy_backends()
 
 
 def _drain(handle) -> np.ndarray:
