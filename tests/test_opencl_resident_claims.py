@@ -29,13 +29,9 @@ def _seqs(codecs, name: str, n: int, start: int = 0) -> np.ndarray:
 
 
 def _receive_n(k, n: int, timeout: float = 20.0) -> np.ndarray:
-    parts, got, deadline = [np.zeros(0, k.out_codec.dtype)], 0, time.monotonic() + timeout
-    while got < n:
-        assert time.monotonic() < deadline, f"only {got} of {n} replies arrived"
-        part = k.receive_batch(max_n=n - got, timeout=1.0)
-        parts.append(part)
-        got += len(part)
-    return np.concatenate(parts)
+    got = k.receive_batch(n, timeout=timeout, min_n=n)  # the whole batch in one call
+    assert len(got) == n, f"only {len(got)} of {n} replies arrived"
+    return got
 
 
 def _wait_processed(k, n: int, timeout: float = 20.0) -> None:
