@@ -160,8 +160,10 @@ def test_a_stalled_drain_still_gives_up_by_the_terminate_rule(backend, options):
 def test_a_stalled_kernel_that_makes_progress_is_active_again(backend, options, caplog):
     caplog.set_level(logging.INFO, logger="ringgen")
     stall = 0.2  # spin counts to 10**9 at most: 0.7 s on PoCL here
+    # Measured before this launch: the measuring kernel is a launch of its own, and CUDA cannot
+    # start a second resident kernel in the process while this one runs (docs/cuda.md).
+    n = _iterations_for(backend, options, 3 * stall)
     with rg.launch(hk.spin, backend=backend, stall_timeout=stall, **options) as k:
-        n = _iterations_for(backend, options, 3 * stall)
         k.send(hk.Job(seq=7, n=n))
         t0 = time.monotonic()
         while k.stats().lifecycle is not Lifecycle.STALLED:
@@ -185,10 +187,10 @@ def test_a_stalled_kernel_that_makes_progress_is_active_again(backend, options, 
 @pytest.mark.parametrize("backend,options", TRANSPORTS)
 def test_a_slow_but_progressing_kernel_is_never_reported(backend, options, caplog):
     caplog.set_level(logging.WARNING, logger="ringgen")
+    # 0.15 s as measured alone: about 0.2 s with the test's own polling and the other processes
+    # of a loaded 2-core machine competing for the CPU. Measured before this launch (as above).
+    n = _iterations_for(backend, options, 0.15)
     with rg.launch(hk.spin, backend=backend, stall_timeout=STALL, **options) as k:
-        # 0.15 s as measured alone: about 0.2 s with the test's own polling and the other
-        # processes of a loaded 2-core machine competing for the CPU.
-        n = _iterations_for(backend, options, 0.15)
         # One message always waits behind the one being handled: input waiting the whole time,
         # and a message finished every ~0.2 s. The second goes in once the first is taken: a
         # backend publishes its counters per batch taken, and a batch of two would take 0.4 s.

@@ -428,6 +428,8 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             try:
                 if self._accepting and self._fast_put(message) is True:
                     self._sent += 1
+                    # the watchdog times a stall from the first send after idle, looked at or not
+                    self._watchdog.note_send(1)
                     return
             finally:
                 self._send_release()

@@ -42,6 +42,7 @@ class ZeroCopy:
         with self._send_lock:
             self.inq.commit(n)
             self._sent += n
+            self._watchdog.note_send(n)
 
     def receive_view(
         self, max_n: Optional[int] = None, timeout: Optional[float] = 0.0, *, min_n: int = 1
