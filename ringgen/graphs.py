@@ -766,8 +766,9 @@ def _exit_class(g: Graph) -> tuple[Optional[type], int]:
         if lay.is_bridged:
             raise BuildError(
                 f"graph {g.label}: exit {x} replies {cls.__name__}, which is bridged (it has Str "
-                "or List fields), and a fused graph with several exits sends every exit's replies "
-                "through one queue of fixed-size slots tagged with their exit",
+                "or List fields), and a fused graph with several exits (or a host subscription) "
+                "sends every exit's replies through one queue of fixed-size slots tagged with "
+                "their exit",
                 hint="launch it with strategy='host', or give the exit a direct message",
                 **where,
             )

@@ -175,6 +175,10 @@ def test_the_host_publishes_alone_fifo_with_its_sends(backend):
     scores = final.topics["scores"]
     assert scores.published == len(pubs) == ref_stats.topics["scores"].published
     assert {s.delivered for s in scores.subscribers.values()} == {len(pubs)}
+    # the entry counts what was sent into it; the host's publishes pass it by
+    entry = final.stages["publish"]
+    assert (entry.sent, entry.processed) == (len(entries), len(entries))
+    assert {final.stages[f"dsub{k}"].processed for k in range(4)} == {len(pubs)}
     _check_invariant(final)
 
 
@@ -398,3 +402,27 @@ def test_the_fused_cuda_source_of_a_host_topic_graph_compiles_with_nvcc(make):
     source = graph_kernel.emit_fused(collect(dk), g, "cuda")
     assert f"rg_{fused_spec(g).name}_ring" in source
     nvcc_compiles(source, f"the fused source of {g.label}")
+
+
+@pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL")
+def test_one_exit_beside_a_host_subscription_needs_no_exit_name_and_iterates():
+    """The host's subscription makes the output tagged, but with one exit ``receive`` and
+    ``async for`` still need no ``exit=``; ``for msg in sub`` ends once the graph is terminated and
+    the subscription read."""
+    import asyncio
+
+    msgs = _messages(50, seed=13)
+    with rg.launch(dk.watched(1), backend="opencl", mode="relaunch", strategy="shared_memory") as h:
+        h.send_batch(msgs, timeout=WAIT)
+        first = h.receive(timeout=WAIT)
+        h.terminate(timeout=WAIT)
+
+        async def rest():
+            return [m async for m in h]
+
+        replies = [first] + asyncio.run(asyncio.wait_for(rest(), WAIT))
+        copies = list(h.subscribe("scores"))
+    assert sorted(m.id for m in replies) == msgs["id"].tolist()
+    assert sorted((m.id, m.x, m.src) for m in copies) == sorted(_published(msgs))
+    with pytest.raises(ValueError, match="'nope' is not an exit"):
+        h.receive(timeout=0, exit="nope")

@@ -284,6 +284,7 @@ class FusedGraphHandle:
         )
         # the host publishes to a topic: the input queue takes tagged rows (0: the entry's)
         self._tagged_input = parts.input_class is not None
+        self._host_published = 0  # rows publish_batch put into the input queue (not the entry's)
         exit_ = graph.exits[0] if len(graph.exits) == 1 else graph.entry
         fields = stamp_fields(graph)
         # replies of several exits carry no stamp (fused_parts refuses it)
@@ -391,9 +392,12 @@ class FusedGraphHandle:
             host_topic(self.graph, topic, publishes=True)
         rows = self._topics.tagged(topic, messages)
         try:
-            return self.kernel.send_batch(rows, block=block, timeout=timeout)
+            n = self.kernel.send_batch(rows, block=block, timeout=timeout)
+            self._host_published += n
+            return n
         except QueueFullError as exc:
             accepted = getattr(exc, "accepted", 0)
+            self._host_published += accepted
             err = QueueFullError(
                 f"graph {self.name}: topic {topic}: {accepted} of {len(rows)} messages published "
                 f"within {timeout:g} s (the fused kernel's input queue stayed full)",
@@ -807,7 +811,12 @@ class FusedGraphHandle:
             input_depth=st.input_depth if is_entry else sum(e.depth for e in ins),
             output_depth=(st.output_depth if is_exit else max((e.depth for e in outs), default=0)),
             output_stalls=st.output_stalls if is_exit else sum(e.stalls for e in outs),
-            sent=st.sent if is_entry else sum(e.forwarded + e.depth for e in ins),
+            # the input queue also carries what the host published to topics: not the entry's
+            sent=(
+                st.sent - self._host_published
+                if is_entry
+                else sum(e.forwarded + e.depth for e in ins)
+            ),
             received=st.received if is_exit else max((e.forwarded for e in outs), default=0),
             dead_letters_dropped=st.dead_letters_dropped if is_entry else 0,
             spilled=st.spilled if is_exit else 0,
