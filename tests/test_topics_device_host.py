@@ -426,3 +426,51 @@ def test_one_exit_beside_a_host_subscription_needs_no_exit_name_and_iterates():
     assert sorted((m.id, m.x, m.src) for m in copies) == sorted(_published(msgs))
     with pytest.raises(ValueError, match="'nope' is not an exit"):
         h.receive(timeout=0, exit="nope")
+
+
+HOSTED_MODULE = """
+import ringgen as rg
+from ringgen.types import i32, i64
+
+@rg.message
+class Score:
+    id: i64
+    x: i32
+
+@rg.ring_kernel
+def publish(s: Score) -> Score:
+    return Score(id=s.id, x=s.x + 1)
+
+@rg.ring_kernel
+def a(s: Score) -> Score:
+    return Score(id=s.id, x=s.x * 2)
+
+@rg.ring_kernel
+def gather(s: Score) -> Score:
+    return s
+
+scores = rg.topic("scores", Score, policy=rg.DropOldest(32))
+hosted = rg.graph(publish >> scores, rg.HOST >> scores, scores >> [a, rg.HOST], a >> gather)
+"""
+
+
+def test_ringgen_build_writes_the_shared_memory_source_of_a_host_topic_graph(module_file, tmp_path):
+    import json
+
+    from ringgen.codegen.manifest import load_schema, validate
+    from ringgen.codegen.writer import write_unit
+
+    unit = collect(module_file(HOSTED_MODULE))
+    pkg = tmp_path / "out"
+    write_unit(unit, pkg, ("header", "serializers", "cuda", "opencl", "manifest"))
+    manifest = json.loads((pkg / unit.name / "manifest.json").read_text())
+    assert validate(manifest, load_schema()) == []
+    (entry,) = manifest["graphs"]
+    strategies = entry["strategies"]
+    assert strategies["shared_memory"]["kernel"] == "graph_hosted"
+    assert "topic scores has policy drop_oldest(32), and the atomic_queue strategy" in (
+        strategies["atomic_queue"]["refused"]
+    )
+    for source in strategies["shared_memory"]["sources"].values():
+        text = (pkg / unit.name / source).read_text()
+        assert "rg_in->topic_index" in text and "graph_hosted_exits rg_tagged" in text
