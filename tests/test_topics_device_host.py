@@ -474,3 +474,17 @@ def test_ringgen_build_writes_the_shared_memory_source_of_a_host_topic_graph(mod
     for source in strategies["shared_memory"]["sources"].values():
         text = (pkg / unit.name / source).read_text()
         assert "rg_in->topic_index" in text and "graph_hosted_exits rg_tagged" in text
+
+
+@pytest.mark.skipif("opencl" not in available_backends(), reason="no OpenCL")
+def test_send_send_async_and_publish_share_the_input_queue_in_order():
+    import asyncio
+
+    g = dk.hosted(2, last=dk.gather_in_order, host_subscribes=True)
+    with rg.launch(g, backend="opencl", mode="persistent", strategy="shared_memory") as h:
+        asyncio.run(h.send_async(dk.Score(id=5, x=7, src=0), timeout=WAIT))
+        h.send(dk.Score(id=6, x=8, src=0))
+        h.publish("scores", dk.Score(id=9, x=1, src=3))
+        copies = [h.subscribe("scores").receive(timeout=WAIT) for _ in range(3)]
+        h.terminate(timeout=WAIT)
+    assert [(m.id, m.x, m.src) for m in copies] == [(5, 8, 0), (6, 9, 0), (9, 1, 3)]
