@@ -20,7 +20,7 @@ import ringgen as rg
 from ringgen.build import collect
 from ringgen.codegen import graph_kernel
 from ringgen.codegen.graph_strategies import STRATEGIES
-from ringgen.errors import BuildError, KernelTimeoutError, QueueClosedError
+from ringgen.errors import BuildError, KernelTimeoutError, QueueClosedError, QueueFullError
 from ringgen.graphs import INPUT_TAG, check_device_keeps, fused_parts, fused_spec
 from ringgen.layout import layout_of
 from ringgen.runtime import available_backends
@@ -324,6 +324,11 @@ def test_the_host_api_errors_on_a_fused_graph():
         with pytest.raises(TypeError, match=r"graph dhost2w: reserve\(\) writes the entry's"):
             h.reserve(4)
         assert h.publish_batch("scores", _messages(1000, seed=1), block=False) < 1000
+        with pytest.raises(
+            QueueFullError, match=r"topic scores: \d+ of 5000 messages published"
+        ) as e:
+            h.publish_batch("scores", _messages(5000, seed=2), timeout=1e-6)
+        assert 0 <= e.value.accepted < 5000
         h.terminate(timeout=WAIT)
         with pytest.raises(QueueClosedError, match="topic scores: the graph is closed"):
             h.publish("scores", dk.Score(id=1, x=1, src=0))
