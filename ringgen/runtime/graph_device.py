@@ -16,7 +16,8 @@ A graph with several exits sends every exit's replies through the kernel's one o
 each tagged with its exit (``ringgen.graphs.FusedParts``); ``ExitDemux`` splits them into one
 spill per exit, which ``receive(exit=)`` and ``receive_batch(exit=)`` read, FIFO per exit. The
 host's subscription to a topic is one more tagged outlet, split into the subscription's queue, and
-the host's publishes are tagged rows of the input queue (graph_device_topics.py). A graph
+the host's publishes are tagged rows of the input queue: ``publish``, ``publish_batch`` and
+``subscribe`` come from ``graph_device_topics.HostTopicCalls``. A graph
 with several ``@rg.state`` stages keeps them in one fused state; ``stage(name)`` is then a
 ``FusedStage``, whose ``state()`` is that stage's own.
 """
@@ -47,10 +48,10 @@ from ..targets import by_name, resolve, with_capability
 from ..wire.direct_codec import direct_codec
 from .base import KernelHandle
 from .causal import HostStamps
-from .graph_device_topics import HostTopics, fused_topic_stats
+from .graph_device_topics import HostTopicCalls, HostTopics, fused_topic_stats
 from .graph_edges import Chunk, EdgeStats, GraphStats
 from .stats import KernelStats, _reason_name
-from .topic_host import HOST, Subscription, host_topic
+from .topic_host import HOST
 from .waiting import Backoff, check_timeout, deadline_after, expired
 
 __all__ = [
@@ -235,7 +236,7 @@ def check_strategy(graph: Graph, strategy: Any, backend: str) -> None:
         )
 
 
-class FusedGraphHandle:
+class FusedGraphHandle(HostTopicCalls):
     """A launched graph fused into one device kernel: send into its entry, receive from its exit.
 
     The calls, errors and lifecycle of ``GraphHandle``; each delegates to the one kernel
@@ -349,80 +350,6 @@ class FusedGraphHandle:
         self._flow.stamp_sent([message])
         await self.kernel.send_async(message, timeout=timeout)
 
-    # ---- the host as a topic's publisher and subscriber (graph_device_topics.py)
-
-    def publish(
-        self, topic: str, message: Any, *, block: bool = True, timeout: Optional[float] = None
-    ) -> None:
-        """The host publishes one message to ``topic`` (``rg.HOST >> topic``); as
-        ``publish_batch``.
-
-        Raises:
-            QueueFullError: ``block=False`` and the input queue is full, or ``timeout`` expired.
-        """
-        if self.publish_batch(topic, [message], block=block, timeout=timeout) < 1:
-            err = QueueFullError(
-                f"graph {self.name}: topic {topic}: the fused kernel's input queue is full "
-                f"(capacity {self.kernel.capacity}); 0 of 1 message(s) published without waiting",
-                hint="publish with block=True (the default) to wait for room",
-            )
-            err.accepted = 0  # type: ignore[attr-defined]
-            raise err
-
-    def publish_batch(
-        self,
-        topic: str,
-        messages: Any,
-        *,
-        block: bool = True,
-        timeout: Optional[float] = None,
-    ) -> int:
-        """The host publishes ``messages`` to ``topic``: they enter the fused kernel's input queue
-        tagged with the topic, in order with the host's sends, and the kernel hands each to the
-        topic's subscribers as it hands a publisher's reply; returns how many were accepted.
-
-        Raises:
-            ValueError: no such topic, or the graph does not declare ``rg.HOST >> topic``.
-            TypeError: a message is not the topic's class.
-            QueueFullError: the input queue stayed full (``timeout``); ``accepted`` says how many
-                (a prefix) were published.
-            QueueClosedError: the graph is terminating or terminated.
-        """
-        if self._topics is None:
-            host_topic(self.graph, topic, publishes=True)
-        rows = self._topics.tagged(topic, messages)
-        try:
-            n = self.kernel.send_batch(rows, block=block, timeout=timeout)
-            self._host_published += n
-            return n
-        except QueueFullError as exc:
-            accepted = getattr(exc, "accepted", 0)
-            self._host_published += accepted
-            err = QueueFullError(
-                f"graph {self.name}: topic {topic}: {accepted} of {len(rows)} messages published "
-                f"within {timeout:g} s (the fused kernel's input queue stayed full)",
-                hint="receive from the exits and subscriptions, or give a longer timeout",
-            )
-            err.accepted = accepted  # type: ignore[attr-defined]
-            raise err from None
-        except QueueClosedError:
-            raise QueueClosedError(
-                f"graph {self.name}: topic {topic}: the graph is closed; it publishes no more",
-                hint="launch the graph again to publish more",
-            ) from None
-
-    def subscribe(self, topic: str) -> Subscription:
-        """The host's subscription to ``topic`` (``topic >> rg.HOST``): the host strategy's
-        ``Subscription`` (``receive``, ``receive_batch``, iteration, ``stats``) over the copies
-        the kernel tags for it.
-
-        Raises:
-            ValueError: no such topic, or the graph does not declare ``topic >> rg.HOST``.
-        """
-        if self._topics is None:
-            host_topic(self.graph, topic, publishes=False)
-        return self._topics.subscription(topic, self._pump_topics)
-
     def _pump(self, asked: Optional[str]) -> None:
         """Split what the kernel's output queue (its spill first) holds into the exits' spills
         and the host's subscriptions, as much as the ``Block`` subscriptions have room for (none
@@ -441,14 +368,6 @@ class FusedGraphHandle:
                 self._topics.closed = True
             raise
         self._demux.split(rows, asked)
-
-    def _pump_topics(self) -> None:
-        """A subscription found its queue empty: move the kernel's ready output in."""
-        with self._demux.lock:
-            try:
-                self._pump(None)
-            except QueueClosedError:
-                pass  # _pump marked the subscriptions closed: they end once read
 
     def _exit(self, exit: Optional[str]) -> Optional[str]:
         """The exit ``exit`` names: with one exit it may be None; with several it must be given
@@ -649,17 +568,6 @@ class FusedGraphHandle:
         with self._send_lock:
             self._flow.stamp_sent(self._reserved[:n], in_place=True)
             commit(n)
-
-    def _untagged_input(self, call: str) -> None:
-        """Raise ``TypeError`` when the input slots are tagged (the host publishes to a topic),
-        naming the graph and why ``call`` cannot hand them out."""
-        if self._tagged_input:
-            topics = ", ".join(fused_parts(self.graph).host_published)
-            raise TypeError(
-                f"graph {self.name}: {call}() writes the entry's messages into the input ring in "
-                f"place, and this graph's input slots are tagged rows that also carry what the "
-                f"host publishes to topic(s) {topics}; use send_batch(), which tags them"
-            )
 
     def receive_view(
         self,

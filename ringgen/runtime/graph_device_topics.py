@@ -24,12 +24,14 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 
+from ..errors import QueueClosedError, QueueFullError
 from ..graphs import (
     EXIT_PAYLOAD,
     INPUT_TAG,
     FusedParts,
     Graph,
     GraphCounters,
+    fused_parts,
     stage_bounds,
     topic_outlet,
 )
@@ -44,7 +46,7 @@ from .topic_host import (
     host_topic,
 )
 
-__all__ = ["HostTopics", "fused_topic_stats"]
+__all__ = ["HostTopicCalls", "HostTopics", "fused_topic_stats"]
 
 
 class HostTopics:
@@ -172,6 +174,105 @@ class HostTopics:
         )
         rows[EXIT_PAYLOAD] = data.view(np.uint64).reshape(n, self.parts.input_words)
         return rows
+
+
+class HostTopicCalls:
+    """The host's topic calls of ``FusedGraphHandle`` (a mixin): ``publish``, ``publish_batch``,
+    ``subscribe``. It reads the handle's ``graph``, ``name``, ``kernel``, ``_topics`` (a
+    ``HostTopics``, or None when the host is in no topic), ``_tagged_input``,
+    ``_host_published`` (rows published so far), ``_demux`` and ``_pump`` (which splits the
+    kernel's output)."""
+
+    def publish(
+        self, topic: str, message: Any, *, block: bool = True, timeout: Optional[float] = None
+    ) -> None:
+        """The host publishes one message to ``topic`` (``rg.HOST >> topic``); as
+        ``publish_batch``.
+
+        Raises:
+            QueueFullError: ``block=False`` and the input queue is full, or ``timeout`` expired.
+        """
+        if self.publish_batch(topic, [message], block=block, timeout=timeout) < 1:
+            err = QueueFullError(
+                f"graph {self.name}: topic {topic}: the fused kernel's input queue is full "
+                f"(capacity {self.kernel.capacity}); 0 of 1 message(s) published without waiting",
+                hint="publish with block=True (the default) to wait for room",
+            )
+            err.accepted = 0  # type: ignore[attr-defined]
+            raise err
+
+    def publish_batch(
+        self,
+        topic: str,
+        messages: Any,
+        *,
+        block: bool = True,
+        timeout: Optional[float] = None,
+    ) -> int:
+        """The host publishes ``messages`` to ``topic``: they enter the fused kernel's input queue
+        tagged with the topic, in order with the host's sends, and the kernel hands each to the
+        topic's subscribers as it hands a publisher's reply; returns how many were accepted.
+
+        Raises:
+            ValueError: no such topic, or the graph does not declare ``rg.HOST >> topic``.
+            TypeError: a message is not the topic's class.
+            QueueFullError: the input queue stayed full (``timeout``); ``accepted`` says how many
+                (a prefix) were published.
+            QueueClosedError: the graph is terminating or terminated.
+        """
+        if self._topics is None:
+            host_topic(self.graph, topic, publishes=True)
+        rows = self._topics.tagged(topic, messages)
+        try:
+            n = self.kernel.send_batch(rows, block=block, timeout=timeout)
+            self._host_published += n
+            return n
+        except QueueFullError as exc:
+            accepted = getattr(exc, "accepted", 0)
+            self._host_published += accepted
+            err = QueueFullError(
+                f"graph {self.name}: topic {topic}: {accepted} of {len(rows)} messages published "
+                f"within {timeout:g} s (the fused kernel's input queue stayed full)",
+                hint="receive from the exits and subscriptions, or give a longer timeout",
+            )
+            err.accepted = accepted  # type: ignore[attr-defined]
+            raise err from None
+        except QueueClosedError:
+            raise QueueClosedError(
+                f"graph {self.name}: topic {topic}: the graph is closed; it publishes no more",
+                hint="launch the graph again to publish more",
+            ) from None
+
+    def subscribe(self, topic: str) -> Subscription:
+        """The host's subscription to ``topic`` (``topic >> rg.HOST``): the host strategy's
+        ``Subscription`` (``receive``, ``receive_batch``, iteration, ``stats``) over the copies
+        the kernel tags for it.
+
+        Raises:
+            ValueError: no such topic, or the graph does not declare ``topic >> rg.HOST``.
+        """
+        if self._topics is None:
+            host_topic(self.graph, topic, publishes=False)
+        return self._topics.subscription(topic, self._pump_topics)
+
+    def _pump_topics(self) -> None:
+        """A subscription found its queue empty: move the kernel's ready output in."""
+        with self._demux.lock:
+            try:
+                self._pump(None)
+            except QueueClosedError:
+                pass  # _pump marked the subscriptions closed: they end once read
+
+    def _untagged_input(self, call: str) -> None:
+        """Raise ``TypeError`` when the input slots are tagged (the host publishes to a topic),
+        naming the graph and why ``call`` cannot hand them out."""
+        if self._tagged_input:
+            topics = ", ".join(fused_parts(self.graph).host_published)
+            raise TypeError(
+                f"graph {self.name}: {call}() writes the entry's messages into the input ring in "
+                f"place, and this graph's input slots are tagged rows that also carry what the "
+                f"host publishes to topic(s) {topics}; use send_batch(), which tags them"
+            )
 
 
 def fused_topic_stats(
