@@ -9,7 +9,7 @@ docs/graphs.md, "Topics under each strategy").
   many of the kernel's output rows the split may take, 0 when a ``Block`` subscription is full,
   so the kernel's output queue fills and the kernel stops. The spill rule still holds: a host
   blocked in ``send`` moves the kernel's output into the kernel's own spill (runtime/base.py), and
-  once the graph is terminating a subscription takes everything (``spilling``), so the host never
+  once the graph is terminating a subscription takes everything (``relieve``), so the host never
   deadlocks on its own unread copies. Under a drop policy the split always takes the output, and
   the queue keeps at most its ``capacity`` and counts what it drops.
 - **The host publishes** (``rg.HOST >> topic``): the kernel's input is ``FusedParts.input_class``,
@@ -75,6 +75,7 @@ class HostTopics:
         self.parts = parts
         self.lock = lock
         self.closed = False
+        self.terminating = False
         self.codecs: dict[str, Any] = {}
         for t in graph.topics:
             if t.host_publishes or t.host_subscribes:
@@ -107,16 +108,17 @@ class HostTopics:
         ``Block`` subscriptions (0: one is full, the graph is back-pressured), None when there is
         no ``Block`` subscription or the graph is terminating (every row may be taken)."""
         blocking = [q for q in self.queues.values() if q.policy.capacity is None]
-        if not blocking or blocking[0].spilling:
+        if not blocking or self.terminating:
             return None
-        return max(0, min(q.room() for q in blocking))
+        return max(0, min(q.capacity - q.depth for q in blocking))
 
     def relieve(self) -> None:
         """The graph is terminating: its subscriptions take every copy from now on (the spill
-        rule), so that the kernel can drain however little the host reads."""
+        rule; for good, unlike the host strategy's, which a read resets: nothing on the host
+        moves the copies here but the host's own reads), so that the kernel drains and every
+        exit can be read to its end however little the host reads of the subscriptions."""
         with self.lock:
-            for q in self.queues.values():
-                q.spilling = True
+            self.terminating = True
 
     def host_took(self, topic: Any, part: Any) -> None:
         """``Subscription`` tells its flow what the host took; a fused graph keeps no host clock
