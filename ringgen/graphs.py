@@ -37,6 +37,7 @@ __all__ = [
     "EDGE_COUNTERS",
     "EXIT_PAYLOAD",
     "EXIT_TAG",
+    "INPUT_TAG",
     "Edge",
     "FusedParts",
     "Graph",
@@ -47,6 +48,7 @@ __all__ = [
     "fused_parts",
     "fused_spec",
     "graph",
+    "host_copy_bounds",
     "is_stamped",
     "made_by_fusing",
     "named",
@@ -54,6 +56,7 @@ __all__ = [
     "stage_bounds",
     "stamp_fields",
     "then",
+    "topic_outlet",
 ]
 
 
@@ -441,12 +444,30 @@ def stage_bounds(g: Graph) -> dict[str, tuple[int, int]]:
     into the entry (the entry takes 1; a stage takes what its producers give, summed over them; it
     gives its inputs times its Outbox bound, or times 1 with a return value, 0 without output)."""
     bounds: dict[str, tuple[int, int]] = {}
+    # a message the host published (rg.HOST >> topic) is one call of its own, handed to each of
+    # the topic's subscribers: counted on top of the entry's path (a bound, not the exact most)
+    hosted = {
+        c: sum(1 for t in g.topics if t.host_publishes and c in t.subscribers) for c in g.stages
+    }
     for k in g.kernels:
         s = k.spec
         n_in = 1 if s.name == g.entry else sum(bounds[p][1] for p in g.producers(s.name))
+        n_in += hosted[s.name]
         per = s.outbox_limit if s.uses_outbox else (1 if s.output is not None else 0)
         bounds[s.name] = (n_in, n_in * per)
     return bounds
+
+
+def host_copy_bounds(g: Graph) -> dict[str, int]:
+    """Per topic the host subscribes to (``topic >> rg.HOST``), the most copies one call of the
+    fused kernel hands the host: its publishers' outputs (``stage_bounds``), plus one when the
+    host publishes to it too."""
+    bounds = stage_bounds(g)
+    return {
+        t.name: sum(bounds[p][1] for p in t.publishers) + (1 if t.host_publishes else 0)
+        for t in g.topics
+        if t.host_subscribes
+    }
 
 
 def stamp_fields(g: Graph) -> dict[str, tuple[Optional[str], Optional[str]]]:
@@ -464,40 +485,61 @@ def check_device_keeps(g: Graph, strategy: str = "shared_memory") -> None:
 
     A device strategy carries a topic as fan-out edges, one from each publisher to each subscriber
     (``Graph.producers``/``consumers`` already list them): every subscriber gets every message,
-    FIFO per publisher, with the back-pressure of ``Block``. ``shared_memory`` keeps causal order
-    and stamps ``rg.HLC`` fields (its kernel is then ordered: ``fused_spec``); ``atomic_queue``
-    keeps neither. What a strategy cannot keep is refused.
+    FIFO per publisher, with the back-pressure of ``Block``. ``shared_memory`` also keeps a drop
+    policy (a kernel subscriber runs in its publisher's thread on every message, so its queue never
+    fills and it never drops; the host's subscription drops on the host), the host subscribing
+    (one more tagged outlet of the kernel's output queue) and publishing (a tagged slot of its
+    input queue), causal order, and ``rg.HLC`` stamps (its kernel is then ordered:
+    ``fused_spec``); ``atomic_queue`` keeps none of these. What a strategy cannot keep is refused.
 
     Raises:
-        BuildError: naming the graph and the topic or stage: a drop policy (a fused path has no
-            per-subscriber queue to drop from), the host publishing or subscribing (``rg.HOST``:
-            the fused kernel's only host queues are the entry's and the exit's); under
-            ``shared_memory`` a stamped message behind an unstamped entry (the device has no
-            physical clock: its stamps start from the entry's); under any other strategy several
-            exits or several ``@rg.state`` stages (its exit's blocks reply through one kernel's
-            output protocol and state), a stage declared ``order="causal"`` or a message with an
-            ``rg.HLC`` stamp (its stages run side by side on their own blocks).
+        BuildError: naming the graph and the topic or stage: under ``shared_memory`` the host
+            publishing or subscribing in a graph with ``rg.HLC`` stamps (the tagged slots carry
+            no host clock), a stamped message behind an unstamped entry (the device has no
+            physical clock: its stamps start from the entry's); under any other strategy a drop
+            policy (a subscriber reads its publisher's edge ring: no queue of its own to drop
+            from), the host publishing or subscribing (``rg.HOST``: the kernel's only host
+            queues are the entry's and the exit's), several exits or several ``@rg.state``
+            stages (its exit's blocks reply through one kernel's output protocol and state), a
+            stage declared ``order="causal"`` or a message with an ``rg.HLC`` stamp (its stages
+            run side by side on their own blocks).
     """
-    hint = "launch it with strategy='host'"
     for t in g.topics:
         where = {"file": t.file or g.file, "line": t.line if t.file else g.line}
+        hosted = t.host_publishes or t.host_subscribes
+        side = "publishes to" if t.host_publishes else "subscribes to"
+        if strategy == "shared_memory":
+            if hosted and is_stamped(g):
+                stamped = next(
+                    (k.spec, cls, f) for k in g.kernels for cls, f in _stamped_classes(k.spec)
+                )
+                raise BuildError(
+                    f"graph {g.label}: the host {side} topic {t.name} (rg.HOST), and stage "
+                    f"{stamped[0].name}'s message {stamped[1].__name__} has the rg.HLC stamp "
+                    f"{stamped[2]}: the shared_memory strategy carries the host's topic messages "
+                    "in tagged slots of the kernel's queues, which carry no host clock",
+                    hint="launch it with strategy='host', or drop the rg.HLC field",
+                    **where,
+                )
+            continue
+        hint = "launch it with strategy='shared_memory' (CUDA, OpenCL) or strategy='host'"
         if t.policy.capacity is not None:
             raise BuildError(
                 f"graph {g.label}: topic {t.name} has policy {t.policy.name}({t.policy.capacity}), "
-                "and a device strategy carries a topic as edges inside one kernel, with no "
-                "per-subscriber queue to drop from",
+                f"and the {strategy} strategy gives each subscriber its publisher's edge ring, "
+                "with no per-subscriber queue to drop from",
                 hint=hint + ", or give the topic the Block() policy",
                 **where,
             )
-        if t.host_publishes or t.host_subscribes:
-            side = "publishes to" if t.host_publishes else "subscribes to"
+        if hosted:
             raise BuildError(
-                f"graph {g.label}: the host {side} topic {t.name} (rg.HOST), and a device strategy "
-                "fuses the graph into one kernel whose only host queues are its entry's and its "
-                "exit's",
+                f"graph {g.label}: the host {side} topic {t.name} (rg.HOST), and the {strategy} "
+                "strategy launches one kernel whose only host queues are its entry's input and "
+                "its exit's output",
                 hint=hint + ", or make a kernel the topic's publisher and subscriber",
                 **where,
             )
+    hint = "launch it with strategy='host'"
     where = {"file": g.file, "line": g.line}
     fields = stamp_fields(g)
     stamped = [(k.spec, cls, f) for k in g.kernels for cls, f in _stamped_classes(k.spec)]
@@ -573,6 +615,11 @@ def is_stamped(g: Graph) -> bool:
 #: (``FusedParts.exit_class``): the exit's index in ``Graph.exits``, then the exit's message as
 #: 64-bit words (every scalar is at most 8 bytes, so the payload is aligned for any message).
 EXIT_TAG, EXIT_PAYLOAD = "exit_index", "payload"
+#: The tag of the input a fused graph whose host publishes to a topic takes
+#: (``FusedParts.input_class``): 0 for a message sent into the entry, ``i + 1`` for one the host
+#: published to ``FusedParts.host_published[i]``; its payload (``EXIT_PAYLOAD``) is the message's
+#: bytes as 64-bit words.
+INPUT_TAG = "topic_index"
 
 
 @attrs.frozen(eq=False)
@@ -589,6 +636,16 @@ class FusedParts:
     at ``state_at[stage]`` exactly as in its own struct: its handler gets a pointer there); None
     with at most one (that stage's class is the kernel's state). ``state_fields[stage]`` pairs
     each field of the stage's state with its field in ``state_class``.
+
+    The host as a topic's subscriber or publisher (docs/graphs.md, "Topics under each strategy"):
+    ``outlets`` are what the tag of ``exit_class`` names, ``g.exits`` then, for each topic in
+    ``host_subscribed`` (``topic >> rg.HOST``), ``"topic:<name>"`` (the host's copies of every
+    message published to it: an output slot tagged for the subscription); with a host
+    subscription the output is tagged even with one exit. ``input_class``: when the host
+    publishes to a topic (``host_published``, ``rg.HOST >> topic``), the kernel's input: the tag
+    ``INPUT_TAG`` (0: the entry's message; ``i + 1``: a message for ``host_published[i]``) and
+    ``input_words`` 64-bit words of payload (the largest of the entry's and those topics'
+    messages); None otherwise (the entry's class is the input).
     """
 
     exit_class: Optional[type]
@@ -596,6 +653,11 @@ class FusedParts:
     state_class: Optional[type]
     state_at: dict[str, int]
     state_fields: dict[str, tuple[tuple[str, str], ...]]
+    outlets: tuple[str, ...] = ()
+    host_subscribed: tuple[str, ...] = ()
+    input_class: Optional[type] = None
+    input_words: int = 0
+    host_published: tuple[str, ...] = ()
 
 
 _PARTS: "weakref.WeakKeyDictionary[Graph, FusedParts]" = weakref.WeakKeyDictionary()
@@ -645,11 +707,56 @@ def _zero_default(g: Graph, stage: str, field: Any) -> Any:
     return False if t.name == "bool_" else 0
 
 
+def topic_outlet(topic: str) -> str:
+    """The outlet of a fused graph's output that carries the host's copies of ``topic``."""
+    return f"topic:{topic}"
+
+
+def _direct_words(g: Graph, cls: type, what: str, queue: str) -> int:
+    """The 64-bit words of ``cls`` in a tagged slot of the fused kernel's ``queue``.
+
+    Raises:
+        BuildError: ``cls`` is bridged (a tagged slot has a fixed size); ``what`` names its role.
+    """
+    lay = layout_of(cls)
+    if lay.is_bridged:
+        raise BuildError(
+            f"graph {g.label}: {what} {cls.__name__}, which is bridged (it has Str or List "
+            f"fields), and the fused kernel carries it in a fixed-size tagged slot of its {queue}",
+            hint="launch it with strategy='host', or give it a direct message",
+            file=g.file,
+            line=g.line,
+        )
+    return max(1, -(-lay.size // 8))
+
+
+def _input_class(g: Graph) -> tuple[Optional[type], int, tuple[str, ...]]:
+    hosted = tuple(t.name for t in g.topics if t.host_publishes)
+    if not hosted:
+        return None, 0, ()
+    entry = g.spec(g.entry).input
+    words = _direct_words(g, entry, f"the entry {g.entry} takes", "input queue")
+    for t in g.topics:
+        if t.host_publishes:
+            what = f"the host publishes to topic {t.name}, which carries"
+            words = max(words, _direct_words(g, t.message, what, "input queue"))
+    cls = _declare_class(
+        f"{fused_name(g)}_in",
+        {INPUT_TAG: (u32, 0), EXIT_PAYLOAD: (ArrayType(u64, words), 0)},
+        message,
+    )
+    return cls, words, hosted
+
+
 def _exit_class(g: Graph) -> tuple[Optional[type], int]:
     where = {"file": g.file, "line": g.line}
-    if len(g.exits) == 1:
+    subscribed = [t for t in g.topics if t.host_subscribes]
+    if len(g.exits) == 1 and not subscribed:
         return None, 0
     size = 0
+    for t in subscribed:
+        what = f"the host subscribes to topic {t.name}, which carries"
+        size = max(size, 8 * _direct_words(g, t.message, what, "output queue"))
     for x in g.exits:
         spec = g.spec(x)
         cls = spec.outbox or spec.output
@@ -659,8 +766,9 @@ def _exit_class(g: Graph) -> tuple[Optional[type], int]:
         if lay.is_bridged:
             raise BuildError(
                 f"graph {g.label}: exit {x} replies {cls.__name__}, which is bridged (it has Str "
-                "or List fields), and a fused graph with several exits sends every exit's replies "
-                "through one queue of fixed-size slots tagged with their exit",
+                "or List fields), and a fused graph with several exits (or a host subscription) "
+                "sends every exit's replies through one queue of fixed-size slots tagged with "
+                "their exit",
                 hint="launch it with strategy='host', or give the exit a direct message",
                 **where,
             )
@@ -739,7 +847,20 @@ def fused_parts(g: Graph) -> FusedParts:
         if parts is None:
             exit_class, words = _exit_class(g)
             state_cls, at, pairs = _state_class(g)
-            parts = FusedParts(exit_class, words, state_cls, at, pairs)
+            in_cls, in_words, published = _input_class(g)
+            subscribed = tuple(t.name for t in g.topics if t.host_subscribes)
+            parts = FusedParts(
+                exit_class,
+                words,
+                state_cls,
+                at,
+                pairs,
+                outlets=g.exits + tuple(topic_outlet(t) for t in subscribed),
+                host_subscribed=subscribed,
+                input_class=in_cls,
+                input_words=in_words,
+                host_published=published,
+            )
             _PARTS[g] = parts
         return parts
 
@@ -771,7 +892,7 @@ def fused_spec(g: Graph) -> KernelSpec:
     bounds = stage_bounds(g)
     if parts.exit_class is not None:
         out_cls: Optional[type] = parts.exit_class
-        n_out = sum(bounds[x][1] for x in g.exits)
+        n_out = sum(bounds[x][1] for x in g.exits) + sum(host_copy_bounds(g).values())
     else:
         exit_spec = g.spec(g.exits[0])
         out_cls = exit_spec.outbox or exit_spec.output
@@ -789,9 +910,11 @@ def fused_spec(g: Graph) -> KernelSpec:
     return KernelSpec(
         name=fused_name(g),
         func=entry.func,
-        input=entry.input,
+        input=parts.input_class or entry.input,
         output=out_cls,
-        may_skip=(out_cls is not None and n_out != 1) or any(k.spec.may_skip for k in g.kernels),
+        may_skip=(out_cls is not None and n_out != 1)
+        or any(k.spec.may_skip for k in g.kernels)
+        or bool(parts.host_published),
         state=state,
         outbox=outbox,
         param_names=params,
@@ -825,12 +948,14 @@ class GraphCounters:
     of ``clocks``: that stage's hybrid logical clock (``shared_memory`` with ``rg.HLC`` stamps:
     the stages whose output is stamped), which the fused kernel keeps there because the host
     already allocates, zeroes and keeps this array for the kernel's lifetime on every backend
-    (relaunches included).
+    (relaunches included). Then one word per topic of ``topics`` (the topics the host publishes
+    to, ``shared_memory``): the host's messages to it that the kernel handed to its subscribers.
     """
 
     stages: tuple[str, ...]
     edges: tuple[tuple[str, str], ...]
     clocks: tuple[str, ...] = ()
+    topics: tuple[str, ...] = ()
 
     STAGE_WORDS = 2 + N_REASONS
     EDGE_WORDS = len(EDGE_COUNTERS)
@@ -852,6 +977,16 @@ class GraphCounters:
             + self.clocks.index(stage)
         )
 
+    def topic_at(self, topic: str) -> int:
+        """The word counting the messages the host published to ``topic`` that the kernel
+        handed to its subscribers."""
+        return (
+            len(self.stages) * self.STAGE_WORDS
+            + len(self.edges) * self.EDGE_WORDS
+            + len(self.clocks)
+            + self.topics.index(topic)
+        )
+
     @property
     def total(self) -> int:
         """Words in the array."""
@@ -859,6 +994,7 @@ class GraphCounters:
             len(self.stages) * self.STAGE_WORDS
             + len(self.edges) * self.EDGE_WORDS
             + len(self.clocks)
+            + len(self.topics)
         )
 
 
@@ -871,4 +1007,5 @@ def counter_layout(g: Graph) -> GraphCounters:
         stages=tuple(g.stages),
         edges=tuple((e.producer, e.consumer) for e in g.all_edges),
         clocks=tuple(s for s in g.stages if fields[s][1] is not None),
+        topics=tuple(t.name for t in g.topics if t.host_publishes),
     )

@@ -127,7 +127,7 @@ dropping = rg.graph(
 """
 
 
-def test_a_block_topic_graph_gets_device_sources_and_a_drop_policy_is_refused(
+def test_a_block_topic_graph_gets_device_sources_and_atomic_queue_refuses_a_drop_policy(
     module_file, tmp_path
 ):
     unit = collect(module_file(DEVICE_TOPICS))
@@ -144,9 +144,10 @@ def test_a_block_topic_graph_gets_device_sources_and_a_drop_policy_is_refused(
     ]:
         assert "rg_handle_graph_kept" in (pkg / unit.name / source).read_text()
     dropping = graphs["dropping"]["strategies"]
-    for strategy in ("shared_memory", "atomic_queue"):
-        assert set(dropping[strategy]) == {"refused"}
-        assert "graph dropping: topic scores has policy drop_newest(8)" in (
-            dropping[strategy]["refused"]
-        )
-    assert not list((pkg / unit.name / "graphs").glob("dropping.*"))
+    # shared_memory keeps a drop policy (a kernel subscriber never drops there); atomic_queue not
+    assert dropping["shared_memory"]["kernel"] == "graph_dropping"
+    assert set(dropping["atomic_queue"]) == {"refused"}
+    assert "graph dropping: topic scores has policy drop_newest(8)" in (
+        dropping["atomic_queue"]["refused"]
+    )
+    assert not list((pkg / unit.name / "graphs").glob("dropping.atomic_queue.*"))

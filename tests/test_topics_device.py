@@ -127,40 +127,42 @@ def test_a_block_topic_is_its_fan_out_edges():
         assert strategy.check(g) == "graph_dfan4"
 
 
-def _refused(g, match: str) -> BuildError:
-    """Both strategies refuse ``g`` with a message matching ``match``."""
-    for strategy in STRATEGIES.values():
-        with pytest.raises(BuildError, match=match):
-            strategy.check(g)
-    with pytest.raises(BuildError, match=match) as err:
-        fused_spec(g)
-    return err.value
-
-
 @pytest.mark.parametrize(
     "policy, shown",
     [(rg.DropOldest(8), r"drop_oldest\(8\)"), (rg.DropNewest(3), r"drop_newest\(3\)")],
 )
-def test_a_drop_policy_is_refused_naming_graph_topic_and_why(policy, shown):
+def test_a_drop_policy_is_refused_by_atomic_queue_naming_graph_topic_and_why(policy, shown):
     g = dk.fan(4, policy=policy)
-    err = _refused(g, rf"graph dfan4: topic scores has policy {shown}.*no per-subscriber queue")
+    check_device_keeps(g)  # shared_memory keeps it (tests/test_topics_device_host.py)
+    with pytest.raises(BuildError, match=rf"graph dfan4: topic scores has policy {shown}.*no per-"):
+        STRATEGIES["atomic_queue"].check(g)
+    with pytest.raises(BuildError, match="atomic_queue strategy") as info:
+        check_device_keeps(g, "atomic_queue")
+    err = info.value
     assert err.file.endswith("topic_device_kernels.py")  # where the topic is declared
     assert "rg.topic(" in Path(err.file).read_text().splitlines()[err.line - 1]
     assert "strategy='host'" in err.hint and "Block()" in err.hint
 
 
-def test_the_host_publishing_or_subscribing_is_refused():
+def _refused_by_queue(g, match: str) -> None:
+    """atomic_queue refuses ``g`` with a message matching ``match``; shared_memory keeps it."""
+    with pytest.raises(BuildError, match=match):
+        STRATEGIES["atomic_queue"].check(g)
+    assert STRATEGIES["shared_memory"].check(g) == fused_spec(g).name
+
+
+def test_the_host_publishing_or_subscribing_is_refused_by_atomic_queue():
     scores = rg.topic("scores", dk.Score)
     subs = dk.SUBSCRIBERS[:2]
     hosted = rg.graph(
         dk.publish >> scores, rg.HOST >> scores, scores >> subs, *[s >> dk.gather for s in subs]
     )
-    _refused(hosted, r"the host publishes to topic scores \(rg.HOST\)")
+    _refused_by_queue(hosted, r"the host publishes to topic scores \(rg.HOST\), and the atomic_q")
     scores = rg.topic("scores", dk.Score)
     watched = rg.graph(
         dk.publish >> scores, scores >> subs, scores >> rg.HOST, *[s >> dk.gather for s in subs]
     )
-    _refused(watched, r"the host subscribes to topic scores \(rg.HOST\)")
+    _refused_by_queue(watched, r"the host subscribes to topic scores \(rg.HOST\), and the atomic_")
 
 
 def test_a_causal_stage_and_a_stamp_are_refused_by_atomic_queue_and_kept_by_shared_memory():
@@ -182,25 +184,28 @@ def test_a_causal_stage_and_a_stamp_are_refused_by_atomic_queue_and_kept_by_shar
         assert fused_spec(g).ordered
 
 
-def test_a_refused_topic_graph_runs_on_the_host_strategy_and_a_device_launch_names_why():
+def test_a_drop_policy_topic_graph_runs_on_the_host_strategy_and_on_shared_memory():
     g = dk.fan(4, policy=rg.DropOldest(8))
     msgs = random_messages(dk.Score, 100, seed=3)
     got, final = _run(g, "cpu", msgs)
     assert final.strategy == "host" and len(got) == 4 * len(msgs)
     if "opencl" in available_backends():
-        with pytest.raises(BuildError, match="topic scores has policy drop_oldest"):
-            rg.launch(g, backend="opencl", strategy="shared_memory")
+        fused, final = _run(g, "opencl", msgs, strategy="shared_memory", mode="relaunch")
+        assert final.strategy == "shared_memory" and _rows(fused) == _rows(got)
+        assert {s.dropped for s in final.topics["scores"].subscribers.values()} == {0}
 
 
 @pytest.mark.gpu
 @pytest.mark.skipif("cuda" not in available_backends(), reason="no CUDA")
-def test_on_cuda_the_default_launch_of_a_refused_topic_graph_names_the_topic():
-    """The default on CUDA is ``shared_memory`` (the host strategy cannot start a second kernel
-    there), so a drop-policy topic graph is refused naming the topic, before any kernel starts."""
+def test_on_cuda_the_default_launch_of_a_drop_policy_topic_graph_runs_and_atomic_queue_refuses():
+    """The default on CUDA is ``shared_memory``, which keeps a drop policy on a kernel subscriber
+    (it never drops there); ``atomic_queue`` refuses it naming the topic, before any kernel
+    starts."""
+    g = dk.fan(4, policy=rg.DropNewest(4096))
     with pytest.raises(BuildError, match="graph dfan4: topic scores has policy drop_newest"):
-        rg.launch(dk.fan(4, policy=rg.DropNewest(4096)), backend="cuda")
+        rg.launch(g, backend="cuda", strategy="atomic_queue")
     msgs = random_messages(dk.Score, 300, seed=5)
-    got, final = _run(dk.fan(4), "cuda", msgs)
+    got, final = _run(g, "cuda", msgs)
     assert final.strategy == "shared_memory" and len(got) == 4 * len(msgs)
 
 

@@ -91,3 +91,34 @@ def share_fan(n_subs: int):
         *[s >> gather for s in subs],
         name=f"dshare{n_subs}",
     )
+
+
+# ---- the host as a topic's subscriber and publisher under shared_memory
+# (tests/test_topics_device_host.py)
+
+
+def watched(n_subs: int, last=gather, **topic_options):
+    """``fan(n_subs)`` with the host subscribed to ``scores`` too (named ``dwatch<n>``)."""
+    scores = rg.topic("scores", Score, **topic_options)
+    subs = SUBSCRIBERS[:n_subs]
+    return rg.graph(
+        publish >> scores,
+        scores >> subs,
+        scores >> rg.HOST,
+        *[s >> last for s in subs],
+        name=f"dwatch{n_subs}",
+    )
+
+
+def hosted(n_subs: int, last=gather, kernel_publishes: bool = True, host_subscribes=False):
+    """The host publishes to ``scores`` (``rg.HOST >> scores``) beside ``publish`` (or alone:
+    ``publish`` then feeds ``last`` directly), ``n_subs`` subscribers fan in at ``last``; the host
+    subscribes too when asked (named ``dhost<n>`` / ``dhostonly<n>``, ``w`` when watched)."""
+    scores = rg.topic("scores", Score)
+    subs = SUBSCRIBERS[:n_subs]
+    parts = [rg.HOST >> scores, scores >> subs, *[s >> last for s in subs]]
+    parts.append(publish >> scores if kernel_publishes else publish >> last)
+    if host_subscribes:
+        parts.append(scores >> rg.HOST)
+    name = ("dhost" if kernel_publishes else "dhostonly") + str(n_subs)
+    return rg.graph(*parts, name=name + ("w" if host_subscribes else ""))

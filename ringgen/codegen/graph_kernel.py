@@ -24,6 +24,7 @@ from ..errors import BuildError
 from ..graphs import (
     EXIT_PAYLOAD,
     EXIT_TAG,
+    INPUT_TAG,
     Graph,
     check_device_keeps,
     counter_layout,
@@ -31,6 +32,7 @@ from ..graphs import (
     fused_spec,
     stage_bounds,
     stamp_fields,
+    topic_outlet,
 )
 from ..layout import layout_of
 from ..targets import with_capability
@@ -52,6 +54,7 @@ __all__ = [
     "counter_context",
     "edge_capacity",
     "emit_fused",
+    "hosted_contexts",
     "source_path",
     "stage_contexts",
 ]
@@ -85,7 +88,10 @@ def stage_contexts(graph: Graph) -> list[dict]:
     ``clock_at``: the counter word of its clock (a stage with a stamped output), or None;
     ``state_arg``: the expression its handler gets as its state (``0`` without one; with several
     stateful stages a pointer to its part of the fused state, ``FusedParts.state_at``);
-    ``exit_index``: its index in ``graph.exits`` (the tag of its replies), or None.
+    ``exit_index``: its index in ``graph.exits`` (the tag of its replies), or None; ``outlets``:
+    where its replies also go out tagged (its exit, with several exits or a host subscription;
+    each topic it publishes to that the host subscribes to), each ``index`` (the tag), ``exit``
+    and ``topic``.
     """
     bounds = stage_bounds(graph)
     counters = counter_layout(graph)
@@ -122,6 +128,47 @@ def stage_contexts(graph: Graph) -> list[dict]:
                 "clock_at": counters.clock_at(s.name) if s.name in counters.clocks else None,
                 "state_arg": state_arg,
                 "exit_index": graph.exits.index(s.name) if s.name in graph.exits else None,
+                "outlets": _outlets(graph, s.name),
+            }
+        )
+    return out
+
+
+def _outlets(graph: Graph, stage: str) -> list[dict]:
+    """The tagged outlets ``stage``'s replies go out through (``stage_contexts``)."""
+    parts = fused_parts(graph)
+    if parts.exit_class is None:
+        return []
+    out = []
+    if stage in graph.exits:
+        out.append({"index": graph.exits.index(stage), "exit": True, "topic": None})
+    for t in graph.topics:
+        if t.host_subscribes and stage in t.publishers:
+            index = parts.outlets.index(topic_outlet(t.name))
+            out.append({"index": index, "exit": False, "topic": t.name})
+    return out
+
+
+def hosted_contexts(graph: Graph) -> list[dict]:
+    """What ``templates/graph/fused.c.j2`` reads about each topic the host publishes to
+    (``FusedParts.host_published``): ``index`` (its input tag), ``topic``, ``type`` (its message's
+    C type), ``subscribers``, ``outlet`` (the tag of the host's own copy when it subscribes too,
+    else None) and ``counter_at`` (the word counting its messages handed on)."""
+    parts = fused_parts(graph)
+    counters = counter_layout(graph)
+    topics = {t.name: t for t in graph.topics}
+    out = []
+    for i, name in enumerate(parts.host_published):
+        t = topics[name]
+        outlet = parts.outlets.index(topic_outlet(name)) if t.host_subscribes else None
+        out.append(
+            {
+                "index": i + 1,
+                "topic": name,
+                "type": layout_of(t.message).name,
+                "subscribers": list(t.subscribers),
+                "outlet": outlet,
+                "counter_at": counters.topic_at(name),
             }
         )
     return out
@@ -214,6 +261,9 @@ def _render_body(unit: "BuildUnit", graph: Graph, options: Optional["EmitOptions
             if parts.exit_class is not None
             else None
         ),
+        input_tag=INPUT_TAG if parts.input_class is not None else None,
+        tagged_payload=EXIT_PAYLOAD,
+        hosted=hosted_contexts(graph),
         entry_stamp=stamp_fields(graph)[graph.entry][0],
         stage_body=emit_body(stages, debug=options.debug_line_directives if options else None),
         **counter_context(graph),
@@ -269,7 +319,7 @@ def _with_fused_classes(unit: "BuildUnit", graph: Graph) -> "BuildUnit":
         BuildError: a message of the build has the name of one of them (naming both).
     """
     parts = fused_parts(graph)
-    extra = [c for c in (parts.exit_class, parts.state_class) if c is not None]
+    extra = [c for c in (parts.exit_class, parts.state_class, parts.input_class) if c]
     names = {m.name for m in unit.messages}
     for cls in extra:
         if cls.__name__ in names:

@@ -14,7 +14,10 @@ and ``receive_view``/``release``. The backend halves that load a graph's source 
 
 A graph with several exits sends every exit's replies through the kernel's one output queue,
 each tagged with its exit (``ringgen.graphs.FusedParts``); ``ExitDemux`` splits them into one
-spill per exit, which ``receive(exit=)`` and ``receive_batch(exit=)`` read, FIFO per exit. A graph
+spill per exit, which ``receive(exit=)`` and ``receive_batch(exit=)`` read, FIFO per exit. The
+host's subscription to a topic is one more tagged outlet, split into the subscription's queue, and
+the host's publishes are tagged rows of the input queue: ``publish``, ``publish_batch`` and
+``subscribe`` come from ``graph_device_topics.HostTopicCalls``. A graph
 with several ``@rg.state`` stages keeps them in one fused state; ``stage(name)`` is then a
 ``FusedStage``, whose ``state()`` is that stage's own.
 """
@@ -28,7 +31,7 @@ from typing import Any, AsyncIterator, Mapping, Optional
 import attrs
 import numpy as np
 
-from ..errors import KernelTimeoutError, QueueClosedError
+from ..errors import KernelTimeoutError, QueueClosedError, QueueFullError
 from ..graphs import (
     EXIT_PAYLOAD,
     EXIT_TAG,
@@ -45,6 +48,7 @@ from ..targets import by_name, resolve, with_capability
 from ..wire.direct_codec import direct_codec
 from .base import KernelHandle
 from .causal import HostStamps
+from .graph_device_topics import HostTopicCalls, HostTopics, fused_topic_stats
 from .graph_edges import Chunk, EdgeStats, GraphStats
 from .stats import KernelStats, _reason_name
 from .topic_host import HOST
@@ -80,7 +84,7 @@ def open_fused(
         raise ValueError(f"kernel {spec.name}: backend {backend!r} runs no fused graph")
     # The classes fusing adds (the tagged exit reply, the fused state: ringgen.graphs.FusedParts)
     # are in no package: their codecs come from their layouts.
-    made = [c for c in (spec.output, spec.state) if c is not None]
+    made = [c for c in (spec.input, spec.output, spec.state) if c is not None]
     made = [c for c in made if made_by_fusing(c)]
     if made:
         codecs = dict(options.pop("codecs", None) or {})
@@ -101,12 +105,24 @@ class ExitDemux:
     spill rule per exit), ``pending(exit)`` those waiting in the exit's spill now. Each exit's rows have its message codec's dtype (``codecs``), as a kernel's
     ``receive_batch`` gives them.
 
+    Rows tagged for a topic the host subscribes to (``FusedParts.outlets`` after the exits) go to
+    ``topics`` (``HostTopics.put``), the subscription's queue.
+
     Raises:
         ValueError: a codec's dtype is not the size of its message's layout (a stale package).
     """
 
-    def __init__(self, graph: Graph, parts: FusedParts, codecs: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        graph: Graph,
+        parts: FusedParts,
+        codecs: Mapping[str, Any],
+        lock: Optional["threading.RLock"] = None,
+        topics: Optional[HostTopics] = None,
+    ) -> None:
         self.graph = graph
+        self.outlets = parts.outlets
+        self.topics = topics
         self.exits = graph.exits
         self.dtypes: dict[str, Optional[np.dtype]] = {}
         for x in self.exits:
@@ -121,7 +137,7 @@ class ExitDemux:
                     "rebuild the package"
                 )
         self.words = parts.payload_words
-        self.lock = threading.Lock()
+        self.lock = lock or threading.RLock()
         self.spills: dict[str, collections.deque] = {x: collections.deque() for x in self.exits}
         self.received = dict.fromkeys(self.exits, 0)
         self.spilled = dict.fromkeys(self.exits, 0)
@@ -146,6 +162,11 @@ class ExitDemux:
                 self._pending[x] += len(mine)
                 if x != asked:
                     self.spilled[x] += len(mine)
+        for i in range(len(self.exits), len(self.outlets)):
+            dtype = self.topics.dtype(self.outlets[i])
+            mine = data[tags == i, : dtype.itemsize]
+            if len(mine):
+                self.topics.put(self.outlets[i], np.ascontiguousarray(mine).view(dtype).reshape(-1))
 
     def take(self, exit: str, n: int) -> Optional[np.ndarray]:
         """Up to ``n`` of ``exit``'s spilled replies, oldest first, or None. Call with ``lock``
@@ -215,7 +236,7 @@ def check_strategy(graph: Graph, strategy: Any, backend: str) -> None:
         )
 
 
-class FusedGraphHandle:
+class FusedGraphHandle(HostTopicCalls):
     """A launched graph fused into one device kernel: send into its entry, receive from its exit.
 
     The calls, errors and lifecycle of ``GraphHandle``; each delegates to the one kernel
@@ -249,10 +270,22 @@ class FusedGraphHandle:
                 s: FusedStage(kernel, s, graph.spec(s).state, parts.state_fields.get(s, ()))
                 for s in graph.stages
             }
-        # several exits: one tagged output queue, split per exit on the host
-        self._demux = (
-            ExitDemux(graph, parts, kernel.codecs) if parts.exit_class is not None else None
+        # the host's topics (graph_device_topics.py) and the exits share the demux's lock
+        lock = threading.RLock()
+        self._topics = (
+            HostTopics(graph, parts, kernel.codecs, kernel.capacity, lock)
+            if parts.host_subscribed or parts.host_published
+            else None
         )
+        # several exits or a host subscription: one tagged output queue, split on the host
+        self._demux = (
+            ExitDemux(graph, parts, kernel.codecs, lock, self._topics)
+            if parts.exit_class is not None
+            else None
+        )
+        # the host publishes to a topic: the input queue takes tagged rows (0: the entry's)
+        self._tagged_input = parts.input_class is not None
+        self._host_published = 0  # rows publish_batch put into the input queue (not the entry's)
         exit_ = graph.exits[0] if len(graph.exits) == 1 else graph.entry
         fields = stamp_fields(graph)
         # replies of several exits carry no stamp (fused_parts refuses it)
@@ -266,7 +299,22 @@ class FusedGraphHandle:
 
     def send(self, message: Any, *, block: bool = True, timeout: Optional[float] = None) -> None:
         """Publish one message into the entry (``KernelHandle.send``), stamped by the host's
-        clock when its class has an ``rg.HLC`` field."""
+        clock when its class has an ``rg.HLC`` field.
+
+        Raises:
+            QueueFullError: ``block=False`` and the input queue is full, or ``timeout`` expired.
+        """
+        if self._tagged_input:
+            rows = self._topics.tagged(None, [message])
+            if self.kernel.send_batch(rows, block=block, timeout=timeout) < 1:
+                err = QueueFullError(
+                    f"graph {self.name}: the fused kernel's input queue is full (capacity "
+                    f"{self.kernel.capacity}); 0 of 1 message(s) accepted without waiting",
+                    hint="send with block=True (the default) to wait for room",
+                )
+                err.accepted = 0  # type: ignore[attr-defined]
+                raise err
+            return
         if self._flow.entry_field is None:
             self.kernel.send(message, block=block, timeout=timeout)
             return
@@ -279,7 +327,11 @@ class FusedGraphHandle:
     ) -> int:
         """Publish many messages into the entry; returns how many were accepted
         (``KernelHandle.send_batch``). Stamped messages get the host clock's next stamps (an
-        array is copied; objects are stamped in place)."""
+        array is copied; objects are stamped in place). Where the host publishes to a topic the
+        messages go in as rows tagged for the entry (``HostTopics.tagged``)."""
+        if self._tagged_input:
+            rows = self._topics.tagged(None, messages)
+            return self.kernel.send_batch(rows, block=block, timeout=timeout)
         if self._flow.entry_field is None:
             return self.kernel.send_batch(messages, block=block, timeout=timeout)
         if not isinstance(messages, (np.ndarray, list)):
@@ -290,8 +342,32 @@ class FusedGraphHandle:
 
     async def send_async(self, message: Any, *, timeout: Optional[float] = None) -> None:
         """``send`` for asyncio (``KernelHandle.send_async``), stamped as ``send``."""
+        if self._tagged_input:
+            rows = self._topics.tagged(None, [message])
+            tagged = self.kernel.codecs[fused_parts(self.graph).input_class.__name__]
+            await self.kernel.send_async(tagged.from_array(rows)[0], timeout=timeout)
+            return
         self._flow.stamp_sent([message])
         await self.kernel.send_async(message, timeout=timeout)
+
+    def _pump(self, asked: Optional[str]) -> None:
+        """Split what the kernel's output queue (its spill first) holds into the exits' spills
+        and the host's subscriptions, as much as the ``Block`` subscriptions have room for (none
+        while one is full: the back-pressure). Call with the demux's lock held.
+
+        Raises:
+            QueueClosedError: the kernel is terminated and every reply has been taken.
+        """
+        room = self._topics.room() if self._topics is not None else None
+        if room == 0:
+            return
+        try:
+            rows = self.kernel.receive_batch(max_n=room, timeout=0)
+        except QueueClosedError:
+            if self._topics is not None:
+                self._topics.closed = True
+            raise
+        self._demux.split(rows, asked)
 
     def _exit(self, exit: Optional[str]) -> Optional[str]:
         """The exit ``exit`` names: with one exit it may be None; with several it must be given
@@ -300,7 +376,14 @@ class FusedGraphHandle:
             raise ValueError(
                 f"graph {self.name}: {exit!r} is not an exit (exits: {', '.join(self.graph.exits)})"
             )
+        if exit is None and not self.graph.exits:
+            raise ValueError(
+                f"graph {self.name} has no exit (its last stages publish to topics the host "
+                "subscribes to): receive from subscribe(topic)"
+            )
         if exit is None and self._demux is not None:
+            if len(self.graph.exits) == 1:
+                return self.graph.exits[0]
             raise ValueError(
                 f"graph {self.name} has {len(self.graph.exits)} exits "
                 f"({', '.join(self.graph.exits)}): pass exit=NAME to say which to receive from"
@@ -328,12 +411,11 @@ class FusedGraphHandle:
             if part is not None:
                 return part
             try:
-                rows = self.kernel.receive_batch(timeout=0)
+                self._pump(exit)
             except QueueClosedError:
                 raise QueueClosedError(
                     f"graph {self.name}: exit {exit} is terminated and every reply has been taken",
                 ) from None
-            demux.split(rows, exit)
             return demux.take(exit, max_n)
 
     def _wait_exit(self, exit: str, max_n: int, timeout: Optional[float]) -> Optional[np.ndarray]:
@@ -426,10 +508,19 @@ class FusedGraphHandle:
         Raises:
             ValueError: the graph has several exits (as on the host strategy: receive_async(exit=)).
         """
-        self._exit(None)
+        exit = self._exit(None)
+        if self._demux is not None:  # one exit beside the host's subscriptions: its share
+            return self._exit_replies(exit)
         if self._flow.exit_field is None:
             return self.kernel.__aiter__()
         return self._stamped_replies()
+
+    async def _exit_replies(self, exit: str) -> AsyncIterator[Any]:
+        while True:
+            try:
+                yield await self.receive_async(exit=exit)
+            except QueueClosedError:
+                return
 
     async def _stamped_replies(self) -> AsyncIterator[Any]:
         async for reply in self.kernel.__aiter__():
@@ -459,14 +550,17 @@ class FusedGraphHandle:
         (``CudaKernelHandle.reserve``; direct entry messages only).
 
         Raises:
-            TypeError: the backend has no zero-copy API, or the entry's message is bridged.
+            TypeError: the backend has no zero-copy API, the entry's message is bridged, or the
+                host publishes to a topic (the input slots are tagged).
         """
+        self._untagged_input("reserve")
         self._reserved = self._zero_copy("reserve")(n)
         return self._reserved
 
     def commit(self, n: int) -> None:
         """Publish the first ``n`` slots of the last ``reserve`` view into the entry (stamped in
         place first, when the entry's message has an ``rg.HLC`` field)."""
+        self._untagged_input("commit")
         commit = self._zero_copy("commit")
         if self._flow.entry_field is None or self._reserved is None or n <= 0:
             commit(n)
@@ -493,6 +587,13 @@ class FusedGraphHandle:
             ValueError: ``exit`` is not the exit.
         """
         self._exit(exit)
+        if self._demux is not None and self._topics is not None:
+            topics = ", ".join(fused_parts(self.graph).host_subscribed)
+            raise TypeError(
+                f"graph {self.name}: receive_view() reads one exit's replies in place, and this "
+                f"graph's exits share one output ring with the host's copies of topic(s) {topics}, "
+                "tagged per outlet; use receive_batch(exit=...)"
+            )
         if self._demux is not None:
             raise TypeError(
                 f"graph {self.name}: receive_view() reads one exit's replies in place, and this "
@@ -576,6 +677,8 @@ class FusedGraphHandle:
         if self._demux is not None:
             with self._demux.lock:
                 spilled += sum(self._demux.spilled.values())
+        by_pair = {(e.producer, e.consumer): e for e in edges}
+        topics = fused_topic_stats(self.graph, raw, c, by_pair, self._topics)
         return GraphStats(
             graph=self.name,
             backend=self.backend,
@@ -584,6 +687,7 @@ class FusedGraphHandle:
             stages=stages,
             edges=tuple(edges),
             spilled=spilled,
+            topics=topics,
         )
 
     def _stage_stats(
@@ -615,7 +719,12 @@ class FusedGraphHandle:
             input_depth=st.input_depth if is_entry else sum(e.depth for e in ins),
             output_depth=(st.output_depth if is_exit else max((e.depth for e in outs), default=0)),
             output_stalls=st.output_stalls if is_exit else sum(e.stalls for e in outs),
-            sent=st.sent if is_entry else sum(e.forwarded + e.depth for e in ins),
+            # the input queue also carries what the host published to topics: not the entry's
+            sent=(
+                st.sent - self._host_published
+                if is_entry
+                else sum(e.forwarded + e.depth for e in ins)
+            ),
             received=st.received if is_exit else max((e.forwarded for e in outs), default=0),
             dead_letters_dropped=st.dead_letters_dropped if is_entry else 0,
             spilled=st.spilled if is_exit else 0,
@@ -625,7 +734,10 @@ class FusedGraphHandle:
 
     def terminate(self, timeout: Optional[float] = None, *, drain: bool = True) -> GraphStats:
         """Stop the fused kernel (``KernelHandle.terminate``: drain, or ``drain=False`` now);
-        returns the final ``GraphStats``."""
+        returns the final ``GraphStats``. The host's subscriptions take every copy from now on
+        (the spill rule), so the kernel drains however little the host reads."""
+        if self._topics is not None:
+            self._topics.relieve()
         self.kernel.terminate(timeout=timeout, drain=drain)
         return self.stats()
 

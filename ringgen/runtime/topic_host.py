@@ -39,7 +39,15 @@ from .causal import CausalMerge, Stream
 from .graph_edges import push_chunks
 from .waiting import Backoff, check_timeout, deadline_after, expired
 
-__all__ = ["Flow", "SubscriberStats", "Subscription", "TopicStats"]
+__all__ = [
+    "Flow",
+    "SubscriberQueue",
+    "SubscriberStats",
+    "Subscription",
+    "TopicStats",
+    "as_chunk",
+    "host_topic",
+]
 
 #: The name the host has as a publisher or subscriber of a topic.
 HOST = "host"
@@ -68,7 +76,7 @@ class TopicStats:
     subscribers: Mapping[str, SubscriberStats]
 
 
-class _SubscriberQueue:
+class SubscriberQueue:
     """One subscriber's queue of one topic: FIFO, or one ``Stream`` per publisher when the
     subscriber merges causally. Changed only under the flow's lock."""
 
@@ -157,7 +165,7 @@ class _Outlet:
     """What a publisher's forwarding sees of a subscriber queue: ``room()`` and ``put(chunk)``,
     plus the counters ``GraphHandle._drain`` reads."""
 
-    def __init__(self, flow: "Flow", queue: _SubscriberQueue, publisher: str) -> None:
+    def __init__(self, flow: "Flow", queue: SubscriberQueue, publisher: str) -> None:
         self.flow = flow
         self.queue = queue
         self.publisher = publisher
@@ -240,7 +248,7 @@ class Flow:
         self.first_outlet: dict[tuple[str, str], _Outlet] = {}
         causal = {s for s in graph.stages if graph.spec(s).order == "causal"}
         self.edges: list = [_MergedEdge(self, e) if e.consumer in causal else e for e in edges]
-        self.queues: list[_SubscriberQueue] = []
+        self.queues: list[SubscriberQueue] = []
         self.out_edges: dict[str, list] = {
             s: [e for e in self.edges if e.producer == s] for s in graph.stages
         }
@@ -248,7 +256,7 @@ class Flow:
             s: [e for e in self.edges if e.consumer == s] for s in graph.stages
         }
         self.host_outlets: dict[str, list[_Outlet]] = {}
-        self.host_queues: dict[str, _SubscriberQueue] = {}
+        self.host_queues: dict[str, SubscriberQueue] = {}
         self.codecs: dict[str, Any] = {}
         for t in graph.topics:
             self._lower(t, handles, edge_capacity, causal)
@@ -283,7 +291,7 @@ class Flow:
                 cap = edge_capacity or handles[self.graph.entry].capacity
             else:
                 cap = edge_capacity or handles[sub].capacity
-            q = _SubscriberQueue(t, sub, cap, causal=sub in causal)
+            q = SubscriberQueue(t, sub, cap, causal=sub in causal)
             self.queues.append(q)
             if sub == HOST:
                 self.host_queues[t.name] = q
@@ -420,13 +428,6 @@ class Flow:
 
     # ------------------------------------------------------------------------------ the host
 
-    def _topic(self, name: str) -> TopicSpec:
-        for t in self.graph.topics:
-            if t.name == name:
-                return t
-        names = ", ".join(t.name for t in self.graph.topics) or "none"
-        raise ValueError(f"graph {self.graph.label} has no topic {name!r} (topics: {names})")
-
     def publish_batch(
         self,
         topic: str,
@@ -444,14 +445,9 @@ class Flow:
             QueueClosedError: the graph is terminating or terminated.
             TypeError: a message is not the topic's class.
         """
-        t = self._topic(topic)
-        if not t.host_publishes:
-            raise ValueError(
-                f"graph {self.graph.label}: the host does not publish to topic {topic}; "
-                f"declare it in the graph: rg.HOST >> {topic}"
-            )
+        t = host_topic(self.graph, topic, publishes=True)
         timeout = check_timeout(timeout, f"topic {topic}.publish_batch")
-        chunk = self._as_chunk(t, messages)
+        chunk = as_chunk(t, messages, self.codecs[t.name])
         outlets = self.host_outlets[topic]
         field = hlc_field(t.message)
         deadline = deadline_after(timeout)
@@ -485,32 +481,13 @@ class Flow:
             backoff.wait(deadline)
         return done
 
-    def _as_chunk(self, t: TopicSpec, messages: Any) -> Any:
-        if isinstance(messages, np.ndarray):
-            return messages.copy()
-        seq = list(messages)
-        for m in seq:
-            if not isinstance(m, t.message):
-                raise TypeError(
-                    f"topic {t.name} carries {t.message.__qualname__}, not {type(m).__qualname__}"
-                )
-        codec = self.codecs[t.name]
-        if codec is not None and not codec.bridged:
-            return codec.to_array(seq)
-        return seq
-
     def subscription(self, topic: str, check: Callable[[], None]) -> "Subscription":
         """The host's subscription to ``topic`` (declared ``topic >> rg.HOST``).
 
         Raises:
             ValueError: no such topic, or the graph does not declare the host as a subscriber.
         """
-        t = self._topic(topic)
-        if not t.host_subscribes:
-            raise ValueError(
-                f"graph {self.graph.label}: the host does not subscribe to topic {topic}; "
-                f"declare it in the graph: {topic} >> rg.HOST"
-            )
+        host_topic(self.graph, topic, publishes=False)
         return Subscription(self, self.host_queues[topic], self.codecs[topic], check)
 
     def stats(self) -> dict[str, TopicStats]:
@@ -530,12 +507,64 @@ class Flow:
             }
 
 
-class Subscription:
-    """The host's end of a topic (``GraphHandle.subscribe``): every message published to it, in
-    the order the forwarder took them; iterating yields them until the graph is terminated and
-    every message has been read."""
+def host_topic(graph: Graph, name: str, *, publishes: bool) -> TopicSpec:
+    """The topic ``name`` of ``graph``, which the host publishes to (``publishes``) or subscribes
+    to; shared by every strategy's ``publish`` and ``subscribe``.
 
-    def __init__(self, flow: Flow, queue: _SubscriberQueue, codec: Any, check: Callable) -> None:
+    Raises:
+        ValueError: no such topic, or the graph does not declare ``rg.HOST >> topic`` (or
+            ``topic >> rg.HOST``).
+    """
+    t = next((t for t in graph.topics if t.name == name), None)
+    if t is None:
+        names = ", ".join(t.name for t in graph.topics) or "none"
+        raise ValueError(f"graph {graph.label} has no topic {name!r} (topics: {names})")
+    if publishes and not t.host_publishes:
+        raise ValueError(
+            f"graph {graph.label}: the host does not publish to topic {name}; "
+            f"declare it in the graph: rg.HOST >> {name}"
+        )
+    if not publishes and not t.host_subscribes:
+        raise ValueError(
+            f"graph {graph.label}: the host does not subscribe to topic {name}; "
+            f"declare it in the graph: {name} >> rg.HOST"
+        )
+    return t
+
+
+def as_chunk(t: TopicSpec, messages: Any, codec: Any) -> Any:
+    """What the host publishes to ``t``: a copy of an array, or the message objects (checked to be
+    the topic's class) as an array of ``codec`` (a list for a bridged message).
+
+    Raises:
+        TypeError: a message is not the topic's class.
+    """
+    if isinstance(messages, np.ndarray):
+        return messages.copy()
+    seq = list(messages)
+    for m in seq:
+        if not isinstance(m, t.message):
+            raise TypeError(
+                f"topic {t.name} carries {t.message.__qualname__}, not {type(m).__qualname__}"
+            )
+    if codec is not None and not codec.bridged:
+        return codec.to_array(seq)
+    return seq
+
+
+class Subscription:
+    """The host's end of a topic (``GraphHandle.subscribe``, ``FusedGraphHandle.subscribe``): every
+    message published to it, in the order its strategy handed them to the host; iterating yields
+    them until the graph is terminated and every message has been read.
+
+    ``flow`` is what feeds ``queue``: the host strategy's ``Flow``, or a fused graph's
+    ``graph_device_topics.HostTopics``; it has ``lock`` (held while the queue changes), ``closed``
+    (nothing more will come) and ``host_took(topic, part)``. ``check()`` runs whenever the queue is
+    empty: it raises a stage's fault, and on a fused graph moves the kernel's ready output into the
+    queues first.
+    """
+
+    def __init__(self, flow: Any, queue: SubscriberQueue, codec: Any, check: Callable) -> None:
         self.flow = flow
         self.queue = queue
         self.codec = codec
