@@ -30,7 +30,8 @@ from .codegen.options import EmitOptions
 from .codegen.targets import emitters, is_backend
 from .codegen.writer import write_unit
 from .errors import BackendUnavailableError, BuildError, CacheError
-from .graphs import Graph, counter_layout, fused_spec
+from .graphs import Graph
+from .graph_fusion import counter_layout, fused_spec
 from .kernel import InT, OutT, RingKernel, kernel_spec_of
 from .runtime import KernelHandle, load_backend, open_kernel
 from .runtime.cache import load_codecs

@@ -18,7 +18,7 @@ from ringgen.build import collect
 from ringgen.codegen import graph_kernel, graph_queue
 from ringgen.codegen.graph_strategies import STRATEGIES
 from ringgen.errors import BuildError, QueueClosedError, QueueFullError
-from ringgen.graphs import counter_layout, fused_spec, stage_bounds
+from ringgen.graph_fusion import counter_layout, fused_spec, stage_bounds
 from ringgen.kernel import RingKernel
 from ringgen.protocol import N_REASONS, Lifecycle
 from ringgen.runtime import available_backends

@@ -19,7 +19,7 @@ from ringgen.build import collect
 from ringgen.codegen import graph_kernel, graph_queue
 from ringgen.codegen.graph_strategies import STRATEGIES
 from ringgen.errors import BuildError, KernelTimeoutError, QueueClosedError
-from ringgen.graphs import fused_parts, fused_spec
+from ringgen.graph_fusion import fused_parts, fused_spec
 from ringgen.protocol import Lifecycle
 from ringgen.runtime import available_backends
 from ringgen.testing import random_messages

@@ -19,7 +19,7 @@ from ringgen.build import collect
 from ringgen.codegen import graph_kernel, graph_queue
 from ringgen.codegen.graph_strategies import STRATEGIES
 from ringgen.errors import BuildError, QueueClosedError
-from ringgen.graphs import check_device_keeps, fused_spec
+from ringgen.graph_fusion import check_device_keeps, fused_spec
 from ringgen.runtime import available_backends
 from ringgen.testing import random_messages
 

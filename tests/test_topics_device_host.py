@@ -21,7 +21,7 @@ from ringgen.build import collect
 from ringgen.codegen import graph_kernel
 from ringgen.codegen.graph_strategies import STRATEGIES
 from ringgen.errors import BuildError, KernelTimeoutError, QueueClosedError, QueueFullError
-from ringgen.graphs import INPUT_TAG, check_device_keeps, fused_parts, fused_spec
+from ringgen.graph_fusion import INPUT_TAG, check_device_keeps, fused_parts, fused_spec
 from ringgen.layout import layout_of
 from ringgen.runtime import available_backends
 from ringgen.types import Str

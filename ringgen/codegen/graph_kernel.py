@@ -7,8 +7,8 @@ order the stages run, so every edge is FIFO per producer), wrapped in the target
 skeleton (``templates/cuda/kernel.cu.j2``, ``templates/opencl/kernel.cl.j2``) as if it were a
 kernel the user wrote. So the host side is the single-kernel runtime, unchanged.
 
-Here: which stage takes how many messages per entry message (``ringgen.graphs.stage_bounds``), what
-the fused kernel is (``ringgen.graphs.fused_spec``), whether a message's path fits what one thread
+Here: which stage takes how many messages per entry message (``ringgen.graph_fusion.stage_bounds``), what
+the fused kernel is (``ringgen.graph_fusion.fused_spec``), whether a message's path fits what one thread
 holds (``check_fits``), and the source and manifest entries per target (``emit_fused``,
 ``abi``). Pure: the writer and ``ringgen.jit`` write or load what it returns.
 """
@@ -21,11 +21,11 @@ import attrs
 
 from .. import protocol
 from ..errors import BuildError
-from ..graphs import (
+from ..graphs import Graph
+from ..graph_fusion import (
     EXIT_PAYLOAD,
     EXIT_TAG,
     INPUT_TAG,
-    Graph,
     check_device_keeps,
     counter_layout,
     fused_parts,
@@ -219,7 +219,7 @@ def compute_path_bytes(graph: Graph) -> dict[str, int]:
 
 def check_fits(graph: Graph, strategy: str = STRATEGY) -> None:
     """Raise unless ``strategy`` keeps what ``graph``'s topics and orders promise
-    (``ringgen.graphs.check_device_keeps``: ``atomic_queue`` refuses causal stages and stamps,
+    (``ringgen.graph_fusion.check_device_keeps``: ``atomic_queue`` refuses causal stages and stamps,
     ``shared_memory`` keeps them) and what one entry message makes along the stages fits one
     thread (``PATH_BUDGET``): ``shared_memory`` holds the whole path in one thread,
     ``atomic_queue`` a stage's share of it (checked against the same budget, so a graph runs

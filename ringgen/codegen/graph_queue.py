@@ -2,7 +2,7 @@
 with edges as rings in device memory (docs/graphs.md, "Strategies").
 
 The grid is the fused kernel's skeleton (``templates/cuda/kernel.cu.j2``, rendered for
-``ringgen.graphs.fused_spec``) with another entry point, ``rg_<fused>_aq``
+``ringgen.graph_fusion.fused_spec``) with another entry point, ``rg_<fused>_aq``
 (``templates/graph/atomic_queue.cu.j2``): block 0 is the skeleton's poller and publisher, the other
 blocks run the stages, an ordered stage on one block, the others on equal shares. The exit's blocks
 publish through the skeleton's ``rg_<fused>_one``, so the host side (queues, termination, faults)
@@ -21,7 +21,8 @@ import attrs
 
 from .. import protocol
 from ..errors import BuildError
-from ..graphs import Graph, fused_spec, stage_bounds
+from ..graphs import Graph
+from ..graph_fusion import fused_spec, stage_bounds
 from ..kernel import KernelSpec
 from ..layout import layout_of
 from . import cuda

@@ -23,7 +23,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Optional
 
 from .._version import __version__
-from ..graphs import Graph, is_stamped, stamp_fields
+from ..graphs import Graph
+from ..graph_fusion import is_stamped, stamp_fields
 from ..layout import layout_of
 from .env import render
 from .metal import kernel_context, skipped_kernels

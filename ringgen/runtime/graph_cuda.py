@@ -30,7 +30,7 @@ class FusedCudaKernel(CudaKernelHandle):
     ``fused_abi`` (its ``abi.cuda``, from ``ringgen.codegen.graph_kernel``) are set; the launch
     options are ``CudaKernelHandle``'s.
 
-    ``graph_counts()`` reads the graph's counters (``ringgen.graphs.GraphCounters``: the module's
+    ``graph_counts()`` reads the graph's counters (``ringgen.graph_fusion.GraphCounters``: the module's
     ``__device__`` array ``rg_graph_counts``, ``fused_counters`` words) while the grid runs.
     ``hop_trace()`` reads the atomic_queue grid's hop trace when it was built with
     ``defines=["RG_AQ_TRACE"]`` (a diagnostic: bench/graph.py's ``trace`` variant).
@@ -139,9 +139,9 @@ def open_fused(
     counters: int,
     **options: Any,
 ) -> CudaKernelHandle:
-    """Launch the fused kernel ``spec`` (``ringgen.graphs.fused_spec``) from ``source`` and ``abi``
+    """Launch the fused kernel ``spec`` (``ringgen.graph_fusion.fused_spec``) from ``source`` and ``abi``
     with the CUDA launch options (``CudaKernelHandle``), and wait until it is ACTIVE; its source
-    counts in ``counters`` words (``ringgen.graphs.GraphCounters.total``)."""
+    counts in ``counters`` words (``ringgen.graph_fusion.GraphCounters.total``)."""
     cls = type(
         "FusedCudaKernel",
         (FusedCudaKernel,),

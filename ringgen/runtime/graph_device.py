@@ -1,6 +1,6 @@
 """A graph running as one device kernel: ``FusedGraphHandle`` (docs/graphs.md, "Strategies").
 
-Both device strategies make one ring kernel of a graph (``ringgen.graphs.fused_spec``): in
+Both device strategies make one ring kernel of a graph (``ringgen.graph_fusion.fused_spec``): in
 ``shared_memory`` every thread runs a message's whole path through the stages; in
 ``atomic_queue`` (CUDA) the grid's blocks are split among the stages, with edges as rings in
 device memory. Either way the host side is one ``KernelHandle`` of the backend: its queues,
@@ -13,7 +13,7 @@ and ``receive_view``/``release``. The backend halves that load a graph's source 
 (``ringgen.runtime.causal.HostStamps``); the device stamps every hop between.
 
 A graph with several exits sends every exit's replies through the kernel's one output queue,
-each tagged with its exit (``ringgen.graphs.FusedParts``); ``ExitDemux`` splits them into one
+each tagged with its exit (``ringgen.graph_fusion.FusedParts``); ``ExitDemux`` splits them into one
 spill per exit, which ``receive(exit=)`` and ``receive_batch(exit=)`` read, FIFO per exit. The
 host's subscription to a topic is one more tagged outlet, split into the subscription's queue, and
 the host's publishes are tagged rows of the input queue: ``publish``, ``publish_batch`` and
@@ -32,11 +32,11 @@ import attrs
 import numpy as np
 
 from ..errors import KernelTimeoutError, QueueClosedError, QueueFullError
-from ..graphs import (
+from ..graphs import Graph
+from ..graph_fusion import (
     EXIT_PAYLOAD,
     EXIT_TAG,
     FusedParts,
-    Graph,
     counter_layout,
     fused_parts,
     made_by_fusing,
@@ -82,7 +82,7 @@ def open_fused(
     opener = by_name(backend).graph_opener
     if opener is None:
         raise ValueError(f"kernel {spec.name}: backend {backend!r} runs no fused graph")
-    # The classes fusing adds (the tagged exit reply, the fused state: ringgen.graphs.FusedParts)
+    # The classes fusing adds (the tagged exit reply, the fused state: ringgen.graph_fusion.FusedParts)
     # are in no package: their codecs come from their layouts.
     made = [c for c in (spec.input, spec.output, spec.state) if c is not None]
     made = [c for c in made if made_by_fusing(c)]
@@ -241,7 +241,7 @@ class FusedGraphHandle(HostTopicCalls):
 
     The calls, errors and lifecycle of ``GraphHandle``; each delegates to the one kernel
     (``kernel``). ``stats()`` is the host strategy's shape, read from the counters the kernel keeps
-    per stage and per edge (``ringgen.graphs.GraphCounters``; ``kernel.graph_counts()``) while it
+    per stage and per edge (``ringgen.graph_fusion.GraphCounters``; ``kernel.graph_counts()``) while it
     runs: see ``stats``. ``edge_capacity`` gives each edge's bound, ``(producer, consumer) ->
     messages`` (what the strategy's source holds; 0 when not given). ``_flow`` is the host's end
     of the stamps (``HostStamps``; what ``ringgen.testing.history.record`` records into).

@@ -2,7 +2,7 @@
 docs/graphs.md, "Topics under each strategy").
 
 - **The host subscribes** (``topic >> rg.HOST``): the fused kernel writes a copy of every message
-  published to the topic as one more tagged output (``ringgen.graphs.FusedParts.outlets``), and
+  published to the topic as one more tagged output (``ringgen.graph_fusion.FusedParts.outlets``), and
   ``ExitDemux`` (graph_device.py) puts those rows into the subscription's ``SubscriberQueue``, the
   host strategy's own queue with its policies (topic_host.py). ``Subscription`` (also the host
   strategy's) reads it. Under ``Block`` a full queue back-pressures the graph: ``room`` says how
@@ -25,11 +25,11 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 
 from ..errors import QueueClosedError, QueueFullError
-from ..graphs import (
+from ..graphs import Graph
+from ..graph_fusion import (
     EXIT_PAYLOAD,
     INPUT_TAG,
     FusedParts,
-    Graph,
     GraphCounters,
     fused_parts,
     stage_bounds,

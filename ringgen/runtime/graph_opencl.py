@@ -21,7 +21,7 @@ __all__ = ["FusedOpenclPersistent", "FusedOpenclRelaunch", "open_fused"]
 class _FusedSource:
     """Replaces where an OpenCL transport reads its source and ABI (a mixin before the transport);
     ``open_fused`` sets ``fused_source``, ``fused_abi`` and ``fused_counters`` on a subclass per
-    launch. The graph's counters (``ringgen.graphs.GraphCounters``, ``fused_counters`` words) follow
+    launch. The graph's counters (``ringgen.graph_fusion.GraphCounters``, ``fused_counters`` words) follow
     the control block in its allocation, where the handler finds them from its ``rg_stop``;
     ``graph_counts()`` reads them."""
 
@@ -131,7 +131,7 @@ def open_fused(
     """Launch the fused kernel ``spec`` from ``source`` and ``abi`` on OpenCL: ``mode`` and
     ``device`` as ``OpenclKernel.open`` takes them (persistent where the device supports it), the
     other options the transport's; its source counts in ``counters`` words
-    (``ringgen.graphs.GraphCounters.total``).
+    (``ringgen.graph_fusion.GraphCounters.total``).
 
     Raises:
         ValueError: an unknown ``mode``.

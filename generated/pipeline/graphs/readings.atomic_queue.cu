@@ -1012,7 +1012,7 @@ RG_FN int rg_handle_over_limit(RG_PRIVATE const Numbered* rg_in, RG_PRIVATE Numb
 }
 
 
-/* ---- graph counters: 58 words (ringgen.graphs.GraphCounters) ---- */
+/* ---- graph counters: 58 words (ringgen.graph_fusion.GraphCounters) ---- */
 #define RG_GRAPH_COUNTERS 58u
 #define RG_GC_scale 0u
 #define RG_GC_arrival 18u

@@ -781,7 +781,7 @@ RG_FN int rg_handle_over_limit(RG_PRIVATE const Numbered* rg_in, RG_PRIVATE Numb
 }
 
 
-/* ---- graph counters: 58 words (ringgen.graphs.GraphCounters) ---- */
+/* ---- graph counters: 58 words (ringgen.graph_fusion.GraphCounters) ---- */
 #define RG_GRAPH_COUNTERS 58u
 #define RG_GC_scale 0u
 #define RG_GC_arrival 18u
@@ -850,7 +850,7 @@ RG_FN void rg_graph_fault(RG_GLOBAL rg_u64* c, int status)
  * order this thread produced them: one thread's program order, a linearization of happens-before
  * (a message sent because of another was produced after it, here). A stage declared
  * order="causal" needs nothing more: the fused kernel is then ordered, so every stage handles what
- * one entry message made before anything the next one makes (ringgen.graphs.fused_spec). */
+ * one entry message made before anything the next one makes (ringgen.graph_fusion.fused_spec). */
 RG_FN int rg_handle_graph_readings(RG_PRIVATE const Sample* rg_in,
     RG_PRIVATE Numbered* rg_out,
     RG_GLOBAL Arrivals* rg_state,
