@@ -1,6 +1,7 @@
 """Kernels of the bridged latency-path tests (tests/test_cuda_bridged_fast.py, and the ``gpu`` tests
-of test_cuda_gpu.py): an Outbox of bridged replies whose handler faults on an empty list, and a
-Str-in/Str-out echo whose handler divides by a field (a zero faults)."""
+of test_cuda_gpu.py): an Outbox of bridged replies whose handler faults on an empty list, a
+Str-in/Str-out echo whose handler divides by a field (a zero faults), and a direct input with a
+bridged reply."""
 
 import ringgen as rg
 from ringgen.types import List, Str, i32, i64
@@ -39,3 +40,19 @@ class Note:
 def shout(n: Note) -> Note:
     step = 100 // n.every  # every == 0 faults: DIVISION_BY_ZERO, no reply
     return Note(id=n.id + step, every=n.every, text=n.text)
+
+
+@rg.message
+class Count:
+    id: i64
+    n: i32
+
+
+@rg.ring_kernel
+def spell(c: Count) -> Label:
+    """A direct input, a bridged reply (the lane's request is a struct, its reply an encoded slot)."""
+    if c.n < 0:
+        return Label(id=c.id, text="negative")
+    if c.n > 9:
+        return Label(id=c.id, text="many")
+    return Label(id=c.id, text="few")

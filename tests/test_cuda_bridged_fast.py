@@ -33,7 +33,7 @@ from ringgen.runtime.cuda.queues import (  # noqa: E402
     bridged_bytes,
 )
 
-from bridged_fast_kernels import Label, Note, Tagged, labels, shout  # noqa: E402
+from bridged_fast_kernels import Count, Label, Note, Tagged, labels, shout, spell  # noqa: E402
 from examples.list_reduce import Samples, Summary, list_reduce  # noqa: E402
 from examples.orders import Customer, Invoice, Order, OrderLine, orders  # noqa: E402
 from examples.word_stats import Word, WordStat, word_stats  # noqa: E402
@@ -463,6 +463,26 @@ def test_bridged_lane_of_an_outbox_of_bridged_replies():
     assert k.receive_batch(4, timeout=0) == [Label(id=2, text="above")]
 
 
+def test_lane_of_a_direct_request_with_a_bridged_reply(monkeypatch):
+    """spell: the request is the struct then its stamp (a direct lane's request), the reply an
+    encoded slot at the output ring's stride, decoded once; a message sent past it takes the ring.
+    """
+    k, C = _fake(spell, capacity=4, lane=True)
+    g = k._abi()["lane"]
+    assert g["in_stamp_at"] == 16 and g["out_item_stride"] == k.outq.stride
+    _no_generic_send(k, monkeypatch)
+    k.send(Count(id=3, n=12))
+    buf = k._lane_buf
+    assert np.frombuffer(bytes(buf[:16]), k.format.in_slot)[0]["n"] == 12
+    assert int(buf[16:24].view("<u8")[0]) == 1 and k.inq.tail == 0
+    k.send(Count(id=4, n=-1))  # into the ring
+    assert k.inq.tail == 1 and k.inq.slots["id"][0] == 4
+    _publish_reply(k, C, 0, Label(id=4, text="negative"))
+    _lane_answer(k, 1, [Label(id=3, text="many")])
+    assert k.receive(timeout=0) == Label(id=3, text="many")
+    assert k.receive(timeout=0) == Label(id=4, text="negative") and not k._lane.busy()
+
+
 def test_lane_raw_slots_of_a_dead_letter_kernel_take_the_ring():
     """With dead letters a raw slot (send_raw_batch of one) goes into the ring, where a rejected
     one comes back as a dead letter; without them it may take the lane."""
@@ -473,3 +493,103 @@ def test_lane_raw_slots_of_a_dead_letter_kernel_take_the_ring():
     k2, _ = _fake(shout, capacity=4, lane=True)
     assert k2.send_raw_batch(raw) == 1
     assert k2.inq.tail == 0 and k2._lane.sent == 1 and _lane_request(k2)[0] == raw
+
+
+_GEN_COUNT = iter(range(10**6))
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(
+    __import__("ringgen.runtime.cuda.build", fromlist=["find_nvcc"]).find_nvcc() is None,
+    reason="nvcc is not installed",
+)
+def test_generated_bridged_kernels_get_a_lane_that_compiles_for_sm90(tmp_path):
+    """Kernels from the generator (ringgen.testing) with a bridged input or output: each one's
+    ``.cu`` compiles with nvcc for sm_90, and every kernel with an output whose slots fit has a
+    lane whose geometry follows its rings (the request's stamp at the input ring's stride, bridged
+    replies at the output ring's)."""
+    from hypothesis import HealthCheck, Phase, given, reject, settings
+    from hypothesis import strategies as st
+
+    from ringgen.build import collect
+    from ringgen.codegen import cuda
+    from ringgen.errors import HandlerError
+    from ringgen.layout import layout_of
+    from ringgen.runtime.cuda import build as cuda_build
+    from ringgen.testing import kernel_modules
+
+    seen = {"lanes": 0, "modules": 0}
+
+    @settings(
+        max_examples=4,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.explicit, Phase.generate],  # a failure is reported at once, not shrunk
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(
+        st.sampled_from(["bridged_in", "bridged_out"]).flatmap(
+            lambda shape: kernel_modules(shapes=(shape,), kernels=(2, 2))
+        )
+    )
+    def check(module):
+        path = tmp_path / f"gen_bridged_lane_{next(_GEN_COUNT)}.py"
+        path.write_text(module.source)
+        sys.path.insert(0, str(tmp_path))
+        try:
+            unit = collect(str(path))
+            text = cuda.emit(unit)[cuda.source_name(unit)]
+        except HandlerError as exc:
+            # a constant the compiler folds to a fault is not a test case (test_generated_kernels)
+            if "by zero" in exc.message or "out of range" in exc.message:
+                reject()
+            raise
+        finally:
+            sys.path.remove(str(tmp_path))
+        for spec in unit.kernels:
+            lane = cuda.compute_lane(spec)
+            lin = layout_of(spec.input)
+            out = spec.outbox or spec.output
+            if lane is None:
+                assert out is None or lin.slot_size + 16 > cuda.LANE_BRIDGED_IN_MAX, spec.name
+                continue
+            seen["lanes"] += 1
+            if lin.is_bridged:
+                assert lane.in_stamp_at == cuda.slot_stride(lin.slot_size), spec.name
+                assert f"rg_decode_{lin.name}((const rg_u8*)s_msg" in text
+            lout = layout_of(out)
+            if lout.is_bridged:
+                assert lane.out_item_stride == cuda.slot_stride(lout.slot_size), spec.name
+                assert f"rg_{spec.name}_put(lane_out" in text
+        obj = cuda_build.nvcc_compile(
+            text, cuda_build.DEFAULT_OPTIONS, "sm_90", what=f"{unit.name}.cu", output="obj"
+        )
+        assert len(obj) > 0
+        seen["modules"] += 1
+
+    check()
+    assert seen["modules"] == 4 and seen["lanes"] > 0
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.skipif(
+    __import__("ringgen.runtime.cuda.build", fromlist=["find_nvcc"]).find_nvcc() is None,
+    reason="nvcc is not installed",
+)
+def test_the_gpu_tests_kernels_compile_for_sm90_with_their_lanes():
+    """The kernels of the gpu tests (an Outbox of bridged replies, Str in and out, a direct input
+    with a bridged reply) compile for sm_90, each with its lane."""
+    from ringgen.build import collect
+    from ringgen.codegen import cuda
+    from ringgen.runtime.cuda import build as cuda_build
+
+    unit = collect(str(ROOT / "tests" / "bridged_fast_kernels.py"))
+    text = cuda.emit(unit)[cuda.source_name(unit)]
+    for spec in unit.kernels:
+        assert cuda.compute_lane(spec) is not None, spec.name
+        assert f"rg_{spec.name}_lane((const uint4*)lane" in text
+    obj = cuda_build.nvcc_compile(
+        text, cuda_build.DEFAULT_OPTIONS, "sm_90", what=f"{unit.name}.cu", output="obj"
+    )
+    assert len(obj) > 0

@@ -410,6 +410,10 @@ def _bridged_cases():
             bk.shout,
             [bk.Note(id=i, every=i + 1, text="héllo" * i) for i in range(4)],
         ),
+        "spell": (  # a direct input, a bridged reply
+            bk.spell,
+            [bk.Count(id=i, n=n) for i, n in enumerate([-3, 0, 10, 9])],
+        ),
         "labels": (  # an Outbox of bridged replies: 0 to 4 per message
             bk.labels,
             [bk.Tagged(id=i, tags=[j - i for j in range(i + 1)]) for i in range(4)],
@@ -442,7 +446,9 @@ def _same(k, ref_replies, got, what):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", ["word_stats", "list_reduce", "shout", "labels", "orders"])
+@pytest.mark.parametrize(
+    "name", ["word_stats", "list_reduce", "shout", "spell", "labels", "orders"]
+)
 def test_bridged_single_messages_through_the_lane_match_reference(drv, name):
     """Single bridged messages (Str, List, nested bridged structs; a direct, a bridged and an
     Outbox of bridged replies) through the lane, then through the rings alone: the replies the
