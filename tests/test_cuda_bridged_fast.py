@@ -24,13 +24,12 @@ import ringgen as rg  # noqa: E402
 from ringgen.errors import EncodeError, QueueFullError, WireFormatError  # noqa: E402
 from ringgen.protocol import Reason  # noqa: E402
 from ringgen.runtime.cuda.abi import outbox_slot, ring_stride  # noqa: E402
+from ringgen.runtime.cuda.bridged_fast import RETRY, bridged_bytes  # noqa: E402
 from ringgen.runtime.cuda.queues import (  # noqa: E402
     DeadMarks,
     InputRing,
     OutboxOutput,
-    RETRY,
     PositionalOutput,
-    bridged_bytes,
 )
 
 from bridged_fast_kernels import Count, Label, Note, Tagged, labels, shout, spell  # noqa: E402

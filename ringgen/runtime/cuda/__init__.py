@@ -35,8 +35,9 @@ and the next launch deals with the lost context: ``cuda.faults`` (docs/cuda.md).
 
 The package: ``abi`` (what the manifest tells the loader), ``build`` (nvcc and the cubin cache),
 ``device`` (contexts, mapped memory, occupancy, loaded modules), ``faults`` (a kernel that died),
-``queues`` (the host ends of the mapped rings), ``zero_copy`` (views of the rings); this module holds
-the handle.
+``queues`` (the host ends of the mapped rings), ``bridged_fast`` (their latency closures for bridged
+messages), ``lane`` (the latency lane), ``zero_copy`` (views of the rings); this module holds the
+handle.
 """
 
 from __future__ import annotations

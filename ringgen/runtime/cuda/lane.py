@@ -9,7 +9,7 @@ Batches and anything sent while earlier messages are outstanding use the rings (
 A bridged kernel's lane carries its messages as its rings do: the request is the input ring's slot
 (header + payload, encoded by the codec's native ``pack_into`` straight into it), then the stamp in a
 16-byte word of its own; bridged replies are encoded slots at the output ring's stride, each decoded
-once on the host (``queues.bridged_bytes``, then the codec's decoder).
+once on the host (``bridged_fast.bridged_bytes``, then the codec's decoder).
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .queues import RETRY, PositionalOutput, bridged_bytes
+from .bridged_fast import RETRY, bridged_bytes
+from .queues import PositionalOutput
 
 __all__ = ["LatencyLane", "idle_check"]
 
@@ -221,7 +222,7 @@ class LatencyLane:
         """The receive closure of a kernel with a lane: the lane's next reply while it holds one,
         else ``dense()`` (the output ring's closure). A reply costs one word read, one
         ``unpack_from`` and a few attribute stores; ``cls`` as ``PositionalOutput.fast_take_one``.
-        A bridged reply is decoded once from its slot (``queues.bridged_bytes``, then the codec's
+        A bridged reply is decoded once from its slot (``bridged_fast.bridged_bytes``, then the codec's
         decoder): a corrupt one is taken and raises the generic path's ``WireFormatError``.
         """
         if self.out_bridged:

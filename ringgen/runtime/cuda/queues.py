@@ -5,8 +5,8 @@ writes the same bytes over PCIe. What CUDA adds: the rings and counters live in 
 (one control page holds every queue's counters), and the latency paths. On those, every extra touch
 of pinned memory costs 100-200 ns (docs/design.md §5): ``InputRing.fast_put_one``,
 ``PositionalOutput.fast_take_one`` and ``OutboxOutput.fast_take_one`` are closures that touch it as
-few times as possible, for direct and bridged messages alike (a bridged one is encoded by the native
-``pack_into`` straight into its slot, and a bridged reply decoded from its slot once: ``bridged_bytes``).
+few times as possible, for direct and bridged messages alike (the bridged closures are in
+``bridged_fast``; ``RETRY`` is defined there and re-exported here).
 
 Also here: ``PositionalOutput`` (reply i in slot i, with holes), ``OutboxOutput`` (stamped slots),
 ``DeadMarks`` (the host end of the dead-letter marks), ``CudaBatches`` (how the handle's batches of
@@ -33,9 +33,15 @@ from ...wire.header import now_ticks
 from ..batches import SlotBatches
 from ..dead_letters import mark_dead_letters
 from ..host_ring import HEAD_WORD, RingConsumer, RingProducer, segments
+from .bridged_fast import (
+    RETRY,
+    bridged_bytes,
+    bridged_outbox_take,
+    bridged_positional_take,
+    bridged_put,
+)
 
 __all__ = [
-    "BRIDGED_TOTAL",
     "CudaBatches",
     "DeadMarks",
     "ENCODE_THREADS",
@@ -44,26 +50,8 @@ __all__ = [
     "PARALLEL_ENCODE_ROWS",
     "PositionalOutput",
     "RETRY",
-    "bridged_bytes",
     "encode_rows",
 ]
-
-#: What a fast path returns when the message must take the generic path instead (it does not fit
-#: its struct: the generic path raises the proper error; or a hole needs the marks read).
-RETRY = object()
-
-#: The bridged header's total size (u64 at offset 4; docs/wire-format.md), read by ``bridged_bytes``.
-BRIDGED_TOTAL = struct.Struct("<Q")
-_HEADER_SIZE = 256
-
-
-def bridged_bytes(buf: memoryview, off: int, slot_size: int) -> bytes:
-    """The bytes of the bridged message in the ``slot_size``-byte slot at ``buf[off:]``, cut at its
-    header's total size: what ``CudaBatches.to_objects`` hands the generated decoder for the same
-    slot (``wire.codec.message_bytes``), so a reply decodes, or fails, exactly as on the generic
-    path. A total outside ``[256, slot_size)`` keeps the whole slot, for the decoder to reject."""
-    total = BRIDGED_TOTAL.unpack_from(buf, off + 4)[0]
-    return bytes(buf[off : off + (total if _HEADER_SIZE <= total < slot_size else slot_size)])
 
 
 class InputRing(RingProducer):
@@ -112,9 +100,10 @@ class InputRing(RingProducer):
         ``admit`` is the positional output whose head bounds reuse (reply i reuses slot i), or None
         to bound by the kernel's input head. The closure returns True (published), False (full) or
         ``RETRY`` (the values do not fit the struct; nothing was published). A bridged message is
-        encoded straight into its slot (``fast_put_bridged``; ``dead``: its dead-letter marks)."""
+        encoded straight into its slot (``bridged_fast.bridged_put``; ``dead``: its dead-letter
+        marks)."""
         if getattr(self._codec, "bridged", False):
-            return self.fast_put_bridged(admit, dead)
+            return bridged_put(self, admit, dead)
         pack_into, flat, buf, words = self._pack_into, self._flat, self._bytes, self._words
         tail_at, head_at, cap, size = self._tail_at, self._head_at, self.cap, self.size
         # struct raises OverflowError (not struct.error) for a finite double beyond f32
@@ -128,40 +117,6 @@ class InputRing(RingProducer):
                 pack_into(buf, (tail & mask) * size, *flat(message))
             except error:
                 return RETRY
-            ring.tail = tail + 1
-            words[tail_at] = tail + 1
-            return True
-
-        return put_one
-
-    def fast_put_bridged(
-        self, admit: "Optional[PositionalOutput]", dead: "Optional[DeadMarks]" = None
-    ) -> Callable[[Any], Any]:
-        """``fast_put_one`` for a bridged message: one ``codec.pack_into`` (the native encoder where
-        built: header, payload and CRC written straight into the mapped slot, nothing written unless
-        the whole message encodes) and the same one store of the tail as a direct message.
-
-        The header is the generic path's (``SlotBatches.from_objects``: sequence 0, the time of the
-        send). ``dead``, given when the kernel has dead letters, bounds reuse as ``_push`` does: no
-        slot beyond the harvested head is overwritten (the closure answers False; the generic path
-        harvests, then publishes). Returns True, False (full) or ``RETRY`` (the message does not
-        encode: nothing published; the generic path raises its ``EncodeError``)."""
-        codec, buf, words = self._codec, self._bytes, self._words
-        tail_at, head_at, cap, stride = self._tail_at, self._head_at, self.cap, self.stride
-        mask, ring = self.cap - 1, self
-
-        def put_one(message: Any) -> Any:
-            tail = ring.tail
-            head = admit.head if admit is not None else words[head_at]
-            if dead is not None and dead.harvested < head:
-                head = dead.harvested
-            if tail - head >= cap:
-                return False
-            try:
-                # looked up per call: the codec swaps in the native encoder on its first pack
-                codec.pack_into(buf, (tail & mask) * stride, message)
-            except Exception:
-                return RETRY  # the generic path encodes it again and raises the precise error
             ring.tail = tail + 1
             words[tail_at] = tail + 1
             return True
@@ -319,7 +274,7 @@ class PositionalOutput(RingConsumer):
         the generic path's ``WireFormatError``."""
         if self._unpack_from is None:
             if getattr(self._codec, "bridged", False):
-                return self._fast_take_bridged()
+                return bridged_positional_take(self)
             return self.take_one
         unpack_from, from_flat, buf, words = (
             self._unpack_from,
@@ -341,25 +296,6 @@ class PositionalOutput(RingConsumer):
             q.head = head + 1
             words[head_at] = head + 1
             return reply
-
-        return take_one
-
-    def _fast_take_bridged(self) -> Callable[[], Any]:
-        """``fast_take_one`` of a bridged reply (see there)."""
-        decode, buf, words, size = self._codec.decode, self._bytes, self._words, self.size
-        tail_at, head_at, holes_at = self._tail_at, self._head_at, self._holes_at
-        mask, stride, q, slow, cut = self.cap - 1, self.stride, self, self.take_one, bridged_bytes
-
-        def take_one() -> Any:
-            head = q.head
-            if words[tail_at] == head:
-                return None
-            if words[holes_at] != q.holes_taken:
-                return slow()
-            data = cut(buf, (head & mask) * stride, size)
-            q.head = head + 1
-            words[head_at] = head + 1
-            return decode(data)
 
         return take_one
 
@@ -458,7 +394,7 @@ class OutboxOutput:
         its slot freed first (a corrupt one is taken and raises, as on the generic path). None
         where the reply has neither a flat packer nor a bridged decoder."""
         if getattr(codec, "bridged", False) and self.slots.dtype.names is not None:
-            return self._fast_take_bridged(codec)
+            return bridged_outbox_take(self, codec)
         unpack_from = getattr(getattr(codec, "packer", None), "unpack_from", None)
         from_flat = getattr(codec, "from_flat", None)
         if unpack_from is None or from_flat is None or self.slots.dtype.names is None:
@@ -485,33 +421,6 @@ class OutboxOutput:
             q.head = head + 1
             words[head_at] = head + 1
             return reply
-
-        return take_one
-
-    def _fast_take_bridged(self, codec: Any) -> Callable[[], Any]:
-        """``fast_take_one`` of a bridged reply (see there)."""
-        stamp_at = self.slots.dtype.fields["stamp"][1]
-        msg_at = self.slots.dtype.fields["m"][1]
-        stamp_from, decode, size = struct.Struct("<Q").unpack_from, codec.decode, codec.slot_size
-        buf = memoryview(self.slots.view(np.uint8).reshape(-1))
-        words, head_at, mask, stride, q, cut = (
-            self._words,
-            self._head_at,
-            self.cap - 1,
-            self.slots.dtype.itemsize,
-            self,
-            bridged_bytes,
-        )
-
-        def take_one() -> Any:
-            head = q.head
-            off = (head & mask) * stride
-            if stamp_from(buf, off + stamp_at)[0] != head + 1:
-                return None
-            data = cut(buf, off + msg_at, size)
-            q.head = head + 1
-            words[head_at] = head + 1
-            return decode(data)
 
         return take_one
 
