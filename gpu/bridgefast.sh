@@ -16,7 +16,7 @@ set -u
 OUT=${OUT:-/tmp/bridgefast-out}
 mkdir -p "$OUT"
 PY=${PYTHON:-python3}
-export RINGGEN_CACHE_DIR=${RINGGEN_CACHE_DIR:-$OUT/cache}
+export RINGGEN_CACHE_DIR=${RINGGEN_CACHE_DIR:-/tmp/bridgefast-cache}  # not under $OUT: cubins need not come back
 start=$SECONDS
 declare -A RC
 
