@@ -380,7 +380,7 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         """Bind the latency path's closures to the queues and the lane (after they exist)."""
         positional = self.outq if isinstance(self.outq, PositionalOutput) else None
         if self.in_codec.bridged or hasattr(self.in_codec, "packer"):
-            # A bridged message is encoded straight into its slot (InputRing.fast_put_bridged),
+            # A bridged message is encoded straight into its slot (bridged_fast.bridged_put),
             # within the dead-letter marks' harvested head where it has them.
             self._fast_cls = self.in_codec.cls
             self._fast_put = self.inq.fast_put_one(positional, self._dead)
