@@ -350,3 +350,197 @@ def test_language_forms_match_reference(drv):
         assert k.stats().processed == len(msgs), spec.name
         assert k.stats().rejected == ref.stats().rejected, spec.name
         _agree(ref_out, out, ordered=not spec.uses_outbox, what=spec.name)
+
+
+# ---------------------------------------------------------------- bridged messages on the lane
+# Issue 14: a bridged kernel's lone message takes the latency lane (docs/cuda.md, "The latency
+# lane"). Each message below is sent alone (nothing outstanding), so it goes through the lane;
+# its replies are compared with what the reference gives for the same message, then the same
+# messages go through the rings alone (the lane switched off) and must give the same again.
+
+
+def _ref_replies(ref, message) -> list:
+    """The reference's replies to ``message`` alone (every reply of an Outbox kernel)."""
+    before = ref.stats().processed
+    ref.send(message)
+    deadline = time.monotonic() + 5.0
+    while ref.stats().processed == before:
+        assert time.monotonic() < deadline, "the reference did not handle the message in 5 s"
+        time.sleep(0.001)
+    got = []
+    while True:
+        part = ref.receive_batch(64, timeout=0.05)
+        if len(part) == 0:
+            return got
+        got += part if isinstance(part, list) else list(ref.out_codec.from_array(part))
+
+
+def _cuda_replies(k, n: int) -> list:
+    """``n`` replies of the message just sent (each within 2 s); for ``n == 0``, checks that the
+    kernel answered without a reply (the lane's count 0), within 2 s."""
+    if n:
+        return [k.receive(timeout=2.0) for _ in range(n)]
+    deadline = time.monotonic() + 2.0
+    lane = k._lane
+    while lane is not None and lane.busy() and not lane.answered():
+        assert time.monotonic() < deadline, "the lane's message was not answered in 2 s"
+        time.sleep(1e-4)
+    with pytest.raises(KernelTimeoutError):
+        k.receive(timeout=0.05)
+    return []
+
+
+def _stats_soon(k, what: str, want, timeout: float = 2.0):
+    """Wait until ``getattr(k.stats(), what) == want`` (the publisher mirrors the counts a moment
+    after the reply it follows), at most ``timeout`` seconds; returns the last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        got = getattr(k.stats(), what)
+        if got == want or time.monotonic() > deadline:
+            return got
+        time.sleep(1e-3)
+
+
+def _bridged_cases():
+    import bridged_fast_kernels as bk
+    from examples import list_reduce, orders, word_stats
+
+    return {
+        "word_stats": (
+            word_stats.word_stats,
+            [word_stats.Word(id=i, text=t) for i, t in enumerate(["the", "unhappy", "", "ü" * 16])],
+        ),
+        "list_reduce": (
+            list_reduce.list_reduce,
+            [
+                list_reduce.Samples(id=i, values=[float(j) * 0.25 - i for j in range(n)])
+                for i, n in enumerate([0, 1, 16, 64])
+            ],
+        ),
+        "shout": (
+            bk.shout,
+            [bk.Note(id=i, every=i + 1, text="héllo" * i) for i in range(4)],
+        ),
+        "spell": (  # a direct input, a bridged reply
+            bk.spell,
+            [bk.Count(id=i, n=n) for i, n in enumerate([-3, 0, 10, 9])],
+        ),
+        "labels": (  # an Outbox of bridged replies: 0 to 4 per message
+            bk.labels,
+            [bk.Tagged(id=i, tags=[j - i for j in range(i + 1)]) for i in range(4)],
+        ),
+        "orders": (
+            orders.orders,
+            [
+                orders.Order(
+                    id=i,
+                    customer=orders.Customer(id=i, name="Ada" * i, tier=("gold", "tin")[i % 2]),
+                    lines=[
+                        orders.OrderLine(
+                            sku=f"GIFT-{j}" if j % 2 else "X", quantity=j, unit_price=1.5
+                        )
+                        for j in range(i * 3)
+                    ],
+                )
+                for i in range(4)
+            ],
+        ),
+    }
+
+
+def _same(k, ref_replies, got, what):
+    codec = k.out_codec
+    if not ref_replies:
+        assert got == [], what
+        return
+    _agree(codec.to_array(ref_replies), codec.to_array(got), ordered=True, what=what)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    "name", ["word_stats", "list_reduce", "shout", "spell", "labels", "orders"]
+)
+def test_bridged_single_messages_through_the_lane_match_reference(drv, name):
+    """Single bridged messages (Str, List, nested bridged structs; a direct, a bridged and an
+    Outbox of bridged replies) through the lane, then through the rings alone: the replies the
+    reference gives, the lane used for every one."""
+    kernel, messages = _bridged_cases()[name]
+    with rg.launch(kernel, backend="cpu") as ref:
+        want = [_ref_replies(ref, m) for m in messages]
+    with rg.launch(kernel, backend="cuda", capacity=64) as k:
+        assert k._lane is not None, f"{name}: no latency lane"
+        for m, w in zip(messages, want):
+            _same(k, w, _cuda_replies(k, len(w)), f"{name} lane {m!r}")
+        assert k._lane.sent == len(messages) and k.inq.tail == 0
+        lane, k._lane = k._lane, None
+        k._setup_fast_paths()  # the rings alone (as bench/shapes.py's -rings rows)
+        for m, w in zip(messages, want):
+            k.send(m)
+            _same(k, w, _cuda_replies(k, len(w)), f"{name} rings {m!r}")
+        assert k.inq.tail == len(messages)
+        k._lane = lane
+        k._setup_fast_paths()
+        assert _stats_soon(k, "processed", 2 * len(messages)) == 2 * len(messages)
+
+
+@pytest.mark.timeout(120)
+def test_bridged_lane_counts_a_corrupt_or_oversized_message_and_goes_on(drv):
+    """A raw slot that fails its CRC, one whose total size is past the slot, through the lane:
+    counted under their Reasons, no reply, the next message answered; a Str over its bound is
+    refused on the host (EncodeError) and nothing is sent. With dead letters a bad raw slot takes
+    the ring and comes back as a dead letter."""
+    from examples.word_stats import Word, word_stats
+    from ringgen.errors import EncodeError
+
+    good = Word(id=5, text="fine")
+    with rg.launch(word_stats, backend="cuda", capacity=64) as k:
+        size = k.in_codec.slot_size
+        bad_crc = bytearray(rg.encode(Word(id=1, text="crc")).ljust(size, b"\0"))
+        bad_crc[262] ^= 0x01
+        too_big = bytearray(rg.encode(Word(id=2, text="big")).ljust(size, b"\0"))
+        too_big[4:12] = (size + 64).to_bytes(8, "little")
+        for raw in (bad_crc, too_big):
+            sent = k._lane.sent
+            assert k.send_raw_batch(bytes(raw)) == 1
+            assert k._lane.sent == sent + 1  # the lane took it
+            _cuda_replies(k, 0)
+        want = {"BAD_CRC": 1, "BAD_SIZE": 1}
+        assert _stats_soon(k, "rejected", want) == want
+        with pytest.raises(EncodeError):
+            k.send(Word(id=3, text="x" * 40))
+        k.send(good)
+        reply = k.receive(timeout=2.0)
+        assert (reply.id, reply.text, reply.length) == (5, "fine", 4)
+        assert _stats_soon(k, "processed", 3) == 3
+    with rg.launch(word_stats, backend="cuda", capacity=64, dead_letters=True) as k:
+        assert k.send_raw_batch(bytes(bad_crc)) == 1 and k._lane.sent == 0
+        deadline = time.monotonic() + 2.0
+        letters = []
+        while not letters and time.monotonic() < deadline:
+            letters = k.receive_dead_letters()
+        assert [d.reason.name for d in letters] == ["BAD_CRC"]
+        assert k.receive_batch(timeout=0.05) == []  # the hole it left: the output head passes it
+        k.send(good)  # nothing outstanding now: the lane
+        assert k.receive(timeout=2.0).text == "fine" and k._lane.sent == 1
+
+
+@pytest.mark.timeout(120)
+def test_bridged_lane_handler_fault_is_counted_and_unanswered(drv):
+    """A handler fault on the lane (division by zero; an index past an empty List in an Outbox
+    kernel): counted under its Reason, no reply, and the kernel answers the next message."""
+    import bridged_fast_kernels as bk
+
+    with rg.launch(bk.shout, backend="cuda", capacity=64) as k:
+        k.send(bk.Note(id=1, every=0, text="boom"))
+        _cuda_replies(k, 0)
+        k.send(bk.Note(id=1, every=4, text="ok"))
+        assert k.receive(timeout=2.0) == bk.Note(id=26, every=4, text="ok")
+        assert _stats_soon(k, "rejected", {"DIVISION_BY_ZERO": 1}) == {"DIVISION_BY_ZERO": 1}
+        assert k._lane.sent == 2
+    with rg.launch(bk.labels, backend="cuda", capacity=64) as k:
+        k.send(bk.Tagged(id=1, tags=[]))
+        _cuda_replies(k, 0)
+        k.send(bk.Tagged(id=2, tags=[0, 1]))
+        assert k.receive(timeout=2.0) == bk.Label(id=2, text="above")
+        want = {"INDEX_OUT_OF_RANGE": 1}
+        assert _stats_soon(k, "rejected", want) == want

@@ -718,7 +718,8 @@ def test_latency_lane_hands_over_an_outbox_answer_one_reply_at_a_time():
 
 def test_lane_geometry_of_the_examples():
     """Every direct kernel with an output gets a lane whose request is read in one 32-byte read
-    where it fits; bridged kernels and kernels without output get none."""
+    where it fits; a bridged kernel's request is its ring slot then the stamp in a word of its
+    own, its bridged replies whole slots at the ring's stride; kernels without output get none."""
     import sys
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -732,7 +733,9 @@ def test_lane_geometry_of_the_examples():
     assert outbox.out_items == threshold_filter.threshold_filter.spec.outbox_limit
     assert outbox.out_word_at % 16 == 0 and outbox.out_word_at >= outbox.out_items * 8
     assert compute_lane(bank_account.bank_account.spec) is not None
-    assert compute_lane(word_stats.word_stats.spec) is None
+    bridged = compute_lane(word_stats.word_stats.spec)
+    assert (bridged.in_stamp_at, bridged.in_bytes, bridged.stamp_word) == (320, 336, 20)
+    assert bridged.out_item_stride == 320 and bridged.out_word_at == 320 and not bridged.one_read
 
 
 def test_idle_check_of_an_outbox_kernel(page):

@@ -1339,6 +1339,16 @@ RG_FN void rg__poll(rg_control* ctl, rg_queue_ctl* inq, rg_sched* sched)
 
 /* ==== ring kernel word_stats: Word -> WordStat ==== */
 #define RG_word_stats_LIMIT 1
+/* The latency lane (ringgen.codegen.cuda.LaneGeometry; ringgen.runtime.cuda.lane.LatencyLane) of a
+ * bridged input: the request is the input ring's slot (20 16-byte words at 0: header + payload, at
+ * most 305 bytes), then its u64 stamp in word 20 (offset 320); the reply at 384: up to
+ * 1 replies 320 bytes apart (encoded slots, as in the output ring), then the word (stamp << 8 | count) at +320. */
+#define RG_word_stats_LANE_IN_WORDS 20u
+#define RG_word_stats_LANE_STAMP_WORD 20u
+#define RG_word_stats_LANE_OUT_AT 384u
+#define RG_word_stats_LANE_OUT_WORD_AT 320u
+RG_STATIC_ASSERT(305 <= 320 && 320 == 320 && 320 % 16 == 0 && 336 == 320 + 16, rg_check_word_stats_lane_in);
+RG_STATIC_ASSERT(311 <= 320 && 320 == 320 && 320 % 16 == 0 && 384 % 16 == 0 && 320 % 16 == 0, rg_check_word_stats_lane_out);
 /* Slot geometry (ringgen.codegen.cuda.check_slot_geometry proved it before this was written): every
  * load and store of a slot is aligned to its width. */
 
@@ -1506,6 +1516,120 @@ RG_FN void rg_word_stats_one(bool active, rg_u64 seq, const Word* msg, rg_sched*
 }
 
 
+/* The latency lane (block 0, warp 2; docs/design.md §5). The host writes request n (n = 1, 2, ...)
+ * with its stamp last, and only when every earlier message has been answered, so this warp never
+ * races the workers (nor, for an ordered kernel, their state). Each poll is one warp instruction:
+ * lane 0 reads the stamp's 16-byte word; once it is seen, the warp copies the request's
+ * slot into shared memory (32 words a pass) and lane 0 validates and decodes it with the workers'
+ * decoder (rg_decode_Word): a message that fails is counted under its Reason and answered with no reply.
+ * The reply items are stored first, then the word (n << 8 | count) with a system-scope release. */
+RG_FN void rg_word_stats_lane(const uint4* lane_in, rg_u8* lane_out, rg_cuda_side* side, rg_sched* sched,
+                            WordTotals* state)
+{
+    __shared__ uint4 s_msg[RG_word_stats_LANE_IN_WORDS];
+    const rg_u32 lane = threadIdx.x & 31u;
+    rg_u64 next = 1u;
+    rg_u64 emitted = 0u;
+    rg_u32 spins = 0u;
+    rg_u32 polls = 0u;
+    bool draining = false;
+    /* RG_LANE_DEPTH reads in flight: each one checked is issued again at once (the next read is on
+     * its way while this one is looked at). A read issued before a message was handled shows its
+     * stamp, never the next one, so stale reads are ignored. */
+    uint4 q[RG_LANE_DEPTH];
+#pragma unroll
+    for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+        q[d] = make_uint4(0u, 0u, 0u, 0u);
+        if (lane == 0u) {
+            q[d] = __ldcv(lane_in + RG_word_stats_LANE_STAMP_WORD);
+        }
+    }
+    for (;;) {
+        uint4 w = make_uint4(0u, 0u, 0u, 0u);
+        bool hit = false;
+#pragma unroll
+        for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+            if (!hit) {
+                w = q[d];
+                if (lane == 0u) {
+                    q[d] = __ldcv(lane_in + RG_word_stats_LANE_STAMP_WORD);
+                }
+                const rg_u64 mine = ((rg_u64)w.y << 32) | (rg_u64)w.x;
+                /* lane 0 holds the stamp; every lane learns the verdict in one vote */
+                hit = __any_sync(0xffffffffu, lane == 0u && mine == next);
+            }
+        }
+        if (hit) {
+            /* The stamp was stored after the slot: acquire, then copy the slot, 32 words a pass. */
+            rg__fence_acq_rel_sys();
+            for (rg_u32 i = lane; i < RG_word_stats_LANE_IN_WORDS; i += 32u) {
+                s_msg[i] = __ldcv(lane_in + i);
+            }
+            __syncwarp();
+            bool faulted = false;
+            if (lane == 0u) {
+                /* The workers' validation and decoding (rg_word_stats_fetch), on the copy in shared memory. */
+                Word in_msg;
+                const int why = rg_decode_Word((const rg_u8*)s_msg, 305u, 70747424u, &in_msg);
+                const Word* msg = &in_msg;
+                WordStat out;
+                const int status = why != 0 ? -why : rg_handle_word_stats(msg, &out, state, 0, &sched->stop);
+                rg_u32 count = 0u;
+                if (status == RG_STATUS_OUTPUT) {
+                    rg_word_stats_put(lane_out, &out, next - 1u);
+                    count = 1u;
+                } else if (status < 0) {
+                    rg_word_stats_fault(sched, status);
+                }
+                /* The host's counts go out before the reply: a caller that has the reply sees the
+                 * message counted. */
+                emitted += count;
+                rg_store_relaxed_u64(&side->lane_emitted, emitted);
+                rg_store_relaxed_u64(&side->lane_done, next);
+                const rg_u64 word = (next << 8) | (rg_u64)count;
+                rg__st_release_sys_u64(lane_out + RG_word_stats_LANE_OUT_WORD_AT, word);
+                faulted = status < 0;
+            }
+            __syncwarp();
+            if (lane == 0u && faulted) {
+                /* A fault's counts before the word the publisher watches (it mirrors them then). */
+                rg__fence_acq_rel_gpu();
+                atomicAdd((unsigned long long*)&sched->lane_faults, 1ull);
+            }
+            next += 1u;
+            spins = 0u;
+            continue;
+        }
+        if (draining) {
+            break;
+        }
+        polls += 1u;
+        if ((polls & 63u) == 0u) {
+            const rg_u32 stop = rg__ld_acquire_gpu_u32(&sched->stop); /* one request for the warp */
+            if (stop == RG_TERMINATE_ABORT) {
+                break;
+            }
+            if (stop == RG_TERMINATE_DRAIN) {
+                /* The host wrote its last request before its terminate request, which the poller
+                 * acquired before it released `stop`: one more look finds it, with reads issued
+                 * after the acquire above (those in flight may be older than the request). */
+#pragma unroll
+                for (int d = 0; d < RG_LANE_DEPTH; ++d) {
+                    if (lane == 0u) {
+                        q[d] = __ldcv(lane_in + RG_word_stats_LANE_STAMP_WORD);
+                    }
+                }
+                draining = true;
+                continue;
+            }
+        }
+        rg__backoff(&spins, RG_POLL_HOT);
+    }
+    if (lane == 0u) {
+        rg__fence_acq_rel_gpu();
+        atomicAdd(&sched->exited, 1u);
+    }
+}
 
 /* The publisher (block 0, warp 1, lane 0). The lane's messages are counted by the lane warp itself
  * (rg_cuda_side); the publisher mirrors the fault counts when the lane moved. */
@@ -1517,6 +1641,7 @@ RG_FN void rg_word_stats_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
     rg_u64 faults = 0;
     bool faults_due = false;
     rg_u64 holes_seen = 0;
+    rg_u64 lane_seen = 0;
     rg_u32 spins = 0u;
     rg_u32 idle = 0u;
     for (;;) {
@@ -1530,6 +1655,15 @@ RG_FN void rg_word_stats_publish(rg_control* ctl, rg_queue_ctl* inq, rg_queue_ct
         }
         bool moved = false;
         bool flagged = false;
+        {
+            /* The lane's faults: a device word read with the chunks' (the lane needs no tail). */
+            const rg_u64 lane_now = rg__ld_relaxed_gpu_u64(&sched->lane_faults);
+            if (lane_now != lane_seen) {
+                lane_seen = lane_now;
+                moved = true;
+                flagged = true;
+            }
+        }
         for (;;) {
             /* done[] holds absolute sequence numbers, so a value from an older lap is never > pub.
              * RG_SCAN chunks are read at once (independent relaxed loads share one L2 round trip);
@@ -1745,7 +1879,9 @@ rg_word_stats_ring(rg_control* ctl, rg_queue_ctl* inq, const rg_u8* in_ring, rg_
             rg__poll(ctl, inq, sched);
         } else if (threadIdx.x == 32u) {
             /* the workers and, where there is one, the lane warp must have left before it stops */
-            rg_word_stats_publish(ctl, inq, outq, side, sched, done, nc_mask, gridDim.x - 1u);
+            rg_word_stats_publish(ctl, inq, outq, side, sched, done, nc_mask, gridDim.x - 1u + 1u);
+        } else if (threadIdx.x >= 64u && threadIdx.x < 96u) {
+            rg_word_stats_lane((const uint4*)lane, lane + RG_word_stats_LANE_OUT_AT, side, sched, state);
         }
         return;
     }

@@ -41,6 +41,8 @@ __all__ = [
     "VECTOR_BYTES",
     "CudaEmitter",
     "FaultHook",
+    "LANE_BRIDGED_IN_MAX",
+    "LANE_BRIDGED_OUT_MAX",
     "LANE_IN_MAX",
     "LANE_ONE_READ",
     "LANE_OUT_MAX",
@@ -106,6 +108,13 @@ TELEMETRY = {
 LANE_IN_MAX = 32 * 16
 LANE_OUT_MAX = 4096
 LANE_ONE_READ = 32
+#: A bridged kernel's lane: its request (the input ring's slot, then the stamp in a 16-byte word of
+#: its own) is copied by the lane warp into shared memory, which every block of the grid reserves
+#: (static shared memory is per kernel), so it is bounded lower than the 64 KiB payload bound; its
+#: reply slot (encoded replies at the output ring's stride, then the word) lives in mapped host
+#: memory only.
+LANE_BRIDGED_IN_MAX = 8192
+LANE_BRIDGED_OUT_MAX = 16384
 _LANE_COUNT_MAX = 255
 #: What the test-only fault hook (``FaultHook``) does on the device, by name.
 FAULT_KINDS = ("illegal", "misaligned", "trap")
@@ -149,6 +158,11 @@ class LaneGeometry:
     slot in offset order writes the stamp last. Reply (device -> host) at ``out_at``, on its own
     cache line: up to ``out_items`` output structs ``out_item_stride`` bytes apart, then the u64 word
     at ``out_word_at`` = ``stamp << 8 | count``, stored last with a system-scope release.
+
+    A bridged input's request is its ring slot (header + payload, ``slot_stride`` bytes), then the
+    stamp at ``in_stamp_at`` = that stride, in a 16-byte word of its own; a bridged output's replies
+    are encoded slots ``out_item_stride`` = the output ring's stride apart. The manifest carries the
+    same seven numbers for both kinds (the loader knows from its codecs which kind it has).
     """
 
     in_bytes: int
@@ -163,6 +177,12 @@ class LaneGeometry:
     def in_words(self) -> int:
         """16-byte words of the request slot (lanes of the warp that read it)."""
         return self.in_bytes // VECTOR_BYTES
+
+    @property
+    def stamp_word(self) -> int:
+        """The 16-byte word of the request that holds the stamp (for a bridged input: the words
+        before it are the ring slot the lane warp copies after the stamp is seen)."""
+        return self.in_stamp_at // VECTOR_BYTES
 
     @property
     def one_read(self) -> bool:
@@ -186,23 +206,29 @@ class LaneGeometry:
 
 
 def compute_lane(spec: KernelSpec) -> Optional[LaneGeometry]:
-    """The latency lane of ``spec``, or None where it has none: a bridged input or output, no
-    output at all (nothing would tell the host that the message was handled), a request over
-    ``LANE_IN_MAX`` bytes, a reply slot over ``LANE_OUT_MAX`` or an Outbox limit over 255."""
+    """The latency lane of ``spec``, or None where it has none: no output at all (nothing would
+    tell the host that the message was handled), a request over ``LANE_IN_MAX`` bytes
+    (``LANE_BRIDGED_IN_MAX`` for a bridged input), a reply slot over ``LANE_OUT_MAX``
+    (``LANE_BRIDGED_OUT_MAX`` for a bridged output) or an Outbox limit over 255."""
     out_cls = spec.outbox or spec.output
     if out_cls is None:
         return None
     lin, lout = layout_of(spec.input), layout_of(out_cls)
-    if lin.is_bridged or lout.is_bridged:
-        return None
     items = spec.outbox_limit if spec.uses_outbox else 1
     if items > _LANE_COUNT_MAX:
         return None
-    in_stamp_at = (lin.size + 7) // 8 * 8
+    if lin.is_bridged:
+        in_stamp_at = slot_stride(lin.slot_size)
+        in_max = LANE_BRIDGED_IN_MAX
+    else:
+        in_stamp_at = (lin.size + 7) // 8 * 8
+        in_max = LANE_IN_MAX
     in_bytes = (in_stamp_at + 8 + VECTOR_BYTES - 1) // VECTOR_BYTES * VECTOR_BYTES
-    word_at = (items * lout.size + VECTOR_BYTES - 1) // VECTOR_BYTES * VECTOR_BYTES
+    item = slot_stride(lout.slot_size) if lout.is_bridged else lout.size
+    out_max = LANE_BRIDGED_OUT_MAX if lout.is_bridged else LANE_OUT_MAX
+    word_at = (items * item + VECTOR_BYTES - 1) // VECTOR_BYTES * VECTOR_BYTES
     out_bytes = word_at + VECTOR_BYTES
-    if in_bytes > LANE_IN_MAX or out_bytes > LANE_OUT_MAX:
+    if in_bytes > in_max or out_bytes > out_max:
         return None
     line = protocol.CACHE_LINE
     return LaneGeometry(
@@ -210,7 +236,7 @@ def compute_lane(spec: KernelSpec) -> Optional[LaneGeometry]:
         in_stamp_at=in_stamp_at,
         out_at=(in_bytes + line - 1) // line * line,
         out_items=items,
-        out_item_stride=lout.size,
+        out_item_stride=item,
         out_word_at=word_at,
         out_bytes=out_bytes,
     )

@@ -35,8 +35,9 @@ and the next launch deals with the lost context: ``cuda.faults`` (docs/cuda.md).
 
 The package: ``abi`` (what the manifest tells the loader), ``build`` (nvcc and the cubin cache),
 ``device`` (contexts, mapped memory, occupancy, loaded modules), ``faults`` (a kernel that died),
-``queues`` (the host ends of the mapped rings), ``zero_copy`` (views of the rings); this module holds
-the handle.
+``queues`` (the host ends of the mapped rings), ``bridged_fast`` (their latency closures for bridged
+messages), ``lane`` (the latency lane), ``zero_copy`` (views of the rings); this module holds the
+handle.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence, Union
 import numpy as np
 
 from ..logs import kernel_logger
-from ...errors import BackendUnavailableError, BuildError, KernelTimeoutError
+from ...errors import BackendUnavailableError, BuildError, KernelTimeoutError, WireFormatError
 from ...kernel import KernelSpec
 from ...protocol import CACHE_LINE, CONTROL_DTYPE, CONTROL_SIZE, Lifecycle
 from ..base import KernelHandle
@@ -294,8 +295,12 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         else:
             self.outq = None
         lane_dev = 0
-        codecs_flat = all(hasattr(c, "packer") for c in (self.in_codec, self.out_codec))
-        if abi.get("lane") and codecs_flat:
+        # A lane needs each message either flat (one struct) or bridged (encoded slots).
+        codecs_fit = all(
+            hasattr(c, "packer") or getattr(c, "bridged", False)
+            for c in (self.in_codec, self.out_codec)
+        )
+        if abi.get("lane") and codecs_fit:
             lane_arr, lane_dev = self._mapped(abi["lane"]["out_at"] + abi["lane"]["out_bytes"])
             lane_arr[:] = 0  # no stamp yet: the lane warp waits for stamp 1
             self._lane = LatencyLane(
@@ -374,14 +379,16 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
     def _setup_fast_paths(self) -> None:
         """Bind the latency path's closures to the queues and the lane (after they exist)."""
         positional = self.outq if isinstance(self.outq, PositionalOutput) else None
-        if not self.in_codec.bridged and hasattr(self.in_codec, "packer"):
+        if self.in_codec.bridged or hasattr(self.in_codec, "packer"):
+            # A bridged message is encoded straight into its slot (bridged_fast.bridged_put),
+            # within the dead-letter marks' harvested head where it has them.
             self._fast_cls = self.in_codec.cls
-            self._fast_put = self.inq.fast_put_one(positional)
+            self._fast_put = self.inq.fast_put_one(positional, self._dead)
             if self._tele.stamps is not None:
                 self._fast_put = _stamped_put(self._fast_put, self.inq, self._tele)
         if positional is not None:
             self._fast_take = positional.fast_take_one(positional_class(self.out_codec))
-        elif isinstance(self.outq, OutboxOutput) and not self.out_codec.bridged:
+        elif isinstance(self.outq, OutboxOutput):
             self._fast_take = self.outq.fast_take_one(
                 self.out_codec, positional_class(self.out_codec)
             )
@@ -417,7 +424,8 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         """Publish one message (see ``KernelHandle.send``).
 
         The latency path: a direct message is packed straight into its mapped slot with one
-        ``struct.pack_into`` and published with one 8-byte store, under the send lock taken with
+        ``struct.pack_into`` (a bridged one encoded into it by the codec's native ``pack_into``)
+        and published with one 8-byte store, under the send lock taken with
         ``acquire``/``release`` (half the cost of ``with``). A full queue, a closed handle, a value
         that does not fit its field or another class take the generic path, which waits, raises or
         converts exactly as on every backend."""
@@ -438,9 +446,11 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
     def receive(self, timeout: Optional[float] = None) -> Any:
         """Take the next reply (see ``KernelHandle.receive``).
 
-        A reply already there costs one read of the tail word, one ``unpack_from`` and one store of
-        the head; otherwise the mapped output tail is polled for up to a millisecond before the base
-        class's backoff (whose shortest sleep, 20 us, is longer than a round trip) takes over."""
+        A reply already there costs one read of the tail word, one ``unpack_from`` (a bridged reply:
+        one decode of its slot) and one store of the head; otherwise the mapped output tail is
+        polled for up to a millisecond before the base class's backoff (whose shortest sleep, 20 us,
+        is longer than a round trip) takes over. A bridged reply that does not decode is taken and
+        counted, and its ``WireFormatError`` raised, as on the generic path."""
         if timeout is not None and not (type(timeout) is float and 0.0 <= timeout < _INF):
             timeout = check_timeout(timeout, f"kernel {self.name}.receive")  # else it is one
         take = self._fast_take
@@ -449,7 +459,13 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
             try:
                 # Re-read under the lock: terminate() clears it before it drains into the spill.
                 # Replies in the spill (a waiting send moved them there) are older: they go first.
-                reply = take() if self._fast_take is not None and not self._spill.count else None
+                try:
+                    reply = (
+                        take() if self._fast_take is not None and not self._spill.count else None
+                    )
+                except WireFormatError:
+                    self._received += 1  # a corrupt bridged reply was taken (the generic count)
+                    raise
                 if reply is not None:
                     self._received += 1
                     return reply
@@ -471,9 +487,15 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
                         break
                 self._recv_acquire()
                 try:
-                    reply = (
-                        take() if self._fast_take is not None and not self._spill.count else None
-                    )
+                    try:
+                        reply = (
+                            take()
+                            if self._fast_take is not None and not self._spill.count
+                            else None
+                        )
+                    except WireFormatError:
+                        self._received += 1
+                        raise
                     if reply is not None:
                         self._received += 1
                         return reply
@@ -517,7 +539,12 @@ class CudaKernelHandle(ZeroCopy, DeviceFaults, KernelHandle):
         if lane is not None and lane.busy():
             if not lane.passable():
                 return 0  # an ordered kernel's next message waits for the lane's answer
-        elif lane is not None and len(batch) == 1 and batch.dtype == self.format.in_slot:
+        elif (
+            lane is not None
+            and len(batch) == 1
+            and batch.dtype == self.format.in_slot
+            and self._dead is None  # a raw slot the kernel rejects must come back as a dead letter
+        ):
             # The receive lock, without waiting: see LatencyLane.fast_put_one's gate.
             if self._recv_lock.acquire(False):
                 try:

@@ -3,8 +3,10 @@
 The ring protocol is ``ringgen.runtime.host_ring`` (the same for every backend); the kernel reads and
 writes the same bytes over PCIe. What CUDA adds: the rings and counters live in mapped pinned memory
 (one control page holds every queue's counters), and the latency paths. On those, every extra touch
-of pinned memory costs 100-200 ns (docs/design.md §5): ``InputRing.fast_put_one`` and
-``PositionalOutput.fast_take_one`` are closures that touch it as few times as possible.
+of pinned memory costs 100-200 ns (docs/design.md §5): ``InputRing.fast_put_one``,
+``PositionalOutput.fast_take_one`` and ``OutboxOutput.fast_take_one`` are closures that touch it as
+few times as possible, for direct and bridged messages alike (the bridged closures are in
+``bridged_fast``; ``RETRY`` is defined there and re-exported here).
 
 Also here: ``PositionalOutput`` (reply i in slot i, with holes), ``OutboxOutput`` (stamped slots),
 ``DeadMarks`` (the host end of the dead-letter marks), ``CudaBatches`` (how the handle's batches of
@@ -31,6 +33,13 @@ from ...wire.header import now_ticks
 from ..batches import SlotBatches
 from ..dead_letters import mark_dead_letters
 from ..host_ring import HEAD_WORD, RingConsumer, RingProducer, segments
+from .bridged_fast import (
+    RETRY,
+    bridged_bytes,
+    bridged_outbox_take,
+    bridged_positional_take,
+    bridged_put,
+)
 
 __all__ = [
     "CudaBatches",
@@ -43,10 +52,6 @@ __all__ = [
     "RETRY",
     "encode_rows",
 ]
-
-#: What a fast path returns when the message must take the generic path instead (it does not fit
-#: its struct: the generic path raises the proper error; or a hole needs the marks read).
-RETRY = object()
 
 
 class InputRing(RingProducer):
@@ -72,6 +77,7 @@ class InputRing(RingProducer):
         super().__init__(buf, dtype, cap, words, ctl_word, stride)
         self._pack_into = getattr(codec, "packer", None) and codec.packer.pack_into
         self._flat = getattr(codec, "flat", None)
+        self._codec = codec
 
     def try_put_one(self, message: Any, admit_head: int) -> bool:
         """Pack one direct message straight into its slot and publish it; False when full.
@@ -85,13 +91,19 @@ class InputRing(RingProducer):
         self._words[self._tail_at] = tail + 1
         return True
 
-    def fast_put_one(self, admit: "Optional[PositionalOutput]") -> Callable[[Any], Any]:
+    def fast_put_one(
+        self, admit: "Optional[PositionalOutput]", dead: "Optional[DeadMarks]" = None
+    ) -> Callable[[Any], Any]:
         """``try_put_one`` specialised for the latency path: a closure over every name it needs
         (each attribute lookup or method call costs 20-150 ns in this interpreter; docs/design.md §5).
 
         ``admit`` is the positional output whose head bounds reuse (reply i reuses slot i), or None
         to bound by the kernel's input head. The closure returns True (published), False (full) or
-        ``RETRY`` (the values do not fit the struct; nothing was published)."""
+        ``RETRY`` (the values do not fit the struct; nothing was published). A bridged message is
+        encoded straight into its slot (``bridged_fast.bridged_put``; ``dead``: its dead-letter
+        marks)."""
+        if getattr(self._codec, "bridged", False):
+            return bridged_put(self, admit, dead)
         pack_into, flat, buf, words = self._pack_into, self._flat, self._bytes, self._words
         tail_at, head_at, cap, size = self._tail_at, self._head_at, self.cap, self.size
         # struct raises OverflowError (not struct.error) for a finite double beyond f32
@@ -241,11 +253,15 @@ class PositionalOutput(RingConsumer):
             off = (head & (self.cap - 1)) * self.stride
             if self._unpack_from is not None:
                 reply = self._from_flat(self._unpack_from(self._bytes, off), 0)
-            else:
-                reply = self._codec.unpack(bytes(self._bytes[off : off + self.size]))
+                self.head = head + 1
+                words[self._head_at] = head + 1
+                return reply
+            # A bridged reply: its bytes are copied, its slot freed, then it is decoded, so a
+            # corrupt one is taken and raises once, as the generic path's take + to_objects does.
+            data = bridged_bytes(self._bytes, off, self.size)
             self.head = head + 1
             words[self._head_at] = head + 1
-            return reply
+            return self._codec.decode(data)
 
     def fast_take_one(self, cls: Optional[type] = None) -> Callable[[], Any]:
         """``take_one`` specialised for the latency path: a closure that reads the tail word once
@@ -253,8 +269,12 @@ class PositionalOutput(RingConsumer):
         frees its slot with one store. ``cls`` (given when every field is a scalar, so the struct's
         values are the constructor's arguments in order) builds the object positionally, half the
         cost of the generated keyword ``from_flat``. Returns the reply, None (nothing ready) or, when
-        a hole may sit at the head, what ``take_one`` returns."""
+        a hole may sit at the head, what ``take_one`` returns. A bridged reply is decoded once from
+        its slot (``bridged_bytes``, then the codec's decoder); a corrupt one is taken and raises
+        the generic path's ``WireFormatError``."""
         if self._unpack_from is None:
+            if getattr(self._codec, "bridged", False):
+                return bridged_positional_take(self)
             return self.take_one
         unpack_from, from_flat, buf, words = (
             self._unpack_from,
@@ -370,7 +390,11 @@ class OutboxOutput:
         slot with one store of the head (what ``PositionalOutput.fast_take_one`` does for 1:1
         kernels). The stamp is read before the message: the kernel writes the message, then the
         stamp with release semantics, and x86 does not reorder loads with loads. ``cls`` as there.
-        None where the reply has no flat packer (bridged), so the generic path is taken."""
+        A bridged reply is decoded once from its slot (``bridged_bytes``) after its stamp matched,
+        its slot freed first (a corrupt one is taken and raises, as on the generic path). None
+        where the reply has neither a flat packer nor a bridged decoder."""
+        if getattr(codec, "bridged", False) and self.slots.dtype.names is not None:
+            return bridged_outbox_take(self, codec)
         unpack_from = getattr(getattr(codec, "packer", None), "unpack_from", None)
         from_flat = getattr(codec, "from_flat", None)
         if unpack_from is None or from_flat is None or self.slots.dtype.names is None:
