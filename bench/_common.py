@@ -219,7 +219,7 @@ def print_table(rows: list[Result], title: str = "", long: bool = False) -> str:
                 f"{_fmt_rate(r.throughput)}"
             )
         lines.append(cells)
-    widths = [max(len(head[i]), *(len(c[i]) for c in lines)) for i in range(len(head))]
+    widths = [max([len(head[i])] + [len(c[i]) for c in lines]) for i in range(len(head))]
     out = []
     if title:
         out.append(title)
@@ -247,7 +247,7 @@ def _print_long_table(rows: list[Result], title: str) -> str:
             + [_fmt_time(r.seconds[k]) if k in r.seconds else "-" for k in keys]
             + [_fmt_rate(r.throughput), "-" if ratio is None else f"{ratio:.2f}x"]
         )
-    widths = [max(len(head[i]), *(len(c[i]) for c in lines)) for i in range(len(head))]
+    widths = [max([len(head[i])] + [len(c[i]) for c in lines]) for i in range(len(head))]
     out = [title] if title else []
     out.append(
         "  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(head, widths)))

@@ -83,3 +83,13 @@ def test_cuda_script_does_not_shadow_the_cuda_package():
     )
     assert out.returncode == 0, out.stderr
     assert "bench/cuda.py" not in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("long", [False, True])
+def test_a_table_of_no_rows_prints_its_head(long):
+    """A run in which no series measured anything (no device launched) still prints its table:
+    the title and the head, no rows (it raised TypeError in the column widths before)."""
+    text = _common.print_table([], "nothing measured", long=long)
+    lines = text.splitlines()
+    assert lines[0] == "nothing measured" and lines[1].startswith(("batch", "series"))
+    assert len(lines) == 3 and set(lines[2]) <= {"-", " "}
