@@ -22,7 +22,13 @@ from . import targets as registry
 from ._version import __version__
 from .envflags import env_flag
 from .errors import RinggenError
-from .textviews import format_table, graph_block, left_out_warnings, message_block
+from .textviews import (
+    format_table,
+    graph_block,
+    left_out_warnings,
+    message_block,
+    strategy_block,
+)
 
 __all__ = ["main"]
 
@@ -468,6 +474,9 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
         for g in man.get("graphs", []):
             out += ["", graph_block(g, {k["name"]: k for k in man["kernels"]})]
             out += _ordering_lines(g)
+            strategies = strategy_block(g)
+            if strategies:
+                out += ["", strategies]
         out += ["", "files"]
         out.append(
             format_table(["file", "target"], [[f["path"], f["target"]] for f in man["files"]])

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["format_table", "graph_block", "message_block", "left_out_warnings"]
+__all__ = ["format_table", "graph_block", "left_out_warnings", "message_block", "strategy_block"]
 
 
 def format_table(
@@ -84,6 +84,23 @@ def graph_block(g: dict, kernels: dict) -> str:
         [[e["producer"], e["consumer"], e["message"]] for e in g["edges"]],
     )
     return "\n".join([head, stages, "", edges] if g["edges"] else [head, stages])
+
+
+def strategy_block(g: dict) -> str:
+    """How a graph of the manifest runs besides ``host`` (every backend runs it so): per device
+    strategy, the one kernel it is fused into and that kernel's source per target, or the reason the
+    strategy refuses the graph (``graph_fusion.check_device_keeps``'s error). Empty when the build
+    made no target a device strategy runs on."""
+    rows = []
+    for name, entry in sorted(g.get("strategies", {}).items()):
+        if "refused" in entry:
+            rows.append([name, "refused", entry["refused"].splitlines()[0]])
+        else:
+            files = ", ".join(f"{t}: {p}" for t, p in sorted(entry["sources"].items()))
+            rows.append([name, entry["kernel"], files])
+    if not rows:
+        return ""
+    return format_table(["strategy", "kernel", "sources, or why it refuses the graph"], rows)
 
 
 def left_out_warnings(pkg: Path) -> list[str]:

@@ -151,4 +151,9 @@ def test_build_and_inspect_show_stages_and_edges(module_file, tmp_path, capsys):
         ["first", "right", "B"],
         ["left", "last", "B"],
         ["right", "last", "B"],
+        ["strategy", "kernel", "sources,", "or", "why", "it", "refuses", "the", "graph"],
+        ["-" * 13, "-" * 9, "-" * 70],
+        ["atomic_queue", "graph_dag", "cuda:", "graphs/dag.atomic_queue.cu"],
+        ["shared_memory", "graph_dag", "cuda:", "graphs/dag.shared_memory.cu,"]
+        + ["opencl:", "graphs/dag.shared_memory.cl"],
     ]

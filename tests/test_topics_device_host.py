@@ -497,3 +497,22 @@ def test_send_send_async_and_publish_share_the_input_queue_in_order():
         copies = [h.subscribe("scores").receive(timeout=WAIT) for _ in range(3)]
         h.terminate(timeout=WAIT)
     assert [(m.id, m.x, m.src) for m in copies] == [(5, 8, 0), (6, 9, 0), (9, 1, 3)]
+
+
+def test_inspect_lists_each_strategy_with_its_kernel_or_why_it_refuses(
+    module_file, tmp_path, capsys
+):
+    from ringgen.cli import main
+
+    path = module_file(HOSTED_MODULE, name="hostedtopics")
+    assert main(["build", str(path), "-o", str(tmp_path / "gen")]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "gen" / "hostedtopics")]) == 0
+    out = capsys.readouterr().out
+    table = out.split("  strategy ", 1)[1].split("\nfiles", 1)[0]
+    rows = {line.split()[0]: line for line in table.splitlines()[2:] if line.strip()}
+    assert set(rows) == {"atomic_queue", "shared_memory"}
+    assert rows["atomic_queue"].split()[1] == "refused"
+    assert "topic scores has policy drop_oldest(32)" in rows["atomic_queue"]
+    assert "graphs/hosted.shared_memory.cu" in rows["shared_memory"]
+    assert "graph_hosted" in rows["shared_memory"]
