@@ -5,9 +5,10 @@ A bridged message is encoded with its codec's ``pack_into`` (the native encoder 
 ``ringgen.wire.native_ext`` where it is built: header, payload and CRC written straight into the
 mapped slot, nothing written unless the whole message encodes; the generated encoder otherwise) and
 published with the one store of the tail a direct message costs. A bridged reply is decoded once by
-the codec's generated decoder, from the bytes the generic path would hand it (``bridged_bytes``),
-after its slot was freed, so a corrupt reply is taken and raises the generic path's
-``WireFormatError``. (The native columnar decoder is far slower for one message: docs/cuda.md.)
+the codec's ``decoder()`` (the native per-message decoder of ``ringgen.wire.native_ext`` where it is
+built, else the generated decoder), from the bytes the generic path would hand it
+(``bridged_bytes``), after its slot was freed, so a corrupt reply is taken and raises the generic
+path's ``WireFormatError``.
 Anything else, a full queue, a message that does not encode, a hole at the head, falls through to
 the generic path, which waits, raises or converts as on every backend.
 """
@@ -88,7 +89,7 @@ def bridged_positional_take(q: Any) -> Callable[[], Any]:
     """``PositionalOutput.fast_take_one`` for a bridged reply: one read of the tail word, the reply
     decoded once from its slot (freed first), or ``q.take_one`` when a hole may sit at the head;
     None when nothing is ready."""
-    decode, buf, words, size = q._codec.decode, q._bytes, q._words, q.size
+    decode, buf, words, size = q._codec.decoder(), q._bytes, q._words, q.size
     tail_at, head_at, holes_at = q._tail_at, q._head_at, q._holes_at
     mask, stride, slow, cut = q.cap - 1, q.stride, q.take_one, bridged_bytes
 
@@ -112,7 +113,7 @@ def bridged_outbox_take(q: Any, codec: Any) -> Callable[[], Any]:
     (freed first); None while the stamp is not the head's."""
     stamp_at = q.slots.dtype.fields["stamp"][1]
     msg_at = q.slots.dtype.fields["m"][1]
-    stamp_from, decode, size = struct.Struct("<Q").unpack_from, codec.decode, codec.slot_size
+    stamp_from, decode, size = struct.Struct("<Q").unpack_from, codec.decoder(), codec.slot_size
     buf = memoryview(q.slots.view(np.uint8).reshape(-1))
     words, head_at, mask, stride, cut = (
         q._words,

@@ -110,7 +110,7 @@ class LatencyLane:
                     f"lane replies {self.stride} bytes apart cannot hold {out_codec.cls.__name__} "
                     f"slots of {self._out_size} bytes"
                 )
-            self._decode = out_codec.decode
+            self._decode = out_codec.decoder()  # native where built (wire.native_ext)
             # (items, slot) uint8 rows over the reply slot's stride: whole slots, copied by take
             self.items = buf[self.out_at : self.out_at + g["out_items"] * self.stride].reshape(
                 g["out_items"], self.stride
