@@ -376,6 +376,28 @@ def test_no_native_env_keeps_the_python_decoder(monkeypatch):
     assert codec.unpack(bytearray(wire) + bytearray(10), 0) == Word(5, "x")
 
 
+@needs_ext
+@pytest.mark.parametrize("corrupt", [None, 40, 270, 4])
+def test_slot_decoders_native_and_python_agree(monkeypatch, corrupt):
+    """``slot_decoder()``: in place natively, a copy of the slot through the generated decoder
+    with ``RINGGEN_NO_NATIVE=1``; the same object or the same error from a slot inside a ring."""
+    size = layout_of(WordStat).slot_size
+    ring = np.zeros(3 * size, np.uint8)
+    wire = bytearray(rg.encode(WordStat(4, "héllo", 6, False, True), timestamp=2))
+    if corrupt is not None:
+        wire[corrupt] ^= 0x10
+    ring[size : size + len(wire)] = np.frombuffer(bytes(wire), np.uint8)
+    fresh = BridgedCodec(WordStat, codec_for(WordStat).encode, _python(WordStat))
+    native_slot = fresh.slot_decoder()
+    assert native_slot is fresh.decode
+    got = _outcome(native_slot, memoryview(ring), size, size)
+    monkeypatch.setenv("RINGGEN_NO_NATIVE", "1")
+    plain = BridgedCodec(WordStat, codec_for(WordStat).encode, _python(WordStat)).slot_decoder()
+    assert got == _outcome(plain, memoryview(ring), size, size)
+    assert got == _outcome(_python(WordStat), ring[size : 2 * size].tobytes())
+    assert (got[0] == "ok") == (corrupt is None)
+
+
 def test_without_a_compiler_the_python_decoder_decodes(monkeypatch):
     monkeypatch.setattr(native_ext, "module", lambda: None)
     codec = BridgedCodec(Order, codec_for(Order).encode, _python(Order))

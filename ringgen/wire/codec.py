@@ -287,6 +287,21 @@ class BridgedCodec:
             self.decode = self._fast_decode or self._python_decode
         return self.decode
 
+    def slot_decoder(self) -> Callable[[Any, int, int], Any]:
+        """``(buffer, offset, size) -> message``: the message in the ``size``-byte slot at
+        ``buffer[offset:]`` (a memoryview of a ring), what ``decode`` gives for the slot's bytes,
+        object or error. The native decoder reads the slot in place; the generated decoder gets a
+        copy of it. Resolved now, like ``decoder()``."""
+        fast = self.decoder()
+        if self._fast_decode:
+            return fast
+        python = self._python_decode
+
+        def decode_slot(buffer: Any, offset: int, size: int) -> Any:
+            return python(memoryview(buffer).cast("B")[offset : offset + size].tobytes())
+
+        return decode_slot
+
     def _first_decode(self, data: Any) -> Any:
         """``decode`` before the decoder is resolved: resolves it, then decodes ``data``."""
         return self.decoder()(data)
