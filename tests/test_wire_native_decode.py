@@ -242,6 +242,19 @@ def test_scalar_types_are_the_python_decoders():
     assert _same(DAll, bytes(wire)) == ("ok", _typed(msg))
 
 
+@needs_ext
+def test_classes_of_many_fields_decode_natively():
+    """More members than the decoder's on-stack argument array holds (16)."""
+    fields = {f"v{i}": (u16 if i % 2 else StrType(3)) for i in range(40)}
+    cls = make_message(unique_name("NDwide"), fields)
+    msg = cls(*[(i if i % 2 else str(i % 10)) for i in range(40)])
+    wire = rg.encode(msg, timestamp=1)
+    assert _outcome(_native_only(cls), wire) == ("ok", _typed(msg))
+    bad = bytearray(wire)
+    bad[-1] ^= 0xFF
+    _same(cls, bytes(_recrc(bad)))
+
+
 # ---------------------------------------------------------------------------- corrupt inputs
 
 
