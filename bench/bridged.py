@@ -24,6 +24,11 @@ rows by ``receive_batch(out=)``, and at the smallest batch also into objects) at
 Columnar decode: ``codec.unpack_array`` of ``WordStat`` slots into view rows (one native call per batch),
 beside the per-object decoder's rate.
 
+Object decode: one message per call for ``WordStat`` (word_stats' reply) and the encoder's
+``Samples`` and ``Order`` objects: the native per-message decoder (``decode_at`` in
+``ringgen/wire/_encoder.c``, from the message's bytes and in place from a ring slot), the generated
+Python decoder it falls back to, and ``msgpack.unpackb`` of the same fields packed as a dict.
+
 The columnar encoder runs natively (``ringgen/wire/_native.c``) when a C compiler is present; set
 ``RINGGEN_NO_NATIVE=1`` to measure the numpy fallback. The JSON records which one ran
 (``columnar_backend``).
@@ -400,6 +405,85 @@ def bench_cuda(sizes: list[int], budget_s: float) -> list[dict]:
     return rows
 
 
+def _decode_objects(n: int) -> dict[str, list]:
+    """The decoder's shapes: ``WordStat`` (word_stats' reply), then the encoder's ``Samples`` and
+    ``Order`` objects."""
+    from examples.word_stats import WordStat
+
+    words = ["the", "unhappy", "nonsense", "ringbuffer", "kernel", "é", "actor"]
+    objs = _objects(n)
+    return {
+        "WordStat (Str[32], u32, 2 bools)": [
+            WordStat(i, words[i % 7], len(words[i % 7].encode()), i % 3 == 0, i % 7 == 1)
+            for i in range(n)
+        ],
+        "Samples (List[f32, 64], 16 items)": objs["Samples (List[f32, 64], 16 items)"],
+        "Order (nested Customer + 3 lines)": objs["Order (nested Customer + 3 lines)"],
+    }
+
+
+def _as_dict(obj):
+    """``obj`` as plain dicts and lists (what msgpack carries for it)."""
+    if hasattr(type(obj), "__attrs_attrs__"):
+        return {f.name: _as_dict(getattr(obj, f.name)) for f in rg.spec_of(type(obj)).fields}
+    if isinstance(obj, list):
+        return [_as_dict(x) for x in obj]
+    return obj
+
+
+def _decode_rate(fn, args: list, repeats: int) -> float:
+    """Messages per second of ``fn(*a)`` over ``args``, best of ``repeats``."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for a in args:
+            fn(*a)
+        best = min(best, time.perf_counter() - t0)
+    return len(args) / best
+
+
+def bench_decode_objects(n: int, repeats: int) -> list[dict]:
+    """One message per call: the native decoder (``ringgen/wire/_encoder.c``'s ``decode_at``, from
+    the message's bytes and in place from its ring slot), the generated Python decoder, and
+    ``msgpack.unpackb`` of the same fields as a dict (a dict back, no object built; when msgpack is
+    installed)."""
+    try:
+        import msgpack
+    except ImportError:  # the GPU machine's Python may lack it
+        msgpack = None
+    rows = []
+    for shape, objs in _decode_objects(n).items():
+        cls = type(objs[0])
+        codec = codec_for(cls)
+        fast = codec.decoder()  # builds (or loads) the native extension
+        native_ok = fast is not codec._python_decode
+        wires = [rg.encode(o, timestamp=0) for o in objs]
+        slot = codec.slot_size
+        cap = 1024
+        ring = np.zeros(cap * slot, dtype=np.uint8)
+        for i, w in enumerate(wires[:cap]):
+            ring[i * slot : i * slot + len(w)] = np.frombuffer(w, np.uint8)
+        view = memoryview(ring)
+        assert all(fast(w) == o for w, o in zip(wires[:100], objs)), "native decode differs"
+        rates = {
+            "generated Python decoder": _decode_rate(
+                codec._python_decode, [(w,) for w in wires], repeats
+            ),
+        }
+        if native_ok:
+            rates["native decode(bytes)"] = _decode_rate(fast, [(w,) for w in wires], repeats)
+            rates["native decode(slot in place)"] = _decode_rate(
+                fast, [(view, (i % cap) * slot, slot) for i in range(n)], repeats
+            )
+        if msgpack is not None:
+            packed = [msgpack.packb(_as_dict(o)) for o in objs]
+            rates["msgpack.unpackb(dict)"] = _decode_rate(
+                msgpack.unpackb, [(p,) for p in packed], repeats
+            )
+        rows.append({"shape": shape, "messages": n, "native": native_ok, "rates": rates})
+    return rows
+
+
 def bench_decode(sizes: list[int], budget_s: float) -> list[dict]:
     """The columnar decoder alone: ``codec.unpack_array`` of ``WordStat`` slots (a bridged reply: 8-byte
     id, a Str[32] word, two flags) into preallocated view rows, per batch size."""
@@ -505,6 +589,7 @@ def main(argv=None) -> int:
     objects = [] if args.cuda_only else bench_objects(n, repeats)
     columnar = [] if args.cuda_only else bench_columnar(sizes, 1.0 if args.quick else 4.0)
     decoding = bench_decode(sizes, 1.0 if args.quick else 3.0)  # cheap: on the GPU machine too
+    object_decode = bench_decode_objects(n, repeats)
     cuda = bench_cuda(CUDA_BATCHES, 1.0 if args.quick else 3.0) if cuda_present() else []
 
     print(f"\nobject API: encode + copy into a ring slot, {n} messages, best of {repeats}")
@@ -535,6 +620,24 @@ def main(argv=None) -> int:
             f"{r['batch']:>9} {r['median_s'] * 1e3:9.3f}ms {r['p99_s'] * 1e3:9.3f}ms "
             f"{r['msgs_per_s'] / 1e6:9.2f} {r['payload_gb_per_s']:13.3f} {r['object_api_msgs_per_s'] / 1e6:16.3f}"
         )
+    print(f"\nobject API decode: one message per call, {n} messages, best of {repeats}")
+    series = [
+        "native decode(bytes)",
+        "native decode(slot in place)",
+        "generated Python decoder",
+        "msgpack.unpackb(dict)",
+    ]
+    print(f"{'shape':38} " + " ".join(f"{k:>30}" for k in series))
+    for r in object_decode:
+        cells = [
+            (
+                f"{1e6 / r['rates'][k]:8.3f} us {r['rates'][k] / 1e6:7.2f} M/s"
+                if k in r["rates"]
+                else "-"
+            )
+            for k in series
+        ]
+        print(f"{r['shape']:38} " + " ".join(f"{c:>30}" for c in cells))
     if decoding:
         print(f"\ncolumnar decode: WordStat slots -> view rows ({backend} decoder)")
         print(f"{'batch':>9} {'median':>11} {'M msg/s':>9} {'per-object M/s':>15}")
@@ -568,6 +671,7 @@ def main(argv=None) -> int:
         "object_api": objects,
         "columnar": columnar,
         "columnar_decode": decoding,
+        "object_decode": object_decode,
         "cuda": cuda,
     }
     out = ROOT / "bench" / "results"

@@ -211,6 +211,11 @@ class BridgedCodec:
     ``encode_fn(obj, sender, receiver, sequence, timestamp, flags, reason) -> bytes`` and
     ``decode_fn(data) -> obj`` are the class's generated functions. Batches use the view dtype (the
     struct the device decodes into) and the columnar encoder.
+
+    ``decode(data)`` is the native per-message decoder (``ringgen.wire.native_ext.fast_decoder``)
+    once resolved, which hands anything irregular to ``decode_fn``; ``decode_fn`` itself with no
+    extension or ``RINGGEN_NO_NATIVE=1`` (set before the first decode). ``decoder()`` resolves it
+    at once, for callers that keep it.
     """
 
     bridged = True
@@ -222,10 +227,14 @@ class BridgedCodec:
         self.slot_size: int = self.layout.slot_size
         self.type_id: int = self.layout.type_id
         self.encode = encode_fn
-        self.decode = decode_fn
+        self._python_decode = decode_fn
+        # the first decode resolves the decoder, then this attribute is the native decoder (or
+        # decode_fn): later lookups of codec.decode call it with no Python frame in between
+        self.decode: Callable[..., Any] = self._first_decode
         # the native per-message encoder, False without one; resolved on the first pack so that
         # creating a codec never compiles anything
         self._fast: Any = None
+        self._fast_decode: Any = None
 
     @property
     def name(self) -> str:
@@ -266,6 +275,37 @@ class BridgedCodec:
                 self.pack = functools.partial(self._fast, None, 0)
         return self._fast or None
 
+    def decoder(self) -> Callable[..., Any]:
+        """The decoder of one message, resolved (and the extension built, on first use in a fresh
+        cache) now: the native ``fast_decoder`` of this class, called as ``(data)`` or ``(buffer,
+        offset, limit)`` for a slot read in place, or the generated decoder ``(data)`` without
+        one. ``codec.decode`` is the same callable from then on."""
+        if self._fast_decode is None:
+            from .native_ext import fast_decoder
+
+            self._fast_decode = fast_decoder(self.cls, self._python_decode) or False
+            self.decode = self._fast_decode or self._python_decode
+        return self.decode
+
+    def slot_decoder(self) -> Callable[[Any, int, int], Any]:
+        """``(buffer, offset, size) -> message``: the message in the ``size``-byte slot at
+        ``buffer[offset:]`` (a memoryview of a ring), what ``decode`` gives for the slot's bytes,
+        object or error. The native decoder reads the slot in place; the generated decoder gets a
+        copy of it. Resolved now, like ``decoder()``."""
+        fast = self.decoder()
+        if self._fast_decode:
+            return fast
+        python = self._python_decode
+
+        def decode_slot(buffer: Any, offset: int, size: int) -> Any:
+            return python(memoryview(buffer).cast("B")[offset : offset + size].tobytes())
+
+        return decode_slot
+
+    def _first_decode(self, data: Any) -> Any:
+        """``decode`` before the decoder is resolved: resolves it, then decodes ``data``."""
+        return self.decoder()(data)
+
     def pack(self, obj: Any) -> bytes:
         """Header + payload of one message (not padded to the slot).
 
@@ -295,7 +335,11 @@ class BridgedCodec:
             WireFormatError: the slot does not hold a well-formed message of this class.
         """
         view = memoryview(buf).cast("B")
-        return self.decode(view[offset : offset + self.slot_size])
+        if self._fast_decode is None:
+            self.decoder()
+        if self._fast_decode:  # read in place: no slice of the view per message
+            return self._fast_decode(view, offset, self.slot_size)
+        return self._python_decode(view[offset : offset + self.slot_size])
 
     def to_array(self, objs: Iterable[Any]) -> np.ndarray:
         """The view rows of ``objs`` (``Str`` as ``{len, data}``, ``List`` as ``{len, items}``)."""

@@ -1,4 +1,5 @@
-"""The per-message bridged encoder (``_encoder.c``): a CPython extension built on first use.
+"""The per-message bridged encoder and decoder (``_encoder.c``): a CPython extension built on first
+use.
 
 ctypes costs about half a microsecond per call, as much as encoding a small message, so the
 one-message path (``BridgedCodec.pack``/``pack_into``) uses a tiny extension module instead: one
@@ -15,6 +16,10 @@ returns None for any value it cannot encode exactly as the generated encoder wou
 runs that encoder, which raises the precise ``EncodeError``), so its output and errors are the
 generated encoder's byte for byte. With no compiler, a failed build, a big-endian host or
 ``RINGGEN_NO_NATIVE=1``, ``module()`` is None (the reason logged once) and codecs use Python.
+
+``fast_decoder`` reads a message back with the same program: one C call from the slot's bytes (in
+place, or from ``bytes``) to the object, with the generated decoder's Python types; any
+irregularity goes to the generated decoder, which raises the precise ``WireFormatError``.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ from .header import HEADER_SIZE
 __all__ = [
     "MODULE_NAME",
     "SOURCE",
+    "fast_decoder",
     "fast_encoder",
     "load",
     "module",
@@ -204,6 +210,27 @@ def fast_encoder(cls: type, fallback: Callable[..., Any]) -> Optional[Callable[.
     return functools.partial(mod.encode_into, with_fallback(prog, fallback))
 
 
+def fast_decoder(cls: type, fallback: Callable[[Any], Any]) -> Optional[Callable[..., Any]]:
+    """``decode_at`` bound to the program of ``cls`` (the encoder's), or None (no extension,
+    ``RINGGEN_NO_NATIVE=1``, or a shape the program does not cover).
+
+    The result is called as ``(data)``, the generated decoder's signature, or ``(buffer, offset,
+    limit)`` for the slot at ``buffer[offset:offset + limit]`` read in place (a ring slot). It
+    returns the message the generated decoder returns for the same bytes, the same Python types
+    throughout; whatever it does not accept (any irregularity, and shapes it does not read) it
+    passes to ``fallback``, the generated decoder, as ``data`` itself or, for a range, a ``bytes``
+    copy of it, so every error is the generated decoder's ``WireFormatError``, type and text.
+    """
+    mod = module()
+    if mod is None:
+        return None
+    prog = program_for(cls)
+    if prog is None or HEADER_SIZE + _max_payload(prog) != layout_of(cls).slot_size:
+        return None  # the decoder bounds a message by the slot the layout gives it
+    return functools.partial(mod.decode_at, with_fallback(prog, fallback))
+
+
 def with_fallback(prog: tuple, fallback: Callable[..., Any]) -> tuple:
-    """``prog`` with ``fallback`` as the callable ``encode_into`` hands what it cannot encode to."""
+    """``prog`` with ``fallback`` as the callable ``encode_into`` (``decode_at``) hands what it
+    cannot encode (decode) to."""
     return (*prog[:3], fallback, prog[4])

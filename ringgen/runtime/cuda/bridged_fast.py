@@ -5,9 +5,11 @@ A bridged message is encoded with its codec's ``pack_into`` (the native encoder 
 ``ringgen.wire.native_ext`` where it is built: header, payload and CRC written straight into the
 mapped slot, nothing written unless the whole message encodes; the generated encoder otherwise) and
 published with the one store of the tail a direct message costs. A bridged reply is decoded once by
-the codec's generated decoder, from the bytes the generic path would hand it (``bridged_bytes``),
-after its slot was freed, so a corrupt reply is taken and raises the generic path's
-``WireFormatError``. (The native columnar decoder is far slower for one message: docs/cuda.md.)
+the codec's ``slot_decoder()`` (the native per-message decoder of ``ringgen.wire.native_ext``, in
+place, where it is built; else the generated decoder on a copy of the slot), which gives what the
+generic path's decoder gives for the same bytes (``bridged_bytes``); the slot is freed after the
+decode, also when it raises, so a corrupt reply is taken and raises the generic path's
+``WireFormatError``.
 Anything else, a full queue, a message that does not encode, a hole at the head, falls through to
 the generic path, which waits, raises or converts as on every backend.
 """
@@ -86,11 +88,11 @@ def bridged_put(ring: Any, admit: Any, dead: Any = None) -> Callable[[Any], Any]
 
 def bridged_positional_take(q: Any) -> Callable[[], Any]:
     """``PositionalOutput.fast_take_one`` for a bridged reply: one read of the tail word, the reply
-    decoded once from its slot (freed first), or ``q.take_one`` when a hole may sit at the head;
-    None when nothing is ready."""
-    decode, buf, words, size = q._codec.decode, q._bytes, q._words, q.size
+    decoded once from its slot (in place, then the slot freed), or ``q.take_one`` when a hole may
+    sit at the head; None when nothing is ready."""
+    decode, buf, words, size = q._codec.slot_decoder(), q._bytes, q._words, q.size
     tail_at, head_at, holes_at = q._tail_at, q._head_at, q._holes_at
-    mask, stride, slow, cut = q.cap - 1, q.stride, q.take_one, bridged_bytes
+    mask, stride, slow = q.cap - 1, q.stride, q.take_one
 
     def take_one() -> Any:
         head = q.head
@@ -98,10 +100,11 @@ def bridged_positional_take(q: Any) -> Callable[[], Any]:
             return None
         if words[holes_at] != q.holes_taken:
             return slow()
-        data = cut(buf, (head & mask) * stride, size)
-        q.head = head + 1
-        words[head_at] = head + 1
-        return decode(data)
+        try:  # the slot is freed after the decode, even one that raises: a corrupt reply is taken
+            return decode(buf, (head & mask) * stride, size)
+        finally:
+            q.head = head + 1
+            words[head_at] = head + 1
 
     return take_one
 
@@ -109,27 +112,26 @@ def bridged_positional_take(q: Any) -> Callable[[], Any]:
 def bridged_outbox_take(q: Any, codec: Any) -> Callable[[], Any]:
     """``OutboxOutput.fast_take_one`` for a bridged reply: the head slot's stamp read first (the
     kernel stores it last, with release semantics), then the reply decoded once from the slot
-    (freed first); None while the stamp is not the head's."""
+    (in place, then the slot freed); None while the stamp is not the head's."""
     stamp_at = q.slots.dtype.fields["stamp"][1]
     msg_at = q.slots.dtype.fields["m"][1]
-    stamp_from, decode, size = struct.Struct("<Q").unpack_from, codec.decode, codec.slot_size
-    buf = memoryview(q.slots.view(np.uint8).reshape(-1))
-    words, head_at, mask, stride, cut = (
-        q._words,
-        q._head_at,
-        q.cap - 1,
-        q.slots.dtype.itemsize,
-        bridged_bytes,
+    stamp_from, decode, size = (
+        struct.Struct("<Q").unpack_from,
+        codec.slot_decoder(),
+        codec.slot_size,
     )
+    buf = memoryview(q.slots.view(np.uint8).reshape(-1))
+    words, head_at, mask, stride = q._words, q._head_at, q.cap - 1, q.slots.dtype.itemsize
 
     def take_one() -> Any:
         head = q.head
         off = (head & mask) * stride
         if stamp_from(buf, off + stamp_at)[0] != head + 1:
             return None
-        data = cut(buf, off + msg_at, size)
-        q.head = head + 1
-        words[head_at] = head + 1
-        return decode(data)
+        try:  # the slot is freed after the decode, even one that raises
+            return decode(buf, off + msg_at, size)
+        finally:
+            q.head = head + 1
+            words[head_at] = head + 1
 
     return take_one

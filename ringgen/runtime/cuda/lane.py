@@ -9,7 +9,7 @@ Batches and anything sent while earlier messages are outstanding use the rings (
 A bridged kernel's lane carries its messages as its rings do: the request is the input ring's slot
 (header + payload, encoded by the codec's native ``pack_into`` straight into it), then the stamp in a
 16-byte word of its own; bridged replies are encoded slots at the output ring's stride, each decoded
-once on the host (``bridged_fast.bridged_bytes``, then the codec's decoder).
+once on the host, in place (the codec's ``slot_decoder()``).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .bridged_fast import RETRY, bridged_bytes
+from .bridged_fast import RETRY
 from .queues import PositionalOutput
 
 __all__ = ["LatencyLane", "idle_check"]
@@ -110,7 +110,7 @@ class LatencyLane:
                     f"lane replies {self.stride} bytes apart cannot hold {out_codec.cls.__name__} "
                     f"slots of {self._out_size} bytes"
                 )
-            self._decode = out_codec.decode
+            self._decode = out_codec.slot_decoder()  # in place where native (wire.native_ext)
             # (items, slot) uint8 rows over the reply slot's stride: whole slots, copied by take
             self.items = buf[self.out_at : self.out_at + g["out_items"] * self.stride].reshape(
                 g["out_items"], self.stride
@@ -222,8 +222,8 @@ class LatencyLane:
         """The receive closure of a kernel with a lane: the lane's next reply while it holds one,
         else ``dense()`` (the output ring's closure). A reply costs one word read, one
         ``unpack_from`` and a few attribute stores; ``cls`` as ``PositionalOutput.fast_take_one``.
-        A bridged reply is decoded once from its slot (``bridged_fast.bridged_bytes``, then the codec's
-        decoder): a corrupt one is taken and raises the generic path's ``WireFormatError``.
+        A bridged reply is decoded once from its slot (the codec's ``slot_decoder()``, in place):
+        a corrupt one is taken and raises the generic path's ``WireFormatError``.
         """
         if self.out_bridged:
             return self._fast_take_bridged(dense)
@@ -265,7 +265,7 @@ class LatencyLane:
             self.stride,
             self._out_size,
         )
-        decode, lane, cut = self._decode, self, bridged_bytes
+        decode, lane = self._decode, self
 
         def take_one() -> Any:
             sent = lane.sent
@@ -275,12 +275,13 @@ class LatencyLane:
                     return None
                 i, count = lane.item, word & 0xFF
                 if i < count:
-                    data = cut(buf, out_at + i * stride, size)
-                    if i + 1 == count:
-                        lane.taken, lane.item = sent, 0
-                    else:
-                        lane.item = i + 1
-                    return decode(data)
+                    try:  # read in place before the lane is released, even a reply that raises
+                        return decode(buf, out_at + i * stride, size)
+                    finally:
+                        if i + 1 == count:
+                            lane.taken, lane.item = sent, 0
+                        else:
+                            lane.item = i + 1
                 lane.taken, lane.item = sent, 0  # no reply: the next one is the ring's
             return dense()
 
