@@ -82,7 +82,7 @@ def _cache_root() -> Path:
 
 
 #: Headers the native sources include: part of every build's cache key.
-HEADERS = (Path(__file__).with_name("_wire_common.h"),)
+HEADERS = tuple(Path(__file__).with_name(h) for h in ("_wire_common.h", "_decode.h"))
 
 
 def _build(
