@@ -5,9 +5,12 @@ kernel becomes three compute functions (begin, process, commit) that the host di
 messages are queued, with the queues, control block and state in device buffers (docs/metal.md).
 The header is included textually and the queue protocol is ``templates/common/ring.h.j2`` with the
 Metal prelude's accessors; bridged messages are decoded and encoded with the shared device codec
-(``bridged_c``). Kernels Metal cannot express (f64 arithmetic, 64-bit atomics it cannot provide) are
-left out with a comment in the file and a logged reason; ``skipped_kernels`` tells the manifest
-which and why.
+(``bridged_c``). A kernel that waits on a barrier is printed split at its waits
+(``body_phases``): a step of ``parties`` messages per batch, one dispatch per phase between begin and
+commit, the locals live across a wait in buffer 7 (docs/barriers.md, "Metal: a dispatch per phase").
+Kernels Metal cannot express (f64 arithmetic, 64-bit atomics it cannot provide, barriers of different
+sizes, a step larger than the queue) are left out with a comment in the file and a logged reason;
+``skipped_kernels`` tells the manifest which and why.
 """
 
 from __future__ import annotations
@@ -108,7 +111,9 @@ def kernel_context(k, handler=None) -> dict:
     reads: ``outputs_per_message`` (the output slots ``K_begin`` keeps free per message taken: the
     handler's static emit bound when ``handler``, its compiled IR, has one), the queue ``capacity``
     and its index ``mask``, and the phrases of the file's comments: ``out_doc`` (what the handler
-    outputs) and ``outbox_doc`` (an Outbox's bound; None without one).
+    outputs) and ``outbox_doc`` (an Outbox's bound; None without one). ``waits`` is the number of
+    top-level barrier waits (0 without ``handler``); a kernel that waits also gets the keys of
+    ``scratch_layout``.
     """
     ctx = shared_kernel_context(k)
     out_type = ctx["out_type"]
