@@ -3,7 +3,7 @@ is ``parties`` messages of one kernel, dispatched phase by phase. No f64 (Metal 
 (the reference and the shim read different clocks). Each test uses barriers of its own."""
 
 import ringgen as rg
-from ringgen.types import Array, f32, i32, i64, u8
+from ringgen.types import Array, Str, f32, f64, i32, i64, u8
 
 #: four messages add their part into the state, wait, and read the whole
 gathering = rg.barrier("mb_gathering", parties=4)
@@ -163,3 +163,43 @@ def gather_small(m: Part, s: Slots) -> Whole:
     rg.atomic_add(s.v[m.index], m.value)
     rg.barrier_wait(gathering)
     return Whole(index=m.index, total=s.v[0] + s.v[1] + s.v[2] + s.v[3])
+
+
+#: bridged messages: the slot is decoded again in each phase; a message local with a Str lives
+#: across the wait
+talking = rg.barrier("mb_talking", parties=2)
+
+
+@rg.message
+class Note:
+    index: i32
+    text: Str[16]
+
+
+@rg.message
+class Echo:
+    index: i32
+    text: Str[16]
+    total: i32
+
+
+@rg.device
+def doubled(x: i32) -> i32:
+    return x * 2
+
+
+@rg.ring_kernel
+def talk(m: Note, s: Slots) -> Echo:
+    e = Echo(index=m.index, text=m.text, total=0)  # a message local holding a Str
+    n = doubled(i32(len(m.text)))
+    rg.atomic_add(s.v[m.index], n)
+    rg.barrier_wait(talking)
+    e.total = s.v[0] + s.v[1] + s.v[2] + s.v[3] + doubled(1)
+    return e
+
+
+@rg.ring_kernel
+def keep_f64(m: Part) -> Whole:
+    x = f64(m.value) * 0.5
+    rg.barrier_wait(keeping)
+    return Whole(index=m.index, total=i32(x))
