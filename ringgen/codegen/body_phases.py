@@ -139,14 +139,16 @@ class _PhasePrinter(_FunctionPrinter):
             " * live across a wait. Each phase returns RG_STATUS_AT_WAIT when its message reached"
             " the wait,",
             " * else what the handler returns (RG_STATUS_OUTPUT, RG_STATUS_NONE or a fault). */",
-            f"typedef struct rg_frame_{fn.name} {{",
+            # a plain C++ struct (Metal is C++): a typedef of the tag's own name is allowed at
+            # namespace scope only, and the handlers are members of rg_context
+            f"struct rg_frame_{fn.name} {{",
         ]
         for name, t, offset in frame.members:
             dims = "".join(f"[{n}]" for n in array_dims(to_field_type(t)))
             head.append(f"    {c_type(t)} {name}{dims}; /* offset {offset} */")
         if not frame.members:
             head.append("    rg_u8 rg_unused; /* no local lives across a wait */")
-        head.append(f"}} rg_frame_{fn.name};")
+        head.append("};")
         chunks = ["\n".join(head) + "\n"]
         faults = False
         for j, stmts in enumerate(phases):
