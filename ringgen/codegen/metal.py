@@ -50,8 +50,8 @@ __all__ = [
     "kernel_context",
     "max_emits",
     "metal_name",
-    "scratch_layout",
     "render_metal",
+    "scratch_layout",
     "skipped_kernels",
     "waiting_kernels",
 ]
