@@ -80,8 +80,12 @@ def emit_body(unit, *, debug: Optional[bool] = None, program: Optional[ir.Progra
     return emit_program(program, debug=debug_requested(debug))
 
 
-def emit_program(program: ir.Program, *, debug: bool = False) -> str:
-    """Print a compiled program (see ``emit_body``)."""
+def emit_program(program: ir.Program, *, debug: bool = False, split_printer=None) -> str:
+    """Print a compiled program (see ``emit_body``).
+
+    ``split_printer`` (Metal: ``body_phases.emit_split_program``) prints each handler that waits on
+    a barrier in its place, as phases cut at the waits; no barrier words are rendered then.
+    """
     helpers = Helpers()
     may_fault: set[str] = set()
     chunks = []
@@ -92,7 +96,8 @@ def emit_program(program: ir.Program, *, debug: bool = False) -> str:
             may_fault.add(fn.name)
         chunks.append(text)
     for fn in program.handlers:
-        chunks.append(_FunctionPrinter(fn, helpers, may_fault, debug).emit()[0])
+        printer = split_printer if split_printer is not None and fn.barriers else _FunctionPrinter
+        chunks.append(printer(fn, helpers, may_fault, debug).emit()[0])
     statuses = [(s.name, int(s)) for s in protocol.Status]
     head = render(
         "common/body_helpers.c.j2",
@@ -101,7 +106,7 @@ def emit_program(program: ir.Program, *, debug: bool = False) -> str:
         stop_now=protocol.TERMINATE_STOP_NOW,
     )
     barriers = sorted({b for fn in program.handlers for b in fn.barriers})
-    if barriers:
+    if barriers and split_printer is None:
         head += "\n" + render(
             "common/barrier.c.j2",
             barriers=[{"name": n, "parties": p} for n, p in barriers],

@@ -5,15 +5,19 @@ kernel becomes three compute functions (begin, process, commit) that the host di
 messages are queued, with the queues, control block and state in device buffers (docs/metal.md).
 The header is included textually and the queue protocol is ``templates/common/ring.h.j2`` with the
 Metal prelude's accessors; bridged messages are decoded and encoded with the shared device codec
-(``bridged_c``). Kernels Metal cannot express (f64 arithmetic, 64-bit atomics it cannot provide) are
-left out with a comment in the file and a logged reason; ``skipped_kernels`` tells the manifest
-which and why.
+(``bridged_c``). A kernel that waits on a barrier is printed split at its waits
+(``body_phases``): a step of ``parties`` messages per batch, one dispatch per phase between begin and
+commit, the locals live across a wait in buffer 7 (docs/barriers.md, "Metal: a dispatch per phase").
+Kernels Metal cannot express (f64 arithmetic, 64-bit atomics it cannot provide, barriers of different
+sizes, a step larger than the queue) are left out with a comment in the file and a logged reason;
+``skipped_kernels`` tells the manifest which and why.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -21,12 +25,14 @@ import numpy as np
 from .. import protocol
 from ..dsl import compile_program, ir
 from ..errors import HandlerError
+from ..layout import layout_of
 from ..protocol import OUTBOX_LIMIT  # re-exported for the Metal host driver and tests
 from .bridged_c import emit_device_codec
 from .dialect_metal import METAL_DIALECT, check_function
 from .env import render
 from .emitter import Emitter
-from .body import debug_requested, emit_program
+from .body import debug_requested
+from .body_phases import AT_WAIT, emit_split_program, frame_layout, waits_of
 from .header import render_header
 from .kernel_context import kernel_context as shared_kernel_context
 from .protocol_c import render_ring_h
@@ -39,12 +45,15 @@ __all__ = [
     "DISPATCH_DTYPE",
     "MetalEmitter",
     "OUTBOX_LIMIT",
+    "abi",
     "emit",
     "kernel_context",
     "max_emits",
     "metal_name",
     "render_metal",
+    "scratch_layout",
     "skipped_kernels",
+    "waiting_kernels",
 ]
 
 log = logging.getLogger(__name__)
@@ -102,7 +111,9 @@ def kernel_context(k, handler=None) -> dict:
     reads: ``outputs_per_message`` (the output slots ``K_begin`` keeps free per message taken: the
     handler's static emit bound when ``handler``, its compiled IR, has one), the queue ``capacity``
     and its index ``mask``, and the phrases of the file's comments: ``out_doc`` (what the handler
-    outputs) and ``outbox_doc`` (an Outbox's bound; None without one).
+    outputs) and ``outbox_doc`` (an Outbox's bound; None without one). ``waits`` is the number of
+    top-level barrier waits (0 without ``handler``); a kernel that waits also gets the keys of
+    ``scratch_layout``.
     """
     ctx = shared_kernel_context(k)
     out_type = ctx["out_type"]
@@ -128,8 +139,48 @@ def kernel_context(k, handler=None) -> dict:
         outbox_doc=outbox_doc,
         capacity=k.capacity,
         mask=k.capacity - 1,
+        waits=0,
     )
+    if handler is not None and handler.barriers:
+        ctx.update(scratch_layout(k, handler, per_message))
     return ctx
+
+
+def _round_up(n: int, a: int) -> int:
+    return (n + a - 1) // a * a
+
+
+def scratch_layout(k, handler, outputs_per_message: int) -> dict:
+    """The per-step scratch buffer (buffer 7) of a kernel that waits on a barrier, as the template
+    declares it (``rg_metal_steps_<kernel>``) and ``static_assert``s it: a header (``broken``,
+    ``short_step``: two 32-bit words), then one ``rg_metal_step_<kernel>`` per party (the message's
+    status, its Outbox when it has one, its frame of the locals live across a wait).
+
+    Returns the template keys ``waits`` (top-level waits: the kernel has ``waits + 1`` phases),
+    ``parties``, ``barrier`` (its name), ``frame_bytes``, ``step_bytes`` (one record) and
+    ``scratch_bytes`` (the whole buffer).
+    """
+    frame = frame_layout(handler)
+    (name, parties), *_ = handler.barriers
+    end, align = 4, 4  # int status
+    if k.uses_outbox:
+        out = layout_of(k.outbox)
+        ob_align = max(4, out.align)
+        ob_size = _round_up(_round_up(4, out.align) + outputs_per_message * out.size, ob_align)
+        end = _round_up(end, ob_align) + ob_size
+        align = max(align, ob_align)
+    end = _round_up(end, frame.align) + frame.size
+    align = max(align, frame.align)
+    step = _round_up(end, align)
+    at = _round_up(8, align)
+    return {
+        "waits": len(waits_of(handler)),
+        "parties": parties,
+        "barrier": name,
+        "frame_bytes": frame.size,
+        "step_bytes": step,
+        "scratch_bytes": _round_up(at + parties * step, max(4, align)),
+    }
 
 
 def _compile_program(unit: "BuildUnit") -> ir.Program:
@@ -158,12 +209,9 @@ def skipped_kernels(unit: "BuildUnit", program=None) -> dict[str, str]:
     handlers = {h.name: h for h in program.handlers}
     skipped = {}
     for k in unit.kernels:
-        if handlers[k.name].barriers:
-            skipped[k.name] = (
-                "it waits on a barrier: Metal promises no forward progress between the threads "
-                "of a dispatch, so a wait cannot spin, and splitting the handler into dispatches "
-                "at the wait is not built (docs/barriers.md)"
-            )
+        why = _barrier_refusal(k, handlers[k.name])
+        if why is not None:
+            skipped[k.name] = why
             continue
         try:
             for func in _reachable(handlers[k.name], by_name):
@@ -173,6 +221,36 @@ def skipped_kernels(unit: "BuildUnit", program=None) -> dict[str, str]:
             where = f"{os.path.basename(exc.file)}:{exc.line}: " if exc.file and exc.line else ""
             skipped[k.name] = where + exc.message
     return skipped
+
+
+def _barrier_refusal(k, handler) -> Optional[str]:
+    """Why the Metal skeleton cannot keep ``handler``'s barriers, or None. On Metal a dispatch is
+    one step of every barrier the kernel waits on (docs/barriers.md, "Metal: a dispatch per
+    phase"), so the barriers must agree on how many messages a step is, and a step must fit the
+    input queue."""
+    counts = sorted({p for _, p in handler.barriers})
+    if len(counts) > 1:
+        names = ", ".join(f"'{n}' ({p} parties)" for n, p in handler.barriers)
+        return (
+            f"it waits on barriers of different sizes ({names}): on Metal one dispatch is one "
+            "step of every barrier the kernel waits on, so they must have the same parties "
+            "(docs/barriers.md)"
+        )
+    if counts and counts[0] > k.capacity:
+        (name, parties), *_ = handler.barriers
+        return (
+            f"barrier '{name}' has {parties} parties, more than the input queue's capacity "
+            f"({k.capacity}): on Metal a step is {parties} messages queued together, which this "
+            "queue can never hold (docs/barriers.md)"
+        )
+    return None
+
+
+def waiting_kernels(unit: "BuildUnit", program=None) -> set[str]:
+    """The kernels of ``unit`` that wait on a barrier: on Metal each runs a step in phases
+    (``begin``, a dispatch per phase, ``commit``), which only its own driver encodes."""
+    program = program if program is not None else _compile_program(unit)
+    return {h.name for h in program.handlers if h.barriers}
 
 
 def render_metal(
@@ -213,6 +291,7 @@ def render_metal(
         dispatch_rejected_offset=DISPATCH_DTYPE.fields["rejected"][1],
         dispatch_grid_offset=DISPATCH_DTYPE.fields["grid"][1],
         kernels=[kernel_context(k, handlers.get(k.name)) for k in kernels],
+        at_wait=AT_WAIT,
     )
 
 
@@ -240,7 +319,7 @@ def emit(
         program.source_file,
     )
     debug = debug_requested(options.debug_line_directives if options is not None else None)
-    body = emit_program(subset, debug=debug) if kept else ""
+    body = emit_split_program(subset, debug=debug) if kept else ""
     return {
         metal_name(unit): render_metal(
             unit,
@@ -265,5 +344,29 @@ class MetalEmitter(Emitter):
     def skipped(self, unit: "BuildUnit", program: Any) -> dict[str, str]:
         return skipped_kernels(unit, program)
 
-    def abi(self, kernel: Any, source: str) -> None:
-        return None
+    def abi(self, kernel: Any, source: str) -> Optional[dict]:
+        return abi(kernel.name, source)
+
+
+def abi(kernel: str, source: str) -> Optional[dict]:
+    """The manifest's ``abi.metal`` of a kernel that waits on a barrier, read back from the
+    emitted source's ``RG_<kernel>_PARTIES``, ``RG_<kernel>_SCRATCH_BYTES`` and its phase entry
+    points; None for a kernel that does not wait (its loader needs nothing beyond the three
+    dispatches). A Metal host encodes, per step: ``<kernel>_begin``, each of ``phases`` in order,
+    ``<kernel>_commit``, with buffer 7 of ``scratch_bytes`` bytes."""
+    facts = {}
+    for key in ("PARTIES", "SCRATCH_BYTES"):
+        m = re.search(rf"^#define RG_{re.escape(kernel)}_{key} (\d+)u?$", source, re.M)
+        if m is None:
+            return None
+        facts[key] = int(m.group(1))
+    phases = [f"{kernel}_process"] + sorted(
+        set(re.findall(rf"^kernel void ({re.escape(kernel)}_phase\d+)\(", source, re.M)),
+        key=lambda n: int(n.rsplit("phase", 1)[1]),
+    )
+    return {
+        "phases": phases,
+        "parties": facts["PARTIES"],
+        "scratch_buffer": 7,
+        "scratch_bytes": facts["SCRATCH_BYTES"],
+    }

@@ -27,7 +27,7 @@ from ..graphs import Graph
 from ..graph_fusion import is_stamped, stamp_fields
 from ..layout import layout_of
 from .env import render
-from .metal import kernel_context, skipped_kernels
+from .metal import kernel_context, skipped_kernels, waiting_kernels
 
 if TYPE_CHECKING:
     from ..build import BuildUnit
@@ -43,12 +43,19 @@ def skipped_graphs(unit: "BuildUnit", graphs: Optional[tuple[Graph, ...]] = None
         graphs: the graphs (default: ``unit.graphs``); each must be named.
     """
     skipped_stages = skipped_kernels(unit)
+    waiting = waiting_kernels(unit)
     out = {}
     for g in unit.graphs if graphs is None else graphs:
         for stage in g.stages:
             spec = g.spec(stage)
             if stage in skipped_stages:
                 out[g.name] = f"stage {stage} is not emitted for Metal: {skipped_stages[stage]}"
+                break
+            if stage in waiting:
+                out[g.name] = (
+                    f"stage {stage} waits on a barrier: the Metal graph driver runs one process "
+                    "dispatch per stage, not a step's phases (docs/barriers.md)"
+                )
                 break
             bridged = [c for c in (spec.input, spec.output) if c and layout_of(c).is_bridged]
             if bridged:

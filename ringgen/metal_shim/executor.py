@@ -21,7 +21,7 @@ import numpy as np
 
 from .._version import __version__
 from ..codegen.env import render
-from ..codegen.metal import DISPATCH_DTYPE, kernel_context
+from ..codegen.metal import DISPATCH_DTYPE, abi, kernel_context
 from ..errors import KernelTimeoutError, ToolchainError
 from ..layout import layout_of
 from ..protocol import CONTROL_DTYPE, QUEUE_CTL_DTYPE, Lifecycle
@@ -39,13 +39,17 @@ _TICKS_AT_UNIX_EPOCH = 621_355_968_000_000_000
 @attrs.frozen
 class MetalRun:
     """What one ``MetalExecutor.run`` produced: outputs in publication order, the final control block
-    (a record of ``CONTROL_DTYPE``), the final state (None without state) and the batches it took.
+    (a record of ``CONTROL_DTYPE``), the final state (None without state), the batches it took and
+    the messages it left queued.
     """
 
     outputs: np.ndarray
     control: np.void
     state: Optional[np.ndarray]
     batches: int
+    #: messages left in the input queue: a kernel that waits on a barrier holds fewer than
+    #: ``parties`` until the rest of their step arrives (docs/barriers.md, "Metal")
+    held: int = 0
 
 
 def slot_dtype(cls: Optional[type]) -> np.dtype:
@@ -93,15 +97,22 @@ def build_executor(
         raise ToolchainError("no C++ compiler (g++ or clang++) to build the Metal shim executor")
     text = metal_path.read_text()
     emitted = _emitted_kernels(text, kernels)
+    steps = {k.name: abi(k.name, text) for k in emitted}
+    contexts = []
+    for k in emitted:
+        ctx = kernel_context(k)
+        if steps[k.name] is not None:  # waits on a barrier: begin, one dispatch per phase, commit
+            ctx["waits"] = len(steps[k.name]["phases"]) - 1
+        contexts.append(ctx)
     driver = render(
         "metal/driver.cpp.j2",
         version=__version__,
         metal_file=metal_path.name,
         metal_path=str(metal_path),
-        kernels=[kernel_context(k) for k in emitted],
+        kernels=contexts,
     )
     lib = build_driver(driver, text, metal_path, exe, werror, workdir, "the shim executor")
-    return MetalExecutor(lib, emitted, metal_path)
+    return MetalExecutor(lib, emitted, metal_path, steps)
 
 
 def build_driver(
@@ -140,11 +151,25 @@ def build_driver(
 class MetalExecutor:
     """A compiled Metal source: ``run`` drives one of its kernels over a batch of messages."""
 
-    def __init__(self, lib_path, kernels: Sequence["KernelSpec"], metal_path=None) -> None:
+    def __init__(
+        self, lib_path, kernels: Sequence["KernelSpec"], metal_path=None, steps=None
+    ) -> None:
         self.lib_path = Path(lib_path)
         self.metal_path = Path(metal_path) if metal_path is not None else None
         self._lib = ctypes.CDLL(str(self.lib_path))
         self.kernels = {k.name: k for k in kernels}
+        #: kernel -> its ``abi.metal`` (phases, parties, scratch_bytes) when it waits on a barrier
+        self.steps = {name: s for name, s in (steps or {}).items() if s is not None}
+        for name, facts in self.steps.items():
+            for fn, want in (
+                (f"rg_metal_parties_{name}", facts["parties"]),
+                (f"rg_metal_steps_size_{name}", facts["scratch_bytes"]),
+            ):
+                got = getattr(self._lib, fn)()
+                if got != want:
+                    raise ToolchainError(
+                        f"{fn}() = {got} in {self.lib_path.name}, but the source says {want}"
+                    )
         for fn, dtype in (
             ("rg_metal_dispatch_size", DISPATCH_DTYPE),
             ("rg_metal_control_size", CONTROL_DTYPE),
@@ -179,6 +204,11 @@ class MetalExecutor:
         batches, consumes the output queue (so a full output queue can hold messages back, as on a
         device). With ``terminate`` the request is set before the last batch.
 
+        A kernel that waits on a barrier runs one step (``parties`` messages: begin, a dispatch per
+        phase, commit) per batch; when every message is sent and fewer than ``parties`` are left,
+        they stay queued (``MetalRun.held``) unless ``terminate`` makes them a short step, whose
+        waits fault with ``BARRIER_BROKEN`` (docs/barriers.md, "Metal").
+
         Raises:
             KeyError: the file has no such kernel (Metal skipped it).
             KernelTimeoutError: ``max_batches`` batches made no progress through the messages.
@@ -201,9 +231,10 @@ class MetalExecutor:
             )
         messages = np.asarray(messages, dtype=in_dtype)
         fn = getattr(self._lib, f"rg_metal_run_{kernel}")
-        ptr = lambda a: (
-            ctypes.c_void_p(a.ctypes.data) if a is not None else ctypes.c_void_p(0)
-        )  # noqa: E731
+        step = self.steps.get(kernel)
+        scratch = np.zeros(step["scratch_bytes"], np.uint8) if step is not None else None
+        extra = (_ptr(scratch),) if step is not None else ()
+        ptr = _ptr
         outputs = []
         sent = batches = 0
         limit = batch or cap
@@ -218,8 +249,9 @@ class MetalExecutor:
                 control["terminate"] = 1
             dispatch["now"] = time.monotonic_ns()  # what rg.now() returns in this batch
             dispatch["ticks"] = _TICKS_AT_UNIX_EPOCH + time.time_ns() // 100
-            dispatch["grid"] = min(pending, limit)
+            dispatch["grid"] = min(pending, limit) if step is None else step["parties"]
             grid = 1 if spec.ordered else int(dispatch["grid"][0])
+            head_before = head
             fn(
                 ptr(in_slots),
                 ptr(in_q),
@@ -230,12 +262,23 @@ class MetalExecutor:
                 ptr(dispatch),
                 grid,
                 workers,
+                *extra,
             )
             batches += 1
             if batches % drain_every == 0 or pending == 0:
                 o_tail, o_head = int(out_q["tail"][0]), int(out_q["head"][0])
                 outputs.append(out_slots[(o_head + np.arange(o_tail - o_head)) % cap])  # a copy
                 out_q["head"] = o_tail
+            held = int(in_q["tail"][0]) - int(in_q["head"][0])
+            if (
+                step is not None
+                and sent == len(messages)
+                and 0 < held < step["parties"]
+                and int(in_q["head"][0]) == head_before
+                and not terminate
+                and int(out_q["head"][0]) == int(out_q["tail"][0])
+            ):
+                break  # the rest of their step never comes: they stay queued, nothing hangs
             done = sent == len(messages) and int(in_q["head"][0]) == int(in_q["tail"][0])
             if done and int(out_q["head"][0]) == int(out_q["tail"][0]):
                 if not terminate or int(control["state"][0]) == Lifecycle.TERMINATED:
@@ -246,4 +289,10 @@ class MetalExecutor:
                     f"(sent {sent}, consumed {int(in_q['head'][0])})"
                 )
         out = np.concatenate(outputs) if outputs else np.zeros(0, out_dtype)
-        return MetalRun(out, control[0], state if spec.state is not None else None, batches)
+        held = int(in_q["tail"][0]) - int(in_q["head"][0])
+        return MetalRun(out, control[0], state if spec.state is not None else None, batches, held)
+
+
+def _ptr(a: Optional[np.ndarray]) -> ctypes.c_void_p:
+    """The address of ``a``'s data for the driver (a null pointer for None)."""
+    return ctypes.c_void_p(a.ctypes.data) if a is not None else ctypes.c_void_p(0)
