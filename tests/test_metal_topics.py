@@ -6,7 +6,8 @@ nothing dropped past a full queue. A causal fan-in reached by paths of two lengt
 (``tests/causal_device_kernels``) runs ordered, its stamps kept by the driver's clocks: the replies
 equal the reference's, every hop's stamp rises along each chain and per stage, and the history
 rebuilt from the hops' stamps passes ``ringgen.testing.history``. Drop policies and the host
-publishing or subscribing are left out with the reason (``skipped_graphs``)."""
+publishing or subscribing are driven (``tests/test_metal_topics_host.py`` runs them); what the
+driver still leaves out is named with the reason (``skipped_graphs``)."""
 
 from __future__ import annotations
 
