@@ -6,7 +6,8 @@ nothing dropped past a full queue. A causal fan-in reached by paths of two lengt
 (``tests/causal_device_kernels``) runs ordered, its stamps kept by the driver's clocks: the replies
 equal the reference's, every hop's stamp rises along each chain and per stage, and the history
 rebuilt from the hops' stamps passes ``ringgen.testing.history``. Drop policies and the host
-publishing or subscribing are left out with the reason (``skipped_graphs``)."""
+publishing or subscribing are driven (``tests/test_metal_topics_host.py`` runs them); what the
+driver still leaves out is named with the reason (``skipped_graphs``)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ from ringgen.testing.history import History, assert_causal, check_history
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import causal_device_kernels as ck  # noqa: E402
 import topic_device_kernels as dk  # noqa: E402
+import topic_kernels as tk  # noqa: E402
 
 pytestmark = [
     pytest.mark.skipif(not available_compilers(), reason="no g++ or clang++"),
@@ -84,7 +86,10 @@ def test_a_topic_is_forwarded_to_every_subscriber_by_the_driver(fans):
     assert ctx["stages"][0]["consumers"] == list(range(1, 17))
     text = emit_graph_driver(unit, "/x/topic_device_kernels.metal", "topic_device_kernels.metal")
     body = text.split("int rg_metal_graph_dfan16(")[1].split("int rg_metal_graph_")[0]
-    assert sum(f"rg_forward(s, st[{c}], n);" in body for c in range(1, 17)) == 16
+    assert sum(f"rg_push(st[{c}], n, slot);" in body for c in range(1, 17)) == 16
+    # a Block subscriber limits what the publisher hands on, and each counts what it was handed
+    assert sum(f"n = st[{c}].room() < n ? st[{c}].room() : n;" in body for c in range(1, 17)) == 16
+    assert "rg_to_dropping" not in body.split("/* dsub0 */")[0]
 
 
 @pytest.mark.parametrize("n_subs", FANS)
@@ -133,37 +138,40 @@ def test_a_block_topic_on_parallel_dispatches_gives_the_same_multiset(fans):
     assert detail is None, detail
 
 
-def test_a_drop_policy_or_the_host_on_a_topic_is_left_out_with_the_reason():
+def test_drop_policies_and_the_host_on_a_topic_are_kept_and_what_is_not_is_left_out():
+    """Drop policies and the host publishing or subscribing are driven (issue 16); a topic of a
+    bridged message and a stage reaching one consumer by two routes are left out, naming why."""
     subs = dk.SUBSCRIBERS[:2]
     dropping = named(dk.fan(2, policy=rg.DropOldest(8)), "dropping")
     newest = named(dk.fan(2, policy=rg.DropNewest(3)), "newest")
     scores = rg.topic("scores", dk.Score)
-    hosted = rg.graph(
-        dk.publish >> scores,
-        rg.HOST >> scores,
-        scores >> subs,
-        *[s >> dk.gather for s in subs],
-        name="hosted",
-    )
-    scores = rg.topic("scores", dk.Score)
-    watched = rg.graph(
+    twice = rg.graph(
         dk.publish >> scores,
         scores >> subs,
-        scores >> rg.HOST,
-        *[s >> dk.gather for s in subs],
-        name="watched",
+        dk.publish >> subs[0],
+        subs[1] >> dk.gather,
+        subs[0] >> dk.gather,
+        name="twice",
     )
-    kept = dk.fan(2)
-    unit = attrs.evolve(collect(dk), graphs=(dropping, newest, hosted, watched, kept))
+    notes = rg.topic("notes", tk.Note)
+    bridged = rg.graph(tk.note_source >> notes, notes >> [tk.note_sub, rg.HOST], name="bridged")
+    graphs = (dropping, newest, dk.hosted(2), dk.watched(2), dk.hosted(2, host_subscribes=True))
+    unit = attrs.evolve(collect(dk), graphs=graphs + (twice,))
     why = skipped_graphs(unit)
-    assert set(why) == {"dropping", "newest", "hosted", "watched"}
-    assert why["dropping"].startswith("topic scores has policy drop_oldest(8)")
-    assert "no queue per subscriber to drop from" in why["newest"]
-    assert why["hosted"].startswith("the host publishes to topic scores")
-    assert why["watched"].startswith("the host subscribes to topic scores")
+    assert set(why) == {"twice"}
+    assert why["twice"] == (
+        "stage publish reaches dsub0 by two routes (an edge and a topic, or two topics): the "
+        "Metal graph driver keeps one queue and one count per route"
+    )
     text = emit_graph_driver(unit, "/x/a.metal", "a.metal")
-    assert "rg_metal_graph_dfan2(" in text
-    assert not any(f"rg_metal_graph_{n}(" in text for n in why)
+    assert all(f"rg_metal_graph_{g.name}(" in text for g in graphs)
+    assert "rg_metal_graph_twice(" not in text
+    body = text.split("int rg_metal_graph_newest(")[1].split("int rg_metal_graph_")[0]
+    assert body.count("rg_to_dropping(dq[") == 2 and "rg_push(st[1]" not in body
+    tunit = attrs.evolve(collect(tk), graphs=(bridged,))
+    assert skipped_graphs(tunit)["bridged"].startswith(
+        "stage note_source takes or emits the bridged message Note"
+    )
 
 
 # ---- causal order and rg.HLC stamps ---------------------------------------------------------
