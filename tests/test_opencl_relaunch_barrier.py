@@ -20,6 +20,7 @@ import pytest
 
 import barrier_kernels as bk
 import barrier_kernels_metal as bm
+import barrier_kernels_relaunch as bkr
 import ringgen as rg
 from ringgen.build import collect
 from ringgen.codegen.body import emit_program
@@ -338,3 +339,30 @@ def test_a_step_larger_than_the_queue_is_refused():
         _launch(bm.too_big)
     with pytest.raises(rg.BackendUnavailableError, match="capacity >= 4"):
         _launch(bm.gather, capacity=2)
+
+
+# ---------------------------------------------------------------- stopping a step in flight
+
+
+def test_a_stop_now_request_ends_a_step_in_flight():
+    """One message of a step of two spins before the wait until the host asks to stop now; it
+    leaves with STOPPED, which breaks the step, and the other, at the wait, sees the stop word in
+    the next phase and leaves with STOPPED too: the kernel terminates instead of hanging."""
+    with _launch(bkr.stall) as k:
+        k.send(bkr.Ask(index=0, spin=0))
+        k.send(bkr.Ask(index=1, spin=1))
+        # the step is launched at once, and its phase 0 cannot finish by itself
+        assert len(k.receive_batch(2, timeout=0.5)) == 0
+        stats = k.terminate(timeout=REPLY_TIMEOUT_S, drain=False)
+    assert stats.lifecycle is Lifecycle.TERMINATED
+    assert stats.rejected == {"STOPPED": 2} and stats.processed == 2
+
+
+@pytest.mark.parametrize("cl_std", ["CL1.2", "CL3.0"])
+def test_steps_run_with_either_opencl_c_version(cl_std):
+    """OpenCL 1.2 (NVIDIA's OpenCL, whose relaunch mode is the one barriers there use) builds and
+    runs the phases with its legacy atomics."""
+    steps = [[(i, (s + 1) * 10**i) for i in range(4)] for s in range(2)]
+    got, stats, _ = _run_steps(bm.gather, steps, cl_std=cl_std)
+    assert got == [Counter((i, 1111 * (s + 1) * (s + 2) // 2) for i in range(4)) for s in range(2)]
+    assert not stats.rejected
