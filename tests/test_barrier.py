@@ -202,9 +202,11 @@ def test_cuda_source_compiles_with_nvcc(tmp_path):
 
 def test_opencl_source_builds_on_pocl():
     """The barrier storage is an argument: the persistent entry point of a waiting kernel takes one
-    more (the manifest says which), the relaunch one none; OpenCL 1.2 builds the relaunch ones."""
+    more (the manifest says which), the relaunch one the step's scratch and the phase instead
+    (docs/barriers.md, "OpenCL relaunch: a launch per phase"); OpenCL 1.2 builds the relaunch ones.
+    """
     cl = pytest.importorskip("pyopencl")
-    from ringgen.codegen.opencl import ENTRY_ARGS, abi, emit as emit_opencl
+    from ringgen.codegen.opencl import ENTRY_ARGS, STEP_ARGS, abi, emit as emit_opencl
 
     try:
         devices = [d for p in cl.get_platforms() for d in p.get_devices()]
@@ -217,18 +219,19 @@ def test_opencl_source_builds_on_pocl():
     entry = abi("turn_a", text)
     assert entry["barriers"] == ["bk_turns"]
     assert entry["entry_points"]["persistent"]["args"] == ENTRY_ARGS["persistent"] + 1
-    assert entry["entry_points"]["relaunch"]["args"] == ENTRY_ARGS["relaunch"]
+    assert entry["entry_points"]["relaunch"]["args"] == ENTRY_ARGS["relaunch"] + STEP_ARGS
     prg = cl.Program(ctx, text).build(options=["-cl-std=CL3.0"])
     args = {k.function_name: k.num_args for k in prg.all_kernels()}
     assert args["rg_turn_a_persistent"] == ENTRY_ARGS["persistent"] + 1
-    assert args["rg_turn_a_relaunch"] == ENTRY_ARGS["relaunch"]
+    assert args["rg_turn_a_relaunch"] == ENTRY_ARGS["relaunch"] + STEP_ARGS
     prg = cl.Program(ctx, text).build(options=["-cl-std=CL1.2"])
     assert "rg_turn_a_relaunch" in [k.function_name for k in prg.all_kernels()]
 
 
-def test_opencl_relaunch_mode_refuses_a_barrier_kernel():
-    """Relaunch mode cannot keep a barrier (no forward progress between launches): refused at
-    launch, naming the kernel and the barrier."""
+def test_opencl_relaunch_mode_refuses_what_it_cannot_keep():
+    """Relaunch mode runs a waiting kernel in steps of its own messages, a launch per phase
+    (tests/test_opencl_relaunch_barrier.py); it refuses, at launch, naming the kernel and the
+    barrier, a kernel whose barriers disagree on how many messages a step is."""
     pytest.importorskip("pyopencl")
     from ringgen.runtime.opencl.build import select_device
 
@@ -236,8 +239,13 @@ def test_opencl_relaunch_mode_refuses_a_barrier_kernel():
         select_device(None)
     except rg.BackendUnavailableError as exc:
         pytest.skip(str(exc))
-    with pytest.raises(rg.BackendUnavailableError, match="turn_a waits on barrier 'bk_turns'"):
-        rg.launch(bk.turn_a, backend="opencl", mode="relaunch")
+    import barrier_kernels_metal as bm
+
+    with pytest.raises(
+        rg.BackendUnavailableError,
+        match="two_sizes waits on barrier 'mb_pair_of_two'.*barriers of different sizes",
+    ):
+        rg.launch(bm.two_sizes, backend="opencl", mode="relaunch")
 
 
 def test_metal_emits_barrier_kernels_split_into_phases():

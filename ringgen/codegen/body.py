@@ -80,11 +80,15 @@ def emit_body(unit, *, debug: Optional[bool] = None, program: Optional[ir.Progra
     return emit_program(program, debug=debug_requested(debug))
 
 
-def emit_program(program: ir.Program, *, debug: bool = False, split_printer=None) -> str:
+def emit_program(
+    program: ir.Program, *, debug: bool = False, split_printer=None, keep_unsplit: bool = False
+) -> str:
     """Print a compiled program (see ``emit_body``).
 
     ``split_printer`` (Metal: ``body_phases.emit_split_program``) prints each handler that waits on
     a barrier in its place, as phases cut at the waits; no barrier words are rendered then.
+    ``keep_unsplit`` (OpenCL: ``body_phases.emit_program_with_phases``) prints the phases after the
+    unsplit handler instead, and the barrier words as without a split printer.
     """
     helpers = Helpers()
     may_fault: set[str] = set()
@@ -96,8 +100,11 @@ def emit_program(program: ir.Program, *, debug: bool = False, split_printer=None
             may_fault.add(fn.name)
         chunks.append(text)
     for fn in program.handlers:
-        printer = split_printer if split_printer is not None and fn.barriers else _FunctionPrinter
-        chunks.append(printer(fn, helpers, may_fault, debug).emit()[0])
+        split = split_printer is not None and fn.barriers
+        if not split or keep_unsplit:
+            chunks.append(_FunctionPrinter(fn, helpers, may_fault, debug).emit()[0])
+        if split:
+            chunks.append(split_printer(fn, helpers, may_fault, debug).emit()[0])
     statuses = [(s.name, int(s)) for s in protocol.Status]
     head = render(
         "common/body_helpers.c.j2",
@@ -106,7 +113,7 @@ def emit_program(program: ir.Program, *, debug: bool = False, split_printer=None
         stop_now=protocol.TERMINATE_STOP_NOW,
     )
     barriers = sorted({b for fn in program.handlers for b in fn.barriers})
-    if barriers and split_printer is None:
+    if barriers and (split_printer is None or keep_unsplit):
         head += "\n" + render(
             "common/barrier.c.j2",
             barriers=[{"name": n, "parties": p} for n, p in barriers],

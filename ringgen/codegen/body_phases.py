@@ -1,4 +1,5 @@
-"""A waiting handler split at its barrier waits into phases: the Metal rendering of ``rg.barrier_wait``.
+"""A waiting handler split at its barrier waits into phases: the Metal rendering of ``rg.barrier_wait``,
+and OpenCL relaunch mode's.
 
 Metal promises no forward progress between the threads of a dispatch, so a wait cannot spin there.
 The Metal target keeps a barrier at a *dispatch boundary* instead (docs/barriers.md, "Metal: a
@@ -16,7 +17,10 @@ unsplit handler, so its statements are the text every target compiles; what is M
 - a phase that returns or faults returns what the unsplit handler would (``RG_STATUS_OUTPUT``,
   ``RG_STATUS_NONE`` or the fault): the skeleton then runs none of that message's later phases.
 
-The other targets never call this module: their handler text is ``body.emit_program``'s, unchanged.
+OpenCL's relaunch mode runs a step the same way, a launch per phase on one in-order queue
+(docs/barriers.md, "OpenCL relaunch: a launch per phase"): ``emit_program_with_phases`` prints the
+phases after the unsplit handler, which the persistent entry point keeps calling. CUDA and C never
+call this module: their handler text is ``body.emit_program``'s, unchanged.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from .body import _FunctionPrinter, _ends_in_return, emit_program
 
 __all__ = [
     "AT_WAIT",
+    "emit_program_with_phases",
     "emit_split_program",
     "frame_layout",
     "live_across",
@@ -123,6 +128,15 @@ def frame_layout(fn: ir.Function) -> FrameLayout:
 class _PhasePrinter(_FunctionPrinter):
     """Prints a waiting handler as its frame struct and one function per phase."""
 
+    #: The docs/barriers.md section on the skeleton that runs the phases.
+    skeleton_doc = "Metal: a dispatch per phase"
+    #: How each phase runs over the messages of a step.
+    runs_as = "dispatched"
+    #: C (OpenCL) names a struct type only through a typedef; C++ (Metal) needs none, and allows
+    #: a typedef of the tag's own name at namespace scope only (the handlers are members of
+    #: rg_context there).
+    typedef_frame = False
+
     def emit(self) -> tuple[str, bool]:
         fn = self.fn
         phases = split_phases(fn)
@@ -134,13 +148,11 @@ class _PhasePrinter(_FunctionPrinter):
         head = [
             f"/* kernel {fn.name} ({where}), split at its barrier waits ({names}) into "
             f"{len(phases)} phases,",
-            " * dispatched one after the other over the messages of a step (docs/barriers.md,",
-            f' * "Metal: a dispatch per phase"). rg_frame_{fn.name} keeps, per message, the locals',
+            f" * {self.runs_as} one after the other over the messages of a step (docs/barriers.md,",
+            f' * "{self.skeleton_doc}"). rg_frame_{fn.name} keeps, per message, the locals',
             " * live across a wait. Each phase returns RG_STATUS_AT_WAIT when its message reached"
             " the wait,",
             " * else what the handler returns (RG_STATUS_OUTPUT, RG_STATUS_NONE or a fault). */",
-            # a plain C++ struct (Metal is C++): a typedef of the tag's own name is allowed at
-            # namespace scope only, and the handlers are members of rg_context
             f"struct rg_frame_{fn.name} {{",
         ]
         for name, t, offset in frame.members:
@@ -149,6 +161,8 @@ class _PhasePrinter(_FunctionPrinter):
         if not frame.members:
             head.append("    rg_u8 rg_unused; /* no local lives across a wait */")
         head.append("};")
+        if self.typedef_frame:
+            head.append(f"typedef struct rg_frame_{fn.name} rg_frame_{fn.name};")
         chunks = ["\n".join(head) + "\n"]
         faults = False
         for j, stmts in enumerate(phases):
@@ -216,8 +230,20 @@ class _PhasePrinter(_FunctionPrinter):
         return [f"{ind}{dst} = {src};"]
 
 
+class _LaunchPhasePrinter(_PhasePrinter):
+    """The OpenCL rendering of the phases: each is a launch of the relaunch entry point."""
+
+    skeleton_doc = "OpenCL relaunch: a launch per phase"
+    runs_as = "launched"
+    typedef_frame = True
+
+
 def _split_printer(fn, helpers, may_fault, debug) -> _FunctionPrinter:
     return _PhasePrinter(fn, helpers, may_fault, debug)
+
+
+def _launch_printer(fn, helpers, may_fault, debug) -> _FunctionPrinter:
+    return _LaunchPhasePrinter(fn, helpers, may_fault, debug)
 
 
 def emit_split_program(program: ir.Program, *, debug: bool = False) -> str:
@@ -225,3 +251,11 @@ def emit_split_program(program: ir.Program, *, debug: bool = False) -> str:
     the Metal target's handler text. Handlers that do not wait are printed as on every target, and
     no barrier words are rendered (nothing spins)."""
     return emit_program(program, debug=debug, split_printer=_split_printer)
+
+
+def emit_program_with_phases(program: ir.Program, *, debug: bool = False) -> str:
+    """``body.emit_program`` with every waiting handler printed twice: unsplit, as on every target
+    (OpenCL's persistent entry point spins at its waits), then as its frame and phases (OpenCL's
+    relaunch entry point runs a step as a launch per phase: docs/barriers.md, "OpenCL relaunch: a
+    launch per phase"). The barrier words are rendered for the unsplit handler."""
+    return emit_program(program, debug=debug, split_printer=_launch_printer, keep_unsplit=True)

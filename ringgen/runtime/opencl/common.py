@@ -274,22 +274,44 @@ class OpenclKernel(KernelHandle):
         entry = self._abi()["entry_points"][mode]
         return _entry(prg, entry["name"], entry["args"], self._source_path())
 
-    def _refuse_barriers(self) -> None:
-        """Refuse a kernel that waits on barriers outside persistent mode (docs/barriers.md).
+    def _relaunch_steps(self) -> Optional[dict]:
+        """How relaunch mode keeps this kernel's barriers: the manifest's ``abi.opencl.steps``
+        (``parties``, ``phases``, ``scratch_bytes``), None for a kernel that waits on none
+        (docs/barriers.md, "OpenCL relaunch: a launch per phase").
 
         Raises:
-            BackendUnavailableError: the kernel waits on a barrier; names the kernel and the barrier.
+            BackendUnavailableError: relaunch mode cannot keep them: the emitter's reason (e.g.
+                barriers of different sizes), or a step of ``parties`` messages, or its replies,
+                that this queue's capacity can never hold; names the kernel and the barrier.
         """
-        names = self._abi().get("barriers", ())
-        if names:
+        entry = self._abi()
+        names = entry.get("barriers", ())
+        if not names:
+            return None
+        elsewhere = (
+            "mode='persistent' (a device with fine-grained SVM, e.g. PoCL), or backend='cpu' or 'c'"
+        )
+        steps = entry.get("steps")
+        if steps is None:
             raise BackendUnavailableError(
                 f"kernel {self.name} waits on barrier {names[0]!r}, which OpenCL relaunch mode "
-                "cannot keep: each launch drains one batch and must complete before the next, and "
-                "OpenCL promises no forward progress between launches, so a party waiting for "
-                "another kernel's launch could wait for ever",
-                hint="launch it with mode='persistent' (a device with fine-grained SVM, e.g. PoCL), "
-                "or on backend='cpu' or 'c'",
+                f"cannot keep: {entry.get('relaunch_refused', 'the manifest has no relaunch steps')}",
+                hint=f"launch it with {elsewhere}",
             )
+        parties = steps["parties"]
+        if parties * self.limit > self.capacity:
+            what = (
+                f"{parties} messages"
+                if self.limit == 1
+                else f"{parties} messages of up to {self.limit} replies each"
+            )
+            raise BackendUnavailableError(
+                f"kernel {self.name} waits on barrier {names[0]!r} of {parties} parties, which "
+                f"OpenCL relaunch mode cannot keep with capacity {self.capacity}: a step is {what} "
+                "queued together, more than this queue can ever hold",
+                hint=f"launch it with capacity >= {parties * self.limit}, or with {elsewhere}",
+            )
+        return steps
 
     def _build(self):
         path = self._source_path()

@@ -2,6 +2,10 @@
 
 The host keeps both queues; each launch of ``rg_<k>_relaunch`` drains what is queued from a device
 buffer. The control block and the kernel state stay in device buffers between launches.
+
+A kernel that waits on a barrier runs in steps instead (docs/barriers.md, "OpenCL relaunch: a launch
+per phase"): exactly ``parties`` messages at a time, launched once per phase of the split handler, in
+order, on the one in-order command queue, so every message finishes phase j before any starts j + 1.
 """
 
 from __future__ import annotations
@@ -26,17 +30,19 @@ _TERMINATE_OFFSET = CONTROL_DTYPE.fields["terminate"][1]
 
 
 class _Launch:
-    """One relaunch-mode launch in flight: the kernel's event and the batch it took.
+    """One relaunch-mode launch in flight: the kernel's event, the batch it took and, for a step of
+    a waiting kernel, the phase the event runs.
 
     Nothing else is enqueued behind the kernel while it runs: on PoCL an enqueue onto a queue
     whose kernel is still running blocks inside the OpenCL call (holding the GIL), so a handler that
-    loops forever would hang ``send`` itself. The read-backs are enqueued once the kernel is done.
+    loops forever would hang ``send`` itself. The read-backs, and a step's next phase, are enqueued
+    once the kernel is done.
     """
 
-    __slots__ = ("event", "n", "keep")
+    __slots__ = ("event", "n", "keep", "phase")
 
     def __init__(self, event, n, keep) -> None:
-        self.event, self.n, self.keep = event, n, keep
+        self.event, self.n, self.keep, self.phase = event, n, keep, 0
 
 
 class OpenclRelaunchKernel(OpenclKernel):
@@ -48,6 +54,12 @@ class OpenclRelaunchKernel(OpenclKernel):
     without blocking. Replies wait host-side (at most ``capacity`` plus one launch's worth); while they
     are full no launch starts, which is the same back-pressure a resident kernel applies when its
     output queue is full. Kernel state and the control block stay in device buffers.
+
+    Barriers: a kernel that waits on one runs a step of exactly ``parties`` messages (the manifest's
+    ``abi.opencl.steps``) per launch sequence: phase 0, then each next phase once the previous
+    launch completed, then the read-backs. Fewer than ``parties`` queued are held until their step
+    is whole; after a terminate request they run as a short step, broken from the start (each of
+    them that reaches a wait leaves it with ``BARRIER_BROKEN``), so the kernel terminates.
 
     Dead letters: each launch also reads back the Reason each message failed validation for (0 when
     it passed); with a dead-letter queue the host marks those slots of the batch it kept, exactly as
@@ -63,7 +75,7 @@ class OpenclRelaunchKernel(OpenclKernel):
         # launches, so unlike the persistent transport they share state: one lock guards it.
         self._lock = threading.RLock()
 
-        self._refuse_barriers()
+        self._steps = self._relaunch_steps()
         self._ctx = context_for(self.device_info)
         prg = self._build()
         self._kernel = self._entry_point(prg, "relaunch")
@@ -89,6 +101,10 @@ class OpenclRelaunchKernel(OpenclKernel):
             self._dead_buf = cl.Buffer(self._ctx, mf.WRITE_ONLY, cap * 4)
         except cl.Error as exc:  # e.g. INVALID_BUFFER_SIZE past the device's largest allocation
             raise MemoryError(f"clCreateBuffer failed ({exc})") from None
+        if self._steps is not None:
+            self._steps_buf = cl.Buffer(self._ctx, mf.READ_WRITE, self._steps["scratch_bytes"])
+            # the header's `broken` word before phase 0: a whole step, a short one
+            self._step_headers = (np.zeros(2, np.uint32), np.array([1, 0], np.uint32))
         self._dead_letters = SpillBuffer()  # marked slot rows, at most dead_letter_capacity
         self._dl_dropped = 0
         if self.spec.state is not None:
@@ -118,27 +134,54 @@ class OpenclRelaunchKernel(OpenclKernel):
 
         while self._pending_n and not self._inflight:
             n = min(self._pending_n, self.capacity, self._room_for_replies() // self.limit)
+            short = False
+            if self._steps is not None:
+                n, short = self._step_size(n)
             if n <= 0:
                 return
             batch = self._take_pending(n)
             cl.enqueue_copy(self._queue, self._in_buf, batch, is_blocking=False)
-            self._kernel.set_args(
-                self._ctl_buf,
-                self._in_buf,
-                np.uint64(n),
-                self._out_buf,
-                self._counts_buf,
-                self._dead_buf,
-                self._state_buf,
-            )
-            if self.spec.ordered:
-                gsize, lsize = (1,), (1,)
-            else:
-                lsize = None
-                gsize = (n,)
-            event = cl.enqueue_nd_range_kernel(self._queue, self._kernel, gsize, lsize)
-            self._queue.flush()
-            self._inflight.append(_Launch(event, n, batch))
+            if self._steps is not None:
+                header = self._step_headers[short]
+                cl.enqueue_copy(self._queue, self._steps_buf, header, is_blocking=False)
+            self._inflight.append(_Launch(self._enqueue(n, 0), n, batch))
+
+    def _step_size(self, fit: int) -> tuple[int, bool]:
+        """(messages of the next step, whether it is short) for a kernel that waits on a barrier,
+        given that ``fit`` messages could be launched now; (0, False) to hold what is queued."""
+        parties = self._steps["parties"]
+        if self._pending_n >= parties:
+            return (parties if fit >= parties else 0), False
+        if self._terminating and fit == self._pending_n:
+            # nothing more can arrive: a step that can never be whole runs broken, never hangs
+            return fit, True
+        return 0, False
+
+    def _enqueue(self, n: int, phase: int):
+        """Launch the entry point over the ``n`` messages on the device (phase ``phase`` of a step
+        for a waiting kernel); returns its event."""
+        import pyopencl as cl
+
+        args = [
+            self._ctl_buf,
+            self._in_buf,
+            np.uint64(n),
+            self._out_buf,
+            self._counts_buf,
+            self._dead_buf,
+            self._state_buf,
+        ]
+        if self._steps is not None:
+            args += [self._steps_buf, np.uint32(phase)]
+        self._kernel.set_args(*args)
+        if self.spec.ordered:
+            gsize, lsize = (1,), (1,)
+        else:
+            lsize = None
+            gsize = (n,)
+        event = cl.enqueue_nd_range_kernel(self._queue, self._kernel, gsize, lsize)
+        self._queue.flush()
+        return event
 
     def _take_pending(self, n: int) -> np.ndarray:
         if len(self._pending[0]) == n:
@@ -168,6 +211,11 @@ class OpenclRelaunchKernel(OpenclKernel):
                 ln.event.wait()
             elif ln.event.command_execution_status != done:
                 return
+            if self._steps is not None and ln.phase + 1 < self._steps["phases"]:
+                # the queue is idle: the step's next phase sees every write of this one
+                ln.phase += 1
+                ln.event = self._enqueue(ln.n, ln.phase)
+                continue
             self._inflight.pop(0)
             n = ln.n
             out = np.empty(n * self.limit, dtype=self.out_slot)
@@ -303,7 +351,8 @@ class OpenclRelaunchKernel(OpenclKernel):
         import pyopencl as cl
 
         # Nothing more is launched: what is still queued host-side stays unprocessed; the launch in
-        # flight (at most one) finishes and is reaped as usual.
+        # flight (at most one) finishes and is reaped as usual. A step in flight runs its later
+        # phases, where its messages still at a wait leave with FAULT_STOPPED once they see the word.
         with self._lock:
             self._terminating = True
             self._pending = []
@@ -323,7 +372,15 @@ class OpenclRelaunchKernel(OpenclKernel):
         self._queue.finish()
 
     def _release(self) -> None:
-        for name in ("_ctl_buf", "_in_buf", "_out_buf", "_counts_buf", "_dead_buf", "_state_buf"):
+        for name in (
+            "_ctl_buf",
+            "_in_buf",
+            "_out_buf",
+            "_counts_buf",
+            "_dead_buf",
+            "_state_buf",
+            "_steps_buf",
+        ):
             buf = getattr(self, name, None)
             if buf is not None:
                 buf.release()
