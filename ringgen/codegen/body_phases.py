@@ -32,7 +32,7 @@ import attrs
 
 from ..dsl import ir
 from ..dsl.typesys import ArrayT, c_type, to_field_type
-from ..layout import array_dims, type_align, type_size
+from ..layout import array_dims, layout_of, type_align, type_size
 from .body import _FunctionPrinter, _ends_in_return, emit_program
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "frame_layout",
     "live_across",
     "split_phases",
+    "step_layout",
     "waits_of",
 ]
 
@@ -123,6 +124,40 @@ def frame_layout(fn: ir.Function) -> FrameLayout:
     if not members:
         return FrameLayout((), 1, 1)
     return FrameLayout(tuple(members), _round_up(offset, align), align)
+
+
+def step_layout(spec, handler: ir.Function, outputs_per_message: int) -> dict:
+    """The per-step scratch buffer of kernel ``spec`` whose ``handler`` waits on a barrier, as both
+    skeletons that run the phases declare it (Metal's ``rg_metal_steps_<kernel>``, OpenCL
+    relaunch's ``rg_relaunch_steps_<kernel>``) and assert it: a header of two 32-bit words
+    (``broken`` and a word of the skeleton's), then one step record per party, laid out as C does:
+    the message's ``int`` status, its Outbox when it has one (a count, then ``outputs_per_message``
+    items), its frame of the locals live across a wait (``frame_layout``).
+
+    Returns the template keys ``waits`` (top-level waits: the kernel has ``waits + 1`` phases),
+    ``parties``, ``barrier`` (its name), ``frame_bytes``, ``step_bytes`` (one record) and
+    ``scratch_bytes`` (the whole buffer).
+    """
+    frame = frame_layout(handler)
+    (name, parties), *_ = handler.barriers
+    end, align = 4, 4  # int status
+    if spec.uses_outbox:
+        out = layout_of(spec.outbox)
+        ob_align = max(4, out.align)
+        ob_size = _round_up(_round_up(4, out.align) + outputs_per_message * out.size, ob_align)
+        end = _round_up(end, ob_align) + ob_size
+        align = max(align, ob_align)
+    end = _round_up(end, frame.align) + frame.size
+    align = max(align, frame.align)
+    step = _round_up(end, align)
+    return {
+        "waits": len(waits_of(handler)),
+        "parties": parties,
+        "barrier": name,
+        "frame_bytes": frame.size,
+        "step_bytes": step,
+        "scratch_bytes": _round_up(_round_up(8, align) + parties * step, align),
+    }
 
 
 class _PhasePrinter(_FunctionPrinter):

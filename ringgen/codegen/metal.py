@@ -25,14 +25,13 @@ import numpy as np
 from .. import protocol
 from ..dsl import compile_program, ir
 from ..errors import HandlerError
-from ..layout import layout_of
 from ..protocol import OUTBOX_LIMIT  # re-exported for the Metal host driver and tests
 from .bridged_c import emit_device_codec
 from .dialect_metal import METAL_DIALECT, check_function
 from .env import render
 from .emitter import Emitter
 from .body import debug_requested
-from .body_phases import AT_WAIT, emit_split_program, frame_layout, waits_of
+from .body_phases import AT_WAIT, emit_split_program, step_layout
 from .header import render_header
 from .kernel_context import kernel_context as shared_kernel_context
 from .protocol_c import render_ring_h
@@ -146,41 +145,11 @@ def kernel_context(k, handler=None) -> dict:
     return ctx
 
 
-def _round_up(n: int, a: int) -> int:
-    return (n + a - 1) // a * a
-
-
 def scratch_layout(k, handler, outputs_per_message: int) -> dict:
-    """The per-step scratch buffer (buffer 7) of a kernel that waits on a barrier, as the template
-    declares it (``rg_metal_steps_<kernel>``) and ``static_assert``s it: a header (``broken``,
-    ``short_step``: two 32-bit words), then one ``rg_metal_step_<kernel>`` per party (the message's
-    status, its Outbox when it has one, its frame of the locals live across a wait).
-
-    Returns the template keys ``waits`` (top-level waits: the kernel has ``waits + 1`` phases),
-    ``parties``, ``barrier`` (its name), ``frame_bytes``, ``step_bytes`` (one record) and
-    ``scratch_bytes`` (the whole buffer).
-    """
-    frame = frame_layout(handler)
-    (name, parties), *_ = handler.barriers
-    end, align = 4, 4  # int status
-    if k.uses_outbox:
-        out = layout_of(k.outbox)
-        ob_align = max(4, out.align)
-        ob_size = _round_up(_round_up(4, out.align) + outputs_per_message * out.size, ob_align)
-        end = _round_up(end, ob_align) + ob_size
-        align = max(align, ob_align)
-    end = _round_up(end, frame.align) + frame.size
-    align = max(align, frame.align)
-    step = _round_up(end, align)
-    at = _round_up(8, align)
-    return {
-        "waits": len(waits_of(handler)),
-        "parties": parties,
-        "barrier": name,
-        "frame_bytes": frame.size,
-        "step_bytes": step,
-        "scratch_bytes": _round_up(at + parties * step, max(4, align)),
-    }
+    """The per-step scratch buffer (buffer 7) of a kernel that waits on a barrier: its header's
+    second word is ``short_step``; the layout is ``body_phases.step_layout``'s, shared with OpenCL
+    relaunch."""
+    return step_layout(k, handler, outputs_per_message)
 
 
 def _compile_program(unit: "BuildUnit") -> ir.Program:

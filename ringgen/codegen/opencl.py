@@ -22,9 +22,8 @@ from .._version import __version__
 from .. import protocol
 from ..dsl import ir
 from ..kernel import KernelSpec
-from ..layout import layout_of
 from ..protocol import OUTBOX_LIMIT
-from .body_phases import AT_WAIT, emit_program_with_phases, frame_layout, waits_of
+from .body_phases import AT_WAIT, emit_program_with_phases, step_layout
 from .dialect_opencl import NOW_UNAVAILABLE, OPENCL_DIALECT, OpenclDialect
 from .env import render
 from .emitter import Emitter
@@ -132,39 +131,11 @@ def relaunch_refusal(handler: ir.Function) -> Optional[str]:
     )
 
 
-def _round_up(n: int, a: int) -> int:
-    return (n + a - 1) // a * a
-
-
 def steps_layout(spec: KernelSpec, handler: ir.Function) -> dict:
-    """The relaunch scratch of a kernel whose barriers relaunch mode keeps, as the template
-    declares it (``rg_relaunch_steps_<kernel>``) and asserts it: a header (``broken``, ``unused``:
-    two 32-bit words), then one ``rg_relaunch_step_<kernel>`` per party (the message's status, its
-    Outbox when it has one, its frame of the locals live across a wait), laid out as C does.
-
-    Returns the template keys ``waits`` (the kernel has ``waits + 1`` phases), ``parties``,
-    ``barrier`` (its name), ``frame_bytes``, ``step_bytes`` (one record) and ``scratch_bytes``.
-    """
-    frame = frame_layout(handler)
-    (name, parties), *_ = handler.barriers
-    end, align = 4, 4  # int status
-    if spec.uses_outbox:
-        out = layout_of(spec.outbox)
-        ob_align = max(4, out.align)
-        ob_size = _round_up(_round_up(4, out.align) + spec.outbox_limit * out.size, ob_align)
-        end = _round_up(end, ob_align) + ob_size
-        align = max(align, ob_align)
-    end = _round_up(end, frame.align) + frame.size
-    align = max(align, frame.align)
-    step = _round_up(end, align)
-    return {
-        "waits": len(waits_of(handler)),
-        "parties": parties,
-        "barrier": name,
-        "frame_bytes": frame.size,
-        "step_bytes": step,
-        "scratch_bytes": _round_up(_round_up(8, align) + parties * step, align),
-    }
+    """The relaunch scratch of a kernel whose barriers relaunch mode keeps
+    (``rg_relaunch_steps_<kernel>``; its header's second word is unused): ``body_phases.step_layout``,
+    shared with Metal, with room for the kernel's whole Outbox per message."""
+    return step_layout(spec, handler, spec.outbox_limit)
 
 
 def waited_barriers(kernel: str, source: str) -> tuple[str, ...]:
