@@ -10,7 +10,7 @@ import attrs
 import numpy as np
 
 from ..dsl import ir
-from ..dsl.typesys import ArrayT, ListT, MsgT, Scalar, StrT, arith_unsigned
+from ..dsl.typesys import ArrayT, ListT, MsgT, Scalar, StrT, arith_unsigned, c_type
 from ..intrinsics import MATH_FUNCTIONS
 from ..types import i64, u64
 
@@ -139,6 +139,35 @@ class ExprPrinter:
             return True
         return any(self.can_fault(c) for c in _children(e))
 
+    def in_order(self, exprs, texts: list) -> tuple[list, list]:
+        """Python evaluates ``exprs`` left to right and raises the first fault it meets; C leaves
+        the order of a call's arguments and of an operator's operands unspecified (gcc often goes
+        right to left), and the helpers keep the first fault they set. So where two or more of
+        ``exprs`` can fault, each but the last of those is evaluated first into a temporary, in
+        order (``sequenced`` puts the comma operator's sequence points between them), and its
+        text (in ``texts``, which are the printed ``exprs``) becomes the temporary's name.
+
+        Returns (the temporaries' assignments, the texts to use). Only scalar values are moved;
+        a faulting message, Str or List operand keeps its place (no C temporary holds it)."""
+        faulting = [i for i, x in enumerate(exprs) if self.can_fault(x)]
+        if len(faulting) < 2:
+            return [], list(texts)
+        texts, assigns = list(texts), []
+        for i in faulting[:-1]:
+            if isinstance(exprs[i].type, Scalar):
+                t = self.temp(c_type(exprs[i].type), "seq")
+                assigns.append(f"{t} = {texts[i]}")
+                texts[i] = t
+        return assigns, texts
+
+    @staticmethod
+    def sequenced(assigns: list, text: str) -> str:
+        """``text`` after ``assigns`` (``in_order``), joined by the comma operator. Parenthesized
+        twice, so that ``expr(top=True)`` taking off one pair leaves the comma inside one."""
+        if not assigns:
+            return text
+        return "((" + ", ".join(assigns + [text]) + "))"
+
     # -------------------------------------------------------------- access paths
 
     def field_access(self, e: ir.Field, base: str) -> str:
@@ -198,7 +227,10 @@ class ExprPrinter:
         return f"(({t.c_name})~{x})"
 
     def e_Binary(self, e: ir.Binary) -> str:
-        a, b = self.expr(e.left), self.expr(e.right)
+        seq, (a, b) = self.in_order((e.left, e.right), (self.expr(e.left), self.expr(e.right)))
+        return self.sequenced(seq, self._binary(e, a, b))
+
+    def _binary(self, e: ir.Binary, a: str, b: str) -> str:
         t = _st(e.type)
         op = e.op
         if t.kind == "bool":
@@ -240,7 +272,8 @@ class ExprPrinter:
             ]
             if weak:
                 return self._compare_u64_weak(e, weak[0])
-        return f"({self.expr(e.left)} {e.op} {self.expr(e.right)})"
+        seq, (a, b) = self.in_order((e.left, e.right), (self.expr(e.left), self.expr(e.right)))
+        return self.sequenced(seq, f"({a} {e.op} {b})")
 
     def _compare_u64_weak(self, e: ir.Compare, w: ir.Convert) -> str:
         """A Python int against a u64, exactly as numpy compares: a negative int is below every u64."""
@@ -277,8 +310,11 @@ class ExprPrinter:
         return f"(({dst.c_name})({x}))"
 
     def e_MathCall(self, e: ir.MathCall) -> str:
+        seq, args = self.in_order(e.args, [self.expr(a, top=True) for a in e.args])
+        return self.sequenced(seq, self._math_call(e, args))
+
+    def _math_call(self, e: ir.MathCall, args: list) -> str:
         t = _st(e.type)
-        args = [self.expr(a, top=True) for a in e.args]
         if e.fn == "abs":
             if t.is_float:
                 return f"rg_fabs_{t.name}({args[0]})"
@@ -296,7 +332,8 @@ class ExprPrinter:
         return f"rg_{stem}_{t.name}({', '.join(args)})"
 
     def e_CallDevice(self, e: ir.CallDevice) -> str:
-        return f"rg_fn_{e.fn}({', '.join(self.call_args(e) + ['rg_fault', 'rg_stop'])})"
+        seq, args = self.in_order(e.args, self.call_args(e))
+        return self.sequenced(seq, f"rg_fn_{e.fn}({', '.join(args + ['rg_fault', 'rg_stop'])})")
 
     def call_args(self, e: ir.CallDevice) -> list[str]:
         """The C arguments of a device call: messages, Str and List by pointer, Arrays decayed."""
