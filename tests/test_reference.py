@@ -89,6 +89,36 @@ def test_ordered_state_write_wraps_to_field_type():
     assert isinstance(state.balance, np.int64)
 
 
+def test_u64_arrays_above_2_63_are_kept_exactly(tmp_path):
+    """A u64 Array (nested too) or List mixing values above and below 2**63 reaches the record
+    exactly: np.asarray would take such a list through float64 and round it (an Array did, until
+    the generated kernels found it through the Metal shim's decoded bridged replies)."""
+    _, m = _module(
+        tmp_path,
+        "u64_arrays",
+        """
+        import ringgen as rg
+        from ringgen.types import Array, List, u64
+
+        @rg.message
+        class Wide:
+            a: Array[u64, 3]
+            n: Array[Array[u64, 2], 2]
+            l: List[u64, 3]
+        """,
+    )
+    big = 9479970728465914509  # above 2**63, and odd: float64 cannot hold it
+    rec = to_numpy_message(m.Wide(a=[big, 7, 2**64 - 2], n=[[1, big], [big + 2, 0]], l=[big, 1]))
+    assert [int(x) for x in rec.array[0]["a"]] == [big, 7, 2**64 - 2]
+    assert [[int(x) for x in row] for row in rec.array[0]["n"]] == [[1, big], [big + 2, 0]]
+    assert [int(x) for x in rec.array[0]["l"]["items"][:2]] == [big, 1]
+    back = to_object(rec)
+    assert list(back.a) == [big, 7, 2**64 - 2] and [list(r) for r in back.n] == [
+        [1, big],
+        [big + 2, 0],
+    ]
+
+
 def test_rewritten_source_is_in_linecache_and_tracebacks():
     unit, m = _example("counters")
     handler = reference_handler(unit.kernels[0])

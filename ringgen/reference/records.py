@@ -230,7 +230,17 @@ def _store(col: np.ndarray, name: str, t, value: Any) -> None:
             col[0][j] = rec.array[0]
         return
     if isinstance(t, ArrayType):
-        src = np.asarray(value)
+        if isinstance(value, np.ndarray):
+            src = value
+        else:
+            # Python ints straight to the element type, as for a List below: np.asarray went
+            # through float64 when a u64 array mixed values above and below 2**63, and rounded
+            # them (found by the generated kernels: the Metal shim's bridged replies, decoded to
+            # Python ints, came back rounded; so did any such message sent to the cpu backend).
+            try:
+                src = np.array(value, dtype=col.dtype.base)
+            except (OverflowError, TypeError, ValueError):
+                src = np.asarray(value)
         col[0] = src if src.dtype.names is not None else src.astype(col.dtype, casting="unsafe")
         return
     if isinstance(t, MessageType):
