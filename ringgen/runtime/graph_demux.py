@@ -14,8 +14,7 @@ import numpy as np
 
 from ..graph_fusion import EXIT_PAYLOAD, EXIT_TAG, FusedParts
 from ..graphs import Graph
-from ..layout import layout_of
-from .graph_device_topics import HostTopics
+from .graph_device_topics import HostTopics, checked_codec
 
 __all__ = ["ExitDemux"]
 
@@ -29,8 +28,8 @@ class ExitDemux:
 
     ``received[exit]`` counts the replies handed to the user, ``spilled[exit]`` those split off
     while another exit was received from (they wait for a later receive of their own exit: the
-    spill rule per exit), ``pending(exit)`` those waiting in the exit's spill now. Each exit's rows have its message codec's dtype (``codecs``), as a kernel's
-    ``receive_batch`` gives them.
+    spill rule per exit), ``pending(exit)`` those waiting in the exit's spill now. Each exit's
+    rows have its message codec's dtype (``codecs``), as a kernel's ``receive_batch`` gives them.
 
     Rows tagged for a topic the host subscribes to (``FusedParts.outlets`` after the exits) go to
     ``topics`` (``HostTopics.put``), the subscription's queue.
@@ -56,13 +55,9 @@ class ExitDemux:
             spec = graph.spec(x)
             cls = spec.outbox or spec.output
             # the dtype a kernel's receive_batch gives (its codec's), laid out as the device's
-            self.dtypes[x] = codecs[cls.__name__].dtype if cls is not None else None
-            if cls is not None and self.dtypes[x].itemsize != layout_of(cls).size:
-                raise ValueError(
-                    f"graph {graph.label}: exit {x}'s codec of {cls.__name__} holds "
-                    f"{self.dtypes[x].itemsize} bytes, its layout {layout_of(cls).size}: "
-                    "rebuild the package"
-                )
+            self.dtypes[x] = (
+                checked_codec(graph, codecs, cls, f"exit {x}").dtype if cls is not None else None
+            )
         self.words = parts.payload_words
         self.lock = lock or threading.RLock()
         self.spills: dict[str, collections.deque] = {x: collections.deque() for x in self.exits}

@@ -46,7 +46,7 @@ from .topic_host import (
     host_topic,
 )
 
-__all__ = ["HostTopicCalls", "HostTopics", "fused_topic_stats"]
+__all__ = ["HostTopicCalls", "HostTopics", "checked_codec", "fused_topic_stats"]
 
 
 class HostTopics:
@@ -79,7 +79,7 @@ class HostTopics:
         self.codecs: dict[str, Any] = {}
         for t in graph.topics:
             if t.host_publishes or t.host_subscribes:
-                self.codecs[t.name] = _checked(graph, codecs, t.message, f"topic {t.name}")
+                self.codecs[t.name] = checked_codec(graph, codecs, t.message, f"topic {t.name}")
         self.queues: dict[str, SubscriberQueue] = {}
         for name in parts.host_subscribed:
             t = host_topic(graph, name, publishes=False)
@@ -90,7 +90,7 @@ class HostTopics:
         if parts.input_class is not None:
             self.input_dtype = codecs[parts.input_class.__name__].dtype
             entry = graph.spec(graph.entry).input
-            self.entry_codec = _checked(graph, codecs, entry, f"entry {graph.entry}")
+            self.entry_codec = checked_codec(graph, codecs, entry, f"entry {graph.entry}")
 
     # ---- the host subscribes
 
@@ -320,8 +320,13 @@ def fused_topic_stats(
     return out
 
 
-def _checked(graph: Graph, codecs: Mapping[str, Any], cls: type, what: str) -> Any:
-    """The codec of ``cls``, whose dtype must be laid out as the device's."""
+def checked_codec(graph: Graph, codecs: Mapping[str, Any], cls: type, what: str) -> Any:
+    """The codec of ``cls`` (``what`` names its role: an exit, a topic, the entry), whose dtype
+    must be laid out as the device's.
+
+    Raises:
+        ValueError: the codec's dtype is not the size of the class's layout (a stale package).
+    """
     codec = codecs[cls.__name__]
     if codec.dtype.itemsize != layout_of(cls).size:
         raise ValueError(
