@@ -215,6 +215,18 @@ class Record:
         return Record(self._cls, self._arr.copy())
 
 
+def _exactly(values: Any, dtype: np.dtype) -> np.ndarray:
+    """``values`` (Python numbers, nested for an Array of Arrays) as an array of the element type
+    ``dtype``: np.asarray would go through float64 when u64 values mix numbers above and below
+    2**63, and round them (the generated kernels found it for Lists, then for Arrays: the Metal
+    shim's decoded bridged replies, and any such message sent to the cpu backend). Values the
+    element type cannot take as they are keep np.asarray's type, for the caller's cast."""
+    try:
+        return np.array(values, dtype=dtype)
+    except (OverflowError, TypeError, ValueError):
+        return np.asarray(values)
+
+
 def _store(col: np.ndarray, name: str, t, value: Any) -> None:
     """Store ``value`` into field ``name`` (``col`` is the record array for scalars, else the column)."""
     if isinstance(t, ScalarType):
@@ -230,17 +242,7 @@ def _store(col: np.ndarray, name: str, t, value: Any) -> None:
             col[0][j] = rec.array[0]
         return
     if isinstance(t, ArrayType):
-        if isinstance(value, np.ndarray):
-            src = value
-        else:
-            # Python ints straight to the element type, as for a List below: np.asarray went
-            # through float64 when a u64 array mixed values above and below 2**63, and rounded
-            # them (found by the generated kernels: the Metal shim's bridged replies, decoded to
-            # Python ints, came back rounded; so did any such message sent to the cpu backend).
-            try:
-                src = np.array(value, dtype=col.dtype.base)
-            except (OverflowError, TypeError, ValueError):
-                src = np.asarray(value)
+        src = value if isinstance(value, np.ndarray) else _exactly(value, col.dtype.base)
         col[0] = src if src.dtype.names is not None else src.astype(col.dtype, casting="unsafe")
         return
     if isinstance(t, MessageType):
@@ -263,13 +265,7 @@ def _store(col: np.ndarray, name: str, t, value: Any) -> None:
         elif isinstance(value, np.ndarray):
             items = value
         else:
-            # Python ints straight to the element type: np.asarray would go through float64 when
-            # a u64 list mixes values above and below 2**63, and round them.
-            items = list(value)
-            try:
-                items = np.array(items, dtype=col["items"].dtype.base)
-            except (OverflowError, TypeError, ValueError):
-                items = np.asarray(items)
+            items = _exactly(list(value), col["items"].dtype.base)
         n = len(items)
         if n > t.max_len:
             raise HandlerFault(Reason.RANGE_ERROR, f"{n} items do not fit List[..., {t.max_len}]")
