@@ -2,7 +2,8 @@
 leaves the order of a call's arguments and of an operator's operands unspecified (gcc evaluated
 ``min(a, b)``'s ``b`` first), and the fault helpers keep the first fault *they* set. The body
 printer sequences every operand or argument that can fault, but the last, into a temporary with
-the comma operator (``ExprPrinter.in_order``), so every backend reports the reason Python does.
+the comma operator (``ExprPrinter.in_order``), and the checked indices of an indexed base before
+its own index (``ExprPrinter.e_Index``), so every backend reports the reason Python does.
 
 Found by the generated kernels (seed 23, 160 kernels): ``min(x if (v % v) >= ... else x,
 a[i] % ...)`` faulted DIVISION_BY_ZERO on the reference and INDEX_OUT_OF_RANGE on ``c`` and the
@@ -40,6 +41,7 @@ class Req:
     id: i64
     x: i32
     a: Array[i32, 4]
+    g: Array[Array[i32, 2], 2]
 
 
 @rg.message
@@ -80,6 +82,11 @@ def div_first_call(m: Req) -> Res:
 
 
 @rg.ring_kernel
+def index_first_nested(m: Req) -> Res:
+    return Res(id=m.id, r=m.g[i64(4) + m.id - m.id][m.x // (m.x - m.x)], b=False)
+
+
+@rg.ring_kernel
 def three_arguments(m: Req) -> Res:
     v = min(m.a[i64(4) + m.id - m.id], m.x // (m.x - m.x), m.a[i64(5) + m.id - m.id])
     return Res(id=m.id, r=v, b=False)
@@ -93,6 +100,7 @@ FIRST = {
     "div_first_add": "DIVISION_BY_ZERO",
     "index_first_compare": "INDEX_OUT_OF_RANGE",
     "div_first_call": "DIVISION_BY_ZERO",
+    "index_first_nested": "INDEX_OUT_OF_RANGE",
     "three_arguments": "INDEX_OUT_OF_RANGE",
 }
 
@@ -102,7 +110,9 @@ def test_the_reference_faults_with_the_reason_python_meets_first(module_file):
     mod = importlib.import_module(module_file(ORDER).stem)
     for name, reason in FIRST.items():
         with rg.launch(getattr(mod, name), backend="cpu") as k:
-            k.send_batch([mod.Req(id=i, x=3 + i, a=[1, 2, 3, 4]) for i in range(3)])
+            k.send_batch(
+                [mod.Req(id=i, x=3 + i, a=[1, 2, 3, 4], g=[[1, 2], [3, 4]]) for i in range(3)]
+            )
             deadline = time.monotonic() + 30
             while k.stats().processed < 3:
                 assert time.monotonic() < deadline, f"{name}: not processed"
@@ -126,5 +136,8 @@ def test_the_printer_sequences_faulting_operands_and_leaves_the_rest_alone(modul
     assert "rg_seq" in handler and "rg_py_min_i32(rg_seq" in handler
     three = text.split("rg_handle_three_arguments(", 1)[1].split("\n}\n", 1)[0]
     assert three.count("rg_seq") >= 4  # two temporaries, each declared and assigned, then used
+    nested = text.split("rg_handle_index_first_nested(", 1)[1].split("\n}\n", 1)[0]
+    # the base's index goes into a temporary before the index that divides is evaluated
+    assert "(rg_ix" in nested and "->g[rg_ix" in nested
     plain = emit_body(collect(module_file(ORDER.replace("m.x // (m.x - m.x)", "m.x"))))
     assert "rg_seq" not in plain.split("rg_handle_div_first_min(", 1)[1].split("\n}\n", 1)[0]

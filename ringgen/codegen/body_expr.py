@@ -207,6 +207,14 @@ class ExprPrinter:
         return self.field_access(e, self.expr(e.base))
 
     def e_Index(self, e: ir.Index) -> str:
+        if e.checked and self.can_fault(e.base) and self.can_fault(e.index):
+            # Python takes the base (its own indices) before this index, and C's a[i] leaves the
+            # order open: the base's checked indices go into temporaries first, in order, as an
+            # assignment's target does (``place``), then this index (``in_order``'s reason)
+            pre: list[str] = []
+            base = self.place(e.base, pre, "")
+            access = self.index_access(e, base, self.index_expr(e, base))
+            return self.sequenced([p.rstrip(";") for p in pre], access)
         base = self.expr(e.base)
         idx = self.index_expr(e, base) if e.checked else self.expr(e.index, top=True)
         return self.index_access(e, base, idx)
